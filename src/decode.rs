@@ -1,0 +1,544 @@
+//! Reading a change file: bytes → YAML tree → [`ChangeRequest`], with a finding (and its
+//! place) for every problem rather than stopping at the first.
+//!
+//! Decoding is independent of the policy: it checks shapes, types and vocabularies. Rules
+//! that need the policy (required fields, change types, approvals) are in [`crate::validate`].
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+
+use crate::finding::{Finding, suggest};
+use crate::model::{
+    ALL_FIELDS, Approval, Cancellation, ChangeId, ChangeRequest, Decision, Implementation, Review,
+    Schedule, parse_timestamp,
+};
+use crate::yaml::{self, Limits, Node, Pos, Value};
+
+/// Largest change file read. Real ones are a few kilobytes; anything this big is an attack
+/// or an accident, and reading it whole would cost memory proportional to the attack.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Keys allowed in each nested mapping.
+pub const SCHEDULE_KEYS: &[&str] = &["start", "end", "maintenance_window"];
+/// Keys of one approval.
+pub const APPROVAL_KEYS: &[&str] = &["by", "role", "decision", "at", "comments", "conditions"];
+/// Keys of `implementation`.
+pub const IMPLEMENTATION_KEYS: &[&str] = &[
+    "implementer",
+    "started_at",
+    "completed_at",
+    "outcome",
+    "test_results",
+];
+/// Keys of `review`.
+pub const REVIEW_KEYS: &[&str] = &["by", "at", "summary"];
+/// Keys of `cancellation`.
+pub const CANCELLATION_KEYS: &[&str] = &["by", "at", "reason"];
+
+/// A decoded change file.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// What could be read. Fields with problems are left empty.
+    pub change: ChangeRequest,
+    /// Every problem found.
+    pub findings: Vec<Finding>,
+    /// Where each value is (`status`, `approvals[0].by`, `schedule.end`, …); keys of the
+    /// top-level mapping are under `<name>:key`.
+    pub places: HashMap<String, Pos>,
+    /// The file was readable YAML (findings, if any, are about content).
+    pub parsed: bool,
+}
+
+impl Decoded {
+    /// The place of a path, if known.
+    pub fn place(&self, path: &str) -> Option<Pos> {
+        self.places.get(path).copied()
+    }
+
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(Finding::is_error)
+    }
+}
+
+/// Decodes the bytes of a change file named `file` (used in findings).
+pub fn decode_bytes(file: &str, bytes: &[u8]) -> Decoded {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return failed(Finding::error(
+            file,
+            None,
+            "too-large",
+            format!(
+                "the file is {} bytes; change files are limited to {} bytes",
+                bytes.len(),
+                MAX_FILE_BYTES
+            ),
+        ));
+    }
+    if bytes.contains(&0) {
+        return failed(Finding::error(
+            file,
+            None,
+            "encoding",
+            "the file contains NUL bytes: it is binary, not a YAML change file",
+        ));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => decode_str(file, text),
+        Err(e) => failed(Finding::error(
+            file,
+            Some(yaml::pos_of_offset(bytes, e.valid_up_to())),
+            "encoding",
+            "the file is not valid UTF-8",
+        )),
+    }
+}
+
+fn failed(f: Finding) -> Decoded {
+    Decoded {
+        findings: vec![f],
+        ..Default::default()
+    }
+}
+
+/// Decodes the text of a change file.
+pub fn decode_str(file: &str, text: &str) -> Decoded {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let root = match yaml::parse(text, Limits::default()) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return failed(Finding::error(
+                file,
+                None,
+                "empty",
+                "the file is empty: a change file is a YAML mapping of fields",
+            ));
+        }
+        Err(e) => return failed(Finding::error(file, e.pos, "yaml", e.message)),
+    };
+    let mut d = Decoder {
+        file,
+        out: Decoded {
+            parsed: true,
+            ..Default::default()
+        },
+    };
+    d.change(&root);
+    d.out
+}
+
+struct Decoder<'f> {
+    file: &'f str,
+    out: Decoded,
+}
+
+impl Decoder<'_> {
+    fn error(&mut self, pos: Pos, rule: &'static str, message: String) {
+        self.out
+            .findings
+            .push(Finding::error(self.file, Some(pos), rule, message));
+    }
+
+    fn place(&mut self, path: &str, node: &Node) {
+        self.out.places.insert(path.to_owned(), node.pos);
+    }
+
+    /// The entries of a mapping with known keys; unknown keys become findings.
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+    ) -> Vec<(&'n str, &'n Node)> {
+        let Some(entries) = node.as_map() else {
+            if node.value != Value::Null {
+                let what = if path.is_empty() { "the file" } else { path };
+                self.error(
+                    node.pos,
+                    "type",
+                    format!("{what} must be a mapping of fields, not {}", node.kind()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut known = Vec::new();
+        for (k, v) in entries {
+            let key = yaml::key_text(k);
+            if allowed.contains(&key) {
+                known.push((key, v));
+                continue;
+            }
+            let hint = suggest(key, allowed.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            let scope = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" in {path}")
+            };
+            self.error(
+                k.pos,
+                "unknown-key",
+                format!("unknown key `{key}`{scope}{hint}"),
+            );
+        }
+        known
+    }
+
+    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
+        self.place(path, node);
+        match &node.value {
+            Value::Null => None,
+            Value::Scalar { text, .. } => Some(text.clone()),
+            _ => {
+                self.error(
+                    node.pos,
+                    "type",
+                    format!("{path} must be text, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn parsed<T: FromStr<Err = String>>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        rule: &'static str,
+    ) -> Option<T> {
+        let text = self.text(node, path)?;
+        match text.trim().parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(node.pos, rule, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn timestamp(&mut self, node: &Node, path: &str) -> Option<Timestamp> {
+        let text = self.text(node, path)?;
+        match parse_timestamp(&text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(node.pos, "timestamp", format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        self.place(path, node);
+        match &node.value {
+            Value::Null => None,
+            Value::Scalar { text, plain: true } if text == "true" => Some(true),
+            Value::Scalar { text, plain: true } if text == "false" => Some(false),
+            _ => {
+                let shown = node.as_scalar().unwrap_or(node.kind());
+                self.error(
+                    node.pos,
+                    "type",
+                    format!("{path} must be true or false (unquoted), not `{shown}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn list(&mut self, node: &Node, path: &str) -> Vec<String> {
+        self.place(path, node);
+        match &node.value {
+            Value::Null => Vec::new(),
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.text(item, &format!("{path}[{i}]")))
+                .collect(),
+            _ => {
+                self.error(
+                    node.pos,
+                    "type",
+                    format!(
+                        "{path} must be a list (like [a, b] or one `- item` per line), not {}",
+                        node.kind()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn required<T>(&mut self, value: Option<T>, parent: &Node, path: &str) -> Option<T> {
+        if value.is_none() && !self.out.places.contains_key(path) {
+            self.error(parent.pos, "required", format!("{path} is missing"));
+        } else if value.is_none() {
+            let pos = self.out.places[path];
+            self.error(pos, "required", format!("{path} is empty"));
+        }
+        value
+    }
+
+    fn change(&mut self, root: &Node) {
+        let mut c = ChangeRequest::default();
+        for (key, v) in self.mapping(root, "", ALL_FIELDS) {
+            if let Some((k, _)) = root
+                .as_map()
+                .and_then(|m| m.iter().find(|(k, _)| yaml::key_text(k) == key))
+            {
+                self.out.places.insert(format!("{key}:key"), k.pos);
+            }
+            match key {
+                "id" => c.id = self.parsed::<ChangeId>(v, key, "id"),
+                "title" => c.title = self.text(v, key),
+                "description" => c.description = self.text(v, key),
+                "business_justification" => c.business_justification = self.text(v, key),
+                "requester" => c.requester = self.text(v, key),
+                "request_date" => c.request_date = self.timestamp(v, key),
+                "change_type" => c.change_type = self.text(v, key),
+                "change_model" => c.change_model = self.parsed(v, key, "enum"),
+                "priority" => c.priority = self.parsed(v, key, "enum"),
+                "urgency" => c.urgency = self.parsed(v, key, "enum"),
+                "risk_level" => c.risk_level = self.parsed(v, key, "enum"),
+                "affected_systems" => c.affected_systems = self.list(v, key),
+                "impact_scope" => c.impact_scope = self.text(v, key),
+                "implementation_plan" => c.implementation_plan = self.text(v, key),
+                "rollback_plan" => c.rollback_plan = self.text(v, key),
+                "testing_required" => c.testing_required = self.boolean(v, key),
+                "test_plan" => c.test_plan = self.text(v, key),
+                "test_environment" => c.test_environment = self.text(v, key),
+                "schedule" => c.schedule = self.schedule(v),
+                "status" => c.status = self.parsed(v, key, "enum"),
+                "approvals" => c.approvals = self.approvals(v),
+                "implementation" => c.implementation = self.implementation(v),
+                "review" => c.review = self.review(v),
+                "cancellation" => c.cancellation = self.cancellation(v),
+                _ => unreachable!("mapping() returns allowed keys only"),
+            }
+        }
+        self.out.change = c;
+    }
+
+    fn schedule(&mut self, node: &Node) -> Option<Schedule> {
+        self.place("schedule", node);
+        if node.value == Value::Null {
+            return None;
+        }
+        let (mut start, mut end, mut mw) = (None, None, false);
+        for (key, v) in self.mapping(node, "schedule", SCHEDULE_KEYS) {
+            let path = format!("schedule.{key}");
+            match key {
+                "start" => start = self.timestamp(v, &path),
+                "end" => end = self.timestamp(v, &path),
+                _ => mw = self.boolean(v, &path).unwrap_or(false),
+            }
+        }
+        if node.as_map().is_none() {
+            return None;
+        }
+        let start = self.required(start, node, "schedule.start");
+        let end = self.required(end, node, "schedule.end");
+        Some(Schedule {
+            start: start?,
+            end: end?,
+            maintenance_window: mw,
+        })
+    }
+
+    fn approvals(&mut self, node: &Node) -> Vec<Approval> {
+        self.place("approvals", node);
+        let items = match &node.value {
+            Value::Null => return Vec::new(),
+            Value::Seq(items) => items,
+            _ => {
+                self.error(
+                    node.pos,
+                    "type",
+                    format!("approvals must be a list, not {}", node.kind()),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let base = format!("approvals[{i}]");
+            self.place(&base, item);
+            let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
+                (None, None, None, None, None, Vec::new());
+            for (key, v) in self.mapping(item, &base, APPROVAL_KEYS) {
+                let path = format!("{base}.{key}");
+                match key {
+                    "by" => by = self.text(v, &path),
+                    "role" => role = self.text(v, &path),
+                    "decision" => decision = self.parsed::<Decision>(v, &path, "enum"),
+                    "at" => at = self.timestamp(v, &path),
+                    "comments" => comments = self.text(v, &path),
+                    _ => conditions = self.list(v, &path),
+                }
+            }
+            if item.as_map().is_none() {
+                continue;
+            }
+            let by = self.required(by, item, &format!("{base}.by"));
+            let role = self.required(role, item, &format!("{base}.role"));
+            let decision = self.required(decision, item, &format!("{base}.decision"));
+            let at = self.required(at, item, &format!("{base}.at"));
+            if let (Some(by), Some(role), Some(decision), Some(at)) = (by, role, decision, at) {
+                out.push(Approval {
+                    by,
+                    role,
+                    decision,
+                    at,
+                    comments,
+                    conditions,
+                });
+            }
+        }
+        out
+    }
+
+    fn implementation(&mut self, node: &Node) -> Option<Implementation> {
+        self.place("implementation", node);
+        let mut imp = Implementation::default();
+        for (key, v) in self.mapping(node, "implementation", IMPLEMENTATION_KEYS) {
+            let path = format!("implementation.{key}");
+            match key {
+                "implementer" => imp.implementer = self.text(v, &path),
+                "started_at" => imp.started_at = self.timestamp(v, &path),
+                "completed_at" => imp.completed_at = self.timestamp(v, &path),
+                "outcome" => imp.outcome = self.parsed(v, &path, "enum"),
+                _ => imp.test_results = self.text(v, &path),
+            }
+        }
+        node.as_map().map(|_| imp)
+    }
+
+    fn review(&mut self, node: &Node) -> Option<Review> {
+        self.place("review", node);
+        node.as_map()?;
+        let (mut by, mut at, mut summary) = (None, None, None);
+        for (key, v) in self.mapping(node, "review", REVIEW_KEYS) {
+            let path = format!("review.{key}");
+            match key {
+                "by" => by = self.text(v, &path),
+                "at" => at = self.timestamp(v, &path),
+                _ => summary = self.text(v, &path),
+            }
+        }
+        let by = self.required(by, node, "review.by");
+        let at = self.required(at, node, "review.at");
+        let summary = self.required(summary, node, "review.summary");
+        Some(Review {
+            by: by?,
+            at: at?,
+            summary: summary?,
+        })
+    }
+
+    fn cancellation(&mut self, node: &Node) -> Option<Cancellation> {
+        self.place("cancellation", node);
+        node.as_map()?;
+        let (mut by, mut at, mut reason) = (None, None, None);
+        for (key, v) in self.mapping(node, "cancellation", CANCELLATION_KEYS) {
+            let path = format!("cancellation.{key}");
+            match key {
+                "by" => by = self.text(v, &path),
+                "at" => at = self.timestamp(v, &path),
+                _ => reason = self.text(v, &path),
+            }
+        }
+        let by = self.required(by, node, "cancellation.by");
+        let at = self.required(at, node, "cancellation.at");
+        let reason = self.required(reason, node, "cancellation.reason");
+        Some(Cancellation {
+            by: by?,
+            at: at?,
+            reason: reason?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Priority, Status};
+
+    #[test]
+    fn a_tricky_but_good_file_decodes_cleanly() {
+        let text = "# hand-written\r\nrisk_level: low\r\nid: CHG-2025-001\r\ntitle: \"Ünïcödé: title\"\r\npriority: high # inline\r\naffected_systems: [a, b]\r\ndescription: |\r\n  line one\r\n  line two\r\ntesting_required: true\r\nstatus: pending_approval\r\n";
+        let d = decode_str("f.yaml", text);
+        assert!(d.findings.is_empty(), "{:?}", d.findings);
+        assert_eq!(d.change.priority, Some(Priority::High));
+        assert_eq!(d.change.status, Some(Status::PendingApproval));
+        assert_eq!(d.change.title.as_deref(), Some("Ünïcödé: title"));
+        assert_eq!(
+            d.change.description.as_deref(),
+            Some("line one\nline two\n")
+        );
+        assert_eq!(d.change.affected_systems, ["a", "b"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = "id: CHG-2025-001\nrollback_paln: x\npriority: urgent\ntesting_required: \"yes\"\nrequest_date: 2025-01-27\naffected_systems: one\n";
+        let d = decode_str("f.yaml", text);
+        let got: Vec<_> = d
+            .findings
+            .iter()
+            .map(|f| (f.rule, f.pos.unwrap().line, f.pos.unwrap().column))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("unknown-key", 2, 1),
+                ("enum", 3, 11),
+                ("type", 4, 19),
+                ("timestamp", 5, 15),
+                ("type", 6, 19)
+            ]
+        );
+        assert!(
+            d.findings[0]
+                .message
+                .contains("did you mean `rollback_plan`")
+        );
+        assert!(
+            d.findings[1]
+                .message
+                .contains("critical, high, medium, low")
+        );
+    }
+
+    #[test]
+    fn nested_sections_check_their_keys_and_required_parts() {
+        let text = "approvals:\n  - by: a@x\n    role: r\n    decison: approved\n    at: 2025-01-01T00:00:00Z\nschedule:\n  start: 2025-01-01T00:00:00Z\n";
+        let d = decode_str("f.yaml", text);
+        let rules: Vec<_> = d.findings.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            rules,
+            ["unknown-key", "required", "required"],
+            "{:?}",
+            d.findings
+        );
+        assert!(d.findings[0].message.contains("did you mean `decision`"));
+    }
+
+    #[test]
+    fn hostile_bytes_are_findings_not_crashes() {
+        assert_eq!(
+            decode_bytes("f", b"title: \xff\xfe").findings[0].rule,
+            "encoding"
+        );
+        assert_eq!(
+            decode_bytes("f", b"\x00\x01\x02").findings[0].rule,
+            "encoding"
+        );
+        assert_eq!(decode_bytes("f", b"").findings[0].rule, "empty");
+        assert_eq!(decode_bytes("f", b"- a\n- b\n").findings[0].rule, "type");
+        assert_eq!(decode_bytes("f", b"a: [\n").findings[0].rule, "yaml");
+        let big = vec![b'#'; (MAX_FILE_BYTES + 1) as usize];
+        assert_eq!(decode_bytes("f", &big).findings[0].rule, "too-large");
+    }
+}

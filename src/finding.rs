@@ -1,0 +1,117 @@
+//! A finding: one problem in one file, with its place and the rule it breaks.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::yaml::Pos;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fails validation.
+    Error,
+    /// Reported, but does not fail validation.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One problem, with everything needed to find and fix it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Finding {
+    /// The file, relative to the store where possible.
+    pub file: String,
+    /// Where in the file, when a place applies.
+    pub pos: Option<Pos>,
+    /// The change id, when known.
+    pub id: Option<String>,
+    /// A stable rule name (`required`, `unknown-key`, `enum`, …).
+    pub rule: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// One sentence.
+    pub message: String,
+}
+
+impl Finding {
+    /// An error finding.
+    pub fn error(
+        file: impl Into<String>,
+        pos: Option<Pos>,
+        rule: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            file: file.into(),
+            pos,
+            id: None,
+            rule,
+            severity: Severity::Error,
+            message: message.into(),
+        }
+    }
+
+    /// A warning finding.
+    pub fn warning(
+        file: impl Into<String>,
+        pos: Option<Pos>,
+        rule: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            severity: Severity::Warning,
+            ..Finding::error(file, pos, rule, message)
+        }
+    }
+
+    /// Whether this finding fails validation.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Finding {
+    /// `file:line:column: rule: message`, the text format of SPEC section 8.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        write!(f, "{}: {}", self.rule, self.message)
+    }
+}
+
+/// The closest of `candidates` to a misspelt `word`, for did-you-mean hints.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_near_misses_only() {
+        let keys = ["rollback_plan", "test_plan", "title"];
+        assert_eq!(suggest("rollback_paln", keys), Some("rollback_plan"));
+        assert_eq!(suggest("tittle", keys), Some("title"));
+        assert_eq!(suggest("banana", keys), None);
+    }
+}

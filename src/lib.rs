@@ -1,0 +1,29 @@
+//! `chg`: technical change management in git.
+//!
+//! One YAML file per change request, a policy in the same repository, and one git commit per
+//! state transition, so that `git log` is the audit trail. This crate is the domain: a
+//! command-line front end (the `chg` binary) and, later, an HTTP API call into it.
+//!
+//! - [`model`]: the change request and its vocabulary.
+//! - [`yaml`] and [`decode`]: reading files with a place for every problem.
+//! - [`policy`]: the rules, checked for self-consistency.
+//! - [`workflow`]: the life cycle as pure functions from a change to its next version.
+//! - [`validate`]: files and the whole store against the policy.
+//! - [`edit`]: in-place edits that keep a person's comments and layout.
+//! - [`store`]: the git-backed store: discovery, locking, atomic writes, one commit per step.
+//! - [`history`]: transitions read back from commits and trailers.
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod edit;
+pub mod error;
+pub mod finding;
+pub mod history;
+pub mod model;
+pub mod policy;
+pub mod store;
+pub mod validate;
+pub mod workflow;
+pub mod yaml;
+
+pub use error::{Error, Result};

@@ -1,0 +1,709 @@
+//! The change request and its vocabulary: ids, statuses, models, priorities, durations.
+//!
+//! These are plain data types. Reading them from YAML with places for every problem lives in
+//! [`crate::decode`]; the rules that relate them live in [`crate::policy`] and
+//! [`crate::workflow`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Defines a closed vocabulary (an enum written in lower case in files and on the command line).
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $(
+                #[doc = $text]
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// Every value, in the order the SPEC lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// What this vocabulary is called in messages.
+            pub const WHAT: &'static str = $what;
+
+            /// The spelling used in files and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// All spellings, for error messages and prompts.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "`{}` is not a valid {}; expected one of: {}",
+                        s,
+                        $what,
+                        Self::names().join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// Where a change is in its life cycle (SPEC section 4).
+    Status, "status" {
+        Draft => "draft",
+        PendingApproval => "pending_approval",
+        Approved => "approved",
+        Rejected => "rejected",
+        Implementing => "implementing",
+        Closed => "closed",
+        Cancelled => "cancelled",
+    }
+);
+
+vocabulary!(
+    /// ITIL change model: how much ceremony a change needs.
+    ChangeModel, "change model" {
+        Standard => "standard",
+        Normal => "normal",
+        Emergency => "emergency",
+    }
+);
+
+vocabulary!(
+    /// Business priority; selects the approval rule.
+    Priority, "priority" {
+        Critical => "critical",
+        High => "high",
+        Medium => "medium",
+        Low => "low",
+    }
+);
+
+vocabulary!(
+    /// How soon the change is needed.
+    Urgency, "urgency" {
+        Emergency => "emergency",
+        High => "high",
+        Medium => "medium",
+        Low => "low",
+    }
+);
+
+vocabulary!(
+    /// The assessed risk of the change.
+    RiskLevel, "risk level" {
+        Low => "low",
+        Medium => "medium",
+        High => "high",
+        Critical => "critical",
+    }
+);
+
+vocabulary!(
+    /// How an implementation ended.
+    Outcome, "outcome" {
+        Successful => "successful",
+        Failed => "failed",
+        RolledBack => "rolled_back",
+    }
+);
+
+vocabulary!(
+    /// An approver's decision.
+    Decision, "decision" {
+        Approved => "approved",
+        Rejected => "rejected",
+    }
+);
+
+impl Status {
+    /// Statuses after which nothing but reading happens.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Rejected | Status::Closed | Status::Cancelled)
+    }
+}
+
+/// A change request id: `<prefix>-<year>-<number>`, number zero-padded to three digits.
+///
+/// Parsing is strict so that an id can be turned into a path without any chance of
+/// escaping the store (`../../etc/passwd` is not an id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChangeId {
+    prefix: String,
+    year: i16,
+    number: u32,
+}
+
+impl ChangeId {
+    /// Builds an id from its parts.
+    pub fn new(prefix: &str, year: i16, number: u32) -> Result<Self, String> {
+        if !valid_prefix(prefix) {
+            return Err(format!(
+                "`{prefix}` is not a valid id prefix (letters and digits, starting with a letter)"
+            ));
+        }
+        if !(1970..=9999).contains(&year) {
+            return Err(format!("{year} is not a valid id year"));
+        }
+        Ok(ChangeId {
+            prefix: prefix.to_owned(),
+            year,
+            number,
+        })
+    }
+
+    /// The prefix (`CHG`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The year of creation.
+    pub fn year(&self) -> i16 {
+        self.year
+    }
+
+    /// The sequence number within the year.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+}
+
+/// Prefixes are short and plain so that ids are safe in paths, refs and commit subjects.
+pub fn valid_prefix(prefix: &str) -> bool {
+    let mut chars = prefix.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && prefix.len() <= 16
+        && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+impl FromStr for ChangeId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{}` is not a change id (expected PREFIX-YEAR-NUMBER, like CHG-2025-001)",
+                s.escape_debug()
+            )
+        };
+        let mut parts = s.rsplitn(3, '-');
+        let (Some(number), Some(year), Some(prefix)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !valid_prefix(prefix) || year.len() != 4 || !digits(year) {
+            return Err(bad());
+        }
+        if number.len() < 3 || number.len() > 9 || !digits(number) {
+            return Err(bad());
+        }
+        // `CHG-2025-0001` would name the same change as `CHG-2025-001`; only one spelling is valid.
+        if number.len() > 3 && number.starts_with('0') {
+            return Err(bad());
+        }
+        let year: i16 = year.parse().map_err(|_| bad())?;
+        let number: u32 = number.parse().map_err(|_| bad())?;
+        ChangeId::new(prefix, year, number).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for ChangeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{:04}-{:03}", self.prefix, self.year, self.number)
+    }
+}
+
+impl Serialize for ChangeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A length of time written like `30m`, `1h`, `24h`, `7d` (units may be combined: `1h30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration {
+    seconds: i64,
+}
+
+impl Duration {
+    /// A duration of this many seconds.
+    pub const fn from_secs(seconds: i64) -> Self {
+        Duration { seconds }
+    }
+
+    /// The length in seconds.
+    pub fn as_secs(self) -> i64 {
+        self.seconds
+    }
+
+    /// As a jiff span usable in timestamp arithmetic.
+    pub fn to_signed(self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(self.seconds)
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{}` is not a duration (expected a number and a unit: 30m, 1h, 24h, 7d)",
+                s.escape_debug()
+            )
+        };
+        let text = s.trim();
+        if text.is_empty() {
+            return Err(bad());
+        }
+        let mut total: i64 = 0;
+        let mut number = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let unit = match c {
+                'w' => 7 * 86_400,
+                'd' => 86_400,
+                'h' => 3_600,
+                'm' => 60,
+                's' => 1,
+                _ => return Err(bad()),
+            };
+            if number.is_empty() {
+                return Err(bad());
+            }
+            let n: i64 = number.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            number.clear();
+        }
+        if !number.is_empty() {
+            return Err(bad());
+        }
+        Ok(Duration { seconds: total })
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.seconds;
+        if s == 0 {
+            return f.write_str("0m");
+        }
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if s % size == 0 {
+                return write!(f, "{}{unit}", s / size);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Formats a timestamp the way files store it: RFC 3339, UTC, whole seconds.
+pub fn format_timestamp(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `+02:00`).
+pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
+    text.trim().parse::<Timestamp>().map_err(|_| {
+        format!(
+            "`{}` is not an RFC 3339 timestamp with a time zone (like 2025-01-27T10:30:00Z)",
+            text.escape_debug()
+        )
+    })
+}
+
+fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_timestamp(*t))
+}
+
+fn ser_opt_ts<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => ser_ts(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// When a change is planned to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Schedule {
+    /// Planned start.
+    #[serde(serialize_with = "ser_ts")]
+    pub start: Timestamp,
+    /// Planned end.
+    #[serde(serialize_with = "ser_ts")]
+    pub end: Timestamp,
+    /// Whether the change must run inside a policy maintenance window.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance_window: bool,
+}
+
+/// One approver's decision for one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The approver's git email.
+    pub by: String,
+    /// The role the approver acted in.
+    pub role: String,
+    /// Approved or rejected.
+    pub decision: Decision,
+    /// When.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: Timestamp,
+    /// Free text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comments: Option<String>,
+    /// Conditions attached to the approval.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+}
+
+/// What happened when the change was carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Implementation {
+    /// Who implemented it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implementer: Option<String>,
+    /// When implementation started.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
+    pub started_at: Option<Timestamp>,
+    /// When it finished.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
+    pub completed_at: Option<Timestamp>,
+    /// How it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Evidence of testing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_results: Option<String>,
+}
+
+/// The post-implementation review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    /// The reviewer.
+    pub by: String,
+    /// When.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: Timestamp,
+    /// What was learned.
+    pub summary: String,
+}
+
+/// Why and by whom a change was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cancellation {
+    /// Who cancelled.
+    pub by: String,
+    /// When.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: Timestamp,
+    /// Why.
+    pub reason: String,
+}
+
+/// One change request file (SPEC section 2). Field order is the file's canonical order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ChangeRequest {
+    /// `CHG-2025-001`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<ChangeId>,
+    /// One line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_justification: Option<String>,
+    /// Git email of whoever filed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    /// When it was filed; decides the month folder.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
+    pub request_date: Option<Timestamp>,
+    /// One of the policy's change types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_type: Option<String>,
+    /// standard, normal or emergency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_model: Option<ChangeModel>,
+    /// Selects the approval rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// How soon it is needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<Urgency>,
+    /// Assessed risk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_level: Option<RiskLevel>,
+    /// Systems touched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected_systems: Vec<String>,
+    /// Who or what is affected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact_scope: Option<String>,
+    /// How it will be done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implementation_plan: Option<String>,
+    /// How it will be undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_plan: Option<String>,
+    /// Whether testing is part of the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub testing_required: Option<bool>,
+    /// How it will be tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_plan: Option<String>,
+    /// Where it will be tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_environment: Option<String>,
+    /// When it will run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Where it is in the life cycle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Decisions so far.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+    /// Written by implement and close.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<Implementation>,
+    /// Written by close.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// Written by cancel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<Cancellation>,
+}
+
+/// The fields a person writes; everything else is written by `chg` as the change moves.
+pub const CONTENT_FIELDS: &[&str] = &[
+    "title",
+    "description",
+    "business_justification",
+    "change_type",
+    "change_model",
+    "priority",
+    "urgency",
+    "risk_level",
+    "affected_systems",
+    "impact_scope",
+    "implementation_plan",
+    "rollback_plan",
+    "testing_required",
+    "test_plan",
+    "test_environment",
+];
+
+/// Content whose change after an approval voids the approvals (SPEC section 4).
+pub const MATERIAL_FIELDS: &[&str] = &[
+    "title",
+    "description",
+    "business_justification",
+    "change_type",
+    "change_model",
+    "priority",
+    "risk_level",
+    "affected_systems",
+    "implementation_plan",
+    "rollback_plan",
+    "testing_required",
+    "test_plan",
+];
+
+/// Every top-level key a change file may have, in canonical order.
+pub const ALL_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "business_justification",
+    "requester",
+    "request_date",
+    "change_type",
+    "change_model",
+    "priority",
+    "urgency",
+    "risk_level",
+    "affected_systems",
+    "impact_scope",
+    "implementation_plan",
+    "rollback_plan",
+    "testing_required",
+    "test_plan",
+    "test_environment",
+    "schedule",
+    "status",
+    "approvals",
+    "implementation",
+    "review",
+    "cancellation",
+];
+
+impl ChangeRequest {
+    /// The status, with a file that forgot it treated as a draft.
+    pub fn status(&self) -> Status {
+        self.status.unwrap_or(Status::Draft)
+    }
+
+    /// The change model, `normal` when unset.
+    pub fn model(&self) -> ChangeModel {
+        self.change_model.unwrap_or(ChangeModel::Normal)
+    }
+
+    /// The value of a content field as text, for comparisons and `show`.
+    pub fn field_text(&self, field: &str) -> Option<String> {
+        fn s<T: fmt::Display>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(|v| v.to_string())
+        }
+        match field {
+            "id" => s(&self.id),
+            "title" => self.title.clone(),
+            "description" => self.description.clone(),
+            "business_justification" => self.business_justification.clone(),
+            "requester" => self.requester.clone(),
+            "request_date" => self.request_date.map(format_timestamp),
+            "change_type" => self.change_type.clone(),
+            "change_model" => s(&self.change_model),
+            "priority" => s(&self.priority),
+            "urgency" => s(&self.urgency),
+            "risk_level" => s(&self.risk_level),
+            "affected_systems" => {
+                (!self.affected_systems.is_empty()).then(|| self.affected_systems.join(", "))
+            }
+            "impact_scope" => self.impact_scope.clone(),
+            "implementation_plan" => self.implementation_plan.clone(),
+            "rollback_plan" => self.rollback_plan.clone(),
+            "testing_required" => s(&self.testing_required),
+            "test_plan" => self.test_plan.clone(),
+            "test_environment" => self.test_environment.clone(),
+            "status" => s(&self.status),
+            _ => None,
+        }
+    }
+
+    /// Whether a required field counts as filled in (blank text counts as missing).
+    pub fn has_field(&self, field: &str) -> bool {
+        match field {
+            "affected_systems" => self.affected_systems.iter().any(|s| !s.trim().is_empty()),
+            "schedule" => self.schedule.is_some(),
+            _ => self
+                .field_text(field)
+                .is_some_and(|text| !text.trim().is_empty()),
+        }
+    }
+
+    /// The material fields whose values differ between two versions of a change.
+    pub fn material_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
+        MATERIAL_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| {
+                if *f == "affected_systems" {
+                    self.affected_systems != other.affected_systems
+                } else {
+                    self.field_text(f) != other.field_text(f)
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_pad() {
+        let id: ChangeId = "CHG-2025-001".parse().unwrap();
+        assert_eq!(id.to_string(), "CHG-2025-001");
+        assert_eq!(id.number(), 1);
+        let big: ChangeId = "CHG-2025-1000".parse().unwrap();
+        assert_eq!(big.to_string(), "CHG-2025-1000");
+        assert_eq!(
+            ChangeId::new("OPS", 2026, 7).unwrap().to_string(),
+            "OPS-2026-007"
+        );
+    }
+
+    #[test]
+    fn hostile_or_sloppy_ids_are_refused() {
+        for bad in [
+            "../../etc/passwd",
+            "CHG-2025-01",
+            "CHG-2025-0001",
+            "CHG-25-001",
+            "CHG-2025-001/..",
+            "CHG-2025-001.yaml",
+            "chg 2025 001",
+            "-2025-001",
+            "CHG-2025-",
+            "",
+            "CHG-2025-1234567890",
+        ] {
+            assert!(bad.parse::<ChangeId>().is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!("1h".parse::<Duration>().unwrap().as_secs(), 3600);
+        assert_eq!("7d".parse::<Duration>().unwrap().as_secs(), 7 * 86400);
+        assert_eq!("1h30m".parse::<Duration>().unwrap().as_secs(), 5400);
+        assert_eq!(Duration::from_secs(86400).to_string(), "1d");
+        assert_eq!(Duration::from_secs(5400).to_string(), "90m");
+        for bad in ["", "h", "10", "1x", "1.5h", "99999999999999999999d"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn material_differences_ignore_schedule_and_urgency() {
+        let a = ChangeRequest {
+            title: Some("A".into()),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.urgency = Some(Urgency::High);
+        assert!(a.material_differences(&b).is_empty());
+        b.title = Some("B".into());
+        assert_eq!(a.material_differences(&b), vec!["title"]);
+    }
+}

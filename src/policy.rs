@@ -1,0 +1,754 @@
+//! The policy (`policy/policy.yaml`): who approves what, which fields are required, windows.
+//!
+//! Every rule is data. The file is read with serde-saphyr (strict booleans, duplicate keys
+//! refused, budgets against hostile input) into a raw form that keeps the place of every name,
+//! then checked for self-consistency; only a policy without errors is handed to commands.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::{Time, Weekday};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::finding::{Finding, suggest};
+use crate::model::{
+    ALL_FIELDS, ChangeModel, ChangeRequest, Duration, Outcome, Priority, RiskLevel, valid_prefix,
+};
+use crate::yaml::Pos;
+
+/// Where the policy lives in a store.
+pub const POLICY_PATH: &str = "policy/policy.yaml";
+
+/// The policy `chg init` writes: the project's seed rules (SPEC section 3).
+pub const DEFAULT_POLICY: &str = include_str!("default_policy.yaml");
+
+/// Approvals needed for one priority (or for the emergency model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalRule {
+    /// Every one of these roles must approve.
+    pub roles: Vec<String>,
+    /// How long approval should take (a target for reports, not a hard limit).
+    pub timeout: Option<Duration>,
+}
+
+/// A recurring window in which risky changes may run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceWindow {
+    /// Days on which the window opens.
+    pub days: Vec<Weekday>,
+    /// Local opening time.
+    pub start: Time,
+    /// Local closing time; at or before `start` means the window runs past midnight.
+    pub end: Time,
+    /// IANA zone name, as written.
+    pub timezone_name: String,
+    /// The zone.
+    pub timezone: TimeZone,
+}
+
+/// A period in which no normal or standard change may be implemented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// First instant of the freeze.
+    pub start: Timestamp,
+    /// First instant after the freeze.
+    pub end: Timestamp,
+    /// Why, for messages.
+    pub reason: String,
+}
+
+/// Report targets.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Share of closed changes that succeeded.
+    pub success_rate: Option<f64>,
+    /// Largest acceptable share of failed changes.
+    pub failure_rate: Option<f64>,
+    /// Largest acceptable share of rolled-back changes.
+    pub rollback_rate: Option<f64>,
+    /// Largest acceptable share of emergency changes.
+    pub emergency_rate: Option<f64>,
+    /// Longest acceptable average approval time, critical priority.
+    pub approval_time_critical: Option<Duration>,
+    /// Longest acceptable average approval time, high priority.
+    pub approval_time_high: Option<Duration>,
+    /// Longest acceptable average approval time, medium priority.
+    pub approval_time_medium: Option<Duration>,
+    /// Longest acceptable average approval time, low priority.
+    pub approval_time_low: Option<Duration>,
+    /// Longest acceptable average implementation time.
+    pub implementation_time: Option<Duration>,
+}
+
+/// A checked policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Id prefix (`CHG`).
+    pub id_prefix: String,
+    /// Allowed `change_type` values.
+    pub change_types: Vec<String>,
+    /// Fields every submitted change must fill in.
+    pub required_fields: Vec<String>,
+    /// Change types that need `testing_required: true` and a test plan.
+    pub testing_required_for: Vec<String>,
+    /// Role name to member emails.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Approval rules by priority.
+    pub approvals: BTreeMap<Priority, ApprovalRule>,
+    /// Approval rule for the emergency model.
+    pub emergency_approvals: Option<ApprovalRule>,
+    /// Standard changes need no approval.
+    pub standard_changes_preapproved: bool,
+    /// The requester may not approve; one person fills one role per change.
+    pub segregation_of_duties: bool,
+    /// Retroactive approval deadline after an emergency implementation starts.
+    pub emergency_approve_within: Option<Duration>,
+    /// Post-implementation review deadline for emergency changes.
+    pub emergency_review_within: Option<Duration>,
+    /// `close` needs a review for these outcomes.
+    pub review_outcomes: Vec<Outcome>,
+    /// … these models.
+    pub review_models: Vec<ChangeModel>,
+    /// … these risk levels.
+    pub review_risks: Vec<RiskLevel>,
+    /// Maintenance windows.
+    pub maintenance: Vec<MaintenanceWindow>,
+    /// Freeze windows.
+    pub freezes: Vec<Freeze>,
+    /// Report targets.
+    pub targets: Targets,
+}
+
+// ---- the file as written, with places ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id_prefix: Option<Spanned<String>>,
+    change_types: Vec<Spanned<String>>,
+    #[serde(default)]
+    required_fields: Vec<Spanned<String>>,
+    #[serde(default)]
+    testing: RawTesting,
+    roles: BTreeMap<String, Spanned<Vec<String>>>,
+    approvals: RawApprovals,
+    #[serde(default = "yes")]
+    standard_changes_preapproved: bool,
+    #[serde(default = "yes")]
+    segregation_of_duties: bool,
+    #[serde(default)]
+    emergency: RawEmergency,
+    #[serde(default)]
+    review_required_for: RawReview,
+    #[serde(default)]
+    windows: RawWindows,
+    #[serde(default)]
+    targets: Targets,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTesting {
+    #[serde(default)]
+    required_for: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    emergency: Option<Spanned<RawRule>>,
+    critical: Option<Spanned<RawRule>>,
+    high: Option<Spanned<RawRule>>,
+    medium: Option<Spanned<RawRule>>,
+    low: Option<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    roles: Vec<Spanned<String>>,
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEmergency {
+    approve_within: Option<Duration>,
+    review_within: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    #[serde(default)]
+    outcomes: Vec<Outcome>,
+    #[serde(default)]
+    change_models: Vec<ChangeModel>,
+    #[serde(default)]
+    risk_levels: Vec<RiskLevel>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWindows {
+    #[serde(default)]
+    maintenance: Vec<Spanned<RawMaintenance>>,
+    #[serde(default)]
+    freeze: Vec<Spanned<RawFreeze>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    days: Vec<Spanned<String>>,
+    start: Spanned<String>,
+    end: Spanned<String>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreeze {
+    start: Spanned<String>,
+    end: Spanned<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn pos(loc: &serde_saphyr::Location) -> Option<Pos> {
+    (loc.line() > 0).then(|| Pos {
+        line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
+    })
+}
+
+fn at<T>(s: &Spanned<T>) -> Option<Pos> {
+    pos(&s.referenced)
+}
+
+/// Options for reading chg's own YAML with serde-saphyr: strict, bounded, no snippets.
+pub fn saphyr_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 200_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    options.budget = Some(budget);
+    options
+}
+
+/// A serde-saphyr error as one finding with its place.
+pub fn saphyr_finding(file: &str, err: &serde_saphyr::Error) -> Finding {
+    let place = err.location().and_then(|l| pos(&l));
+    let message = err.without_snippet().to_string();
+    // The library appends " at line L column C"; the place is already in the finding.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    Finding::error(
+        file,
+        place,
+        "yaml",
+        message.lines().next().unwrap_or("").trim().to_owned(),
+    )
+}
+
+impl Policy {
+    /// Reads and checks a policy. Errors come back as findings with places; warnings are
+    /// returned beside a usable policy.
+    pub fn parse(file: &str, text: &str) -> Result<(Policy, Vec<Finding>), Vec<Finding>> {
+        let raw: RawPolicy = serde_saphyr::from_str_with_options(text, saphyr_options())
+            .map_err(|e| vec![saphyr_finding(file, &e)])?;
+        let mut findings = Vec::new();
+        let policy = check(file, raw, &mut findings);
+        if findings.iter().any(Finding::is_error) {
+            return Err(findings);
+        }
+        Ok((policy, findings))
+    }
+
+    /// The default policy, checked.
+    pub fn default_policy() -> Policy {
+        Policy::parse(POLICY_PATH, DEFAULT_POLICY)
+            .expect("the built-in policy is valid")
+            .0
+    }
+
+    /// The approval rule that applies to a change: `emergency` for the emergency model,
+    /// else the rule for its priority.
+    pub fn rule_for(&self, change: &ChangeRequest) -> Option<&ApprovalRule> {
+        if change.model() == ChangeModel::Emergency {
+            if let Some(rule) = &self.emergency_approvals {
+                return Some(rule);
+            }
+        }
+        change.priority.and_then(|p| self.approvals.get(&p))
+    }
+
+    /// Roles whose approval the change needs; empty for pre-approved standard changes.
+    pub fn required_roles(&self, change: &ChangeRequest) -> Vec<String> {
+        if self.is_preapproved(change) {
+            return Vec::new();
+        }
+        self.rule_for(change)
+            .map(|r| r.roles.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the change is a standard change the policy pre-approves.
+    pub fn is_preapproved(&self, change: &ChangeRequest) -> bool {
+        change.model() == ChangeModel::Standard && self.standard_changes_preapproved
+    }
+
+    /// Whether `email` is a member of `role`.
+    pub fn is_member(&self, role: &str, email: &str) -> bool {
+        self.roles
+            .get(role)
+            .is_some_and(|m| m.iter().any(|x| x.eq_ignore_ascii_case(email)))
+    }
+
+    /// The roles `email` holds.
+    pub fn roles_of(&self, email: &str) -> Vec<&str> {
+        self.roles
+            .iter()
+            .filter(|(_, m)| m.iter().any(|x| x.eq_ignore_ascii_case(email)))
+            .map(|(r, _)| r.as_str())
+            .collect()
+    }
+
+    /// Whether closing with this outcome needs a review.
+    pub fn review_required(&self, change: &ChangeRequest, outcome: Outcome) -> bool {
+        self.review_outcomes.contains(&outcome)
+            || self.review_models.contains(&change.model())
+            || change
+                .risk_level
+                .is_some_and(|r| self.review_risks.contains(&r))
+    }
+
+    /// Whether this change type needs testing.
+    pub fn testing_required_for(&self, change_type: &str) -> bool {
+        self.testing_required_for.iter().any(|t| t == change_type)
+    }
+
+    /// The freeze that contains `t`, if any.
+    pub fn freeze_at(&self, t: Timestamp) -> Option<&Freeze> {
+        self.freezes.iter().find(|f| f.start <= t && t < f.end)
+    }
+
+    /// The first freeze that overlaps `[start, end)`, if any.
+    pub fn freeze_overlapping(&self, start: Timestamp, end: Timestamp) -> Option<&Freeze> {
+        self.freezes.iter().find(|f| start < f.end && f.start < end)
+    }
+
+    /// Whether `[start, end]` lies inside one opening of a maintenance window.
+    pub fn in_maintenance_window(&self, start: Timestamp, end: Timestamp) -> bool {
+        self.maintenance.iter().any(|w| w.contains(start, end))
+    }
+}
+
+impl MaintenanceWindow {
+    /// Whether `[start, end]` lies inside one opening of this window. Openings are computed
+    /// in the window's own zone, so 02:00 Europe/Berlin stays 02:00 across daylight saving.
+    pub fn contains(&self, start: Timestamp, end: Timestamp) -> bool {
+        let local = start.to_zoned(self.timezone.clone());
+        let date = local.date();
+        // The opening that contains `start` began on its local date or, for a window past
+        // midnight, the day before.
+        for day in [date.yesterday().ok(), Some(date)].into_iter().flatten() {
+            if !self.days.contains(&day.weekday()) {
+                continue;
+            }
+            let close_day = if self.end <= self.start {
+                match day.checked_add(1.day()) {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                }
+            } else {
+                day
+            };
+            let (Ok(open), Ok(close)) = (
+                day.to_datetime(self.start).to_zoned(self.timezone.clone()),
+                close_day
+                    .to_datetime(self.end)
+                    .to_zoned(self.timezone.clone()),
+            ) else {
+                continue;
+            };
+            if open.timestamp() <= start && end <= close.timestamp() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn parse_weekday(s: &str) -> Option<Weekday> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Monday,
+        "tue" | "tuesday" => Weekday::Tuesday,
+        "wed" | "wednesday" => Weekday::Wednesday,
+        "thu" | "thursday" => Weekday::Thursday,
+        "fri" | "friday" => Weekday::Friday,
+        "sat" | "saturday" => Weekday::Saturday,
+        "sun" | "sunday" => Weekday::Sunday,
+        _ => return None,
+    })
+}
+
+fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
+    let mut err = |p: Option<Pos>, rule: &'static str, msg: String| {
+        findings.push(Finding::error(file, p, rule, msg));
+    };
+
+    let id_prefix = match &raw.id_prefix {
+        Some(p) if !valid_prefix(&p.value) => {
+            err(
+                at(p),
+                "policy",
+                format!(
+                    "`{}` is not a valid id prefix (letters and digits, starting with a letter)",
+                    p.value
+                ),
+            );
+            p.value.clone()
+        }
+        Some(p) => p.value.clone(),
+        None => "CHG".to_owned(),
+    };
+
+    let change_types: Vec<String> = raw.change_types.iter().map(|t| t.value.clone()).collect();
+    if change_types.is_empty() {
+        err(
+            None,
+            "policy",
+            "change_types is empty: no change could be filed".into(),
+        );
+    }
+    for (i, t) in raw.change_types.iter().enumerate() {
+        if t.value.trim().is_empty() {
+            err(at(t), "policy", "a change type is empty".into());
+        } else if change_types[..i].contains(&t.value) {
+            err(
+                at(t),
+                "policy",
+                format!("change type `{}` is listed twice", t.value),
+            );
+        }
+    }
+
+    for f in &raw.required_fields {
+        if !ALL_FIELDS.contains(&f.value.as_str()) {
+            let hint = suggest(&f.value, ALL_FIELDS.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            err(
+                at(f),
+                "policy",
+                format!("required field `{}` is not a change field{hint}", f.value),
+            );
+        }
+    }
+
+    for t in &raw.testing.required_for {
+        if !change_types.contains(&t.value) {
+            err(
+                at(t),
+                "policy",
+                format!(
+                    "testing.required_for names unknown change type `{}` (change_types: {})",
+                    t.value,
+                    change_types.join(", ")
+                ),
+            );
+        }
+    }
+
+    let mut roles = BTreeMap::new();
+    for (name, members) in &raw.roles {
+        if members.value.iter().all(|m| m.trim().is_empty()) {
+            err(
+                at(members),
+                "policy",
+                format!("role `{name}` has no members: nobody could approve for it"),
+            );
+        }
+        for m in &members.value {
+            if !m.contains('@') {
+                err(
+                    at(members),
+                    "policy",
+                    format!("member `{m}` of role `{name}` is not an email address"),
+                );
+            }
+        }
+        roles.insert(name.clone(), members.value.clone());
+    }
+
+    let mut rule = |name: &str, r: &Option<Spanned<RawRule>>, required: bool| {
+        let Some(r) = r else {
+            if required {
+                err(
+                    None,
+                    "policy",
+                    format!(
+                        "approvals has no rule for `{name}`: changes of that priority could never be approved"
+                    ),
+                );
+            }
+            return None;
+        };
+        if r.value.roles.is_empty() {
+            err(
+                at(r),
+                "policy",
+                format!("the approval rule for `{name}` names no roles"),
+            );
+        }
+        for role in &r.value.roles {
+            if !roles.contains_key(&role.value) {
+                let hint = suggest(&role.value, roles.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                err(
+                    at(role),
+                    "policy",
+                    format!(
+                        "the approval rule for `{name}` names unknown role `{}`{hint}",
+                        role.value
+                    ),
+                );
+            }
+        }
+        Some(ApprovalRule {
+            roles: r.value.roles.iter().map(|x| x.value.clone()).collect(),
+            timeout: r.value.timeout,
+        })
+    };
+    let a = &raw.approvals;
+    let emergency_approvals = rule("emergency", &a.emergency, false);
+    let mut approvals = BTreeMap::new();
+    for (p, r) in [
+        (Priority::Critical, &a.critical),
+        (Priority::High, &a.high),
+        (Priority::Medium, &a.medium),
+        (Priority::Low, &a.low),
+    ] {
+        if let Some(rule) = rule(p.as_str(), r, true) {
+            approvals.insert(p, rule);
+        }
+    }
+
+    let mut maintenance = Vec::new();
+    for w in &raw.windows.maintenance {
+        let mut days = Vec::new();
+        for d in &w.value.days {
+            match parse_weekday(&d.value) {
+                Some(day) => days.push(day),
+                None => err(
+                    at(d),
+                    "policy",
+                    format!(
+                        "`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)",
+                        d.value
+                    ),
+                ),
+            }
+        }
+        if w.value.days.is_empty() {
+            err(at(w), "policy", "a maintenance window names no days".into());
+        }
+        let mut time = |s: &Spanned<String>| match s.value.parse::<Time>() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                err(
+                    at(s),
+                    "policy",
+                    format!("`{}` is not a time of day (like 02:00)", s.value),
+                );
+                None
+            }
+        };
+        let (start, end) = (time(&w.value.start), time(&w.value.end));
+        let tz_name = w
+            .value
+            .timezone
+            .as_ref()
+            .map_or("UTC".to_owned(), |t| t.value.clone());
+        let timezone = match TimeZone::get(&tz_name) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                err(
+                    w.value.timezone.as_ref().and_then(at),
+                    "policy",
+                    format!(
+                        "`{tz_name}` is not a known IANA time zone (like Europe/Berlin or UTC)"
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(start), Some(end), Some(timezone)) = (start, end, timezone) {
+            if start == end {
+                err(
+                    at(&w.value.start),
+                    "policy",
+                    "a maintenance window opens and closes at the same time".into(),
+                );
+            }
+            maintenance.push(MaintenanceWindow {
+                days,
+                start,
+                end,
+                timezone_name: tz_name,
+                timezone,
+            });
+        }
+    }
+
+    let mut freezes = Vec::new();
+    for f in &raw.windows.freeze {
+        let mut ts = |s: &Spanned<String>| match crate::model::parse_timestamp(&s.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                err(at(s), "policy", e);
+                None
+            }
+        };
+        let (start, end) = (ts(&f.value.start), ts(&f.value.end));
+        if let (Some(start), Some(end)) = (start, end) {
+            if end <= start {
+                err(
+                    at(&f.value.end),
+                    "policy",
+                    "a freeze window ends before it starts".into(),
+                );
+            }
+            freezes.push(Freeze {
+                start,
+                end,
+                reason: f.value.reason.clone().unwrap_or_else(|| "freeze".into()),
+            });
+        }
+    }
+
+    Policy {
+        id_prefix,
+        change_types,
+        required_fields: raw
+            .required_fields
+            .iter()
+            .map(|f| f.value.clone())
+            .collect(),
+        testing_required_for: raw
+            .testing
+            .required_for
+            .iter()
+            .map(|t| t.value.clone())
+            .collect(),
+        roles,
+        approvals,
+        emergency_approvals,
+        standard_changes_preapproved: raw.standard_changes_preapproved,
+        segregation_of_duties: raw.segregation_of_duties,
+        emergency_approve_within: raw.emergency.approve_within,
+        emergency_review_within: raw.emergency.review_within,
+        review_outcomes: raw.review_required_for.outcomes,
+        review_models: raw.review_required_for.change_models,
+        review_risks: raw.review_required_for.risk_levels,
+        maintenance,
+        freezes,
+        targets: raw.targets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<Finding> {
+        Policy::parse("policy.yaml", text).unwrap_err()
+    }
+
+    #[test]
+    fn the_default_policy_is_consistent() {
+        let p = Policy::default_policy();
+        assert_eq!(p.id_prefix, "CHG");
+        assert_eq!(
+            p.approvals[&Priority::High].roles,
+            ["security-team", "engineering-manager", "change-manager"]
+        );
+        assert!(p.is_member("security-team", "sec2@example.com"));
+        assert_eq!(p.freezes.len(), 1);
+    }
+
+    #[test]
+    fn unknown_roles_in_rules_are_reported_with_places() {
+        let text = DEFAULT_POLICY.replace(
+            "low:       {roles: [change-manager]",
+            "low:       {roles: [change-manger]",
+        );
+        let f = errors(&text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("unknown role `change-manger`"));
+        assert!(f[0].message.contains("did you mean `change-manager`"));
+        assert!(f[0].pos.is_some());
+    }
+
+    #[test]
+    fn empty_roles_unknown_types_and_bad_windows_are_errors() {
+        let text = DEFAULT_POLICY
+            .replace("change-manager: [cm@example.com]", "change-manager: []")
+            .replace(
+                "required_for: [security, infrastructure]",
+                "required_for: [securty]",
+            )
+            .replace("timezone: UTC}", "timezone: Mars/Olympus}");
+        let f = errors(&text);
+        let msgs: Vec<_> = f.iter().map(|x| x.message.as_str()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("has no members")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown change type `securty`")),
+            "{msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| m.contains("Mars/Olympus")), "{msgs:?}");
+    }
+
+    #[test]
+    fn typos_in_keys_and_duplicates_are_yaml_errors_with_places() {
+        let f = errors(&DEFAULT_POLICY.replace("segregation_of_duties:", "segregation_of_dutys:"));
+        assert!(f[0].pos.is_some(), "{f:?}");
+        let f = errors("change_types: [a]\nchange_types: [b]\n");
+        assert!(f[0].message.contains("duplicate"), "{f:?}");
+    }
+
+    #[test]
+    fn maintenance_windows_follow_the_zone_across_dst() {
+        let text = DEFAULT_POLICY.replace(
+            "{days: [sat, sun], start: \"02:00\", end: \"06:00\", timezone: UTC}",
+            "{days: [sun], start: \"01:00\", end: \"04:00\", timezone: Europe/Berlin}",
+        );
+        let p = Policy::parse("p", &text).unwrap().0;
+        // 2025-03-30 is the spring-forward Sunday in Berlin: 01:00 CET = 00:00Z, 04:00 CEST = 02:00Z.
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert!(p.in_maintenance_window(ts("2025-03-30T00:00:00Z"), ts("2025-03-30T02:00:00Z")));
+        assert!(!p.in_maintenance_window(ts("2025-03-30T00:00:00Z"), ts("2025-03-30T02:30:00Z")));
+        // A week later (CEST all night): 01:00 = 23:00Z on Saturday.
+        assert!(p.in_maintenance_window(ts("2025-04-05T23:00:00Z"), ts("2025-04-06T02:00:00Z")));
+    }
+}

@@ -1,0 +1,603 @@
+//! The git-backed store: where it is, who is acting and when, reading changes, and making
+//! exactly one commit per transition.
+
+pub mod commit;
+pub mod lock;
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, Signature, Time};
+use jiff::Timestamp;
+
+use crate::decode::{self, Decoded};
+use crate::edit;
+use crate::error::{Error, Result};
+use crate::finding::Finding;
+use crate::model::{ChangeId, ChangeRequest, Status};
+use crate::policy::{POLICY_PATH, Policy};
+use crate::validate;
+use crate::workflow::{self, Step, Transition};
+
+pub use commit::FileWrite;
+
+/// Who acts: the git identity, resolved as git resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `user.name` or `GIT_AUTHOR_NAME`.
+    pub name: String,
+    /// `user.email` or `GIT_AUTHOR_EMAIL`.
+    pub email: String,
+}
+
+/// An open store.
+pub struct Store {
+    repo: Repository,
+    root: PathBuf,
+    workdir: PathBuf,
+    /// The store folder relative to the work tree, `/`-separated, empty or ending in `/`.
+    prefix: String,
+}
+
+/// A change read from the work tree.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Path relative to the store (`changes/2025/01/CHG-2025-001.yaml`).
+    pub rel: PathBuf,
+    /// The raw text.
+    pub text: String,
+    /// The decoded content.
+    pub decoded: Decoded,
+}
+
+impl Loaded {
+    /// The change.
+    pub fn change(&self) -> &ChangeRequest {
+        &self.decoded.change
+    }
+}
+
+/// What a transition did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The change after the step.
+    pub change: ChangeRequest,
+    /// The step.
+    pub transition: Transition,
+    /// The commit made.
+    pub commit: Oid,
+    /// Where the file is, relative to the store.
+    pub rel: PathBuf,
+}
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Parses the date formats git accepts in `GIT_AUTHOR_DATE` that matter in practice:
+/// `@<unix seconds> [+zone]`, RFC 3339 / ISO 8601, and RFC 2822.
+pub fn parse_git_date(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    if let Some(rest) = t.strip_prefix('@') {
+        let secs: i64 = rest.split_whitespace().next()?.parse().ok()?;
+        return Timestamp::from_second(secs).ok();
+    }
+    if let Ok(ts) = t.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    if let Ok(z) = jiff::fmt::rfc2822::parse(t) {
+        return Some(z.timestamp());
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z"] {
+        if let Ok(z) = jiff::Zoned::strptime(fmt, t) {
+            return Some(z.timestamp());
+        }
+    }
+    None
+}
+
+/// The time of the action: `CHG_NOW` (for tests and replays), else `GIT_AUTHOR_DATE` (so
+/// the record and the commit agree), else the clock.
+pub fn now() -> Result<Timestamp> {
+    if let Some(v) = env_nonempty("CHG_NOW") {
+        return parse_git_date(&v).ok_or_else(|| {
+            Error::Usage(format!(
+                "CHG_NOW=`{v}` is not a timestamp (like 2025-01-27T10:30:00Z)"
+            ))
+        });
+    }
+    if let Some(v) = env_nonempty("GIT_AUTHOR_DATE") {
+        if let Some(t) = parse_git_date(&v) {
+            return Ok(t);
+        }
+    }
+    Ok(Timestamp::now())
+}
+
+fn signature(name: &str, email: &str, when: Timestamp) -> Result<Signature<'static>> {
+    Ok(Signature::new(
+        name,
+        email,
+        &Time::new(when.as_second(), 0),
+    )?)
+}
+
+/// Where a change file belongs, relative to the store.
+pub fn change_path(id: &ChangeId, request_date: Timestamp) -> PathBuf {
+    validate::expected_path(id, request_date)
+}
+
+impl Store {
+    /// Finds the store: `explicit` (from `--repo` or `CHG_REPO`), else the first folder
+    /// from `start` upwards that has `policy/policy.yaml`, stopping at the work tree root.
+    pub fn discover(start: &Path, explicit: Option<&Path>) -> Result<Store> {
+        if let Some(path) = explicit {
+            let root = path
+                .canonicalize()
+                .map_err(|_| Error::NoStore(path.to_path_buf()))?;
+            if !root.join(POLICY_PATH).is_file() {
+                return Err(Error::NoStore(root));
+            }
+            return Store::at(root);
+        }
+        let start = start
+            .canonicalize()
+            .map_err(|e| Error::io(format!("cannot read {}", start.display()), e))?;
+        let repo = Repository::discover(&start).map_err(|_| Error::NoStore(start.clone()))?;
+        let top = repo
+            .workdir()
+            .and_then(|w| w.canonicalize().ok())
+            .ok_or_else(|| Error::NoStore(start.clone()))?;
+        let mut dir = start.as_path();
+        loop {
+            if dir.join(POLICY_PATH).is_file() {
+                return Store::at(dir.to_path_buf());
+            }
+            if dir == top {
+                return Err(Error::NoStore(start.clone()));
+            }
+            match dir.parent() {
+                Some(p) if p.starts_with(&top) => dir = p,
+                _ => return Err(Error::NoStore(start.clone())),
+            }
+        }
+    }
+
+    fn at(root: PathBuf) -> Result<Store> {
+        let repo = Repository::discover(&root).map_err(|_| {
+            Error::Usage(format!(
+                "{} is not inside a git repository; run `git init` there first",
+                root.display()
+            ))
+        })?;
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?
+            .canonicalize()
+            .map_err(|e| Error::io("cannot read the work tree", e))?;
+        let prefix = root
+            .strip_prefix(&workdir)
+            .map_err(|_| Error::NoStore(root.clone()))?
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .map(|c| c + "/")
+            .collect::<String>();
+        Ok(Store {
+            repo,
+            root,
+            workdir,
+            prefix,
+        })
+    }
+
+    /// Creates a store in `path` (making it a git repository if it is not in one) and
+    /// commits the default policy.
+    pub fn init(path: &Path) -> Result<(Store, Oid)> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let path = path
+            .canonicalize()
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if path.join(POLICY_PATH).exists() {
+            return Err(Error::Usage(format!(
+                "{} already has {POLICY_PATH}: it is a store already",
+                path.display()
+            )));
+        }
+        if Repository::discover(&path).is_err() {
+            Repository::init(&path)?;
+        }
+        let store = Store::at(path)?;
+        let _lock = store.lock()?;
+        let identity = store.identity()?;
+        let when = now()?;
+        let files = [
+            FileWrite {
+                path: format!("{}{POLICY_PATH}", store.prefix),
+                content: crate::policy::DEFAULT_POLICY.as_bytes().to_vec(),
+            },
+            FileWrite {
+                path: format!("{}changes/.gitkeep", store.prefix),
+                content: Vec::new(),
+            },
+        ];
+        let message = format!(
+            "chg: init store\n\nCreate the default policy and the changes/ folder.\n\nChg-Action: init\nChg-Actor: {}\n",
+            identity.email
+        );
+        let head = commit::head_state(&store.repo)?.1;
+        let id = store.commit(&files, &message, &identity, when, head)?;
+        Ok((store, id))
+    }
+
+    /// The store folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The git repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// A store-relative path as a repository path (`/`-separated).
+    pub fn repo_path(&self, rel: &Path) -> String {
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        format!("{}{}", self.prefix, rel.join("/"))
+    }
+
+    /// The acting identity, as git resolves it.
+    pub fn identity(&self) -> Result<Identity> {
+        let config = self.repo.config().ok();
+        let get = |key: &str| {
+            config
+                .as_ref()
+                .and_then(|c| c.get_string(key).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let name = env_nonempty("GIT_AUTHOR_NAME").or_else(|| get("user.name"));
+        let email = env_nonempty("GIT_AUTHOR_EMAIL")
+            .or_else(|| get("user.email"))
+            .or_else(|| env_nonempty("EMAIL"));
+        match (name, email) {
+            (Some(name), Some(email)) => Ok(Identity {
+                name,
+                email: email.trim().to_owned(),
+            }),
+            _ => Err(Error::NoIdentity),
+        }
+    }
+
+    /// Loads and checks the policy; a broken policy stops every command.
+    pub fn policy(&self) -> Result<Policy> {
+        let path = self.root.join(POLICY_PATH);
+        let bytes =
+            std::fs::read(&path).map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::Malformed(Finding::error(
+                POLICY_PATH,
+                None,
+                "encoding",
+                "the policy is not valid UTF-8",
+            ))
+        })?;
+        match Policy::parse(POLICY_PATH, &text) {
+            Ok((policy, _warnings)) => Ok(policy),
+            Err(findings) => Err(Error::Invalid {
+                summary: format!(
+                    "{POLICY_PATH} is not a usable policy ({} problem(s)); no command acts on it until it is fixed",
+                    findings.len()
+                ),
+                findings,
+            }),
+        }
+    }
+
+    /// Takes the store lock and repairs any transition a crashed process left half done.
+    pub fn lock(&self) -> Result<lock::StoreLock> {
+        let l = lock::acquire(
+            &self.repo.commondir().join("chg").join("lock"),
+            lock::timeout(),
+        )?;
+        if let Some(msg) = commit::recover(&self.repo)? {
+            eprintln!("{msg}");
+        }
+        Ok(l)
+    }
+
+    /// The file of a change, relative to the store: the id's year folder first (twelve
+    /// lookups), then a search for files filed in the wrong place.
+    pub fn find(&self, id: &ChangeId) -> Result<PathBuf> {
+        let name = format!("{id}.yaml");
+        for year in [id.year(), id.year() - 1, id.year() + 1] {
+            for month in 1..=12 {
+                let rel = PathBuf::from(format!("changes/{year:04}/{month:02}/{name}"));
+                if self.root.join(&rel).is_file() {
+                    return Ok(rel);
+                }
+            }
+        }
+        let files =
+            validate::change_files(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
+        files
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+            .and_then(|p| p.strip_prefix(&self.root).ok().map(Path::to_path_buf))
+            .ok_or_else(|| Error::UnknownId(id.to_string()))
+    }
+
+    /// Reads a change; a file that cannot be decoded is an error with its first finding.
+    pub fn load(&self, id: &ChangeId) -> Result<Loaded> {
+        let rel = self.find(id)?;
+        let bytes = std::fs::read(self.root.join(&rel))
+            .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))?;
+        let file = rel.display().to_string();
+        let decoded = decode::decode_bytes(&file, &bytes);
+        if let Some(f) = decoded.findings.iter().find(|f| f.is_error()) {
+            return Err(Error::Malformed(f.clone()));
+        }
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        Ok(Loaded { rel, text, decoded })
+    }
+
+    /// Every change file, decoded in parallel. Undecodable files come back with findings.
+    pub fn load_all(&self) -> Result<Vec<Loaded>> {
+        use rayon::prelude::*;
+        let files =
+            validate::change_files(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
+        let root = &self.root;
+        Ok(files
+            .par_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|p| {
+                let rel = p.strip_prefix(root).ok()?.to_path_buf();
+                let meta = std::fs::symlink_metadata(p).ok()?;
+                if !meta.is_file() || meta.len() > decode::MAX_FILE_BYTES {
+                    return None;
+                }
+                let bytes = std::fs::read(p).ok()?;
+                let decoded = decode::decode_bytes(&rel.display().to_string(), &bytes);
+                Some(Loaded {
+                    rel,
+                    text: String::new(),
+                    decoded,
+                })
+            })
+            .collect())
+    }
+
+    /// Refuses when the file at `rel` differs between HEAD, the index and the work tree.
+    fn ensure_clean(&self, rel: &Path, head: Option<Oid>) -> Result<()> {
+        let path = self.repo_path(rel);
+        let dirty = || Error::Dirty(path.clone());
+        let head_blob = match head {
+            Some(h) => commit::blob_at(&self.repo, &self.repo.find_commit(h)?.tree()?, &path)?,
+            None => None,
+        };
+        let head_blob = head_blob.ok_or_else(dirty)?;
+        let bytes = std::fs::read(self.workdir.join(&path))
+            .map_err(|e| Error::io(format!("cannot read {path}"), e))?;
+        if Oid::hash_object(ObjectType::Blob, &bytes)? != head_blob {
+            return Err(dirty());
+        }
+        let index = self.repo.index()?;
+        match index.get_path(Path::new(&path), 0) {
+            Some(entry) if entry.id == head_blob => Ok(()),
+            _ => Err(dirty()),
+        }
+    }
+
+    fn commit(
+        &self,
+        files: &[FileWrite],
+        message: &str,
+        identity: &Identity,
+        when: Timestamp,
+        head: Option<Oid>,
+    ) -> Result<Oid> {
+        let author = signature(&identity.name, &identity.email, when)?;
+        let committer_when = env_nonempty("GIT_COMMITTER_DATE")
+            .and_then(|v| parse_git_date(&v))
+            .unwrap_or(when);
+        let committer = signature(
+            &env_nonempty("GIT_COMMITTER_NAME").unwrap_or_else(|| identity.name.clone()),
+            &env_nonempty("GIT_COMMITTER_EMAIL").unwrap_or_else(|| identity.email.clone()),
+            committer_when,
+        )?;
+        commit::commit_files(&self.repo, files, message, &author, &committer, head)
+    }
+
+    /// The next free id for `year`: one more than the highest number filed that year.
+    pub fn next_id(&self, prefix: &str, year: i16) -> Result<ChangeId> {
+        let dir = self.root.join(format!("changes/{year:04}"));
+        let lead = format!("{prefix}-{year:04}-");
+        let mut max = 0u32;
+        let months = match std::fs::read_dir(&dir) {
+            Ok(m) => m.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        for month in months {
+            let Ok(entries) = std::fs::read_dir(&month) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if let Some(n) = name
+                    .strip_prefix(&lead)
+                    .and_then(|r| r.strip_suffix(".yaml"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    max = max.max(n);
+                }
+            }
+        }
+        ChangeId::new(prefix, year, max + 1).map_err(Error::Internal)
+    }
+
+    /// Files a new change: allocates the id, writes the file canonically, commits.
+    pub fn create(&self, mut change: ChangeRequest, draft: bool) -> Result<Outcome> {
+        let _lock = self.lock()?;
+        let policy = self.policy()?;
+        let identity = self.identity()?;
+        let when = now()?;
+        let head = commit::head_state(&self.repo)?.1;
+        let year = i16::try_from(when.to_zoned(jiff::tz::TimeZone::UTC).year())
+            .map_err(|_| Error::Internal("year out of range".into()))?;
+        let id = self.next_id(&policy.id_prefix, year)?;
+        change.id = Some(id.clone());
+        change.requester = Some(identity.email.clone());
+        change.request_date = Some(Timestamp::from_second(when.as_second()).unwrap_or(when));
+        let status = if draft {
+            Status::Draft
+        } else {
+            Status::PendingApproval
+        };
+        change.status = Some(status);
+        change.approvals.clear();
+        let problems: Vec<_> = if draft {
+            Vec::new()
+        } else {
+            validate::content_problems(&change, &policy)
+        };
+        let mut problems = problems;
+        for p in validate::change_problems(&change, &policy, None) {
+            if p.severity == crate::finding::Severity::Error
+                && !problems.iter().any(|q| q.message == p.message)
+            {
+                problems.push(p);
+            }
+        }
+        if !problems.is_empty() {
+            let fields: Vec<String> = problems
+                .iter()
+                .filter(|p| p.rule == "required")
+                .map(|p| p.path.clone())
+                .collect();
+            let summary = if fields.len() == problems.len() {
+                format!(
+                    "missing required field(s): {} (give them as flags, with --from FILE, or file a --draft)",
+                    fields.join(", ")
+                )
+            } else {
+                format!("the change is not valid ({} problem(s))", problems.len())
+            };
+            let findings = problems
+                .into_iter()
+                .map(|p| Finding::error("(new change)", None, p.rule, p.message))
+                .collect();
+            return Err(Error::Invalid { summary, findings });
+        }
+        let rel = change_path(&id, change.request_date.expect("set above"));
+        if self.root.join(&rel).exists() {
+            return Err(Error::Internal(format!(
+                "{} exists already although {id} looked free",
+                rel.display()
+            )));
+        }
+        let text = edit::render_new(&change)?;
+        let transition = Transition {
+            action: "new",
+            from: status,
+            to: status,
+            role: None,
+            notes: Vec::new(),
+            trailers: Vec::new(),
+        };
+        let message = commit_message(&id, &change, &transition, &identity, true);
+        let commit = self.commit(
+            &[FileWrite {
+                path: self.repo_path(&rel),
+                content: text.into_bytes(),
+            }],
+            &message,
+            &identity,
+            when,
+            head,
+        )?;
+        Ok(Outcome {
+            change,
+            transition,
+            commit,
+            rel,
+        })
+    }
+
+    /// Applies one step to a change and commits it; refuses without changing anything.
+    pub fn transition(&self, id: &ChangeId, step: Step) -> Result<Outcome> {
+        let _lock = self.lock()?;
+        let policy = self.policy()?;
+        let identity = self.identity()?;
+        let when = now()?;
+        let head = commit::head_state(&self.repo)?.1;
+        let loaded = self.load(id)?;
+        self.ensure_clean(&loaded.rel, head)?;
+        let (next, transition) =
+            workflow::apply(loaded.change(), &policy, &identity.email, when, step)?;
+        let text = edit::apply(&loaded.text, loaded.change(), &next)?;
+        let message = commit_message(id, &next, &transition, &identity, false);
+        let commit = self.commit(
+            &[FileWrite {
+                path: self.repo_path(&loaded.rel),
+                content: text.into_bytes(),
+            }],
+            &message,
+            &identity,
+            when,
+            head,
+        )?;
+        Ok(Outcome {
+            change: next,
+            transition,
+            commit,
+            rel: loaded.rel,
+        })
+    }
+}
+
+/// The commit message of a transition (SPEC section 6).
+pub fn commit_message(
+    id: &ChangeId,
+    change: &ChangeRequest,
+    t: &Transition,
+    identity: &Identity,
+    created: bool,
+) -> String {
+    let mut subject = format!("{id}: {}", t.action);
+    if let Some(role) = &t.role {
+        subject.push_str(&format!(" ({role})"));
+    }
+    if created {
+        if let Some(title) = &change.title {
+            let title: String = title
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            subject.push_str(&format!(": {title}"));
+        }
+    }
+    let mut msg = subject;
+    msg.push_str("\n\n");
+    if !t.notes.is_empty() {
+        msg.push_str(&t.notes.join("\n"));
+        msg.push_str("\n\n");
+    }
+    msg.push_str(&format!("Chg-Id: {id}\nChg-Action: {}\n", t.action));
+    msg.push_str(&format!("Chg-Actor: {}\n", identity.email));
+    if let Some(role) = &t.role {
+        msg.push_str(&format!("Chg-Role: {role}\n"));
+    }
+    if !created {
+        msg.push_str(&format!("Chg-From: {}\n", t.from));
+    }
+    msg.push_str(&format!("Chg-To: {}\n", t.to));
+    for (k, v) in &t.trailers {
+        msg.push_str(&format!("{k}: {}\n", v.replace('\n', " ")));
+    }
+    msg
+}

@@ -1,0 +1,769 @@
+//! Checking change files against the policy: every rule, every finding, with places.
+//!
+//! The same rules guard transitions (a step that would produce an invalid file is refused)
+//! and CI (`chg validate`), so a file chg writes always passes the check CI runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use rayon::prelude::*;
+
+use crate::decode::{self, Decoded};
+use crate::finding::{Finding, Severity};
+use crate::model::{ChangeId, ChangeModel, ChangeRequest, Decision, Schedule, Status};
+use crate::policy::Policy;
+use crate::workflow::missing_roles;
+
+/// A problem with one field of a change, before it is given a file and a place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field path (`title`, `approvals[1].by`), used to find the place.
+    pub path: String,
+    /// The rule broken.
+    pub rule: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// One sentence.
+    pub message: String,
+}
+
+fn problem(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        rule,
+        severity: Severity::Error,
+        message: message.into(),
+    }
+}
+
+/// Content rules: required fields, change type, testing. These decide whether a change can
+/// be submitted.
+pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for field in &policy.required_fields {
+        if !change.has_field(field) {
+            out.push(problem(
+                field.as_str(),
+                "required",
+                format!("{field} is required by the policy and is missing or empty"),
+            ));
+        }
+    }
+    if let Some(t) = &change.change_type {
+        if !policy.change_types.contains(t) {
+            let hint = crate::finding::suggest(t, policy.change_types.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            out.push(problem(
+                "change_type",
+                "enum",
+                format!(
+                    "change_type `{t}` is not one of the policy's change types ({}){hint}",
+                    policy.change_types.join(", ")
+                ),
+            ));
+        } else if policy.testing_required_for(t) {
+            if change.testing_required != Some(true) {
+                out.push(problem(
+                    "testing_required",
+                    "testing",
+                    format!("{t} changes need testing: set testing_required: true"),
+                ));
+            }
+            if !change.has_field("test_plan") {
+                out.push(problem(
+                    "test_plan",
+                    "testing",
+                    format!("{t} changes need a test_plan"),
+                ));
+            }
+        }
+    }
+    if change.testing_required == Some(true)
+        && !change.has_field("test_plan")
+        && !out.iter().any(|p| p.path == "test_plan")
+    {
+        out.push(problem(
+            "test_plan",
+            "testing",
+            "testing_required is true but there is no test_plan",
+        ));
+    }
+    out
+}
+
+/// Why a schedule is not allowed by the windows, if it is not (freeze, maintenance window).
+pub fn schedule_problem(
+    change: &ChangeRequest,
+    schedule: &Schedule,
+    policy: &Policy,
+) -> Option<String> {
+    if schedule.end <= schedule.start {
+        return Some("the schedule ends before it starts".into());
+    }
+    if change.model() != ChangeModel::Emergency {
+        if let Some(f) = policy.freeze_overlapping(schedule.start, schedule.end) {
+            return Some(format!(
+                "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
+                f.reason,
+                crate::model::format_timestamp(f.start),
+                crate::model::format_timestamp(f.end)
+            ));
+        }
+    }
+    if schedule.maintenance_window && !policy.in_maintenance_window(schedule.start, schedule.end) {
+        return Some(
+            "it is flagged maintenance_window but does not lie inside any maintenance window of the policy"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Every rule for one change that needs the policy. `now` enables the deadline rules.
+pub fn change_problems(
+    change: &ChangeRequest,
+    policy: &Policy,
+    now: Option<Timestamp>,
+) -> Vec<Problem> {
+    let status = change.status();
+    let mut out = Vec::new();
+    if change.status.is_none() {
+        out.push(problem("status", "required", "status is missing"));
+    }
+    if change.id.is_none() {
+        out.push(problem("id", "required", "id is missing"));
+    }
+    if change.request_date.is_none() {
+        out.push(problem(
+            "request_date",
+            "required",
+            "request_date is missing",
+        ));
+    }
+    if status != Status::Draft {
+        out.extend(content_problems(change, policy));
+    } else {
+        // A draft may be incomplete, but what it says must still make sense.
+        out.extend(
+            content_problems(change, policy)
+                .into_iter()
+                .filter(|p| p.rule != "required" && p.rule != "testing"),
+        );
+    }
+    if let Some(id) = &change.id {
+        if id.prefix() != policy.id_prefix {
+            out.push(problem(
+                "id",
+                "id",
+                format!(
+                    "id {id} does not use the policy's prefix {}",
+                    policy.id_prefix
+                ),
+            ));
+        }
+    }
+
+    // Schedule.
+    if let Some(s) = &change.schedule {
+        if s.end <= s.start {
+            out.push(problem(
+                "schedule.end",
+                "schedule",
+                "the schedule ends before it starts",
+            ));
+        } else if matches!(
+            status,
+            Status::Draft | Status::PendingApproval | Status::Approved
+        ) {
+            if let Some(why) = schedule_problem(change, s, policy) {
+                out.push(problem(
+                    "schedule",
+                    "window",
+                    format!("scheduled badly: {why}"),
+                ));
+            }
+        }
+    }
+
+    // Approvals: who may approve, and consistency with status.
+    let required = policy.required_roles(change);
+    let mut seen_roles: HashMap<&str, usize> = HashMap::new();
+    let mut seen_people: HashMap<String, &str> = HashMap::new();
+    for (i, a) in change.approvals.iter().enumerate() {
+        let base = format!("approvals[{i}]");
+        if !policy.roles.contains_key(&a.role) {
+            out.push(problem(
+                format!("{base}.role"),
+                "approval",
+                format!("approval for unknown role `{}`", a.role),
+            ));
+        } else {
+            if !policy.is_member(&a.role, &a.by) {
+                out.push(problem(
+                    format!("{base}.by"),
+                    "approval",
+                    format!("{} is not a member of the role {}", a.by, a.role),
+                ));
+            }
+            if !required.contains(&a.role) {
+                out.push(Problem {
+                    severity: Severity::Warning,
+                    ..problem(
+                        format!("{base}.role"),
+                        "approval",
+                        format!(
+                            "the role {} is not required for this change (required: {})",
+                            a.role,
+                            if required.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                required.join(", ")
+                            }
+                        ),
+                    )
+                });
+            }
+        }
+        if policy.segregation_of_duties
+            && change
+                .requester
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(&a.by))
+        {
+            out.push(problem(
+                format!("{base}.by"),
+                "segregation",
+                format!(
+                    "{} requested this change and may not approve it (segregation of duties)",
+                    a.by
+                ),
+            ));
+        }
+        if let Some(first) = seen_roles.insert(&a.role, i) {
+            out.push(problem(
+                format!("{base}.role"),
+                "approval",
+                format!(
+                    "the role {} decided twice (approvals {} and {})",
+                    a.role,
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+        if let Some(other) = seen_people.insert(a.by.to_ascii_lowercase(), &a.role) {
+            if other != a.role && policy.segregation_of_duties {
+                out.push(problem(
+                    format!("{base}.by"),
+                    "segregation",
+                    format!(
+                        "{} fills two roles on this change ({other} and {}); one person fills one role per change",
+                        a.by, a.role
+                    ),
+                ));
+            }
+        }
+    }
+
+    let missing = missing_roles(change, policy);
+    let rejected = change
+        .approvals
+        .iter()
+        .any(|a| a.decision == Decision::Rejected);
+    let started = change.implementation.as_ref().and_then(|i| i.started_at);
+    match status {
+        Status::Draft | Status::PendingApproval => {
+            if change.implementation.is_some() {
+                out.push(problem(
+                    "implementation",
+                    "status",
+                    format!("a change that is {status} cannot have an implementation section"),
+                ));
+            }
+            if status == Status::PendingApproval && !required.is_empty() && missing.is_empty() {
+                out.push(Problem {
+                    severity: Severity::Warning,
+                    ..problem(
+                        "status",
+                        "status",
+                        "every required role has approved; the status should be approved",
+                    )
+                });
+            }
+        }
+        Status::Approved => {
+            if !missing.is_empty() {
+                out.push(problem(
+                    "status",
+                    "status",
+                    format!(
+                        "status is approved but these roles have not approved: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
+        Status::Rejected => {
+            if !rejected {
+                out.push(problem(
+                    "status",
+                    "status",
+                    "status is rejected but no approval has decision: rejected",
+                ));
+            }
+        }
+        Status::Implementing | Status::Closed => {
+            let model = change.model();
+            if !missing.is_empty()
+                && model != ChangeModel::Emergency
+                && !policy.is_preapproved(change)
+            {
+                out.push(problem(
+                    "status",
+                    "status",
+                    format!(
+                        "status is {status} but the change was never approved (missing: {})",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            match &change.implementation {
+                None => out.push(problem(
+                    "status",
+                    "status",
+                    format!("status is {status} but there is no implementation section"),
+                )),
+                Some(imp) => {
+                    if imp.started_at.is_none() {
+                        out.push(problem(
+                            "implementation",
+                            "status",
+                            "implementation.started_at is missing",
+                        ));
+                    }
+                    if status == Status::Closed {
+                        if imp.outcome.is_none() {
+                            out.push(problem(
+                                "implementation",
+                                "status",
+                                "a closed change needs implementation.outcome",
+                            ));
+                        }
+                        if imp.completed_at.is_none() {
+                            out.push(problem(
+                                "implementation",
+                                "status",
+                                "a closed change needs implementation.completed_at",
+                            ));
+                        }
+                        if let Some(o) = imp.outcome {
+                            if change.review.is_none() && policy.review_required(change, o) {
+                                out.push(problem(
+                                    "status",
+                                    "review",
+                                    format!(
+                                        "a closed change with outcome {o} needs a post-implementation review under the policy"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Status::Cancelled => {
+            if change.cancellation.is_none() {
+                out.push(problem(
+                    "status",
+                    "status",
+                    "status is cancelled but there is no cancellation section",
+                ));
+            }
+        }
+    }
+
+    // Emergency deadlines, measured from the start of implementation.
+    if change.model() == ChangeModel::Emergency {
+        if let (Some(start), Some(within)) = (started, policy.emergency_approve_within) {
+            let deadline = start + within.to_signed();
+            for (i, a) in change.approvals.iter().enumerate() {
+                if a.at > deadline {
+                    out.push(Problem {
+                        severity: Severity::Warning,
+                        ..problem(
+                            format!("approvals[{i}].at"),
+                            "emergency",
+                            format!(
+                                "emergency approval by {} came after the {within} deadline ({})",
+                                a.by,
+                                crate::model::format_timestamp(deadline)
+                            ),
+                        )
+                    });
+                }
+            }
+            if let Some(now) = now {
+                if !missing.is_empty() && now > deadline {
+                    out.push(problem(
+                        "approvals",
+                        "emergency",
+                        format!(
+                            "emergency approvals overdue since {} (missing: {})",
+                            crate::model::format_timestamp(deadline),
+                            missing.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if let (Some(start), Some(within), Some(now)) =
+            (started, policy.emergency_review_within, now)
+        {
+            let deadline = start + within.to_signed();
+            if change.review.is_none() && now > deadline {
+                out.push(problem(
+                    "review",
+                    "emergency",
+                    format!(
+                        "emergency post-implementation review overdue since {}",
+                        crate::model::format_timestamp(deadline)
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Turns problems into findings with places looked up in the decoded file.
+pub fn locate(file: &str, decoded: &Decoded, problems: Vec<Problem>) -> Vec<Finding> {
+    let id = decoded.change.id.as_ref().map(ToString::to_string);
+    problems
+        .into_iter()
+        .map(|p| {
+            let pos = decoded
+                .place(&p.path)
+                .or_else(|| decoded.place(&format!("{}:key", p.path)))
+                .or_else(|| {
+                    let top = p.path.split(['.', '[']).next().unwrap_or("");
+                    decoded.place(&format!("{top}:key"))
+                });
+            Finding {
+                file: file.to_owned(),
+                pos,
+                id: id.clone(),
+                rule: p.rule,
+                severity: p.severity,
+                message: p.message,
+            }
+        })
+        .collect()
+}
+
+/// The path a change file must have, relative to the store: `changes/YYYY/MM/ID.yaml`.
+pub fn expected_path(id: &ChangeId, request_date: Timestamp) -> PathBuf {
+    let d = request_date.to_zoned(jiff::tz::TimeZone::UTC);
+    PathBuf::from(format!(
+        "changes/{:04}/{:02}/{id}.yaml",
+        d.year(),
+        d.month()
+    ))
+}
+
+/// Checks one decoded file at `rel` (relative to the store) completely.
+pub fn check_file(
+    rel: &Path,
+    decoded: &Decoded,
+    policy: &Policy,
+    now: Option<Timestamp>,
+) -> Vec<Finding> {
+    let file = rel.display().to_string();
+    let mut findings = decoded.findings.clone();
+    if !decoded.parsed {
+        return findings;
+    }
+    let c = &decoded.change;
+    let mut problems = change_problems(c, policy, now);
+    // The file's name and folder follow from its id and request date (SPEC section 1).
+    if let Some(id) = &c.id {
+        let stem = rel.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if stem != id.to_string() {
+            problems.push(problem(
+                "id",
+                "file-name",
+                format!(
+                    "id {id} does not match the file name {stem}.yaml; rename the file to {id}.yaml"
+                ),
+            ));
+        } else if let Some(date) = c.request_date {
+            let want = expected_path(id, date);
+            if rel != want {
+                problems.push(problem(
+                    "request_date",
+                    "location",
+                    format!(
+                        "the file belongs in the folder of its request month: move it to {} (git mv {} {})",
+                        want.display(),
+                        rel.display(),
+                        want.display()
+                    ),
+                ));
+            }
+        }
+    }
+    findings.extend(locate(&file, decoded, problems));
+    for f in &mut findings {
+        if f.id.is_none() {
+            f.id = c.id.as_ref().map(ToString::to_string);
+        }
+    }
+    findings
+}
+
+/// Files to validate under `changes/`: every file (any extension), not following links.
+pub fn change_files(store: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![store.join("changes")];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads and checks files (paths relative to `store` or absolute inside it). `all` gives the
+/// files that count for checks across files (duplicate ids).
+pub fn validate_files(
+    store: &Path,
+    files: &[PathBuf],
+    policy: &Policy,
+    now: Option<Timestamp>,
+) -> Vec<Finding> {
+    let results: Vec<(PathBuf, Option<String>, Vec<Finding>)> = files
+        .par_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(store).unwrap_or(path).to_path_buf();
+            let file = rel.display().to_string();
+            let meta = match std::fs::symlink_metadata(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    return (
+                        rel,
+                        None,
+                        vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
+                    );
+                }
+            };
+            if meta.file_type().is_symlink() {
+                return (
+                    rel,
+                    None,
+                    vec![Finding::error(
+                        file,
+                        None,
+                        "symlink",
+                        "change files must be regular files, not symbolic links (a link could point outside the repository)",
+                    )],
+                );
+            }
+            if rel.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                return (
+                    rel,
+                    None,
+                    vec![Finding::error(
+                        file,
+                        None,
+                        "file-name",
+                        "only change files (ID.yaml) belong under changes/",
+                    )],
+                );
+            }
+            if meta.len() > decode::MAX_FILE_BYTES {
+                return (
+                    rel,
+                    None,
+                    vec![Finding::error(
+                        file,
+                        None,
+                        "too-large",
+                        format!(
+                            "the file is {} bytes; change files are limited to {} bytes",
+                            meta.len(),
+                            decode::MAX_FILE_BYTES
+                        ),
+                    )],
+                );
+            }
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return (
+                        rel,
+                        None,
+                        vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
+                    );
+                }
+            };
+            let decoded = decode::decode_bytes(&file, &bytes);
+            let findings = check_file(&rel, &decoded, policy, now);
+            let id = decoded.change.id.as_ref().map(ToString::to_string);
+            (rel, id, findings)
+        })
+        .collect();
+
+    let mut by_id: HashMap<&str, Vec<&Path>> = HashMap::new();
+    for (rel, id, _) in &results {
+        if let Some(id) = id {
+            by_id.entry(id.as_str()).or_default().push(rel);
+        }
+    }
+    let mut findings: Vec<Finding> = Vec::new();
+    for (rel, id, fs) in &results {
+        findings.extend(fs.iter().cloned());
+        if let Some(id) = id {
+            let others: Vec<String> = by_id[id.as_str()]
+                .iter()
+                .filter(|p| *p != rel)
+                .map(|p| p.display().to_string())
+                .collect();
+            if !others.is_empty() {
+                findings.push(Finding {
+                    id: Some(id.clone()),
+                    ..Finding::error(
+                        rel.display().to_string(),
+                        None,
+                        "duplicate-id",
+                        format!(
+                            "{id} is also claimed by {}; give one of them a new id (chg renumber)",
+                            others.join(", ")
+                        ),
+                    )
+                });
+            }
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Approval, Priority, RiskLevel};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn complete() -> ChangeRequest {
+        ChangeRequest {
+            id: Some("CHG-2025-001".parse().unwrap()),
+            title: Some("t".into()),
+            description: Some("d".into()),
+            business_justification: Some("j".into()),
+            requester: Some("alice@example.com".into()),
+            request_date: Some(ts("2025-01-27T09:00:00Z")),
+            change_type: Some("feature".into()),
+            change_model: Some(ChangeModel::Normal),
+            priority: Some(Priority::Low),
+            risk_level: Some(RiskLevel::Low),
+            affected_systems: vec!["api".into()],
+            implementation_plan: Some("p".into()),
+            rollback_plan: Some("r".into()),
+            status: Some(Status::PendingApproval),
+            ..Default::default()
+        }
+    }
+
+    fn rules(c: &ChangeRequest) -> Vec<&'static str> {
+        change_problems(c, &Policy::default_policy(), None)
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_complete_change_has_no_problems() {
+        assert!(rules(&complete()).is_empty(), "{:?}", rules(&complete()));
+    }
+
+    #[test]
+    fn blank_required_fields_count_as_missing() {
+        let mut c = complete();
+        c.rollback_plan = Some("   ".into());
+        assert_eq!(rules(&c), ["required"]);
+    }
+
+    #[test]
+    fn security_changes_need_testing() {
+        let mut c = complete();
+        c.change_type = Some("security".into());
+        assert_eq!(rules(&c), ["testing", "testing"]);
+    }
+
+    #[test]
+    fn approvals_are_checked_against_roles_and_segregation() {
+        let mut c = complete();
+        c.status = Some(Status::Approved);
+        c.approvals = vec![Approval {
+            by: "alice@example.com".into(),
+            role: "change-manager".into(),
+            decision: Decision::Approved,
+            at: ts("2025-01-27T10:00:00Z"),
+            comments: None,
+            conditions: vec![],
+        }];
+        let got = rules(&c);
+        assert!(got.contains(&"segregation"), "{got:?}");
+        assert!(got.contains(&"approval"), "{got:?}");
+        assert!(got.contains(&"status"), "{got:?}");
+    }
+
+    #[test]
+    fn a_closed_change_needs_its_outcome() {
+        let mut c = complete();
+        c.status = Some(Status::Closed);
+        assert!(rules(&c).contains(&"status"));
+    }
+
+    #[test]
+    fn overdue_emergency_approvals_are_errors_against_now() {
+        let mut c = complete();
+        c.change_model = Some(ChangeModel::Emergency);
+        c.status = Some(Status::Implementing);
+        c.implementation = Some(crate::model::Implementation {
+            implementer: Some("bob@example.com".into()),
+            started_at: Some(ts("2025-01-28T00:00:00Z")),
+            ..Default::default()
+        });
+        let p = Policy::default_policy();
+        let at = |now: &str| {
+            change_problems(&c, &p, Some(ts(now)))
+                .into_iter()
+                .filter(|x| x.rule == "emergency")
+                .count()
+        };
+        assert_eq!(at("2025-01-28T12:00:00Z"), 0);
+        assert_eq!(at("2025-01-29T01:00:00Z"), 1);
+        assert_eq!(at("2025-01-30T01:00:00Z"), 2);
+    }
+}

@@ -1,0 +1,602 @@
+//! The life cycle (SPEC section 4) as pure functions: a change, the policy, who acts and when,
+//! in; the next version of the change and a description of the transition, out. Nothing
+//! here touches files or git, so every rule is testable on its own and a server can call it.
+
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::finding::suggest;
+use crate::model::{
+    Approval, Cancellation, ChangeModel, ChangeRequest, Decision, Implementation, Outcome, Review,
+    Schedule, Status, format_timestamp,
+};
+use crate::policy::Policy;
+use crate::validate;
+
+/// One step a person asks for.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// draft → pending_approval.
+    Submit,
+    /// One approval for one role.
+    Approve {
+        /// The role; inferred when the actor holds exactly one role still needed.
+        role: Option<String>,
+        /// Free text.
+        comment: Option<String>,
+        /// Conditions attached.
+        conditions: Vec<String>,
+    },
+    /// A rejection.
+    Reject {
+        /// The role; inferred as for approve.
+        role: Option<String>,
+        /// Why.
+        comment: String,
+    },
+    /// New content (from `set` or `edit`).
+    Edit {
+        /// The whole new version as the person wants it.
+        new: Box<ChangeRequest>,
+    },
+    /// Set the window.
+    Schedule {
+        /// Start.
+        start: Timestamp,
+        /// End.
+        end: Timestamp,
+        /// Whether it must run in a maintenance window; `None` keeps the current flag.
+        maintenance_window: Option<bool>,
+    },
+    /// approved → implementing.
+    Implement,
+    /// implementing → closed.
+    Close {
+        /// How it went.
+        outcome: Outcome,
+        /// Evidence of testing.
+        test_results: Option<String>,
+        /// The post-implementation review.
+        review: Option<String>,
+    },
+    /// → cancelled.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a step did, for the commit message and trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// `approve`, `edit`, … (SPEC section 6).
+    pub action: &'static str,
+    /// Status before.
+    pub from: Status,
+    /// Status after.
+    pub to: Status,
+    /// The role acted in, for approve and reject.
+    pub role: Option<String>,
+    /// Lines for the commit body, saying why where the step had consequences.
+    pub notes: Vec<String>,
+    /// Extra trailers (`Chg-Fields`, `Chg-Voided`).
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Transition {
+    fn new(action: &'static str, from: Status, to: Status) -> Self {
+        Transition {
+            action,
+            from,
+            to,
+            role: None,
+            notes: Vec::new(),
+            trailers: Vec::new(),
+        }
+    }
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Refused(msg.into()))
+}
+
+fn id_of(c: &ChangeRequest) -> String {
+    c.id.as_ref()
+        .map_or_else(|| "the change".to_owned(), ToString::to_string)
+}
+
+/// Applies one step. On success, the new version of the change and what happened.
+pub fn apply(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    now: Timestamp,
+    step: Step,
+) -> Result<(ChangeRequest, Transition)> {
+    let status = change.status();
+    let id = id_of(change);
+    let mut next = change.clone();
+    let transition = match step {
+        Step::Submit => {
+            if status != Status::Draft {
+                return refuse(format!("{id} is {status}; only a draft can be submitted"));
+            }
+            require_complete(change, policy, &format!("{id} cannot be submitted"))?;
+            next.status = Some(Status::PendingApproval);
+            Transition::new("submit", status, Status::PendingApproval)
+        }
+        Step::Approve {
+            role,
+            comment,
+            conditions,
+        } => {
+            let role = decide_role(change, policy, actor, role, "approve")?;
+            next.approvals.push(Approval {
+                by: actor.to_owned(),
+                role: role.clone(),
+                decision: Decision::Approved,
+                at: now,
+                comments: comment,
+                conditions,
+            });
+            let to = if status == Status::PendingApproval && missing_roles(&next, policy).is_empty()
+            {
+                Status::Approved
+            } else {
+                status
+            };
+            next.status = Some(to);
+            let mut t = Transition::new("approve", status, to);
+            t.role = Some(role);
+            t
+        }
+        Step::Reject { role, comment } => {
+            if status != Status::PendingApproval {
+                return refuse(format!(
+                    "{id} is {status}; only a change pending approval can be rejected"
+                ));
+            }
+            let role = decide_role(change, policy, actor, role, "reject")?;
+            next.approvals.push(Approval {
+                by: actor.to_owned(),
+                role: role.clone(),
+                decision: Decision::Rejected,
+                at: now,
+                comments: Some(comment),
+                conditions: Vec::new(),
+            });
+            next.status = Some(Status::Rejected);
+            let mut t = Transition::new("reject", status, Status::Rejected);
+            t.role = Some(role);
+            t
+        }
+        Step::Edit { new } => return edit(change, policy, *new),
+        Step::Schedule {
+            start,
+            end,
+            maintenance_window,
+        } => {
+            if !matches!(
+                status,
+                Status::Draft | Status::PendingApproval | Status::Approved
+            ) {
+                return refuse(format!(
+                    "{id} is {status}; only a change that has not started can be scheduled"
+                ));
+            }
+            if end <= start {
+                return Err(Error::Usage(format!(
+                    "the schedule must end after it starts ({} is not after {})",
+                    format_timestamp(end),
+                    format_timestamp(start)
+                )));
+            }
+            let flagged = maintenance_window.unwrap_or_else(|| {
+                change
+                    .schedule
+                    .as_ref()
+                    .is_some_and(|s| s.maintenance_window)
+            });
+            let schedule = Schedule {
+                start,
+                end,
+                maintenance_window: flagged,
+            };
+            if let Some(problem) = validate::schedule_problem(change, &schedule, policy) {
+                return refuse(format!("{id} cannot be scheduled then: {problem}"));
+            }
+            next.schedule = Some(schedule);
+            let mut t = Transition::new("schedule", status, status);
+            t.notes.push(format!(
+                "Scheduled {} to {}{}.",
+                format_timestamp(start),
+                format_timestamp(end),
+                if flagged { " (maintenance window)" } else { "" }
+            ));
+            t
+        }
+        Step::Implement => {
+            implement_allowed(change, policy, now)?;
+            next.status = Some(Status::Implementing);
+            let imp = next
+                .implementation
+                .get_or_insert_with(Implementation::default);
+            imp.implementer = Some(actor.to_owned());
+            imp.started_at = Some(now);
+            Transition::new("implement", status, Status::Implementing)
+        }
+        Step::Close {
+            outcome,
+            test_results,
+            review,
+        } => {
+            if status != Status::Implementing {
+                return refuse(format!(
+                    "{id} is {status}; only a change being implemented can be closed"
+                ));
+            }
+            let review = review.filter(|r| !r.trim().is_empty());
+            if review.is_none() && policy.review_required(change, outcome) {
+                return refuse(format!(
+                    "closing {id} as {outcome} needs a post-implementation review ({}); add --review TEXT",
+                    review_reason(change, policy, outcome)
+                ));
+            }
+            next.status = Some(Status::Closed);
+            let imp = next
+                .implementation
+                .get_or_insert_with(Implementation::default);
+            imp.completed_at = Some(now);
+            imp.outcome = Some(outcome);
+            if test_results.is_some() {
+                imp.test_results = test_results;
+            }
+            if let Some(summary) = review {
+                next.review = Some(Review {
+                    by: actor.to_owned(),
+                    at: now,
+                    summary,
+                });
+            }
+            let mut t = Transition::new("close", status, Status::Closed);
+            t.trailers.push(("Chg-Outcome".into(), outcome.to_string()));
+            t
+        }
+        Step::Cancel { reason } => {
+            if status.is_terminal() {
+                return refuse(format!("{id} is {status} and can no longer be cancelled"));
+            }
+            if reason.trim().is_empty() {
+                return Err(Error::Usage("a cancellation needs a reason".into()));
+            }
+            next.status = Some(Status::Cancelled);
+            next.cancellation = Some(Cancellation {
+                by: actor.to_owned(),
+                at: now,
+                reason,
+            });
+            Transition::new("cancel", status, Status::Cancelled)
+        }
+    };
+    Ok((next, transition))
+}
+
+/// Roles the policy requires that have no approval yet by a member of the role.
+pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
+    policy
+        .required_roles(change)
+        .into_iter()
+        .filter(|role| {
+            !change.approvals.iter().any(|a| {
+                a.decision == Decision::Approved && &a.role == role && policy.is_member(role, &a.by)
+            })
+        })
+        .collect()
+}
+
+fn review_reason(change: &ChangeRequest, policy: &Policy, outcome: Outcome) -> String {
+    let mut why = Vec::new();
+    if policy.review_outcomes.contains(&outcome) {
+        why.push(format!("outcome {outcome}"));
+    }
+    if policy.review_models.contains(&change.model()) {
+        why.push(format!("{} change", change.model()));
+    }
+    if let Some(r) = change
+        .risk_level
+        .filter(|r| policy.review_risks.contains(r))
+    {
+        why.push(format!("{r} risk"));
+    }
+    format!("the policy requires one for {}", why.join(", "))
+}
+
+/// Refuses unless every required field and content rule is satisfied.
+fn require_complete(change: &ChangeRequest, policy: &Policy, what: &str) -> Result<()> {
+    let problems = validate::content_problems(change, policy);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+    refuse(format!("{what}: {}", list.join("; ")))
+}
+
+/// Which role an approval or rejection is for, after every check of who may act.
+fn decide_role(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: Option<String>,
+    verb: &str,
+) -> Result<String> {
+    let id = id_of(change);
+    let status = change.status();
+    let retroactive = change.model() == ChangeModel::Emergency
+        && matches!(status, Status::Implementing | Status::Closed);
+    if verb == "approve" && status != Status::PendingApproval && !retroactive {
+        return refuse(match status {
+            Status::Draft => format!("{id} is a draft; submit it before approving"),
+            Status::Approved => format!("{id} is already approved by every required role"),
+            _ => format!("{id} is {status} and can no longer be approved"),
+        });
+    }
+    if policy.is_preapproved(change) {
+        return refuse(format!(
+            "{id} is a standard change, pre-approved by the policy; it needs no {verb}al"
+        ));
+    }
+    if policy.segregation_of_duties
+        && change
+            .requester
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case(actor))
+    {
+        return refuse(format!(
+            "{actor} requested {id} and may not {verb} it (segregation of duties)"
+        ));
+    }
+    let required = policy.required_roles(change);
+    let filled = |r: &str| {
+        change
+            .approvals
+            .iter()
+            .find(|a| a.role == r && a.decision == Decision::Approved)
+    };
+    let role = match role {
+        Some(role) => {
+            if !policy.roles.contains_key(&role) {
+                let hint = suggest(&role, policy.roles.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(Error::Usage(format!(
+                    "`{role}` is not a role in the policy{hint}"
+                )));
+            }
+            role
+        }
+        None => {
+            let held: Vec<&String> = required
+                .iter()
+                .filter(|r| policy.is_member(r, actor))
+                .collect();
+            let open: Vec<&&String> = held.iter().filter(|r| filled(r).is_none()).collect();
+            match (held.len(), open.len()) {
+                (0, _) => {
+                    return refuse(format!(
+                        "{actor} holds none of the roles that must {verb} {id} ({})",
+                        required.join(", ")
+                    ));
+                }
+                (_, 1) => (**open[0]).clone(),
+                (_, 0) => (*held[0]).clone(),
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "{actor} holds several roles that must {verb} {id} ({}); choose one with --role",
+                        open.iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if !required.contains(&role) {
+        return refuse(format!(
+            "{id} does not need the role {role} (required: {})",
+            required.join(", ")
+        ));
+    }
+    if !policy.is_member(&role, actor) {
+        return refuse(format!(
+            "{actor} is not a member of the role {role} and may not {verb} for it"
+        ));
+    }
+    if let Some(a) = filled(&role) {
+        return refuse(format!(
+            "the role {role} has already approved {id} (by {})",
+            a.by
+        ));
+    }
+    if policy.segregation_of_duties {
+        if let Some(a) = change
+            .approvals
+            .iter()
+            .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
+        {
+            return refuse(format!(
+                "{actor} already acted on {id} as {}; one person fills one role per change (segregation of duties)",
+                a.role
+            ));
+        }
+    }
+    Ok(role)
+}
+
+/// Refuses unless the change may start implementation at `now`.
+pub fn implement_allowed(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Result<()> {
+    implement_refusals(change, policy, now)
+        .into_iter()
+        .next()
+        .map_or(Ok(()), |why| refuse(why))
+}
+
+/// Every reason the change may not start implementation at `now` (empty: it may).
+pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<String> {
+    let id = id_of(change);
+    let status = change.status();
+    let model = change.model();
+    let mut why = Vec::new();
+    let approved_enough = match model {
+        ChangeModel::Emergency => matches!(status, Status::PendingApproval | Status::Approved),
+        _ if policy.is_preapproved(change) => {
+            matches!(status, Status::PendingApproval | Status::Approved)
+        }
+        _ => status == Status::Approved,
+    };
+    if !approved_enough {
+        why.push(match status {
+            Status::PendingApproval => format!(
+                "{id} is not approved yet (waiting for: {})",
+                missing_roles(change, policy).join(", ")
+            ),
+            Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
+            _ => format!("{id} is {status} and cannot be implemented"),
+        });
+    }
+    let testing = change
+        .change_type
+        .as_deref()
+        .is_some_and(|t| policy.testing_required_for(t))
+        || change.testing_required == Some(true);
+    if testing && !change.has_field("test_plan") {
+        why.push(format!("{id} requires testing but has no test_plan"));
+    }
+    if model != ChangeModel::Emergency {
+        match &change.schedule {
+            None => why.push(format!(
+                "{id} has no schedule; set one with `chg schedule {id} --start TIME --end TIME`"
+            )),
+            Some(s) if now < s.start || now > s.end => why.push(format!(
+                "{} is outside the schedule of {id} ({} to {})",
+                format_timestamp(now),
+                format_timestamp(s.start),
+                format_timestamp(s.end)
+            )),
+            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => {
+                why.push(format!(
+                    "{id} must run in a maintenance window and {} is outside every one",
+                    format_timestamp(now)
+                ))
+            }
+            Some(_) => {}
+        }
+        if let Some(f) = policy.freeze_at(now) {
+            why.push(format!(
+                "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
+                format_timestamp(now),
+                f.reason,
+                format_timestamp(f.start),
+                format_timestamp(f.end)
+            ));
+        }
+    }
+    why
+}
+
+/// Fields an edit may not touch: they are written by transitions.
+const MANAGED: &[&str] = &[
+    "id",
+    "requester",
+    "request_date",
+    "status",
+    "approvals",
+    "implementation",
+    "review",
+    "cancellation",
+    "schedule",
+];
+
+fn managed_differences(a: &ChangeRequest, b: &ChangeRequest) -> Vec<&'static str> {
+    MANAGED
+        .iter()
+        .copied()
+        .filter(|f| match *f {
+            "approvals" => a.approvals != b.approvals,
+            "implementation" => a.implementation != b.implementation,
+            "review" => a.review != b.review,
+            "cancellation" => a.cancellation != b.cancellation,
+            "schedule" => a.schedule != b.schedule,
+            other => a.field_text(other) != b.field_text(other),
+        })
+        .collect()
+}
+
+fn edit(
+    change: &ChangeRequest,
+    policy: &Policy,
+    new: ChangeRequest,
+) -> Result<(ChangeRequest, Transition)> {
+    let id = id_of(change);
+    let status = change.status();
+    if !matches!(
+        status,
+        Status::Draft | Status::PendingApproval | Status::Approved
+    ) {
+        return refuse(format!(
+            "{id} is {status}; its content can no longer be edited"
+        ));
+    }
+    let managed = managed_differences(change, &new);
+    if !managed.is_empty() {
+        return Err(Error::Usage(format!(
+            "an edit may change content only; {} {} written by chg transitions (use chg schedule, approve, implement, …)",
+            managed.join(", "),
+            if managed.len() == 1 { "is" } else { "are" }
+        )));
+    }
+    let changed: Vec<&str> = crate::model::CONTENT_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| {
+            if *f == "affected_systems" {
+                change.affected_systems != new.affected_systems
+            } else {
+                change.field_text(f) != new.field_text(f)
+            }
+        })
+        .collect();
+    if changed.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing to change: {id} already has these values"
+        )));
+    }
+    if status != Status::Draft {
+        require_complete(&new, policy, &format!("{id} cannot be edited this way"))?;
+    }
+    let material = change.material_differences(&new);
+    let mut next = new;
+    let mut to = status;
+    let mut t_notes = vec![format!("Changed: {}.", changed.join(", "))];
+    let mut trailers = vec![("Chg-Fields".to_owned(), changed.join(", "))];
+    if !material.is_empty() && !change.approvals.is_empty() {
+        let voided: Vec<String> = change
+            .approvals
+            .iter()
+            .map(|a| format!("{} ({})", a.role, a.by))
+            .collect();
+        t_notes.push(format!(
+            "Material content changed after approval ({}): approvals voided: {}. The change needs approval again.",
+            material.join(", "),
+            voided.join(", ")
+        ));
+        trailers.push(("Chg-Voided".to_owned(), voided.join(", ")));
+        next.approvals.clear();
+        to = Status::PendingApproval;
+    }
+    next.status = Some(to);
+    let mut t = Transition::new("edit", status, to);
+    t.notes = t_notes;
+    t.trailers = trailers;
+    Ok((next, t))
+}
