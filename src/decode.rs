@@ -335,9 +335,7 @@ impl Decoder<'_> {
                 _ => mw = self.boolean(v, &path).unwrap_or(false),
             }
         }
-        if node.as_map().is_none() {
-            return None;
-        }
+        node.as_map()?;
         let start = self.required(start, node, "schedule.start");
         let end = self.required(end, node, "schedule.end");
         Some(Schedule {

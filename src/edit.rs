@@ -148,7 +148,14 @@ fn build_map(mut b: MappingBuilder, obj: &serde_json::Map<String, Json>) -> Mapp
 fn build_seq(mut b: SequenceBuilder, items: &[Json]) -> SequenceBuilder {
     for v in items {
         b = match v {
-            Json::Object(inner) => b.insert_mapping(build_map(MappingBuilder::new(), inner)),
+            // Built as a document first: inserted builders render as `-\n  key:`.
+            Json::Object(inner) => {
+                let doc = build_map(MappingBuilder::new(), inner).build_document();
+                match doc.as_mapping() {
+                    Some(m) => b.item(&m),
+                    None => b,
+                }
+            }
             Json::Array(inner) => b.insert_sequence(build_seq(SequenceBuilder::new(), inner)),
             Json::Bool(x) => b.item(*x),
             Json::String(s) => b.item(s.as_str()),
@@ -268,5 +275,25 @@ mod tests {
         };
         let text = render_new(&c).unwrap();
         assert_eq!(decode::decode_str("f", &text).change, c, "{text}");
+    }
+
+    #[test]
+    fn a_first_approval_is_written_as_a_readable_list() {
+        let text = "id: CHG-2025-001\nstatus: pending_approval\n";
+        let old = decode::decode_str("f", text).change;
+        let mut new = old.clone();
+        new.approvals.push(Approval {
+            by: "em@example.com".into(),
+            role: "engineering-manager".into(),
+            decision: Decision::Approved,
+            at: ts("2025-01-27T11:00:00Z"),
+            comments: None,
+            conditions: vec![],
+        });
+        let out = apply(text, &old, &new).unwrap();
+        assert!(
+            out.contains("approvals:\n- by: em@example.com\n  role: engineering-manager\n"),
+            "{out}"
+        );
     }
 }

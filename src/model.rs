@@ -630,6 +630,62 @@ impl ChangeRequest {
         }
     }
 
+    /// Sets a content field from text, as `chg set FIELD=VALUE` and prompts give it. An
+    /// empty value clears the field; `affected_systems` takes a comma-separated list.
+    pub fn set_field(&mut self, field: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        let text = || (!v.is_empty()).then(|| v.to_owned());
+        fn parse<T: FromStr<Err = String>>(v: &str) -> Result<Option<T>, String> {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                v.parse().map(Some)
+            }
+        }
+        match field {
+            "title" => self.title = text(),
+            "description" => self.description = text(),
+            "business_justification" => self.business_justification = text(),
+            "change_type" => self.change_type = text(),
+            "change_model" => self.change_model = parse(v)?,
+            "priority" => self.priority = parse(v)?,
+            "urgency" => self.urgency = parse(v)?,
+            "risk_level" => self.risk_level = parse(v)?,
+            "affected_systems" => {
+                self.affected_systems = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "impact_scope" => self.impact_scope = text(),
+            "implementation_plan" => self.implementation_plan = text(),
+            "rollback_plan" => self.rollback_plan = text(),
+            "testing_required" => {
+                self.testing_required = match v {
+                    "" => None,
+                    "true" | "yes" => Some(true),
+                    "false" | "no" => Some(false),
+                    _ => return Err(format!("testing_required must be true or false, not `{v}`")),
+                }
+            }
+            "test_plan" => self.test_plan = text(),
+            "test_environment" => self.test_environment = text(),
+            _ => {
+                let hint = crate::finding::suggest(field, CONTENT_FIELDS.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(if ALL_FIELDS.contains(&field) {
+                    format!("`{field}` is written by chg transitions and cannot be set directly")
+                } else {
+                    format!("`{field}` is not a change field{hint}")
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The material fields whose values differ between two versions of a change.
     pub fn material_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
         MATERIAL_FIELDS

@@ -289,10 +289,10 @@ impl Policy {
     /// The approval rule that applies to a change: `emergency` for the emergency model,
     /// else the rule for its priority.
     pub fn rule_for(&self, change: &ChangeRequest) -> Option<&ApprovalRule> {
-        if change.model() == ChangeModel::Emergency {
-            if let Some(rule) = &self.emergency_approvals {
-                return Some(rule);
-            }
+        if change.model() == ChangeModel::Emergency
+            && let Some(rule) = &self.emergency_approvals
+        {
+            return Some(rule);
         }
         change.priority.and_then(|p| self.approvals.get(&p))
     }

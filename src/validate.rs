@@ -102,15 +102,15 @@ pub fn schedule_problem(
     if schedule.end <= schedule.start {
         return Some("the schedule ends before it starts".into());
     }
-    if change.model() != ChangeModel::Emergency {
-        if let Some(f) = policy.freeze_overlapping(schedule.start, schedule.end) {
-            return Some(format!(
-                "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
-                f.reason,
-                crate::model::format_timestamp(f.start),
-                crate::model::format_timestamp(f.end)
-            ));
-        }
+    if change.model() != ChangeModel::Emergency
+        && let Some(f) = policy.freeze_overlapping(schedule.start, schedule.end)
+    {
+        return Some(format!(
+            "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
+            f.reason,
+            crate::model::format_timestamp(f.start),
+            crate::model::format_timestamp(f.end)
+        ));
     }
     if schedule.maintenance_window && !policy.in_maintenance_window(schedule.start, schedule.end) {
         return Some(
@@ -152,17 +152,17 @@ pub fn change_problems(
                 .filter(|p| p.rule != "required" && p.rule != "testing"),
         );
     }
-    if let Some(id) = &change.id {
-        if id.prefix() != policy.id_prefix {
-            out.push(problem(
-                "id",
-                "id",
-                format!(
-                    "id {id} does not use the policy's prefix {}",
-                    policy.id_prefix
-                ),
-            ));
-        }
+    if let Some(id) = &change.id
+        && id.prefix() != policy.id_prefix
+    {
+        out.push(problem(
+            "id",
+            "id",
+            format!(
+                "id {id} does not use the policy's prefix {}",
+                policy.id_prefix
+            ),
+        ));
     }
 
     // Schedule.
@@ -176,14 +176,13 @@ pub fn change_problems(
         } else if matches!(
             status,
             Status::Draft | Status::PendingApproval | Status::Approved
-        ) {
-            if let Some(why) = schedule_problem(change, s, policy) {
-                out.push(problem(
-                    "schedule",
-                    "window",
-                    format!("scheduled badly: {why}"),
-                ));
-            }
+        ) && let Some(why) = schedule_problem(change, s, policy)
+        {
+            out.push(problem(
+                "schedule",
+                "window",
+                format!("scheduled badly: {why}"),
+            ));
         }
     }
 
@@ -253,9 +252,11 @@ pub fn change_problems(
                 ),
             ));
         }
-        if let Some(other) = seen_people.insert(a.by.to_ascii_lowercase(), &a.role) {
-            if other != a.role && policy.segregation_of_duties {
-                out.push(problem(
+        if let Some(other) = seen_people.insert(a.by.to_ascii_lowercase(), &a.role)
+            && other != a.role
+            && policy.segregation_of_duties
+        {
+            out.push(problem(
                     format!("{base}.by"),
                     "segregation",
                     format!(
@@ -263,7 +264,6 @@ pub fn change_problems(
                         a.by, a.role
                     ),
                 ));
-            }
         }
     }
 
@@ -358,16 +358,17 @@ pub fn change_problems(
                                 "a closed change needs implementation.completed_at",
                             ));
                         }
-                        if let Some(o) = imp.outcome {
-                            if change.review.is_none() && policy.review_required(change, o) {
-                                out.push(problem(
+                        if let Some(o) = imp.outcome
+                            && change.review.is_none()
+                            && policy.review_required(change, o)
+                        {
+                            out.push(problem(
                                     "status",
                                     "review",
                                     format!(
                                         "a closed change with outcome {o} needs a post-implementation review under the policy"
                                     ),
                                 ));
-                            }
                         }
                     }
                 }
@@ -404,18 +405,19 @@ pub fn change_problems(
                     });
                 }
             }
-            if let Some(now) = now {
-                if !missing.is_empty() && now > deadline {
-                    out.push(problem(
-                        "approvals",
-                        "emergency",
-                        format!(
-                            "emergency approvals overdue since {} (missing: {})",
-                            crate::model::format_timestamp(deadline),
-                            missing.join(", ")
-                        ),
-                    ));
-                }
+            if let Some(now) = now
+                && !missing.is_empty()
+                && now > deadline
+            {
+                out.push(problem(
+                    "approvals",
+                    "emergency",
+                    format!(
+                        "emergency approvals overdue since {} (missing: {})",
+                        crate::model::format_timestamp(deadline),
+                        missing.join(", ")
+                    ),
+                ));
             }
         }
         if let (Some(start), Some(within), Some(now)) =

@@ -418,17 +418,16 @@ fn decide_role(
             a.by
         ));
     }
-    if policy.segregation_of_duties {
-        if let Some(a) = change
+    if policy.segregation_of_duties
+        && let Some(a) = change
             .approvals
             .iter()
             .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
-        {
-            return refuse(format!(
-                "{actor} already acted on {id} as {}; one person fills one role per change (segregation of duties)",
-                a.role
-            ));
-        }
+    {
+        return refuse(format!(
+            "{actor} already acted on {id} as {}; one person fills one role per change (segregation of duties)",
+            a.role
+        ));
     }
     Ok(role)
 }
@@ -438,7 +437,7 @@ pub fn implement_allowed(change: &ChangeRequest, policy: &Policy, now: Timestamp
     implement_refusals(change, policy, now)
         .into_iter()
         .next()
-        .map_or(Ok(()), |why| refuse(why))
+        .map_or(Ok(()), refuse)
 }
 
 /// Every reason the change may not start implementation at `now` (empty: it may).

@@ -95,9 +95,15 @@ pub fn parse_git_date(text: &str) -> Option<Timestamp> {
     None
 }
 
-/// The time of the action: `CHG_NOW` (for tests and replays), else `GIT_AUTHOR_DATE` (so
-/// the record and the commit agree), else the clock.
+/// The time of the action, in whole seconds as files and commits record it: `CHG_NOW` (for
+/// tests and replays), else `GIT_AUTHOR_DATE` (so the record and the commit agree), else
+/// the clock.
 pub fn now() -> Result<Timestamp> {
+    let t = raw_now()?;
+    Timestamp::from_second(t.as_second()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn raw_now() -> Result<Timestamp> {
     if let Some(v) = env_nonempty("CHG_NOW") {
         return parse_git_date(&v).ok_or_else(|| {
             Error::Usage(format!(
@@ -105,10 +111,10 @@ pub fn now() -> Result<Timestamp> {
             ))
         });
     }
-    if let Some(v) = env_nonempty("GIT_AUTHOR_DATE") {
-        if let Some(t) = parse_git_date(&v) {
-            return Ok(t);
-        }
+    if let Some(v) = env_nonempty("GIT_AUTHOR_DATE")
+        && let Some(t) = parse_git_date(&v)
+    {
+        return Ok(t);
     }
     Ok(Timestamp::now())
 }
@@ -444,12 +450,11 @@ impl Store {
         let identity = self.identity()?;
         let when = now()?;
         let head = commit::head_state(&self.repo)?.1;
-        let year = i16::try_from(when.to_zoned(jiff::tz::TimeZone::UTC).year())
-            .map_err(|_| Error::Internal("year out of range".into()))?;
+        let year = when.to_zoned(jiff::tz::TimeZone::UTC).year();
         let id = self.next_id(&policy.id_prefix, year)?;
         change.id = Some(id.clone());
         change.requester = Some(identity.email.clone());
-        change.request_date = Some(Timestamp::from_second(when.as_second()).unwrap_or(when));
+        change.request_date = Some(when);
         let status = if draft {
             Status::Draft
         } else {
@@ -525,6 +530,86 @@ impl Store {
         })
     }
 
+    /// Commits a person's edit of a change file (from `chg edit`). `base` is the text the
+    /// edit started from: if the file moved on meanwhile, nothing is written. The person's
+    /// text is committed as written, unless the edit voids approvals, in which case only the
+    /// status and approvals are changed in it.
+    pub fn edit_text(&self, id: &ChangeId, base: &str, new_text: &str) -> Result<Outcome> {
+        let _lock = self.lock()?;
+        let policy = self.policy()?;
+        let identity = self.identity()?;
+        let when = now()?;
+        let head = commit::head_state(&self.repo)?.1;
+        let loaded = self.load(id)?;
+        if loaded.text != base {
+            return Err(Error::Internal(format!(
+                "{id} changed while you were editing it; nothing was written"
+            )));
+        }
+        self.ensure_clean(&loaded.rel, head)?;
+        let file = loaded.rel.display().to_string();
+        let decoded = decode::decode_str(&file, new_text);
+        let mut findings: Vec<Finding> = decoded
+            .findings
+            .iter()
+            .filter(|f| f.is_error())
+            .cloned()
+            .collect();
+        if findings.is_empty() {
+            findings = validate::check_file(&loaded.rel, &decoded, &policy, None)
+                .into_iter()
+                .filter(|f| {
+                    f.is_error()
+                        && matches!(
+                            f.rule,
+                            "unknown-key" | "type" | "enum" | "timestamp" | "required"
+                        )
+                })
+                .collect();
+        }
+        if !findings.is_empty() {
+            return Err(Error::Invalid {
+                summary: format!(
+                    "the edited {id} is not valid ({} problem(s))",
+                    findings.len()
+                ),
+                findings,
+            });
+        }
+        let wanted = decoded.change;
+        let (next, transition) = workflow::apply(
+            loaded.change(),
+            &policy,
+            &identity.email,
+            when,
+            Step::Edit {
+                new: Box::new(wanted.clone()),
+            },
+        )?;
+        let text = if next == wanted {
+            new_text.to_owned()
+        } else {
+            edit::apply(new_text, &wanted, &next)?
+        };
+        let message = commit_message(id, &next, &transition, &identity, false);
+        let commit = self.commit(
+            &[FileWrite {
+                path: self.repo_path(&loaded.rel),
+                content: text.into_bytes(),
+            }],
+            &message,
+            &identity,
+            when,
+            head,
+        )?;
+        Ok(Outcome {
+            change: next,
+            transition,
+            commit,
+            rel: loaded.rel,
+        })
+    }
+
     /// Applies one step to a change and commits it; refuses without changing anything.
     pub fn transition(&self, id: &ChangeId, step: Step) -> Result<Outcome> {
         let _lock = self.lock()?;
@@ -569,17 +654,15 @@ pub fn commit_message(
     if let Some(role) = &t.role {
         subject.push_str(&format!(" ({role})"));
     }
-    if created {
-        if let Some(title) = &change.title {
-            let title: String = title
-                .lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(60)
-                .collect();
-            subject.push_str(&format!(": {title}"));
-        }
+    if created && let Some(title) = &change.title {
+        let title: String = title
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        subject.push_str(&format!(": {title}"));
     }
     let mut msg = subject;
     msg.push_str("\n\n");

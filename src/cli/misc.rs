@@ -1,0 +1,61 @@
+//! `chg init`, `chg completions`, `chg man`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chg::store::Store;
+use clap::{Args, CommandFactory};
+
+use super::{Cli, CmdResult, out, short};
+
+/// Create a store: policy/policy.yaml (the default policy) and changes/, in one commit.
+///
+/// PATH becomes a git repository first if it is not inside one.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the store (default: the current folder).
+    path: Option<PathBuf>,
+}
+
+pub fn init(a: InitArgs) -> CmdResult {
+    let path = match a.path {
+        Some(p) => p,
+        None => std::env::current_dir()
+            .map_err(|e| chg::Error::io("cannot read the current folder", e))?,
+    };
+    let (store, commit) = Store::init(&path)?;
+    out(&format!(
+        "Initialized a chg store in {} (commit {}).\nEdit policy/policy.yaml to name your roles and their members, then file a change with `chg new`.\n",
+        store.root().display(),
+        short(&commit.to_string())
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print shell completions (bash, zsh, fish, elvish, powershell).
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+pub fn completions(a: CompletionsArgs) -> CmdResult {
+    let mut cmd = Cli::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "chg", &mut buf);
+    out(&String::from_utf8_lossy(&buf))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the man page (roff) to stdout: `chg man > chg.1`.
+#[derive(Debug, Args)]
+pub struct ManArgs {}
+
+pub fn man(_: ManArgs) -> CmdResult {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut buf)
+        .map_err(|e| chg::Error::io("cannot render the man page", e))?;
+    out(&String::from_utf8_lossy(&buf))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,174 @@
+//! The command-line layer: clap definitions, one module per group of commands, output
+//! formats. Everything here turns arguments into calls on the `chg` library and its
+//! results into text; no rule of the domain lives here.
+
+mod edit;
+mod misc;
+mod new;
+mod show;
+mod transitions;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::store::Store;
+use clap::{Parser, Subcommand};
+
+/// Technical change management in git: one YAML file per change request, a policy, and one
+/// commit per state transition, so that `git log` is the audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "chg", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The store to use (a folder with policy/policy.yaml); default: found from the current folder.
+    #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH")]
+    repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(misc::InitArgs),
+    New(Box<new::NewArgs>),
+    Submit(transitions::IdArgs),
+    Approve(transitions::ApproveArgs),
+    Reject(transitions::RejectArgs),
+    Set(transitions::SetArgs),
+    Edit(edit::EditArgs),
+    Schedule(transitions::ScheduleArgs),
+    Implement(transitions::IdArgs),
+    Close(transitions::CloseArgs),
+    Cancel(transitions::CancelArgs),
+    Show(show::ShowArgs),
+    List(show::ListArgs),
+    Log(show::LogArgs),
+    Validate(validate::ValidateArgs),
+    Completions(misc::CompletionsArgs),
+    Man(misc::ManArgs),
+}
+
+/// What a command returns: the exit code when it is not an error (validate: 0 or 1).
+type CmdResult = Result<ExitCode, Error>;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> CmdResult {
+    let repo = cli.repo.clone();
+    let open = || -> Result<Store, Error> {
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
+        Store::discover(&cwd, repo.as_deref())
+    };
+    match cli.command {
+        Command::Init(a) => misc::init(a),
+        Command::Completions(a) => misc::completions(a),
+        Command::Man(a) => misc::man(a),
+        Command::New(a) => new::run(&open()?, *a),
+        Command::Submit(a) => transitions::submit(&open()?, a),
+        Command::Approve(a) => transitions::approve(&open()?, a),
+        Command::Reject(a) => transitions::reject(&open()?, a),
+        Command::Set(a) => transitions::set(&open()?, a),
+        Command::Edit(a) => edit::run(&open()?, a),
+        Command::Schedule(a) => transitions::schedule(&open()?, a),
+        Command::Implement(a) => transitions::implement(&open()?, a),
+        Command::Close(a) => transitions::close(&open()?, a),
+        Command::Cancel(a) => transitions::cancel(&open()?, a),
+        Command::Show(a) => show::show(&open()?, a),
+        Command::List(a) => show::list(&open()?, a),
+        Command::Log(a) => show::log(&open()?, a),
+        Command::Validate(a) => validate::run(&open()?, a),
+    }
+}
+
+/// Prints an error: one clear sentence first, then details (findings) one per line.
+fn report(e: &Error) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "chg: error: {e}");
+    if let Error::Invalid { findings, .. } | Error::Findings(findings) = e {
+        for f in findings {
+            let _ = writeln!(err, "  {f}");
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`chg list | head`) is not an error.
+fn out(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write to stdout", e)),
+    }
+}
+
+/// Parses an id argument before it touches the file system.
+fn parse_id(text: &str) -> Result<chg::model::ChangeId, Error> {
+    text.parse().map_err(Error::Usage)
+}
+
+/// Whether a person is at the keyboard (prompts and editors are possible).
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// A JSON document on stdout.
+fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
+    out(&(text + "\n"))
+}
+
+/// The short form of a commit id.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// A table for people: bordered on a terminal, fixed width elsewhere so output is stable.
+fn table(header: Vec<&str>) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    if std::io::stdout().is_terminal() {
+        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    } else {
+        t.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_width(160);
+    }
+    t.set_header(header);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

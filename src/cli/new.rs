@@ -1,0 +1,251 @@
+//! `chg new`: file a change request.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::model::{ChangeModel, ChangeRequest, Priority, RiskLevel, Urgency};
+use chg::policy::Policy;
+use chg::store::Store;
+use clap::Args;
+
+use super::{CmdResult, interactive, out};
+
+/// File a new change request and print its id.
+///
+/// Give fields as flags, in a YAML file (--from; flags win), or, at a terminal, answer
+/// prompts for the required fields that are missing. Without a terminal, a missing field
+/// is an error that lists every one. The change is pending approval unless --draft.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// One-line title.
+    #[arg(long)]
+    title: Option<String>,
+    /// What changes.
+    #[arg(long)]
+    description: Option<String>,
+    /// Why it is needed.
+    #[arg(long, visible_alias = "business-justification")]
+    justification: Option<String>,
+    /// Change type (one of the policy's change_types).
+    #[arg(long = "type", value_name = "TYPE")]
+    change_type: Option<String>,
+    /// Change model.
+    #[arg(long, value_parser = ["standard", "normal", "emergency"])]
+    model: Option<String>,
+    /// Priority: critical, high, medium, low.
+    #[arg(long, value_parser = ["critical", "high", "medium", "low"])]
+    priority: Option<String>,
+    /// Urgency: emergency, high, medium, low.
+    #[arg(long, value_parser = ["emergency", "high", "medium", "low"])]
+    urgency: Option<String>,
+    /// Risk level: low, medium, high, critical.
+    #[arg(long = "risk", visible_alias = "risk-level", value_parser = ["low", "medium", "high", "critical"])]
+    risk_level: Option<String>,
+    /// An affected system (repeatable, or comma-separated).
+    #[arg(long = "system", visible_alias = "systems", value_name = "SYSTEM")]
+    systems: Vec<String>,
+    /// Who or what is affected.
+    #[arg(long)]
+    impact_scope: Option<String>,
+    /// How it will be done.
+    #[arg(long, visible_alias = "plan")]
+    implementation_plan: Option<String>,
+    /// How it will be undone.
+    #[arg(long, visible_alias = "rollback")]
+    rollback_plan: Option<String>,
+    /// Whether testing is part of the plan (true or false).
+    #[arg(long, value_name = "BOOL")]
+    testing_required: Option<bool>,
+    /// How it will be tested (implies --testing-required true).
+    #[arg(long)]
+    test_plan: Option<String>,
+    /// Where it will be tested.
+    #[arg(long)]
+    test_environment: Option<String>,
+    /// Read fields from a YAML file (same keys as a change file).
+    #[arg(long, value_name = "FILE.yaml")]
+    from: Option<PathBuf>,
+    /// File it as a draft (may be incomplete; `chg submit` later).
+    #[arg(long)]
+    draft: bool,
+    /// Shorthand for --model emergency.
+    #[arg(long, conflicts_with_all = ["standard", "model"])]
+    emergency: bool,
+    /// Shorthand for --model standard (pre-approved when the policy says so).
+    #[arg(long, conflicts_with = "model")]
+    standard: bool,
+    /// Never prompt, even at a terminal.
+    #[arg(long, visible_alias = "yes")]
+    no_input: bool,
+}
+
+fn from_file(path: &PathBuf) -> Result<ChangeRequest, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let file = path.display().to_string();
+    let d = chg::decode::decode_bytes(&file, &bytes);
+    let errors: Vec<_> = d
+        .findings
+        .iter()
+        .filter(|f| f.is_error())
+        .cloned()
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::Invalid {
+            summary: format!("{file} has {} problem(s)", errors.len()),
+            findings: errors,
+        });
+    }
+    let c = d.change;
+    let managed = [
+        ("approvals", !c.approvals.is_empty()),
+        ("implementation", c.implementation.is_some()),
+        ("review", c.review.is_some()),
+        ("cancellation", c.cancellation.is_some()),
+    ];
+    if let Some((name, _)) = managed.iter().find(|(_, set)| *set) {
+        return Err(Error::Usage(format!(
+            "{file} has `{name}`, which chg writes as the change moves; remove it"
+        )));
+    }
+    Ok(c)
+}
+
+fn merge(a: &NewArgs) -> Result<ChangeRequest, Error> {
+    let mut c = match &a.from {
+        Some(path) => from_file(path)?,
+        None => ChangeRequest::default(),
+    };
+    // Identity, dates and status are chg's to set.
+    c.id = None;
+    c.requester = None;
+    c.request_date = None;
+    c.status = None;
+    let pairs: [(&str, Option<&String>); 13] = [
+        ("title", a.title.as_ref()),
+        ("description", a.description.as_ref()),
+        ("business_justification", a.justification.as_ref()),
+        ("change_type", a.change_type.as_ref()),
+        ("change_model", a.model.as_ref()),
+        ("priority", a.priority.as_ref()),
+        ("urgency", a.urgency.as_ref()),
+        ("risk_level", a.risk_level.as_ref()),
+        ("impact_scope", a.impact_scope.as_ref()),
+        ("implementation_plan", a.implementation_plan.as_ref()),
+        ("rollback_plan", a.rollback_plan.as_ref()),
+        ("test_plan", a.test_plan.as_ref()),
+        ("test_environment", a.test_environment.as_ref()),
+    ];
+    for (field, value) in pairs {
+        if let Some(v) = value {
+            c.set_field(field, v).map_err(Error::Usage)?;
+        }
+    }
+    if !a.systems.is_empty() {
+        c.set_field("affected_systems", &a.systems.join(","))
+            .map_err(Error::Usage)?;
+    }
+    if let Some(t) = a.testing_required {
+        c.testing_required = Some(t);
+    } else if c.test_plan.is_some() && c.testing_required.is_none() {
+        c.testing_required = Some(true);
+    }
+    if a.emergency {
+        c.change_model = Some(ChangeModel::Emergency);
+        c.urgency.get_or_insert(Urgency::Emergency);
+    } else if a.standard {
+        c.change_model = Some(ChangeModel::Standard);
+    }
+    c.change_model.get_or_insert(ChangeModel::Normal);
+    Ok(c)
+}
+
+/// Asks for each missing required field. Only called at a terminal.
+fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
+    use dialoguer::{Input, Select};
+    let theme = dialoguer::theme::SimpleTheme;
+    let failed = |e: dialoguer::Error| Error::Usage(format!("prompt aborted: {e}"));
+    let mut wanted: Vec<String> = policy.required_fields.clone();
+    let testing = c
+        .change_type
+        .as_deref()
+        .is_some_and(|t| policy.testing_required_for(t));
+    for field in std::mem::take(&mut wanted) {
+        if c.has_field(&field) || field == "requester" {
+            continue;
+        }
+        let choices: Option<Vec<String>> = match field.as_str() {
+            "change_type" => Some(policy.change_types.clone()),
+            "change_model" => Some(ChangeModel::names().iter().map(|s| s.to_string()).collect()),
+            "priority" => Some(Priority::names().iter().map(|s| s.to_string()).collect()),
+            "urgency" => Some(Urgency::names().iter().map(|s| s.to_string()).collect()),
+            "risk_level" => Some(RiskLevel::names().iter().map(|s| s.to_string()).collect()),
+            _ => None,
+        };
+        let label = field.replace('_', " ");
+        let value = match choices {
+            Some(items) => {
+                let i = Select::with_theme(&theme)
+                    .with_prompt(&label)
+                    .items(&items)
+                    .default(0)
+                    .interact()
+                    .map_err(failed)?;
+                items[i].clone()
+            }
+            None => {
+                let hint = if field == "affected_systems" {
+                    " (comma-separated)"
+                } else {
+                    ""
+                };
+                Input::<String>::with_theme(&theme)
+                    .with_prompt(format!("{label}{hint}"))
+                    .validate_with(|s: &String| {
+                        if s.trim().is_empty() {
+                            Err("required")
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .interact_text()
+                    .map_err(failed)?
+            }
+        };
+        c.set_field(&field, &value).map_err(Error::Usage)?;
+    }
+    let testing = testing
+        || c.change_type
+            .as_deref()
+            .is_some_and(|t| policy.testing_required_for(t));
+    if testing && !c.has_field("test_plan") {
+        let plan: String = Input::with_theme(&theme)
+            .with_prompt("test plan (required for this change type)")
+            .interact_text()
+            .map_err(failed)?;
+        c.test_plan = Some(plan);
+        c.testing_required = Some(true);
+    }
+    Ok(())
+}
+
+pub fn run(store: &Store, a: NewArgs) -> CmdResult {
+    let policy = store.policy()?;
+    let mut change = merge(&a)?;
+    if !a.draft && !a.no_input && interactive() {
+        let missing = chg::validate::content_problems(&change, &policy);
+        if !missing.is_empty() {
+            prompt_missing(&mut change, &policy)?;
+        }
+    }
+    let o = store.create(change, a.draft)?;
+    let id = o
+        .change
+        .id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    out(&format!("{id}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}

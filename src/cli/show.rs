@@ -1,0 +1,373 @@
+//! `chg show`, `chg list`, `chg log`: reading changes and their history.
+
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::model::{ChangeRequest, format_timestamp};
+use chg::store::Store;
+use clap::{Args, ValueEnum};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{CmdResult, out, out_json, parse_id, short, table};
+
+/// Show one change, readable, or as JSON.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The change id.
+    id: String,
+    /// Print JSON (the change's fields, plus `file`, `required_roles`, `missing_roles`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Output formats of `list`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    /// A table for people.
+    Table,
+    /// One JSON array.
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// List changes in a table, with filters.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these statuses (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    status: Vec<String>,
+    /// Only these change types.
+    #[arg(long = "type", value_delimiter = ',', value_name = "TYPE")]
+    change_type: Vec<String>,
+    /// Only these priorities.
+    #[arg(long, value_delimiter = ',')]
+    priority: Vec<String>,
+    /// Only changes affecting this system.
+    #[arg(long, value_delimiter = ',')]
+    system: Vec<String>,
+    /// Only changes requested on or after this date (2025-01-01 or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only changes requested before this date (2025-02-01 or RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Print JSON (same as --format json).
+    #[arg(long)]
+    json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+}
+
+/// The history of one change, read from git: when, who, action, role, from -> to, commit.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The change id.
+    id: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn change_json(store: &Store, rel: &std::path::Path, c: &ChangeRequest) -> Result<Value, Error> {
+    let policy = store.policy()?;
+    let mut v = serde_json::to_value(c).map_err(|e| Error::Internal(e.to_string()))?;
+    if let Value::Object(map) = &mut v {
+        map.insert("file".into(), json!(rel.display().to_string()));
+        map.insert("required_roles".into(), json!(policy.required_roles(c)));
+        map.insert(
+            "missing_roles".into(),
+            json!(chg::workflow::missing_roles(c, &policy)),
+        );
+    }
+    Ok(v)
+}
+
+pub fn show(store: &Store, a: ShowArgs) -> CmdResult {
+    let id = parse_id(&a.id)?;
+    let loaded = store.load(&id)?;
+    let c = loaded.change();
+    if a.json {
+        out_json(&change_json(store, &loaded.rel, c)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let policy = store.policy()?;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{id}  {}\n",
+        c.title.as_deref().unwrap_or("(no title)")
+    ));
+    s.push_str(&format!("file: {}\n\n", loaded.rel.display()));
+    for field in [
+        "status",
+        "change_type",
+        "change_model",
+        "priority",
+        "urgency",
+        "risk_level",
+        "requester",
+        "request_date",
+        "affected_systems",
+        "impact_scope",
+        "testing_required",
+        "test_environment",
+    ] {
+        if let Some(v) = c.field_text(field) {
+            s.push_str(&format!("{:<18}{v}\n", format!("{field}:")));
+        }
+    }
+    for field in [
+        "description",
+        "business_justification",
+        "implementation_plan",
+        "rollback_plan",
+        "test_plan",
+    ] {
+        if let Some(v) = c.field_text(field) {
+            s.push_str(&format!("\n{field}:\n"));
+            for line in v.lines() {
+                s.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    if let Some(sch) = &c.schedule {
+        s.push_str(&format!(
+            "\nschedule: {} to {}{}\n",
+            format_timestamp(sch.start),
+            format_timestamp(sch.end),
+            if sch.maintenance_window {
+                " (maintenance window)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let required = policy.required_roles(c);
+    s.push_str("\napprovals:\n");
+    if required.is_empty() && policy.is_preapproved(c) {
+        s.push_str("  pre-approved (standard change)\n");
+    }
+    for role in &required {
+        match c.approvals.iter().find(|a| &a.role == role) {
+            Some(a) => s.push_str(&format!(
+                "  [{}] {role}: {} at {}{}\n",
+                if a.decision == chg::model::Decision::Approved {
+                    "x"
+                } else {
+                    "-"
+                },
+                a.by,
+                format_timestamp(a.at),
+                a.comments
+                    .as_deref()
+                    .map(|c| format!(" - {c}"))
+                    .unwrap_or_default()
+            )),
+            None => s.push_str(&format!("  [ ] {role}: waiting\n")),
+        }
+    }
+    for a in c.approvals.iter().filter(|a| !required.contains(&a.role)) {
+        s.push_str(&format!(
+            "  [?] {}: {} at {} (role not required)\n",
+            a.role,
+            a.by,
+            format_timestamp(a.at)
+        ));
+    }
+    if let Some(imp) = &c.implementation {
+        s.push_str("\nimplementation:\n");
+        if let Some(v) = &imp.implementer {
+            s.push_str(&format!("  implementer:  {v}\n"));
+        }
+        if let Some(v) = imp.started_at {
+            s.push_str(&format!("  started_at:   {}\n", format_timestamp(v)));
+        }
+        if let Some(v) = imp.completed_at {
+            s.push_str(&format!("  completed_at: {}\n", format_timestamp(v)));
+        }
+        if let Some(v) = imp.outcome {
+            s.push_str(&format!("  outcome:      {v}\n"));
+        }
+        if let Some(v) = &imp.test_results {
+            s.push_str(&format!("  test_results: {v}\n"));
+        }
+    }
+    if let Some(r) = &c.review {
+        s.push_str(&format!(
+            "\nreview: {} at {}\n  {}\n",
+            r.by,
+            format_timestamp(r.at),
+            r.summary
+        ));
+    }
+    if let Some(x) = &c.cancellation {
+        s.push_str(&format!(
+            "\ncancelled: by {} at {}: {}\n",
+            x.by,
+            format_timestamp(x.at),
+            x.reason
+        ));
+    }
+    out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A date bound: a plain date means its midnight UTC.
+fn parse_bound(text: &str) -> Result<Timestamp, Error> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| Error::Usage(format!("`{text}` is not a date (like 2025-01-31)")))
+}
+
+fn check_values<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<(), Error> {
+    for v in values {
+        v.parse::<T>().map_err(Error::Usage)?;
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+pub fn list(store: &Store, a: ListArgs) -> CmdResult {
+    check_values::<chg::model::Status>(&a.status)?;
+    check_values::<chg::model::Priority>(&a.priority)?;
+    let since = a.since.as_deref().map(parse_bound).transpose()?;
+    let until = a.until.as_deref().map(parse_bound).transpose()?;
+    let mut rows: Vec<_> = store
+        .load_all()?
+        .into_iter()
+        .filter(|l| l.decoded.parsed)
+        .filter(|l| {
+            let c = l.change();
+            let has = |list: &[String], v: Option<String>| {
+                list.is_empty() || v.is_some_and(|v| list.contains(&v))
+            };
+            has(&a.status, c.field_text("status"))
+                && has(&a.change_type, c.change_type.clone())
+                && has(&a.priority, c.field_text("priority"))
+                && (a.system.is_empty() || c.affected_systems.iter().any(|s| a.system.contains(s)))
+                && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
+                && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
+        })
+        .collect();
+    rows.sort_by(|x, y| x.change().id.cmp(&y.change().id).then(x.rel.cmp(&y.rel)));
+    let format = if a.json { ListFormat::Json } else { a.format };
+    match format {
+        ListFormat::Json => {
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|l| change_json(store, &l.rel, l.change()))
+                .collect::<Result<_, _>>()?;
+            out_json(&items)?;
+        }
+        ListFormat::Csv => {
+            let cols = [
+                "id",
+                "title",
+                "status",
+                "change_type",
+                "change_model",
+                "priority",
+                "risk_level",
+                "requester",
+                "request_date",
+                "affected_systems",
+            ];
+            let mut s = cols.join(",") + "\n";
+            for l in &rows {
+                let line: Vec<String> = cols
+                    .iter()
+                    .map(|f| csv_field(&l.change().field_text(f).unwrap_or_default()))
+                    .collect();
+                s.push_str(&line.join(","));
+                s.push('\n');
+            }
+            out(&s)?;
+        }
+        ListFormat::Table => {
+            let mut t = table(vec![
+                "ID",
+                "Status",
+                "Type",
+                "Model",
+                "Priority",
+                "Risk",
+                "Requested",
+                "Title",
+            ]);
+            for l in &rows {
+                let c = l.change();
+                let f = |k: &str| c.field_text(k).unwrap_or_default();
+                let date = c
+                    .request_date
+                    .map(|d| d.strftime("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    f("id"),
+                    f("status"),
+                    f("change_type"),
+                    f("change_model"),
+                    f("priority"),
+                    f("risk_level"),
+                    date,
+                    f("title"),
+                ]);
+            }
+            if rows.is_empty() {
+                out("No changes match.\n")?;
+            } else {
+                out(&format!("{t}\n{} change(s)\n", rows.len()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn log(store: &Store, a: LogArgs) -> CmdResult {
+    let id = parse_id(&a.id)?;
+    let rel = store.find(&id)?;
+    let path = store.repo_path(&rel);
+    let entries = chg::history::change_log(store.repo(), &id, &path)?;
+    if a.json {
+        out_json(&entries)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(vec![
+        "When",
+        "Who",
+        "Action",
+        "Role",
+        "From -> To",
+        "Commit",
+    ]);
+    for e in &entries {
+        let fromto = match (&e.from, &e.to) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            (None, Some(t)) => format!("-> {t}"),
+            _ => "(not made by chg)".into(),
+        };
+        t.add_row(vec![
+            format_timestamp(e.when),
+            format!("{} <{}>", e.author, e.email),
+            e.action.clone(),
+            e.role.clone().unwrap_or_default(),
+            fromto,
+            short(&e.commit).to_owned(),
+        ]);
+    }
+    out(&format!("{id}\n{t}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}

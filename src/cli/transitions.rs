@@ -1,0 +1,256 @@
+//! The state-changing commands that take one step on one change.
+
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::model::{Outcome, Status, format_timestamp};
+use chg::store::{self, Store};
+use chg::workflow::Step;
+use clap::Args;
+use jiff::Timestamp;
+
+use super::{CmdResult, out, parse_id, short};
+
+/// A change id.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The change id (CHG-2025-001).
+    id: String,
+}
+
+/// Record one approval, for one role, by you (the git identity).
+///
+/// The role is inferred when you hold exactly one of the roles the change still needs.
+/// The change becomes approved when every role the policy requires for its priority
+/// (or for the emergency model) has approved.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The change id.
+    id: String,
+    /// The role you approve for.
+    #[arg(long)]
+    role: Option<String>,
+    /// A comment recorded with the approval.
+    #[arg(long, short = 'm')]
+    comment: Option<String>,
+    /// A condition attached to the approval (repeatable).
+    #[arg(long = "condition", value_name = "TEXT")]
+    conditions: Vec<String>,
+}
+
+/// Reject a change pending approval, for one of your roles.
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The change id.
+    id: String,
+    /// Why (required).
+    #[arg(long, short = 'm')]
+    comment: String,
+    /// The role you reject for.
+    #[arg(long)]
+    role: Option<String>,
+}
+
+/// Change content fields: `chg set CHG-2025-001 priority=high affected_systems=api,db`.
+///
+/// Editing material content (title, description, justification, type, model, priority,
+/// risk, affected systems, plans, testing) after an approval voids the approvals and
+/// returns the change to pending_approval.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The change id.
+    id: String,
+    /// FIELD=VALUE pairs; an empty VALUE clears the field.
+    #[arg(required = true, value_name = "FIELD=VALUE")]
+    assignments: Vec<String>,
+}
+
+/// Set the window in which the change will be implemented.
+///
+/// Times are RFC 3339 (2025-01-28T02:00:00Z) or local wall-clock time (2025-01-28T03:00).
+/// Freezes and, when flagged, maintenance windows are checked. Scheduling keeps approvals.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The change id.
+    id: String,
+    /// Start of the window.
+    #[arg(long)]
+    start: String,
+    /// End of the window.
+    #[arg(long)]
+    end: String,
+    /// The change must run inside a maintenance window of the policy.
+    #[arg(long, overrides_with = "no_maintenance_window")]
+    maintenance_window: bool,
+    /// The change need not run inside a maintenance window.
+    #[arg(long)]
+    no_maintenance_window: bool,
+}
+
+/// Finish implementation with its outcome.
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// The change id.
+    id: String,
+    /// How it went.
+    #[arg(long, value_parser = ["successful", "failed", "rolled_back"])]
+    outcome: String,
+    /// Evidence of testing.
+    #[arg(long)]
+    test_results: Option<String>,
+    /// The post-implementation review (required by the policy for some changes).
+    #[arg(long)]
+    review: Option<String>,
+}
+
+/// Cancel a change that has not been closed.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The change id.
+    id: String,
+    /// Why (required).
+    #[arg(long)]
+    reason: String,
+}
+
+/// Parses a time given on the command line: RFC 3339, or civil time in the local zone.
+pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>()
+        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system())
+    {
+        return Ok(z.timestamp());
+    }
+    Err(Error::Usage(format!(
+        "`{text}` is not a time (use RFC 3339 like 2025-01-28T02:00:00Z, or local time like 2025-01-28T03:00)"
+    )))
+}
+
+fn done(store: &Store, o: store::Outcome) -> CmdResult {
+    let id = o
+        .change
+        .id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let t = &o.transition;
+    let mut line = format!("{id}: {}", t.action);
+    if let Some(role) = &t.role {
+        line.push_str(&format!(" ({role})"));
+    }
+    if t.from != t.to {
+        line.push_str(&format!(", {} -> {}", t.from, t.to));
+    } else {
+        line.push_str(&format!(", {}", t.to));
+    }
+    line.push_str(&format!(" [commit {}]\n", short(&o.commit.to_string())));
+    for note in &t.notes {
+        if note.starts_with("Material") {
+            line.push_str(&format!("note: {note}\n"));
+        }
+    }
+    if o.change.status() == Status::PendingApproval {
+        let policy = store.policy()?;
+        let missing = chg::workflow::missing_roles(&o.change, &policy);
+        if !missing.is_empty() {
+            line.push_str(&format!(
+                "waiting for approval by: {}\n",
+                missing.join(", ")
+            ));
+        }
+    }
+    out(&line)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn submit(store: &Store, a: IdArgs) -> CmdResult {
+    let o = store.transition(&parse_id(&a.id)?, Step::Submit)?;
+    done(store, o)
+}
+
+pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
+    let step = Step::Approve {
+        role: a.role,
+        comment: a.comment,
+        conditions: a.conditions,
+    };
+    let o = store.transition(&parse_id(&a.id)?, step)?;
+    done(store, o)
+}
+
+pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
+    if a.comment.trim().is_empty() {
+        return Err(Error::Usage(
+            "a rejection needs a --comment saying why".into(),
+        ));
+    }
+    let step = Step::Reject {
+        role: a.role,
+        comment: a.comment,
+    };
+    let o = store.transition(&parse_id(&a.id)?, step)?;
+    done(store, o)
+}
+
+pub fn set(store: &Store, a: SetArgs) -> CmdResult {
+    let id = parse_id(&a.id)?;
+    let current = store.load(&id)?;
+    let mut new = current.change().clone();
+    for assignment in &a.assignments {
+        let (field, value) = assignment.split_once('=').ok_or_else(|| {
+            Error::Usage(format!(
+                "`{assignment}` is not FIELD=VALUE (like priority=high)"
+            ))
+        })?;
+        new.set_field(field.trim(), value).map_err(Error::Usage)?;
+    }
+    let o = store.transition(&id, Step::Edit { new: Box::new(new) })?;
+    done(store, o)
+}
+
+pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
+    let start = parse_time(&a.start)?;
+    let end = parse_time(&a.end)?;
+    let mw = if a.maintenance_window {
+        Some(true)
+    } else if a.no_maintenance_window {
+        Some(false)
+    } else {
+        None
+    };
+    let o = store.transition(
+        &parse_id(&a.id)?,
+        Step::Schedule {
+            start,
+            end,
+            maintenance_window: mw,
+        },
+    )?;
+    let _ = format_timestamp;
+    done(store, o)
+}
+
+pub fn implement(store: &Store, a: IdArgs) -> CmdResult {
+    let o = store.transition(&parse_id(&a.id)?, Step::Implement)?;
+    done(store, o)
+}
+
+pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
+    let outcome: Outcome = a.outcome.parse().map_err(Error::Usage)?;
+    let o = store.transition(
+        &parse_id(&a.id)?,
+        Step::Close {
+            outcome,
+            test_results: a.test_results,
+            review: a.review,
+        },
+    )?;
+    done(store, o)
+}
+
+pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
+    let o = store.transition(&parse_id(&a.id)?, Step::Cancel { reason: a.reason })?;
+    done(store, o)
+}

@@ -1,0 +1,195 @@
+//! `chg validate`: the CI check.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::finding::Finding;
+use chg::policy::{POLICY_PATH, Policy};
+use chg::store::Store;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::{CmdResult, out, out_json};
+
+/// Output formats of `validate`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// `file:line:column: rule: message`
+    Text,
+    /// One JSON array of findings.
+    Json,
+    /// GitHub Actions annotations.
+    Github,
+}
+
+/// Check change files (as they are in the work tree, committed or not) and the policy.
+///
+/// With no arguments, the whole store. Exit 0 when there are no errors, 1 when there are,
+/// 2 when the input is wrong.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Change ids or file paths (default: every file under changes/).
+    targets: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Only report files changed since the merge base with REF (cross-file checks still see all).
+    #[arg(long, value_name = "REF")]
+    changed_since: Option<String>,
+}
+
+fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
+    let repo = store.repo();
+    let target = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|_| Error::Usage(format!("`{rev}` is not a commit in this repository")))?;
+    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let base = match &head {
+        Some(h) => repo.merge_base(h.id(), target.id()).ok(),
+        None => None,
+    }
+    .and_then(|id| repo.find_commit(id).ok())
+    .unwrap_or(target);
+    let mut opts = git2::DiffOptions::new();
+    opts.include_untracked(true).recurse_untracked_dirs(true);
+    let diff = repo.diff_tree_to_workdir_with_index(Some(&base.tree()?), Some(&mut opts))?;
+    let mut files = HashSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file().path(), d.new_file().path()]
+            .into_iter()
+            .flatten()
+        {
+            files.insert(f.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(files)
+}
+
+pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
+    let root = store.root();
+    let policy_text = std::fs::read(root.join(POLICY_PATH))
+        .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
+    let policy_text = String::from_utf8_lossy(&policy_text);
+    let (policy, mut findings): (Option<Policy>, Vec<Finding>) =
+        match Policy::parse(POLICY_PATH, &policy_text) {
+            Ok((p, w)) => (Some(p), w),
+            Err(f) => (None, f),
+        };
+    if let Some(policy) = &policy {
+        let all =
+            chg::validate::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
+        let now = chg::store::now()?;
+        findings.extend(chg::validate::validate_files(root, &all, policy, Some(now)));
+        let mut keep: Option<HashSet<String>> = None;
+        if !a.targets.is_empty() {
+            let mut set = HashSet::new();
+            for t in &a.targets {
+                if let Ok(id) = t.parse::<chg::model::ChangeId>() {
+                    let rel = store.find(&id)?;
+                    set.insert(rel.display().to_string());
+                } else {
+                    let p = PathBuf::from(t);
+                    let abs = if p.is_absolute() {
+                        p
+                    } else {
+                        std::env::current_dir()
+                            .map_err(|e| Error::io("cannot read the current folder", e))?
+                            .join(p)
+                    };
+                    let abs = abs.canonicalize().map_err(|_| {
+                        Error::Usage(format!("`{t}` is neither a change id nor an existing file"))
+                    })?;
+                    let rel = abs.strip_prefix(root).map_err(|_| {
+                        Error::Usage(format!("{t} is outside the store {}", root.display()))
+                    })?;
+                    set.insert(rel.display().to_string());
+                }
+            }
+            keep = Some(set);
+        }
+        if let Some(rev) = &a.changed_since {
+            let prefix = store.repo_path(std::path::Path::new(""));
+            let changed: HashSet<String> = changed_files(store, rev)?
+                .into_iter()
+                .filter_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
+                .collect();
+            keep = Some(match keep {
+                Some(k) => k.intersection(&changed).cloned().collect(),
+                None => changed,
+            });
+        }
+        if let Some(keep) = keep {
+            findings.retain(|f| keep.contains(&f.file) || f.file == POLICY_PATH);
+        }
+    }
+    findings
+        .sort_by(|x, y| (x.file.as_str(), x.pos, x.rule).cmp(&(y.file.as_str(), y.pos, y.rule)));
+    let errors = findings.iter().filter(|f| f.is_error()).count();
+    match a.format {
+        Format::Text => {
+            let mut s = String::new();
+            for f in &findings {
+                s.push_str(&format!("{f}\n"));
+            }
+            out(&s)?;
+            let warnings = findings.len() - errors;
+            if errors + warnings == 0 {
+                eprintln!("chg: no problems found");
+            } else {
+                eprintln!("chg: {errors} error(s), {warnings} warning(s)");
+            }
+        }
+        Format::Json => {
+            let items: Vec<_> = findings
+                .iter()
+                .map(|f| {
+                    json!({
+                        "file": f.file,
+                        "line": f.pos.map(|p| p.line),
+                        "column": f.pos.map(|p| p.column),
+                        "id": f.id,
+                        "rule": f.rule,
+                        "severity": f.severity,
+                        "message": f.message,
+                    })
+                })
+                .collect();
+            out_json(&items)?;
+        }
+        Format::Github => {
+            let mut s = String::new();
+            for f in &findings {
+                let level = if f.is_error() { "error" } else { "warning" };
+                let file = store.repo_path(std::path::Path::new(&f.file));
+                let mut props = format!("file={}", gh_escape_prop(&file));
+                if let Some(p) = f.pos {
+                    props.push_str(&format!(",line={},col={}", p.line, p.column));
+                }
+                props.push_str(&format!(",title=chg {}", f.rule));
+                s.push_str(&format!(
+                    "::{level} {props}::{}\n",
+                    gh_escape_data(&f.message)
+                ));
+            }
+            out(&s)?;
+        }
+    }
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn gh_escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn gh_escape_prop(s: &str) -> String {
+    gh_escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
