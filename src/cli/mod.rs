@@ -20,7 +20,13 @@ use clap::{Parser, Subcommand};
 /// Technical change management in git: one YAML file per change request, a policy, and one
 /// commit per state transition, so that `git log` is the audit trail.
 #[derive(Debug, Parser)]
-#[command(name = "chg", version, about, max_term_width = 100)]
+#[command(
+    name = "chg",
+    version,
+    about,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct Cli {
     /// The store to use (a folder with policy/policy.yaml); default: found from the current folder.
     #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH")]
