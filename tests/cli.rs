@@ -1107,3 +1107,87 @@ fn interactive_new_prompts_for_missing_fields_in_a_terminal() {
     assert!(text.contains("priority: critical"), "{text}");
     assert!(text.contains("rollback_plan: Revert the deploy"), "{text}");
 }
+
+#[test]
+fn a_transition_killed_at_any_step_is_finished_or_undone_by_the_next_chg() {
+    for (point, committed) in [
+        ("after-journal", false),
+        ("after-files", false),
+        ("after-ref", true),
+    ] {
+        let s = Store::new();
+        let id = s.new_change(&[]);
+        let before = s.git(&["rev-parse", "HEAD"]);
+        let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+        let r = run_output(
+            cmd.env("CHG_TEST_FAILPOINT", point)
+                .args(["approve", &id])
+                .output()
+                .unwrap(),
+        );
+        assert_ne!(r.code, 0, "{point}: the process should have died");
+        let moved = s.git(&["rev-parse", "HEAD"]) != before;
+        assert_eq!(moved, committed, "{point}");
+        // The next chg process repairs the store before it acts.
+        s.chg("cm@example.com", &["approve", &id]).ok();
+        if !committed {
+            // The interrupted approval never happened; em can approve again.
+            s.chg("em@example.com", &["approve", &id]).ok();
+        }
+        let text = s.read(&id);
+        assert!(text.contains("status: approved"), "{point}: {text}");
+        assert_eq!(
+            text.matches("role: engineering-manager").count(),
+            1,
+            "{point}: {text}"
+        );
+        assert_eq!(s.git(&["status", "--porcelain"]), "", "{point}");
+        s.git(&["fsck", "--no-progress"]);
+        let approvals = s.git(&[
+            "log",
+            "--format=%(trailers:key=Chg-Action,valueonly,separator=)",
+        ]);
+        assert_eq!(
+            approvals.lines().filter(|l| *l == "approve").count(),
+            2,
+            "{point}"
+        );
+        s.chg("alice@example.com", &["validate"]).ok();
+    }
+}
+
+#[test]
+fn the_help_reference_is_stable() {
+    let s = Store::bare();
+    let commands = [
+        "",
+        "init",
+        "new",
+        "submit",
+        "approve",
+        "reject",
+        "set",
+        "edit",
+        "schedule",
+        "implement",
+        "close",
+        "cancel",
+        "show",
+        "list",
+        "log",
+        "validate",
+        "completions",
+        "man",
+    ];
+    let mut reference = String::new();
+    for c in commands {
+        let args: Vec<&str> = if c.is_empty() {
+            vec!["--help"]
+        } else {
+            vec![c, "--help"]
+        };
+        let r = s.chg("alice@example.com", &args).ok();
+        reference.push_str(&format!("===== chg {c} --help\n{}\n", r.stdout));
+    }
+    insta::assert_snapshot!(reference);
+}

@@ -40,12 +40,16 @@ pub struct Cli {
 enum Command {
     Init(misc::InitArgs),
     New(Box<new::NewArgs>),
+    /// Submit a draft for approval (draft -> pending_approval); required fields must be filled in.
     Submit(transitions::IdArgs),
     Approve(transitions::ApproveArgs),
     Reject(transitions::RejectArgs),
     Set(transitions::SetArgs),
     Edit(edit::EditArgs),
     Schedule(transitions::ScheduleArgs),
+    /// Start implementation: needs approval (emergency and pre-approved standard changes
+    /// excepted), the current time inside the schedule, no freeze, and a test plan where
+    /// testing is required.
     Implement(transitions::IdArgs),
     Close(transitions::CloseArgs),
     Cancel(transitions::CancelArgs),
@@ -81,10 +85,17 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CmdResult {
     let repo = cli.repo.clone();
-    let open = || -> Result<Store, Error> {
+    let find = || -> Result<Store, Error> {
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
         Store::discover(&cwd, repo.as_deref())
+    };
+    // No command acts on a policy that does not parse or contradicts itself; `validate`
+    // reports its problems as findings instead.
+    let open = || -> Result<Store, Error> {
+        let store = find()?;
+        store.policy()?;
+        Ok(store)
     };
     match cli.command {
         Command::Init(a) => misc::init(a),
@@ -103,7 +114,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Show(a) => show::show(&open()?, a),
         Command::List(a) => show::list(&open()?, a),
         Command::Log(a) => show::log(&open()?, a),
-        Command::Validate(a) => validate::run(&open()?, a),
+        Command::Validate(a) => validate::run(&find()?, a),
     }
 }
 

@@ -246,8 +246,14 @@ pub fn list(store: &Store, a: ListArgs) -> CmdResult {
     check_values::<chg::model::Priority>(&a.priority)?;
     let since = a.since.as_deref().map(parse_bound).transpose()?;
     let until = a.until.as_deref().map(parse_bound).transpose()?;
-    let mut rows: Vec<_> = store
-        .load_all()?
+    let all = store.load_all()?;
+    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
+    if unreadable > 0 {
+        eprintln!(
+            "chg: warning: {unreadable} change file(s) could not be read and are not listed; run `chg validate`"
+        );
+    }
+    let mut rows: Vec<_> = all
         .into_iter()
         .filter(|l| l.decoded.parsed)
         .filter(|l| {

@@ -39,6 +39,14 @@ struct JournalFile {
     new_blob: String,
 }
 
+/// Fault injection for crash tests: `CHG_TEST_FAILPOINT=<name>` kills the process at that
+/// point of the commit protocol, as `kill -9` would.
+fn failpoint(name: &str) {
+    if std::env::var("CHG_TEST_FAILPOINT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
+
 fn journal_path(repo: &Repository) -> PathBuf {
     repo.commondir().join("chg").join("txn.json")
 }
@@ -216,6 +224,7 @@ pub fn commit_files(
     let jpath = journal_path(repo);
     let jtext = serde_json::to_vec(&journal).map_err(|e| Error::Internal(e.to_string()))?;
     atomic_write(&jpath, &jtext)?;
+    failpoint("after-journal");
 
     let undo_files = |upto: usize| {
         for jf in journal.files.iter().take(upto) {
@@ -229,6 +238,7 @@ pub fn commit_files(
             return Err(e);
         }
     }
+    failpoint("after-files");
     let moved = match (&ref_name, head) {
         (Some(name), Some(old)) => repo
             .reference_matching(
@@ -247,6 +257,7 @@ pub fn commit_files(
         let _ = std::fs::remove_file(&jpath);
         return Err(e.into());
     }
+    failpoint("after-ref");
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     if let Err(e) = stage(repo, &paths) {
         // Put everything back: the ref first (only if it is still ours), then the files.
