@@ -445,15 +445,12 @@ impl Store {
 
     /// Files a new change: allocates the id, writes the file canonically, commits.
     pub fn create(&self, mut change: ChangeRequest, draft: bool) -> Result<Outcome> {
-        let _lock = self.lock()?;
-        let policy = self.policy()?;
-        let identity = self.identity()?;
-        let when = now()?;
-        let head = commit::head_state(&self.repo)?.1;
+        let session = self.begin()?;
+        let (policy, when) = (&session.policy, session.when);
         let year = when.to_zoned(jiff::tz::TimeZone::UTC).year();
         let id = self.next_id(&policy.id_prefix, year)?;
         change.id = Some(id.clone());
-        change.requester = Some(identity.email.clone());
+        change.requester = Some(session.identity.email.clone());
         change.request_date = Some(when);
         let status = if draft {
             Status::Draft
@@ -465,10 +462,10 @@ impl Store {
         let problems: Vec<_> = if draft {
             Vec::new()
         } else {
-            validate::content_problems(&change, &policy)
+            validate::content_problems(&change, policy)
         };
         let mut problems = problems;
-        for p in validate::change_problems(&change, &policy, None) {
+        for p in validate::change_problems(&change, policy, None) {
             if p.severity == crate::finding::Severity::Error
                 && !problems.iter().any(|q| q.message == p.message)
             {
@@ -511,23 +508,7 @@ impl Store {
             notes: Vec::new(),
             trailers: Vec::new(),
         };
-        let message = commit_message(&id, &change, &transition, &identity, true);
-        let commit = self.commit(
-            &[FileWrite {
-                path: self.repo_path(&rel),
-                content: text.into_bytes(),
-            }],
-            &message,
-            &identity,
-            when,
-            head,
-        )?;
-        Ok(Outcome {
-            change,
-            transition,
-            commit,
-            rel,
-        })
+        self.finish(&session, rel, text, change, transition, true)
     }
 
     /// Commits a person's edit of a change file (from `chg edit`). `base` is the text the
@@ -535,18 +516,14 @@ impl Store {
     /// text is committed as written, unless the edit voids approvals, in which case only the
     /// status and approvals are changed in it.
     pub fn edit_text(&self, id: &ChangeId, base: &str, new_text: &str) -> Result<Outcome> {
-        let _lock = self.lock()?;
-        let policy = self.policy()?;
-        let identity = self.identity()?;
-        let when = now()?;
-        let head = commit::head_state(&self.repo)?.1;
+        let session = self.begin()?;
         let loaded = self.load(id)?;
         if loaded.text != base {
             return Err(Error::Internal(format!(
                 "{id} changed while you were editing it; nothing was written"
             )));
         }
-        self.ensure_clean(&loaded.rel, head)?;
+        self.ensure_clean(&loaded.rel, session.head)?;
         let file = loaded.rel.display().to_string();
         let decoded = decode::decode_str(&file, new_text);
         let mut findings: Vec<Finding> = decoded
@@ -556,7 +533,7 @@ impl Store {
             .cloned()
             .collect();
         if findings.is_empty() {
-            findings = validate::check_file(&loaded.rel, &decoded, &policy, None)
+            findings = validate::check_file(&loaded.rel, &decoded, &session.policy, None)
                 .into_iter()
                 .filter(|f| {
                     f.is_error()
@@ -579,9 +556,9 @@ impl Store {
         let wanted = decoded.change;
         let (next, transition) = workflow::apply(
             loaded.change(),
-            &policy,
-            &identity.email,
-            when,
+            &session.policy,
+            &session.identity.email,
+            session.when,
             Step::Edit {
                 new: Box::new(wanted.clone()),
             },
@@ -591,55 +568,79 @@ impl Store {
         } else {
             edit::apply(new_text, &wanted, &next)?
         };
-        let message = commit_message(id, &next, &transition, &identity, false);
+        self.finish(&session, loaded.rel, text, next, transition, false)
+    }
+
+    /// Takes the lock, then reads the policy, the identity, the time and HEAD under it.
+    fn begin(&self) -> Result<Session> {
+        let lock = self.lock()?;
+        Ok(Session {
+            _lock: lock,
+            policy: self.policy()?,
+            identity: self.identity()?,
+            when: now()?,
+            head: commit::head_state(&self.repo)?.1,
+        })
+    }
+
+    /// Commits `text` as the file of `next` and reports the step.
+    fn finish(
+        &self,
+        session: &Session,
+        rel: PathBuf,
+        text: String,
+        next: ChangeRequest,
+        transition: Transition,
+        created: bool,
+    ) -> Result<Outcome> {
+        let id = next
+            .id
+            .clone()
+            .ok_or_else(|| Error::Internal("a change without an id".into()))?;
+        let message = commit_message(&id, &next, &transition, &session.identity, created);
         let commit = self.commit(
             &[FileWrite {
-                path: self.repo_path(&loaded.rel),
+                path: self.repo_path(&rel),
                 content: text.into_bytes(),
             }],
             &message,
-            &identity,
-            when,
-            head,
+            &session.identity,
+            session.when,
+            session.head,
         )?;
         Ok(Outcome {
             change: next,
             transition,
             commit,
-            rel: loaded.rel,
+            rel,
         })
     }
 
     /// Applies one step to a change and commits it; refuses without changing anything.
     pub fn transition(&self, id: &ChangeId, step: Step) -> Result<Outcome> {
-        let _lock = self.lock()?;
-        let policy = self.policy()?;
-        let identity = self.identity()?;
-        let when = now()?;
-        let head = commit::head_state(&self.repo)?.1;
+        let session = self.begin()?;
         let loaded = self.load(id)?;
-        self.ensure_clean(&loaded.rel, head)?;
-        let (next, transition) =
-            workflow::apply(loaded.change(), &policy, &identity.email, when, step)?;
-        let text = edit::apply(&loaded.text, loaded.change(), &next)?;
-        let message = commit_message(id, &next, &transition, &identity, false);
-        let commit = self.commit(
-            &[FileWrite {
-                path: self.repo_path(&loaded.rel),
-                content: text.into_bytes(),
-            }],
-            &message,
-            &identity,
-            when,
-            head,
+        self.ensure_clean(&loaded.rel, session.head)?;
+        let (next, transition) = workflow::apply(
+            loaded.change(),
+            &session.policy,
+            &session.identity.email,
+            session.when,
+            step,
         )?;
-        Ok(Outcome {
-            change: next,
-            transition,
-            commit,
-            rel: loaded.rel,
-        })
+        let text = edit::apply(&loaded.text, loaded.change(), &next)?;
+        self.finish(&session, loaded.rel, text, next, transition, false)
     }
+}
+
+/// What every state-changing command holds while it works: the lock, and what it read
+/// under the lock.
+struct Session {
+    _lock: lock::StoreLock,
+    policy: Policy,
+    identity: Identity,
+    when: Timestamp,
+    head: Option<Oid>,
 }
 
 /// The commit message of a transition (SPEC section 6).
