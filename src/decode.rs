@@ -63,8 +63,15 @@ impl Decoded {
     }
 }
 
-/// Decodes the bytes of a change file named `file` (used in findings).
+/// Decodes the bytes of a change file named `file` (used in findings), recording the place
+/// of every value.
 pub fn decode_bytes(file: &str, bytes: &[u8]) -> Decoded {
+    decode_bytes_with(file, bytes, true)
+}
+
+/// Decodes without recording places (faster); findings of the decoder still have places.
+/// Re-decode with places when rules found problems that need them.
+pub fn decode_bytes_with(file: &str, bytes: &[u8], track: bool) -> Decoded {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return failed(Finding::error(
             file,
@@ -86,7 +93,7 @@ pub fn decode_bytes(file: &str, bytes: &[u8]) -> Decoded {
         ));
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => decode_str(file, text),
+        Ok(text) => decode_str_with(file, text, track),
         Err(e) => failed(Finding::error(
             file,
             Some(yaml::pos_of_offset(bytes, e.valid_up_to())),
@@ -103,8 +110,12 @@ fn failed(f: Finding) -> Decoded {
     }
 }
 
-/// Decodes the text of a change file.
+/// Decodes the text of a change file, recording places.
 pub fn decode_str(file: &str, text: &str) -> Decoded {
+    decode_str_with(file, text, true)
+}
+
+fn decode_str_with(file: &str, text: &str, track: bool) -> Decoded {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = match yaml::parse(text, Limits::default()) {
         Ok(Some(root)) => root,
@@ -124,6 +135,7 @@ pub fn decode_str(file: &str, text: &str) -> Decoded {
             parsed: true,
             ..Default::default()
         },
+        track,
     };
     d.change(&root);
     d.out
@@ -132,6 +144,8 @@ pub fn decode_str(file: &str, text: &str) -> Decoded {
 struct Decoder<'f> {
     file: &'f str,
     out: Decoded,
+    /// Record the place of every value (costly; needed only to place findings).
+    track: bool,
 }
 
 impl Decoder<'_> {
@@ -142,16 +156,18 @@ impl Decoder<'_> {
     }
 
     fn place(&mut self, path: &str, node: &Node) {
-        self.out.places.insert(path.to_owned(), node.pos);
+        if self.track {
+            self.out.places.insert(path.to_owned(), node.pos);
+        }
     }
 
     /// The entries of a mapping with known keys; unknown keys become findings.
-    fn mapping<'n>(
+    fn mapping<'n, 'a>(
         &mut self,
-        node: &'n Node,
+        node: &'n Node<'a>,
         path: &str,
         allowed: &[&str],
-    ) -> Vec<(&'n str, &'n Node)> {
+    ) -> Vec<(&'n str, &'n Node<'a>)> {
         let Some(entries) = node.as_map() else {
             if node.value != Value::Null {
                 let what = if path.is_empty() { "the file" } else { path };
@@ -191,7 +207,7 @@ impl Decoder<'_> {
         self.place(path, node);
         match &node.value {
             Value::Null => None,
-            Value::Scalar { text, .. } => Some(text.clone()),
+            Value::Scalar { text, .. } => Some(text.to_string()),
             _ => {
                 self.error(
                     node.pos,
@@ -271,12 +287,20 @@ impl Decoder<'_> {
         }
     }
 
-    fn required<T>(&mut self, value: Option<T>, parent: &Node, path: &str) -> Option<T> {
-        if value.is_none() && !self.out.places.contains_key(path) {
-            self.error(parent.pos, "required", format!("{path} is missing"));
-        } else if value.is_none() {
-            let pos = self.out.places[path];
-            self.error(pos, "required", format!("{path} is empty"));
+    /// Reports a missing or empty part of a nested section; `entries` are the section's.
+    fn required<T>(
+        &mut self,
+        value: Option<T>,
+        parent: &Node,
+        entries: &[(&str, &Node<'_>)],
+        path: &str,
+    ) -> Option<T> {
+        if value.is_none() {
+            let key = path.rsplit('.').next().unwrap_or(path);
+            match entries.iter().find(|(k, _)| *k == key) {
+                Some((_, node)) => self.error(node.pos, "required", format!("{path} is empty")),
+                None => self.error(parent.pos, "required", format!("{path} is missing")),
+            }
         }
         value
     }
@@ -284,9 +308,10 @@ impl Decoder<'_> {
     fn change(&mut self, root: &Node) {
         let mut c = ChangeRequest::default();
         for (key, v) in self.mapping(root, "", ALL_FIELDS) {
-            if let Some((k, _)) = root
-                .as_map()
-                .and_then(|m| m.iter().find(|(k, _)| yaml::key_text(k) == key))
+            if self.track
+                && let Some((k, _)) = root
+                    .as_map()
+                    .and_then(|m| m.iter().find(|(k, _)| yaml::key_text(k) == key))
             {
                 self.out.places.insert(format!("{key}:key"), k.pos);
             }
@@ -327,7 +352,8 @@ impl Decoder<'_> {
             return None;
         }
         let (mut start, mut end, mut mw) = (None, None, false);
-        for (key, v) in self.mapping(node, "schedule", SCHEDULE_KEYS) {
+        let entries = self.mapping(node, "schedule", SCHEDULE_KEYS);
+        for &(key, v) in &entries {
             let path = format!("schedule.{key}");
             match key {
                 "start" => start = self.timestamp(v, &path),
@@ -336,8 +362,8 @@ impl Decoder<'_> {
             }
         }
         node.as_map()?;
-        let start = self.required(start, node, "schedule.start");
-        let end = self.required(end, node, "schedule.end");
+        let start = self.required(start, node, &entries, "schedule.start");
+        let end = self.required(end, node, &entries, "schedule.end");
         Some(Schedule {
             start: start?,
             end: end?,
@@ -365,7 +391,8 @@ impl Decoder<'_> {
             self.place(&base, item);
             let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
                 (None, None, None, None, None, Vec::new());
-            for (key, v) in self.mapping(item, &base, APPROVAL_KEYS) {
+            let entries = self.mapping(item, &base, APPROVAL_KEYS);
+            for &(key, v) in &entries {
                 let path = format!("{base}.{key}");
                 match key {
                     "by" => by = self.text(v, &path),
@@ -379,10 +406,10 @@ impl Decoder<'_> {
             if item.as_map().is_none() {
                 continue;
             }
-            let by = self.required(by, item, &format!("{base}.by"));
-            let role = self.required(role, item, &format!("{base}.role"));
-            let decision = self.required(decision, item, &format!("{base}.decision"));
-            let at = self.required(at, item, &format!("{base}.at"));
+            let by = self.required(by, item, &entries, &format!("{base}.by"));
+            let role = self.required(role, item, &entries, &format!("{base}.role"));
+            let decision = self.required(decision, item, &entries, &format!("{base}.decision"));
+            let at = self.required(at, item, &entries, &format!("{base}.at"));
             if let (Some(by), Some(role), Some(decision), Some(at)) = (by, role, decision, at) {
                 out.push(Approval {
                     by,
@@ -400,7 +427,8 @@ impl Decoder<'_> {
     fn implementation(&mut self, node: &Node) -> Option<Implementation> {
         self.place("implementation", node);
         let mut imp = Implementation::default();
-        for (key, v) in self.mapping(node, "implementation", IMPLEMENTATION_KEYS) {
+        let entries = self.mapping(node, "implementation", IMPLEMENTATION_KEYS);
+        for &(key, v) in &entries {
             let path = format!("implementation.{key}");
             match key {
                 "implementer" => imp.implementer = self.text(v, &path),
@@ -417,7 +445,8 @@ impl Decoder<'_> {
         self.place("review", node);
         node.as_map()?;
         let (mut by, mut at, mut summary) = (None, None, None);
-        for (key, v) in self.mapping(node, "review", REVIEW_KEYS) {
+        let entries = self.mapping(node, "review", REVIEW_KEYS);
+        for &(key, v) in &entries {
             let path = format!("review.{key}");
             match key {
                 "by" => by = self.text(v, &path),
@@ -425,9 +454,9 @@ impl Decoder<'_> {
                 _ => summary = self.text(v, &path),
             }
         }
-        let by = self.required(by, node, "review.by");
-        let at = self.required(at, node, "review.at");
-        let summary = self.required(summary, node, "review.summary");
+        let by = self.required(by, node, &entries, "review.by");
+        let at = self.required(at, node, &entries, "review.at");
+        let summary = self.required(summary, node, &entries, "review.summary");
         Some(Review {
             by: by?,
             at: at?,
@@ -439,7 +468,8 @@ impl Decoder<'_> {
         self.place("cancellation", node);
         node.as_map()?;
         let (mut by, mut at, mut reason) = (None, None, None);
-        for (key, v) in self.mapping(node, "cancellation", CANCELLATION_KEYS) {
+        let entries = self.mapping(node, "cancellation", CANCELLATION_KEYS);
+        for &(key, v) in &entries {
             let path = format!("cancellation.{key}");
             match key {
                 "by" => by = self.text(v, &path),
@@ -447,9 +477,9 @@ impl Decoder<'_> {
                 _ => reason = self.text(v, &path),
             }
         }
-        let by = self.required(by, node, "cancellation.by");
-        let at = self.required(at, node, "cancellation.at");
-        let reason = self.required(reason, node, "cancellation.reason");
+        let by = self.required(by, node, &entries, "cancellation.by");
+        let at = self.required(at, node, &entries, "cancellation.at");
+        let reason = self.required(reason, node, &entries, "cancellation.reason");
         Some(Cancellation {
             by: by?,
             at: at?,

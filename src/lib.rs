@@ -12,6 +12,7 @@
 //! - [`edit`]: in-place edits that keep a person's comments and layout.
 //! - [`store`]: the git-backed store: discovery, locking, atomic writes, one commit per step.
 //! - [`history`]: transitions read back from commits and trailers.
+//! - [`schema`]: a JSON Schema of change files for editors and other tools.
 #![warn(missing_docs)]
 
 pub mod decode;
@@ -21,6 +22,7 @@ pub mod finding;
 pub mod history;
 pub mod model;
 pub mod policy;
+pub mod schema;
 pub mod store;
 pub mod validate;
 pub mod workflow;

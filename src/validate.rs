@@ -625,8 +625,14 @@ pub fn validate_files(
                     );
                 }
             };
-            let decoded = decode::decode_bytes(&file, &bytes);
-            let findings = check_file(&rel, &decoded, policy, now);
+            // Most files are clean: decode without places, and again with them only when
+            // there is something to place.
+            let mut decoded = decode::decode_bytes_with(&file, &bytes, false);
+            let mut findings = check_file(&rel, &decoded, policy, now);
+            if findings.iter().any(|f| f.pos.is_none()) && decoded.parsed {
+                decoded = decode::decode_bytes(&file, &bytes);
+                findings = check_file(&rel, &decoded, policy, now);
+            }
             let id = decoded.change.id.as_ref().map(ToString::to_string);
             (rel, id, findings)
         })

@@ -6,6 +6,7 @@
 //! parser under serde-saphyr) with fixed budgets, so hostile input (alias bombs, deep
 //! nesting, huge documents) costs bounded time and memory and ends in a clear error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -35,35 +36,36 @@ impl fmt::Display for Pos {
     }
 }
 
-/// A node's content.
+/// A node's content. Scalars borrow from the source text where they can (plain scalars
+/// without escapes), which saves an allocation per key and value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// `~`, `null` or nothing at all.
     Null,
     /// Any scalar; `plain` is false when it was quoted or a block scalar, which makes
     /// `"true"` a string and `true` a boolean.
     Scalar {
         /// The scalar after escape processing.
-        text: String,
+        text: Cow<'a, str>,
         /// Written without quotes or block indicators.
         plain: bool,
     },
     /// A list.
-    Seq(Vec<Node>),
+    Seq(Vec<Node<'a>>),
     /// A mapping, in file order; keys are unique (duplicates are an error).
-    Map(Vec<(Node, Node)>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
 /// A value with the place it starts at.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     /// The content.
-    pub value: Value,
+    pub value: Value<'a>,
     /// Where it starts.
     pub pos: Pos,
 }
 
-impl Node {
+impl<'a> Node<'a> {
     /// The scalar text, if this is a scalar.
     pub fn as_scalar(&self) -> Option<&str> {
         match &self.value {
@@ -73,7 +75,7 @@ impl Node {
     }
 
     /// The entries, if this is a mapping.
-    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+    pub fn as_map(&self) -> Option<&[(Node<'a>, Node<'a>)]> {
         match &self.value {
             Value::Map(entries) => Some(entries),
             _ => None,
@@ -126,16 +128,16 @@ impl Default for Limits {
     }
 }
 
-enum Frame {
+enum Frame<'a> {
     Seq {
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
         pos: Pos,
         anchor: usize,
         size: usize,
     },
     Map {
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
+        entries: Vec<(Node<'a>, Node<'a>)>,
+        key: Option<Node<'a>>,
         pos: Pos,
         anchor: usize,
         size: usize,
@@ -143,7 +145,7 @@ enum Frame {
 }
 
 /// Parses one YAML document into a tree. An empty document gives `None`.
-pub fn parse(text: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
+pub fn parse(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlError> {
     let mut options = granit_parser::Options::default();
     options.flow_nesting_limit = limits.max_depth;
     options.block_nesting_limit = limits.max_depth;
@@ -241,10 +243,7 @@ pub fn parse(text: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
                 let value = if plain && matches!(&*text, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
                 } else {
-                    Value::Scalar {
-                        text: text.into_owned(),
-                        plain,
-                    }
+                    Value::Scalar { text, plain }
                 };
                 (Node { value, pos }, 1, 1, anchor)
             }
@@ -318,7 +317,7 @@ pub fn parse(text: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
 }
 
 /// The text of a mapping key.
-pub fn key_text(node: &Node) -> &str {
+pub fn key_text<'n>(node: &'n Node<'_>) -> &'n str {
     node.as_scalar().unwrap_or("")
 }
 
@@ -355,7 +354,7 @@ pub fn pos_of_offset(bytes: &[u8], offset: usize) -> Pos {
 mod tests {
     use super::*;
 
-    fn p(text: &str) -> Result<Option<Node>, YamlError> {
+    fn p(text: &str) -> Result<Option<Node<'_>>, YamlError> {
         parse(text, Limits::default())
     }
 
@@ -371,7 +370,7 @@ mod tests {
         assert_eq!(
             items[1].value,
             Value::Scalar {
-                text: "y".into(),
+                text: Cow::Borrowed("y"),
                 plain: false
             }
         );

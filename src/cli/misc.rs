@@ -59,3 +59,19 @@ pub fn man(_: ManArgs) -> CmdResult {
     out(&String::from_utf8_lossy(&buf))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Print the JSON Schema (draft 2020-12) of a change file, for editors and other tools.
+///
+/// Inside a store, the schema uses its policy's change types, roles and required fields;
+/// elsewhere, the default policy's.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {}
+
+pub fn schema(store: Option<&Store>, _: SchemaArgs) -> CmdResult {
+    let policy = match store {
+        Some(s) => s.policy()?,
+        None => chg::policy::Policy::default_policy(),
+    };
+    super::out_json(&chg::schema::change_schema(&policy))?;
+    Ok(ExitCode::SUCCESS)
+}

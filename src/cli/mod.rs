@@ -57,6 +57,7 @@ enum Command {
     List(show::ListArgs),
     Log(show::LogArgs),
     Validate(validate::ValidateArgs),
+    Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
 }
@@ -101,6 +102,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Init(a) => misc::init(a),
         Command::Completions(a) => misc::completions(a),
         Command::Man(a) => misc::man(a),
+        Command::Schema(a) => misc::schema(find().ok().as_ref(), a),
         Command::New(a) => new::run(&open()?, *a),
         Command::Submit(a) => transitions::submit(&open()?, a),
         Command::Approve(a) => transitions::approve(&open()?, a),

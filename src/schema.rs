@@ -1,0 +1,196 @@
+//! A JSON Schema (draft 2020-12) of a change file, for editors (yaml-language-server) and
+//! other tools. It is built from the same field lists and vocabularies the decoder uses, and
+//! from the policy (change types, required fields) when there is one, so it cannot drift.
+
+use serde_json::{Value, json};
+
+use crate::decode::{
+    APPROVAL_KEYS, CANCELLATION_KEYS, IMPLEMENTATION_KEYS, REVIEW_KEYS, SCHEDULE_KEYS,
+};
+use crate::model::{
+    ALL_FIELDS, ChangeModel, Decision, Outcome, Priority, RiskLevel, Status, Urgency,
+};
+use crate::policy::Policy;
+
+const TIMESTAMP: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$";
+
+fn text(description: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "pattern": "\\S", "description": description})
+}
+
+fn timestamp(description: &str) -> Value {
+    json!({"type": "string", "pattern": TIMESTAMP, "description": description})
+}
+
+fn one_of(names: Vec<&str>, description: &str) -> Value {
+    json!({"type": "string", "enum": names, "description": description})
+}
+
+fn object(keys: &[&str], required: &[&str], props: Vec<(&str, Value)>) -> Value {
+    debug_assert!(props.iter().all(|(k, _)| keys.contains(k)));
+    let properties: serde_json::Map<String, Value> =
+        props.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": properties,
+    })
+}
+
+/// The schema for change files under `policy`.
+pub fn change_schema(policy: &Policy) -> Value {
+    let email = "a git email";
+    let props: Vec<(&str, Value)> = vec![
+        (
+            "id",
+            json!({"type": "string", "pattern": format!("^{}-[0-9]{{4}}-(00[1-9]|0[1-9][0-9]|[1-9][0-9]{{2,8}})$", policy.id_prefix), "description": "PREFIX-YEAR-NUMBER; the file is named after it"}),
+        ),
+        ("title", text("One line")),
+        ("description", text("What changes")),
+        ("business_justification", text("Why it is needed")),
+        ("requester", text(email)),
+        (
+            "request_date",
+            timestamp("When it was filed (RFC 3339, UTC); decides the month folder"),
+        ),
+        (
+            "change_type",
+            json!({"type": "string", "enum": policy.change_types, "description": "One of the policy's change types"}),
+        ),
+        (
+            "change_model",
+            one_of(ChangeModel::names(), "standard, normal or emergency"),
+        ),
+        (
+            "priority",
+            one_of(Priority::names(), "Selects the approval rule"),
+        ),
+        ("urgency", one_of(Urgency::names(), "How soon it is needed")),
+        ("risk_level", one_of(RiskLevel::names(), "Assessed risk")),
+        (
+            "affected_systems",
+            json!({"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Systems touched"}),
+        ),
+        ("impact_scope", text("Who or what is affected")),
+        ("implementation_plan", text("How it will be done")),
+        ("rollback_plan", text("How it will be undone")),
+        ("testing_required", json!({"type": "boolean"})),
+        ("test_plan", text("How it will be tested")),
+        ("test_environment", text("Where it will be tested")),
+        (
+            "schedule",
+            object(
+                SCHEDULE_KEYS,
+                &["start", "end"],
+                vec![
+                    ("start", timestamp("Planned start")),
+                    ("end", timestamp("Planned end")),
+                    (
+                        "maintenance_window",
+                        json!({"type": "boolean", "description": "Must run inside a policy maintenance window"}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "status",
+            one_of(Status::names(), "Where the change is in its life cycle"),
+        ),
+        (
+            "approvals",
+            json!({"type": "array", "items": object(APPROVAL_KEYS, &["by", "role", "decision", "at"], vec![
+                ("by", text(email)),
+                ("role", json!({"type": "string", "enum": policy.roles.keys().collect::<Vec<_>>()})),
+                ("decision", one_of(Decision::names(), "approved or rejected")),
+                ("at", timestamp("When")),
+                ("comments", json!({"type": "string"})),
+                ("conditions", json!({"type": "array", "items": {"type": "string"}})),
+            ])}),
+        ),
+        (
+            "implementation",
+            object(
+                IMPLEMENTATION_KEYS,
+                &[],
+                vec![
+                    ("implementer", text(email)),
+                    ("started_at", timestamp("When implementation started")),
+                    ("completed_at", timestamp("When it finished")),
+                    ("outcome", one_of(Outcome::names(), "How it ended")),
+                    ("test_results", json!({"type": "string"})),
+                ],
+            ),
+        ),
+        (
+            "review",
+            object(
+                REVIEW_KEYS,
+                &["by", "at", "summary"],
+                vec![
+                    ("by", text(email)),
+                    ("at", timestamp("When")),
+                    ("summary", text("What was learned")),
+                ],
+            ),
+        ),
+        (
+            "cancellation",
+            object(
+                CANCELLATION_KEYS,
+                &["by", "at", "reason"],
+                vec![
+                    ("by", text(email)),
+                    ("at", timestamp("When")),
+                    ("reason", text("Why")),
+                ],
+            ),
+        ),
+    ];
+    debug_assert_eq!(props.len(), ALL_FIELDS.len());
+    let always = ["id", "request_date", "status"];
+    let mut schema = object(ALL_FIELDS, &always, props);
+    if let Value::Object(map) = &mut schema {
+        // A draft may be incomplete; everything else needs the policy's required fields.
+        map.insert(
+            "if".into(),
+            json!({"properties": {"status": {"const": "draft"}}, "required": ["status"]}),
+        );
+        map.insert("else".into(), json!({"required": policy.required_fields}));
+        map.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        map.insert("title".into(), json!("chg change request"));
+        map.insert(
+            "description".into(),
+            json!("One change request file of a chg store (changes/YYYY/MM/ID.yaml). `chg validate` checks more than this schema can express: approvals against roles, status consistency, windows and deadlines."),
+        );
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_covers_every_field_and_vocabulary() {
+        let s = change_schema(&Policy::default_policy());
+        let props = s["properties"].as_object().unwrap();
+        assert_eq!(props.len(), ALL_FIELDS.len());
+        assert_eq!(s["additionalProperties"], json!(false));
+        assert_eq!(
+            props["priority"]["enum"],
+            json!(["critical", "high", "medium", "low"])
+        );
+        assert_eq!(props["change_type"]["enum"][0], json!("security"));
+        assert!(
+            s["else"]["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("rollback_plan"))
+        );
+    }
+}
