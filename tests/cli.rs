@@ -1176,6 +1176,7 @@ fn the_help_reference_is_stable() {
         "list",
         "log",
         "validate",
+        "schema",
         "completions",
         "man",
     ];
