@@ -49,6 +49,9 @@ pub struct Decoded {
     pub places: HashMap<String, Pos>,
     /// The file was readable YAML (findings, if any, are about content).
     pub parsed: bool,
+    /// Top-level fields present with a value that could not be read (already reported),
+    /// so that rules do not report them again as missing.
+    pub invalid: Vec<&'static str>,
 }
 
 impl Decoded {
@@ -308,6 +311,7 @@ impl Decoder<'_> {
     fn change(&mut self, root: &Node) {
         let mut c = ChangeRequest::default();
         for (key, v) in self.mapping(root, "", ALL_FIELDS) {
+            let before = self.out.findings.len();
             if self.track
                 && let Some((k, _)) = root
                     .as_map()
@@ -341,6 +345,11 @@ impl Decoder<'_> {
                 "review" => c.review = self.review(v),
                 "cancellation" => c.cancellation = self.cancellation(v),
                 _ => unreachable!("mapping() returns allowed keys only"),
+            }
+            if self.out.findings.len() > before
+                && let Some(name) = ALL_FIELDS.iter().find(|f| **f == key)
+            {
+                self.out.invalid.push(name);
             }
         }
         self.out.change = c;

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `chg` binary on temporary git repositories, with the identity
 //! and the clock pinned so that outputs are repeatable.
 
+mod validate;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
