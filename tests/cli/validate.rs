@@ -47,10 +47,18 @@ fn has(findings: &[serde_json::Value], rule: &str, line: Option<u64>, column: Op
 
 const FILE: &str = "changes/2025/03/CHG-2025-001.yaml";
 
+/// A rule, the edit of GOOD that breaks it (from, to), and the expected line and column.
+type Case = (
+    &'static str,
+    (&'static str, &'static str),
+    Option<u64>,
+    Option<u64>,
+);
+
 #[test]
 fn each_rule_flags_the_right_place() {
     // (rule, edit of GOOD as (from, to), expected line, expected column)
-    let cases: &[(&str, (&str, &str), Option<u64>, Option<u64>)] = &[
+    let cases: &[Case] = &[
         (
             "required",
             (
