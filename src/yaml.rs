@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde_saphyr::granit_parser::{self, Event, Marker, Parser, ScalarStyle};
 
+mod fast;
+
 /// A place in a file, both counted from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
@@ -145,7 +147,23 @@ enum Frame<'a> {
 }
 
 /// Parses one YAML document into a tree. An empty document gives `None`.
+///
+/// Files in the plain block subset that chg writes take a fast path that builds the same
+/// tree (see [`fast`]); everything else goes through the full parser.
 pub fn parse(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlError> {
+    if let Some(node) = fast::parse(text) {
+        return Ok(Some(node));
+    }
+    parse_full(text, limits)
+}
+
+/// Whether `text` is read by the fast path (for benchmarks and diagnostics).
+pub fn takes_fast_path(text: &str) -> bool {
+    fast::parse(text).is_some()
+}
+
+/// Parses with the full YAML parser only.
+pub fn parse_full(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlError> {
     let mut options = granit_parser::Options::default();
     options.flow_nesting_limit = limits.max_depth;
     options.block_nesting_limit = limits.max_depth;
