@@ -86,10 +86,13 @@ impl fmt::Display for Finding {
             Some(p) => write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?,
             None => write!(f, "{}: ", self.file)?,
         }
+        // The rule stays in the fourth field, so `file:line:column: rule: message` parses
+        // the same for warnings.
+        write!(f, "{}: ", self.rule)?;
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }
-        write!(f, "{}: {}", self.rule, self.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -106,6 +109,19 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_format_keeps_the_rule_in_the_fourth_field() {
+        let at = Some(Pos { line: 3, column: 7 });
+        let e = Finding::error("c.yaml", at, "enum", "bad");
+        assert_eq!(e.to_string(), "c.yaml:3:7: enum: bad");
+        let w = Finding::warning("c.yaml", at, "approval", "odd");
+        assert_eq!(w.to_string(), "c.yaml:3:7: approval: warning: odd");
+        assert_eq!(
+            Finding::error("p.yaml", None, "policy", "x").to_string(),
+            "p.yaml: policy: x"
+        );
+    }
 
     #[test]
     fn suggestions_catch_near_misses_only() {
