@@ -578,6 +578,14 @@ pub const ALL_FIELDS: &[&str] = &[
 ];
 
 impl ChangeRequest {
+    /// The id as text, empty when the change has none yet.
+    pub fn id_text(&self) -> String {
+        self.id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     /// The status, with a file that forgot it treated as a draft.
     pub fn status(&self) -> Status {
         self.status.unwrap_or(Status::Draft)

@@ -240,12 +240,7 @@ pub fn run(store: &Store, a: NewArgs) -> CmdResult {
         }
     }
     let o = store.create(change, a.draft)?;
-    let id = o
-        .change
-        .id
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let id = o.change.id_text();
     out(&format!("{id}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

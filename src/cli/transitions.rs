@@ -129,12 +129,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
 }
 
 fn done(store: &Store, o: store::Outcome) -> CmdResult {
-    let id = o
-        .change
-        .id
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let id = o.change.id_text();
     let t = &o.transition;
     let mut line = format!("{id}: {}", t.action);
     if let Some(role) = &t.role {

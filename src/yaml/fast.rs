@@ -218,18 +218,8 @@ impl<'a> Reader<'a> {
             let inner = text.strip_prefix(q)?.strip_suffix(q)?;
             (!inner.contains(q) && !inner.contains('\\')).then_some(inner)
         };
-        if text.starts_with('\'') {
-            let inner = quoted('\'')?;
-            return Some(Node {
-                value: Value::Scalar {
-                    text: Cow::Borrowed(inner),
-                    plain: false,
-                },
-                pos: at,
-            });
-        }
-        if text.starts_with('"') {
-            let inner = quoted('"')?;
+        if let Some(q) = text.chars().next().filter(|c| matches!(c, '\'' | '"')) {
+            let inner = quoted(q)?;
             return Some(Node {
                 value: Value::Scalar {
                     text: Cow::Borrowed(inner),

@@ -117,6 +117,14 @@ impl Store {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `chg schedule ID --start START --end END` as alice.
+    fn schedule(&self, id: &str, start: &str, end: &str) -> Run {
+        self.chg(
+            "alice@example.com",
+            &["schedule", id, "--start", start, "--end", end],
+        )
+    }
+
     fn at(&mut self, now: &str) -> &mut Self {
         self.now = now.into();
         self
@@ -228,18 +236,8 @@ fn a_normal_change_goes_from_proposal_to_closure_one_commit_per_step() {
         "{}",
         r.stdout
     );
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id,
-            "--start",
-            "2025-03-11T09:00:00Z",
-            "--end",
-            "2025-03-11T11:00:00Z",
-        ],
-    )
-    .ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
     s.at("2025-03-11T09:30:00Z");
     s.chg("bob@example.com", &["implement", &id]).ok();
     s.at("2025-03-11T10:15:00Z");
@@ -448,45 +446,15 @@ fn refusals_change_nothing() {
     .ok();
     let before = s.snapshot();
     let r = s
-        .chg(
-            "alice@example.com",
-            &[
-                "schedule",
-                &id2,
-                "--start",
-                "2025-12-24T10:00:00Z",
-                "--end",
-                "2025-12-24T12:00:00Z",
-            ],
-        )
+        .schedule(&id2, "2025-12-24T10:00:00Z", "2025-12-24T12:00:00Z")
         .code(1);
     assert!(r.stderr.contains("freeze"), "{}", r.stderr);
     assert_unchanged(&s, &before);
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id2,
-            "--start",
-            "2025-12-19T10:00:00Z",
-            "--end",
-            "2025-12-22T10:00:00Z",
-        ],
-    )
-    .code(1);
+    s.schedule(&id2, "2025-12-19T10:00:00Z", "2025-12-22T10:00:00Z")
+        .code(1);
     // A schedule made before the freeze was added to the policy is still refused at implement time.
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id2,
-            "--start",
-            "2025-12-18T10:00:00Z",
-            "--end",
-            "2025-12-19T10:00:00Z",
-        ],
-    )
-    .ok();
+    s.schedule(&id2, "2025-12-18T10:00:00Z", "2025-12-19T10:00:00Z")
+        .ok();
     s.at("2025-12-18T11:00:00Z");
     let text = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(
@@ -509,18 +477,8 @@ fn implement_respects_the_schedule_and_testing() {
     s.chg("cm@example.com", &["approve", &id]).ok();
     let r = s.chg("bob@example.com", &["implement", &id]).code(1);
     assert!(r.stderr.contains("no schedule"), "{}", r.stderr);
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id,
-            "--start",
-            "2025-03-12T09:00:00Z",
-            "--end",
-            "2025-03-12T10:00:00Z",
-        ],
-    )
-    .ok();
+    s.schedule(&id, "2025-03-12T09:00:00Z", "2025-03-12T10:00:00Z")
+        .ok();
     let r = s.chg("bob@example.com", &["implement", &id]).code(1);
     assert!(r.stderr.contains("outside the schedule"), "{}", r.stderr);
     s.at("2025-03-12T09:10:00Z");
@@ -533,18 +491,8 @@ fn a_material_edit_after_approval_voids_the_approvals_but_scheduling_does_not() 
     let id = s.new_change(&[]);
     s.chg("em@example.com", &["approve", &id]).ok();
     s.chg("cm@example.com", &["approve", &id]).ok();
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id,
-            "--start",
-            "2025-03-12T09:00:00Z",
-            "--end",
-            "2025-03-12T10:00:00Z",
-        ],
-    )
-    .ok();
+    s.schedule(&id, "2025-03-12T09:00:00Z", "2025-03-12T10:00:00Z")
+        .ok();
     assert!(s.read(&id).contains("status: approved"));
     // Urgency and test environment are not material.
     s.chg("alice@example.com", &["set", &id, "urgency=high"])
@@ -808,18 +756,8 @@ fn standard_changes_are_pre_approved() {
     let mut s = Store::new();
     let id = s.new_change(&["--standard"]);
     s.chg("cm@example.com", &["approve", &id]).code(1);
-    s.chg(
-        "alice@example.com",
-        &[
-            "schedule",
-            &id,
-            "--start",
-            "2025-03-10T10:00:00Z",
-            "--end",
-            "2025-03-10T12:00:00Z",
-        ],
-    )
-    .ok();
+    s.schedule(&id, "2025-03-10T10:00:00Z", "2025-03-10T12:00:00Z")
+        .ok();
     s.at("2025-03-10T10:30:00Z");
     s.chg("bob@example.com", &["implement", &id]).ok();
 }
