@@ -168,10 +168,12 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                 if let Some(p) = f.pos {
                     props.push_str(&format!(",line={},col={}", p.line, p.column));
                 }
-                props.push_str(&format!(",title=chg {}", f.rule));
+                // Exactly the SPEC's `::error file=…,line=…,col=…::message`; the rule leads
+                // the message as in the text format.
+                let message = format!("{}: {}", f.rule, f.message);
                 s.push_str(&format!(
                     "::{level} {props}::{}\n",
-                    gh_escape_data(&f.message)
+                    gh_escape_data(&message)
                 ));
             }
             out(&s)?;

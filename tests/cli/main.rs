@@ -858,7 +858,7 @@ fn validate_reports_every_problem_with_places_in_three_formats() {
         .code(1);
     assert!(
         g.stdout
-            .contains("::error file=changes/2025/02/CHG-2025-002.yaml,line=3,col=1,"),
+            .contains("::error file=changes/2025/02/CHG-2025-002.yaml,line=3,col=1::unknown-key: "),
         "{}",
         g.stdout
     );
