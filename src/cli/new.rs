@@ -28,10 +28,10 @@ pub struct NewArgs {
     #[arg(long, visible_alias = "business-justification")]
     justification: Option<String>,
     /// Change type (one of the policy's change_types).
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", visible_alias = "change-type", value_name = "TYPE")]
     change_type: Option<String>,
     /// Change model.
-    #[arg(long, value_parser = ["standard", "normal", "emergency"])]
+    #[arg(long, visible_alias = "change-model", value_parser = ["standard", "normal", "emergency"])]
     model: Option<String>,
     /// Priority: critical, high, medium, low.
     #[arg(long, value_parser = ["critical", "high", "medium", "low"])]
@@ -43,7 +43,7 @@ pub struct NewArgs {
     #[arg(long = "risk", visible_alias = "risk-level", value_parser = ["low", "medium", "high", "critical"])]
     risk_level: Option<String>,
     /// An affected system (repeatable, or comma-separated).
-    #[arg(long = "system", visible_alias = "systems", value_name = "SYSTEM")]
+    #[arg(long = "system", visible_aliases = ["systems", "affected-systems"], value_name = "SYSTEM")]
     systems: Vec<String>,
     /// Who or what is affected.
     #[arg(long)]
@@ -54,8 +54,8 @@ pub struct NewArgs {
     /// How it will be undone.
     #[arg(long, visible_alias = "rollback")]
     rollback_plan: Option<String>,
-    /// Whether testing is part of the plan (true or false).
-    #[arg(long, value_name = "BOOL")]
+    /// Whether testing is part of the plan (alone: true).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     testing_required: Option<bool>,
     /// How it will be tested (implies --testing-required true).
     #[arg(long)]

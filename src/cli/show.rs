@@ -19,6 +19,18 @@ pub struct ShowArgs {
     /// Print JSON (the change's fields, plus `file`, `required_roles`, `missing_roles`).
     #[arg(long)]
     json: bool,
+    /// Output format (`--format json` is the same as `--json`).
+    #[arg(long, value_enum, default_value = "text")]
+    format: TextFormat,
+}
+
+/// Output formats of `show` and `log`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TextFormat {
+    /// For people.
+    Text,
+    /// JSON.
+    Json,
 }
 
 /// Output formats of `list`.
@@ -69,6 +81,9 @@ pub struct LogArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Output format (`--format json` is the same as `--json`).
+    #[arg(long, value_enum, default_value = "text")]
+    format: TextFormat,
 }
 
 fn change_json(store: &Store, rel: &std::path::Path, c: &ChangeRequest) -> Result<Value, Error> {
@@ -89,7 +104,7 @@ pub fn show(store: &Store, a: ShowArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let c = loaded.change();
-    if a.json {
+    if a.json || a.format == TextFormat::Json {
         out_json(&change_json(store, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -347,7 +362,7 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     let rel = store.find(&id)?;
     let path = store.repo_path(&rel);
     let entries = chg::history::change_log(store.repo(), &id, &path)?;
-    if a.json {
+    if a.json || a.format == TextFormat::Json {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }

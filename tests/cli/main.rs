@@ -687,6 +687,52 @@ fn new_without_a_terminal_lists_every_missing_field() {
 }
 
 #[test]
+fn new_accepts_the_spec_field_names_as_flags() {
+    let s = Store::new();
+    let r = s.chg(
+        "alice@example.com",
+        &[
+            "new",
+            "--title",
+            "t",
+            "--description",
+            "d",
+            "--business-justification",
+            "j",
+            "--change-type",
+            "security",
+            "--change-model",
+            "normal",
+            "--priority",
+            "low",
+            "--risk-level",
+            "low",
+            "--affected-systems",
+            "api,web",
+            "--implementation-plan",
+            "p",
+            "--rollback-plan",
+            "r",
+            "--testing-required",
+            "--test-plan",
+            "tp",
+            "--test-environment",
+            "staging",
+            "--urgency",
+            "low",
+            "--impact-scope",
+            "all",
+        ],
+    );
+    let id = r.ok().stdout.trim().to_owned();
+    let text = s.read(&id);
+    assert!(
+        text.contains("testing_required: true") && text.contains("- web"),
+        "{text}"
+    );
+}
+
+#[test]
 fn new_from_a_file_with_flags_winning() {
     let s = Store::new();
     let from = s.dir.path().join("req.yaml");
@@ -888,6 +934,10 @@ fn show_list_and_their_formats() {
     );
     assert!(show.stdout.contains("[ ] engineering-manager: waiting"));
     let j = s.chg("alice@example.com", &["show", &a, "--json"]).ok();
+    let f = s
+        .chg("alice@example.com", &["show", &a, "--format", "json"])
+        .ok();
+    assert_eq!(j.stdout, f.stdout);
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v["status"], "pending_approval");
     assert_eq!(
