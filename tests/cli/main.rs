@@ -1182,3 +1182,40 @@ fn the_help_reference_is_stable() {
     }
     insta::assert_snapshot!(reference);
 }
+
+#[test]
+fn edit_at_a_terminal_reopens_the_editor_with_the_problems_on_top() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // First save: an invalid priority. Second save: the editor sees the problems on top
+    // (recorded for the assertion) and fixes the value.
+    let script = s.dir.path().join("editor.sh");
+    let seen = s.dir.path().join("seen.txt");
+    let count = s.dir.path().join("count");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -f {count} ]; then\n  cp \"$1\" {seen}\n  sed -i 's/^priority: urgent/priority: high/' \"$1\"\nelse\n  touch {count}\n  sed -i 's/^priority: medium/priority: urgent/' \"$1\"\nfi\n",
+            count = count.display(),
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+    cmd.env("TERM", "dumb")
+        .env("EDITOR", format!("sh {}", script.display()))
+        .args(["edit", &id]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    p.exp_string("edit, pending_approval -> pending_approval")
+        .unwrap();
+    p.exp_eof().unwrap();
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    assert!(shown.starts_with("# chg: "), "{shown}");
+    assert!(shown.contains("enum"), "{shown}");
+    let text = s.read(&id);
+    assert!(text.contains("priority: high"), "{text}");
+    assert!(
+        !text.contains("# chg:"),
+        "the problem header was committed:\n{text}"
+    );
+}
