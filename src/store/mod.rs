@@ -364,7 +364,8 @@ impl Store {
                     return None;
                 }
                 let bytes = std::fs::read(p).ok()?;
-                let decoded = decode::decode_bytes(&rel.display().to_string(), &bytes);
+                // Listing never places findings: skip recording places.
+                let decoded = decode::decode_bytes_with(&rel.display().to_string(), &bytes, false);
                 Some(Loaded {
                     rel,
                     text: String::new(),
