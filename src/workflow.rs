@@ -342,7 +342,7 @@ fn decide_role(
     }
     if policy.is_preapproved(change) {
         return refuse(format!(
-            "{id} is a standard change, pre-approved by the policy; it needs no {verb}al"
+            "{id} is a standard change, pre-approved by the policy; there is nothing to {verb}"
         ));
     }
     if policy.segregation_of_duties
@@ -598,4 +598,259 @@ fn edit(
     t.notes = t_notes;
     t.trailers = trailers;
     Ok((next, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChangeModel, Priority, RiskLevel};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pending() -> ChangeRequest {
+        ChangeRequest {
+            id: Some("CHG-2025-001".parse().unwrap()),
+            title: Some("t".into()),
+            description: Some("d".into()),
+            business_justification: Some("j".into()),
+            requester: Some("alice@example.com".into()),
+            request_date: Some(ts("2025-03-01T09:00:00Z")),
+            change_type: Some("feature".into()),
+            change_model: Some(ChangeModel::Normal),
+            priority: Some(Priority::Medium),
+            risk_level: Some(RiskLevel::Low),
+            affected_systems: vec!["api".into()],
+            implementation_plan: Some("p".into()),
+            rollback_plan: Some("r".into()),
+            status: Some(Status::PendingApproval),
+            ..Default::default()
+        }
+    }
+
+    const NOW: &str = "2025-03-02T10:00:00Z";
+
+    fn step(c: &ChangeRequest, who: &str, s: Step) -> Result<(ChangeRequest, Transition)> {
+        apply(c, &Policy::default_policy(), who, ts(NOW), s)
+    }
+
+    fn approve(
+        c: &ChangeRequest,
+        who: &str,
+        role: Option<&str>,
+    ) -> Result<(ChangeRequest, Transition)> {
+        step(
+            c,
+            who,
+            Step::Approve {
+                role: role.map(str::to_owned),
+                comment: None,
+                conditions: vec![],
+            },
+        )
+    }
+
+    fn refused<T: std::fmt::Debug>(r: Result<T>, says: &str) {
+        match r {
+            Err(Error::Refused(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn approval_infers_the_role_and_completes_with_the_last_one() {
+        let (c, t) = approve(&pending(), "em@example.com", None).unwrap();
+        assert_eq!(t.role.as_deref(), Some("engineering-manager"));
+        assert_eq!(
+            (t.from, t.to),
+            (Status::PendingApproval, Status::PendingApproval)
+        );
+        let (c, t) = approve(&c, "cm@example.com", None).unwrap();
+        assert_eq!(t.to, Status::Approved);
+        assert_eq!(c.approvals.len(), 2);
+        assert_eq!(c.approvals[1].at, ts(NOW));
+    }
+
+    #[test]
+    fn who_may_approve_is_checked() {
+        refused(
+            approve(&pending(), "alice@example.com", None),
+            "segregation of duties",
+        );
+        refused(
+            approve(&pending(), "nobody@example.com", None),
+            "holds none of the roles",
+        );
+        refused(
+            approve(&pending(), "em@example.com", Some("change-manager")),
+            "not a member",
+        );
+        refused(
+            approve(&pending(), "sec1@example.com", Some("security-team")),
+            "does not need the role",
+        );
+        let (c, _) = approve(&pending(), "em@example.com", None).unwrap();
+        refused(
+            approve(&c, "em@example.com", Some("engineering-manager")),
+            "already approved",
+        );
+        assert!(matches!(
+            approve(&pending(), "em@example.com", Some("cab")),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn standard_changes_need_no_approval_and_emergencies_approve_late() {
+        let mut c = pending();
+        c.change_model = Some(ChangeModel::Standard);
+        refused(approve(&c, "cm@example.com", None), "pre-approved");
+        let mut e = pending();
+        e.change_model = Some(ChangeModel::Emergency);
+        let (e, t) = step(&e, "bob@example.com", Step::Implement).unwrap();
+        assert_eq!(t.to, Status::Implementing);
+        let (e, t) = approve(&e, "sec-lead@example.com", None).unwrap();
+        assert_eq!((t.from, t.to), (Status::Implementing, Status::Implementing));
+        assert_eq!(e.approvals.len(), 1);
+    }
+
+    #[test]
+    fn a_material_edit_voids_approvals_and_a_cosmetic_one_does_not() {
+        let (c, _) = approve(&pending(), "em@example.com", None).unwrap();
+        let (c, _) = approve(&c, "cm@example.com", None).unwrap();
+        let mut cosmetic = c.clone();
+        cosmetic.test_environment = Some("staging".into());
+        let (kept, t) = step(
+            &c,
+            "alice@example.com",
+            Step::Edit {
+                new: Box::new(cosmetic),
+            },
+        )
+        .unwrap();
+        assert_eq!(t.to, Status::Approved);
+        assert_eq!(kept.approvals.len(), 2);
+        let mut material = c.clone();
+        material.rollback_plan = Some("restore".into());
+        let (voided, t) = step(
+            &c,
+            "alice@example.com",
+            Step::Edit {
+                new: Box::new(material),
+            },
+        )
+        .unwrap();
+        assert_eq!((t.from, t.to), (Status::Approved, Status::PendingApproval));
+        assert!(voided.approvals.is_empty());
+        assert!(
+            t.trailers
+                .iter()
+                .any(|(k, v)| k == "Chg-Voided" && v.contains("engineering-manager"))
+        );
+        let mut managed = c.clone();
+        managed.status = Some(Status::Closed);
+        assert!(matches!(
+            step(
+                &c,
+                "alice@example.com",
+                Step::Edit {
+                    new: Box::new(managed)
+                }
+            ),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn implement_needs_approval_schedule_no_freeze_and_a_test_plan() {
+        let p = Policy::default_policy();
+        let mut c = pending();
+        let why = implement_refusals(&c, &p, ts(NOW));
+        assert!(
+            why.iter().any(|w| w.contains("not approved yet")),
+            "{why:?}"
+        );
+        assert!(why.iter().any(|w| w.contains("no schedule")), "{why:?}");
+        c.status = Some(Status::Approved);
+        c.schedule = Some(Schedule {
+            start: ts("2025-12-22T00:00:00Z"),
+            end: ts("2025-12-23T00:00:00Z"),
+            maintenance_window: false,
+        });
+        let why = implement_refusals(&c, &p, ts("2025-12-22T01:00:00Z"));
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("freeze"));
+        c.change_type = Some("security".into());
+        let why = implement_refusals(&c, &p, ts("2025-12-24T01:00:00Z"));
+        assert!(
+            why.iter().any(|w| w.contains("outside the schedule")),
+            "{why:?}"
+        );
+        assert!(why.iter().any(|w| w.contains("no test_plan")), "{why:?}");
+    }
+
+    #[test]
+    fn scheduling_respects_freezes_except_for_emergencies() {
+        let freeze = Step::Schedule {
+            start: ts("2025-12-24T10:00:00Z"),
+            end: ts("2025-12-24T11:00:00Z"),
+            maintenance_window: None,
+        };
+        refused(
+            step(&pending(), "alice@example.com", freeze.clone()),
+            "freeze",
+        );
+        let mut e = pending();
+        e.change_model = Some(ChangeModel::Emergency);
+        assert!(step(&e, "alice@example.com", freeze).is_ok());
+        let backwards = Step::Schedule {
+            start: ts("2025-03-05T10:00:00Z"),
+            end: ts("2025-03-05T09:00:00Z"),
+            maintenance_window: None,
+        };
+        assert!(matches!(
+            step(&pending(), "a@x", backwards),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn close_demands_a_review_where_the_policy_says_and_terminal_states_stay() {
+        let mut c = pending();
+        c.status = Some(Status::Implementing);
+        let close = |outcome, review: Option<&str>| Step::Close {
+            outcome,
+            test_results: None,
+            review: review.map(str::to_owned),
+        };
+        refused(
+            step(&c, "bob@example.com", close(Outcome::RolledBack, None)),
+            "review",
+        );
+        let (closed, _) = step(&c, "bob@example.com", close(Outcome::Successful, None)).unwrap();
+        assert_eq!(
+            closed.implementation.unwrap().outcome,
+            Some(Outcome::Successful)
+        );
+        let (closed, _) = step(
+            &c,
+            "bob@example.com",
+            close(Outcome::Failed, Some("post-mortem")),
+        )
+        .unwrap();
+        assert_eq!(closed.review.as_ref().unwrap().summary, "post-mortem");
+        refused(
+            step(
+                &closed,
+                "bob@example.com",
+                Step::Cancel { reason: "x".into() },
+            ),
+            "no longer be cancelled",
+        );
+        refused(
+            step(&closed, "bob@example.com", Step::Submit),
+            "only a draft",
+        );
+    }
 }
