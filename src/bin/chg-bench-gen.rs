@@ -1,6 +1,11 @@
 //! Generates a realistic, valid chg store for benchmarks, deterministically from a seed.
 //!
-//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR`
+//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--history]`
+//!
+//! With `--history`, the store is built by `git fast-import` as the history chg would have
+//! made: one commit per transition (new, schedule, approve, reject, implement, close,
+//! cancel), authored by whoever acted, at the time they acted, with the SPEC's trailers.
+//! Without it, only the final files are written (into a fresh repository, uncommitted).
 //!
 //! Changes are spread over five years in their month folders, with a realistic mix of
 //! models, priorities and statuses, approvals by the default policy's roles, schedules,
@@ -165,6 +170,12 @@ fn generate(
         93..=95 if model != ChangeModel::Standard => Status::Rejected,
         _ => Status::Draft,
     };
+    // Pre-approved standard changes go from pending_approval straight to implementing.
+    let status = if status == Status::Approved && policy.is_preapproved(&c) {
+        Status::PendingApproval
+    } else {
+        status
+    };
     c.status = Some(status);
     let start = request + hours(48);
     let needs_schedule = model != ChangeModel::Emergency;
@@ -244,38 +255,229 @@ fn generate(
     c
 }
 
+/// One transition of one change, for the history.
+struct Event {
+    at: Timestamp,
+    change: usize,
+    step: usize,
+}
+
+/// The transitions that led to `c`, as (time, action, actor, role).
+fn steps(c: &ChangeRequest) -> Vec<(Timestamp, &'static str, String, Option<String>)> {
+    let requester = c.requester.clone().unwrap();
+    let request = c.request_date.unwrap();
+    let mut out = vec![(request, "new", requester.clone(), None)];
+    if let Some(s) = &c.schedule {
+        let _ = s;
+        out.push((
+            request + SignedDuration::from_mins(30),
+            "schedule",
+            requester.clone(),
+            None,
+        ));
+    }
+    for a in &c.approvals {
+        let action = if a.decision == Decision::Approved {
+            "approve"
+        } else {
+            "reject"
+        };
+        out.push((a.at, action, a.by.clone(), Some(a.role.clone())));
+    }
+    if let Some(imp) = &c.implementation {
+        let who = imp.implementer.clone().unwrap();
+        out.push((imp.started_at.unwrap(), "implement", who.clone(), None));
+        if let Some(done) = imp.completed_at {
+            out.push((done, "close", who, None));
+        }
+    }
+    if let Some(x) = &c.cancellation {
+        out.push((x.at, "cancel", x.by.clone(), None));
+    }
+    out.sort_by_key(|s| s.0);
+    out
+}
+
+/// The change as it was right after its first `upto` + 1 transitions.
+fn state_after(c: &ChangeRequest, upto: usize, policy: &Policy) -> (ChangeRequest, Status) {
+    let all = steps(c);
+    let done = &all[..=upto];
+    let mut s = c.clone();
+    let has = |action: &str| done.iter().any(|d| d.1 == action);
+    let cutoff = done.last().unwrap().0;
+    s.approvals.retain(|a| a.at <= cutoff);
+    if !has("schedule") {
+        s.schedule = None;
+    }
+    if !has("implement") {
+        s.implementation = None;
+    } else if !has("close") {
+        let imp = s.implementation.as_mut().unwrap();
+        imp.completed_at = None;
+        imp.outcome = None;
+        imp.test_results = None;
+    }
+    if !has("close") && c.change_model != Some(ChangeModel::Emergency) || !has("implement") {
+        s.review = None;
+    }
+    if !has("cancel") {
+        s.cancellation = None;
+    }
+    let status = if c.status == Some(Status::Draft) {
+        Status::Draft
+    } else if has("cancel") {
+        Status::Cancelled
+    } else if has("reject") {
+        Status::Rejected
+    } else if has("close") {
+        Status::Closed
+    } else if has("implement") {
+        Status::Implementing
+    } else if chg::workflow::missing_roles(&s, policy).is_empty() && !policy.is_preapproved(&s) {
+        Status::Approved
+    } else {
+        Status::PendingApproval
+    };
+    s.status = Some(status);
+    (s, status)
+}
+
+fn write_history(
+    out: &std::path::Path,
+    changes: &[ChangeRequest],
+    policy: &Policy,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut events = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        for (k, s) in steps(c).iter().enumerate() {
+            events.push(Event {
+                at: s.0,
+                change: i,
+                step: k,
+            });
+        }
+    }
+    events.sort_by_key(|e| (e.at, e.change, e.step));
+    let mut child = std::process::Command::new("git")
+        .args(["fast-import", "--quiet", "--done"])
+        .current_dir(out)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
+    let data = |w: &mut std::io::BufWriter<std::process::ChildStdin>,
+                bytes: &[u8]|
+     -> std::io::Result<()> {
+        writeln!(w, "data {}", bytes.len())?;
+        w.write_all(bytes)?;
+        writeln!(w)
+    };
+    let start =
+        events.first().map_or(Timestamp::UNIX_EPOCH, |e| e.at) - SignedDuration::from_hours(24);
+    writeln!(w, "commit refs/heads/main\nmark :1")?;
+    writeln!(
+        w,
+        "author Change Manager <cm@example.com> {} +0000",
+        start.as_second()
+    )?;
+    writeln!(
+        w,
+        "committer Change Manager <cm@example.com> {} +0000",
+        start.as_second()
+    )?;
+    data(
+        &mut w,
+        b"chg: init store\n\nChg-Action: init\nChg-Actor: cm@example.com\n",
+    )?;
+    writeln!(w, "M 100644 inline policy/policy.yaml")?;
+    data(&mut w, DEFAULT_POLICY.as_bytes())?;
+    writeln!(w, "M 100644 inline changes/.gitkeep")?;
+    data(&mut w, b"")?;
+    let mut previous: Vec<Status> = vec![Status::Draft; changes.len()];
+    for (n, e) in events.iter().enumerate() {
+        let c = &changes[e.change];
+        let all = steps(c);
+        let (when, action, actor, role) = &all[e.step];
+        let (state, to) = state_after(c, e.step, policy);
+        let from = if e.step == 0 { to } else { previous[e.change] };
+        previous[e.change] = to;
+        let transition = chg::workflow::Transition {
+            action,
+            from,
+            to,
+            role: role.clone(),
+            notes: Vec::new(),
+            trailers: Vec::new(),
+        };
+        let name = actor.split('@').next().unwrap_or("someone");
+        let identity = chg::store::Identity {
+            name: name.to_owned(),
+            email: actor.clone(),
+        };
+        let id = c.id.as_ref().unwrap();
+        let message = chg::store::commit_message(id, &state, &transition, &identity, e.step == 0);
+        let path = chg::validate::expected_path(id, c.request_date.unwrap());
+        writeln!(w, "commit refs/heads/main\nmark :{}", n + 2)?;
+        writeln!(w, "author {name} <{actor}> {} +0000", when.as_second())?;
+        writeln!(w, "committer {name} <{actor}> {} +0000", when.as_second())?;
+        data(&mut w, message.as_bytes())?;
+        writeln!(w, "from :{}", n + 1)?;
+        writeln!(w, "M 100644 inline {}", path.display())?;
+        data(&mut w, chg::edit::render_new(&state)?.as_bytes())?;
+    }
+    writeln!(w, "done")?;
+    w.flush()?;
+    drop(w);
+    anyhow::ensure!(child.wait()?.success(), "git fast-import failed");
+    let status = std::process::Command::new("git")
+        .args(["reset", "--hard", "-q"])
+        .current_dir(out)
+        .status()?;
+    anyhow::ensure!(status.success(), "git reset failed");
+    eprintln!("wrote {} commits", events.len() + 1);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut n, mut out, mut seed) = (1000u64, None::<PathBuf>, 1u64);
+    let (mut n, mut out, mut seed, mut history) = (1000u64, None::<PathBuf>, 1u64, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--changes" => n = args.next().unwrap_or_default().parse()?,
             "--out" => out = args.next().map(PathBuf::from),
             "--seed" => seed = args.next().unwrap_or_default().parse()?,
-            _ => anyhow::bail!("usage: chg-bench-gen --changes N --out DIR [--seed S]"),
+            "--history" => history = true,
+            _ => anyhow::bail!("usage: chg-bench-gen --changes N --out DIR [--seed S] [--history]"),
         }
     }
     let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required"))?;
     if out.join("policy/policy.yaml").exists() {
         anyhow::bail!("{} already holds a store", out.display());
     }
-    std::fs::create_dir_all(out.join("policy"))?;
-    std::fs::write(out.join("policy/policy.yaml"), DEFAULT_POLICY)?;
-    let policy = Policy::default_policy();
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut counters = [0u32; 5];
-    for i in 0..n {
-        let c = generate(i, n, &mut counters, &policy, &mut rng);
-        let rel = chg::validate::expected_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
-        let path = out.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap())?;
-        std::fs::write(&path, chg::edit::render_new(&c)?)?;
-    }
+    std::fs::create_dir_all(&out)?;
     let status = std::process::Command::new("git")
-        .args(["init", "-q"])
+        .args(["init", "-q", "-b", "main"])
         .arg(&out)
         .status()?;
     anyhow::ensure!(status.success(), "git init failed");
+    let policy = Policy::default_policy();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut counters = [0u32; 5];
+    let changes: Vec<ChangeRequest> = (0..n)
+        .map(|i| generate(i, n, &mut counters, &policy, &mut rng))
+        .collect();
+    if history {
+        write_history(&out, &changes, &policy)?;
+    } else {
+        std::fs::create_dir_all(out.join("policy"))?;
+        std::fs::write(out.join("policy/policy.yaml"), DEFAULT_POLICY)?;
+        for c in &changes {
+            let rel = chg::validate::expected_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
+            let path = out.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            std::fs::write(&path, chg::edit::render_new(c)?)?;
+        }
+    }
     eprintln!("wrote {n} changes to {}", out.display());
     Ok(())
 }
