@@ -710,6 +710,29 @@ impl ChangeRequest {
     }
 }
 
+/// A complete, valid change pending approval, for unit tests across modules.
+#[cfg(test)]
+pub(crate) fn sample_change() -> ChangeRequest {
+    let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+    ChangeRequest {
+        id: Some("CHG-2025-001".parse().unwrap()),
+        title: Some("t".into()),
+        description: Some("d".into()),
+        business_justification: Some("j".into()),
+        requester: Some("alice@example.com".into()),
+        request_date: Some(ts("2025-03-01T09:00:00Z")),
+        change_type: Some("feature".into()),
+        change_model: Some(ChangeModel::Normal),
+        priority: Some(Priority::Low),
+        risk_level: Some(RiskLevel::Low),
+        affected_systems: vec!["api".into()],
+        implementation_plan: Some("p".into()),
+        rollback_plan: Some("r".into()),
+        status: Some(Status::PendingApproval),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

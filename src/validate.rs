@@ -676,30 +676,14 @@ pub fn validate_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Approval, Priority, RiskLevel};
+    use crate::model::Approval;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
     fn complete() -> ChangeRequest {
-        ChangeRequest {
-            id: Some("CHG-2025-001".parse().unwrap()),
-            title: Some("t".into()),
-            description: Some("d".into()),
-            business_justification: Some("j".into()),
-            requester: Some("alice@example.com".into()),
-            request_date: Some(ts("2025-01-27T09:00:00Z")),
-            change_type: Some("feature".into()),
-            change_model: Some(ChangeModel::Normal),
-            priority: Some(Priority::Low),
-            risk_level: Some(RiskLevel::Low),
-            affected_systems: vec!["api".into()],
-            implementation_plan: Some("p".into()),
-            rollback_plan: Some("r".into()),
-            status: Some(Status::PendingApproval),
-            ..Default::default()
-        }
+        crate::model::sample_change()
     }
 
     fn rules(c: &ChangeRequest) -> Vec<&'static str> {

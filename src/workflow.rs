@@ -603,29 +603,17 @@ fn edit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangeModel, Priority, RiskLevel};
+    use crate::model::{ChangeModel, Priority};
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
+    /// The shared sample, at medium priority (engineering manager and change manager).
     fn pending() -> ChangeRequest {
         ChangeRequest {
-            id: Some("CHG-2025-001".parse().unwrap()),
-            title: Some("t".into()),
-            description: Some("d".into()),
-            business_justification: Some("j".into()),
-            requester: Some("alice@example.com".into()),
-            request_date: Some(ts("2025-03-01T09:00:00Z")),
-            change_type: Some("feature".into()),
-            change_model: Some(ChangeModel::Normal),
             priority: Some(Priority::Medium),
-            risk_level: Some(RiskLevel::Low),
-            affected_systems: vec!["api".into()],
-            implementation_plan: Some("p".into()),
-            rollback_plan: Some("r".into()),
-            status: Some(Status::PendingApproval),
-            ..Default::default()
+            ..crate::model::sample_change()
         }
     }
 
