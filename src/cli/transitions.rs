@@ -67,8 +67,9 @@ pub struct SetArgs {
 
 /// Set the window in which the change will be implemented.
 ///
-/// Times are RFC 3339 (2025-01-28T02:00:00Z) or local wall-clock time (2025-01-28T03:00).
-/// Freezes and, when flagged, maintenance windows are checked. Scheduling keeps approvals.
+/// Times are RFC 3339 (2025-01-28T02:00:00Z), local wall-clock time (2025-01-28T03:00),
+/// `now`, or `+DURATION` (`--start +1d` from now, `--end +2h` from the start). Freezes and,
+/// when flagged, maintenance windows are checked. Scheduling keeps approvals.
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
     /// The change id.
@@ -113,8 +114,18 @@ pub struct CancelArgs {
     reason: String,
 }
 
-/// Parses a time given on the command line: RFC 3339, or civil time in the local zone.
-pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
+/// Parses a time given on the command line: RFC 3339, civil time in the local zone, `now`,
+/// or `+DURATION` after `base`.
+pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
+    if text == "now" {
+        return chg::store::now();
+    }
+    if let Some(d) = text.strip_prefix('+') {
+        let d: chg::model::Duration = d.parse().map_err(Error::Usage)?;
+        return base
+            .checked_add(d.to_signed())
+            .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
+    }
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }
@@ -124,7 +135,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
         return Ok(z.timestamp());
     }
     Err(Error::Usage(format!(
-        "`{text}` is not a time (use RFC 3339 like 2025-01-28T02:00:00Z, or local time like 2025-01-28T03:00)"
+        "`{text}` is not a time (use RFC 3339 like 2025-01-28T02:00:00Z, local time like 2025-01-28T03:00, now, or +2h)"
     )))
 }
 
@@ -206,8 +217,8 @@ pub fn set(store: &Store, a: SetArgs) -> CmdResult {
 }
 
 pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
-    let start = parse_time(&a.start)?;
-    let end = parse_time(&a.end)?;
+    let start = parse_time(&a.start, chg::store::now()?)?;
+    let end = parse_time(&a.end, start)?;
     let mw = if a.maintenance_window {
         Some(true)
     } else if a.no_maintenance_window {

@@ -486,6 +486,20 @@ fn implement_respects_the_schedule_and_testing() {
 }
 
 #[test]
+fn schedule_takes_now_and_relative_times() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.schedule(&id, "now", "+2h").ok();
+    let text = s.read(&id);
+    assert!(text.contains("start: 2025-03-10T10:00:00Z"), "{text}");
+    assert!(text.contains("end: 2025-03-10T12:00:00Z"), "{text}");
+    s.schedule(&id, "+1d", "+90m").ok();
+    assert!(s.read(&id).contains("end: 2025-03-11T11:30:00Z"));
+    s.schedule(&id, "soon", "+1h").code(2);
+    s.schedule(&id, "now", "+1x").code(2);
+}
+
+#[test]
 fn a_material_edit_after_approval_voids_the_approvals_but_scheduling_does_not() {
     let s = Store::new();
     let id = s.new_change(&[]);
