@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chg::Error;
+use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Parser, Subcommand};
 
@@ -93,29 +94,38 @@ fn run(cli: Cli) -> CmdResult {
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`
     // reports its problems as findings instead.
-    let open = || -> Result<Store, Error> {
+    let open = || -> Result<(Store, Policy), Error> {
         let store = find()?;
-        store.policy()?;
-        Ok(store)
+        let policy = store.policy()?;
+        Ok((store, policy))
     };
     match cli.command {
         Command::Init(a) => misc::init(a),
         Command::Completions(a) => misc::completions(a),
         Command::Man(a) => misc::man(a),
         Command::Schema(a) => misc::schema(find().ok().as_ref(), a),
-        Command::New(a) => new::run(&open()?, *a),
-        Command::Submit(a) => transitions::submit(&open()?, a),
-        Command::Approve(a) => transitions::approve(&open()?, a),
-        Command::Reject(a) => transitions::reject(&open()?, a),
-        Command::Set(a) => transitions::set(&open()?, a),
-        Command::Edit(a) => edit::run(&open()?, a),
-        Command::Schedule(a) => transitions::schedule(&open()?, a),
-        Command::Implement(a) => transitions::implement(&open()?, a),
-        Command::Close(a) => transitions::close(&open()?, a),
-        Command::Cancel(a) => transitions::cancel(&open()?, a),
-        Command::Show(a) => show::show(&open()?, a),
-        Command::List(a) => show::list(&open()?, a),
-        Command::Log(a) => show::log(&open()?, a),
+        Command::New(a) => {
+            let (store, policy) = open()?;
+            new::run(&store, &policy, *a)
+        }
+        Command::Submit(a) => transitions::submit(&open()?.0, a),
+        Command::Approve(a) => transitions::approve(&open()?.0, a),
+        Command::Reject(a) => transitions::reject(&open()?.0, a),
+        Command::Set(a) => transitions::set(&open()?.0, a),
+        Command::Edit(a) => edit::run(&open()?.0, a),
+        Command::Schedule(a) => transitions::schedule(&open()?.0, a),
+        Command::Implement(a) => transitions::implement(&open()?.0, a),
+        Command::Close(a) => transitions::close(&open()?.0, a),
+        Command::Cancel(a) => transitions::cancel(&open()?.0, a),
+        Command::Show(a) => {
+            let (store, policy) = open()?;
+            show::show(&store, &policy, a)
+        }
+        Command::List(a) => {
+            let (store, policy) = open()?;
+            show::list(&store, &policy, a)
+        }
+        Command::Log(a) => show::log(&open()?.0, a),
         Command::Validate(a) => validate::run(&find()?, a),
     }
 }

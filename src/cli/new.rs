@@ -230,13 +230,12 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn run(store: &Store, a: NewArgs) -> CmdResult {
-    let policy = store.policy()?;
+pub fn run(store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
     let mut change = merge(&a)?;
     if !a.draft && !a.no_input && interactive() {
-        let missing = chg::validate::content_problems(&change, &policy);
+        let missing = chg::validate::content_problems(&change, policy);
         if !missing.is_empty() {
-            prompt_missing(&mut change, &policy)?;
+            prompt_missing(&mut change, policy)?;
         }
     }
     let o = store.create(change, a.draft)?;

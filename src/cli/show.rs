@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use chg::Error;
 use chg::model::{ChangeRequest, format_timestamp};
+use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
@@ -86,29 +87,27 @@ pub struct LogArgs {
     format: TextFormat,
 }
 
-fn change_json(store: &Store, rel: &std::path::Path, c: &ChangeRequest) -> Result<Value, Error> {
-    let policy = store.policy()?;
+fn change_json(policy: &Policy, rel: &std::path::Path, c: &ChangeRequest) -> Result<Value, Error> {
     let mut v = serde_json::to_value(c).map_err(|e| Error::Internal(e.to_string()))?;
     if let Value::Object(map) = &mut v {
         map.insert("file".into(), json!(rel.display().to_string()));
         map.insert("required_roles".into(), json!(policy.required_roles(c)));
         map.insert(
             "missing_roles".into(),
-            json!(chg::workflow::missing_roles(c, &policy)),
+            json!(chg::workflow::missing_roles(c, policy)),
         );
     }
     Ok(v)
 }
 
-pub fn show(store: &Store, a: ShowArgs) -> CmdResult {
+pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let c = loaded.change();
     if a.json || a.format == TextFormat::Json {
-        out_json(&change_json(store, &loaded.rel, c)?)?;
+        out_json(&change_json(policy, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let policy = store.policy()?;
     let mut s = String::new();
     s.push_str(&format!(
         "{id}  {}\n",
@@ -256,7 +255,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-pub fn list(store: &Store, a: ListArgs) -> CmdResult {
+pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
     check_values::<chg::model::Status>(&a.status)?;
     check_values::<chg::model::Priority>(&a.priority)?;
     let since = a.since.as_deref().map(parse_bound).transpose()?;
@@ -290,7 +289,7 @@ pub fn list(store: &Store, a: ListArgs) -> CmdResult {
         ListFormat::Json => {
             let items: Vec<Value> = rows
                 .iter()
-                .map(|l| change_json(store, &l.rel, l.change()))
+                .map(|l| change_json(policy, &l.rel, l.change()))
                 .collect::<Result<_, _>>()?;
             out_json(&items)?;
         }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::model::{Outcome, Status, format_timestamp};
+use chg::model::{Outcome, Status};
 use chg::store::{self, Store};
 use chg::workflow::Step;
 use clap::Args;
@@ -139,7 +139,7 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
     )))
 }
 
-fn done(store: &Store, o: store::Outcome) -> CmdResult {
+fn done(o: store::Outcome) -> CmdResult {
     let id = o.change.id_text();
     let t = &o.transition;
     let mut line = format!("{id}: {}", t.action);
@@ -152,20 +152,17 @@ fn done(store: &Store, o: store::Outcome) -> CmdResult {
         line.push_str(&format!(", {}", t.to));
     }
     line.push_str(&format!(" [commit {}]\n", short(&o.commit.to_string())));
-    for note in &t.notes {
-        if note.starts_with("Material") {
+    // Say why approvals were voided, where they were.
+    if t.trailers.iter().any(|(k, _)| k == "Chg-Voided") {
+        for note in &t.notes {
             line.push_str(&format!("note: {note}\n"));
         }
     }
-    if o.change.status() == Status::PendingApproval {
-        let policy = store.policy()?;
-        let missing = chg::workflow::missing_roles(&o.change, &policy);
-        if !missing.is_empty() {
-            line.push_str(&format!(
-                "waiting for approval by: {}\n",
-                missing.join(", ")
-            ));
-        }
+    if o.change.status() == Status::PendingApproval && !o.waiting_for.is_empty() {
+        line.push_str(&format!(
+            "waiting for approval by: {}\n",
+            o.waiting_for.join(", ")
+        ));
     }
     out(&line)?;
     Ok(ExitCode::SUCCESS)
@@ -173,7 +170,7 @@ fn done(store: &Store, o: store::Outcome) -> CmdResult {
 
 pub fn submit(store: &Store, a: IdArgs) -> CmdResult {
     let o = store.transition(&parse_id(&a.id)?, Step::Submit)?;
-    done(store, o)
+    done(o)
 }
 
 pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
@@ -183,7 +180,7 @@ pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
         conditions: a.conditions,
     };
     let o = store.transition(&parse_id(&a.id)?, step)?;
-    done(store, o)
+    done(o)
 }
 
 pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
@@ -197,7 +194,7 @@ pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
         comment: a.comment,
     };
     let o = store.transition(&parse_id(&a.id)?, step)?;
-    done(store, o)
+    done(o)
 }
 
 pub fn set(store: &Store, a: SetArgs) -> CmdResult {
@@ -213,7 +210,7 @@ pub fn set(store: &Store, a: SetArgs) -> CmdResult {
         new.set_field(field.trim(), value).map_err(Error::Usage)?;
     }
     let o = store.transition(&id, Step::Edit { new: Box::new(new) })?;
-    done(store, o)
+    done(o)
 }
 
 pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
@@ -234,13 +231,12 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
             maintenance_window: mw,
         },
     )?;
-    let _ = format_timestamp;
-    done(store, o)
+    done(o)
 }
 
 pub fn implement(store: &Store, a: IdArgs) -> CmdResult {
     let o = store.transition(&parse_id(&a.id)?, Step::Implement)?;
-    done(store, o)
+    done(o)
 }
 
 pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
@@ -253,10 +249,10 @@ pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
             review: a.review,
         },
     )?;
-    done(store, o)
+    done(o)
 }
 
 pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
     let o = store.transition(&parse_id(&a.id)?, Step::Cancel { reason: a.reason })?;
-    done(store, o)
+    done(o)
 }

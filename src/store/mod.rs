@@ -67,6 +67,8 @@ pub struct Outcome {
     pub commit: Oid,
     /// Where the file is, relative to the store.
     pub rel: PathBuf,
+    /// Roles whose approval the change still needs, under the policy the step used.
+    pub waiting_for: Vec<String>,
 }
 
 fn env_nonempty(key: &str) -> Option<String> {
@@ -610,6 +612,7 @@ impl Store {
             session.head,
         )?;
         Ok(Outcome {
+            waiting_for: workflow::missing_roles(&next, &session.policy),
             change: next,
             transition,
             commit,

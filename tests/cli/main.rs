@@ -228,8 +228,15 @@ fn a_normal_change_goes_from_proposal_to_closure_one_commit_per_step() {
     let id = s.new_change(&[]);
     assert_eq!(id, "CHG-2025-001");
     assert!(s.file(&id).ends_with("changes/2025/03/CHG-2025-001.yaml"));
-    s.chg("em@example.com", &["approve", &id, "--comment", "fine"])
+    let r = s
+        .chg("em@example.com", &["approve", &id, "--comment", "fine"])
         .ok();
+    assert!(
+        r.stdout
+            .contains("waiting for approval by: change-manager\n"),
+        "{}",
+        r.stdout
+    );
     let r = s.chg("cm@example.com", &["approve", &id]).ok();
     assert!(
         r.stdout.contains("pending_approval -> approved"),
@@ -520,6 +527,12 @@ fn a_material_edit_after_approval_voids_the_approvals_but_scheduling_does_not() 
         .ok();
     assert!(
         r.stdout.contains("approved -> pending_approval"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("note: Material content changed after approval (rollback_plan)"),
         "{}",
         r.stdout
     );
