@@ -33,7 +33,6 @@ pub struct Identity {
 pub struct Store {
     repo: Repository,
     root: PathBuf,
-    workdir: PathBuf,
     /// The store folder relative to the work tree, `/`-separated, empty or ending in `/`.
     prefix: String,
 }
@@ -189,12 +188,7 @@ impl Store {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .map(|c| c + "/")
             .collect::<String>();
-        Ok(Store {
-            repo,
-            root,
-            workdir,
-            prefix,
-        })
+        Ok(Store { repo, root, prefix })
     }
 
     /// Creates a store in `path` (making it a git repository if it is not in one) and
@@ -377,18 +371,17 @@ impl Store {
             .collect())
     }
 
-    /// Refuses when the file at `rel` differs between HEAD, the index and the work tree.
-    fn ensure_clean(&self, rel: &Path, head: Option<Oid>) -> Result<()> {
-        let path = self.repo_path(rel);
+    /// Refuses when the loaded file differs between HEAD, the index and the work tree (its
+    /// work-tree bytes are the ones `load` read; they are not read again).
+    fn ensure_clean(&self, loaded: &Loaded, head: Option<Oid>) -> Result<()> {
+        let path = self.repo_path(&loaded.rel);
         let dirty = || Error::Dirty(path.clone());
         let head_blob = match head {
             Some(h) => commit::blob_at(&self.repo, &self.repo.find_commit(h)?.tree()?, &path)?,
             None => None,
         };
         let head_blob = head_blob.ok_or_else(dirty)?;
-        let bytes = std::fs::read(self.workdir.join(&path))
-            .map_err(|e| Error::io(format!("cannot read {path}"), e))?;
-        if Oid::hash_object(ObjectType::Blob, &bytes)? != head_blob {
+        if Oid::hash_object(ObjectType::Blob, loaded.text.as_bytes())? != head_blob {
             return Err(dirty());
         }
         let index = self.repo.index()?;
@@ -526,7 +519,7 @@ impl Store {
                 "{id} changed while you were editing it; nothing was written"
             )));
         }
-        self.ensure_clean(&loaded.rel, session.head)?;
+        self.ensure_clean(&loaded, session.head)?;
         let file = loaded.rel.display().to_string();
         let decoded = decode::decode_str(&file, new_text);
         let mut findings: Vec<Finding> = decoded
@@ -624,7 +617,7 @@ impl Store {
     pub fn transition(&self, id: &ChangeId, step: Step) -> Result<Outcome> {
         let session = self.begin()?;
         let loaded = self.load(id)?;
-        self.ensure_clean(&loaded.rel, session.head)?;
+        self.ensure_clean(&loaded, session.head)?;
         let (next, transition) = workflow::apply(
             loaded.change(),
             &session.policy,
