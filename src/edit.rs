@@ -40,7 +40,7 @@ pub fn render_new(change: &ChangeRequest) -> Result<String> {
 
 /// Applies the difference between `old` and `new` to `text`, keeping everything else.
 pub fn apply(text: &str, old: &ChangeRequest, new: &ChangeRequest) -> Result<String> {
-    let doc = Document::from_str_checked(text)?;
+    let doc = lossless(text)?;
     let root = doc
         .as_mapping()
         .ok_or_else(|| Error::Internal("the change file is not a mapping".into()))?;
@@ -183,16 +183,10 @@ fn verify(text: &str, intended: &ChangeRequest) -> Result<()> {
     Ok(())
 }
 
-trait CheckedParse: Sized {
-    fn from_str_checked(text: &str) -> Result<Self>;
-}
-
-impl CheckedParse for Document {
-    fn from_str_checked(text: &str) -> Result<Self> {
-        use std::str::FromStr;
-        Document::from_str(text)
-            .map_err(|e| Error::Internal(format!("cannot edit the file losslessly: {e}")))
-    }
+fn lossless(text: &str) -> Result<Document> {
+    use std::str::FromStr;
+    Document::from_str(text)
+        .map_err(|e| Error::Internal(format!("cannot edit the file losslessly: {e}")))
 }
 
 #[cfg(test)]

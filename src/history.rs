@@ -14,7 +14,7 @@ pub struct Entry {
     /// The commit id.
     pub commit: String,
     /// Author time.
-    #[serde(serialize_with = "ser_ts")]
+    #[serde(serialize_with = "crate::model::ser_ts")]
     pub when: Timestamp,
     /// Author name.
     pub author: String,
@@ -32,10 +32,6 @@ pub struct Entry {
     pub subject: String,
     /// Whether the commit carries chg trailers for this change.
     pub by_chg: bool,
-}
-
-fn ser_ts<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&crate::model::format_timestamp(*t))
 }
 
 /// The trailers of a commit message, in order.
@@ -69,7 +65,7 @@ pub fn change_log(repo: &Repository, id: &ChangeId, path: &str) -> Result<Vec<En
                 .map(|(_, v)| v.clone())
         };
         let mine = get("Chg-Id").as_deref() == Some(id_text.as_str());
-        let touched = !mine && touches(repo, &commit, path)?;
+        let touched = !mine && touches(&commit, path)?;
         if !mine && !touched {
             continue;
         }
@@ -96,11 +92,11 @@ pub fn change_log(repo: &Repository, id: &ChangeId, path: &str) -> Result<Vec<En
 
 /// Whether the commit changed the blob at `path` compared with its first parent. Merges are
 /// judged against the first parent too, so a merge that brings an edit in shows up.
-fn touches(repo: &Repository, commit: &git2::Commit<'_>, path: &str) -> Result<bool> {
+fn touches(commit: &git2::Commit<'_>, path: &str) -> Result<bool> {
     let tree = commit.tree()?;
-    let mine = crate::store::commit::blob_at(repo, &tree, path)?;
+    let mine = crate::store::commit::blob_at(&tree, path)?;
     let theirs = match commit.parent(0) {
-        Ok(p) => crate::store::commit::blob_at(repo, &p.tree()?, path)?,
+        Ok(p) => crate::store::commit::blob_at(&p.tree()?, path)?,
         Err(_) => None,
     };
     Ok(mine != theirs)

@@ -348,7 +348,8 @@ pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
     })
 }
 
-fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a timestamp the way files store it.
+pub(crate) fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_timestamp(*t))
 }
 

@@ -553,8 +553,8 @@ pub fn change_files(store: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads and checks files (paths relative to `store` or absolute inside it). `all` gives the
-/// files that count for checks across files (duplicate ids).
+/// Reads and checks `files` (absolute, inside `store`) in parallel; checks across files
+/// (one id claimed twice) look at all of them, so pass the whole store and filter after.
 pub fn validate_files(
     store: &Path,
     files: &[PathBuf],

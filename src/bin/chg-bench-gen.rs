@@ -267,8 +267,7 @@ fn steps(c: &ChangeRequest) -> Vec<(Timestamp, &'static str, String, Option<Stri
     let requester = c.requester.clone().unwrap();
     let request = c.request_date.unwrap();
     let mut out = vec![(request, "new", requester.clone(), None)];
-    if let Some(s) = &c.schedule {
-        let _ = s;
+    if c.schedule.is_some() {
         out.push((
             request + SignedDuration::from_mins(30),
             "schedule",

@@ -68,14 +68,11 @@ pub fn head_state(repo: &Repository) -> Result<(Option<String>, Option<Oid>)> {
 }
 
 /// The blob id of `path` in `tree`, walking one folder at a time.
-pub fn blob_at(repo: &Repository, tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
+pub fn blob_at(tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
     match tree.get_path(Path::new(path)) {
         Ok(entry) if entry.kind() == Some(ObjectType::Blob) => Ok(Some(entry.id())),
         Ok(_) => Ok(None),
-        Err(e) if e.code() == ErrorCode::NotFound => {
-            let _ = repo;
-            Ok(None)
-        }
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -199,7 +196,7 @@ pub fn commit_files(
     for f in files {
         let blob = repo.blob(&f.content)?;
         let old = match &base_tree {
-            Some(t) => blob_at(repo, t, &f.path)?,
+            Some(t) => blob_at(t, &f.path)?,
             None => None,
         };
         let current = tree_id.map(|id| repo.find_tree(id)).transpose()?;

@@ -128,11 +128,6 @@ fn signature(name: &str, email: &str, when: Timestamp) -> Result<Signature<'stat
     )?)
 }
 
-/// Where a change file belongs, relative to the store.
-pub fn change_path(id: &ChangeId, request_date: Timestamp) -> PathBuf {
-    validate::expected_path(id, request_date)
-}
-
 impl Store {
     /// Finds the store: `explicit` (from `--repo` or `CHG_REPO`), else the first folder
     /// from `start` upwards that has `policy/policy.yaml`, stopping at the work tree root.
@@ -377,7 +372,7 @@ impl Store {
         let path = self.repo_path(&loaded.rel);
         let dirty = || Error::Dirty(path.clone());
         let head_blob = match head {
-            Some(h) => commit::blob_at(&self.repo, &self.repo.find_commit(h)?.tree()?, &path)?,
+            Some(h) => commit::blob_at(&self.repo.find_commit(h)?.tree()?, &path)?,
             None => None,
         };
         let head_blob = head_blob.ok_or_else(dirty)?;
@@ -488,7 +483,7 @@ impl Store {
                 .collect();
             return Err(Error::Invalid { summary, findings });
         }
-        let rel = change_path(&id, change.request_date.expect("set above"));
+        let rel = validate::expected_path(&id, change.request_date.expect("set above"));
         if self.root.join(&rel).exists() {
             return Err(Error::Internal(format!(
                 "{} exists already although {id} looked free",
