@@ -166,13 +166,8 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
     use dialoguer::{Input, Select};
     let theme = dialoguer::theme::SimpleTheme;
     let failed = |e: dialoguer::Error| Error::Usage(format!("prompt aborted: {e}"));
-    let mut wanted: Vec<String> = policy.required_fields.clone();
-    let testing = c
-        .change_type
-        .as_deref()
-        .is_some_and(|t| policy.testing_required_for(t));
-    for field in std::mem::take(&mut wanted) {
-        if c.has_field(&field) || field == "requester" {
+    for field in &policy.required_fields {
+        if c.has_field(field) || field == "requester" {
             continue;
         }
         let choices: Option<Vec<String>> = match field.as_str() {
@@ -213,12 +208,13 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
                     .map_err(failed)?
             }
         };
-        c.set_field(&field, &value).map_err(Error::Usage)?;
+        c.set_field(field, &value).map_err(Error::Usage)?;
     }
-    let testing = testing
-        || c.change_type
-            .as_deref()
-            .is_some_and(|t| policy.testing_required_for(t));
+    // Asked after the loop: the change type may only just have been chosen.
+    let testing = c
+        .change_type
+        .as_deref()
+        .is_some_and(|t| policy.testing_required_for(t));
     if testing && !c.has_field("test_plan") {
         let plan: String = Input::with_theme(&theme)
             .with_prompt("test plan (required for this change type)")
