@@ -1246,3 +1246,62 @@ fn edit_at_a_terminal_reopens_the_editor_with_the_problems_on_top() {
         "the problem header was committed:\n{text}"
     );
 }
+
+#[test]
+fn the_store_is_found_from_subfolders_or_named_with_repo_or_chg_repo() {
+    let s = Store::bare();
+    s.git(&["init", "-q", "-b", "main"]);
+    std::fs::write(s.root().join("README"), "app\n").unwrap();
+    s.git(&["add", "README"]);
+    s.git(&["commit", "-qm", "app"]);
+    // A store in a folder of a larger repository: commits carry the folder in their paths.
+    s.chg("alice@example.com", &["init", "ops/cm"]).ok();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+    cmd.current_dir(s.root().join("ops/cm/changes"));
+    let r = run_output(
+        cmd.args(["new", "--draft", "--title", "t"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(r.stdout.trim(), "CHG-2025-001");
+    let files = s.git(&["show", "--format=", "--name-only", "HEAD"]);
+    assert_eq!(files.trim(), "ops/cm/changes/2025/03/CHG-2025-001.yaml");
+    // From the repository root, discovery does not look down; --repo and CHG_REPO name it.
+    s.chg("alice@example.com", &["show", "CHG-2025-001"])
+        .code(2);
+    s.chg(
+        "alice@example.com",
+        &["--repo", "ops/cm", "show", "CHG-2025-001"],
+    )
+    .ok();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+    cmd.env("CHG_REPO", s.root().join("ops/cm"));
+    run_output(cmd.args(["list"]).output().unwrap()).ok();
+    s.chg("alice@example.com", &["--repo", "nowhere", "list"])
+        .code(2);
+}
+
+#[test]
+fn a_held_store_lock_makes_chg_wait_then_exit_3() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.root().join(".git/chg/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let before = s.snapshot();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    cmd.env("CHG_LOCK_TIMEOUT", "1");
+    let started = std::time::Instant::now();
+    let r = run_output(cmd.args(["approve", &id]).output().unwrap()).code(3);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "it did not wait"
+    );
+    assert!(r.stderr.contains("another chg process"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    drop(lock);
+    s.chg("em@example.com", &["approve", &id]).ok();
+}
