@@ -24,6 +24,9 @@ pub fn init(a: InitArgs) -> CmdResult {
             .map_err(|e| chg::Error::io("cannot read the current folder", e))?,
     };
     let (store, commit) = Store::init(&path)?;
+    for notice in store.take_notices() {
+        eprintln!("{notice}");
+    }
     out(&format!(
         "Initialized a chg store in {} (commit {}).\nEdit policy/policy.yaml to name your roles and their members, then file a change with `chg new`.\n",
         store.root().display(),

@@ -87,46 +87,66 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CmdResult {
     let repo = cli.repo.clone();
-    let find = || -> Result<Store, Error> {
+    // The store, once found, lives for the whole command so that what it noticed (a
+    // repaired interrupted transition) is reported at the end, whatever the outcome.
+    let cell: std::cell::OnceCell<Store> = std::cell::OnceCell::new();
+    let find = || -> Result<&Store, Error> {
+        if let Some(store) = cell.get() {
+            return Ok(store);
+        }
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
-        Store::discover(&cwd, repo.as_deref())
+        let store = Store::discover(&cwd, repo.as_deref())?;
+        Ok(cell.get_or_init(|| store))
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`
     // reports its problems as findings instead.
-    let open = || -> Result<(Store, Policy), Error> {
+    let open = || -> Result<(&Store, Policy), Error> {
         let store = find()?;
         let policy = store.policy()?;
         Ok((store, policy))
     };
-    match cli.command {
+    let result = dispatch(cli.command, &find, &open);
+    if let Some(store) = cell.get() {
+        for notice in store.take_notices() {
+            eprintln!("{notice}");
+        }
+    }
+    result
+}
+
+type Find<'a> = dyn Fn() -> Result<&'a Store, Error> + 'a;
+type Open<'a> = dyn Fn() -> Result<(&'a Store, Policy), Error> + 'a;
+
+fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult {
+    match command {
         Command::Init(a) => misc::init(a),
         Command::Completions(a) => misc::completions(a),
         Command::Man(a) => misc::man(a),
-        Command::Schema(a) => misc::schema(find().ok().as_ref(), a),
+        Command::Schema(a) => misc::schema(find().ok(), a),
         Command::New(a) => {
             let (store, policy) = open()?;
-            new::run(&store, &policy, *a)
+            new::run(store, &policy, *a)
         }
-        Command::Submit(a) => transitions::submit(&open()?.0, a),
-        Command::Approve(a) => transitions::approve(&open()?.0, a),
-        Command::Reject(a) => transitions::reject(&open()?.0, a),
-        Command::Set(a) => transitions::set(&open()?.0, a),
-        Command::Edit(a) => edit::run(&open()?.0, a),
-        Command::Schedule(a) => transitions::schedule(&open()?.0, a),
-        Command::Implement(a) => transitions::implement(&open()?.0, a),
-        Command::Close(a) => transitions::close(&open()?.0, a),
-        Command::Cancel(a) => transitions::cancel(&open()?.0, a),
+        Command::Submit(a) => transitions::submit(open()?.0, a),
+        Command::Approve(a) => transitions::approve(open()?.0, a),
+        Command::Reject(a) => transitions::reject(open()?.0, a),
+        Command::Set(a) => transitions::set(open()?.0, a),
+        Command::Edit(a) => edit::run(open()?.0, a),
+        Command::Schedule(a) => transitions::schedule(open()?.0, a),
+        Command::Implement(a) => transitions::implement(open()?.0, a),
+        Command::Close(a) => transitions::close(open()?.0, a),
+        Command::Cancel(a) => transitions::cancel(open()?.0, a),
         Command::Show(a) => {
             let (store, policy) = open()?;
-            show::show(&store, &policy, a)
+            show::show(store, &policy, a)
         }
         Command::List(a) => {
             let (store, policy) = open()?;
-            show::list(&store, &policy, a)
+            show::list(store, &policy, a)
         }
-        Command::Log(a) => show::log(&open()?.0, a),
-        Command::Validate(a) => validate::run(&find()?, a),
+        Command::Log(a) => show::log(open()?.0, a),
+        Command::Validate(a) => validate::run(find()?, a),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Identity {
 /// An open store.
 pub struct Store {
     repo: Repository,
+    /// Sentences for the person, such as a repaired interrupted transition; the caller
+    /// decides how to show them (the library prints nothing).
+    notices: std::cell::RefCell<Vec<String>>,
     root: PathBuf,
     /// The store folder relative to the work tree, `/`-separated, empty or ending in `/`.
     prefix: String,
@@ -183,7 +186,12 @@ impl Store {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .map(|c| c + "/")
             .collect::<String>();
-        Ok(Store { repo, root, prefix })
+        Ok(Store {
+            repo,
+            notices: Default::default(),
+            root,
+            prefix,
+        })
     }
 
     /// Creates a store in `path` (making it a git repository if it is not in one) and
@@ -224,6 +232,11 @@ impl Store {
         let head = commit::head_state(&store.repo)?.1;
         let id = store.commit(&files, &message, &identity, when, head)?;
         Ok((store, id))
+    }
+
+    /// Takes the notices gathered so far (see [`Store::lock`]).
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut self.notices.borrow_mut())
     }
 
     /// The store folder.
@@ -292,14 +305,15 @@ impl Store {
         }
     }
 
-    /// Takes the store lock and repairs any transition a crashed process left half done.
+    /// Takes the store lock and repairs any transition a crashed process left half done; the
+    /// repair is reported through [`Store::take_notices`].
     pub fn lock(&self) -> Result<lock::StoreLock> {
         let l = lock::acquire(
             &self.repo.commondir().join("chg").join("lock"),
             lock::timeout(),
         )?;
         if let Some(msg) = commit::recover(&self.repo)? {
-            eprintln!("{msg}");
+            self.notices.borrow_mut().push(msg);
         }
         Ok(l)
     }

@@ -1145,8 +1145,11 @@ fn a_transition_killed_at_any_step_is_finished_or_undone_by_the_next_chg() {
         assert_ne!(r.code, 0, "{point}: the process should have died");
         let moved = s.git(&["rev-parse", "HEAD"]) != before;
         assert_eq!(moved, committed, "{point}");
-        // The next chg process repairs the store before it acts.
-        s.chg("cm@example.com", &["approve", &id]).ok();
+        // The next chg process repairs the store before it acts, and says so when the
+        // files had been touched.
+        let r = s.chg("cm@example.com", &["approve", &id]).ok();
+        let repaired = r.stderr.contains("chg: repaired an interrupted transition");
+        assert_eq!(repaired, point != "after-journal", "{point}: {}", r.stderr);
         if !committed {
             // The interrupted approval never happened; em can approve again.
             s.chg("em@example.com", &["approve", &id]).ok();
