@@ -75,10 +75,10 @@ pub struct ScheduleArgs {
     /// The change id.
     id: String,
     /// Start of the window.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     start: String,
     /// End of the window.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     end: String,
     /// The change must run inside a maintenance window of the policy.
     #[arg(long, overrides_with = "no_maintenance_window")]

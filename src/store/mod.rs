@@ -489,7 +489,15 @@ impl Store {
                     fields.join(", ")
                 )
             } else {
-                format!("the change is not valid ({} problem(s))", problems.len())
+                // The first sentence says what is wrong; the rest are listed below it.
+                match problems.len() {
+                    1 => format!("the change is not valid: {}", problems[0].message),
+                    n => format!(
+                        "the change is not valid: {} (and {} more problem(s))",
+                        problems[0].message,
+                        n - 1
+                    ),
+                }
             };
             let findings = problems
                 .into_iter()

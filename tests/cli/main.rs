@@ -503,6 +503,12 @@ fn schedule_takes_now_and_relative_times() {
     s.schedule(&id, "+1d", "+90m").ok();
     assert!(s.read(&id).contains("end: 2025-03-11T11:30:00Z"));
     s.schedule(&id, "soon", "+1h").code(2);
+    let r = s.schedule(&id, "now", "-2h").code(2);
+    assert!(
+        r.stderr.starts_with("chg: error: `-2h` is not a time"),
+        "{}",
+        r.stderr
+    );
     s.schedule(&id, "now", "+1x").code(2);
 }
 
@@ -711,6 +717,43 @@ fn new_without_a_terminal_lists_every_missing_field() {
     }
     s.chg("alice@example.com", &["submit", &id]).ok();
     assert!(s.read(&id).contains("status: pending_approval"));
+}
+
+#[test]
+fn new_says_first_what_is_wrong() {
+    let s = Store::new();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "new",
+                "--title",
+                "t",
+                "--description",
+                "d",
+                "--justification",
+                "j",
+                "--type",
+                "featur",
+                "--priority",
+                "low",
+                "--risk",
+                "low",
+                "--system",
+                "api",
+                "--plan",
+                "p",
+                "--rollback",
+                "r",
+            ],
+        )
+        .code(2);
+    let first = r.stderr.lines().next().unwrap();
+    assert!(
+        first.starts_with("chg: error: the change is not valid: change_type `featur`")
+            && first.contains("did you mean `feature`?"),
+        "{first}"
+    );
 }
 
 #[test]
