@@ -464,19 +464,12 @@ impl Store {
         };
         change.status = Some(status);
         change.approvals.clear();
-        let problems: Vec<_> = if draft {
-            Vec::new()
-        } else {
-            validate::content_problems(&change, policy)
-        };
-        let mut problems = problems;
-        for p in validate::change_problems(&change, policy, None) {
-            if p.severity == crate::finding::Severity::Error
-                && !problems.iter().any(|q| q.message == p.message)
-            {
-                problems.push(p);
-            }
-        }
+        // The same rules validate applies: a draft may be incomplete, anything else must
+        // have every required field and pass the content rules.
+        let problems: Vec<_> = validate::change_problems(&change, policy, None)
+            .into_iter()
+            .filter(|p| p.severity == crate::finding::Severity::Error)
+            .collect();
         if !problems.is_empty() {
             let fields: Vec<String> = problems
                 .iter()
