@@ -11,10 +11,12 @@
 //! - [`validate`]: files and the whole store against the policy.
 //! - [`edit`]: in-place edits that keep a person's comments and layout.
 //! - [`store`]: the git-backed store: discovery, locking, atomic writes, one commit per step.
-//! - [`history`]: transitions read back from commits and trailers.
+//! - [`audit`]: the history checked against the life cycle and the policy of its time.
+//! - [`history`]: commit trailers.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod decode;
 pub mod edit;
 pub mod error;

@@ -437,15 +437,27 @@ pub fn implement_allowed(change: &ChangeRequest, policy: &Policy, now: Timestamp
     implement_refusals(change, policy, now)
         .into_iter()
         .next()
-        .map_or(Ok(()), refuse)
+        .map_or(Ok(()), |r| refuse(r.message))
+}
+
+/// One reason a change may not start implementation, with the rule it breaks (the names
+/// `chg audit` and `chg gate` report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `implemented-unapproved`, `testing-missing`, `implemented-outside-schedule`,
+    /// `implemented-outside-window`, `implemented-in-freeze`.
+    pub rule: &'static str,
+    /// One sentence.
+    pub message: String,
 }
 
 /// Every reason the change may not start implementation at `now` (empty: it may).
-pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<String> {
+pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Refusal> {
     let id = id_of(change);
     let status = change.status();
     let model = change.model();
     let mut why = Vec::new();
+    let mut push = |rule, message| why.push(Refusal { rule, message });
     let approved_enough = match model {
         ChangeModel::Emergency => matches!(status, Status::PendingApproval | Status::Approved),
         _ if policy.is_preapproved(change) => {
@@ -454,14 +466,17 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
         _ => status == Status::Approved,
     };
     if !approved_enough {
-        why.push(match status {
-            Status::PendingApproval => format!(
-                "{id} is not approved yet (waiting for: {})",
-                missing_roles(change, policy).join(", ")
-            ),
-            Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
-            _ => format!("{id} is {status} and cannot be implemented"),
-        });
+        push(
+            "implemented-unapproved",
+            match status {
+                Status::PendingApproval => format!(
+                    "{id} is not approved yet (waiting for: {})",
+                    missing_roles(change, policy).join(", ")
+                ),
+                Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
+                _ => format!("{id} is {status} and cannot be implemented"),
+            },
+        );
     }
     let testing = change
         .change_type
@@ -469,35 +484,48 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
         .is_some_and(|t| policy.testing_required_for(t))
         || change.testing_required == Some(true);
     if testing && !change.has_field("test_plan") {
-        why.push(format!("{id} requires testing but has no test_plan"));
+        push(
+            "testing-missing",
+            format!("{id} requires testing but has no test_plan"),
+        );
     }
     if model != ChangeModel::Emergency {
         match &change.schedule {
-            None => why.push(format!(
-                "{id} has no schedule; set one with `chg schedule {id} --start TIME --end TIME`"
-            )),
-            Some(s) if now < s.start || now > s.end => why.push(format!(
-                "{} is outside the schedule of {id} ({} to {})",
-                format_timestamp(now),
-                format_timestamp(s.start),
-                format_timestamp(s.end)
-            )),
-            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => {
-                why.push(format!(
+            None => push(
+                "implemented-outside-schedule",
+                format!(
+                    "{id} has no schedule; set one with `chg schedule {id} --start TIME --end TIME`"
+                ),
+            ),
+            Some(s) if now < s.start || now > s.end => push(
+                "implemented-outside-schedule",
+                format!(
+                    "{} is outside the schedule of {id} ({} to {})",
+                    format_timestamp(now),
+                    format_timestamp(s.start),
+                    format_timestamp(s.end)
+                ),
+            ),
+            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => push(
+                "implemented-outside-window",
+                format!(
                     "{id} must run in a maintenance window and {} is outside every one",
                     format_timestamp(now)
-                ))
-            }
+                ),
+            ),
             Some(_) => {}
         }
         if let Some(f) = policy.freeze_at(now) {
-            why.push(format!(
-                "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
-                format_timestamp(now),
-                f.reason,
-                format_timestamp(f.start),
-                format_timestamp(f.end)
-            ));
+            push(
+                "implemented-in-freeze",
+                format!(
+                    "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
+                    format_timestamp(now),
+                    f.reason,
+                    format_timestamp(f.start),
+                    format_timestamp(f.end)
+                ),
+            );
         }
     }
     why
@@ -755,11 +783,14 @@ mod tests {
         let p = Policy::default_policy();
         let mut c = pending();
         let why = implement_refusals(&c, &p, ts(NOW));
-        assert!(
-            why.iter().any(|w| w.contains("not approved yet")),
+        let rules: Vec<&str> = why.iter().map(|w| w.rule).collect();
+        assert_eq!(
+            rules,
+            ["implemented-unapproved", "implemented-outside-schedule"],
             "{why:?}"
         );
-        assert!(why.iter().any(|w| w.contains("no schedule")), "{why:?}");
+        assert!(why[0].message.contains("not approved yet"), "{why:?}");
+        assert!(why[1].message.contains("no schedule"), "{why:?}");
         c.status = Some(Status::Approved);
         c.schedule = Some(Schedule {
             start: ts("2025-12-22T00:00:00Z"),
@@ -768,14 +799,16 @@ mod tests {
         });
         let why = implement_refusals(&c, &p, ts("2025-12-22T01:00:00Z"));
         assert_eq!(why.len(), 1, "{why:?}");
-        assert!(why[0].contains("freeze"));
+        assert_eq!(why[0].rule, "implemented-in-freeze");
+        assert!(why[0].message.contains("freeze"));
         c.change_type = Some("security".into());
         let why = implement_refusals(&c, &p, ts("2025-12-24T01:00:00Z"));
-        assert!(
-            why.iter().any(|w| w.contains("outside the schedule")),
+        let rules: Vec<&str> = why.iter().map(|w| w.rule).collect();
+        assert_eq!(
+            rules,
+            ["testing-missing", "implemented-outside-schedule"],
             "{why:?}"
         );
-        assert!(why.iter().any(|w| w.contains("no test_plan")), "{why:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! formats. Everything here turns arguments into calls on the `chg` library and its
 //! results into text; no rule of the domain lives here.
 
+mod audit;
 mod edit;
 mod misc;
 mod new;
@@ -17,6 +18,7 @@ use chg::Error;
 use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Parser, Subcommand};
+use jiff::Timestamp;
 
 /// Technical change management in git: one YAML file per change request, a policy, and one
 /// commit per state transition, so that `git log` is the audit trail.
@@ -58,6 +60,7 @@ enum Command {
     List(show::ListArgs),
     Log(show::LogArgs),
     Validate(validate::ValidateArgs),
+    Audit(audit::AuditArgs),
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
@@ -147,6 +150,7 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         }
         Command::Log(a) => show::log(open()?.0, a),
         Command::Validate(a) => validate::run(find()?, a),
+        Command::Audit(a) => audit::run(find()?, a),
     }
 }
 
@@ -189,6 +193,27 @@ fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
     out(&(text + "\n"))
+}
+
+/// A `--since`/`--until` bound: an RFC 3339 time, or a date meaning its midnight UTC.
+pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| Error::Usage(format!("`{text}` is not a date (like 2025-01-31)")))
+}
+
+/// One CSV field, quoted when it must be (RFC 4180).
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The short form of a commit id.

@@ -7,10 +7,9 @@ use chg::model::{ChangeRequest, format_timestamp};
 use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Args, ValueEnum};
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{CmdResult, out, out_json, parse_id, short, table};
+use super::{CmdResult, csv_field, out, out_json, parse_bound, parse_id, short, table};
 
 /// Show one change, readable, or as JSON.
 #[derive(Debug, Args)]
@@ -229,30 +228,11 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
 }
 
 /// A date bound: a plain date means its midnight UTC.
-fn parse_bound(text: &str) -> Result<Timestamp, Error> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    text.parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp())
-        .ok_or_else(|| Error::Usage(format!("`{text}` is not a date (like 2025-01-31)")))
-}
-
 fn check_values<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<(), Error> {
     for v in values {
         v.parse::<T>().map_err(Error::Usage)?;
     }
     Ok(())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
@@ -358,9 +338,8 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
 
 pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
-    let rel = store.find(&id)?;
-    let path = store.repo_path(&rel);
-    let entries = chg::history::change_log(store.repo(), &id, &path)?;
+    store.find(&id)?;
+    let entries = chg::audit::change_log(store, &id, chg::store::now()?)?;
     if a.json || a.format == TextFormat::Json {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
@@ -372,13 +351,33 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         "Role",
         "From -> To",
         "Commit",
+        "Audit",
     ]);
+    let mut details = String::new();
     for e in &entries {
         let fromto = match (&e.from, &e.to) {
             (Some(f), Some(t)) => format!("{f} -> {t}"),
             (None, Some(t)) => format!("-> {t}"),
             _ => "(not made by chg)".into(),
         };
+        let verdict = if e.problems.is_empty() {
+            "ok".to_owned()
+        } else {
+            e.problems
+                .iter()
+                .map(|p| p.rule.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for p in &e.problems {
+            details.push_str(&format!(
+                "{} {}: {}: {}\n",
+                short(&e.commit),
+                p.level.as_str(),
+                p.rule,
+                p.message
+            ));
+        }
         t.add_row(vec![
             format_timestamp(e.when),
             format!("{} <{}>", e.author, e.email),
@@ -386,8 +385,9 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             e.role.clone().unwrap_or_default(),
             fromto,
             short(&e.commit).to_owned(),
+            verdict,
         ]);
     }
-    out(&format!("{id}\n{t}\n"))?;
+    out(&format!("{id}\n{t}\n{details}"))?;
     Ok(ExitCode::SUCCESS)
 }

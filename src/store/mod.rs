@@ -244,6 +244,11 @@ impl Store {
         &self.root
     }
 
+    /// The store folder relative to the work tree, `/`-separated: empty, or ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The git repository.
     pub fn repo(&self) -> &Repository {
         &self.repo

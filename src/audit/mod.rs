@@ -1,0 +1,1365 @@
+//! `chg audit` (SPEC section 7): the git history of `changes/` and `policy/` checked commit
+//! by commit against the life cycle and the policy in force at that commit.
+//!
+//! Each commit is judged on its own: the version of every change file it touched before
+//! (first parent) and after, its trailers, its author and time, and the policy of its first
+//! parent. A commit's verdict therefore never changes once its id is known, which is what
+//! lets [`index`] cache verdicts by commit and audit only new commits. The few checks that
+//! depend on the present (an emergency change whose approvals never came) are made at the
+//! end of every run from the change files at HEAD.
+//!
+//! chg's own commits are *replayed*: the step their trailers name is applied with
+//! [`workflow::apply`] to the version before, as the author at the commit's time under the
+//! policy in force, and the result must equal the version after. So a status flipped by
+//! hand under chg-looking trailers, an approval by someone outside the role or a commit that
+//! did more than it says cannot pass.
+
+pub mod index;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use git2::{Commit, ObjectType, Oid, Repository, Tree};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::decode;
+use crate::error::Result;
+use crate::history::trailers;
+use crate::model::{ChangeModel, ChangeRequest, Decision, Schedule, Status, format_timestamp};
+use crate::policy::{POLICY_PATH, Policy};
+use crate::validate;
+use crate::workflow::{self, Step};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Something the policy or the life cycle does not allow: `chg audit` exits 1.
+    Exception,
+    /// Normal but worth an auditor's eye (a change created or edited by hand, a policy change).
+    Note,
+}
+
+impl Level {
+    /// `exception` or `note`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Exception => "exception",
+            Level::Note => "note",
+        }
+    }
+}
+
+/// What audit found wrong (or noteworthy) with one step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Problem {
+    /// Exception or note.
+    pub level: Level,
+    /// The rule, such as `approval-role` or `manual-status`.
+    pub rule: String,
+    /// One sentence.
+    pub message: String,
+}
+
+impl Problem {
+    fn exception(rule: &str, message: impl Into<String>) -> Self {
+        Problem {
+            level: Level::Exception,
+            rule: rule.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn note(rule: &str, message: impl Into<String>) -> Self {
+        Problem {
+            level: Level::Note,
+            rule: rule.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One commit's effect on one change file: a line of `chg log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the audited history (oldest first), for ordering.
+    pub seq: u64,
+    /// The commit id.
+    pub commit: String,
+    /// Author time.
+    pub when: Timestamp,
+    /// Author name.
+    pub author: String,
+    /// Author email.
+    pub email: String,
+    /// The change id (from the file name).
+    pub id: String,
+    /// The file's repository path after the commit (before it, for a deletion).
+    pub path: String,
+    /// `Chg-Action`; `manual` for a commit without chg trailers for this change, `merge` for
+    /// a merge commit's own edit.
+    pub action: String,
+    /// `Chg-Role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `Chg-From`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `Chg-To`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The commit subject.
+    pub subject: String,
+    /// Whether the commit carries chg trailers for this change.
+    pub by_chg: bool,
+    /// What audit found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One finding of `chg audit`: the change, the commit, who, when and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuditFinding {
+    /// Exception or note.
+    pub level: Level,
+    /// The rule.
+    pub rule: String,
+    /// The change id, when the finding is about one change.
+    pub change: Option<String>,
+    /// The file, when one is concerned.
+    pub path: Option<String>,
+    /// The commit id.
+    pub commit: String,
+    /// The commit author's email.
+    pub author: String,
+    /// The commit's author time.
+    pub when: Timestamp,
+    /// One sentence.
+    pub message: String,
+}
+
+/// An emergency change that entered implementation: its approvals and review are owed by a
+/// deadline, which is checked against the present at every run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emergency {
+    /// The change id.
+    pub id: String,
+    /// Its file at that commit.
+    pub path: String,
+    /// The commit that started implementation.
+    pub commit: String,
+    /// That commit's author.
+    pub author: String,
+    /// That commit's time.
+    pub when: Timestamp,
+}
+
+/// The verdict on one commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitAudit {
+    /// One entry per change file the commit touched.
+    pub entries: Vec<Entry>,
+    /// Every problem, of the entries and of the commit as a whole.
+    pub findings: Vec<AuditFinding>,
+    /// Emergency changes this commit started implementing.
+    pub emergencies: Vec<Emergency>,
+}
+
+/// The actions chg writes into `Chg-Action` for a change.
+const CHANGE_ACTIONS: &[&str] = &[
+    "new",
+    "submit",
+    "approve",
+    "reject",
+    "edit",
+    "schedule",
+    "implement",
+    "close",
+    "cancel",
+];
+
+/// Commits reachable from `head` and not from `hide`, oldest first (parents before children).
+pub fn walk(repo: &Repository, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
+    let mut walk = repo.revwalk()?;
+    walk.push(head)?;
+    if let Some(h) = hide {
+        walk.hide(h)?;
+    }
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    Ok(walk.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// Audits `oids` in parallel (each worker opens the repository at `git_dir`); verdicts come
+/// back in the order of `oids`, with `seq` numbers from `seq0`.
+pub fn audit_commits(
+    git_dir: &std::path::Path,
+    prefix: &str,
+    oids: &[Oid],
+    seq0: u64,
+) -> Result<Vec<CommitAudit>> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 512;
+    let chunks: Vec<Vec<CommitAudit>> = oids
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(ci, chunk)| {
+            let repo = Repository::open(git_dir)?;
+            let mut auditor = Auditor::new(&repo, prefix);
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, oid)| auditor.commit(*oid, seq0 + (ci * CHUNK + i) as u64))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    Ok(chunks.into_iter().flatten().collect())
+}
+
+/// Audits commits one at a time, remembering the policies it has parsed.
+pub struct Auditor<'r> {
+    repo: &'r Repository,
+    prefix: String,
+    policies: HashMap<Oid, Arc<Policy>>,
+    default_policy: Arc<Policy>,
+}
+
+/// One change file a commit touched. A file moved to another folder under the same name is
+/// one item (a rename), not a deletion and a creation.
+struct Item {
+    path: String,
+    old_path: Option<String>,
+    old: Option<Oid>,
+    new: Option<Oid>,
+}
+
+impl<'r> Auditor<'r> {
+    /// An auditor for the store at `prefix` (`""` or `sub/`) in `repo`.
+    pub fn new(repo: &'r Repository, prefix: &str) -> Self {
+        Auditor {
+            repo,
+            prefix: prefix.to_owned(),
+            policies: HashMap::new(),
+            default_policy: Arc::new(Policy::default_policy()),
+        }
+    }
+
+    fn policy(&mut self, blob: Option<Oid>) -> Result<(Arc<Policy>, bool)> {
+        let Some(blob) = blob else {
+            return Ok((self.default_policy.clone(), true));
+        };
+        if let Some(p) = self.policies.get(&blob) {
+            return Ok((p.clone(), true));
+        }
+        let text = String::from_utf8_lossy(self.repo.find_blob(blob)?.content()).into_owned();
+        let (p, ok) = match Policy::parse(POLICY_PATH, &text) {
+            Ok((p, _)) => (Arc::new(p), true),
+            Err(_) => (self.default_policy.clone(), false),
+        };
+        if ok {
+            self.policies.insert(blob, p.clone());
+        }
+        Ok((p, ok))
+    }
+
+    fn decode(&self, blob: Oid, path: &str) -> Result<std::result::Result<ChangeRequest, String>> {
+        let b = self.repo.find_blob(blob)?;
+        let d = decode::decode_bytes_with(path, b.content(), false);
+        if !d.parsed {
+            let why = d
+                .findings
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "unreadable".into());
+            return Ok(Err(why));
+        }
+        Ok(Ok(d.change))
+    }
+
+    /// The verdict on one commit.
+    pub fn commit(&mut self, oid: Oid, seq: u64) -> Result<CommitAudit> {
+        let commit = self.repo.find_commit(oid)?;
+        let tree = commit.tree()?;
+        let parents: Vec<Commit<'_>> = commit.parents().collect();
+        let p0 = parents.first().map(Commit::tree).transpose()?;
+        let sig = commit.author();
+        let email = sig.email().unwrap_or("").to_owned();
+        let author = sig.name().unwrap_or("").to_owned();
+        let when = Timestamp::from_second(sig.when().seconds()).unwrap_or_default();
+        let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
+        let subject = message.lines().next().unwrap_or("").to_owned();
+        let tr = trailers(&message);
+        let get = |k: &str| {
+            tr.iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let chg_id = get("Chg-Id");
+        let action = get("Chg-Action");
+        let merge = parents.len() > 1;
+        let by_chg = action.is_some() && !merge;
+
+        let mut changed = Vec::new();
+        let dir = format!("{}changes", self.prefix);
+        diff_path(self.repo, p0.as_ref(), Some(&tree), &dir, &mut changed)?;
+        changed.retain(|(p, _, _)| p.ends_with(".yaml"));
+        if merge {
+            // What a merge brings from another parent was audited on that branch; only the
+            // merge's own edits (a conflict resolution, an "evil merge") are new here.
+            let others: Vec<Tree<'_>> = parents[1..]
+                .iter()
+                .map(Commit::tree)
+                .collect::<std::result::Result<_, _>>()?;
+            let mut keep = Vec::new();
+            for c in changed {
+                let mut brought = false;
+                for t in &others {
+                    if crate::store::commit::blob_at(t, &c.0)? == c.2 {
+                        brought = true;
+                        break;
+                    }
+                }
+                if !brought {
+                    keep.push(c);
+                }
+            }
+            changed = keep;
+        }
+        let items = pair_renames(changed);
+
+        let policy_path = format!("{}{POLICY_PATH}", self.prefix);
+        let old_pol = match &p0 {
+            Some(t) => crate::store::commit::blob_at(t, &policy_path)?,
+            None => None,
+        };
+        let new_pol = crate::store::commit::blob_at(&tree, &policy_path)?;
+        let (policy, _) = self.policy(old_pol.or(new_pol))?;
+
+        let mut out = CommitAudit::default();
+        let finding = |level: Level,
+                       rule: &str,
+                       change: Option<String>,
+                       path: Option<String>,
+                       message: String| AuditFinding {
+            level,
+            rule: rule.to_owned(),
+            change,
+            path,
+            commit: oid.to_string(),
+            author: email.clone(),
+            when,
+            message,
+        };
+
+        if old_pol != new_pol {
+            let brought = if merge {
+                let mut b = false;
+                for p in &parents[1..] {
+                    b |= crate::store::commit::blob_at(&p.tree()?, &policy_path)? == new_pol;
+                }
+                b
+            } else {
+                false
+            };
+            if !brought {
+                let (_, valid) = self.policy(new_pol)?;
+                let how = match (&action, by_chg) {
+                    (Some(a), true) => format!("by chg {a}"),
+                    _ => "by a commit without chg trailers".to_owned(),
+                };
+                out.findings.push(finding(
+                    Level::Note,
+                    "policy-change",
+                    None,
+                    Some(policy_path.clone()),
+                    format!("the policy was changed {how}; later commits are judged by it"),
+                ));
+                if !valid {
+                    out.findings.push(finding(
+                        Level::Exception,
+                        "policy-invalid",
+                        None,
+                        Some(policy_path.clone()),
+                        "the policy this commit wrote does not pass chg's checks; later commits are judged by the default policy".into(),
+                    ));
+                }
+            }
+        }
+
+        let chg_items = items
+            .iter()
+            .filter(|i| by_chg && chg_id.as_deref() == Some(id_of_path(&i.path)))
+            .count();
+        if by_chg {
+            let id = chg_id.clone().unwrap_or_default();
+            let a = action.clone().unwrap_or_default();
+            if items.len() > 1 {
+                out.findings.push(finding(
+                    Level::Exception,
+                    "multiple-files",
+                    Some(id.clone()),
+                    None,
+                    format!(
+                        "the commit says it is chg `{a}` of {id} but changes {} change files; a chg transition changes exactly one",
+                        items.len()
+                    ),
+                ));
+            }
+            if chg_items == 0 && a != "init" && old_pol == new_pol {
+                out.findings.push(finding(
+                    Level::Exception,
+                    "trailer-mismatch",
+                    (!id.is_empty()).then_some(id.clone()),
+                    None,
+                    format!("the commit says it is chg `{a}` of {id} but does not change that change's file"),
+                ));
+            }
+        }
+
+        for item in items {
+            let id = id_of_path(&item.path).to_owned();
+            let mine = by_chg && chg_id.as_deref() == Some(id.as_str());
+            let before = match item.old {
+                Some(b) => self
+                    .decode(b, item.old_path.as_deref().unwrap_or(&item.path))?
+                    .ok(),
+                None => None,
+            };
+            let after = match item.new {
+                Some(b) => Some(self.decode(b, &item.path)?),
+                None => None,
+            };
+            let mut problems = Vec::new();
+            match &after {
+                Some(Err(why)) => problems.push(Problem::exception(
+                    "malformed-file",
+                    format!("the commit left the change file unreadable: {why}"),
+                )),
+                _ => {
+                    let after = after.as_ref().and_then(|a| a.as_ref().ok());
+                    let ctx = Ctx {
+                        policy: &policy,
+                        email: &email,
+                        when,
+                        item: &item,
+                        before: before.as_ref(),
+                        after,
+                    };
+                    if mine {
+                        problems.extend(ctx.check_chg(action.as_deref().unwrap_or(""), &get));
+                    } else {
+                        problems.extend(ctx.check_manual());
+                    }
+                    if let Some(a) = after
+                        && a.model() == ChangeModel::Emergency
+                        && matches!(a.status(), Status::Implementing | Status::Closed)
+                        && !before.as_ref().is_some_and(|b| {
+                            matches!(b.status(), Status::Implementing | Status::Closed)
+                        })
+                    {
+                        out.emergencies.push(Emergency {
+                            id: id.clone(),
+                            path: item.path.clone(),
+                            commit: oid.to_string(),
+                            author: email.clone(),
+                            when,
+                        });
+                    }
+                }
+            }
+            for p in &problems {
+                out.findings.push(AuditFinding {
+                    level: p.level,
+                    rule: p.rule.clone(),
+                    change: Some(id.clone()),
+                    path: Some(item.path.clone()),
+                    commit: oid.to_string(),
+                    author: email.clone(),
+                    when,
+                    message: p.message.clone(),
+                });
+            }
+            out.entries.push(Entry {
+                seq,
+                commit: oid.to_string(),
+                when,
+                author: author.clone(),
+                email: email.clone(),
+                id,
+                path: item.path.clone(),
+                action: if mine {
+                    action.clone().unwrap_or_default()
+                } else if merge {
+                    "merge".into()
+                } else {
+                    "manual".into()
+                },
+                role: if mine { get("Chg-Role") } else { None },
+                from: if mine { get("Chg-From") } else { None },
+                to: if mine { get("Chg-To") } else { None },
+                subject: subject.clone(),
+                by_chg: mine,
+                problems,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The change id a change file's name gives (`CHG-2025-001` for `…/CHG-2025-001.yaml`).
+pub fn id_of_path(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_suffix(".yaml").unwrap_or(name)
+}
+
+/// Pairs a deletion and an addition of the same file name into one renamed item.
+fn pair_renames(changed: Vec<(String, Option<Oid>, Option<Oid>)>) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::with_capacity(changed.len());
+    let mut added: HashMap<String, usize> = HashMap::new();
+    let mut deleted = Vec::new();
+    for (path, old, new) in changed {
+        match (old, new) {
+            (None, Some(_)) => {
+                added.insert(id_of_path(&path).to_owned(), items.len());
+                items.push(Item {
+                    path,
+                    old_path: None,
+                    old,
+                    new,
+                });
+            }
+            (Some(_), None) => deleted.push((path, old)),
+            _ => items.push(Item {
+                path,
+                old_path: None,
+                old,
+                new,
+            }),
+        }
+    }
+    for (path, old) in deleted {
+        match added.remove(id_of_path(&path)) {
+            Some(i) => {
+                items[i].old_path = Some(path);
+                items[i].old = old;
+            }
+            None => items.push(Item {
+                path,
+                old_path: None,
+                old,
+                new: None,
+            }),
+        }
+    }
+    items
+}
+
+/// Appends to `out` every blob under `path` that differs between two trees, descending only
+/// into folders whose ids differ (month folders keep this cheap, SPEC section 1).
+fn diff_path(
+    repo: &Repository,
+    a: Option<&Tree<'_>>,
+    b: Option<&Tree<'_>>,
+    path: &str,
+    out: &mut Vec<(String, Option<Oid>, Option<Oid>)>,
+) -> Result<()> {
+    let sub = |t: Option<&Tree<'_>>| -> Result<Option<(Oid, Option<ObjectType>)>> {
+        let Some(t) = t else { return Ok(None) };
+        match t.get_path(std::path::Path::new(path)) {
+            Ok(e) => Ok(Some((e.id(), e.kind()))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let (ea, eb) = (sub(a)?, sub(b)?);
+    if ea.map(|e| e.0) == eb.map(|e| e.0) {
+        return Ok(());
+    }
+    let as_tree = |e: Option<(Oid, Option<ObjectType>)>| -> Result<Option<Tree<'_>>> {
+        match e {
+            Some((id, Some(ObjectType::Tree))) => Ok(Some(repo.find_tree(id)?)),
+            _ => Ok(None),
+        }
+    };
+    diff_trees(
+        repo,
+        as_tree(ea)?.as_ref(),
+        as_tree(eb)?.as_ref(),
+        path,
+        out,
+    )
+}
+
+fn diff_trees(
+    repo: &Repository,
+    a: Option<&Tree<'_>>,
+    b: Option<&Tree<'_>>,
+    base: &str,
+    out: &mut Vec<(String, Option<Oid>, Option<Oid>)>,
+) -> Result<()> {
+    // Both trees are sorted by name; a merge join finds what differs in one pass.
+    let list = |t: Option<&Tree<'_>>| -> Vec<(Vec<u8>, Oid, bool)> {
+        t.map(|t| {
+            t.iter()
+                .map(|e| {
+                    (
+                        e.name_bytes().to_vec(),
+                        e.id(),
+                        e.kind() == Some(ObjectType::Tree),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (la, lb) = (list(a), list(b));
+    let (mut i, mut j) = (0, 0);
+    let mut visit = |name: &[u8], x: Option<(Oid, bool)>, y: Option<(Oid, bool)>| -> Result<()> {
+        if x.map(|v| v.0) == y.map(|v| v.0) {
+            return Ok(());
+        }
+        let path = format!("{base}/{}", String::from_utf8_lossy(name));
+        let tree_of = |v: Option<(Oid, bool)>| -> Result<Option<Tree<'_>>> {
+            match v {
+                Some((id, true)) => Ok(Some(repo.find_tree(id)?)),
+                _ => Ok(None),
+            }
+        };
+        let blob_of = |v: Option<(Oid, bool)>| v.filter(|v| !v.1).map(|v| v.0);
+        if x.is_some_and(|v| v.1) || y.is_some_and(|v| v.1) {
+            diff_trees(repo, tree_of(x)?.as_ref(), tree_of(y)?.as_ref(), &path, out)?;
+        }
+        if blob_of(x) != blob_of(y) {
+            out.push((path, blob_of(x), blob_of(y)));
+        }
+        Ok(())
+    };
+    while i < la.len() || j < lb.len() {
+        let ord = match (la.get(i), lb.get(j)) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&la[i], &lb[j]);
+                visit(&x.0, Some((x.1, x.2)), Some((y.1, y.2)))?;
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => {
+                let x = &la[i];
+                visit(&x.0, Some((x.1, x.2)), None)?;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let y = &lb[j];
+                visit(&y.0, None, Some((y.1, y.2)))?;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything one check of one change file at one commit needs.
+struct Ctx<'a> {
+    policy: &'a Policy,
+    email: &'a str,
+    when: Timestamp,
+    item: &'a Item,
+    before: Option<&'a ChangeRequest>,
+    after: Option<&'a ChangeRequest>,
+}
+
+impl Ctx<'_> {
+    /// A commit with chg trailers for this change: the trailers must tell the truth and the
+    /// step must be one the life cycle and the policy allowed.
+    fn check_chg(&self, action: &str, get: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mismatch = |m: String| Problem::exception("trailer-mismatch", m);
+        if !CHANGE_ACTIONS.contains(&action) {
+            out.push(mismatch(format!(
+                "`Chg-Action: {action}` is not a chg action for a change file"
+            )));
+            return out;
+        }
+        if let Some(actor) = get("Chg-Actor")
+            && !actor.eq_ignore_ascii_case(self.email)
+        {
+            out.push(mismatch(format!(
+                "Chg-Actor says {actor} but the commit was authored by {}",
+                self.email
+            )));
+        }
+        let Some(after) = self.after else {
+            out.push(mismatch(format!(
+                "chg `{action}` never deletes a change file, but this commit deleted {}",
+                self.item.old_path.as_deref().unwrap_or(&self.item.path)
+            )));
+            return out;
+        };
+        if let Some(to) = get("Chg-To")
+            && to != after.status().as_str()
+        {
+            out.push(mismatch(format!(
+                "Chg-To says {to} but the file's status is {}",
+                after.status()
+            )));
+        }
+        if action == "new" {
+            out.extend(self.check_new(after));
+            return out;
+        }
+        let Some(before) = self.before else {
+            out.push(mismatch(format!(
+                "chg `{action}` of a change file that did not exist before this commit"
+            )));
+            return out;
+        };
+        if let Some(from) = get("Chg-From")
+            && from != before.status().as_str()
+        {
+            out.push(mismatch(format!(
+                "Chg-From says {from} but the status before the commit was {}",
+                before.status()
+            )));
+        }
+        let role = get("Chg-Role");
+        out.extend(self.policy_checks(action, role.as_deref(), before, after));
+        let step = match self.step(action, role, before, after) {
+            Ok(s) => s,
+            Err(m) => {
+                out.push(mismatch(m));
+                return out;
+            }
+        };
+        match workflow::apply(before, self.policy, self.email, self.when, step) {
+            Err(e) => {
+                if !out.iter().any(|p| p.level == Level::Exception) {
+                    out.push(Problem::exception(
+                        "lifecycle",
+                        format!("chg `{action}` was not allowed here: {e}"),
+                    ));
+                }
+            }
+            Ok((expected, _)) if &expected != after => {
+                let survived = action == "edit"
+                    && !before.material_differences(after).is_empty()
+                    && after.approvals.iter().any(|a| before.approvals.contains(a));
+                if survived {
+                    out.push(Problem::exception(
+                        "approval-survived-edit",
+                        format!(
+                            "approvals survived an edit of approved content ({})",
+                            before.material_differences(after).join(", ")
+                        ),
+                    ));
+                } else {
+                    out.push(mismatch(format!(
+                        "the commit says chg `{action}` but changed more or other than that step writes ({})",
+                        differing_fields(&expected, after).join(", ")
+                    )));
+                }
+            }
+            Ok(_) => {}
+        }
+        out
+    }
+
+    fn check_new(&self, after: &ChangeRequest) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mismatch = |m: String| Problem::exception("trailer-mismatch", m);
+        if let Some(before) = self.before {
+            out.push(mismatch(format!(
+                "chg `new` over an existing change file (it was {})",
+                before.status()
+            )));
+        }
+        if after.requester.as_deref().map(str::to_ascii_lowercase)
+            != Some(self.email.to_ascii_lowercase())
+        {
+            out.push(mismatch(format!(
+                "the requester is {} but the commit was authored by {}",
+                after.requester.as_deref().unwrap_or("nobody"),
+                self.email
+            )));
+        }
+        if !matches!(after.status(), Status::Draft | Status::PendingApproval)
+            || !after.approvals.is_empty()
+            || after.implementation.is_some()
+            || after.review.is_some()
+            || after.cancellation.is_some()
+        {
+            out.push(Problem::exception(
+                "lifecycle",
+                format!(
+                    "a new change starts as draft or pending_approval with no approvals, but this one is {}{}",
+                    after.status(),
+                    if after.approvals.is_empty() {
+                        ""
+                    } else {
+                        " with approvals"
+                    }
+                ),
+            ));
+        } else if after.status() == Status::PendingApproval {
+            let missing = validate::content_problems(after, self.policy);
+            if !missing.is_empty() {
+                out.push(Problem::exception(
+                    "lifecycle",
+                    format!(
+                        "submitted without what the policy requires: {}",
+                        missing
+                            .iter()
+                            .map(|p| p.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The rules with their own names (approvals, implementation, close), checked before the
+    /// replay so the report says which rule broke rather than only that the step was refused.
+    fn policy_checks(
+        &self,
+        action: &str,
+        role: Option<&str>,
+        before: &ChangeRequest,
+        after: &ChangeRequest,
+    ) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let p = self.policy;
+        let actor = self.email;
+        let id = before.id_text();
+        match action {
+            "approve" | "reject" => {
+                let Some(role) = role else {
+                    return vec![Problem::exception(
+                        "trailer-mismatch",
+                        format!("chg `{action}` without a Chg-Role trailer"),
+                    )];
+                };
+                if p.segregation_of_duties
+                    && before
+                        .requester
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case(actor))
+                {
+                    out.push(Problem::exception(
+                        "segregation-of-duties",
+                        format!("{actor} requested {id} and {action}d it as {role}"),
+                    ));
+                }
+                if !p.is_member(role, actor) {
+                    out.push(Problem::exception(
+                        "approval-role",
+                        format!(
+                            "{actor} {action}d {id} as {role} but is not a member of that role"
+                        ),
+                    ));
+                }
+                if p.segregation_of_duties
+                    && let Some(a) = before
+                        .approvals
+                        .iter()
+                        .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
+                {
+                    out.push(Problem::exception(
+                        "segregation-of-duties",
+                        format!(
+                            "{actor} {action}d {id} as {role} after acting as {}; one person fills one role per change",
+                            a.role
+                        ),
+                    ));
+                }
+                if action == "approve" {
+                    out.extend(self.late_approval(before));
+                }
+            }
+            "implement" => {
+                for r in workflow::implement_refusals(before, p, self.when) {
+                    out.push(Problem::exception(
+                        r.rule,
+                        format!("implemented although {}", r.message),
+                    ));
+                }
+            }
+            "close" => {
+                if let Some(outcome) = after.implementation.as_ref().and_then(|i| i.outcome)
+                    && after.review.is_none()
+                    && p.review_required(before, outcome)
+                {
+                    out.push(Problem::exception(
+                        "review-missing",
+                        format!(
+                            "{id} was closed as {outcome} without the post-implementation review the policy requires"
+                        ),
+                    ));
+                }
+                out.extend(self.late_review(after));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn late_approval(&self, before: &ChangeRequest) -> Option<Problem> {
+        let started = before.implementation.as_ref()?.started_at?;
+        let within = self.policy.emergency_approve_within?;
+        if before.model() != ChangeModel::Emergency {
+            return None;
+        }
+        let deadline = started.checked_add(within.to_signed()).ok()?;
+        (self.when > deadline).then(|| {
+            Problem::exception(
+                "emergency-approval-late",
+                format!(
+                    "approved at {}, after the emergency deadline {} ({within} after implementation started at {})",
+                    format_timestamp(self.when),
+                    format_timestamp(deadline),
+                    format_timestamp(started)
+                ),
+            )
+        })
+    }
+
+    fn late_review(&self, after: &ChangeRequest) -> Option<Problem> {
+        if after.model() != ChangeModel::Emergency {
+            return None;
+        }
+        let review = after.review.as_ref()?;
+        let deadline = review_deadline(after, self.policy)?;
+        (review.at > deadline).then(|| {
+            Problem::exception(
+                "emergency-review-late",
+                format!(
+                    "the post-implementation review came at {}, after the emergency deadline {}",
+                    format_timestamp(review.at),
+                    format_timestamp(deadline)
+                ),
+            )
+        })
+    }
+
+    /// The step a chg commit's trailers name, with the details (comment, outcome, …) read
+    /// from the version after.
+    fn step(
+        &self,
+        action: &str,
+        role: Option<String>,
+        before: &ChangeRequest,
+        after: &ChangeRequest,
+    ) -> std::result::Result<Step, String> {
+        let added = (after.approvals.len() == before.approvals.len() + 1)
+            .then(|| after.approvals.last())
+            .flatten();
+        Ok(match action {
+            "submit" => Step::Submit,
+            "approve" => Step::Approve {
+                role,
+                comment: added.and_then(|a| a.comments.clone()),
+                conditions: added.map(|a| a.conditions.clone()).unwrap_or_default(),
+            },
+            "reject" => Step::Reject {
+                role,
+                comment: added
+                    .and_then(|a| a.comments.clone())
+                    .unwrap_or_else(|| "(none)".into()),
+            },
+            "edit" => {
+                let mut new = after.clone();
+                new.id = before.id.clone();
+                new.requester = before.requester.clone();
+                new.request_date = before.request_date;
+                new.status = before.status;
+                new.approvals = before.approvals.clone();
+                new.schedule = before.schedule.clone();
+                new.implementation = before.implementation.clone();
+                new.review = before.review.clone();
+                new.cancellation = before.cancellation.clone();
+                Step::Edit { new: Box::new(new) }
+            }
+            "schedule" => {
+                let Some(Schedule {
+                    start,
+                    end,
+                    maintenance_window,
+                }) = after.schedule.clone()
+                else {
+                    return Err("chg `schedule` left the change without a schedule".into());
+                };
+                Step::Schedule {
+                    start,
+                    end,
+                    maintenance_window: Some(maintenance_window),
+                }
+            }
+            "implement" => Step::Implement,
+            "close" => {
+                let imp = after.implementation.clone().unwrap_or_default();
+                let Some(outcome) = imp.outcome else {
+                    return Err("chg `close` left the change without an outcome".into());
+                };
+                let before_results = before
+                    .implementation
+                    .as_ref()
+                    .and_then(|i| i.test_results.clone());
+                Step::Close {
+                    outcome,
+                    test_results: imp
+                        .test_results
+                        .filter(|t| Some(t) != before_results.as_ref()),
+                    review: after.review.as_ref().map(|r| r.summary.clone()),
+                }
+            }
+            "cancel" => Step::Cancel {
+                reason: after
+                    .cancellation
+                    .as_ref()
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_default(),
+            },
+            other => return Err(format!("`Chg-Action: {other}` is not a chg action")),
+        })
+    }
+
+    /// A commit without chg trailers for this change: creating and editing drafts by hand is
+    /// normal (a note); deciding, implementing, closing, cancelling or deleting is not.
+    fn check_manual(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let Some(after) = self.after else {
+            out.push(Problem::exception(
+                "manual-delete",
+                format!(
+                    "{} was deleted by a commit without chg trailers",
+                    self.item.path
+                ),
+            ));
+            return out;
+        };
+        let empty = ChangeRequest::default();
+        let created = self.before.is_none();
+        let before = self.before.unwrap_or(&empty);
+        let (bs, as_) = (before.status(), after.status());
+        if created {
+            if !matches!(as_, Status::Draft | Status::PendingApproval) {
+                out.push(Problem::exception(
+                    "manual-status",
+                    format!("created by hand with status {as_}; only draft or pending_approval may be written by hand"),
+                ));
+            }
+        } else if bs != as_ {
+            out.push(Problem::exception(
+                "manual-status",
+                format!("status changed from {bs} to {as_} without chg"),
+            ));
+        }
+        if before.approvals != after.approvals {
+            let added: Vec<String> = after
+                .approvals
+                .iter()
+                .filter(|a| !before.approvals.contains(a))
+                .map(|a| {
+                    let outsider = if self.policy.is_member(&a.role, &a.by) {
+                        ""
+                    } else {
+                        ", not a member of that role"
+                    };
+                    let verb = if a.decision == Decision::Approved {
+                        "approval"
+                    } else {
+                        "rejection"
+                    };
+                    format!("{verb} by {} as {}{outsider}", a.by, a.role)
+                })
+                .collect();
+            out.push(Problem::exception(
+                "manual-approval",
+                if added.is_empty() {
+                    "approvals removed or altered without chg".to_owned()
+                } else {
+                    format!("written without chg: {}", added.join("; "))
+                },
+            ));
+        }
+        for (rule, differs, what) in [
+            (
+                "manual-implementation",
+                before.implementation != after.implementation,
+                "implementation",
+            ),
+            ("manual-review", before.review != after.review, "review"),
+            (
+                "manual-cancellation",
+                before.cancellation != after.cancellation,
+                "cancellation",
+            ),
+        ] {
+            if differs {
+                out.push(Problem::exception(
+                    rule,
+                    format!("the {what} record was written without chg"),
+                ));
+            }
+        }
+        if created {
+            if out.is_empty() {
+                out.push(Problem::note(
+                    "manual-create",
+                    format!("created by hand as {as_}"),
+                ));
+            }
+            return out;
+        }
+        let material = before.material_differences(after);
+        let was_approved = before
+            .approvals
+            .iter()
+            .any(|a| a.decision == Decision::Approved);
+        if !material.is_empty() && was_approved {
+            out.push(Problem::exception(
+                "manual-edit-approved",
+                format!(
+                    "approved content changed without chg ({}){}",
+                    material.join(", "),
+                    if after.approvals.is_empty() {
+                        ""
+                    } else {
+                        " and the approvals stayed"
+                    }
+                ),
+            ));
+        } else if out.is_empty() {
+            let fields = differing_fields(before, after);
+            if !fields.is_empty() {
+                out.push(Problem::note(
+                    "manual-edit",
+                    format!("edited by hand ({})", fields.join(", ")),
+                ));
+            }
+        }
+        if let Some(old) = &self.item.old_path
+            && out.is_empty()
+        {
+            out.push(Problem::note("manual-rename", format!("moved from {old}")));
+        }
+        out
+    }
+}
+
+/// When an emergency change's post-implementation review is due.
+fn review_deadline(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
+    let imp = change.implementation.as_ref()?;
+    let base = imp.completed_at.or(imp.started_at)?;
+    base.checked_add(policy.emergency_review_within?.to_signed())
+        .ok()
+}
+
+/// The top-level fields whose values differ.
+fn differing_fields(a: &ChangeRequest, b: &ChangeRequest) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(x)), Ok(serde_json::Value::Object(y))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Vec::new();
+    };
+    crate::model::ALL_FIELDS
+        .iter()
+        .filter(|f| x.get(**f) != y.get(**f))
+        .map(|f| (*f).to_owned())
+        .collect()
+}
+
+/// The checks that depend on the present: emergency changes whose approvals or review are
+/// overdue at `now`. `change` is the version at HEAD.
+pub fn overdue(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if change.model() != ChangeModel::Emergency
+        || !matches!(change.status(), Status::Implementing | Status::Closed)
+    {
+        return out;
+    }
+    let id = change.id_text();
+    if let Some(started) = change.implementation.as_ref().and_then(|i| i.started_at)
+        && let Some(within) = policy.emergency_approve_within
+        && let Ok(deadline) = started.checked_add(within.to_signed())
+        && now > deadline
+    {
+        let missing = workflow::missing_roles(change, policy);
+        if !missing.is_empty() {
+            out.push(Problem::exception(
+                "emergency-approval-missing",
+                format!(
+                    "{id} started implementation at {} and still lacks approval by {} (due by {})",
+                    format_timestamp(started),
+                    missing.join(", "),
+                    format_timestamp(deadline)
+                ),
+            ));
+        }
+    }
+    if change.review.is_none()
+        && let Some(deadline) = review_deadline(change, policy)
+        && now > deadline
+    {
+        out.push(Problem::exception(
+            "emergency-review-missing",
+            format!(
+                "{id} has no post-implementation review, due by {}",
+                format_timestamp(deadline)
+            ),
+        ));
+    }
+    out
+}
+
+/// What `chg audit` asks for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only findings of commits at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only findings of commits before this time.
+    pub until: Option<Timestamp>,
+    /// Re-verify every commit, ignoring the index.
+    pub full: bool,
+    /// The present, for deadlines that may have passed since.
+    pub now: Timestamp,
+}
+
+/// What `chg audit` found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every finding in the period, oldest first.
+    pub findings: Vec<AuditFinding>,
+    /// Commits in the audited history.
+    pub commits: u64,
+    /// Commits verified by this run (the others came from the index).
+    pub audited: u64,
+    /// The index was rebuilt.
+    pub rebuilt: bool,
+    /// The commit audited up to.
+    pub head: Option<String>,
+}
+
+impl Report {
+    /// The number of exceptions.
+    pub fn exceptions(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.level == Level::Exception)
+            .count()
+    }
+}
+
+/// Audits the history of the store's branch (incrementally, unless `opts.full`).
+pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
+    let repo = store.repo();
+    let (idx, update) = index::Index::update(repo, store.prefix(), opts.full, opts.now)?;
+    let mut findings = Vec::new();
+    for r in idx.rewrites() {
+        let new = update.rewrite.as_ref() == Some(r);
+        findings.push(AuditFinding {
+            level: if new { Level::Exception } else { Level::Note },
+            rule: "history-rewritten".into(),
+            change: None,
+            path: None,
+            commit: r.old_tip.clone(),
+            author: String::new(),
+            when: r.detected_at,
+            message: format!(
+                "the history of {} was rewritten: {} is no longer in it (tip now {}); the audit index was rebuilt",
+                r.branch,
+                &r.old_tip[..r.old_tip.len().min(12)],
+                &r.new_tip[..r.new_tip.len().min(12)]
+            ),
+        });
+    }
+    findings.extend(idx.findings()?);
+    findings.extend(overdue_findings(store, &idx, None, opts.now)?);
+    let in_period =
+        |t: Timestamp| opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t < u);
+    findings.retain(|f| f.rule == "history-rewritten" || in_period(f.when));
+    Ok(Report {
+        findings,
+        commits: idx.commits(),
+        audited: update.audited,
+        rebuilt: update.rebuilt,
+        head: idx.tip().map(str::to_owned),
+    })
+}
+
+/// The history of one change (from the index, brought up to date first), each step with
+/// what audit found wrong with it.
+pub fn change_log(
+    store: &crate::store::Store,
+    id: &crate::model::ChangeId,
+    now: Timestamp,
+) -> Result<Vec<Entry>> {
+    let (idx, _) = index::Index::update(store.repo(), store.prefix(), false, now)?;
+    let id = id.to_string();
+    let mut entries = idx.log(&id)?;
+    for f in overdue_findings(store, &idx, Some(&id), now)? {
+        if let Some(e) = entries.iter_mut().rev().find(|e| e.commit == f.commit) {
+            e.problems.push(Problem {
+                level: f.level,
+                rule: f.rule,
+                message: f.message,
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// Overdue emergency approvals and reviews, judged on the change files at HEAD under the
+/// policy at HEAD.
+fn overdue_findings(
+    store: &crate::store::Store,
+    idx: &index::Index,
+    only: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<AuditFinding>> {
+    let repo = store.repo();
+    let Some(tip) = idx.tip().and_then(|t| Oid::from_str(t).ok()) else {
+        return Ok(Vec::new());
+    };
+    let tree = repo.find_commit(tip)?.tree()?;
+    let mut latest: HashMap<&str, &Emergency> = HashMap::new();
+    for e in idx.emergencies() {
+        if only.is_none_or(|o| o == e.id) {
+            latest.insert(&e.id, e);
+        }
+    }
+    if latest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut auditor = Auditor::new(repo, store.prefix());
+    let pol = crate::store::commit::blob_at(&tree, &format!("{}{POLICY_PATH}", store.prefix()))?;
+    let (policy, _) = auditor.policy(pol)?;
+    let mut list: Vec<&Emergency> = latest.into_values().collect();
+    list.sort_by(|a, b| (a.when, &a.id).cmp(&(b.when, &b.id)));
+    let mut out = Vec::new();
+    for e in list {
+        let Some(blob) = crate::store::commit::blob_at(&tree, &e.path)? else {
+            continue;
+        };
+        let Ok(change) = auditor.decode(blob, &e.path)? else {
+            continue;
+        };
+        for p in overdue(&change, &policy, now) {
+            out.push(AuditFinding {
+                level: p.level,
+                rule: p.rule,
+                change: Some(e.id.clone()),
+                path: Some(e.path.clone()),
+                commit: e.commit.clone(),
+                author: e.author.clone(),
+                when: e.when,
+                message: p.message,
+            });
+        }
+    }
+    Ok(out)
+}

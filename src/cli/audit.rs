@@ -1,0 +1,163 @@
+//! `chg audit` and `chg audit export`: the history checked, and the evidence pack.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::audit::{self, AuditFinding, Level};
+use chg::model::format_timestamp;
+use chg::store::Store;
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{CmdResult, csv_field, out, out_json, parse_bound, short};
+
+/// Walk the git history of changes/ and policy/ and list every exception (SPEC section 7):
+/// transitions the life cycle does not allow, approvals outside the role or by the
+/// requester, implementations before approval, in a freeze or outside the schedule, late or
+/// missing emergency approvals and reviews, and commits that skipped chg or whose trailers
+/// do not match what they changed. Exit 1 when there is any exception.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
+    /// Only commits at or after this time (RFC 3339, or a date meaning its midnight UTC).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Only commits before this time.
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: AuditFormat,
+    /// Re-verify every commit instead of only those since the last run (the verdicts of
+    /// earlier runs are kept in .git/chg/audit/).
+    #[arg(long)]
+    full: bool,
+    /// Leave out notes (hand-made drafts and edits, policy changes); show exceptions only.
+    #[arg(long)]
+    exceptions_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    Export(ExportArgs),
+}
+
+/// Write the evidence pack for a period: population.csv, one evidence file per change,
+/// exceptions.csv, and manifest.json with the command, HEAD, counts and a SHA-256 per file.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// First instant of the period (RFC 3339, or a date meaning its midnight UTC).
+    #[arg(long, value_name = "DATE")]
+    since: String,
+    /// First instant after the period.
+    #[arg(long, value_name = "DATE")]
+    until: String,
+    /// The folder to write (created; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Re-verify every commit instead of using the audit index.
+    #[arg(long)]
+    full: bool,
+}
+
+/// Output formats of `audit`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AuditFormat {
+    /// One line per finding: `CHANGE COMMIT WHEN AUTHOR: rule: message`.
+    Text,
+    /// One JSON document with the findings and what was audited.
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
+    if let Some(AuditCommand::Export(e)) = a.command {
+        return export(store, e);
+    }
+    let opts = audit::Options {
+        since: a.since.as_deref().map(parse_bound).transpose()?,
+        until: a.until.as_deref().map(parse_bound).transpose()?,
+        full: a.full,
+        now: chg::store::now()?,
+    };
+    let mut report = audit::run(store, &opts)?;
+    if a.exceptions_only {
+        report.findings.retain(|f| f.level == Level::Exception);
+    }
+    let exceptions = report.exceptions();
+    let notes = report.findings.len() - exceptions;
+    match a.format {
+        AuditFormat::Json => out_json(&serde_json::json!({
+            "head": report.head,
+            "commits": report.commits,
+            "exceptions": exceptions,
+            "notes": notes,
+            "findings": report.findings,
+        }))?,
+        AuditFormat::Csv => out(&findings_csv(&report.findings))?,
+        AuditFormat::Text => {
+            let mut s = String::new();
+            for f in &report.findings {
+                s.push_str(&text_line(f));
+                s.push('\n');
+            }
+            out(&s)?;
+            eprintln!(
+                "chg audit: {} commit(s) ({} verified now{}), {exceptions} exception(s), {notes} note(s)",
+                report.commits,
+                report.audited,
+                if report.rebuilt {
+                    ", index rebuilt"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    Ok(if exceptions > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn text_line(f: &AuditFinding) -> String {
+    format!(
+        "{} {} {} {}: {}{}: {}",
+        f.change.as_deref().unwrap_or("-"),
+        short(&f.commit),
+        format_timestamp(f.when),
+        if f.author.is_empty() { "-" } else { &f.author },
+        if f.level == Level::Note { "note: " } else { "" },
+        f.rule,
+        f.message
+    )
+}
+
+/// The findings as CSV (also the evidence pack's exceptions.csv).
+pub fn findings_csv(findings: &[AuditFinding]) -> String {
+    let mut s = String::from("level,rule,change,path,commit,author,when,message\n");
+    for f in findings {
+        let row = [
+            f.level.as_str().to_owned(),
+            f.rule.clone(),
+            f.change.clone().unwrap_or_default(),
+            f.path.clone().unwrap_or_default(),
+            f.commit.clone(),
+            f.author.clone(),
+            format_timestamp(f.when),
+            f.message.clone(),
+        ];
+        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
+        s.push_str(&row.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+fn export(_store: &Store, _a: ExportArgs) -> CmdResult {
+    Err(Error::Internal("not yet".into()))
+}

@@ -1,0 +1,661 @@
+//! `chg audit`: histories made by chg pass; every exception of SPEC section 7 planted by
+//! hand-made commits (with and without trailers, backdated) is reported with its change,
+//! commit and rule; the index is incremental and notices a rewritten history.
+
+use super::*;
+
+impl Store {
+    /// Commits everything in the work tree as `who` at `when` with `message`, as a person
+    /// with plain git would (no chg).
+    fn commit_by_hand(&self, who: &str, when: &str, message: &str) -> String {
+        let name = who.split('@').next().unwrap();
+        let run = |args: &[&str]| {
+            let o = self
+                .cmd(Path::new("git"), who)
+                .env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_DATE", when)
+                .env("GIT_COMMITTER_DATE", when)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        run(&["add", "-A"]);
+        run(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// Rewrites the change file of `id` with `f`.
+    fn rewrite(&self, id: &str, f: impl FnOnce(String) -> String) {
+        let p = self.file(id);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(text)).unwrap();
+    }
+
+    /// `chg audit --format json` as alice; the parsed output and the exit code.
+    fn audit(&self, extra: &[&str]) -> (serde_json::Value, i32) {
+        let mut args = vec!["audit", "--format", "json"];
+        args.extend_from_slice(extra);
+        let r = self.chg("alice@example.com", &args);
+        assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+        (serde_json::from_str(&r.stdout).unwrap(), r.code)
+    }
+
+    /// The (rule, change) of every exception.
+    fn exceptions(&self) -> Vec<(String, String)> {
+        let (v, code) = self.audit(&[]);
+        let list: Vec<(String, String)> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["level"] == "exception")
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["change"].as_str().unwrap_or("-").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(code, i32::from(!list.is_empty()), "{v:#}");
+        list
+    }
+}
+
+/// Trailers of a chg transition, for forged commits.
+fn trailers(
+    id: &str,
+    action: &str,
+    actor: &str,
+    role: Option<&str>,
+    from: &str,
+    to: &str,
+) -> String {
+    let role = role.map(|r| format!("Chg-Role: {r}\n")).unwrap_or_default();
+    format!(
+        "{id}: {action}\n\nChg-Id: {id}\nChg-Action: {action}\nChg-Actor: {actor}\n{role}Chg-From: {from}\nChg-To: {to}\n"
+    )
+}
+
+const APPROVAL_BY_BOB: &str = "approvals:
+- by: bob@example.com
+  role: engineering-manager
+  decision: approved
+  at: 2025-03-10T11:00:00Z
+";
+
+/// A medium change taken through its whole life by chg.
+fn closed_change(s: &mut Store) -> String {
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at("2025-03-11T09:30:00Z");
+    s.chg("bob@example.com", &["implement", &id]).ok();
+    s.chg(
+        "bob@example.com",
+        &["close", &id, "--outcome", "successful"],
+    )
+    .ok();
+    id
+}
+
+#[test]
+fn a_history_made_by_chg_passes_and_hand_made_drafts_are_notes() {
+    let mut s = Store::new();
+    closed_change(&mut s);
+    // An emergency change, approved and reviewed within the deadlines.
+    s.at("2025-03-12T10:00:00Z");
+    let e = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &e]).ok();
+    s.at("2025-03-12T20:00:00Z");
+    s.chg("sec-lead@example.com", &["approve", &e]).ok();
+    s.chg("em@example.com", &["approve", &e]).ok();
+    s.chg(
+        "bob@example.com",
+        &[
+            "close",
+            &e,
+            "--outcome",
+            "successful",
+            "--review",
+            "Post-mortem held",
+        ],
+    )
+    .ok();
+    let rejected = s.new_change(&[]);
+    s.chg("em@example.com", &["reject", &rejected, "--comment", "no"])
+        .ok();
+    let edited = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &edited]).ok();
+    s.chg(
+        "alice@example.com",
+        &["set", &edited, "rollback_plan=Restore the snapshot"],
+    )
+    .ok();
+    s.chg(
+        "alice@example.com",
+        &["cancel", &edited, "--reason", "not needed"],
+    )
+    .ok();
+    // A draft written by hand and merged like any pull request, then edited by hand.
+    std::fs::write(
+        s.root().join("changes/2025/03/CHG-2025-009.yaml"),
+        "id: CHG-2025-009\ntitle: Hand-written\nstatus: draft\n",
+    )
+    .unwrap();
+    s.commit_by_hand(
+        "carol@example.com",
+        "2025-03-13T10:00:00Z",
+        "Propose a change",
+    );
+    s.rewrite("CHG-2025-009", |t| {
+        t.replace("Hand-written", "Hand-written, better")
+    });
+    s.commit_by_hand("carol@example.com", "2025-03-13T11:00:00Z", "Reword");
+    // A file moved into its right folder with `git mv` is a rename.
+    std::fs::create_dir_all(s.root().join("changes/2025/04")).unwrap();
+    s.git(&[
+        "mv",
+        "changes/2025/03/CHG-2025-009.yaml",
+        "changes/2025/04/CHG-2025-009.yaml",
+    ]);
+    s.commit_by_hand("carol@example.com", "2025-03-13T12:00:00Z", "Move");
+
+    let (v, code) = s.audit(&[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["exceptions"], 0);
+    let notes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "policy-change",
+            "manual-create",
+            "manual-edit",
+            "manual-rename"
+        ]
+    );
+    // A later policy change does not rewrite the past: em leaves the role.
+    let policy = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace(
+            "engineering-manager: [em@example.com]",
+            "engineering-manager: [erin@example.com]",
+        ),
+    )
+    .unwrap();
+    s.commit_by_hand(
+        "cm@example.com",
+        "2025-03-14T10:00:00Z",
+        "New engineering manager",
+    );
+    let (v, code) = s.audit(&[]);
+    assert_eq!((code, v["exceptions"].as_u64()), (0, Some(0)), "{v:#}");
+    let text = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        text.stdout.contains(
+            "note: policy-change: the policy was changed by a commit without chg trailers"
+        ),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stderr.contains("0 exception(s), 5 note(s)"),
+        "{}",
+        text.stderr
+    );
+}
+
+#[test]
+fn commits_without_trailers_that_decide_implement_close_cancel_or_delete_are_exceptions() {
+    let mut s = Store::new();
+    let a = s.new_change(&[]);
+    let b = s.new_change(&[]);
+    let c = s.new_change(&[]);
+    let d = s.new_change(&[]);
+    let e = closed_change(&mut s);
+    s.rewrite(&a, |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    s.commit_by_hand("alice@example.com", "2025-03-12T10:00:00Z", "approve");
+    s.rewrite(&b, |t| {
+        t.replace(
+            "status: pending_approval\n",
+            &format!("status: pending_approval\n{APPROVAL_BY_BOB}"),
+        )
+    });
+    s.commit_by_hand("bob@example.com", "2025-03-12T11:00:00Z", "lgtm");
+    s.rewrite(&c, |t| {
+        t + "cancellation:\n  by: alice@example.com\n  at: 2025-03-12T12:00:00Z\n  reason: gone\n"
+    });
+    s.commit_by_hand("alice@example.com", "2025-03-12T12:00:00Z", "note");
+    std::fs::remove_file(s.file(&d)).unwrap();
+    s.commit_by_hand("alice@example.com", "2025-03-12T13:00:00Z", "clean up");
+    s.rewrite(&e, |t| t.replace("Reload the previous certificate", "Hope"));
+    s.commit_by_hand("alice@example.com", "2025-03-12T14:00:00Z", "typo");
+    let found = s.exceptions();
+    assert_eq!(
+        found,
+        [
+            ("manual-status".to_owned(), a.clone()),
+            ("manual-approval".to_owned(), b.clone()),
+            ("manual-cancellation".to_owned(), c.clone()),
+            ("manual-delete".to_owned(), d.clone()),
+            ("manual-edit-approved".to_owned(), e.clone()),
+        ]
+    );
+    // Each names the commit and its author; text output has one line each.
+    let text = s
+        .chg("alice@example.com", &["audit", "--exceptions-only"])
+        .code(1);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", text.stdout);
+    let bob = s.git(&["rev-parse", "--short=8", "HEAD~3"]);
+    assert!(
+        lines[1].starts_with(&format!("{b} {} 2025-03-12T11:00:00Z bob@example.com: manual-approval: written without chg: approval by bob@example.com as engineering-manager, not a member of that role", bob.trim())),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
+    let s = Store::new();
+    // An approval by someone outside the role, in a commit that looks like chg's.
+    let a = s.new_change(&[]);
+    s.rewrite(&a, |t| {
+        t.replace(
+            "status: pending_approval\n",
+            &format!("status: pending_approval\n{APPROVAL_BY_BOB}"),
+        )
+    });
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-03-10T11:00:00Z",
+        &trailers(
+            &a,
+            "approve",
+            "bob@example.com",
+            Some("engineering-manager"),
+            "pending_approval",
+            "pending_approval",
+        ),
+    );
+    // The requester approving her own change.
+    let b = s.new_change(&[]);
+    s.rewrite(&b, |t| {
+        t.replace(
+            "status: pending_approval\n",
+            &format!(
+                "status: pending_approval\n{}",
+                APPROVAL_BY_BOB.replace("bob@", "alice@")
+            ),
+        )
+    });
+    s.commit_by_hand(
+        "alice@example.com",
+        "2025-03-10T11:00:00Z",
+        &trailers(
+            &b,
+            "approve",
+            "alice@example.com",
+            Some("engineering-manager"),
+            "pending_approval",
+            "pending_approval",
+        ),
+    );
+    // An implementation before approval.
+    let c = s.new_change(&[]);
+    s.rewrite(&c, |t| t.replace("status: pending_approval", "status: implementing\nimplementation:\n  implementer: bob@example.com\n  started_at: 2025-03-10T12:00:00Z"));
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-03-10T12:00:00Z",
+        &trailers(
+            &c,
+            "implement",
+            "bob@example.com",
+            None,
+            "pending_approval",
+            "implementing",
+        ),
+    );
+    // Trailers that say approve, on a commit that also rewrote the rollback plan.
+    let d = s.new_change(&[]);
+    s.rewrite(&d, |t| {
+        t.replace(
+            "status: pending_approval\n",
+            &format!(
+                "status: pending_approval\n{}",
+                APPROVAL_BY_BOB.replace("bob@", "em@")
+            ),
+        )
+        .replace("Reload the previous certificate", "Hope")
+    });
+    s.commit_by_hand(
+        "em@example.com",
+        "2025-03-10T11:00:00Z",
+        &trailers(
+            &d,
+            "approve",
+            "em@example.com",
+            Some("engineering-manager"),
+            "pending_approval",
+            "pending_approval",
+        ),
+    );
+    // Two change files in one chg-looking commit.
+    let e = s.new_change(&[]);
+    let f = s.new_change(&[]);
+    s.rewrite(&e, |t| t.replace("status: pending_approval", "status: cancelled\ncancellation:\n  by: alice@example.com\n  at: 2025-03-10T13:00:00Z\n  reason: dup"));
+    s.rewrite(&f, |t| t.replace("status: pending_approval", "status: cancelled\ncancellation:\n  by: alice@example.com\n  at: 2025-03-10T13:00:00Z\n  reason: dup"));
+    s.commit_by_hand(
+        "alice@example.com",
+        "2025-03-10T13:00:00Z",
+        &trailers(
+            &e,
+            "cancel",
+            "alice@example.com",
+            None,
+            "pending_approval",
+            "cancelled",
+        ),
+    );
+    let found = s.exceptions();
+    assert_eq!(
+        found,
+        [
+            ("approval-role".to_owned(), a.clone()),
+            ("segregation-of-duties".to_owned(), b.clone()),
+            ("approval-role".to_owned(), b.clone()),
+            ("implemented-unapproved".to_owned(), c.clone()),
+            ("implemented-outside-schedule".to_owned(), c.clone()),
+            ("trailer-mismatch".to_owned(), d.clone()),
+            ("multiple-files".to_owned(), e.clone()),
+            ("manual-status".to_owned(), f.clone()),
+            ("manual-cancellation".to_owned(), f.clone()),
+        ]
+    );
+}
+
+#[test]
+fn an_edit_that_keeps_approvals_and_an_implementation_in_a_freeze_are_exceptions() {
+    let s = Store::new();
+    let a = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &a]).ok();
+    s.chg("cm@example.com", &["approve", &a]).ok();
+    s.rewrite(&a, |t| t.replace("Reload the previous certificate", "Hope"));
+    s.commit_by_hand(
+        "alice@example.com",
+        "2025-03-10T12:00:00Z",
+        &(trailers(
+            &a,
+            "edit",
+            "alice@example.com",
+            None,
+            "approved",
+            "approved",
+        ) + "Chg-Fields: rollback_plan\n"),
+    );
+    // Scheduled across the holiday freeze's start, implemented inside it (backdated).
+    let b = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &b]).ok();
+    s.chg("cm@example.com", &["approve", &b]).ok();
+    s.schedule(&b, "2025-12-19T20:00:00Z", "2025-12-19T23:00:00Z")
+        .ok();
+    s.rewrite(&b, |t| t.replace("status: approved", "status: implementing") + "implementation:\n  implementer: bob@example.com\n  started_at: 2025-12-20T01:00:00Z\n");
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-12-20T01:00:00Z",
+        &trailers(
+            &b,
+            "implement",
+            "bob@example.com",
+            None,
+            "approved",
+            "implementing",
+        ),
+    );
+    let found = s.exceptions();
+    assert_eq!(
+        found,
+        [
+            ("approval-survived-edit".to_owned(), a.clone()),
+            ("implemented-outside-schedule".to_owned(), b.clone()),
+            ("implemented-in-freeze".to_owned(), b.clone()),
+        ]
+    );
+}
+
+#[test]
+fn emergency_deadlines_late_or_never_and_a_close_without_review() {
+    let mut s = Store::new();
+    // Approved 30 hours after implementation started: the policy allows 24.
+    let late = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &late]).ok();
+    s.at("2025-03-11T16:00:00Z");
+    s.chg("sec-lead@example.com", &["approve", &late]).ok();
+    s.chg("em@example.com", &["approve", &late]).ok();
+    s.chg(
+        "bob@example.com",
+        &[
+            "close",
+            &late,
+            "--outcome",
+            "successful",
+            "--review",
+            "held",
+        ],
+    )
+    .ok();
+    // Never approved, never reviewed.
+    let never = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &never]).ok();
+    // Closed without the review the policy requires (a forged close).
+    let unreviewed = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &unreviewed]).ok();
+    s.chg("sec-lead@example.com", &["approve", &unreviewed])
+        .ok();
+    s.chg("em@example.com", &["approve", &unreviewed]).ok();
+    s.rewrite(&unreviewed, |t| {
+        t.replace("status: implementing", "status: closed").replace(
+            "  started_at: 2025-03-11T16:00:00Z\n",
+            "  started_at: 2025-03-11T16:00:00Z\n  completed_at: 2025-03-11T17:00:00Z\n  outcome: successful\n",
+        )
+    });
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-03-11T17:00:00Z",
+        &trailers(
+            &unreviewed,
+            "close",
+            "bob@example.com",
+            None,
+            "implementing",
+            "closed",
+        ),
+    );
+    // Deadlines that have not passed yet are not exceptions.
+    s.at("2025-03-11T17:00:00Z");
+    let soon: Vec<String> = s.exceptions().into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        soon,
+        [
+            "emergency-approval-late",
+            "emergency-approval-late",
+            "review-missing"
+        ]
+    );
+    s.at("2025-03-20T00:00:00Z");
+    let found = s.exceptions();
+    assert_eq!(
+        found,
+        [
+            ("emergency-approval-late".to_owned(), late.clone()),
+            ("emergency-approval-late".to_owned(), late.clone()),
+            ("review-missing".to_owned(), unreviewed.clone()),
+            ("emergency-approval-missing".to_owned(), never.clone()),
+            ("emergency-review-missing".to_owned(), never.clone()),
+            ("emergency-review-missing".to_owned(), unreviewed.clone()),
+        ]
+    );
+    // chg log shows, step by step, what audit found.
+    let log = s.chg("alice@example.com", &["log", &never]).ok();
+    assert!(
+        log.stdout.contains("emergency-approval-missing"),
+        "{}",
+        log.stdout
+    );
+    let json = s.chg("alice@example.com", &["log", &late, "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let rules: Vec<Vec<&str>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["problems"]
+                .as_array()
+                .map(|p| p.iter().map(|p| p["rule"].as_str().unwrap()).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            vec![],
+            vec![],
+            vec!["emergency-approval-late"],
+            vec!["emergency-approval-late"],
+            vec![]
+        ]
+    );
+}
+
+#[test]
+fn the_index_is_incremental_and_a_rewritten_history_is_reported() {
+    let mut s = Store::new();
+    closed_change(&mut s);
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        r.stderr
+            .contains("7 commit(s) (7 verified now, index rebuilt)"),
+        "{}",
+        r.stderr
+    );
+    s.new_change(&[]);
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        r.stderr.contains("8 commit(s) (1 verified now)"),
+        "{}",
+        r.stderr
+    );
+    let r = s.chg("alice@example.com", &["audit", "--full"]).ok();
+    assert!(
+        r.stderr
+            .contains("8 commit(s) (8 verified now, index rebuilt)"),
+        "{}",
+        r.stderr
+    );
+    // Someone drops the last commit and force-pushes.
+    s.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    let (v, code) = s.audit(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["findings"][0]["rule"], "history-rewritten", "{v:#}");
+    // Reported once as an exception; afterwards it stays visible as a note.
+    let (v, code) = s.audit(&[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["findings"][0]["level"], "note");
+    // A corrupt index is rebuilt, not trusted.
+    let meta = s
+        .root()
+        .join(".git/chg/audit/refs%2Fheads%2Fmain/meta.json");
+    std::fs::write(&meta, "{").unwrap();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+}
+
+#[test]
+fn merged_branches_are_audited_and_an_evil_merge_is_caught() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.git(&["checkout", "-q", "-b", "approvals"]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.git(&["checkout", "-q", "main"]);
+    let other = s.new_change(&[]);
+    s.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "Merge approvals",
+        "approvals",
+    ]);
+    let (v, code) = s.audit(&[]);
+    assert_eq!(code, 0, "{v:#}");
+    // A merge that changes a plan neither side had.
+    s.git(&["checkout", "-q", "-b", "side"]);
+    s.chg("cm@example.com", &["approve", &other]).ok();
+    s.git(&["checkout", "-q", "main"]);
+    s.chg("em@example.com", &["approve", &other]).ok();
+    let o = s
+        .cmd(Path::new("git"), "alice@example.com")
+        .args(["merge", "-q", "--no-ff", "--no-commit", "side"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the two approvals conflict textually");
+    s.git(&["checkout", "--theirs", "--", "."]);
+    s.rewrite(&other, |t| {
+        t.replace("Reload the previous certificate", "Hope")
+    });
+    s.commit_by_hand("alice@example.com", "2025-03-10T12:00:00Z", "Merge side");
+    let found = s.exceptions();
+    // The resolution kept one side's approval and dropped the other, and changed the plan.
+    assert_eq!(
+        found,
+        [
+            ("manual-approval".to_owned(), other.clone()),
+            ("manual-edit-approved".to_owned(), other.clone()),
+        ]
+    );
+}
+
+#[test]
+fn period_filters_and_formats() {
+    let s = Store::new();
+    let a = s.new_change(&[]);
+    s.rewrite(&a, |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    s.commit_by_hand("alice@example.com", "2025-03-12T10:00:00Z", "approve");
+    s.rewrite(&a, |t| {
+        t.replace("status: approved", "status: implementing")
+    });
+    s.commit_by_hand("alice@example.com", "2025-04-12T10:00:00Z", "go");
+    let (v, _) = s.audit(&["--since", "2025-04-01", "--until", "2025-05-01"]);
+    assert_eq!(v["findings"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["findings"][0]["when"], "2025-04-12T10:00:00Z");
+    let csv = s
+        .chg(
+            "alice@example.com",
+            &["audit", "--format", "csv", "--exceptions-only"],
+        )
+        .code(1);
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "level,rule,change,path,commit,author,when,message"
+    );
+    assert_eq!(lines.len(), 3, "{}", csv.stdout);
+    assert!(
+        lines[1]
+            .starts_with("exception,manual-status,CHG-2025-001,changes/2025/03/CHG-2025-001.yaml,")
+    );
+    s.chg("alice@example.com", &["audit", "--since", "soon"])
+        .code(2);
+}
