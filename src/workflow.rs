@@ -806,7 +806,11 @@ mod tests {
         let rules: Vec<&str> = why.iter().map(|w| w.rule).collect();
         assert_eq!(
             rules,
-            ["testing-missing", "implemented-outside-schedule"],
+            [
+                "testing-missing",
+                "implemented-outside-schedule",
+                "implemented-in-freeze"
+            ],
             "{why:?}"
         );
     }
