@@ -13,6 +13,7 @@
 //! - [`store`]: the git-backed store: discovery, locking, atomic writes, one commit per step.
 //! - [`audit`]: the history checked against the life cycle and the policy of its time.
 //! - [`history`]: commit trailers.
+//! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod finding;
 pub mod history;
 pub mod model;
 pub mod policy;
+pub mod report;
 pub mod schema;
 pub mod store;
 pub mod validate;

@@ -211,6 +211,30 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Every change's history, by change id, oldest first.
+    pub fn all_logs(&self) -> Result<std::collections::HashMap<String, Vec<Entry>>> {
+        let mut out: std::collections::HashMap<String, Vec<Entry>> = Default::default();
+        let dir = self.dir.join("log");
+        let list = match fs::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+        };
+        for f in list.flatten() {
+            for e in read_lines::<Entry>(&f.path())? {
+                out.entry(e.id.clone()).or_default().push(e);
+            }
+        }
+        for list in out.values_mut() {
+            let mut seen = HashSet::new();
+            list.retain(|e| seen.insert(e.commit.clone()));
+            list.sort_by_key(|e| e.seq);
+        }
+        Ok(out)
+    }
+}
+
 /// The branch HEAD is on (`HEAD` when detached) and its commit, if any.
 fn head_of(repo: &Repository) -> Result<(String, Option<Oid>)> {
     let (name, oid) = crate::store::commit::head_state(repo)?;

@@ -9,9 +9,11 @@ use chg::model::format_timestamp;
 use chg::store::Store;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{CmdResult, csv_field, out, out_json, parse_bound, short};
+use super::{CmdResult, out, out_json, parse_bound, short};
 
-/// Walk the git history of changes/ and policy/ and list every exception (SPEC section 7):
+/// Check the git history against the life cycle and the policy in force at each commit.
+///
+/// Walks the history of changes/ and policy/ and lists every exception (SPEC section 7):
 /// transitions the life cycle does not allow, approvals outside the role or by the
 /// requester, implementations before approval, in a freeze or outside the schedule, late or
 /// missing emergency approvals and reviews, and commits that skipped chg or whose trailers
@@ -44,7 +46,9 @@ enum AuditCommand {
     Export(ExportArgs),
 }
 
-/// Write the evidence pack for a period: population.csv, one evidence file per change,
+/// Write the evidence pack for a period, for an auditor to take away.
+///
+/// population.csv, one evidence file per change,
 /// exceptions.csv, and manifest.json with the command, HEAD, counts and a SHA-256 per file.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -97,7 +101,7 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
             "notes": notes,
             "findings": report.findings,
         }))?,
-        AuditFormat::Csv => out(&findings_csv(&report.findings))?,
+        AuditFormat::Csv => out(&audit::export::findings_csv(&report.findings))?,
         AuditFormat::Text => {
             let mut s = String::new();
             for f in &report.findings {
@@ -137,27 +141,51 @@ fn text_line(f: &AuditFinding) -> String {
     )
 }
 
-/// The findings as CSV (also the evidence pack's exceptions.csv).
-pub fn findings_csv(findings: &[AuditFinding]) -> String {
-    let mut s = String::from("level,rule,change,path,commit,author,when,message\n");
-    for f in findings {
-        let row = [
-            f.level.as_str().to_owned(),
-            f.rule.clone(),
-            f.change.clone().unwrap_or_default(),
-            f.path.clone().unwrap_or_default(),
-            f.commit.clone(),
-            f.author.clone(),
-            format_timestamp(f.when),
-            f.message.clone(),
-        ];
-        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
-        s.push_str(&row.join(","));
-        s.push('\n');
+fn export(store: &Store, a: ExportArgs) -> CmdResult {
+    let since = parse_bound(&a.since)?;
+    let until = parse_bound(&a.until)?;
+    if until <= since {
+        return Err(Error::Usage(format!(
+            "the period must end after it starts (--until {} is not after --since {})",
+            a.until, a.since
+        )));
     }
-    s
-}
-
-fn export(_store: &Store, _a: ExportArgs) -> CmdResult {
-    Err(Error::Internal("not yet".into()))
+    if a.out.exists()
+        && std::fs::read_dir(&a.out)
+            .map_err(|e| Error::io(format!("cannot read {}", a.out.display()), e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::Usage(format!(
+            "{} is not empty; the evidence pack goes into a new or empty folder",
+            a.out.display()
+        )));
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let pack = audit::export::build(
+        store,
+        &audit::export::Request {
+            since,
+            until,
+            command,
+            full: a.full,
+            now: chg::store::now()?,
+        },
+    )?;
+    for (rel, bytes) in &pack.files {
+        let path = a.out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        chg::store::commit::atomic_write(&path, bytes)?;
+    }
+    out(&format!(
+        "wrote {} ({} change(s) in the population, {} exception(s), {} files; verify with `sha256sum -c SHA256SUMS` inside it)\n",
+        a.out.display(),
+        pack.population,
+        pack.exceptions,
+        pack.files.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }

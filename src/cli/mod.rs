@@ -6,6 +6,7 @@ mod audit;
 mod edit;
 mod misc;
 mod new;
+mod report;
 mod show;
 mod transitions;
 mod validate;
@@ -60,6 +61,7 @@ enum Command {
     List(show::ListArgs),
     Log(show::LogArgs),
     Validate(validate::ValidateArgs),
+    Report(report::ReportArgs),
     Audit(audit::AuditArgs),
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
@@ -150,6 +152,10 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         }
         Command::Log(a) => show::log(open()?.0, a),
         Command::Validate(a) => validate::run(find()?, a),
+        Command::Report(a) => {
+            let (store, policy) = open()?;
+            report::run(store, &policy, a)
+        }
         Command::Audit(a) => audit::run(find()?, a),
     }
 }
@@ -207,14 +213,7 @@ pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
         .ok_or_else(|| Error::Usage(format!("`{text}` is not a date (like 2025-01-31)")))
 }
 
-/// One CSV field, quoted when it must be (RFC 4180).
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
+pub(crate) use chg::report::csv_field;
 
 /// The short form of a commit id.
 fn short(id: &str) -> &str {

@@ -73,7 +73,10 @@ pub struct ListArgs {
     format: ListFormat,
 }
 
-/// The history of one change, read from git: when, who, action, role, from -> to, commit.
+/// The history of one change from git, with audit's verdict on each step.
+///
+/// When, who, action, role, from -> to, commit, and what `chg audit` found wrong with the
+/// step; read from the audit index in .git/chg/audit/, brought up to date first.
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// The change id.

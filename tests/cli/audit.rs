@@ -659,3 +659,230 @@ fn period_filters_and_formats() {
     s.chg("alice@example.com", &["audit", "--since", "soon"])
         .code(2);
 }
+
+#[test]
+fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_hashes() {
+    use sha2::Digest;
+    let mut s = Store::new();
+    let id = closed_change(&mut s);
+    let bad = s.new_change(&[]);
+    s.rewrite(&bad, |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    s.commit_by_hand("alice@example.com", "2025-03-12T10:00:00Z", "approve");
+    // Outside the period: requested and touched in April only.
+    s.at("2025-04-02T10:00:00Z");
+    let later = s.new_change(&[]);
+    let out = s.dir.path().join("pack");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "audit",
+                "export",
+                "--since",
+                "2025-03-01",
+                "--until",
+                "2025-04-01",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert!(
+        r.stdout
+            .contains("2 change(s) in the population, 1 exception(s)"),
+        "{}",
+        r.stdout
+    );
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    let population = read("population.csv");
+    let rows: Vec<&str> = population.lines().collect();
+    assert_eq!(rows.len(), 3, "{population}");
+    assert!(rows[1].starts_with(&format!("{id},Rotate TLS certificates,configuration,normal,low,medium,closed,alice@example.com,2025-03-10T10:00:00Z,engineering-manager=em@example.com at 2025-03-10T10:00:00Z; change-manager=cm@example.com at 2025-03-10T10:00:00Z,bob@example.com,2025-03-11T09:30:00Z,2025-03-11T09:30:00Z,successful,,false,pass,0,")), "{}", rows[1]);
+    assert!(
+        rows[2].starts_with(&format!("{bad},")) && rows[2].contains(",1,"),
+        "{}",
+        rows[2]
+    );
+    assert!(!population.contains(&later));
+    let evidence = read(&format!("changes/{id}.md"));
+    for want in [
+        "## Approvals",
+        "| change-manager | cm@example.com | approved |",
+        "## History (from git)",
+        "| bob@example.com | implement |",
+    ] {
+        assert!(evidence.contains(want), "{want} missing:\n{evidence}");
+    }
+    assert!(read("exceptions.csv").contains("manual-status"));
+    let manifest: serde_json::Value = serde_json::from_str(&read("manifest.json")).unwrap();
+    assert_eq!(
+        manifest["repository"]["head"].as_str().unwrap(),
+        s.git(&["rev-parse", "HEAD"]).trim()
+    );
+    assert_eq!(manifest["rows"]["population"], 2);
+    assert!(manifest["command"].as_str().unwrap().ends_with(&format!(
+        "audit export --since 2025-03-01 --until 2025-04-01 --out {}",
+        out.display()
+    )));
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4, "{manifest:#}");
+    for f in files {
+        let bytes = std::fs::read(out.join(f["path"].as_str().unwrap())).unwrap();
+        let digest: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(f["sha256"].as_str().unwrap(), digest, "{}", f["path"]);
+    }
+    let o = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // The folder must be new or empty; a reversed period is refused.
+    s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2025-03-01",
+            "--until",
+            "2025-04-01",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .code(2);
+    s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2025-04-01",
+            "--until",
+            "2025-03-01",
+            "--out",
+            "x",
+        ],
+    )
+    .code(2);
+}
+
+#[test]
+fn report_figures_and_formats() {
+    let mut s = Store::new();
+    closed_change(&mut s);
+    s.at("2025-03-12T10:00:00Z");
+    let e = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &e]).ok();
+    s.at("2025-03-12T13:00:00Z");
+    s.chg(
+        "bob@example.com",
+        &[
+            "close",
+            &e,
+            "--outcome",
+            "rolled_back",
+            "--review",
+            "Rolled back",
+        ],
+    )
+    .ok();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["report", "--period", "2025-03", "--format", "json"],
+        )
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["period"], "2025-03");
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["by_model"]["emergency"], 1);
+    // The medium change was approved the moment it was requested (pinned clock): 0 h.
+    let medium = v["approval_time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["group"] == "medium")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (medium["count"].as_u64(), medium["average_hours"].as_f64()),
+        (Some(1), Some(0.0))
+    );
+    // Implementation: 0 h and 3 h.
+    assert_eq!(v["implementation_time"]["average_hours"], 1.5);
+    let rate = |n: &str| {
+        v["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(rate("success_rate")["value"], 0.5);
+    assert_eq!(rate("success_rate")["met"], false);
+    assert_eq!(rate("rollback_rate")["met"], false);
+    assert_eq!(rate("emergency_rate")["value"], 0.5);
+    let md = s
+        .chg(
+            "alice@example.com",
+            &["report", "--period", "2025-Q1", "--format", "markdown"],
+        )
+        .ok();
+    assert!(
+        md.stdout.starts_with("# Change report: 2025-Q1\n"),
+        "{}",
+        md.stdout
+    );
+    assert_eq!(
+        md.stdout
+            .matches("<svg xmlns=\"http://www.w3.org/2000/svg\"")
+            .count(),
+        2
+    );
+    assert!(
+        md.stdout
+            .contains("| success_rate | 50.0% | >= 95.0% | **missed** |"),
+        "{}",
+        md.stdout
+    );
+    let csv = s
+        .chg("alice@example.com", &["report", "--format", "csv"])
+        .ok();
+    assert!(
+        csv.stdout
+            .starts_with("section,name,value,target,met\ncount,total,2,,\n"),
+        "{}",
+        csv.stdout
+    );
+    assert!(
+        csv.stdout
+            .contains("rate,success_rate,0.5000,0.9500,false\n"),
+        "{}",
+        csv.stdout
+    );
+    let table = s
+        .chg("alice@example.com", &["report", "--since", "2025-04-01"])
+        .ok();
+    assert!(
+        table
+            .stdout
+            .starts_with("Changes requested in 2025-04-01T00:00:00Z to now: 0\n"),
+        "{}",
+        table.stdout
+    );
+    s.chg("alice@example.com", &["report", "--period", "2025-13"])
+        .code(2);
+    s.chg(
+        "alice@example.com",
+        &["report", "--period", "2025", "--since", "2025-01-01"],
+    )
+    .code(2);
+}

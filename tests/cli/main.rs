@@ -1240,17 +1240,17 @@ fn the_help_reference_is_stable() {
         "list",
         "log",
         "validate",
+        "report",
+        "audit",
+        "audit export",
         "schema",
         "completions",
         "man",
     ];
     let mut reference = String::new();
     for c in commands {
-        let args: Vec<&str> = if c.is_empty() {
-            vec!["--help"]
-        } else {
-            vec![c, "--help"]
-        };
+        let mut args: Vec<&str> = c.split_whitespace().collect();
+        args.push("--help");
         let r = s.chg("alice@example.com", &args).ok();
         reference.push_str(&format!("===== chg {c} --help\n{}\n", r.stdout));
     }

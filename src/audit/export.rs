@@ -1,0 +1,458 @@
+//! The evidence pack of `chg audit export`: what an auditor takes away for a period.
+//!
+//! Everything is read from the commit audited (HEAD), never from the work tree, so the pack
+//! is reproducible from the repository and the manifest's `head`. The population is every
+//! change at HEAD with any recorded activity in the period (requested, approved or
+//! rejected, implemented, completed, reviewed, cancelled, or touched by a commit), so a
+//! change that skipped a step still shows up; a change file deleted outside chg is in
+//! `exceptions.csv` (`manual-delete`).
+
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, Repository, Tree};
+use jiff::Timestamp;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{AuditFinding, Entry, Level};
+use crate::decode;
+use crate::error::{Error, Result};
+use crate::model::{ChangeModel, ChangeRequest, Decision, format_timestamp};
+use crate::policy::Policy;
+use crate::report::csv_field;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// First instant of the period.
+    pub since: Timestamp,
+    /// First instant after the period.
+    pub until: Timestamp,
+    /// The command line, for the manifest.
+    pub command: String,
+    /// Re-verify every commit.
+    pub full: bool,
+    /// The present.
+    pub now: Timestamp,
+}
+
+/// The pack: file names (relative, `/`-separated) and contents, `manifest.json` and
+/// `SHA256SUMS` last.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    /// The files.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Changes in the population.
+    pub population: usize,
+    /// Exceptions in the period.
+    pub exceptions: usize,
+}
+
+/// The change files in `tree` under `dir`, decoded.
+fn changes_at(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    dir: &str,
+) -> Result<Vec<(String, ChangeRequest)>> {
+    use rayon::prelude::*;
+    let mut blobs: Vec<(String, Oid)> = Vec::new();
+    let root = match tree.get_path(std::path::Path::new(dir)) {
+        Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id())?,
+        _ => return Ok(Vec::new()),
+    };
+    root.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+        let name = e.name().unwrap_or("");
+        if e.kind() == Some(ObjectType::Blob) && name.ends_with(".yaml") {
+            blobs.push((format!("{dir}/{parent}{name}"), e.id()));
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    let contents: Vec<(String, Vec<u8>)> = blobs
+        .into_iter()
+        .map(|(p, id)| Ok((p, repo.find_blob(id)?.content().to_vec())))
+        .collect::<Result<_>>()?;
+    Ok(contents
+        .into_par_iter()
+        .filter_map(|(p, bytes)| {
+            let d = decode::decode_bytes_with(&p, &bytes, false);
+            d.parsed.then_some((p, d.change))
+        })
+        .collect())
+}
+
+fn in_period(c: &ChangeRequest, entries: &[Entry], since: Timestamp, until: Timestamp) -> bool {
+    let within = |t: Timestamp| t >= since && t < until;
+    let mut times: Vec<Timestamp> = c.request_date.into_iter().collect();
+    times.extend(c.approvals.iter().map(|a| a.at));
+    if let Some(i) = &c.implementation {
+        times.extend(i.started_at);
+        times.extend(i.completed_at);
+    }
+    times.extend(c.review.as_ref().map(|r| r.at));
+    times.extend(c.cancellation.as_ref().map(|x| x.at));
+    times.extend(entries.iter().map(|e| e.when));
+    times.into_iter().any(within)
+}
+
+/// Segregation of duties for one change: `pass`, or `fail: why`.
+fn segregation(c: &ChangeRequest, policy: &Policy) -> String {
+    let mut why = Vec::new();
+    for a in &c.approvals {
+        if policy.segregation_of_duties
+            && c.requester
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(&a.by))
+        {
+            why.push(format!("{} is the requester and acted as {}", a.by, a.role));
+        }
+        if !policy.is_member(&a.role, &a.by) {
+            why.push(format!("{} is not a member of {}", a.by, a.role));
+        }
+        if policy.segregation_of_duties
+            && c.approvals
+                .iter()
+                .any(|b| b.by.eq_ignore_ascii_case(&a.by) && b.role < a.role)
+        {
+            why.push(format!("{} filled two roles", a.by));
+        }
+    }
+    if why.is_empty() {
+        "pass".into()
+    } else {
+        format!("fail: {}", why.join("; "))
+    }
+}
+
+fn ts(t: Option<Timestamp>) -> String {
+    t.map(format_timestamp).unwrap_or_default()
+}
+
+fn evidence_md(
+    c: &ChangeRequest,
+    path: &str,
+    entries: &[Entry],
+    findings: &[&AuditFinding],
+) -> String {
+    let id = c.id_text();
+    let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut s = format!(
+        "# {id}: {}\n\nFile: `{path}`\n\n## Request\n\n| Field | Value |\n| --- | --- |\n",
+        cell(&text("title"))
+    );
+    for f in [
+        "requester",
+        "request_date",
+        "status",
+        "change_type",
+        "change_model",
+        "priority",
+        "urgency",
+        "risk_level",
+        "affected_systems",
+        "impact_scope",
+        "description",
+        "business_justification",
+        "implementation_plan",
+        "rollback_plan",
+    ] {
+        s.push_str(&format!("| {f} | {} |\n", cell(&text(f))));
+    }
+    if let Some(sch) = &c.schedule {
+        s.push_str(&format!(
+            "| schedule | {} to {}{} |\n",
+            format_timestamp(sch.start),
+            format_timestamp(sch.end),
+            if sch.maintenance_window {
+                " (maintenance window)"
+            } else {
+                ""
+            }
+        ));
+    }
+    s.push_str("\n## Approvals\n\n");
+    if c.approvals.is_empty() {
+        s.push_str("None recorded.\n");
+    } else {
+        s.push_str("| Role | By | Decision | At | Comments | Conditions |\n| --- | --- | --- | --- | --- | --- |\n");
+        for a in &c.approvals {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                a.role,
+                a.by,
+                a.decision,
+                format_timestamp(a.at),
+                cell(a.comments.as_deref().unwrap_or("")),
+                cell(&a.conditions.join("; "))
+            ));
+        }
+    }
+    let imp = c.implementation.clone().unwrap_or_default();
+    s.push_str(&format!(
+        "\n## Testing\n\n| Field | Value |\n| --- | --- |\n| testing_required | {} |\n| test_plan | {} |\n| test_environment | {} |\n| test_results | {} |\n",
+        cell(&text("testing_required")),
+        cell(&text("test_plan")),
+        cell(&text("test_environment")),
+        cell(imp.test_results.as_deref().unwrap_or("-"))
+    ));
+    s.push_str(&format!(
+        "\n## Implementation\n\n| Field | Value |\n| --- | --- |\n| implementer | {} |\n| started_at | {} |\n| completed_at | {} |\n| outcome | {} |\n",
+        imp.implementer.as_deref().unwrap_or("-"),
+        ts(imp.started_at),
+        ts(imp.completed_at),
+        imp.outcome.map(|o| o.to_string()).unwrap_or_default()
+    ));
+    s.push_str("\n## Review\n\n");
+    match &c.review {
+        Some(r) => s.push_str(&format!(
+            "By {} at {}: {}\n",
+            r.by,
+            format_timestamp(r.at),
+            cell(&r.summary)
+        )),
+        None => s.push_str("None recorded.\n"),
+    }
+    if let Some(x) = &c.cancellation {
+        s.push_str(&format!(
+            "\n## Cancellation\n\nBy {} at {}: {}\n",
+            x.by,
+            format_timestamp(x.at),
+            cell(&x.reason)
+        ));
+    }
+    s.push_str("\n## History (from git)\n\n| When | Who | Action | Role | From -> To | Commit | Audit |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    for e in entries {
+        let verdict = if e.problems.is_empty() {
+            "ok".to_owned()
+        } else {
+            e.problems
+                .iter()
+                .map(|p| format!("{} {}", p.level.as_str(), p.rule))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | `{}` | {} |\n",
+            format_timestamp(e.when),
+            e.email,
+            e.action,
+            e.role.as_deref().unwrap_or(""),
+            match (&e.from, &e.to) {
+                (Some(f), Some(t)) => format!("{f} -> {t}"),
+                (None, Some(t)) => format!("-> {t}"),
+                _ => "(not made by chg)".into(),
+            },
+            e.commit,
+            verdict
+        ));
+    }
+    if !findings.is_empty() {
+        s.push_str("\n## Audit findings\n\n");
+        for f in findings {
+            s.push_str(&format!(
+                "- {} `{}` {}: {} (commit `{}`, {})\n",
+                f.level.as_str(),
+                f.rule,
+                format_timestamp(f.when),
+                cell(&f.message),
+                f.commit,
+                f.author
+            ));
+        }
+    }
+    s
+}
+
+/// Builds the evidence pack for the store's branch.
+pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
+    let report = super::run(
+        store,
+        &super::Options {
+            since: None,
+            until: None,
+            full: req.full,
+            now: req.now,
+        },
+    )?;
+    let repo = store.repo();
+    let (idx, _) = super::index::Index::update(repo, store.prefix(), false, req.now)?;
+    let Some(head) = idx.tip().and_then(|t| Oid::from_str(t).ok()) else {
+        return Err(Error::Usage(
+            "the repository has no commits to export".into(),
+        ));
+    };
+    let tree = repo.find_commit(head)?.tree()?;
+    let policy_blob = crate::store::commit::blob_at(
+        &tree,
+        &format!("{}{}", store.prefix(), crate::policy::POLICY_PATH),
+    )?;
+    let policy = match policy_blob {
+        Some(b) => {
+            let text = String::from_utf8_lossy(repo.find_blob(b)?.content()).into_owned();
+            Policy::parse(crate::policy::POLICY_PATH, &text)
+                .map(|p| p.0)
+                .unwrap_or_else(|_| Policy::default_policy())
+        }
+        None => Policy::default_policy(),
+    };
+    let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
+    changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
+    let logs = idx.all_logs()?;
+    let no_entries = Vec::new();
+    let period_findings: Vec<&AuditFinding> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "history-rewritten" || (f.when >= req.since && f.when < req.until))
+        .collect();
+    let mut by_change: HashMap<&str, Vec<&AuditFinding>> = HashMap::new();
+    for f in &report.findings {
+        if let Some(c) = &f.change {
+            by_change.entry(c.as_str()).or_default().push(f);
+        }
+    }
+
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut pop = String::from(
+        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits\n",
+    );
+    let mut population = 0;
+    for (path, c) in &changes {
+        let id = c.id_text();
+        let entries = logs.get(&id).unwrap_or(&no_entries);
+        if !in_period(c, entries, req.since, req.until) {
+            continue;
+        }
+        population += 1;
+        let findings = by_change.get(id.as_str()).cloned().unwrap_or_default();
+        let imp = c.implementation.clone().unwrap_or_default();
+        let approvals: Vec<String> = c
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}{}={} at {}",
+                    a.role,
+                    if a.decision == Decision::Rejected {
+                        " (rejected)"
+                    } else {
+                        ""
+                    },
+                    a.by,
+                    format_timestamp(a.at)
+                )
+            })
+            .collect();
+        let row = [
+            id.clone(),
+            c.title.clone().unwrap_or_default(),
+            c.change_type.clone().unwrap_or_default(),
+            c.model().to_string(),
+            c.field_text("risk_level").unwrap_or_default(),
+            c.field_text("priority").unwrap_or_default(),
+            c.status().to_string(),
+            c.requester.clone().unwrap_or_default(),
+            ts(c.request_date),
+            approvals.join("; "),
+            imp.implementer.clone().unwrap_or_default(),
+            ts(imp.started_at),
+            ts(imp.completed_at),
+            imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
+            ts(c.review.as_ref().map(|r| r.at)),
+            (c.model() == ChangeModel::Emergency).to_string(),
+            segregation(c, &policy),
+            findings
+                .iter()
+                .filter(|f| f.level == Level::Exception)
+                .count()
+                .to_string(),
+            entries
+                .iter()
+                .map(|e| e.commit.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ];
+        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
+        pop.push_str(&row.join(","));
+        pop.push('\n');
+        files.push((
+            format!("changes/{id}.md"),
+            evidence_md(c, path, entries, &findings).into_bytes(),
+        ));
+    }
+    let exceptions = period_findings
+        .iter()
+        .filter(|f| f.level == Level::Exception)
+        .count();
+    let owned: Vec<AuditFinding> = period_findings.iter().map(|f| (*f).clone()).collect();
+    files.insert(0, ("population.csv".into(), pop.into_bytes()));
+    files.insert(
+        1,
+        ("exceptions.csv".into(), findings_csv(&owned).into_bytes()),
+    );
+
+    let hashes: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(p, b)| json!({"path": p, "bytes": b.len(), "sha256": sha256(b)}))
+        .collect();
+    let manifest = json!({
+        "tool": "chg",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": req.command,
+        "generated_at": format_timestamp(req.now),
+        "repository": {
+            "head": head.to_string(),
+            "store": if store.prefix().is_empty() { "." } else { store.prefix() },
+            "commits_audited": report.commits,
+        },
+        "period": {"since": format_timestamp(req.since), "until": format_timestamp(req.until)},
+        "rows": {
+            "population": population,
+            "evidence_files": population,
+            "exceptions": exceptions,
+            "notes": owned.len() - exceptions,
+        },
+        "files": hashes,
+    });
+    let manifest =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    files.push(("manifest.json".into(), manifest));
+    let sums: String = files
+        .iter()
+        .map(|(p, b)| format!("{}  {p}\n", sha256(b)))
+        .collect();
+    files.push(("SHA256SUMS".into(), sums.into_bytes()));
+    Ok(Pack {
+        files,
+        population,
+        exceptions,
+    })
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Findings as CSV: `level,rule,change,path,commit,author,when,message`.
+pub fn findings_csv(findings: &[AuditFinding]) -> String {
+    let mut s = String::from("level,rule,change,path,commit,author,when,message\n");
+    for f in findings {
+        let row = [
+            f.level.as_str().to_owned(),
+            f.rule.clone(),
+            f.change.clone().unwrap_or_default(),
+            f.path.clone().unwrap_or_default(),
+            f.commit.clone(),
+            f.author.clone(),
+            format_timestamp(f.when),
+            f.message.clone(),
+        ];
+        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
+        s.push_str(&row.join(","));
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,292 @@
+//! `chg report`: figures for a period against the policy's targets.
+
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::policy::Policy;
+use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
+use chg::store::Store;
+use clap::{Args, ValueEnum};
+
+use super::{CmdResult, csv_field, out, out_json, parse_bound, table};
+
+/// Figures for a period, each against the policy's targets.
+///
+/// Counts by status, priority, type and model; approval time per priority; implementation
+/// time; success, failure, rollback and emergency rates; each against the policy's targets.
+/// The population is the changes requested in the period.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A year, quarter or month: 2025, 2025-Q1, 2025-01.
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    period: Option<String>,
+    /// First instant of the period (RFC 3339, or a date meaning its midnight UTC).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// First instant after the period.
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// Output format; markdown embeds the charts as inline SVG.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Tables for people.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One row per figure: section, name, value, target, met.
+    Csv,
+    /// A document with tables and charts, for a code host or a wiki.
+    Markdown,
+}
+
+pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
+    let (since, until) = match &a.period {
+        Some(p) => {
+            let (s, u) = report::parse_period(p).map_err(Error::Usage)?;
+            (Some(s), Some(u))
+        }
+        None => (
+            a.since.as_deref().map(parse_bound).transpose()?,
+            a.until.as_deref().map(parse_bound).transpose()?,
+        ),
+    };
+    let all = store.load_all()?;
+    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
+    if unreadable > 0 {
+        eprintln!(
+            "chg: warning: {unreadable} change file(s) could not be read and are not counted; run `chg validate`"
+        );
+    }
+    let changes: Vec<_> = all
+        .iter()
+        .filter(|l| l.decoded.parsed)
+        .map(|l| l.change())
+        .collect();
+    let r = report::build(&changes, policy, since, until);
+    let period = period_label(&a, &r);
+    match a.format {
+        ReportFormat::Json => {
+            let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
+            v["period"] = serde_json::json!(period);
+            v["targets"] = serde_json::to_value(r.targets()).unwrap_or_default();
+            out_json(&v)?
+        }
+        ReportFormat::Csv => out(&csv(&r))?,
+        ReportFormat::Table => out(&tables(&r, &period))?,
+        ReportFormat::Markdown => out(&markdown(&r, &period))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn period_label(a: &ReportArgs, r: &Report) -> String {
+    if let Some(p) = &a.period {
+        return p.clone();
+    }
+    let d = |t: Option<jiff::Timestamp>| t.map(chg::model::format_timestamp);
+    match (d(r.since), d(r.until)) {
+        (None, None) => "all time".into(),
+        (s, u) => format!(
+            "{} to {}",
+            s.unwrap_or_else(|| "the start".into()),
+            u.unwrap_or_else(|| "now".into())
+        ),
+    }
+}
+
+fn value(m: &Measure) -> String {
+    match m.value {
+        None => "-".into(),
+        Some(v) if m.name.ends_with("_rate") => format!("{:.1}%", v * 100.0),
+        Some(v) => format!("{v:.1}h"),
+    }
+}
+
+fn target(m: &Measure) -> String {
+    let Some(t) = m.target else {
+        return "-".into();
+    };
+    let sign = if m.bound == "min" { ">=" } else { "<=" };
+    if m.name.ends_with("_rate") {
+        format!("{sign} {:.1}%", t * 100.0)
+    } else {
+        format!("{sign} {t:.1}h")
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "-",
+    }
+}
+
+fn hours(h: Option<f64>) -> String {
+    h.map_or_else(|| "-".into(), |h| format!("{h:.1}h"))
+}
+
+fn counts(r: &Report) -> Vec<(&'static str, &std::collections::BTreeMap<String, usize>)> {
+    vec![
+        ("status", &r.by_status),
+        ("priority", &r.by_priority),
+        ("type", &r.by_type),
+        ("model", &r.by_model),
+    ]
+}
+
+fn tables(r: &Report, period: &str) -> String {
+    let mut s = format!("Changes requested in {period}: {}\n\n", r.total);
+    let mut t = table(vec!["By", "Value", "Changes"]);
+    for (by, map) in counts(r) {
+        for (k, n) in map {
+            t.add_row(vec![by.to_owned(), k.clone(), n.to_string()]);
+        }
+    }
+    s.push_str(&format!("{t}\n\n"));
+    let mut t = table(vec![
+        "Approval time",
+        "Changes",
+        "Average",
+        "Median",
+        "Target",
+        "",
+    ]);
+    for a in r
+        .approval_time
+        .iter()
+        .chain(std::iter::once(&r.implementation_time))
+    {
+        let name = if a.group == "all" {
+            "implementation (all)".to_owned()
+        } else {
+            a.group.clone()
+        };
+        t.add_row(vec![
+            name,
+            a.count.to_string(),
+            hours(a.average_hours),
+            hours(a.median_hours),
+            a.target_hours
+                .map_or_else(|| "-".into(), |h| format!("<= {h:.1}h")),
+            verdict(a.met).to_owned(),
+        ]);
+    }
+    s.push_str(&format!("{t}\n\n"));
+    let mut t = table(vec!["Rate", "Value", "Of", "Target", ""]);
+    for m in &r.rates {
+        t.add_row(vec![
+            m.name.clone(),
+            value(m),
+            m.count.to_string(),
+            target(m),
+            verdict(m.met).to_owned(),
+        ]);
+    }
+    s.push_str(&format!("{t}\n"));
+    s
+}
+
+fn csv(r: &Report) -> String {
+    let mut s = String::from("section,name,value,target,met\n");
+    s.push_str(&format!("count,total,{},,\n", r.total));
+    for (by, map) in counts(r) {
+        for (k, n) in map {
+            s.push_str(&format!("{by},{},{n},,\n", csv_field(k)));
+        }
+    }
+    for m in r.targets() {
+        let section = if m.name.ends_with("_rate") {
+            "rate"
+        } else {
+            "hours"
+        };
+        s.push_str(&format!(
+            "{section},{},{},{},{}\n",
+            m.name,
+            m.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
+            m.target.map(|v| format!("{v:.4}")).unwrap_or_default(),
+            m.met.map(|b| b.to_string()).unwrap_or_default()
+        ));
+    }
+    s
+}
+
+fn markdown(r: &Report, period: &str) -> String {
+    let mut s = format!(
+        "# Change report: {period}\n\n{} changes requested.\n\n",
+        r.total
+    );
+    s.push_str("## Against the policy's targets\n\n| Figure | Value | Target | |\n| --- | ---: | ---: | --- |\n");
+    for m in r.targets() {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            m.name,
+            value(&m),
+            target(&m),
+            match (m.met, m.target) {
+                (Some(true), _) => "met",
+                (Some(false), _) => "**missed**",
+                (None, None) => "no target",
+                (None, Some(_)) => "no data",
+            }
+        ));
+    }
+    s.push_str("\n## Counts\n\n| By | Value | Changes |\n| --- | --- | ---: |\n");
+    for (by, map) in counts(r) {
+        for (k, n) in map {
+            s.push_str(&format!("| {by} | {k} | {n} |\n"));
+        }
+    }
+    s.push_str("\n## Approval time by priority\n\n| Priority | Changes | Average | Median |\n| --- | ---: | ---: | ---: |\n");
+    for a in &r.approval_time {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            a.group,
+            a.count,
+            hours(a.average_hours),
+            hours(a.median_hours)
+        ));
+    }
+    s.push_str("\n## Closed changes per week by outcome\n\n");
+    let labels: Vec<String> = r.weekly.iter().map(|w| w.week.clone()).collect();
+    let series = [
+        (
+            "successful",
+            "#2e7d32",
+            r.weekly.iter().map(|w| w.successful).collect(),
+        ),
+        (
+            "failed",
+            "#c62828",
+            r.weekly.iter().map(|w| w.failed).collect(),
+        ),
+        (
+            "rolled back",
+            "#ef6c00",
+            r.weekly.iter().map(|w| w.rolled_back).collect(),
+        ),
+    ];
+    s.push_str(&report::svg_bars(
+        "Closed changes per week by outcome",
+        &labels,
+        &series,
+    ));
+    s.push_str("\n\n## Approval-time distribution\n\n");
+    let labels: Vec<String> = APPROVAL_BUCKETS.iter().map(|b| b.0.to_owned()).collect();
+    s.push_str(&report::svg_bars(
+        "Time from request to approval",
+        &labels,
+        &[(
+            "changes",
+            "#1565c0",
+            report::approval_histogram(&r.approval_hours),
+        )],
+    ));
+    s.push('\n');
+    s
+}
