@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The benchmark suite: every chg command on generated stores with their full history, side
+# by side with what git itself takes for the same work, and peak memory of each.
+#
+#   benches/suite.sh                    # 10,000 and 100,000 changes (generating 100,000 takes minutes)
+#   SIZES="1000" benches/suite.sh       # a quick smoke run
+#
+# Needs hyperfine and GNU time (apt-get install hyperfine time). Stores are generated once
+# into $BENCH_DIR/hist-N (deterministic, seed 1) and reused; every transition is measured
+# from the same commit (hyperfine --prepare resets the store). Prints a table with ratios
+# and writes $BENCH_DIR/suite.json so runs can be compared. It measures; it never fails on a
+# slow machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH_DIR=${BENCH_DIR:-/tmp/chg-bench}
+SIZES=${SIZES:-"10000 100000"}
+RUNS=${RUNS:-10}
+mkdir -p "$BENCH_DIR"
+
+command -v hyperfine >/dev/null || { echo "bench: install hyperfine (apt-get install hyperfine)" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "bench: install GNU time (apt-get install time)" >&2; exit 2; }
+
+cargo build --release --locked --features bench-tools --quiet
+CHG=$ROOT/target/release/chg
+GEN=$ROOT/target/release/chg-bench-gen
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
+
+peak_mb() {
+  local f; f=$(mktemp)
+  /usr/bin/time -o "$f" -f '%M' "$@" >/dev/null 2>&1 || true
+  awk 'END {printf "%.0f", $1/1024}' "$f"; rm -f "$f"
+}
+mean_s() { python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["mean"])' "$1"; }
+
+rows=()
+for n in $SIZES; do
+  store=$BENCH_DIR/hist-$n
+  if [[ ! -f $store/policy/policy.yaml ]]; then
+    rm -rf "$store"
+    echo "generating $n changes with history into $store ..." >&2
+    "$GEN" --changes "$n" --out "$store" --history >/dev/null 2>&1
+  fi
+  cd "$store"
+  # Every run starts from the generated history, whatever an interrupted run left behind.
+  git rev-parse -q --verify refs/bench/base >/dev/null || git update-ref refs/bench/base HEAD
+  base=$(git rev-parse refs/bench/base)
+  git reset -q --hard "$base"
+  reset="git reset -q --hard $base"
+  runs=$RUNS; (( n >= 100000 )) && runs=3
+  commits=$(git rev-list --count HEAD)
+  echo "== $n changes, $commits commits" >&2
+
+  # name, group (what the ratio compares against), command...
+  measure() {
+    local name=$1 group=$2; shift 2
+    local prep=${PREP:-true} cmd
+    printf -v cmd '%q ' "$@"
+    # A command that fails is a broken benchmark, not a fast one: stop and say so.
+    eval "$prep" >/dev/null 2>&1 || true
+    "$@" >/dev/null 2>"$BENCH_DIR/err" || { echo "bench: $name failed: $(cat "$BENCH_DIR/err")" >&2; exit 1; }
+    hyperfine -N -w "${WARM:-1}" -r "${R:-$runs}" --prepare "sh -c '$prep'" --export-json "$BENCH_DIR/h.json" \
+      "$cmd" >/dev/null
+    local t; t=$(mean_s "$BENCH_DIR/h.json")
+    eval "$prep" >/dev/null 2>&1 || true
+    local m; m=$(peak_mb "$@")
+    rows+=("$n|$commits|$name|$group|$t|$m")
+    printf '%8s  %-44s %9.4f s %6s MB\n' "$n" "$name" "$t" "$m" >&2
+  }
+
+  # Pick the changes to act on: one pending change and the role it still needs, one
+  # approved change with a schedule outside any freeze, one closed change.
+  read -r pending role member approved at closed < <("$CHG" list --json | python3 -c '
+import json, sys
+members = {"change-manager": "cm@example.com", "engineering-manager": "em@example.com",
+           "security-team": "sec1@example.com", "security-team-lead": "sec-lead@example.com"}
+rows = json.load(sys.stdin)
+p = next(r for r in rows if r["status"] == "pending_approval" and r["missing_roles"])
+a = next(r for r in rows if r["status"] == "approved" and r.get("schedule")
+         and not ("2025-12-19" < r["schedule"]["start"] < "2026-01-05"))
+c = next(r for r in rows if r["status"] == "closed")
+import datetime
+start = datetime.datetime.fromisoformat(a["schedule"]["start"].replace("Z", "+00:00"))
+at = (start + datetime.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], at, c["id"])
+')
+  pfile=$(git ls-files "changes/*/$pending.yaml")
+  afile=$(git ls-files "changes/*/$approved.yaml")
+
+  # chg approve vs git add && git commit of the very same edit.
+  GIT_AUTHOR_EMAIL=$member "$CHG" approve "$pending" --role "$role" >/dev/null
+  cp "$pfile" "$BENCH_DIR/approved.yaml"; $reset
+  PREP="$reset" GIT_AUTHOR_EMAIL=$member measure "chg approve" approve \
+    env GIT_AUTHOR_EMAIL="$member" "$CHG" approve "$pending" --role "$role"
+  PREP="$reset && cp $BENCH_DIR/approved.yaml $pfile" measure "git add && git commit (same edit)" approve \
+    sh -c "git add $pfile && git commit -q -m approve"
+
+  CHG_NOW=$at GIT_AUTHOR_EMAIL=ops1@example.com "$CHG" implement "$approved" >/dev/null
+  cp "$afile" "$BENCH_DIR/implemented.yaml"; $reset
+  PREP="$reset" measure "chg implement" implement \
+    env CHG_NOW="$at" GIT_AUTHOR_EMAIL=ops1@example.com "$CHG" implement "$approved"
+  PREP="$reset && cp $BENCH_DIR/implemented.yaml $afile" measure "git add && git commit (same edit)" implement \
+    sh -c "git add $afile && git commit -q -m implement"
+
+  PREP="$reset" measure "chg new (id allocation)" new \
+    env GIT_AUTHOR_EMAIL=dev1@example.com "$CHG" new --title "Bench change" --description d \
+    --justification j --type feature --priority low --risk low --system api --plan p --rollback r
+  $reset
+
+  measure "chg show ID" show "$CHG" show "$closed"
+  measure "chg log ID" log "$CHG" log "$closed"
+  measure "git log -- FILE (git's own)" log git log --format=%H -- "$(git ls-files "changes/*/$closed.yaml")"
+  measure "chg list --status approved" list "$CHG" list --status approved
+  measure "chg validate" validate "$CHG" validate
+  measure "chg report" report "$CHG" report
+  R=1 WARM=0 measure "chg audit --full" audit "$CHG" audit --full
+  R=1 WARM=0 measure "git log --name-status" audit sh -c "git log --name-status > /dev/null"
+  measure "chg audit (incremental, nothing new)" audit-incremental "$CHG" audit
+  cd "$ROOT"
+done
+
+python3 - "$BENCH_DIR/suite.json" "${rows[@]}" <<'PY'
+import json, sys
+out, rows = sys.argv[1], sys.argv[2:]
+table = []
+for r in rows:
+    n, commits, name, group, t, m = r.split("|")
+    table.append({"changes": int(n), "commits": int(commits), "command": name, "group": group,
+                  "seconds": float(t), "peak_mb": int(m) if m else None})
+for size in sorted({r["changes"] for r in table}):
+    group = [r for r in table if r["changes"] == size]
+    print(f"\n{size} changes, {group[0]['commits']} commits")
+    print(f"  {'command':44} {'seconds':>9} {'peak MB':>8} {'ratio':>7}")
+    for r in group:
+        first = next(x for x in group if x["group"] == r["group"])
+        ratio = r["seconds"] / first["seconds"] if first is not r and first["seconds"] else None
+        r["ratio_to_first_of_group"] = round(1 / ratio, 2) if ratio else None
+        shown = f"{1/ratio:6.2f}x" if ratio else ""
+        print(f"  {r['command']:44} {r['seconds']:9.4f} {r['peak_mb'] or '-':>8} {shown:>7}")
+json.dump(table, open(out, "w"), indent=2)
+print(f"\nratio: the first command of the group (chg) divided by this one (git). written to {out}")
+PY
