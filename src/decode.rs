@@ -5,6 +5,7 @@
 //! that need the policy (required fields, change types, approvals) are in [`crate::validate`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
@@ -158,9 +159,12 @@ impl Decoder<'_> {
             .push(Finding::error(self.file, Some(pos), rule, message));
     }
 
-    fn place(&mut self, path: &str, node: &Node) {
+    // Paths (`approvals[0].by`) are `Display` values, formatted only when a place is recorded
+    // or a finding written: most files have neither, and formatting them all showed up in
+    // profiles of listing 100,000 changes.
+    fn place(&mut self, path: &dyn fmt::Display, node: &Node) {
         if self.track {
-            self.out.places.insert(path.to_owned(), node.pos);
+            self.out.places.insert(path.to_string(), node.pos);
         }
     }
 
@@ -168,12 +172,13 @@ impl Decoder<'_> {
     fn mapping<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
-        path: &str,
+        path: &dyn fmt::Display,
         allowed: &[&str],
     ) -> Vec<(&'n str, &'n Node<'a>)> {
         let Some(entries) = node.as_map() else {
             if node.value != Value::Null {
-                let what = if path.is_empty() { "the file" } else { path };
+                let path = path.to_string();
+                let what = if path.is_empty() { "the file" } else { &path };
                 self.error(
                     node.pos,
                     "type",
@@ -192,6 +197,7 @@ impl Decoder<'_> {
             let hint = suggest(key, allowed.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
+            let path = path.to_string();
             let scope = if path.is_empty() {
                 String::new()
             } else {
@@ -206,7 +212,7 @@ impl Decoder<'_> {
         known
     }
 
-    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
+    fn text(&mut self, node: &Node, path: &dyn fmt::Display) -> Option<String> {
         self.place(path, node);
         match &node.value {
             Value::Null => None,
@@ -225,7 +231,7 @@ impl Decoder<'_> {
     fn parsed<T: FromStr<Err = String>>(
         &mut self,
         node: &Node,
-        path: &str,
+        path: &dyn fmt::Display,
         rule: &'static str,
     ) -> Option<T> {
         let text = self.text(node, path)?;
@@ -238,7 +244,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn timestamp(&mut self, node: &Node, path: &str) -> Option<Timestamp> {
+    fn timestamp(&mut self, node: &Node, path: &dyn fmt::Display) -> Option<Timestamp> {
         let text = self.text(node, path)?;
         match parse_timestamp(&text) {
             Ok(t) => Some(t),
@@ -249,7 +255,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+    fn boolean(&mut self, node: &Node, path: &dyn fmt::Display) -> Option<bool> {
         self.place(path, node);
         match &node.value {
             Value::Null => None,
@@ -267,14 +273,14 @@ impl Decoder<'_> {
         }
     }
 
-    fn list(&mut self, node: &Node, path: &str) -> Vec<String> {
+    fn list(&mut self, node: &Node, path: &dyn fmt::Display) -> Vec<String> {
         self.place(path, node);
         match &node.value {
             Value::Null => Vec::new(),
             Value::Seq(items) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| self.text(item, &format!("{path}[{i}]")))
+                .filter_map(|(i, item)| self.text(item, &format_args!("{path}[{i}]")))
                 .collect(),
             _ => {
                 self.error(
@@ -296,10 +302,11 @@ impl Decoder<'_> {
         value: Option<T>,
         parent: &Node,
         entries: &[(&str, &Node<'_>)],
-        path: &str,
+        section: &dyn fmt::Display,
+        key: &str,
     ) -> Option<T> {
         if value.is_none() {
-            let key = path.rsplit('.').next().unwrap_or(path);
+            let path = format!("{section}.{key}");
             match entries.iter().find(|(k, _)| *k == key) {
                 Some((_, node)) => self.error(node.pos, "required", format!("{path} is empty")),
                 None => self.error(parent.pos, "required", format!("{path} is missing")),
@@ -310,7 +317,7 @@ impl Decoder<'_> {
 
     fn change(&mut self, root: &Node) {
         let mut c = ChangeRequest::default();
-        for (key, v) in self.mapping(root, "", ALL_FIELDS) {
+        for (key, v) in self.mapping(root, &"", ALL_FIELDS) {
             let before = self.out.findings.len();
             if self.track
                 && let Some((k, _)) = root
@@ -320,26 +327,26 @@ impl Decoder<'_> {
                 self.out.places.insert(format!("{key}:key"), k.pos);
             }
             match key {
-                "id" => c.id = self.parsed::<ChangeId>(v, key, "id"),
-                "title" => c.title = self.text(v, key),
-                "description" => c.description = self.text(v, key),
-                "business_justification" => c.business_justification = self.text(v, key),
-                "requester" => c.requester = self.text(v, key),
-                "request_date" => c.request_date = self.timestamp(v, key),
-                "change_type" => c.change_type = self.text(v, key),
-                "change_model" => c.change_model = self.parsed(v, key, "enum"),
-                "priority" => c.priority = self.parsed(v, key, "enum"),
-                "urgency" => c.urgency = self.parsed(v, key, "enum"),
-                "risk_level" => c.risk_level = self.parsed(v, key, "enum"),
-                "affected_systems" => c.affected_systems = self.list(v, key),
-                "impact_scope" => c.impact_scope = self.text(v, key),
-                "implementation_plan" => c.implementation_plan = self.text(v, key),
-                "rollback_plan" => c.rollback_plan = self.text(v, key),
-                "testing_required" => c.testing_required = self.boolean(v, key),
-                "test_plan" => c.test_plan = self.text(v, key),
-                "test_environment" => c.test_environment = self.text(v, key),
+                "id" => c.id = self.parsed::<ChangeId>(v, &key, "id"),
+                "title" => c.title = self.text(v, &key),
+                "description" => c.description = self.text(v, &key),
+                "business_justification" => c.business_justification = self.text(v, &key),
+                "requester" => c.requester = self.text(v, &key),
+                "request_date" => c.request_date = self.timestamp(v, &key),
+                "change_type" => c.change_type = self.text(v, &key),
+                "change_model" => c.change_model = self.parsed(v, &key, "enum"),
+                "priority" => c.priority = self.parsed(v, &key, "enum"),
+                "urgency" => c.urgency = self.parsed(v, &key, "enum"),
+                "risk_level" => c.risk_level = self.parsed(v, &key, "enum"),
+                "affected_systems" => c.affected_systems = self.list(v, &key),
+                "impact_scope" => c.impact_scope = self.text(v, &key),
+                "implementation_plan" => c.implementation_plan = self.text(v, &key),
+                "rollback_plan" => c.rollback_plan = self.text(v, &key),
+                "testing_required" => c.testing_required = self.boolean(v, &key),
+                "test_plan" => c.test_plan = self.text(v, &key),
+                "test_environment" => c.test_environment = self.text(v, &key),
                 "schedule" => c.schedule = self.schedule(v),
-                "status" => c.status = self.parsed(v, key, "enum"),
+                "status" => c.status = self.parsed(v, &key, "enum"),
                 "approvals" => c.approvals = self.approvals(v),
                 "implementation" => c.implementation = self.implementation(v),
                 "review" => c.review = self.review(v),
@@ -356,14 +363,14 @@ impl Decoder<'_> {
     }
 
     fn schedule(&mut self, node: &Node) -> Option<Schedule> {
-        self.place("schedule", node);
+        self.place(&"schedule", node);
         if node.value == Value::Null {
             return None;
         }
         let (mut start, mut end, mut mw) = (None, None, false);
-        let entries = self.mapping(node, "schedule", SCHEDULE_KEYS);
+        let entries = self.mapping(node, &"schedule", SCHEDULE_KEYS);
         for &(key, v) in &entries {
-            let path = format!("schedule.{key}");
+            let path = format_args!("schedule.{key}");
             match key {
                 "start" => start = self.timestamp(v, &path),
                 "end" => end = self.timestamp(v, &path),
@@ -371,8 +378,8 @@ impl Decoder<'_> {
             }
         }
         node.as_map()?;
-        let start = self.required(start, node, &entries, "schedule.start");
-        let end = self.required(end, node, &entries, "schedule.end");
+        let start = self.required(start, node, &entries, &"schedule", "start");
+        let end = self.required(end, node, &entries, &"schedule", "end");
         Some(Schedule {
             start: start?,
             end: end?,
@@ -381,7 +388,7 @@ impl Decoder<'_> {
     }
 
     fn approvals(&mut self, node: &Node) -> Vec<Approval> {
-        self.place("approvals", node);
+        self.place(&"approvals", node);
         let items = match &node.value {
             Value::Null => return Vec::new(),
             Value::Seq(items) => items,
@@ -396,13 +403,13 @@ impl Decoder<'_> {
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let base = format!("approvals[{i}]");
+            let base = format_args!("approvals[{i}]");
             self.place(&base, item);
             let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
                 (None, None, None, None, None, Vec::new());
             let entries = self.mapping(item, &base, APPROVAL_KEYS);
             for &(key, v) in &entries {
-                let path = format!("{base}.{key}");
+                let path = format_args!("approvals[{i}].{key}");
                 match key {
                     "by" => by = self.text(v, &path),
                     "role" => role = self.text(v, &path),
@@ -415,10 +422,10 @@ impl Decoder<'_> {
             if item.as_map().is_none() {
                 continue;
             }
-            let by = self.required(by, item, &entries, &format!("{base}.by"));
-            let role = self.required(role, item, &entries, &format!("{base}.role"));
-            let decision = self.required(decision, item, &entries, &format!("{base}.decision"));
-            let at = self.required(at, item, &entries, &format!("{base}.at"));
+            let by = self.required(by, item, &entries, &base, "by");
+            let role = self.required(role, item, &entries, &base, "role");
+            let decision = self.required(decision, item, &entries, &base, "decision");
+            let at = self.required(at, item, &entries, &base, "at");
             if let (Some(by), Some(role), Some(decision), Some(at)) = (by, role, decision, at) {
                 out.push(Approval {
                     by,
@@ -434,11 +441,11 @@ impl Decoder<'_> {
     }
 
     fn implementation(&mut self, node: &Node) -> Option<Implementation> {
-        self.place("implementation", node);
+        self.place(&"implementation", node);
         let mut imp = Implementation::default();
-        let entries = self.mapping(node, "implementation", IMPLEMENTATION_KEYS);
+        let entries = self.mapping(node, &"implementation", IMPLEMENTATION_KEYS);
         for &(key, v) in &entries {
-            let path = format!("implementation.{key}");
+            let path = format_args!("implementation.{key}");
             match key {
                 "implementer" => imp.implementer = self.text(v, &path),
                 "started_at" => imp.started_at = self.timestamp(v, &path),
@@ -451,21 +458,21 @@ impl Decoder<'_> {
     }
 
     fn review(&mut self, node: &Node) -> Option<Review> {
-        self.place("review", node);
+        self.place(&"review", node);
         node.as_map()?;
         let (mut by, mut at, mut summary) = (None, None, None);
-        let entries = self.mapping(node, "review", REVIEW_KEYS);
+        let entries = self.mapping(node, &"review", REVIEW_KEYS);
         for &(key, v) in &entries {
-            let path = format!("review.{key}");
+            let path = format_args!("review.{key}");
             match key {
                 "by" => by = self.text(v, &path),
                 "at" => at = self.timestamp(v, &path),
                 _ => summary = self.text(v, &path),
             }
         }
-        let by = self.required(by, node, &entries, "review.by");
-        let at = self.required(at, node, &entries, "review.at");
-        let summary = self.required(summary, node, &entries, "review.summary");
+        let by = self.required(by, node, &entries, &"review", "by");
+        let at = self.required(at, node, &entries, &"review", "at");
+        let summary = self.required(summary, node, &entries, &"review", "summary");
         Some(Review {
             by: by?,
             at: at?,
@@ -474,21 +481,21 @@ impl Decoder<'_> {
     }
 
     fn cancellation(&mut self, node: &Node) -> Option<Cancellation> {
-        self.place("cancellation", node);
+        self.place(&"cancellation", node);
         node.as_map()?;
         let (mut by, mut at, mut reason) = (None, None, None);
-        let entries = self.mapping(node, "cancellation", CANCELLATION_KEYS);
+        let entries = self.mapping(node, &"cancellation", CANCELLATION_KEYS);
         for &(key, v) in &entries {
-            let path = format!("cancellation.{key}");
+            let path = format_args!("cancellation.{key}");
             match key {
                 "by" => by = self.text(v, &path),
                 "at" => at = self.timestamp(v, &path),
                 _ => reason = self.text(v, &path),
             }
         }
-        let by = self.required(by, node, &entries, "cancellation.by");
-        let at = self.required(at, node, &entries, "cancellation.at");
-        let reason = self.required(reason, node, &entries, "cancellation.reason");
+        let by = self.required(by, node, &entries, &"cancellation", "by");
+        let at = self.required(at, node, &entries, &"cancellation", "at");
+        let reason = self.required(reason, node, &entries, &"cancellation", "reason");
         Some(Cancellation {
             by: by?,
             at: at?,

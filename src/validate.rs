@@ -527,6 +527,12 @@ pub fn check_file(
 
 /// Files to validate under `changes/`: every file (any extension), not following links.
 pub fn change_files(store: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(change_entries(store)?.into_iter().map(|e| e.0).collect())
+}
+
+/// Every file under `changes/` (as [`change_files`]) with whether it is a regular file
+/// (not a symlink or a special file), known from the directory listing without a `stat`.
+pub fn change_entries(store: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     let mut stack = vec![store.join("changes")];
     while let Some(dir) = stack.pop() {
@@ -537,19 +543,24 @@ pub fn change_files(store: &Path) -> std::io::Result<Vec<PathBuf>> {
         };
         for entry in entries {
             let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             let ft = entry.file_type()?;
             if ft.is_dir() {
                 stack.push(entry.path());
             } else {
-                out.push(entry.path());
+                out.push((entry.path(), ft.is_file()));
             }
         }
     }
-    out.sort();
+    // Byte order, not Path's component-wise order: the same for these paths, and sorting
+    // 100,000 paths component by component showed up in profiles.
+    out.sort_unstable_by(|a, b| {
+        a.0.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.0.as_os_str().as_encoded_bytes())
+    });
     Ok(out)
 }
 

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 
 const FORMAT: u32 = 1;
 /// Commits audited between two writes of the index, bounding memory on long histories.
-const BATCH: usize = 50_000;
+const BATCH: usize = 10_000;
 
 /// A rewrite of the branch's history that an update detected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,7 @@ impl Index {
         full: bool,
         now: Timestamp,
     ) -> Result<(Index, Update)> {
+        super::tune_libgit2();
         let (branch, head) = head_of(repo)?;
         let root = repo.path().join("chg").join("audit");
         let dir = root.join(encode(&branch));

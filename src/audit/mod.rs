@@ -180,15 +180,39 @@ const CHANGE_ACTIONS: &[&str] = &[
     "cancel",
 ];
 
-/// Commits reachable from `head` and not from `hide`, oldest first (parents before children).
+/// Commits reachable from `head` and not from `hide`, oldest first (by commit time, as
+/// `git rev-list --reverse`). Verdicts do not depend on the order; it only orders `chg log`.
+/// An unsorted walk streams: a topological sort would hold every commit in memory first
+/// (350 MB at 500,000 commits).
 pub fn walk(repo: &Repository, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
     let mut walk = repo.revwalk()?;
     walk.push(head)?;
     if let Some(h) = hide {
         walk.hide(h)?;
     }
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-    Ok(walk.collect::<std::result::Result<Vec<_>, _>>()?)
+    walk.set_sorting(git2::Sort::NONE)?;
+    let mut oids = walk.collect::<std::result::Result<Vec<_>, _>>()?;
+    oids.reverse();
+    Ok(oids)
+}
+
+/// Sets libgit2 up for reading a long history, before the first object is read.
+pub(crate) fn tune_libgit2() {
+    // libgit2 re-hashes every object it reads; git itself (`git log`) does not, and a
+    // repository's integrity is `git fsck`'s job. A sixth of audit's time went there.
+    git2::opts::strict_hash_verification(false);
+    // Each commit's tree is the next commit's parent tree; month folders of a large store
+    // are bigger than libgit2's default 4 KiB cache limit for trees, so cache them.
+    // SAFETY: process-wide libgit2 settings with valid arguments; libgit2 is initialised
+    // by the repository already open.
+    // Memory stays bounded on long histories: libgit2's caches and pack windows (mapped
+    // pack pages count as resident memory) are capped well under the 500 MB budget.
+    unsafe {
+        let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
+        let _ = git2::opts::set_cache_max_size(64 << 20);
+        let _ = git2::opts::set_mwindow_size(32 << 20);
+        let _ = git2::opts::set_mwindow_mapped_limit(96 << 20);
+    }
 }
 
 /// Audits `oids` in parallel (each worker opens the repository at `git_dir`); verdicts come
@@ -201,16 +225,6 @@ pub fn audit_commits(
 ) -> Result<Vec<CommitAudit>> {
     use rayon::prelude::*;
     const CHUNK: usize = 512;
-    // libgit2 re-hashes every object it reads; git itself (`git log`) does not, and a
-    // repository's integrity is `git fsck`'s job. A sixth of audit's time went there.
-    git2::opts::strict_hash_verification(false);
-    // Each commit's tree is the next commit's parent tree; month folders of a large store
-    // are bigger than libgit2's default 4 KiB cache limit for trees, so cache them.
-    // SAFETY: process-wide libgit2 settings with valid arguments; libgit2 is initialised
-    // by the repository already open.
-    unsafe {
-        let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
-    }
     let chunks: Vec<Vec<CommitAudit>> = oids
         .par_chunks(CHUNK)
         .enumerate()
@@ -623,69 +637,81 @@ fn diff_trees(
     base: &str,
     out: &mut Vec<(String, Option<Oid>, Option<Oid>)>,
 ) -> Result<()> {
-    // Both trees are sorted by name; a merge join finds what differs in one pass.
-    let list = |t: Option<&Tree<'_>>| -> Vec<(Vec<u8>, Oid, bool)> {
-        t.map(|t| {
-            t.iter()
-                .map(|e| {
-                    (
-                        e.name_bytes().to_vec(),
-                        e.id(),
-                        e.kind() == Some(ObjectType::Tree),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let (la, lb) = (list(a), list(b));
+    // Both trees are in git's order; a merge join over borrowed entries finds what differs
+    // in one pass without copying a name (a month folder has thousands).
+    let (la, lb) = (a.map_or(0, Tree::len), b.map_or(0, Tree::len));
+    fn entry<'t>(t: Option<&'t Tree<'_>>, i: usize) -> Option<(git2::TreeEntry<'t>, bool)> {
+        let e = t?.get(i)?;
+        let is_tree = e.kind() == Some(ObjectType::Tree);
+        Some((e, is_tree))
+    }
     let (mut i, mut j) = (0, 0);
-    let mut visit = |name: &[u8], x: Option<(Oid, bool)>, y: Option<(Oid, bool)>| -> Result<()> {
-        if x.map(|v| v.0) == y.map(|v| v.0) {
-            return Ok(());
-        }
-        let path = format!("{base}/{}", String::from_utf8_lossy(name));
-        let tree_of = |v: Option<(Oid, bool)>| -> Result<Option<Tree<'_>>> {
-            match v {
-                Some((id, true)) => Ok(Some(repo.find_tree(id)?)),
-                _ => Ok(None),
-            }
-        };
-        let blob_of = |v: Option<(Oid, bool)>| v.filter(|v| !v.1).map(|v| v.0);
-        if x.is_some_and(|v| v.1) || y.is_some_and(|v| v.1) {
-            diff_trees(repo, tree_of(x)?.as_ref(), tree_of(y)?.as_ref(), &path, out)?;
-        }
-        if blob_of(x) != blob_of(y) {
-            out.push((path, blob_of(x), blob_of(y)));
-        }
-        Ok(())
-    };
-    while i < la.len() || j < lb.len() {
-        let ord = match (la.get(i), lb.get(j)) {
-            (Some(x), Some(y)) => x.0.cmp(&y.0),
+    while i < la || j < lb {
+        let x = if i < la { entry(a, i) } else { None };
+        let y = if j < lb { entry(b, j) } else { None };
+        let ord = match (&x, &y) {
+            (Some(x), Some(y)) => git_order(x.0.name_bytes(), x.1, y.0.name_bytes(), y.1),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
-        match ord {
+        let (x, y) = match ord {
             std::cmp::Ordering::Equal => {
-                let (x, y) = (&la[i], &lb[j]);
-                visit(&x.0, Some((x.1, x.2)), Some((y.1, y.2)))?;
                 i += 1;
                 j += 1;
+                (x, y)
             }
             std::cmp::Ordering::Less => {
-                let x = &la[i];
-                visit(&x.0, Some((x.1, x.2)), None)?;
                 i += 1;
+                (x, None)
             }
             std::cmp::Ordering::Greater => {
-                let y = &lb[j];
-                visit(&y.0, None, Some((y.1, y.2)))?;
                 j += 1;
+                (None, y)
             }
+        };
+        let (xid, yid) = (x.as_ref().map(|v| v.0.id()), y.as_ref().map(|v| v.0.id()));
+        if xid == yid {
+            continue;
+        }
+        let name = x
+            .as_ref()
+            .or(y.as_ref())
+            .map(|v| v.0.name_bytes())
+            .unwrap_or_default();
+        let path = format!("{base}/{}", String::from_utf8_lossy(name));
+        let tree_of = |v: &Option<(git2::TreeEntry<'_>, bool)>| -> Result<Option<Tree<'_>>> {
+            match v {
+                Some((e, true)) => Ok(Some(repo.find_tree(e.id())?)),
+                _ => Ok(None),
+            }
+        };
+        let blob_of =
+            |v: &Option<(git2::TreeEntry<'_>, bool)>| v.as_ref().filter(|v| !v.1).map(|v| v.0.id());
+        if x.as_ref().is_some_and(|v| v.1) || y.as_ref().is_some_and(|v| v.1) {
+            diff_trees(
+                repo,
+                tree_of(&x)?.as_ref(),
+                tree_of(&y)?.as_ref(),
+                &path,
+                out,
+            )?;
+        }
+        if blob_of(&x) != blob_of(&y) {
+            out.push((path, blob_of(&x), blob_of(&y)));
         }
     }
     Ok(())
+}
+
+/// Git's tree order: by name bytes, a folder's name compared as if it ended in `/`.
+fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        std::cmp::Ordering::Equal => {}
+        other => return other,
+    }
+    let next = |s: &[u8], tree: bool| s.get(n).copied().or(tree.then_some(b'/'));
+    next(a, a_tree).cmp(&next(b, b_tree))
 }
 
 /// Everything one check of one change file at one commit needs.

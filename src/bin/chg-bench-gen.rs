@@ -392,14 +392,19 @@ fn write_history(
     data(&mut w, DEFAULT_POLICY.as_bytes())?;
     writeln!(w, "M 100644 inline changes/.gitkeep")?;
     data(&mut w, b"")?;
-    let mut previous: Vec<Status> = vec![Status::Draft; changes.len()];
-    for (n, e) in events.iter().enumerate() {
+    // Each commit's record depends only on its change and step, so records are rendered in
+    // parallel, chunk by chunk, on one thread while this one feeds git fast-import: the
+    // import (single-threaded) never waits for YAML to be written.
+    let record = |n: usize, e: &Event| -> anyhow::Result<Vec<u8>> {
         let c = &changes[e.change];
         let all = steps(c);
         let (when, action, actor, role) = &all[e.step];
         let (state, to) = state_after(c, e.step, policy);
-        let from = if e.step == 0 { to } else { previous[e.change] };
-        previous[e.change] = to;
+        let from = if e.step == 0 {
+            to
+        } else {
+            state_after(c, e.step - 1, policy).1
+        };
         let transition = chg::workflow::Transition {
             action,
             from,
@@ -416,14 +421,40 @@ fn write_history(
         let id = c.id.as_ref().unwrap();
         let message = chg::store::commit_message(id, &state, &transition, &identity, e.step == 0);
         let path = chg::validate::expected_path(id, c.request_date.unwrap());
+        let file = chg::edit::render_new(&state)?;
+        let mut w = Vec::with_capacity(message.len() + file.len() + 256);
         writeln!(w, "commit refs/heads/main\nmark :{}", n + 2)?;
         writeln!(w, "author {name} <{actor}> {} +0000", when.as_second())?;
         writeln!(w, "committer {name} <{actor}> {} +0000", when.as_second())?;
-        data(&mut w, message.as_bytes())?;
+        writeln!(w, "data {}\n{message}", message.len())?;
         writeln!(w, "from :{}", n + 1)?;
         writeln!(w, "M 100644 inline {}", path.display())?;
-        data(&mut w, chg::edit::render_new(&state)?.as_bytes())?;
-    }
+        writeln!(w, "data {}\n{file}", file.len())?;
+        Ok(w)
+    };
+    const CHUNK: usize = 4096;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<u8>>>(4);
+    let (events_ref, record) = (&events, &record);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(move || {
+            use rayon::prelude::*;
+            for (ci, chunk) in events_ref.chunks(CHUNK).enumerate() {
+                let parts: anyhow::Result<Vec<Vec<u8>>> = chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(j, e)| record(ci * CHUNK + j, e))
+                    .collect();
+                if tx.send(parts.map(|p| p.concat())).is_err() {
+                    return;
+                }
+            }
+            drop(tx);
+        });
+        for part in rx {
+            w.write_all(&part?)?;
+        }
+        Ok(())
+    })?;
     writeln!(w, "done")?;
     w.flush()?;
     drop(w);

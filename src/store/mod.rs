@@ -361,19 +361,25 @@ impl Store {
     /// Every change file, decoded in parallel. Undecodable files come back with findings.
     pub fn load_all(&self) -> Result<Vec<Loaded>> {
         use rayon::prelude::*;
-        let files =
-            validate::change_files(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
+        let files = validate::change_entries(&self.root)
+            .map_err(|e| Error::io("cannot read changes/", e))?;
         let root = &self.root;
         Ok(files
             .par_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .filter_map(|p| {
+            .filter(|(p, regular)| *regular && p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|(p, _)| {
+                use std::io::Read;
                 let rel = p.strip_prefix(root).ok()?.to_path_buf();
-                let meta = std::fs::symlink_metadata(p).ok()?;
-                if !meta.is_file() || meta.len() > decode::MAX_FILE_BYTES {
+                // Read at most one byte past the limit: no separate stat per file.
+                let mut bytes = Vec::with_capacity(4096);
+                std::fs::File::open(p)
+                    .ok()?
+                    .take(decode::MAX_FILE_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .ok()?;
+                if bytes.len() as u64 > decode::MAX_FILE_BYTES {
                     return None;
                 }
-                let bytes = std::fs::read(p).ok()?;
                 // Listing never places findings: skip recording places.
                 let decoded = decode::decode_bytes_with(&rel.display().to_string(), &bytes, false);
                 Some(Loaded {
