@@ -154,6 +154,36 @@ fn restore(repo: &Repository, workdir: &Path, path: &str, blob: Option<&str>) ->
 }
 
 fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
+    // git's own `update-index` takes a tenth of a second on a 100,000-file index where
+    // libgit2's read-and-write takes a quarter (it checksums the 10 MB index twice with its
+    // collision-detecting SHA-1): half of `chg new`. Same lock, same stat data. Without a
+    // git on PATH, libgit2 does it.
+    if let Some(workdir) = repo.workdir() {
+        let run = std::process::Command::new("git")
+            .arg("update-index")
+            .arg("--add")
+            .arg("--")
+            .args(paths)
+            .current_dir(workdir)
+            .env("GIT_DIR", repo.path())
+            .env("GIT_WORK_TREE", workdir)
+            .env("GIT_INDEX_FILE", repo.path().join("index"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        match run {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => {
+                return Err(Error::Internal(format!(
+                    "git update-index failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot run git update-index", e)),
+        }
+    }
     let mut index = repo.index()?;
     index.read(false)?;
     for p in paths {

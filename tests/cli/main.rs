@@ -1352,3 +1352,37 @@ fn a_held_store_lock_makes_chg_wait_then_exit_3() {
     drop(lock);
     s.chg("em@example.com", &["approve", &id]).ok();
 }
+
+#[test]
+fn without_git_on_path_the_index_is_still_updated() {
+    let s = Store::new();
+    let o = s
+        .cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com")
+        .env("PATH", "/nonexistent")
+        .args([
+            "new",
+            "--title",
+            "t",
+            "--description",
+            "d",
+            "--justification",
+            "j",
+            "--type",
+            "feature",
+            "--priority",
+            "low",
+            "--risk",
+            "low",
+            "--system",
+            "api",
+            "--plan",
+            "p",
+            "--rollback",
+            "r",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    assert!(s.git(&["ls-files"]).contains("CHG-2025-001.yaml"));
+}
