@@ -135,8 +135,8 @@ for size in sorted({r["changes"] for r in table}):
     for r in group:
         first = next(x for x in group if x["group"] == r["group"])
         ratio = r["seconds"] / first["seconds"] if first is not r and first["seconds"] else None
-        r["ratio_to_first_of_group"] = round(1 / ratio, 2) if ratio else None
-        shown = f"{1/ratio:6.2f}x" if ratio else ""
+        r["ratio_to_first_of_group"] = round(1 / ratio, 4) if ratio else None
+        shown = f"{1/ratio:6.3f}x" if ratio else ""
         print(f"  {r['command']:44} {r['seconds']:9.4f} {r['peak_mb'] or '-':>8} {shown:>7}")
 json.dump(table, open(out, "w"), indent=2)
 print(f"\nratio: the first command of the group (chg) divided by this one (git). written to {out}")

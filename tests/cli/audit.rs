@@ -886,3 +886,59 @@ fn report_figures_and_formats() {
     )
     .code(2);
 }
+
+#[test]
+fn a_transition_the_life_cycle_forbids_and_hand_written_implementation_or_review() {
+    let s = Store::new();
+    // chg-looking trailers closing a change that never started.
+    let a = s.new_change(&[]);
+    s.rewrite(&a, |t| {
+        t.replace("status: pending_approval", "status: closed")
+            + "implementation:\n  completed_at: 2025-03-10T12:00:00Z\n  outcome: successful\n"
+    });
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-03-10T12:00:00Z",
+        &trailers(
+            &a,
+            "close",
+            "bob@example.com",
+            None,
+            "pending_approval",
+            "closed",
+        ),
+    );
+    // Hand-written implementation and review records, status untouched.
+    let b = s.new_change(&[]);
+    s.rewrite(&b, |t| {
+        t + "implementation:\n  implementer: bob@example.com\n  started_at: 2025-03-10T12:00:00Z\n"
+    });
+    s.commit_by_hand("bob@example.com", "2025-03-10T12:00:00Z", "started");
+    s.rewrite(&b, |t| {
+        t + "review:\n  by: bob@example.com\n  at: 2025-03-10T13:00:00Z\n  summary: fine\n"
+    });
+    s.commit_by_hand("bob@example.com", "2025-03-10T13:00:00Z", "reviewed");
+    let found = s.exceptions();
+    assert_eq!(
+        found,
+        [
+            ("lifecycle".to_owned(), a.clone()),
+            ("manual-implementation".to_owned(), b.clone()),
+            ("manual-review".to_owned(), b.clone()),
+        ]
+    );
+    let (v, _) = s.audit(&[]);
+    let msg = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "lifecycle")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("only a change being implemented can be closed"),
+        "{msg}"
+    );
+}
