@@ -13,11 +13,14 @@
 //! - [`store`]: the git-backed store: discovery, locking, atomic writes, one commit per step.
 //! - [`audit`]: the history checked against the life cycle and the policy of its time.
 //! - [`history`]: commit trailers.
+//! - [`conflicts`] and [`calendar`]: scheduling conflicts, free slots, windows and freezes.
 //! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod calendar;
+pub mod conflicts;
 pub mod decode;
 pub mod edit;
 pub mod error;

@@ -83,6 +83,38 @@ pub struct Targets {
     pub implementation_time: Option<Duration>,
 }
 
+/// What a conflict does: `warn` (reported, allowed) or `block` (refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictLevel {
+    /// Reported; the step goes ahead.
+    Warn,
+    /// The step is refused.
+    Block,
+}
+
+/// The `conflicts:` section: what each kind of conflict does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Conflicts {
+    /// Two changes to a common affected system with overlapping schedules.
+    pub overlap: ConflictLevel,
+    /// A change flagged `maintenance_window` scheduled outside every maintenance window.
+    pub outside_window: ConflictLevel,
+    /// A normal or standard change scheduled into a freeze.
+    pub freeze: ConflictLevel,
+}
+
+impl Default for Conflicts {
+    fn default() -> Self {
+        Conflicts {
+            overlap: ConflictLevel::Warn,
+            outside_window: ConflictLevel::Block,
+            freeze: ConflictLevel::Block,
+        }
+    }
+}
+
 /// A checked policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -120,6 +152,8 @@ pub struct Policy {
     pub freezes: Vec<Freeze>,
     /// Report targets.
     pub targets: Targets,
+    /// What scheduling conflicts do.
+    pub conflicts: Conflicts,
 }
 
 // ---- the file as written, with places ----
@@ -147,6 +181,8 @@ struct RawPolicy {
     windows: RawWindows,
     #[serde(default)]
     targets: Targets,
+    #[serde(default)]
+    conflicts: Conflicts,
 }
 
 fn yes() -> bool {
@@ -359,38 +395,38 @@ impl Policy {
 }
 
 impl MaintenanceWindow {
-    /// Whether `[start, end]` lies inside one opening of this window. Openings are computed
-    /// in the window's own zone, so 02:00 Europe/Berlin stays 02:00 across daylight saving.
+    /// The opening that starts on local `day`, if the window opens that weekday. Computed in
+    /// the window's own zone, so 02:00 Europe/Berlin stays 02:00 across daylight saving.
+    pub fn opening_on(&self, day: jiff::civil::Date) -> Option<(Timestamp, Timestamp)> {
+        if !self.days.contains(&day.weekday()) {
+            return None;
+        }
+        let close_day = if self.end <= self.start {
+            day.checked_add(1.day()).ok()?
+        } else {
+            day
+        };
+        let open = day
+            .to_datetime(self.start)
+            .to_zoned(self.timezone.clone())
+            .ok()?;
+        let close = close_day
+            .to_datetime(self.end)
+            .to_zoned(self.timezone.clone())
+            .ok()?;
+        Some((open.timestamp(), close.timestamp()))
+    }
+
+    /// Whether `[start, end]` lies inside one opening of this window.
     pub fn contains(&self, start: Timestamp, end: Timestamp) -> bool {
-        let local = start.to_zoned(self.timezone.clone());
-        let date = local.date();
+        let date = start.to_zoned(self.timezone.clone()).date();
         // The opening that contains `start` began on its local date or, for a window past
         // midnight, the day before.
-        for day in [date.yesterday().ok(), Some(date)].into_iter().flatten() {
-            if !self.days.contains(&day.weekday()) {
-                continue;
-            }
-            let close_day = if self.end <= self.start {
-                match day.checked_add(1.day()) {
-                    Ok(d) => d,
-                    Err(_) => continue,
-                }
-            } else {
-                day
-            };
-            let (Ok(open), Ok(close)) = (
-                day.to_datetime(self.start).to_zoned(self.timezone.clone()),
-                close_day
-                    .to_datetime(self.end)
-                    .to_zoned(self.timezone.clone()),
-            ) else {
-                continue;
-            };
-            if open.timestamp() <= start && end <= close.timestamp() {
-                return true;
-            }
-        }
-        false
+        [date.yesterday().ok(), Some(date)]
+            .into_iter()
+            .flatten()
+            .filter_map(|day| self.opening_on(day))
+            .any(|(open, close)| open <= start && end <= close)
     }
 }
 
@@ -670,6 +706,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         maintenance,
         freezes,
         targets: raw.targets,
+        conflicts: raw.conflicts,
     }
 }
 

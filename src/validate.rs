@@ -102,23 +102,20 @@ pub fn schedule_problem(
     if schedule.end <= schedule.start {
         return Some("the schedule ends before it starts".into());
     }
-    if change.model() != ChangeModel::Emergency
-        && let Some(f) = policy.freeze_overlapping(schedule.start, schedule.end)
-    {
-        return Some(format!(
+    // Freezes and maintenance windows, where the policy's `conflicts:` says they block;
+    // where they only warn, callers report them from `conflicts::conflicts`.
+    let c = crate::conflicts::conflicts(change, schedule, &[], policy)
+        .into_iter()
+        .find(|c| c.blocks())?;
+    Some(match policy.freeze_overlapping(schedule.start, schedule.end) {
+        Some(f) if c.kind == "freeze" => format!(
             "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
             f.reason,
             crate::model::format_timestamp(f.start),
             crate::model::format_timestamp(f.end)
-        ));
-    }
-    if schedule.maintenance_window && !policy.in_maintenance_window(schedule.start, schedule.end) {
-        return Some(
-            "it is flagged maintenance_window but does not lie inside any maintenance window of the policy"
-                .into(),
-        );
-    }
-    None
+        ),
+        _ => "it is flagged maintenance_window but does not lie inside any maintenance window of the policy".into(),
+    })
 }
 
 /// Every rule for one change that needs the policy. `now` enables the deadline rules.
@@ -564,15 +561,19 @@ pub fn change_entries(store: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
     Ok(out)
 }
 
+/// One checked file: its path, id, findings, and the change when it is active and scheduled.
+type Checked = (PathBuf, Option<String>, Vec<Finding>, Option<ChangeRequest>);
+
 /// Reads and checks `files` (absolute, inside `store`) in parallel; checks across files
-/// (one id claimed twice) look at all of them, so pass the whole store and filter after.
+/// (one id claimed twice, overlapping schedules) look at all of them, so pass the whole
+/// store and filter after.
 pub fn validate_files(
     store: &Path,
     files: &[PathBuf],
     policy: &Policy,
     now: Option<Timestamp>,
 ) -> Vec<Finding> {
-    let results: Vec<(PathBuf, Option<String>, Vec<Finding>)> = files
+    let results: Vec<Checked> = files
         .par_iter()
         .map(|path| {
             let rel = path.strip_prefix(store).unwrap_or(path).to_path_buf();
@@ -583,6 +584,7 @@ pub fn validate_files(
                     return (
                         rel,
                         None,
+                        None::<ChangeRequest>,
                         vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
                     );
                 }
@@ -591,6 +593,7 @@ pub fn validate_files(
                 return (
                     rel,
                     None,
+                    None::<ChangeRequest>,
                     vec![Finding::error(
                         file,
                         None,
@@ -603,6 +606,7 @@ pub fn validate_files(
                 return (
                     rel,
                     None,
+                    None::<ChangeRequest>,
                     vec![Finding::error(
                         file,
                         None,
@@ -615,6 +619,7 @@ pub fn validate_files(
                 return (
                     rel,
                     None,
+                    None::<ChangeRequest>,
                     vec![Finding::error(
                         file,
                         None,
@@ -633,6 +638,7 @@ pub fn validate_files(
                     return (
                         rel,
                         None,
+                        None::<ChangeRequest>,
                         vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
                     );
                 }
@@ -646,18 +652,22 @@ pub fn validate_files(
                 findings = check_file(&rel, &decoded, policy, now);
             }
             let id = decoded.change.id.as_ref().map(ToString::to_string);
-            (rel, id, findings)
+            let scheduled = (decoded.change.schedule.is_some()
+                && crate::conflicts::active(&decoded.change))
+            .then(|| decoded.change.clone());
+            (rel, id, scheduled, findings)
         })
+        .map(|(rel, id, scheduled, findings)| (rel, id, findings, scheduled))
         .collect();
 
     let mut by_id: HashMap<&str, Vec<&Path>> = HashMap::new();
-    for (rel, id, _) in &results {
+    for (rel, id, _, _) in &results {
         if let Some(id) = id {
             by_id.entry(id.as_str()).or_default().push(rel);
         }
     }
     let mut findings: Vec<Finding> = Vec::new();
-    for (rel, id, fs) in &results {
+    for (rel, id, fs, _) in &results {
         findings.extend(fs.iter().cloned());
         if let Some(id) = id {
             let others: Vec<String> = by_id[id.as_str()]
@@ -681,7 +691,68 @@ pub fn validate_files(
             }
         }
     }
+    findings.extend(overlaps(&results, policy));
     findings
+}
+
+/// Two active changes to a common system with overlapping schedules, reported on both files
+/// with both ids; an error or a warning as the policy's `conflicts.overlap` says.
+fn overlaps(results: &[Checked], policy: &Policy) -> Vec<Finding> {
+    let mut by_system: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in results.iter().enumerate() {
+        if let Some(c) = &r.3 {
+            for s in &c.affected_systems {
+                by_system.entry(s.as_str()).or_default().push(i);
+            }
+        }
+    }
+    let mut pairs = std::collections::BTreeSet::new();
+    for list in by_system.values_mut() {
+        let start = |i: usize| {
+            results[i]
+                .3
+                .as_ref()
+                .and_then(|c| c.schedule.as_ref())
+                .map(|s| (s.start, s.end))
+        };
+        list.sort_by_key(|i| start(*i));
+        // Sweep by start: each change is compared with those that started before it ends.
+        for (k, &i) in list.iter().enumerate() {
+            let Some((_, end)) = start(i) else { continue };
+            for &j in &list[k + 1..] {
+                let Some((js, _)) = start(j) else { continue };
+                if js >= end {
+                    break;
+                }
+                pairs.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, j) in pairs {
+        let (Some(a), Some(b)) = (&results[i].3, &results[j].3) else {
+            continue;
+        };
+        for (me, other, rel) in [(a, b, &results[i].0), (b, a, &results[j].0)] {
+            let Some(s) = &me.schedule else { continue };
+            for c in crate::conflicts::conflicts(me, s, &[other], policy) {
+                if c.kind != "overlap" {
+                    continue;
+                }
+                let file = rel.display().to_string();
+                let f = if c.blocks() {
+                    Finding::error(file, None, "conflict", c.message)
+                } else {
+                    Finding::warning(file, None, "conflict", c.message)
+                };
+                out.push(Finding {
+                    id: Some(me.id_text()),
+                    ..f
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

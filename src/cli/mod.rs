@@ -6,6 +6,7 @@ mod audit;
 mod edit;
 mod misc;
 mod new;
+mod plan;
 mod report;
 mod show;
 mod transitions;
@@ -61,6 +62,9 @@ enum Command {
     List(show::ListArgs),
     Log(show::LogArgs),
     Validate(validate::ValidateArgs),
+    Gate(plan::GateArgs),
+    Calendar(plan::CalendarArgs),
+    Cab(plan::CabArgs),
     Report(report::ReportArgs),
     Audit(audit::AuditArgs),
     Schema(misc::SchemaArgs),
@@ -152,6 +156,18 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         }
         Command::Log(a) => show::log(open()?.0, a),
         Command::Validate(a) => validate::run(find()?, a),
+        Command::Gate(a) => {
+            let (store, policy) = open()?;
+            plan::gate(store, &policy, a)
+        }
+        Command::Calendar(a) => {
+            let (store, policy) = open()?;
+            plan::calendar(store, &policy, a)
+        }
+        Command::Cab(a) => {
+            let (store, policy) = open()?;
+            plan::cab(store, &policy, a)
+        }
         Command::Report(a) => {
             let (store, policy) = open()?;
             report::run(store, &policy, a)

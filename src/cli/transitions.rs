@@ -3,13 +3,13 @@
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::model::{Outcome, Status};
+use chg::model::{Outcome, Status, format_timestamp};
 use chg::store::{self, Store};
 use chg::workflow::Step;
 use clap::Args;
 use jiff::Timestamp;
 
-use super::{CmdResult, out, parse_id, short};
+use super::{CmdResult, interactive, out, parse_id, short};
 
 /// A change id.
 #[derive(Debug, Args)]
@@ -74,12 +74,30 @@ pub struct SetArgs {
 pub struct ScheduleArgs {
     /// The change id.
     id: String,
-    /// Start of the window.
-    #[arg(long, allow_hyphen_values = true)]
-    start: String,
-    /// End of the window.
-    #[arg(long, allow_hyphen_values = true)]
-    end: String,
+    /// Start of the window (with --next-slot: the earliest start; default now).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "next_slot"
+    )]
+    start: Option<String>,
+    /// End of the window (or +DURATION after the start).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "next_slot",
+        conflicts_with = "next_slot"
+    )]
+    end: Option<String>,
+    /// Pick the earliest slot of --duration that satisfies the windows and has no conflict.
+    #[arg(long, requires = "duration")]
+    next_slot: bool,
+    /// How long the change needs, with --next-slot (like 2h, 90m).
+    #[arg(long, value_name = "DURATION")]
+    duration: Option<String>,
+    /// Commit the slot found without asking (asking happens only at a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// The change must run inside a maintenance window of the policy.
     #[arg(long, overrides_with = "no_maintenance_window")]
     maintenance_window: bool,
@@ -214,8 +232,11 @@ pub fn set(store: &Store, a: SetArgs) -> CmdResult {
 }
 
 pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
-    let start = parse_time(&a.start, chg::store::now()?)?;
-    let end = parse_time(&a.end, start)?;
+    let id = parse_id(&a.id)?;
+    let now = chg::store::now()?;
+    let policy = store.policy()?;
+    let loaded = store.load(&id)?;
+    let change = loaded.change();
     let mw = if a.maintenance_window {
         Some(true)
     } else if a.no_maintenance_window {
@@ -223,15 +244,106 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
     } else {
         None
     };
+    let flagged = mw.unwrap_or_else(|| {
+        change
+            .schedule
+            .as_ref()
+            .is_some_and(|s| s.maintenance_window)
+    });
+    // Conflicts with other changes need every scheduled change: a whole-store read.
+    let all = store.load_all()?;
+    let others: Vec<&chg::model::ChangeRequest> = all
+        .iter()
+        .filter(|l| l.decoded.parsed)
+        .map(|l| l.change())
+        .collect();
+    let (start, end) = if a.next_slot {
+        let duration: chg::model::Duration = a
+            .duration
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(Error::Usage)?;
+        let from = match &a.start {
+            Some(s) => parse_time(s, now)?.max(now),
+            None => now,
+        };
+        let slot = chg::conflicts::next_slot(
+            change,
+            duration.to_signed(),
+            flagged,
+            from,
+            &others,
+            &policy,
+        )
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "no free slot of {duration} for {id} in the coming year"
+            ))
+        })?;
+        let shown = format!(
+            "next free slot for {id}: {} to {}",
+            format_timestamp(slot.start),
+            format_timestamp(slot.end)
+        );
+        if interactive() && !a.yes {
+            let ok = dialoguer::Confirm::new()
+                .with_prompt(format!("{shown}; schedule it?"))
+                .default(true)
+                .interact()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            if !ok {
+                eprintln!("chg: nothing scheduled");
+                return Ok(ExitCode::from(1));
+            }
+        } else {
+            eprintln!("{shown}");
+        }
+        (slot.start, slot.end)
+    } else {
+        let start = parse_time(a.start.as_deref().unwrap_or_default(), now)?;
+        (
+            start,
+            parse_time(a.end.as_deref().unwrap_or_default(), start)?,
+        )
+    };
+    let wanted = chg::model::Schedule {
+        start,
+        end,
+        maintenance_window: flagged,
+    };
+    let found = if end > start {
+        chg::conflicts::conflicts(change, &wanted, &others, &policy)
+    } else {
+        Vec::new()
+    };
+    let blocking: Vec<&chg::conflicts::Conflict> = found
+        .iter()
+        .filter(|c| c.blocks() && c.kind == "overlap")
+        .collect();
+    if !blocking.is_empty() {
+        return Err(Error::Refused(format!(
+            "{id} cannot be scheduled then: {}",
+            blocking
+                .iter()
+                .map(|c| c.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
     let o = store.transition(
-        &parse_id(&a.id)?,
+        &id,
         Step::Schedule {
             start,
             end,
             maintenance_window: mw,
         },
     )?;
-    done(o)
+    let code = done(o)?;
+    for c in found.iter().filter(|c| !c.blocks()) {
+        eprintln!("chg: warning: {}: {}", c.kind, c.message);
+    }
+    Ok(code)
 }
 
 pub fn implement(store: &Store, a: IdArgs) -> CmdResult {

@@ -2,6 +2,7 @@
 //! and the clock pinned so that outputs are repeatable.
 
 mod audit;
+mod plan;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -1240,6 +1241,9 @@ fn the_help_reference_is_stable() {
         "list",
         "log",
         "validate",
+        "gate",
+        "calendar",
+        "cab",
         "report",
         "audit",
         "audit export",

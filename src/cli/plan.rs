@@ -1,0 +1,272 @@
+//! Planning: `chg gate` for deploy pipelines, `chg calendar`, `chg cab`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::calendar;
+use chg::conflicts;
+use chg::model::{ChangeRequest, Priority, Status};
+use chg::policy::Policy;
+use chg::store::Store;
+use clap::{Args, ValueEnum};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::json;
+
+use super::{CmdResult, out, out_json, parse_bound, parse_id, table};
+
+/// For deploy pipelines: exit 0 only if the change may be implemented now.
+///
+/// Otherwise exit 1 with every reason. Open when the change is approved (or pre-approved, or an emergency), the time is inside
+/// its schedule and, when flagged, inside a maintenance window, outside every freeze
+/// (unless emergency), a test plan exists where testing is required, and no blocking
+/// conflict with another change. A change already implementing passes on the same terms.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The change id.
+    id: String,
+    /// Judge at this time instead of now (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Print JSON: {"id", "at", "open", "reasons": [{"rule", "message"}]}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Scheduled changes, freezes and maintenance windows in a range.
+#[derive(Debug, Args)]
+pub struct CalendarArgs {
+    /// Start of the range (default: now).
+    #[arg(long, value_name = "DATE")]
+    from: Option<String>,
+    /// End of the range (default: 30 days after the start).
+    #[arg(long, value_name = "DATE")]
+    to: Option<String>,
+    /// Output format; ics is an iCalendar file for calendar applications.
+    #[arg(long, value_enum, default_value = "table")]
+    format: CalendarFormat,
+    /// Show times in UTC instead of the local time zone.
+    #[arg(long)]
+    utc: bool,
+}
+
+/// Output formats of `calendar`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CalendarFormat {
+    /// A table for people, in local time.
+    Table,
+    /// iCalendar (RFC 5545), times in UTC.
+    Ics,
+    /// One JSON array, times in UTC.
+    Json,
+}
+
+/// The change advisory board's agenda.
+///
+/// Changes awaiting approval by priority, with risk, systems, window, conflicts and the
+/// roles still to approve.
+#[derive(Debug, Args)]
+pub struct CabArgs {
+    /// The meeting's date (default: today); changes requested after it are left out.
+    #[arg(long = "for", value_name = "DATE")]
+    date: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: CabFormat,
+    /// Show times in UTC instead of the local time zone.
+    #[arg(long)]
+    utc: bool,
+}
+
+/// Output formats of `cab`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CabFormat {
+    /// Tables for people.
+    Table,
+    /// A document to share before the meeting.
+    Markdown,
+}
+
+fn zone(utc: bool) -> TimeZone {
+    if utc {
+        TimeZone::UTC
+    } else {
+        TimeZone::system()
+    }
+}
+
+fn others(all: &[chg::store::Loaded]) -> Vec<&ChangeRequest> {
+    all.iter()
+        .filter(|l| l.decoded.parsed)
+        .map(|l| l.change())
+        .collect()
+}
+
+pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
+    let id = parse_id(&a.id)?;
+    let at = match &a.at {
+        Some(t) => chg::model::parse_timestamp(t).map_err(Error::Usage)?,
+        None => chg::store::now()?,
+    };
+    let loaded = store.load(&id)?;
+    let all = store.load_all()?;
+    let reasons = conflicts::gate(loaded.change(), policy, at, &others(&all));
+    let open = reasons.is_empty();
+    if a.json {
+        out_json(&json!({
+            "id": id.to_string(),
+            "at": chg::model::format_timestamp(at),
+            "open": open,
+            "reasons": reasons.iter().map(|r| json!({"rule": r.rule, "message": r.message})).collect::<Vec<_>>(),
+        }))?;
+    } else if open {
+        out(&format!(
+            "{id}: open at {}\n",
+            chg::model::format_timestamp(at)
+        ))?;
+    } else {
+        let mut s = format!("{id}: closed at {}\n", chg::model::format_timestamp(at));
+        for r in &reasons {
+            s.push_str(&format!("  {}: {}\n", r.rule, r.message));
+        }
+        out(&s)?;
+    }
+    Ok(if open {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
+    let now = chg::store::now()?;
+    let from = a
+        .from
+        .as_deref()
+        .map(parse_bound)
+        .transpose()?
+        .unwrap_or(now);
+    let to = match a.to.as_deref().map(parse_bound).transpose()? {
+        Some(t) => t,
+        None => calendar::default_range(from).1,
+    };
+    if to <= from {
+        return Err(Error::Usage("--to must be after --from".into()));
+    }
+    let all = store.load_all()?;
+    let events = calendar::events(&others(&all), policy, from, to);
+    match a.format {
+        CalendarFormat::Json => out_json(&events)?,
+        CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
+        CalendarFormat::Table => {
+            let tz = zone(a.utc);
+            let mut t = table(vec!["Start", "End", "Kind", "What"]);
+            for e in &events {
+                t.add_row(vec![
+                    calendar::local(e.start, &tz),
+                    calendar::local(e.end, &tz),
+                    e.kind.to_owned(),
+                    e.summary.clone(),
+                ]);
+            }
+            out(&format!("{t}\n"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
+    let now = chg::store::now()?;
+    let date = match &a.date {
+        Some(d) => parse_bound(d)?,
+        None => now,
+    };
+    let day_end = date + jiff::SignedDuration::from_hours(24);
+    let all = store.load_all()?;
+    let everyone = others(&all);
+    let mut groups: BTreeMap<Priority, Vec<&ChangeRequest>> = BTreeMap::new();
+    for c in &everyone {
+        if c.status() == Status::PendingApproval
+            && c.request_date.is_none_or(|d| d < day_end)
+            && let Some(p) = c.priority
+        {
+            groups.entry(p).or_default().push(c);
+        }
+    }
+    let tz = zone(a.utc);
+    let when = |t: Timestamp| calendar::local(t, &tz);
+    let row = |c: &ChangeRequest| -> Vec<String> {
+        let window = c
+            .schedule
+            .as_ref()
+            .map(|s| format!("{} to {}", when(s.start), when(s.end)))
+            .unwrap_or_else(|| "not scheduled".into());
+        let clashes: Vec<String> = c
+            .schedule
+            .as_ref()
+            .map(|s| conflicts::conflicts(c, s, &everyone, policy))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| match k.other {
+                Some(o) => format!("{o} ({})", k.systems.join(", ")),
+                None => k.kind.to_owned(),
+            })
+            .collect();
+        vec![
+            c.id_text(),
+            c.title.clone().unwrap_or_default(),
+            c.field_text("risk_level").unwrap_or_default(),
+            c.affected_systems.join(", "),
+            window,
+            if clashes.is_empty() {
+                "-".into()
+            } else {
+                clashes.join("; ")
+            },
+            chg::workflow::missing_roles(c, policy).join(", "),
+        ]
+    };
+    let header = [
+        "Id",
+        "Title",
+        "Risk",
+        "Systems",
+        "Window",
+        "Conflicts",
+        "Awaiting",
+    ];
+    let day = date.to_zoned(TimeZone::UTC).date();
+    let total: usize = groups.values().map(Vec::len).sum();
+    let mut s = match a.format {
+        CabFormat::Markdown => {
+            format!("# CAB agenda, {day}\n\n{total} change(s) awaiting approval.\n")
+        }
+        CabFormat::Table => format!("CAB agenda for {day}: {total} change(s) awaiting approval\n"),
+    };
+    for p in Priority::ALL {
+        let Some(list) = groups.get(p) else { continue };
+        match a.format {
+            CabFormat::Markdown => {
+                s.push_str(&format!(
+                    "\n## {p} priority\n\n| {} |\n|{}\n",
+                    header.join(" | "),
+                    " --- |".repeat(header.len())
+                ));
+                for c in list {
+                    let cells: Vec<String> = row(c).iter().map(|v| v.replace('|', "\\|")).collect();
+                    s.push_str(&format!("| {} |\n", cells.join(" | ")));
+                }
+            }
+            CabFormat::Table => {
+                let mut t = table(header.to_vec());
+                for c in list {
+                    t.add_row(row(c));
+                }
+                s.push_str(&format!("\n{p} priority\n{t}\n"));
+            }
+        }
+    }
+    out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,299 @@
+//! `chg gate`, `chg schedule` conflicts and `--next-slot`, `chg calendar`, `chg cab`.
+
+use super::*;
+
+/// An approved medium change on `systems`, scheduled `start`..`end`.
+fn approved(s: &Store, systems: &str, start: &str, end: &str) -> String {
+    let id = s.new_change(&["--system", systems]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, start, end).ok();
+    id
+}
+
+#[test]
+fn the_gate_opens_only_inside_the_schedule_of_an_approved_change() {
+    let s = Store::new();
+    let id = approved(
+        &s,
+        "edge-proxy",
+        "2025-03-11T09:00:00Z",
+        "2025-03-11T11:00:00Z",
+    );
+    let gate = |at: &str| s.chg("alice@example.com", &["gate", &id, "--at", at, "--json"]);
+    let r = gate("2025-03-11T09:30:00Z").ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["open"].as_bool(), v["reasons"].as_array().unwrap().len()),
+        (Some(true), 0)
+    );
+    let r = gate("2025-03-11T12:00:00Z").code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["reasons"][0]["rule"], "implemented-outside-schedule");
+    // Unapproved, unscheduled: every reason at once, in text.
+    let pending = s.new_change(&[]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["gate", &pending, "--at", "2025-03-11T09:30:00Z"],
+        )
+        .code(1);
+    assert!(
+        r.stdout
+            .starts_with(&format!("{pending}: closed at 2025-03-11T09:30:00Z\n")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("implemented-unapproved: "),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("implemented-outside-schedule: "),
+        "{}",
+        r.stdout
+    );
+    // In a freeze (an approved change scheduled before the policy had one).
+    let policy = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace(
+            "2025-12-20T00:00:00Z, end: 2026-01-04T00:00:00Z",
+            "2025-03-11T10:00:00Z, end: 2025-03-12T00:00:00Z",
+        ),
+    )
+    .unwrap();
+    s.git(&["commit", "-qam", "freeze"]);
+    let r = gate("2025-03-11T10:30:00Z").code(1);
+    assert!(r.stdout.contains("implemented-in-freeze"), "{}", r.stdout);
+    // Emergencies pass at once; a draft or unknown id does not.
+    let e = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg(
+        "alice@example.com",
+        &["gate", &e, "--at", "2025-03-11T10:30:00Z"],
+    )
+    .ok();
+    s.chg("alice@example.com", &["gate", "CHG-2025-999"])
+        .code(2);
+}
+
+#[test]
+fn overlapping_changes_to_a_common_system_warn_or_block_as_the_policy_says() {
+    let s = Store::new();
+    let a = approved(&s, "db,api", "2025-03-15T02:00:00Z", "2025-03-15T04:00:00Z");
+    let b = s.new_change(&["--system", "db"]);
+    let r = s
+        .schedule(&b, "2025-03-15T03:00:00Z", "2025-03-15T05:00:00Z")
+        .ok();
+    assert!(r.stderr.contains(&format!("warning: overlap: {b} (2025-03-15T03:00:00Z to 2025-03-15T05:00:00Z) and {a} (2025-03-15T02:00:00Z to 2025-03-15T04:00:00Z) both change edge-proxy, db")), "{}", r.stderr);
+    // Touching is not overlapping; another system is no conflict.
+    let c = s.new_change(&["--system", "db"]);
+    let r = s
+        .schedule(&c, "2025-03-15T05:00:00Z", "2025-03-15T06:00:00Z")
+        .ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let v = s
+        .chg("alice@example.com", &["validate", "--format", "json"])
+        .ok();
+    let found: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    let conflicts: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "conflict")
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(conflicts, [a.as_str(), b.as_str()]);
+    // The policy makes overlaps block: validate fails, schedule refuses with both ids.
+    let policy = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("overlap: warn", "overlap: block")).unwrap();
+    s.git(&["commit", "-qam", "block overlaps"]);
+    s.chg("alice@example.com", &["validate"]).code(1);
+    let d = s.new_change(&["--system", "api"]);
+    let before = s.snapshot();
+    let r = s
+        .schedule(&d, "2025-03-15T01:00:00Z", "2025-03-15T03:00:00Z")
+        .code(1);
+    assert!(
+        r.stderr.contains(&d) && r.stderr.contains(&a),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn next_slot_finds_the_first_free_window() {
+    let s = Store::new();
+    approved(&s, "db", "2025-03-10T10:00:00Z", "2025-03-10T14:00:00Z");
+    let b = s.new_change(&["--system", "db"]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["schedule", &b, "--next-slot", "--duration", "2h"],
+        )
+        .ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "next free slot for {b}: 2025-03-10T14:00:00Z to 2025-03-10T16:00:00Z"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(s.read(&b).contains("start: 2025-03-10T14:00:00Z"));
+    // In a maintenance window: the next weekend opening (Saturday 02:00 UTC).
+    let c = s.new_change(&["--system", "web"]);
+    s.chg(
+        "alice@example.com",
+        &[
+            "schedule",
+            &c,
+            "--next-slot",
+            "--duration",
+            "3h",
+            "--maintenance-window",
+        ],
+    )
+    .ok();
+    let text = s.read(&c);
+    assert!(
+        text.contains("start: 2025-03-15T02:00:00Z") && text.contains("end: 2025-03-15T05:00:00Z"),
+        "{text}"
+    );
+    s.chg("alice@example.com", &["schedule", &c, "--next-slot"])
+        .code(2);
+}
+
+#[test]
+fn the_calendar_in_ics_parses_back_with_a_real_icalendar_parser() {
+    let s = Store::new();
+    let a = approved(&s, "db", "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "calendar",
+                "--from",
+                "2025-03-10",
+                "--to",
+                "2025-03-20",
+                "--format",
+                "ics",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("\r\n"));
+    let cals: Vec<_> = ical::IcalParser::new(std::io::BufReader::new(r.stdout.as_bytes()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(cals.len(), 1);
+    let events = &cals[0].events;
+    let prop = |e: &ical::parser::ical::component::IcalEvent, name: &str| {
+        e.properties
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.value.clone())
+            .unwrap_or_default()
+    };
+    let summaries: Vec<String> = events.iter().map(|e| prop(e, "SUMMARY")).collect();
+    // The change and the weekend's two openings (Saturday and Sunday 15-16 March).
+    assert_eq!(events.len(), 3, "{summaries:?}");
+    let change = events
+        .iter()
+        .find(|e| prop(e, "UID") == format!("{a}@chg.invalid"))
+        .unwrap();
+    assert_eq!(prop(change, "DTSTART"), "20250311T090000Z");
+    assert_eq!(prop(change, "DTEND"), "20250311T110000Z");
+    assert_eq!(
+        prop(change, "SUMMARY"),
+        format!("{a}: Rotate TLS certificates")
+    );
+    for e in events {
+        for required in ["UID", "DTSTAMP", "DTSTART", "DTEND"] {
+            assert!(!prop(e, required).is_empty(), "{required} missing");
+        }
+    }
+    // The freeze over the year end, in JSON; the table in UTC.
+    let j = s
+        .chg(
+            "alice@example.com",
+            &[
+                "calendar",
+                "--from",
+                "2025-12-01",
+                "--to",
+                "2026-01-10",
+                "--format",
+                "json",
+            ],
+        )
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "freeze" && e["start"] == "2025-12-20T00:00:00Z")
+    );
+    let t = s
+        .chg(
+            "alice@example.com",
+            &[
+                "calendar",
+                "--from",
+                "2025-03-10",
+                "--to",
+                "2025-03-12",
+                "--utc",
+            ],
+        )
+        .ok();
+    assert!(
+        t.stdout.contains("2025-03-11T09:00:00Z") && t.stdout.contains(&a),
+        "{}",
+        t.stdout
+    );
+}
+
+#[test]
+fn the_cab_agenda_groups_pending_changes_by_priority_with_what_they_await() {
+    let s = Store::new();
+    let high = s.new_change(&["--priority", "high", "--system", "db"]);
+    s.chg("sec1@example.com", &["approve", &high]).ok();
+    s.schedule(&high, "2025-03-15T02:00:00Z", "2025-03-15T04:00:00Z")
+        .ok();
+    let low = s.new_change(&["--priority", "low", "--system", "db"]);
+    s.schedule(&low, "2025-03-15T03:00:00Z", "2025-03-15T05:00:00Z")
+        .ok();
+    approved(&s, "web", "2025-03-15T02:00:00Z", "2025-03-15T04:00:00Z");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "cab",
+                "--for",
+                "2025-03-12",
+                "--format",
+                "markdown",
+                "--utc",
+            ],
+        )
+        .ok();
+    let md = r.stdout;
+    assert!(
+        md.starts_with("# CAB agenda, 2025-03-12\n\n2 change(s) awaiting approval.\n"),
+        "{md}"
+    );
+    let hi = md.find("## high priority").unwrap();
+    let lo = md.find("## low priority").unwrap();
+    assert!(hi < lo);
+    assert!(md.contains(&format!("| {high} | Rotate TLS certificates | low | edge-proxy, db | 2025-03-15T02:00:00Z to 2025-03-15T04:00:00Z | {low} (edge-proxy, db); CHG-2025-003 (edge-proxy) | engineering-manager, change-manager |")), "{md}");
+    assert!(
+        md.contains(&format!("| {low} |")) && md.contains("| change-manager |"),
+        "{md}"
+    );
+    s.chg("alice@example.com", &["cab"]).ok();
+}
