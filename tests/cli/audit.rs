@@ -26,7 +26,7 @@ impl Store {
     }
 
     /// Rewrites the change file of `id` with `f`.
-    fn rewrite(&self, id: &str, f: impl FnOnce(String) -> String) {
+    pub(crate) fn rewrite(&self, id: &str, f: impl FnOnce(String) -> String) {
         let p = self.file(id);
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, f(text)).unwrap();

@@ -297,3 +297,107 @@ fn the_cab_agenda_groups_pending_changes_by_priority_with_what_they_await() {
     );
     s.chg("alice@example.com", &["cab"]).ok();
 }
+
+#[test]
+fn the_gate_names_windows_tests_and_blocking_conflicts() {
+    let s = Store::new();
+    // A low-priority security change (it needs a test plan), in a weekend window.
+    let id = s.new_change(&[
+        "--type",
+        "security",
+        "--priority",
+        "low",
+        "--test-plan",
+        "t",
+    ]);
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    let flagged = s
+        .chg(
+            "alice@example.com",
+            &[
+                "schedule",
+                &id,
+                "--start",
+                "2025-03-15T02:00:00Z",
+                "--end",
+                "2025-03-15T04:00:00Z",
+                "--maintenance-window",
+            ],
+        )
+        .ok();
+    assert!(flagged.stdout.contains("schedule"), "{}", flagged.stdout);
+    s.chg(
+        "alice@example.com",
+        &["gate", &id, "--at", "2025-03-15T03:00:00Z"],
+    )
+    .ok();
+    // The policy's window moves to Sundays: the same moment is now outside every window.
+    let policy = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("days: [sat, sun]", "days: [sun]")
+            .replace("overlap: warn", "overlap: block"),
+    )
+    .unwrap();
+    s.git(&["commit", "-qam", "Sundays only; overlaps block"]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["gate", &id, "--at", "2025-03-15T03:00:00Z", "--json"],
+        )
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<&str> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["implemented-outside-window"], "{v:#}");
+    // The test plan removed by hand: the gate says so too.
+    s.rewrite(&id, |t| t.replace("test_plan: t\n", ""));
+    s.git(&["commit", "-qam", "drop the test plan"]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["gate", &id, "--at", "2025-03-15T03:00:00Z", "--json"],
+        )
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<&str> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["testing-missing", "implemented-outside-window"],
+        "{v:#}"
+    );
+    // An approved change on the same system, scheduled by hand over the first: with
+    // overlaps blocking, its gate is closed by the conflict alone.
+    let other = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &other]).ok();
+    s.chg("cm@example.com", &["approve", &other]).ok();
+    s.rewrite(&other, |t| {
+        t + "schedule:\n  start: 2025-03-15T02:30:00Z\n  end: 2025-03-15T03:30:00Z\n"
+    });
+    s.git(&["commit", "-qam", "schedule by hand"]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["gate", &other, "--at", "2025-03-15T03:00:00Z", "--json"],
+        )
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<&str> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["conflict"], "{v:#}");
+    assert!(v["reasons"][0]["message"].as_str().unwrap().contains(&id));
+}
