@@ -374,6 +374,23 @@ pub struct Schedule {
     pub maintenance_window: bool,
 }
 
+/// `START to END`, with ` (maintenance window)` when flagged.
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} to {}{}",
+            format_timestamp(self.start),
+            format_timestamp(self.end),
+            if self.maintenance_window {
+                " (maintenance window)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// One approver's decision for one role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Approval {

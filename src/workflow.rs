@@ -205,14 +205,9 @@ pub fn apply(
             if let Some(problem) = validate::schedule_problem(change, &schedule, policy) {
                 return refuse(format!("{id} cannot be scheduled then: {problem}"));
             }
-            next.schedule = Some(schedule);
             let mut t = Transition::new("schedule", status, status);
-            t.notes.push(format!(
-                "Scheduled {} to {}{}.",
-                format_timestamp(start),
-                format_timestamp(end),
-                if flagged { " (maintenance window)" } else { "" }
-            ));
+            t.notes.push(format!("Scheduled {schedule}."));
+            next.schedule = Some(schedule);
             t
         }
         Step::Implement => {

@@ -159,16 +159,7 @@ fn evidence_md(
         s.push_str(&format!("| {f} | {} |\n", cell(&text(f))));
     }
     if let Some(sch) = &c.schedule {
-        s.push_str(&format!(
-            "| schedule | {} to {}{} |\n",
-            format_timestamp(sch.start),
-            format_timestamp(sch.end),
-            if sch.maintenance_window {
-                " (maintenance window)"
-            } else {
-                ""
-            }
-        ));
+        s.push_str(&format!("| schedule | {sch} |\n"));
     }
     s.push_str("\n## Approvals\n\n");
     if c.approvals.is_empty() {

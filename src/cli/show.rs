@@ -149,16 +149,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         }
     }
     if let Some(sch) = &c.schedule {
-        s.push_str(&format!(
-            "\nschedule: {} to {}{}\n",
-            format_timestamp(sch.start),
-            format_timestamp(sch.end),
-            if sch.maintenance_window {
-                " (maintenance window)"
-            } else {
-                ""
-            }
-        ));
+        s.push_str(&format!("\nschedule: {sch}\n"));
     }
     let required = policy.required_roles(c);
     s.push_str("\napprovals:\n");

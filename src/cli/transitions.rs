@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::model::{Outcome, Status, format_timestamp};
+use chg::model::{Outcome, Status};
 use chg::store::{self, Store};
 use chg::workflow::Step;
 use clap::Args;
@@ -281,11 +281,7 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
                 "no free slot of {duration} for {id} in the coming year"
             ))
         })?;
-        let shown = format!(
-            "next free slot for {id}: {} to {}",
-            format_timestamp(slot.start),
-            format_timestamp(slot.end)
-        );
+        let shown = format!("next free slot for {id}: {slot}");
         if interactive() && !a.yes {
             let ok = dialoguer::Confirm::new()
                 .with_prompt(format!("{shown}; schedule it?"))
