@@ -213,28 +213,15 @@ fn evidence_md(
     }
     s.push_str("\n## History (from git)\n\n| When | Who | Action | Role | From -> To | Commit | Audit |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for e in entries {
-        let verdict = if e.problems.is_empty() {
-            "ok".to_owned()
-        } else {
-            e.problems
-                .iter()
-                .map(|p| format!("{} {}", p.level.as_str(), p.rule))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | `{}` | {} |\n",
             format_timestamp(e.when),
             e.email,
             e.action,
             e.role.as_deref().unwrap_or(""),
-            match (&e.from, &e.to) {
-                (Some(f), Some(t)) => format!("{f} -> {t}"),
-                (None, Some(t)) => format!("-> {t}"),
-                _ => "(not made by chg)".into(),
-            },
+            e.status_change(),
             e.commit,
-            verdict
+            e.verdict()
         ));
     }
     if !findings.is_empty() {

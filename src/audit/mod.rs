@@ -119,6 +119,32 @@ pub struct Entry {
     pub problems: Vec<Problem>,
 }
 
+impl Entry {
+    /// `from -> to` as the trailers say, or `(not made by chg)`.
+    pub fn status_change(&self) -> String {
+        match (&self.from, &self.to) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            (None, Some(t)) => format!("-> {t}"),
+            _ => "(not made by chg)".into(),
+        }
+    }
+
+    /// `ok`, or the rules audit found (notes marked `note:`).
+    pub fn verdict(&self) -> String {
+        if self.problems.is_empty() {
+            return "ok".into();
+        }
+        self.problems
+            .iter()
+            .map(|p| match p.level {
+                Level::Exception => p.rule.clone(),
+                Level::Note => format!("note: {}", p.rule),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One finding of `chg audit`: the change, the commit, who, when and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AuditFinding {

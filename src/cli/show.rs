@@ -349,20 +349,6 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     ]);
     let mut details = String::new();
     for e in &entries {
-        let fromto = match (&e.from, &e.to) {
-            (Some(f), Some(t)) => format!("{f} -> {t}"),
-            (None, Some(t)) => format!("-> {t}"),
-            _ => "(not made by chg)".into(),
-        };
-        let verdict = if e.problems.is_empty() {
-            "ok".to_owned()
-        } else {
-            e.problems
-                .iter()
-                .map(|p| p.rule.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for p in &e.problems {
             details.push_str(&format!(
                 "{} {}: {}: {}\n",
@@ -377,9 +363,9 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             format!("{} <{}>", e.author, e.email),
             e.action.clone(),
             e.role.clone().unwrap_or_default(),
-            fromto,
+            e.status_change(),
             short(&e.commit).to_owned(),
-            verdict,
+            e.verdict(),
         ]);
     }
     out(&format!("{id}\n{t}\n{details}"))?;
