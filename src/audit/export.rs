@@ -243,7 +243,7 @@ fn evidence_md(
 
 /// Builds the evidence pack for the store's branch.
 pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
-    let report = super::run(
+    let (report, idx) = super::run_with_index(
         store,
         &super::Options {
             since: None,
@@ -253,26 +253,13 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         },
     )?;
     let repo = store.repo();
-    let (idx, _) = super::index::Index::update(repo, store.prefix(), false, req.now)?;
     let Some(head) = idx.tip().and_then(|t| Oid::from_str(t).ok()) else {
         return Err(Error::Usage(
             "the repository has no commits to export".into(),
         ));
     };
     let tree = repo.find_commit(head)?.tree()?;
-    let policy_blob = crate::store::commit::blob_at(
-        &tree,
-        &format!("{}{}", store.prefix(), crate::policy::POLICY_PATH),
-    )?;
-    let policy = match policy_blob {
-        Some(b) => {
-            let text = String::from_utf8_lossy(repo.find_blob(b)?.content()).into_owned();
-            Policy::parse(crate::policy::POLICY_PATH, &text)
-                .map(|p| p.0)
-                .unwrap_or_else(|_| Policy::default_policy())
-        }
-        None => Policy::default_policy(),
-    };
+    let policy = super::Auditor::new(repo, store.prefix()).policy_of(&tree)?;
     let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
     let logs = idx.all_logs()?;

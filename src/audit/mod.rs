@@ -317,6 +317,13 @@ impl<'r> Auditor<'r> {
         Ok((p, ok))
     }
 
+    /// The policy in `tree` (the default policy when it has none or it does not parse).
+    pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
+        let blob =
+            crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
+        Ok(self.policy(blob)?.0)
+    }
+
     fn decode(
         &mut self,
         blob: Oid,
@@ -1334,6 +1341,14 @@ impl Report {
 
 /// Audits the history of the store's branch (incrementally, unless `opts.full`).
 pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
+    Ok(run_with_index(store, opts)?.0)
+}
+
+/// [`run`], also handing back the index it brought up to date.
+pub(crate) fn run_with_index(
+    store: &crate::store::Store,
+    opts: &Options,
+) -> Result<(Report, index::Index)> {
     let repo = store.repo();
     let (idx, update) = index::Index::update(repo, store.prefix(), opts.full, opts.now)?;
     let mut findings = Vec::new();
@@ -1360,13 +1375,14 @@ pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
     let in_period =
         |t: Timestamp| opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t < u);
     findings.retain(|f| f.rule == "history-rewritten" || in_period(f.when));
-    Ok(Report {
+    let report = Report {
         findings,
         commits: idx.commits(),
         audited: update.audited,
         rebuilt: update.rebuilt,
         head: idx.tip().map(str::to_owned),
-    })
+    };
+    Ok((report, idx))
 }
 
 /// The history of one change (from the index, brought up to date first), each step with
@@ -1414,8 +1430,7 @@ fn overdue_findings(
         return Ok(Vec::new());
     }
     let mut auditor = Auditor::new(repo, store.prefix());
-    let pol = crate::store::commit::blob_at(&tree, &format!("{}{POLICY_PATH}", store.prefix()))?;
-    let (policy, _) = auditor.policy(pol)?;
+    let policy = auditor.policy_of(&tree)?;
     let mut list: Vec<&Emergency> = latest.into_values().collect();
     list.sort_by(|a, b| (a.when, &a.id).cmp(&(b.when, &b.id)));
     let mut out = Vec::new();
