@@ -125,6 +125,37 @@ pub fn conflicts(
     out
 }
 
+/// Screens a new schedule: refuses it, naming both changes, when an overlap the policy
+/// blocks exists; otherwise returns the conflicts that only warn. (Blocking freezes and
+/// windows are refused by the schedule step itself, `validate::schedule_problem`.)
+pub fn screen(
+    change: &ChangeRequest,
+    schedule: &Schedule,
+    others: &[&ChangeRequest],
+    policy: &Policy,
+) -> crate::Result<Vec<Conflict>> {
+    if schedule.end <= schedule.start {
+        return Ok(Vec::new());
+    }
+    let (blocking, warnings): (Vec<Conflict>, Vec<Conflict>) =
+        conflicts(change, schedule, others, policy)
+            .into_iter()
+            .partition(Conflict::blocks);
+    let overlaps: Vec<&str> = blocking
+        .iter()
+        .filter(|c| c.kind == "overlap")
+        .map(|c| c.message.as_str())
+        .collect();
+    if !overlaps.is_empty() {
+        return Err(crate::Error::Refused(format!(
+            "{} cannot be scheduled then: {}",
+            change.id_text(),
+            overlaps.join("; ")
+        )));
+    }
+    Ok(warnings)
+}
+
 /// Every reason the change may not be implemented at `at` (empty: the gate is open): the
 /// implement rules, plus blocking conflicts with other changes. A change already
 /// implementing is judged as if approved, so a pipeline can check it again mid-deploy.

@@ -319,8 +319,7 @@ impl<'r> Auditor<'r> {
 
     /// The policy in `tree` (the default policy when it has none or it does not parse).
     pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
-        let blob =
-            crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
+        let blob = crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
         Ok(self.policy(blob)?.0)
     }
 

@@ -142,7 +142,10 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Reject(a) => transitions::reject(open()?.0, a),
         Command::Set(a) => transitions::set(open()?.0, a),
         Command::Edit(a) => edit::run(open()?.0, a),
-        Command::Schedule(a) => transitions::schedule(open()?.0, a),
+        Command::Schedule(a) => {
+            let (store, policy) = open()?;
+            transitions::schedule(store, &policy, a)
+        }
         Command::Implement(a) => transitions::implement(open()?.0, a),
         Command::Close(a) => transitions::close(open()?.0, a),
         Command::Cancel(a) => transitions::cancel(open()?.0, a),
@@ -208,6 +211,21 @@ fn parse_id(text: &str) -> Result<chg::model::ChangeId, Error> {
 /// Whether a person is at the keyboard (prompts and editors are possible).
 fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The changes that could be read, warning on stderr about the others (`what` says what
+/// they are left out of: "counted", "checked for conflicts").
+fn readable<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg::model::ChangeRequest> {
+    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
+    if unreadable > 0 {
+        eprintln!(
+            "chg: warning: {unreadable} change file(s) could not be read and are not {what}; run `chg validate`"
+        );
+    }
+    all.iter()
+        .filter(|l| l.decoded.parsed)
+        .map(|l| l.change())
+        .collect()
 }
 
 /// A JSON document on stdout.

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use super::{CmdResult, out, out_json, parse_bound, parse_id, table};
+use super::{CmdResult, out, out_json, parse_bound, parse_id, readable, table};
 
 /// For deploy pipelines: exit 0 only if the change may be implemented now.
 ///
@@ -96,13 +96,6 @@ fn zone(utc: bool) -> TimeZone {
     }
 }
 
-fn others(all: &[chg::store::Loaded]) -> Vec<&ChangeRequest> {
-    all.iter()
-        .filter(|l| l.decoded.parsed)
-        .map(|l| l.change())
-        .collect()
-}
-
 pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let at = match &a.at {
@@ -111,7 +104,12 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     };
     let loaded = store.load(&id)?;
     let all = store.load_all()?;
-    let reasons = conflicts::gate(loaded.change(), policy, at, &others(&all));
+    let reasons = conflicts::gate(
+        loaded.change(),
+        policy,
+        at,
+        &readable(&all, "checked for conflicts"),
+    );
     let open = reasons.is_empty();
     if a.json {
         out_json(&json!({
@@ -155,7 +153,7 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
         return Err(Error::Usage("--to must be after --from".into()));
     }
     let all = store.load_all()?;
-    let events = calendar::events(&others(&all), policy, from, to);
+    let events = calendar::events(&readable(&all, "shown"), policy, from, to);
     match a.format {
         CalendarFormat::Json => out_json(&events)?,
         CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
@@ -184,7 +182,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     };
     let day_end = date + jiff::SignedDuration::from_hours(24);
     let all = store.load_all()?;
-    let everyone = others(&all);
+    let everyone = readable(&all, "on the agenda");
     let mut groups: BTreeMap<Priority, Vec<&ChangeRequest>> = BTreeMap::new();
     for c in &everyone {
         if c.status() == Status::PendingApproval

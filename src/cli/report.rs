@@ -8,7 +8,7 @@ use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
-use super::{CmdResult, csv_field, out, out_json, parse_bound, table};
+use super::{CmdResult, csv_field, out, out_json, parse_bound, readable, table};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -56,17 +56,7 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
         ),
     };
     let all = store.load_all()?;
-    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
-    if unreadable > 0 {
-        eprintln!(
-            "chg: warning: {unreadable} change file(s) could not be read and are not counted; run `chg validate`"
-        );
-    }
-    let changes: Vec<_> = all
-        .iter()
-        .filter(|l| l.decoded.parsed)
-        .map(|l| l.change())
-        .collect();
+    let changes = readable(&all, "counted");
     let r = report::build(&changes, policy, since, until);
     let period = period_label(&a, &r);
     match a.format {

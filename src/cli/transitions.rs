@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use chg::Error;
 use chg::model::{Outcome, Status};
+use chg::policy::Policy;
 use chg::store::{self, Store};
 use chg::workflow::Step;
 use clap::Args;
 use jiff::Timestamp;
 
-use super::{CmdResult, interactive, out, parse_id, short};
+use super::{CmdResult, interactive, out, parse_id, readable, short};
 
 /// A change id.
 #[derive(Debug, Args)]
@@ -231,10 +232,9 @@ pub fn set(store: &Store, a: SetArgs) -> CmdResult {
     done(o)
 }
 
-pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
+pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let now = chg::store::now()?;
-    let policy = store.policy()?;
     let loaded = store.load(&id)?;
     let change = loaded.change();
     let mw = if a.maintenance_window {
@@ -252,11 +252,7 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
     });
     // Conflicts with other changes need every scheduled change: a whole-store read.
     let all = store.load_all()?;
-    let others: Vec<&chg::model::ChangeRequest> = all
-        .iter()
-        .filter(|l| l.decoded.parsed)
-        .map(|l| l.change())
-        .collect();
+    let others = readable(&all, "checked for conflicts");
     let (start, end) = if a.next_slot {
         let duration: chg::model::Duration = a
             .duration
@@ -268,19 +264,13 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
             Some(s) => parse_time(s, now)?.max(now),
             None => now,
         };
-        let slot = chg::conflicts::next_slot(
-            change,
-            duration.to_signed(),
-            flagged,
-            from,
-            &others,
-            &policy,
-        )
-        .ok_or_else(|| {
-            Error::Refused(format!(
-                "no free slot of {duration} for {id} in the coming year"
-            ))
-        })?;
+        let slot =
+            chg::conflicts::next_slot(change, duration.to_signed(), flagged, from, &others, policy)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "no free slot of {duration} for {id} in the coming year"
+                    ))
+                })?;
         let shown = format!("next free slot for {id}: {slot}");
         if interactive() && !a.yes {
             let ok = dialoguer::Confirm::new()
@@ -308,25 +298,7 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
         end,
         maintenance_window: flagged,
     };
-    let found = if end > start {
-        chg::conflicts::conflicts(change, &wanted, &others, &policy)
-    } else {
-        Vec::new()
-    };
-    let blocking: Vec<&chg::conflicts::Conflict> = found
-        .iter()
-        .filter(|c| c.blocks() && c.kind == "overlap")
-        .collect();
-    if !blocking.is_empty() {
-        return Err(Error::Refused(format!(
-            "{id} cannot be scheduled then: {}",
-            blocking
-                .iter()
-                .map(|c| c.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    let warnings = chg::conflicts::screen(change, &wanted, &others, policy)?;
     let o = store.transition(
         &id,
         Step::Schedule {
@@ -336,7 +308,7 @@ pub fn schedule(store: &Store, a: ScheduleArgs) -> CmdResult {
         },
     )?;
     let code = done(o)?;
-    for c in found.iter().filter(|c| !c.blocks()) {
+    for c in &warnings {
         eprintln!("chg: warning: {}: {}", c.kind, c.message);
     }
     Ok(code)
