@@ -25,13 +25,6 @@ impl Store {
         self.git(&["rev-parse", "HEAD"]).trim().to_owned()
     }
 
-    /// Rewrites the change file of `id` with `f`.
-    pub(crate) fn rewrite(&self, id: &str, f: impl FnOnce(String) -> String) {
-        let p = self.file(id);
-        let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, f(text)).unwrap();
-    }
-
     /// `chg audit --format json` as alice; the parsed output and the exit code.
     fn audit(&self, extra: &[&str]) -> (serde_json::Value, i32) {
         let mut args = vec!["audit", "--format", "json"];
@@ -59,6 +52,16 @@ impl Store {
         assert_eq!(code, i32::from(!list.is_empty()), "{v:#}");
         list
     }
+}
+
+/// Asserts the (rule, change) of every exception audit reports, in order.
+fn assert_exceptions(s: &Store, want: &[(&str, &str)]) {
+    let found = s.exceptions();
+    let found: Vec<(&str, &str)> = found
+        .iter()
+        .map(|(r, c)| (r.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(found, want);
 }
 
 /// Trailers of a chg transition, for forged commits.
@@ -240,16 +243,15 @@ fn commits_without_trailers_that_decide_implement_close_cancel_or_delete_are_exc
     s.commit_by_hand("alice@example.com", "2025-03-12T13:00:00Z", "clean up");
     s.rewrite(&e, |t| t.replace("Reload the previous certificate", "Hope"));
     s.commit_by_hand("alice@example.com", "2025-03-12T14:00:00Z", "typo");
-    let found = s.exceptions();
-    assert_eq!(
-        found,
-        [
-            ("manual-status".to_owned(), a.clone()),
-            ("manual-approval".to_owned(), b.clone()),
-            ("manual-cancellation".to_owned(), c.clone()),
-            ("manual-delete".to_owned(), d.clone()),
-            ("manual-edit-approved".to_owned(), e.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("manual-status", &a),
+            ("manual-approval", &b),
+            ("manual-cancellation", &c),
+            ("manual-delete", &d),
+            ("manual-edit-approved", &e),
+        ],
     );
     // Each names the commit and its author; text output has one line each.
     let text = s
@@ -367,20 +369,19 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
             "cancelled",
         ),
     );
-    let found = s.exceptions();
-    assert_eq!(
-        found,
-        [
-            ("approval-role".to_owned(), a.clone()),
-            ("segregation-of-duties".to_owned(), b.clone()),
-            ("approval-role".to_owned(), b.clone()),
-            ("implemented-unapproved".to_owned(), c.clone()),
-            ("implemented-outside-schedule".to_owned(), c.clone()),
-            ("trailer-mismatch".to_owned(), d.clone()),
-            ("multiple-files".to_owned(), e.clone()),
-            ("manual-status".to_owned(), f.clone()),
-            ("manual-cancellation".to_owned(), f.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("approval-role", &a),
+            ("segregation-of-duties", &b),
+            ("approval-role", &b),
+            ("implemented-unapproved", &c),
+            ("implemented-outside-schedule", &c),
+            ("trailer-mismatch", &d),
+            ("multiple-files", &e),
+            ("manual-status", &f),
+            ("manual-cancellation", &f),
+        ],
     );
 }
 
@@ -422,14 +423,13 @@ fn an_edit_that_keeps_approvals_and_an_implementation_in_a_freeze_are_exceptions
             "implementing",
         ),
     );
-    let found = s.exceptions();
-    assert_eq!(
-        found,
-        [
-            ("approval-survived-edit".to_owned(), a.clone()),
-            ("implemented-outside-schedule".to_owned(), b.clone()),
-            ("implemented-in-freeze".to_owned(), b.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("approval-survived-edit", &a),
+            ("implemented-outside-schedule", &b),
+            ("implemented-in-freeze", &b),
+        ],
     );
 }
 
@@ -493,17 +493,16 @@ fn emergency_deadlines_late_or_never_and_a_close_without_review() {
         ]
     );
     s.at("2025-03-20T00:00:00Z");
-    let found = s.exceptions();
-    assert_eq!(
-        found,
-        [
-            ("emergency-approval-late".to_owned(), late.clone()),
-            ("emergency-approval-late".to_owned(), late.clone()),
-            ("review-missing".to_owned(), unreviewed.clone()),
-            ("emergency-approval-missing".to_owned(), never.clone()),
-            ("emergency-review-missing".to_owned(), never.clone()),
-            ("emergency-review-missing".to_owned(), unreviewed.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("emergency-approval-late", &late),
+            ("emergency-approval-late", &late),
+            ("review-missing", &unreviewed),
+            ("emergency-approval-missing", &never),
+            ("emergency-review-missing", &never),
+            ("emergency-review-missing", &unreviewed),
+        ],
     );
     // chg log shows, step by step, what audit found.
     let log = s.chg("alice@example.com", &["log", &never]).ok();
@@ -614,14 +613,13 @@ fn merged_branches_are_audited_and_an_evil_merge_is_caught() {
         t.replace("Reload the previous certificate", "Hope")
     });
     s.commit_by_hand("alice@example.com", "2025-03-10T12:00:00Z", "Merge side");
-    let found = s.exceptions();
     // The resolution kept one side's approval and dropped the other, and changed the plan.
-    assert_eq!(
-        found,
-        [
-            ("manual-approval".to_owned(), other.clone()),
-            ("manual-edit-approved".to_owned(), other.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("manual-approval", &other),
+            ("manual-edit-approved", &other),
+        ],
     );
 }
 
@@ -918,14 +916,13 @@ fn a_transition_the_life_cycle_forbids_and_hand_written_implementation_or_review
         t + "review:\n  by: bob@example.com\n  at: 2025-03-10T13:00:00Z\n  summary: fine\n"
     });
     s.commit_by_hand("bob@example.com", "2025-03-10T13:00:00Z", "reviewed");
-    let found = s.exceptions();
-    assert_eq!(
-        found,
-        [
-            ("lifecycle".to_owned(), a.clone()),
-            ("manual-implementation".to_owned(), b.clone()),
-            ("manual-review".to_owned(), b.clone()),
-        ]
+    assert_exceptions(
+        &s,
+        &[
+            ("lifecycle", &a),
+            ("manual-implementation", &b),
+            ("manual-review", &b),
+        ],
     );
     let (v, _) = s.audit(&[]);
     let msg = v["findings"]

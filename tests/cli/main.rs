@@ -169,6 +169,21 @@ impl Store {
         panic!("no file for {id}");
     }
 
+    /// Rewrites the change file of `id` with `f` (by hand, uncommitted).
+    fn rewrite(&self, id: &str, f: impl FnOnce(String) -> String) {
+        let p = self.file(id);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(text)).unwrap();
+    }
+
+    /// Rewrites policy/policy.yaml with `f` and commits it with plain git.
+    fn edit_policy(&self, message: &str, f: impl FnOnce(String) -> String) {
+        let p = self.root().join("policy/policy.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(text)).unwrap();
+        self.git(&["commit", "-qam", message]);
+    }
+
     fn read(&self, id: &str) -> String {
         std::fs::read_to_string(self.file(id)).unwrap()
     }
@@ -416,17 +431,12 @@ fn refusals_change_nothing() {
     assert_unchanged(&s, &before);
 
     // A person who holds two roles may fill only one of them on one change.
-    let policy = s.root().join("policy/policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace(
+    s.edit_policy("em may also act as change manager", |t| {
+        t.replace(
             "change-manager: [cm@example.com]",
             "change-manager: [cm@example.com, em@example.com]",
-        ),
-    )
-    .unwrap();
-    s.git(&["commit", "-qam", "em may also act as change manager"]);
+        )
+    });
     let before = s.snapshot();
     let r = s
         .chg(

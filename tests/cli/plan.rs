@@ -2,6 +2,24 @@
 
 use super::*;
 
+/// `chg gate ID --at AT --json`, which must be closed (exit 1); its JSON.
+fn closed_gate(s: &Store, id: &str, at: &str) -> serde_json::Value {
+    let r = s
+        .chg("alice@example.com", &["gate", id, "--at", at, "--json"])
+        .code(1);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// The rules of a gate's reasons.
+fn reason_rules(v: &serde_json::Value) -> Vec<&str> {
+    v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect()
+}
+
 /// An approved medium change on `systems`, scheduled `start`..`end`.
 fn approved(s: &Store, systems: &str, start: &str, end: &str) -> String {
     let id = s.new_change(&["--system", systems]);
@@ -27,9 +45,8 @@ fn the_gate_opens_only_inside_the_schedule_of_an_approved_change() {
         (v["open"].as_bool(), v["reasons"].as_array().unwrap().len()),
         (Some(true), 0)
     );
-    let r = gate("2025-03-11T12:00:00Z").code(1);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["reasons"][0]["rule"], "implemented-outside-schedule");
+    let v = closed_gate(&s, &id, "2025-03-11T12:00:00Z");
+    assert_eq!(reason_rules(&v), ["implemented-outside-schedule"]);
     // Unapproved, unscheduled: every reason at once, in text.
     let pending = s.new_change(&[]);
     let r = s
@@ -55,19 +72,14 @@ fn the_gate_opens_only_inside_the_schedule_of_an_approved_change() {
         r.stdout
     );
     // In a freeze (an approved change scheduled before the policy had one).
-    let policy = s.root().join("policy/policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace(
+    s.edit_policy("freeze", |t| {
+        t.replace(
             "2025-12-20T00:00:00Z, end: 2026-01-04T00:00:00Z",
             "2025-03-11T10:00:00Z, end: 2025-03-12T00:00:00Z",
-        ),
-    )
-    .unwrap();
-    s.git(&["commit", "-qam", "freeze"]);
-    let r = gate("2025-03-11T10:30:00Z").code(1);
-    assert!(r.stdout.contains("implemented-in-freeze"), "{}", r.stdout);
+        )
+    });
+    let v = closed_gate(&s, &id, "2025-03-11T10:30:00Z");
+    assert_eq!(reason_rules(&v), ["implemented-in-freeze"]);
     // Emergencies pass at once; a draft or unknown id does not.
     let e = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
     s.chg(
@@ -107,10 +119,9 @@ fn overlapping_changes_to_a_common_system_warn_or_block_as_the_policy_says() {
         .collect();
     assert_eq!(conflicts, [a.as_str(), b.as_str()]);
     // The policy makes overlaps block: validate fails, schedule refuses with both ids.
-    let policy = s.root().join("policy/policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(&policy, text.replace("overlap: warn", "overlap: block")).unwrap();
-    s.git(&["commit", "-qam", "block overlaps"]);
+    s.edit_policy("block overlaps", |t| {
+        t.replace("overlap: warn", "overlap: block")
+    });
     s.chg("alice@example.com", &["validate"]).code(1);
     let d = s.new_change(&["--system", "api"]);
     let before = s.snapshot();
@@ -332,45 +343,18 @@ fn the_gate_names_windows_tests_and_blocking_conflicts() {
     )
     .ok();
     // The policy's window moves to Sundays: the same moment is now outside every window.
-    let policy = s.root().join("policy/policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace("days: [sat, sun]", "days: [sun]")
-            .replace("overlap: warn", "overlap: block"),
-    )
-    .unwrap();
-    s.git(&["commit", "-qam", "Sundays only; overlaps block"]);
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["gate", &id, "--at", "2025-03-15T03:00:00Z", "--json"],
-        )
-        .code(1);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let rules: Vec<&str> = v["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
+    s.edit_policy("Sundays only; overlaps block", |t| {
+        t.replace("days: [sat, sun]", "days: [sun]")
+            .replace("overlap: warn", "overlap: block")
+    });
+    let v = closed_gate(&s, &id, "2025-03-15T03:00:00Z");
+    let rules = reason_rules(&v);
     assert_eq!(rules, ["implemented-outside-window"], "{v:#}");
     // The test plan removed by hand: the gate says so too.
     s.rewrite(&id, |t| t.replace("test_plan: t\n", ""));
     s.git(&["commit", "-qam", "drop the test plan"]);
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["gate", &id, "--at", "2025-03-15T03:00:00Z", "--json"],
-        )
-        .code(1);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let rules: Vec<&str> = v["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
+    let v = closed_gate(&s, &id, "2025-03-15T03:00:00Z");
+    let rules = reason_rules(&v);
     assert_eq!(
         rules,
         ["testing-missing", "implemented-outside-window"],
@@ -385,19 +369,8 @@ fn the_gate_names_windows_tests_and_blocking_conflicts() {
         t + "schedule:\n  start: 2025-03-15T02:30:00Z\n  end: 2025-03-15T03:30:00Z\n"
     });
     s.git(&["commit", "-qam", "schedule by hand"]);
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["gate", &other, "--at", "2025-03-15T03:00:00Z", "--json"],
-        )
-        .code(1);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let rules: Vec<&str> = v["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
+    let v = closed_gate(&s, &other, "2025-03-15T03:00:00Z");
+    let rules = reason_rules(&v);
     assert_eq!(rules, ["conflict"], "{v:#}");
     assert!(v["reasons"][0]["message"].as_str().unwrap().contains(&id));
 }
