@@ -475,13 +475,9 @@ fn refusals_change_nothing() {
     s.schedule(&id2, "2025-12-18T10:00:00Z", "2025-12-19T10:00:00Z")
         .ok();
     s.at("2025-12-18T11:00:00Z");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace("start: 2025-12-20T00:00:00Z", "start: 2025-12-18T00:00:00Z"),
-    )
-    .unwrap();
-    s.git(&["commit", "-qam", "earlier freeze"]);
+    s.edit_policy("earlier freeze", |t| {
+        t.replace("start: 2025-12-20T00:00:00Z", "start: 2025-12-18T00:00:00Z")
+    });
     let before = s.snapshot();
     let r = s.chg("bob@example.com", &["implement", &id2]).code(1);
     assert!(r.stderr.contains("inside the freeze"), "{}", r.stderr);
