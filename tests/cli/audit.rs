@@ -939,3 +939,36 @@ fn a_transition_the_life_cycle_forbids_and_hand_written_implementation_or_review
         "{msg}"
     );
 }
+
+#[test]
+fn a_post_mortem_after_the_emergency_deadline_is_late() {
+    let s = Store::new();
+    let e = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.chg("bob@example.com", &["implement", &e]).ok();
+    s.chg("sec-lead@example.com", &["approve", &e]).ok();
+    s.chg("em@example.com", &["approve", &e]).ok();
+    // Completed at once, reviewed three days later (the policy allows 48 hours).
+    s.rewrite(&e, |t| {
+        t.replace("status: implementing", "status: closed").replace(
+            "  started_at: 2025-03-10T10:00:00Z\n",
+            "  started_at: 2025-03-10T10:00:00Z\n  completed_at: 2025-03-10T11:00:00Z\n  outcome: successful\n",
+        ) + "review:\n  by: bob@example.com\n  at: 2025-03-13T11:00:00Z\n  summary: late post-mortem\n"
+    });
+    s.commit_by_hand(
+        "bob@example.com",
+        "2025-03-13T11:00:00Z",
+        &trailers(
+            &e,
+            "close",
+            "bob@example.com",
+            None,
+            "implementing",
+            "closed",
+        ),
+    );
+    // The forged close also wrote times chg would not have: the trailers do not match.
+    assert_exceptions(
+        &s,
+        &[("emergency-review-late", &e), ("trailer-mismatch", &e)],
+    );
+}

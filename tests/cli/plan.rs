@@ -374,3 +374,42 @@ fn the_gate_names_windows_tests_and_blocking_conflicts() {
     assert_eq!(rules, ["conflict"], "{v:#}");
     assert!(v["reasons"][0]["message"].as_str().unwrap().contains(&id));
 }
+
+#[test]
+fn people_see_local_time_unless_they_ask_for_utc() {
+    let s = Store::new();
+    let id = approved(&s, "db", "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z");
+    let run = |args: &[&str]| {
+        let o = s
+            .cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com")
+            .env("TZ", "Europe/Berlin")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let local = run(&["calendar", "--from", "2025-03-11", "--to", "2025-03-12"]);
+    assert!(local.contains("2025-03-11 10:00 CET"), "{local}");
+    let utc = run(&[
+        "calendar",
+        "--from",
+        "2025-03-11",
+        "--to",
+        "2025-03-12",
+        "--utc",
+    ]);
+    assert!(
+        utc.contains("2025-03-11T09:00:00Z") && !utc.contains("CET"),
+        "{utc}"
+    );
+    let pending = s.new_change(&["--system", "web"]);
+    s.schedule(&pending, "2025-07-01T09:00:00Z", "2025-07-01T10:00:00Z")
+        .ok();
+    let cab = run(&["cab", "--for", "2025-03-12"]);
+    assert!(
+        cab.contains(&pending) && cab.contains("2025-07-01 11:00 CEST"),
+        "{cab}"
+    );
+    assert!(!cab.contains(&id), "{cab}");
+}
