@@ -10,29 +10,10 @@
 # from the same commit (hyperfine --prepare resets the store). Prints a table with ratios
 # and writes $BENCH_DIR/suite.json so runs can be compared. It measures; it never fails on a
 # slow machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-BENCH_DIR=${BENCH_DIR:-/tmp/chg-bench}
-SIZES=${SIZES:-"10000 100000"}
-RUNS=${RUNS:-10}
-mkdir -p "$BENCH_DIR"
+source "$(dirname "$0")/common.sh"
 
-command -v hyperfine >/dev/null || { echo "bench: install hyperfine (apt-get install hyperfine)" >&2; exit 2; }
-[[ -x /usr/bin/time ]] || { echo "bench: install GNU time (apt-get install time)" >&2; exit 2; }
-
-cargo build --release --locked --features bench-tools --quiet
-CHG=$ROOT/target/release/chg
-GEN=$ROOT/target/release/chg-bench-gen
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
-
-peak_mb() {
-  local f; f=$(mktemp)
-  /usr/bin/time -o "$f" -f '%M' "$@" >/dev/null 2>&1 || true
-  awk 'END {printf "%.0f", $1/1024}' "$f"; rm -f "$f"
-}
-mean_s() { python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["mean"])' "$1"; }
 
 rows=()
 for n in $SIZES; do

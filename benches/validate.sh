@@ -8,20 +8,7 @@
 # Needs hyperfine and GNU time (apt-get install hyperfine time); installs ajv-cli (npm) and
 # check-jsonschema (pip) into $BENCH_DIR when they are missing. Prints a table and writes
 # $BENCH_DIR/validate.json. A benchmark measures; it never fails on a slow machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-BENCH_DIR=${BENCH_DIR:-/tmp/chg-bench}
-SIZES=${SIZES:-"10000 100000"}
-RUNS=${RUNS:-10}
-mkdir -p "$BENCH_DIR"
-
-command -v hyperfine >/dev/null || { echo "bench: install hyperfine (apt-get install hyperfine)" >&2; exit 2; }
-[[ -x /usr/bin/time ]] || { echo "bench: install GNU time (apt-get install time)" >&2; exit 2; }
-
-cargo build --release --locked --features bench-tools --quiet
-CHG=$ROOT/target/release/chg
-GEN=$ROOT/target/release/chg-bench-gen
+source "$(dirname "$0")/common.sh"
 
 AJV=$BENCH_DIR/node/node_modules/.bin/ajv
 if [[ ! -x $AJV ]] && command -v npm >/dev/null; then
@@ -31,14 +18,6 @@ CJS=$BENCH_DIR/venv/bin/check-jsonschema
 if [[ ! -x $CJS ]]; then
   { python3 -m venv "$BENCH_DIR/venv" && "$BENCH_DIR/venv/bin/pip" install -q check-jsonschema; } >/dev/null 2>&1 || true
 fi
-
-# Peak resident memory in MB; a tool that reports invalid files exits non-zero, which is fine.
-peak_mb() {
-  local f; f=$(mktemp)
-  /usr/bin/time -o "$f" -f '%M' "$@" >/dev/null 2>&1 || true
-  awk 'END {printf "%.0f", $1/1024}' "$f"; rm -f "$f"
-}
-mean_s() { python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["results"][0]["mean"])' "$1"; }
 
 rows=()
 for n in $SIZES; do
