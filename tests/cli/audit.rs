@@ -25,6 +25,20 @@ impl Store {
         self.git(&["rev-parse", "HEAD"]).trim().to_owned()
     }
 
+    /// Commits everything as a chg `action` by `who` at `when` would look, trailers and all
+    /// (a forgery: the content is whatever the test wrote).
+    fn forge(
+        &self,
+        id: &str,
+        action: &str,
+        who: &str,
+        role: Option<&str>,
+        (from, to): (&str, &str),
+        when: &str,
+    ) {
+        self.commit_by_hand(who, when, &trailers(id, action, who, role, from, to));
+    }
+
     /// `chg audit --format json` as alice; the parsed output and the exit code.
     fn audit(&self, extra: &[&str]) -> (serde_json::Value, i32) {
         let mut args = vec!["audit", "--format", "json"];
@@ -278,17 +292,13 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
             &format!("status: pending_approval\n{APPROVAL_BY_BOB}"),
         )
     });
-    s.commit_by_hand(
+    s.forge(
+        &a,
+        "approve",
         "bob@example.com",
+        Some("engineering-manager"),
+        ("pending_approval", "pending_approval"),
         "2025-03-10T11:00:00Z",
-        &trailers(
-            &a,
-            "approve",
-            "bob@example.com",
-            Some("engineering-manager"),
-            "pending_approval",
-            "pending_approval",
-        ),
     );
     // The requester approving her own change.
     let b = s.new_change(&[]);
@@ -301,32 +311,24 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
             ),
         )
     });
-    s.commit_by_hand(
+    s.forge(
+        &b,
+        "approve",
         "alice@example.com",
+        Some("engineering-manager"),
+        ("pending_approval", "pending_approval"),
         "2025-03-10T11:00:00Z",
-        &trailers(
-            &b,
-            "approve",
-            "alice@example.com",
-            Some("engineering-manager"),
-            "pending_approval",
-            "pending_approval",
-        ),
     );
     // An implementation before approval.
     let c = s.new_change(&[]);
     s.rewrite(&c, |t| t.replace("status: pending_approval", "status: implementing\nimplementation:\n  implementer: bob@example.com\n  started_at: 2025-03-10T12:00:00Z"));
-    s.commit_by_hand(
+    s.forge(
+        &c,
+        "implement",
         "bob@example.com",
+        None,
+        ("pending_approval", "implementing"),
         "2025-03-10T12:00:00Z",
-        &trailers(
-            &c,
-            "implement",
-            "bob@example.com",
-            None,
-            "pending_approval",
-            "implementing",
-        ),
     );
     // Trailers that say approve, on a commit that also rewrote the rollback plan.
     let d = s.new_change(&[]);
@@ -340,34 +342,26 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
         )
         .replace("Reload the previous certificate", "Hope")
     });
-    s.commit_by_hand(
+    s.forge(
+        &d,
+        "approve",
         "em@example.com",
+        Some("engineering-manager"),
+        ("pending_approval", "pending_approval"),
         "2025-03-10T11:00:00Z",
-        &trailers(
-            &d,
-            "approve",
-            "em@example.com",
-            Some("engineering-manager"),
-            "pending_approval",
-            "pending_approval",
-        ),
     );
     // Two change files in one chg-looking commit.
     let e = s.new_change(&[]);
     let f = s.new_change(&[]);
     s.rewrite(&e, |t| t.replace("status: pending_approval", "status: cancelled\ncancellation:\n  by: alice@example.com\n  at: 2025-03-10T13:00:00Z\n  reason: dup"));
     s.rewrite(&f, |t| t.replace("status: pending_approval", "status: cancelled\ncancellation:\n  by: alice@example.com\n  at: 2025-03-10T13:00:00Z\n  reason: dup"));
-    s.commit_by_hand(
+    s.forge(
+        &e,
+        "cancel",
         "alice@example.com",
+        None,
+        ("pending_approval", "cancelled"),
         "2025-03-10T13:00:00Z",
-        &trailers(
-            &e,
-            "cancel",
-            "alice@example.com",
-            None,
-            "pending_approval",
-            "cancelled",
-        ),
     );
     assert_exceptions(
         &s,
@@ -411,17 +405,13 @@ fn an_edit_that_keeps_approvals_and_an_implementation_in_a_freeze_are_exceptions
     s.schedule(&b, "2025-12-19T20:00:00Z", "2025-12-19T23:00:00Z")
         .ok();
     s.rewrite(&b, |t| t.replace("status: approved", "status: implementing") + "implementation:\n  implementer: bob@example.com\n  started_at: 2025-12-20T01:00:00Z\n");
-    s.commit_by_hand(
+    s.forge(
+        &b,
+        "implement",
         "bob@example.com",
+        None,
+        ("approved", "implementing"),
         "2025-12-20T01:00:00Z",
-        &trailers(
-            &b,
-            "implement",
-            "bob@example.com",
-            None,
-            "approved",
-            "implementing",
-        ),
     );
     assert_exceptions(
         &s,
@@ -469,17 +459,13 @@ fn emergency_deadlines_late_or_never_and_a_close_without_review() {
             "  started_at: 2025-03-11T16:00:00Z\n  completed_at: 2025-03-11T17:00:00Z\n  outcome: successful\n",
         )
     });
-    s.commit_by_hand(
+    s.forge(
+        &unreviewed,
+        "close",
         "bob@example.com",
+        None,
+        ("implementing", "closed"),
         "2025-03-11T17:00:00Z",
-        &trailers(
-            &unreviewed,
-            "close",
-            "bob@example.com",
-            None,
-            "implementing",
-            "closed",
-        ),
     );
     // Deadlines that have not passed yet are not exceptions.
     s.at("2025-03-11T17:00:00Z");
@@ -894,17 +880,13 @@ fn a_transition_the_life_cycle_forbids_and_hand_written_implementation_or_review
         t.replace("status: pending_approval", "status: closed")
             + "implementation:\n  completed_at: 2025-03-10T12:00:00Z\n  outcome: successful\n"
     });
-    s.commit_by_hand(
+    s.forge(
+        &a,
+        "close",
         "bob@example.com",
+        None,
+        ("pending_approval", "closed"),
         "2025-03-10T12:00:00Z",
-        &trailers(
-            &a,
-            "close",
-            "bob@example.com",
-            None,
-            "pending_approval",
-            "closed",
-        ),
     );
     // Hand-written implementation and review records, status untouched.
     let b = s.new_change(&[]);
@@ -954,17 +936,13 @@ fn a_post_mortem_after_the_emergency_deadline_is_late() {
             "  started_at: 2025-03-10T10:00:00Z\n  completed_at: 2025-03-10T11:00:00Z\n  outcome: successful\n",
         ) + "review:\n  by: bob@example.com\n  at: 2025-03-13T11:00:00Z\n  summary: late post-mortem\n"
     });
-    s.commit_by_hand(
+    s.forge(
+        &e,
+        "close",
         "bob@example.com",
+        None,
+        ("implementing", "closed"),
         "2025-03-13T11:00:00Z",
-        &trailers(
-            &e,
-            "close",
-            "bob@example.com",
-            None,
-            "implementing",
-            "closed",
-        ),
     );
     // The forged close also wrote times chg would not have: the trailers do not match.
     assert_exceptions(

@@ -220,6 +220,31 @@ impl Store {
     }
 }
 
+/// `chg new` with every required field, low priority, titled `title`.
+fn new_args(title: &str) -> Vec<&str> {
+    vec![
+        "new",
+        "--title",
+        title,
+        "--description",
+        "d",
+        "--justification",
+        "j",
+        "--type",
+        "feature",
+        "--priority",
+        "low",
+        "--risk",
+        "low",
+        "--system",
+        "api",
+        "--plan",
+        "p",
+        "--rollback",
+        "r",
+    ]
+}
+
 fn assert_unchanged(s: &Store, before: &Snapshot) {
     let after = s.snapshot();
     assert_eq!(before.0, after.0, "HEAD moved");
@@ -630,31 +655,11 @@ fn four_parallel_news_get_four_ids_and_four_commits() {
         .map(|i| {
             let title = format!("Parallel change {i}");
             let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
-            cmd.args([
-                "new",
-                "--title",
-                &title,
-                "--description",
-                "d",
-                "--justification",
-                "j",
-                "--type",
-                "feature",
-                "--priority",
-                "low",
-                "--risk",
-                "low",
-                "--system",
-                "api",
-                "--plan",
-                "p",
-                "--rollback",
-                "r",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            cmd.args(new_args(&title))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let mut ids: Vec<String> = children
@@ -1369,27 +1374,7 @@ fn without_git_on_path_the_index_is_still_updated() {
     let o = s
         .cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com")
         .env("PATH", "/nonexistent")
-        .args([
-            "new",
-            "--title",
-            "t",
-            "--description",
-            "d",
-            "--justification",
-            "j",
-            "--type",
-            "feature",
-            "--priority",
-            "low",
-            "--risk",
-            "low",
-            "--system",
-            "api",
-            "--plan",
-            "p",
-            "--rollback",
-            "r",
-        ])
+        .args(new_args("t"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
