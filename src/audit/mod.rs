@@ -376,28 +376,28 @@ impl<'r> Auditor<'r> {
         let dir = format!("{}changes", self.prefix);
         diff_path(self.repo, p0.as_ref(), Some(&tree), &dir, &mut changed)?;
         changed.retain(|(p, _, _)| p.ends_with(".yaml"));
-        if merge {
-            // What a merge brings from another parent was audited on that branch; only the
-            // merge's own edits (a conflict resolution, an "evil merge") are new here.
-            let others: Vec<Tree<'_>> = parents[1..]
-                .iter()
-                .map(Commit::tree)
-                .collect::<std::result::Result<_, _>>()?;
-            let mut keep = Vec::new();
-            for c in changed {
-                let mut brought = false;
-                for t in &others {
-                    if crate::store::commit::blob_at(t, &c.0)? == c.2 {
-                        brought = true;
-                        break;
-                    }
-                }
-                if !brought {
-                    keep.push(c);
+        // What a merge brings from another parent was audited on that branch; only the
+        // merge's own edits (a conflict resolution, an "evil merge") are new here.
+        let others: Vec<Tree<'_>> = parents
+            .iter()
+            .skip(1)
+            .map(Commit::tree)
+            .collect::<std::result::Result<_, _>>()?;
+        let brought = |path: &str, blob: Option<Oid>| -> Result<bool> {
+            for t in &others {
+                if crate::store::commit::blob_at(t, path)? == blob {
+                    return Ok(true);
                 }
             }
-            changed = keep;
+            Ok(false)
+        };
+        let mut kept = Vec::with_capacity(changed.len());
+        for c in changed {
+            if !brought(&c.0, c.2)? {
+                kept.push(c);
+            }
         }
+        let changed = kept;
         let items = pair_renames(changed);
 
         let policy_path = format!("{}{POLICY_PATH}", self.prefix);
@@ -424,38 +424,27 @@ impl<'r> Auditor<'r> {
             message,
         };
 
-        if old_pol != new_pol {
-            let brought = if merge {
-                let mut b = false;
-                for p in &parents[1..] {
-                    b |= crate::store::commit::blob_at(&p.tree()?, &policy_path)? == new_pol;
-                }
-                b
-            } else {
-                false
+        if old_pol != new_pol && !brought(&policy_path, new_pol)? {
+            let (_, valid) = self.policy(new_pol)?;
+            let how = match (&action, by_chg) {
+                (Some(a), true) => format!("by chg {a}"),
+                _ => "by a commit without chg trailers".to_owned(),
             };
-            if !brought {
-                let (_, valid) = self.policy(new_pol)?;
-                let how = match (&action, by_chg) {
-                    (Some(a), true) => format!("by chg {a}"),
-                    _ => "by a commit without chg trailers".to_owned(),
-                };
+            out.findings.push(finding(
+                Level::Note,
+                "policy-change",
+                None,
+                Some(policy_path.clone()),
+                format!("the policy was changed {how}; later commits are judged by it"),
+            ));
+            if !valid {
                 out.findings.push(finding(
-                    Level::Note,
-                    "policy-change",
+                    Level::Exception,
+                    "policy-invalid",
                     None,
                     Some(policy_path.clone()),
-                    format!("the policy was changed {how}; later commits are judged by it"),
+                    "the policy this commit wrote does not pass chg's checks; later commits are judged by the default policy".into(),
                 ));
-                if !valid {
-                    out.findings.push(finding(
-                        Level::Exception,
-                        "policy-invalid",
-                        None,
-                        Some(policy_path.clone()),
-                        "the policy this commit wrote does not pass chg's checks; later commits are judged by the default policy".into(),
-                    ));
-                }
             }
         }
 
@@ -540,16 +529,13 @@ impl<'r> Auditor<'r> {
                 }
             }
             for p in &problems {
-                out.findings.push(AuditFinding {
-                    level: p.level,
-                    rule: p.rule.clone(),
-                    change: Some(id.clone()),
-                    path: Some(item.path.clone()),
-                    commit: oid.to_string(),
-                    author: email.clone(),
-                    when,
-                    message: p.message.clone(),
-                });
+                out.findings.push(finding(
+                    p.level,
+                    &p.rule,
+                    Some(id.clone()),
+                    Some(item.path.clone()),
+                    p.message.clone(),
+                ));
             }
             out.entries.push(Entry {
                 seq,
