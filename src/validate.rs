@@ -118,72 +118,10 @@ pub fn schedule_problem(
     })
 }
 
-/// Every rule for one change that needs the policy. `now` enables the deadline rules.
-pub fn change_problems(
-    change: &ChangeRequest,
-    policy: &Policy,
-    now: Option<Timestamp>,
-) -> Vec<Problem> {
-    let status = change.status();
+/// Who approved for which role: members only, never the requester, no role twice, nobody in
+/// two roles, no unknown or unneeded role (a warning).
+pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
     let mut out = Vec::new();
-    if change.status.is_none() {
-        out.push(problem("status", "required", "status is missing"));
-    }
-    if change.id.is_none() {
-        out.push(problem("id", "required", "id is missing"));
-    }
-    if change.request_date.is_none() {
-        out.push(problem(
-            "request_date",
-            "required",
-            "request_date is missing",
-        ));
-    }
-    if status != Status::Draft {
-        out.extend(content_problems(change, policy));
-    } else {
-        // A draft may be incomplete, but what it says must still make sense.
-        out.extend(
-            content_problems(change, policy)
-                .into_iter()
-                .filter(|p| p.rule != "required" && p.rule != "testing"),
-        );
-    }
-    if let Some(id) = &change.id
-        && id.prefix() != policy.id_prefix
-    {
-        out.push(problem(
-            "id",
-            "id",
-            format!(
-                "id {id} does not use the policy's prefix {}",
-                policy.id_prefix
-            ),
-        ));
-    }
-
-    // Schedule.
-    if let Some(s) = &change.schedule {
-        if s.end <= s.start {
-            out.push(problem(
-                "schedule.end",
-                "schedule",
-                "the schedule ends before it starts",
-            ));
-        } else if matches!(
-            status,
-            Status::Draft | Status::PendingApproval | Status::Approved
-        ) && let Some(why) = schedule_problem(change, s, policy)
-        {
-            out.push(problem(
-                "schedule",
-                "window",
-                format!("scheduled badly: {why}"),
-            ));
-        }
-    }
-
-    // Approvals: who may approve, and consistency with status.
     let required = policy.required_roles(change);
     let mut seen_roles: HashMap<&str, usize> = HashMap::new();
     let mut seen_people: HashMap<String, &str> = HashMap::new();
@@ -263,6 +201,76 @@ pub fn change_problems(
                 ));
         }
     }
+    out
+}
+
+/// Every rule for one change that needs the policy. `now` enables the deadline rules.
+pub fn change_problems(
+    change: &ChangeRequest,
+    policy: &Policy,
+    now: Option<Timestamp>,
+) -> Vec<Problem> {
+    let status = change.status();
+    let mut out = Vec::new();
+    if change.status.is_none() {
+        out.push(problem("status", "required", "status is missing"));
+    }
+    if change.id.is_none() {
+        out.push(problem("id", "required", "id is missing"));
+    }
+    if change.request_date.is_none() {
+        out.push(problem(
+            "request_date",
+            "required",
+            "request_date is missing",
+        ));
+    }
+    if status != Status::Draft {
+        out.extend(content_problems(change, policy));
+    } else {
+        // A draft may be incomplete, but what it says must still make sense.
+        out.extend(
+            content_problems(change, policy)
+                .into_iter()
+                .filter(|p| p.rule != "required" && p.rule != "testing"),
+        );
+    }
+    if let Some(id) = &change.id
+        && id.prefix() != policy.id_prefix
+    {
+        out.push(problem(
+            "id",
+            "id",
+            format!(
+                "id {id} does not use the policy's prefix {}",
+                policy.id_prefix
+            ),
+        ));
+    }
+
+    // Schedule.
+    if let Some(s) = &change.schedule {
+        if s.end <= s.start {
+            out.push(problem(
+                "schedule.end",
+                "schedule",
+                "the schedule ends before it starts",
+            ));
+        } else if matches!(
+            status,
+            Status::Draft | Status::PendingApproval | Status::Approved
+        ) && let Some(why) = schedule_problem(change, s, policy)
+        {
+            out.push(problem(
+                "schedule",
+                "window",
+                format!("scheduled badly: {why}"),
+            ));
+        }
+    }
+
+    out.extend(approval_problems(change, policy));
+    let required = policy.required_roles(change);
 
     let missing = missing_roles(change, policy);
     let rejected = change

@@ -94,28 +94,14 @@ fn in_period(c: &ChangeRequest, entries: &[Entry], since: Timestamp, until: Time
     times.into_iter().any(within)
 }
 
-/// Segregation of duties for one change: `pass`, or `fail: why`.
+/// Segregation of duties for one change under the policy at HEAD: `pass`, or `fail: why`
+/// (the approval rules of `chg validate`).
 fn segregation(c: &ChangeRequest, policy: &Policy) -> String {
-    let mut why = Vec::new();
-    for a in &c.approvals {
-        if policy.segregation_of_duties
-            && c.requester
-                .as_deref()
-                .is_some_and(|r| r.eq_ignore_ascii_case(&a.by))
-        {
-            why.push(format!("{} is the requester and acted as {}", a.by, a.role));
-        }
-        if !policy.is_member(&a.role, &a.by) {
-            why.push(format!("{} is not a member of {}", a.by, a.role));
-        }
-        if policy.segregation_of_duties
-            && c.approvals
-                .iter()
-                .any(|b| b.by.eq_ignore_ascii_case(&a.by) && b.role < a.role)
-        {
-            why.push(format!("{} filled two roles", a.by));
-        }
-    }
+    let why: Vec<String> = crate::validate::approval_problems(c, policy)
+        .into_iter()
+        .filter(|p| p.severity == crate::finding::Severity::Error)
+        .map(|p| p.message)
+        .collect();
     if why.is_empty() {
         "pass".into()
     } else {
