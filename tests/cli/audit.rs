@@ -649,11 +649,15 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
     use sha2::Digest;
     let mut s = Store::new();
     let id = closed_change(&mut s);
+    // Approved by hand, by someone outside the role.
     let bad = s.new_change(&[]);
     s.rewrite(&bad, |t| {
-        t.replace("status: pending_approval", "status: approved")
+        t.replace(
+            "status: pending_approval\n",
+            &format!("status: approved\n{APPROVAL_BY_BOB}"),
+        )
     });
-    s.commit_by_hand("alice@example.com", "2025-03-12T10:00:00Z", "approve");
+    s.commit_by_hand("bob@example.com", "2025-03-12T10:00:00Z", "approve");
     // Outside the period: requested and touched in April only.
     s.at("2025-04-02T10:00:00Z");
     let later = s.new_change(&[]);
@@ -675,7 +679,7 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
         .ok();
     assert!(
         r.stdout
-            .contains("2 change(s) in the population, 1 exception(s)"),
+            .contains("2 change(s) in the population, 2 exception(s)"),
         "{}",
         r.stdout
     );
@@ -685,7 +689,10 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
     assert_eq!(rows.len(), 3, "{population}");
     assert!(rows[1].starts_with(&format!("{id},Rotate TLS certificates,configuration,normal,low,medium,closed,alice@example.com,2025-03-10T10:00:00Z,engineering-manager=em@example.com at 2025-03-10T10:00:00Z; change-manager=cm@example.com at 2025-03-10T10:00:00Z,bob@example.com,2025-03-11T09:30:00Z,2025-03-11T09:30:00Z,successful,,false,pass,0,")), "{}", rows[1]);
     assert!(
-        rows[2].starts_with(&format!("{bad},")) && rows[2].contains(",1,"),
+        rows[2].starts_with(&format!("{bad},"))
+            && rows[2].contains(
+                ",false,fail: bob@example.com is not a member of the role engineering-manager,2,"
+            ),
         "{}",
         rows[2]
     );
