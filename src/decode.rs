@@ -24,7 +24,15 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Keys allowed in each nested mapping.
 pub const SCHEDULE_KEYS: &[&str] = &["start", "end", "maintenance_window"];
 /// Keys of one approval.
-pub const APPROVAL_KEYS: &[&str] = &["by", "role", "decision", "at", "comments", "conditions"];
+pub const APPROVAL_KEYS: &[&str] = &[
+    "by",
+    "role",
+    "decision",
+    "at",
+    "comments",
+    "conditions",
+    "digest",
+];
 /// Keys of `implementation`.
 pub const IMPLEMENTATION_KEYS: &[&str] = &[
     "implementer",
@@ -407,6 +415,7 @@ impl Decoder<'_> {
             self.place(&base, item);
             let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
                 (None, None, None, None, None, Vec::new());
+            let mut digest = None;
             let entries = self.mapping(item, &base, APPROVAL_KEYS);
             for &(key, v) in &entries {
                 let path = format_args!("approvals[{i}].{key}");
@@ -416,6 +425,7 @@ impl Decoder<'_> {
                     "decision" => decision = self.parsed::<Decision>(v, &path, "enum"),
                     "at" => at = self.timestamp(v, &path),
                     "comments" => comments = self.text(v, &path),
+                    "digest" => digest = self.text(v, &path),
                     _ => conditions = self.list(v, &path),
                 }
             }
@@ -434,6 +444,7 @@ impl Decoder<'_> {
                     at,
                     comments,
                     conditions,
+                    digest,
                 });
             }
         }

@@ -212,6 +212,7 @@ mod tests {
             at: ts("2025-01-27T11:00:00Z"),
             comments: Some("yes: with a colon".into()),
             conditions: vec!["true".into()],
+            digest: None,
         });
         let out = apply(HAND, &old, &new).unwrap();
         for kept in [
@@ -283,6 +284,7 @@ mod tests {
             at: ts("2025-01-27T11:00:00Z"),
             comments: None,
             conditions: vec![],
+            digest: None,
         });
         let out = apply(text, &old, &new).unwrap();
         assert!(

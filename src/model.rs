@@ -409,6 +409,10 @@ pub struct Approval {
     /// Conditions attached to the approval.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<String>,
+    /// [`ChangeRequest::material_digest`] of the content the decision was made on, so an
+    /// approval cannot silently carry over to a plan that changed after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// What happened when the change was carried out.
@@ -710,6 +714,46 @@ impl ChangeRequest {
             }
         }
         Ok(())
+    }
+
+    /// A digest of the material content (SPEC section 4): `sha256:` and the hex SHA-256 of
+    /// one line per field of [`MATERIAL_FIELDS`], in that order, `field=<JSON value>`, with
+    /// `null` for an absent field and a JSON array of strings for `affected_systems`. The id,
+    /// status, schedule and approvals are not part of it: renumbering or scheduling an
+    /// approved change keeps its approvals valid.
+    pub fn material_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for f in MATERIAL_FIELDS {
+            let value = if *f == "affected_systems" {
+                serde_json::to_string(&self.affected_systems)
+            } else {
+                serde_json::to_string(&self.field_text(f))
+            }
+            .expect("strings serialise");
+            h.update(f.as_bytes());
+            h.update(b"=");
+            h.update(value.as_bytes());
+            h.update(b"\n");
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
+    /// The approvals (by index) whose digest says they were given to other material content
+    /// than this version has. Approvals without a digest (written before chg recorded one)
+    /// are not judged.
+    pub fn stale_approvals(&self) -> Vec<usize> {
+        let mut now = None;
+        (0..self.approvals.len())
+            .filter(|&i| {
+                let a = &self.approvals[i];
+                a.decision == Decision::Approved
+                    && a.digest
+                        .as_ref()
+                        .is_some_and(|d| *d != *now.get_or_insert_with(|| self.material_digest()))
+            })
+            .collect()
     }
 
     /// The material fields whose values differ between two versions of a change.

@@ -509,6 +509,7 @@ mod tests {
             at: ts(at),
             comments: None,
             conditions: Vec::new(),
+            digest: None,
         };
         let closed = |c: &mut ChangeRequest, start: &str, end: &str, o: Outcome| {
             c.status = Some(Status::Closed);

@@ -107,6 +107,7 @@ pub fn change_schema(policy: &Policy) -> Value {
                 ("at", timestamp("When")),
                 ("comments", json!({"type": "string"})),
                 ("conditions", json!({"type": "array", "items": {"type": "string"}})),
+                ("digest", json!({"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "Digest of the material content approved; written by chg approve"})),
             ])}),
         ),
         (

@@ -125,8 +125,19 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
     let required = policy.required_roles(change);
     let mut seen_roles: HashMap<&str, usize> = HashMap::new();
     let mut seen_people: HashMap<String, &str> = HashMap::new();
+    let stale = change.stale_approvals();
     for (i, a) in change.approvals.iter().enumerate() {
         let base = format!("approvals[{i}]");
+        if stale.contains(&i) {
+            out.push(problem(
+                format!("{base}.digest"),
+                "approval-digest",
+                format!(
+                    "the approval by {} as {} was given to other content: the title, plan or another material field changed after it (by a merge or by hand); restore the approved content, or edit it with chg so it goes back for approval",
+                    a.by, a.role
+                ),
+            ));
+        }
         if !policy.roles.contains_key(&a.role) {
             out.push(problem(
                 format!("{base}.role"),
@@ -691,8 +702,9 @@ pub fn validate_files(
                         None,
                         "duplicate-id",
                         format!(
-                            "{id} is also claimed by {}; give one of them a new id (chg renumber)",
-                            others.join(", ")
+                            "{id} is also claimed by {}; keep one and move the other to a free id, for this file: chg renumber {id} --file {}",
+                            others.join(", "),
+                            rel.display()
                         ),
                     )
                 });
@@ -814,6 +826,7 @@ mod tests {
             at: ts("2025-01-27T10:00:00Z"),
             comments: None,
             conditions: vec![],
+            digest: None,
         }];
         let got = rules(&c);
         assert!(got.contains(&"segregation"), "{got:?}");

@@ -138,6 +138,7 @@ pub fn apply(
                 at: now,
                 comments: comment,
                 conditions,
+                digest: Some(change.material_digest()),
             });
             let to = if status == Status::PendingApproval && missing_roles(&next, policy).is_empty()
             {
@@ -164,6 +165,7 @@ pub fn apply(
                 at: now,
                 comments: Some(comment),
                 conditions: Vec::new(),
+                digest: Some(change.material_digest()),
             });
             next.status = Some(Status::Rejected);
             let mut t = Transition::new("reject", status, Status::Rejected);
@@ -274,6 +276,88 @@ pub fn apply(
         }
     };
     Ok((next, transition))
+}
+
+/// The step that took `before` to `after`, as a chg commit's trailers name it (`action`,
+/// `role`), with the details (comment, outcome, …) read from the version after. Used to
+/// replay a commit: by audit to check it, by sync to bring it onto another history.
+pub fn step_between(
+    action: &str,
+    role: Option<String>,
+    before: &ChangeRequest,
+    after: &ChangeRequest,
+) -> std::result::Result<Step, String> {
+    let added = (after.approvals.len() == before.approvals.len() + 1)
+        .then(|| after.approvals.last())
+        .flatten();
+    Ok(match action {
+        "submit" => Step::Submit,
+        "approve" => Step::Approve {
+            role,
+            comment: added.and_then(|a| a.comments.clone()),
+            conditions: added.map(|a| a.conditions.clone()).unwrap_or_default(),
+        },
+        "reject" => Step::Reject {
+            role,
+            comment: added
+                .and_then(|a| a.comments.clone())
+                .unwrap_or_else(|| "(none)".into()),
+        },
+        "edit" => {
+            let mut new = after.clone();
+            new.id = before.id.clone();
+            new.requester = before.requester.clone();
+            new.request_date = before.request_date;
+            new.status = before.status;
+            new.approvals = before.approvals.clone();
+            new.schedule = before.schedule.clone();
+            new.implementation = before.implementation.clone();
+            new.review = before.review.clone();
+            new.cancellation = before.cancellation.clone();
+            Step::Edit { new: Box::new(new) }
+        }
+        "schedule" => {
+            let Some(Schedule {
+                start,
+                end,
+                maintenance_window,
+            }) = after.schedule.clone()
+            else {
+                return Err("chg `schedule` left the change without a schedule".into());
+            };
+            Step::Schedule {
+                start,
+                end,
+                maintenance_window: Some(maintenance_window),
+            }
+        }
+        "implement" => Step::Implement,
+        "close" => {
+            let imp = after.implementation.clone().unwrap_or_default();
+            let Some(outcome) = imp.outcome else {
+                return Err("chg `close` left the change without an outcome".into());
+            };
+            let before_results = before
+                .implementation
+                .as_ref()
+                .and_then(|i| i.test_results.clone());
+            Step::Close {
+                outcome,
+                test_results: imp
+                    .test_results
+                    .filter(|t| Some(t) != before_results.as_ref()),
+                review: after.review.as_ref().map(|r| r.summary.clone()),
+            }
+        }
+        "cancel" => Step::Cancel {
+            reason: after
+                .cancellation
+                .as_ref()
+                .map(|c| c.reason.clone())
+                .unwrap_or_default(),
+        },
+        other => return Err(format!("`Chg-Action: {other}` is not a chg action")),
+    })
 }
 
 /// Roles the policy requires that have no approval yet by a member of the role.
@@ -471,6 +555,20 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
                 Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
                 _ => format!("{id} is {status} and cannot be implemented"),
             },
+        );
+    }
+    let stale = change.stale_approvals();
+    if !stale.is_empty() {
+        let who: Vec<String> = stale
+            .iter()
+            .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
+            .collect();
+        push(
+            "approval-digest",
+            format!(
+                "the approval(s) of {id} by {} were given to other content than it now has; it needs approval again",
+                who.join(", ")
+            ),
         );
     }
     let testing = change

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::decode;
 use crate::error::Result;
 use crate::history::trailers;
-use crate::model::{ChangeModel, ChangeRequest, Decision, Schedule, Status, format_timestamp};
+use crate::model::{ChangeModel, ChangeRequest, Decision, Status, format_timestamp};
 use crate::policy::{POLICY_PATH, Policy};
 use crate::validate;
-use crate::workflow::{self, Step};
+use crate::workflow;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -511,6 +511,7 @@ impl<'r> Auditor<'r> {
                     } else {
                         problems.extend(ctx.check_manual());
                     }
+                    problems.extend(ctx.check_digests());
                     if let Some(a) = after
                         && a.model() == ChangeModel::Emergency
                         && matches!(a.status(), Status::Implementing | Status::Closed)
@@ -797,14 +798,16 @@ impl Ctx<'_> {
         }
         let role = get("Chg-Role");
         out.extend(self.policy_checks(action, role.as_deref(), before, after));
-        let step = match self.step(action, role, before, after) {
+        let step = match workflow::step_between(action, role, before, after) {
             Ok(s) => s,
             Err(m) => {
                 out.push(mismatch(m));
                 return out;
             }
         };
-        match workflow::apply(before, self.policy, self.email, self.when, step) {
+        let replayed = workflow::apply(before, self.policy, self.email, self.when, step)
+            .map(|(expected, t)| (without_legacy_digests(expected, after), t));
+        match replayed {
             Err(e) => {
                 if !out.iter().any(|p| p.level == Level::Exception) {
                     out.push(Problem::exception(
@@ -1015,86 +1018,46 @@ impl Ctx<'_> {
         })
     }
 
-    /// The step a chg commit's trailers name, with the details (comment, outcome, …) read
-    /// from the version after.
-    fn step(
-        &self,
-        action: &str,
-        role: Option<String>,
-        before: &ChangeRequest,
-        after: &ChangeRequest,
-    ) -> std::result::Result<Step, String> {
-        let added = (after.approvals.len() == before.approvals.len() + 1)
-            .then(|| after.approvals.last())
-            .flatten();
-        Ok(match action {
-            "submit" => Step::Submit,
-            "approve" => Step::Approve {
-                role,
-                comment: added.and_then(|a| a.comments.clone()),
-                conditions: added.map(|a| a.conditions.clone()).unwrap_or_default(),
-            },
-            "reject" => Step::Reject {
-                role,
-                comment: added
-                    .and_then(|a| a.comments.clone())
-                    .unwrap_or_else(|| "(none)".into()),
-            },
-            "edit" => {
-                let mut new = after.clone();
-                new.id = before.id.clone();
-                new.requester = before.requester.clone();
-                new.request_date = before.request_date;
-                new.status = before.status;
-                new.approvals = before.approvals.clone();
-                new.schedule = before.schedule.clone();
-                new.implementation = before.implementation.clone();
-                new.review = before.review.clone();
-                new.cancellation = before.cancellation.clone();
-                Step::Edit { new: Box::new(new) }
+    /// Approvals that this commit left standing on content other than the one approved (their
+    /// digest no longer matches): however the content changed (a merge, a hand edit), the
+    /// approved plan is not the plan in the file. Reported at the commit that broke them.
+    fn check_digests(&self) -> Vec<Problem> {
+        let Some(after) = self.after else {
+            return Vec::new();
+        };
+        let now = after.material_digest();
+        let before_digest = self.before.map(ChangeRequest::material_digest);
+        let stale: Vec<_> = after
+            .approvals
+            .iter()
+            .filter(|a| a.decision == Decision::Approved)
+            .filter(|a| a.digest.as_ref().is_some_and(|d| *d != now))
+            .filter(|a| {
+                // Already stale before this commit: reported where it happened.
+                !(self.before.is_some_and(|b| b.approvals.contains(a))
+                    && before_digest.as_ref() != a.digest.as_ref())
+            })
+            .collect();
+        if stale.is_empty() {
+            return Vec::new();
+        }
+        let changed = match self.before {
+            Some(b) if stale.iter().all(|a| a.digest == before_digest) => {
+                format!(" ({} changed)", b.material_differences(after).join(", "))
             }
-            "schedule" => {
-                let Some(Schedule {
-                    start,
-                    end,
-                    maintenance_window,
-                }) = after.schedule.clone()
-                else {
-                    return Err("chg `schedule` left the change without a schedule".into());
-                };
-                Step::Schedule {
-                    start,
-                    end,
-                    maintenance_window: Some(maintenance_window),
-                }
-            }
-            "implement" => Step::Implement,
-            "close" => {
-                let imp = after.implementation.clone().unwrap_or_default();
-                let Some(outcome) = imp.outcome else {
-                    return Err("chg `close` left the change without an outcome".into());
-                };
-                let before_results = before
-                    .implementation
-                    .as_ref()
-                    .and_then(|i| i.test_results.clone());
-                Step::Close {
-                    outcome,
-                    test_results: imp
-                        .test_results
-                        .filter(|t| Some(t) != before_results.as_ref()),
-                    review: after.review.as_ref().map(|r| r.summary.clone()),
-                }
-            }
-            "cancel" => Step::Cancel {
-                reason: after
-                    .cancellation
-                    .as_ref()
-                    .map(|c| c.reason.clone())
-                    .unwrap_or_default(),
-            },
-            other => return Err(format!("`Chg-Action: {other}` is not a chg action")),
-        })
+            _ => String::new(),
+        };
+        let who: Vec<String> = stale
+            .iter()
+            .map(|a| format!("{} as {}", a.by, a.role))
+            .collect();
+        vec![Problem::exception(
+            "approval-digest",
+            format!(
+                "the approval(s) by {} were given to other content than the file now holds{changed}",
+                who.join(", ")
+            ),
+        )]
     }
 
     /// A commit without chg trailers for this change: creating and editing drafts by hand is
@@ -1219,6 +1182,17 @@ impl Ctx<'_> {
         }
         out
     }
+}
+
+/// `expected` with the approval digests cleared where the recorded approval has none: chg
+/// versions before digests wrote none, and their commits are not wrong for it.
+fn without_legacy_digests(mut expected: ChangeRequest, after: &ChangeRequest) -> ChangeRequest {
+    for (e, a) in expected.approvals.iter_mut().zip(&after.approvals) {
+        if a.digest.is_none() {
+            e.digest = None;
+        }
+    }
+    expected
 }
 
 /// When an emergency change's post-implementation review is due.

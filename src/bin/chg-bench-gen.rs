@@ -96,6 +96,7 @@ fn approvals_for(
                 at: start + hours(1 + i as i64),
                 comments: (rng.percent() < 40).then(|| "Reviewed the plan and rollback".to_owned()),
                 conditions: Vec::new(),
+                digest: Some(change.material_digest()),
             }
         })
         .collect()
@@ -201,6 +202,7 @@ fn generate(
                 at: request + hours(3),
                 comments: Some("Rollback plan is not tested".into()),
                 conditions: Vec::new(),
+                digest: Some(c.material_digest()),
             }];
         }
         Status::Cancelled => {

@@ -265,6 +265,8 @@ fn commits_without_trailers_that_decide_implement_close_cancel_or_delete_are_exc
             ("manual-cancellation", &c),
             ("manual-delete", &d),
             ("manual-edit-approved", &e),
+            // The approvals now sit on content nobody approved.
+            ("approval-digest", &e),
         ],
     );
     // Each names the commit and its author; text output has one line each.
@@ -272,7 +274,7 @@ fn commits_without_trailers_that_decide_implement_close_cancel_or_delete_are_exc
         .chg("alice@example.com", &["audit", "--exceptions-only"])
         .code(1);
     let lines: Vec<&str> = text.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", text.stdout);
+    assert_eq!(lines.len(), 6, "{}", text.stdout);
     let bob = s.git(&["rev-parse", "--short=8", "HEAD~3"]);
     assert!(
         lines[1].starts_with(&format!("{b} {} 2025-03-12T11:00:00Z bob@example.com: manual-approval: written without chg: approval by bob@example.com as engineering-manager, not a member of that role", bob.trim())),
@@ -417,6 +419,7 @@ fn an_edit_that_keeps_approvals_and_an_implementation_in_a_freeze_are_exceptions
         &s,
         &[
             ("approval-survived-edit", &a),
+            ("approval-digest", &a),
             ("implemented-outside-schedule", &b),
             ("implemented-in-freeze", &b),
         ],
@@ -605,6 +608,7 @@ fn merged_branches_are_audited_and_an_evil_merge_is_caught() {
         &[
             ("manual-approval", &other),
             ("manual-edit-approved", &other),
+            ("approval-digest", &other),
         ],
     );
 }

@@ -350,14 +350,19 @@ fn the_gate_names_windows_tests_and_blocking_conflicts() {
     let v = closed_gate(&s, &id, "2025-03-15T03:00:00Z");
     let rules = reason_rules(&v);
     assert_eq!(rules, ["implemented-outside-window"], "{v:#}");
-    // The test plan removed by hand: the gate says so too.
+    // The test plan removed by hand: the gate says so too, and that the approval was given
+    // to other content (the test plan is material).
     s.rewrite(&id, |t| t.replace("test_plan: t\n", ""));
     s.git(&["commit", "-qam", "drop the test plan"]);
     let v = closed_gate(&s, &id, "2025-03-15T03:00:00Z");
     let rules = reason_rules(&v);
     assert_eq!(
         rules,
-        ["testing-missing", "implemented-outside-window"],
+        [
+            "approval-digest",
+            "testing-missing",
+            "implemented-outside-window"
+        ],
         "{v:#}"
     );
     // An approved change on the same system, scheduled by hand over the first: with

@@ -477,3 +477,65 @@ fn the_schema_accepts_what_validate_accepts() {
     }
     assert_eq!(props["change_type"]["enum"][0], "security");
 }
+
+#[test]
+fn a_clean_merge_that_changes_an_approved_plan_is_caught() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.git(&["checkout", "-q", "-b", "side"]);
+    s.rewrite(&id, |t| {
+        t.replace(
+            "Upload the new certificate and reload",
+            "Restart everything",
+        )
+    });
+    s.git(&["commit", "-qam", "plan, by hand"]);
+    s.git(&["checkout", "-q", "main"]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    // Git merges the two textually without a conflict: approved, with a plan nobody approved.
+    s.git(&["merge", "-q", "--no-edit", "side"]);
+    let text = s.read(&id);
+    assert!(text.contains("Restart everything") && text.contains("status: approved"));
+    let (code, fs) = findings(&s);
+    assert_eq!(code, 1);
+    let (line, l) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with("digest:"))
+        .unwrap();
+    let column = l.find("sha256:").unwrap() as u64 + 1;
+    assert!(
+        has(&fs, "approval-digest", Some(line as u64 + 1), Some(column)),
+        "{fs:#?}"
+    );
+    assert_eq!(
+        fs.iter().filter(|f| f["rule"] == "approval-digest").count(),
+        2,
+        "one per approval: {fs:#?}"
+    );
+    // Neither the gate nor implement accepts it, and audit names the merge.
+    let gate = s.chg("alice@example.com", &["gate", &id, "--json"]).code(1);
+    assert!(gate.stdout.contains("approval-digest"), "{}", gate.stdout);
+    let audit = s
+        .chg("alice@example.com", &["audit", "--format", "json"])
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let rules: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "exception")
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"approval-digest"), "{rules:?}");
+    // A chg edit back to the approved plan is not needed: restoring the text by hand clears it.
+    s.rewrite(&id, |t| {
+        t.replace(
+            "Restart everything",
+            "Upload the new certificate and reload",
+        )
+    });
+    let (code, fs) = findings(&s);
+    assert_eq!(code, 0, "{fs:#?}");
+}
