@@ -15,15 +15,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A file to write, relative to the work tree, with `/` separators.
+/// A file to write or remove, relative to the work tree, with `/` separators.
 #[derive(Debug, Clone)]
 pub struct FileWrite {
     /// Path in the repository (`changes/2025/01/CHG-2025-001.yaml`).
     pub path: String,
-    /// The new content.
-    pub content: Vec<u8>,
+    /// The new content; `None` removes the file.
+    pub content: Option<Vec<u8>>,
 }
 
+impl FileWrite {
+    /// `path` with `content`.
+    pub fn write(path: impl Into<String>, content: impl Into<Vec<u8>>) -> FileWrite {
+        FileWrite {
+            path: path.into(),
+            content: Some(content.into()),
+        }
+    }
+
+    /// `path` removed.
+    pub fn remove(path: impl Into<String>) -> FileWrite {
+        FileWrite {
+            path: path.into(),
+            content: None,
+        }
+    }
+}
+
+/// What a half-done step needs to be finished or undone: the branch move and, per file,
+/// the blob (and mode) before and after. Field names are kept from the first version.
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
     ref_name: Option<String>,
@@ -32,11 +52,28 @@ struct Journal {
     files: Vec<JournalFile>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct JournalFile {
     path: String,
     old_blob: Option<String>,
-    new_blob: String,
+    new_blob: Option<String>,
+    #[serde(default = "regular", skip_serializing_if = "is_regular")]
+    old_mode: u32,
+    #[serde(default = "regular", skip_serializing_if = "is_regular")]
+    new_mode: u32,
+}
+
+const REGULAR: u32 = 0o100644;
+const EXECUTABLE: u32 = 0o100755;
+const SYMLINK: u32 = 0o120000;
+const GITLINK: u32 = 0o160000;
+
+fn regular() -> u32 {
+    REGULAR
+}
+
+fn is_regular(m: &u32) -> bool {
+    *m == REGULAR
 }
 
 /// Fault injection for crash tests: `CHG_TEST_FAILPOINT=<name>` kills the process at that
@@ -141,16 +178,85 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn restore(repo: &Repository, workdir: &Path, path: &str, blob: Option<&str>) -> Result<()> {
+/// Puts `path` in the work tree as `blob` with `mode` says (or removes it for `None`).
+fn restore(
+    repo: &Repository,
+    workdir: &Path,
+    path: &str,
+    blob: Option<&str>,
+    mode: u32,
+) -> Result<()> {
     let abs = workdir.join(path);
     match blob.map(Oid::from_str).transpose()? {
-        Some(id) => atomic_write(&abs, repo.find_blob(id)?.content()),
-        None => match std::fs::remove_file(&abs) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("cannot remove {}", abs.display()), e)),
-        },
+        Some(_) if mode == GITLINK => Ok(()),
+        Some(id) => {
+            let blob = repo.find_blob(id)?;
+            if mode == SYMLINK {
+                return write_symlink(&abs, blob.content());
+            }
+            atomic_write(&abs, blob.content())?;
+            set_executable(&abs, mode == EXECUTABLE)
+        }
+        None => {
+            match std::fs::remove_file(&abs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("cannot remove {}", abs.display()), e)),
+            }
+            // As git does: folders left empty go too (never the work tree itself).
+            let mut dir = abs.parent();
+            while let Some(d) = dir {
+                if d == workdir || std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        }
     }
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path, exec: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let mode = meta.permissions().mode();
+    let want = if exec {
+        mode | ((mode & 0o444) >> 2)
+    } else {
+        mode & !0o111
+    };
+    if want != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path, _: bool) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_symlink(path: &Path, target: &[u8]) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::OsStr::from_bytes(target);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    let tmp = path.with_extension("chg-link");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+#[cfg(not(unix))]
+fn write_symlink(path: &Path, target: &[u8]) -> Result<()> {
+    atomic_write(path, target)
 }
 
 fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
@@ -162,6 +268,7 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
         let run = std::process::Command::new("git")
             .arg("update-index")
             .arg("--add")
+            .arg("--remove")
             .arg("--")
             .args(paths)
             .current_dir(workdir)
@@ -187,14 +294,30 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
     let mut index = repo.index()?;
     index.read(false)?;
     for p in paths {
-        index.add_path(Path::new(p))?;
+        match repo.workdir().map(|w| w.join(p)) {
+            Some(abs) if abs.symlink_metadata().is_err() => index.remove_path(Path::new(p))?,
+            _ => index.add_path(Path::new(p))?,
+        }
     }
     index.write()?;
     Ok(())
 }
 
+/// The blob id of what the work tree holds at `path` (a symlink's target for a link).
 fn worktree_blob(workdir: &Path, path: &str) -> Option<Oid> {
-    let bytes = std::fs::read(workdir.join(path)).ok()?;
+    let abs = workdir.join(path);
+    let meta = abs.symlink_metadata().ok()?;
+    let bytes = if meta.file_type().is_symlink() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            std::fs::read_link(&abs).ok()?.as_os_str().as_bytes().to_vec()
+        }
+        #[cfg(not(unix))]
+        return None;
+    } else {
+        std::fs::read(&abs).ok()?
+    };
     Oid::hash_object(ObjectType::Blob, &bytes).ok()
 }
 
@@ -224,86 +347,187 @@ pub fn commit_files(
     let mut journal_files = Vec::new();
     let mut tree_id = base_tree.as_ref().map(|t| t.id());
     for f in files {
-        let blob = repo.blob(&f.content)?;
+        let blob = f.content.as_ref().map(|c| repo.blob(c)).transpose()?;
         let old = match &base_tree {
-            Some(t) => blob_at(t, &f.path)?,
+            Some(t) => entry_at(t, &f.path)?,
             None => None,
         };
         let current = tree_id.map(|id| repo.find_tree(id)).transpose()?;
         let comps: Vec<&str> = f.path.split('/').collect();
-        tree_id = Some(replace_path(repo, current.as_ref(), &comps, Some(blob))?);
+        tree_id = Some(replace_path(repo, current.as_ref(), &comps, blob)?);
         journal_files.push(JournalFile {
             path: f.path.clone(),
-            old_blob: old.map(|o| o.to_string()),
-            new_blob: blob.to_string(),
+            old_blob: old.map(|o| o.0.to_string()),
+            new_blob: blob.map(|b| b.to_string()),
+            old_mode: old.map_or(REGULAR, |o| o.1),
+            new_mode: old.map_or(REGULAR, |o| o.1),
         });
     }
-    let tree = repo.find_tree(tree_id.expect("at least one file"))?;
+    let tree_id = match tree_id {
+        Some(id) => id,
+        None => repo.treebuilder(None)?.write()?,
+    };
+    let tree = repo.find_tree(tree_id)?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
     let commit = repo.commit(None, author, committer, message, &tree, &parents)?;
-
     let journal = Journal {
-        ref_name: ref_name.clone(),
+        ref_name,
         old_head: head.map(|h| h.to_string()),
         new_head: commit.to_string(),
         files: journal_files,
     };
+    move_branch(repo, &workdir, &journal, message.lines().next().unwrap_or("chg"))?;
+    Ok(commit)
+}
+
+/// Moves the current branch from `expect_head` to `new_head` (a descendant made by the
+/// caller, such as a sync) and brings the work tree and the index along, with the same
+/// guarantees as a commit: a crash leaves the one or the other. Refuses, changing nothing,
+/// when a file it would touch has uncommitted changes.
+pub fn advance(repo: &Repository, expect_head: Oid, new_head: Oid, reason: &str) -> Result<()> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?
+        .to_path_buf();
+    let (ref_name, head) = head_state(repo)?;
+    if head != Some(expect_head) {
+        return Err(Error::Internal(
+            "HEAD moved while chg was working; nothing was changed, run the command again".into(),
+        ));
+    }
+    let files = changed_files(repo, expect_head, new_head)?;
+    let dirty = dirty_paths(repo, &workdir, &files)?;
+    if !dirty.is_empty() {
+        return Err(Error::Usage(format!(
+            "uncommitted changes in {} would be overwritten; commit or stash them first",
+            dirty.join(", ")
+        )));
+    }
+    let journal = Journal {
+        ref_name,
+        old_head: Some(expect_head.to_string()),
+        new_head: new_head.to_string(),
+        files,
+    };
+    move_branch(repo, &workdir, &journal, reason)
+}
+
+/// The files that differ between two commits, as journal entries.
+fn changed_files(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<JournalFile>> {
+    let (a, b) = (repo.find_commit(from)?.tree()?, repo.find_commit(to)?.tree()?);
+    let diff = repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        let (o, n) = (d.old_file(), d.new_file());
+        let path = n
+            .path()
+            .or_else(|| o.path())
+            .and_then(Path::to_str)
+            .ok_or_else(|| Error::Internal("a path that is not UTF-8".into()))?
+            .to_owned();
+        let side = |f: &git2::DiffFile<'_>| {
+            (!f.id().is_zero()).then(|| (f.id().to_string(), u32::from(f.mode())))
+        };
+        let (old, new) = (side(&o), side(&n));
+        out.push(JournalFile {
+            path,
+            old_mode: old.as_ref().map_or(REGULAR, |x| x.1),
+            new_mode: new.as_ref().map_or(REGULAR, |x| x.1),
+            old_blob: old.map(|x| x.0),
+            new_blob: new.map(|x| x.0),
+        });
+    }
+    Ok(out)
+}
+
+/// Of `files`, those whose work-tree or index version is not the old one.
+fn dirty_paths(repo: &Repository, workdir: &Path, files: &[JournalFile]) -> Result<Vec<String>> {
+    let index = repo.index()?;
+    let mut out = Vec::new();
+    for f in files {
+        if f.old_mode == GITLINK || f.new_mode == GITLINK {
+            continue;
+        }
+        let tree = worktree_blob(workdir, &f.path).map(|o| o.to_string());
+        let staged = index
+            .get_path(Path::new(&f.path), 0)
+            .map(|e| e.id.to_string());
+        if tree != f.old_blob || staged != f.old_blob {
+            out.push(f.path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The protocol both commits and advances follow: journal, files, ref (compare-and-swap),
+/// index, journal removed; undone on failure, repaired by [`recover`] after a crash.
+fn move_branch(repo: &Repository, workdir: &Path, journal: &Journal, reason: &str) -> Result<()> {
     let jpath = journal_path(repo);
-    let jtext = serde_json::to_vec(&journal).map_err(|e| Error::Internal(e.to_string()))?;
+    let jtext = serde_json::to_vec(journal).map_err(|e| Error::Internal(e.to_string()))?;
     atomic_write(&jpath, &jtext)?;
     failpoint("after-journal");
-
+    let old = journal.old_head.as_deref().map(Oid::from_str).transpose()?;
+    let new = Oid::from_str(&journal.new_head)?;
     let undo_files = |upto: usize| {
-        for jf in journal.files.iter().take(upto) {
-            let _ = restore(repo, &workdir, &jf.path, jf.old_blob.as_deref());
+        for f in journal.files.iter().take(upto) {
+            let _ = restore(repo, workdir, &f.path, f.old_blob.as_deref(), f.old_mode);
         }
     };
-    for (i, f) in files.iter().enumerate() {
-        if let Err(e) = atomic_write(&workdir.join(&f.path), &f.content) {
+    for (i, f) in journal.files.iter().enumerate() {
+        if let Err(e) = restore(repo, workdir, &f.path, f.new_blob.as_deref(), f.new_mode) {
             undo_files(i);
             let _ = std::fs::remove_file(&jpath);
             return Err(e);
         }
     }
     failpoint("after-files");
-    let moved = match (&ref_name, head) {
+    let moved = match (&journal.ref_name, old) {
         (Some(name), Some(old)) => repo
-            .reference_matching(
-                name,
-                commit,
-                true,
-                old,
-                message.lines().next().unwrap_or(""),
-            )
+            .reference_matching(name, new, true, old, reason)
             .map(|_| ()),
-        (Some(name), None) => repo.reference(name, commit, false, "chg").map(|_| ()),
-        (None, _) => repo.set_head_detached(commit),
+        (Some(name), None) => repo.reference(name, new, false, reason).map(|_| ()),
+        (None, _) => repo.set_head_detached(new),
     };
     if let Err(e) = moved {
-        undo_files(files.len());
+        undo_files(journal.files.len());
         let _ = std::fs::remove_file(&jpath);
         return Err(e.into());
     }
     failpoint("after-ref");
-    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<&str> = journal.files.iter().map(|f| f.path.as_str()).collect();
     if let Err(e) = stage(repo, &paths) {
         // Put everything back: the ref first (only if it is still ours), then the files.
-        let back = match (&ref_name, head) {
+        let back = match (&journal.ref_name, old) {
             (Some(name), Some(old)) => repo
-                .reference_matching(name, old, true, commit, "chg: undo")
+                .reference_matching(name, old, true, new, "chg: undo")
                 .map(|_| ()),
             (Some(name), None) => repo.find_reference(name).and_then(|mut r| r.delete()),
             (None, Some(old)) => repo.set_head_detached(old),
             (None, None) => Ok(()),
         };
         if back.is_ok() {
-            undo_files(files.len());
+            undo_files(journal.files.len());
             let _ = std::fs::remove_file(&jpath);
         }
         return Err(e);
     }
     let _ = std::fs::remove_file(&jpath);
-    Ok(commit)
+    Ok(())
+}
+
+/// The blob and mode at `path` in `tree`.
+fn entry_at(tree: &Tree<'_>, path: &str) -> Result<Option<(Oid, u32)>> {
+    match tree.get_path(Path::new(path)) {
+        Ok(e) if e.kind() == Some(ObjectType::Blob) => Ok(Some((e.id(), e.filemode() as u32))),
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a chg process died in the middle of a step (a journal is left). Cheap: one stat.
+pub fn interrupted(repo: &Repository) -> bool {
+    journal_path(repo).exists()
 }
 
 /// Finishes or undoes a transition that a crashed chg process left half done. Called with
@@ -323,18 +547,28 @@ pub fn recover(repo: &Repository) -> Result<Option<String>> {
     let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
         return Ok(None);
     };
+    // A ref lock holding our new commit was taken by the dead process (nobody else knows
+    // that commit): libgit2 died between writing and renaming it. It is stale; without
+    // removing it every later commit would fail.
+    if let Some(name) = &journal.ref_name {
+        let lock = repo.commondir().join(format!("{name}.lock"));
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == journal.new_head) {
+            std::fs::remove_file(&lock)
+                .map_err(|e| Error::io(format!("cannot remove {}", lock.display()), e))?;
+        }
+    }
     let (_, head) = head_state(repo)?;
     let committed = head.map(|h| h.to_string()).as_deref() == Some(journal.new_head.as_str());
     let mut repaired = Vec::new();
     for f in &journal.files {
         let now = worktree_blob(&workdir, &f.path).map(|o| o.to_string());
         if committed {
-            if now.as_deref() != Some(f.new_blob.as_str()) && now == f.old_blob {
-                restore(repo, &workdir, &f.path, Some(&f.new_blob))?;
+            if now != f.new_blob && now == f.old_blob {
+                restore(repo, &workdir, &f.path, f.new_blob.as_deref(), f.new_mode)?;
             }
             repaired.push(f.path.as_str());
-        } else if now.as_deref() == Some(f.new_blob.as_str()) {
-            restore(repo, &workdir, &f.path, f.old_blob.as_deref())?;
+        } else if now == f.new_blob && now != f.old_blob {
+            restore(repo, &workdir, &f.path, f.old_blob.as_deref(), f.old_mode)?;
             repaired.push(f.path.as_str());
         }
     }

@@ -186,12 +186,18 @@ impl Store {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .map(|c| c + "/")
             .collect::<String>();
-        Ok(Store {
+        let store = Store {
             repo,
             notices: Default::default(),
             root,
             prefix,
-        })
+        };
+        // A step a killed chg left half done is repaired before anything reads the store,
+        // so even read-only commands see it before or after, never in between.
+        if commit::interrupted(&store.repo) {
+            drop(store.lock()?);
+        }
+        Ok(store)
     }
 
     /// Creates a store in `path` (making it a git repository if it is not in one) and
@@ -216,14 +222,11 @@ impl Store {
         let identity = store.identity()?;
         let when = now()?;
         let files = [
-            FileWrite {
-                path: format!("{}{POLICY_PATH}", store.prefix),
-                content: crate::policy::DEFAULT_POLICY.as_bytes().to_vec(),
-            },
-            FileWrite {
-                path: format!("{}changes/.gitkeep", store.prefix),
-                content: Vec::new(),
-            },
+            FileWrite::write(
+                format!("{}{POLICY_PATH}", store.prefix),
+                crate::policy::DEFAULT_POLICY.as_bytes(),
+            ),
+            FileWrite::write(format!("{}changes/.gitkeep", store.prefix), Vec::new()),
         ];
         let message = format!(
             "chg: init store\n\nCreate the default policy and the changes/ folder.\n\nChg-Action: init\nChg-Actor: {}\n",
@@ -616,10 +619,7 @@ impl Store {
             .ok_or_else(|| Error::Internal("a change without an id".into()))?;
         let message = commit_message(&id, &next, &transition, &session.identity, created);
         let commit = self.commit(
-            &[FileWrite {
-                path: self.repo_path(&rel),
-                content: text.into_bytes(),
-            }],
+            &[FileWrite::write(self.repo_path(&rel), text.into_bytes())],
             &message,
             &session.identity,
             session.when,
