@@ -117,6 +117,9 @@ pub struct Entry {
     /// What audit found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// For `chg renumber`: the file (and so the id) the change had before this commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renumbered_from: Option<String>,
 }
 
 impl Entry {
@@ -204,6 +207,7 @@ const CHANGE_ACTIONS: &[&str] = &[
     "implement",
     "close",
     "cancel",
+    "renumber",
 ];
 
 /// Commits reachable from `head` and not from `hide`, oldest first (by commit time, as
@@ -398,7 +402,11 @@ impl<'r> Auditor<'r> {
             }
         }
         let changed = kept;
-        let items = pair_renames(changed);
+        let renumbered = match (by_chg, action.as_deref(), get("Chg-Renumbered-From")) {
+            (true, Some("renumber"), Some(old)) => chg_id.clone().map(|new| (old, new)),
+            _ => None,
+        };
+        let items = pair_renames(changed, renumbered.as_ref());
 
         let policy_path = format!("{}{POLICY_PATH}", self.prefix);
         let old_pol = match &p0 {
@@ -559,6 +567,10 @@ impl<'r> Auditor<'r> {
                 subject: subject.clone(),
                 by_chg: mine,
                 problems,
+                renumbered_from: item
+                    .old_path
+                    .clone()
+                    .filter(|_| mine && renumbered.is_some()),
             });
         }
         Ok(out)
@@ -571,8 +583,12 @@ pub fn id_of_path(path: &str) -> &str {
     name.strip_suffix(".yaml").unwrap_or(name)
 }
 
-/// Pairs a deletion and an addition of the same file name into one renamed item.
-fn pair_renames(changed: Vec<(String, Option<Oid>, Option<Oid>)>) -> Vec<Item> {
+/// Pairs a deletion and an addition of the same file name into one renamed item; with
+/// `renumbered` (old id, new id), the old id's file is paired with the new one's.
+fn pair_renames(
+    changed: Vec<(String, Option<Oid>, Option<Oid>)>,
+    renumbered: Option<&(String, String)>,
+) -> Vec<Item> {
     let mut items: Vec<Item> = Vec::with_capacity(changed.len());
     let mut added: HashMap<String, usize> = HashMap::new();
     let mut deleted = Vec::new();
@@ -597,7 +613,11 @@ fn pair_renames(changed: Vec<(String, Option<Oid>, Option<Oid>)>) -> Vec<Item> {
         }
     }
     for (path, old) in deleted {
-        match added.remove(id_of_path(&path)) {
+        let name = match renumbered {
+            Some((from, to)) if id_of_path(&path) == from => to.as_str(),
+            _ => id_of_path(&path),
+        };
+        match added.remove(name) {
             Some(i) => {
                 items[i].old_path = Some(path);
                 items[i].old = old;
@@ -796,6 +816,10 @@ impl Ctx<'_> {
                 before.status()
             )));
         }
+        if action == "renumber" {
+            out.extend(self.check_renumber(get("Chg-Renumbered-From"), before, after));
+            return out;
+        }
         let role = get("Chg-Role");
         out.extend(self.policy_checks(action, role.as_deref(), before, after));
         let step = match workflow::step_between(action, role, before, after) {
@@ -838,6 +862,32 @@ impl Ctx<'_> {
             Ok(_) => {}
         }
         out
+    }
+
+    /// `chg renumber`: the old id's file became the new id's, and only the id changed.
+    fn check_renumber(
+        &self,
+        from: Option<String>,
+        before: &ChangeRequest,
+        after: &ChangeRequest,
+    ) -> Vec<Problem> {
+        let mismatch = |m: String| vec![Problem::exception("trailer-mismatch", m)];
+        let old = before.id_text();
+        if from.as_deref() != Some(old.as_str()) || self.item.old_path.is_none() {
+            return mismatch(format!(
+                "chg `renumber` must move the file of the id in Chg-Renumbered-From ({}); this commit moved {old}",
+                from.as_deref().unwrap_or("missing")
+            ));
+        }
+        let mut same = before.clone();
+        same.id = after.id.clone();
+        if &same != after {
+            return mismatch(format!(
+                "chg `renumber` changes only the id, but this commit also changed {}",
+                differing_fields(&same, after).join(", ")
+            ));
+        }
+        Vec::new()
     }
 
     fn check_new(&self, after: &ChangeRequest) -> Vec<Problem> {
@@ -1354,6 +1404,26 @@ pub fn change_log(
     let (idx, _) = index::Index::update(store.repo(), store.prefix(), false, now)?;
     let id = id.to_string();
     let mut entries = idx.log(&id)?;
+    // A renumbered change's history starts in its old file, under its old id.
+    let mut seen = Vec::new();
+    while let Some(old) = entries
+        .iter()
+        .filter_map(|e| e.renumbered_from.clone())
+        .find(|o| !seen.contains(o))
+    {
+        let cut = entries
+            .iter()
+            .find(|e| e.renumbered_from.as_deref() == Some(old.as_str()))
+            .map_or(u64::MAX, |e| e.seq);
+        let mut earlier: Vec<Entry> = idx
+            .log(id_of_path(&old))?
+            .into_iter()
+            .filter(|e| e.seq < cut && e.path == old)
+            .collect();
+        earlier.append(&mut entries);
+        entries = earlier;
+        seen.push(old);
+    }
     for f in overdue_findings(store, &idx, Some(&id), now)? {
         if let Some(e) = entries.iter_mut().rev().find(|e| e.commit == f.commit) {
             e.problems.push(Problem {

@@ -58,6 +58,7 @@ enum Command {
     Implement(transitions::IdArgs),
     Close(transitions::CloseArgs),
     Cancel(transitions::CancelArgs),
+    Renumber(transitions::RenumberArgs),
     Show(show::ShowArgs),
     List(show::ListArgs),
     Log(show::LogArgs),
@@ -149,6 +150,7 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Implement(a) => transitions::implement(open()?.0, a),
         Command::Close(a) => transitions::close(open()?.0, a),
         Command::Cancel(a) => transitions::cancel(open()?.0, a),
+        Command::Renumber(a) => transitions::renumber(open()?.0, a),
         Command::Show(a) => {
             let (store, policy) = open()?;
             show::show(store, &policy, a)

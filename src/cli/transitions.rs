@@ -1,5 +1,6 @@
 //! The state-changing commands that take one step on one change.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chg::Error;
@@ -133,6 +134,18 @@ pub struct CancelArgs {
     reason: String,
 }
 
+/// Move a change to the next free id of its year, for an id claimed twice (two pull
+/// requests merged without chg). The content and the approvals stay; the commit records the
+/// old id in a `Chg-Renumbered-From` trailer and `chg log` follows it.
+#[derive(Debug, Args)]
+pub struct RenumberArgs {
+    /// The id to move away from.
+    id: String,
+    /// Which file moves, when two files claim the id (as `chg validate` names them).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
 /// Parses a time given on the command line: RFC 3339, civil time in the local zone, `now`,
 /// or `+DURATION` after `base`.
 pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
@@ -171,8 +184,11 @@ fn done(o: store::Outcome) -> CmdResult {
         line.push_str(&format!(", {}", t.to));
     }
     line.push_str(&format!(" [commit {}]\n", short(&o.commit.to_string())));
-    // Say why approvals were voided, where they were.
-    if t.trailers.iter().any(|(k, _)| k == "Chg-Voided") {
+    // Say why approvals were voided, where they were, and where a change came from.
+    if t.trailers
+        .iter()
+        .any(|(k, _)| k == "Chg-Voided" || k == "Chg-Renumbered-From")
+    {
         for note in &t.notes {
             line.push_str(&format!("note: {note}\n"));
         }
@@ -334,5 +350,10 @@ pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
 
 pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
     let o = store.transition(&parse_id(&a.id)?, Step::Cancel { reason: a.reason })?;
+    done(o)
+}
+
+pub fn renumber(store: &Store, a: RenumberArgs) -> CmdResult {
+    let o = store.renumber(&parse_id(&a.id)?, a.file.as_deref())?;
     done(o)
 }

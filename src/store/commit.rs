@@ -311,7 +311,11 @@ fn worktree_blob(workdir: &Path, path: &str) -> Option<Oid> {
         #[cfg(unix)]
         {
             use std::os::unix::ffi::OsStrExt;
-            std::fs::read_link(&abs).ok()?.as_os_str().as_bytes().to_vec()
+            std::fs::read_link(&abs)
+                .ok()?
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
         }
         #[cfg(not(unix))]
         return None;
@@ -376,7 +380,12 @@ pub fn commit_files(
         new_head: commit.to_string(),
         files: journal_files,
     };
-    move_branch(repo, &workdir, &journal, message.lines().next().unwrap_or("chg"))?;
+    move_branch(
+        repo,
+        &workdir,
+        &journal,
+        message.lines().next().unwrap_or("chg"),
+    )?;
     Ok(commit)
 }
 
@@ -414,7 +423,10 @@ pub fn advance(repo: &Repository, expect_head: Oid, new_head: Oid, reason: &str)
 
 /// The files that differ between two commits, as journal entries.
 fn changed_files(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<JournalFile>> {
-    let (a, b) = (repo.find_commit(from)?.tree()?, repo.find_commit(to)?.tree()?);
+    let (a, b) = (
+        repo.find_commit(from)?.tree()?,
+        repo.find_commit(to)?.tree()?,
+    );
     let diff = repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
     let mut out = Vec::new();
     for d in diff.deltas() {

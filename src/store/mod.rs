@@ -591,6 +591,149 @@ impl Store {
         self.finish(&session, loaded.rel, text, next, transition, false)
     }
 
+    /// Every file named after `id` (a duplicate id filed in two months has two).
+    pub fn files_of(&self, id: &ChangeId) -> Result<Vec<PathBuf>> {
+        let name = format!("{id}.yaml");
+        let mut out = Vec::new();
+        for year in [id.year() - 1, id.year(), id.year() + 1] {
+            for month in 1..=12 {
+                let rel = PathBuf::from(format!("changes/{year:04}/{month:02}/{name}"));
+                if self.root.join(&rel).is_file() {
+                    out.push(rel);
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(self.find(id)?);
+        }
+        Ok(out)
+    }
+
+    /// The highest number used for `year` in the trees of the remote-tracking branches
+    /// (`refs/remotes/`): ids others have already published, even when not merged here.
+    fn highest_published(&self, prefix: &str, year: i16) -> Result<u32> {
+        let lead = format!("{prefix}-{year:04}-");
+        let folder = format!("{}changes/{year:04}", self.prefix);
+        let mut seen = std::collections::HashSet::new();
+        let mut max = 0;
+        for r in self.repo.references_glob("refs/remotes/*")? {
+            let Ok(tree) = r.and_then(|r| r.peel_to_tree()) else {
+                continue;
+            };
+            if !seen.insert(tree.id()) {
+                continue;
+            }
+            let Ok(entry) = tree.get_path(Path::new(&folder)) else {
+                continue;
+            };
+            let Ok(years) = self.repo.find_tree(entry.id()) else {
+                continue;
+            };
+            for month in years.iter() {
+                let Ok(month) = self.repo.find_tree(month.id()) else {
+                    continue;
+                };
+                for e in month.iter() {
+                    if let Some(n) = std::str::from_utf8(e.name_bytes())
+                        .ok()
+                        .and_then(|n| n.strip_prefix(&lead))
+                        .and_then(|r| r.strip_suffix(".yaml"))
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        max = max.max(n);
+                    }
+                }
+            }
+        }
+        Ok(max)
+    }
+
+    /// Moves a change to the next free id of its year (free here and on every fetched
+    /// remote branch), with a trailer that records the old id. `file` picks one of two files
+    /// claiming the same id; it is needed only when the id is claimed twice.
+    pub fn renumber(&self, id: &ChangeId, file: Option<&Path>) -> Result<Outcome> {
+        let session = self.begin()?;
+        let rel = match file {
+            Some(f) => {
+                let abs = f
+                    .canonicalize()
+                    .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
+                abs.strip_prefix(&self.root)
+                    .map(Path::to_path_buf)
+                    .map_err(|_| Error::Usage(format!("{} is not in the store", f.display())))?
+            }
+            None => {
+                let files = self.files_of(id)?;
+                if files.len() > 1 {
+                    return Err(Error::Usage(format!(
+                        "{id} is claimed by {} files ({}); say which one moves with --file",
+                        files.len(),
+                        files
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                files
+                    .into_iter()
+                    .next()
+                    .expect("files_of never returns none")
+            }
+        };
+        let bytes = std::fs::read(self.root.join(&rel))
+            .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))?;
+        let decoded = decode::decode_bytes(&rel.display().to_string(), &bytes);
+        if let Some(f) = decoded.findings.iter().find(|f| f.is_error()) {
+            return Err(Error::Malformed(f.clone()));
+        }
+        let loaded = Loaded {
+            rel,
+            text: String::from_utf8(bytes).unwrap_or_default(),
+            decoded,
+        };
+        if loaded.change().id.as_ref() != Some(id) {
+            return Err(Error::Usage(format!(
+                "{} holds {}, not {id}",
+                loaded.rel.display(),
+                loaded.change().id_text()
+            )));
+        }
+        self.ensure_clean(&loaded, session.head)?;
+        let local = self.next_id(id.prefix(), id.year())?;
+        let number = local
+            .number()
+            .max(self.highest_published(id.prefix(), id.year())? + 1);
+        let new_id = ChangeId::new(id.prefix(), id.year(), number).map_err(Error::Internal)?;
+        let mut next = loaded.change().clone();
+        next.id = Some(new_id.clone());
+        let text = edit::apply(&loaded.text, loaded.change(), &next)?;
+        let rel = match next.request_date {
+            Some(d) => validate::expected_path(&new_id, d),
+            None => loaded.rel.with_file_name(format!("{new_id}.yaml")),
+        };
+        let status = next.status();
+        let transition = Transition {
+            action: "renumber",
+            from: status,
+            to: status,
+            role: None,
+            notes: vec![format!(
+                "Renumbered from {id}: the id was claimed twice. The content is unchanged and approvals stay valid."
+            )],
+            trailers: vec![("Chg-Renumbered-From".into(), id.to_string())],
+        };
+        self.finish_moving(
+            &session,
+            Some(&loaded.rel),
+            rel,
+            text,
+            next,
+            transition,
+            false,
+        )
+    }
+
     /// Takes the lock, then reads the policy, the identity, the time and HEAD under it.
     fn begin(&self) -> Result<Session> {
         let lock = self.lock()?;
@@ -613,13 +756,32 @@ impl Store {
         transition: Transition,
         created: bool,
     ) -> Result<Outcome> {
+        self.finish_moving(session, None, rel, text, next, transition, created)
+    }
+
+    /// [`Store::finish`], removing `moved_from` in the same commit.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_moving(
+        &self,
+        session: &Session,
+        moved_from: Option<&Path>,
+        rel: PathBuf,
+        text: String,
+        next: ChangeRequest,
+        transition: Transition,
+        created: bool,
+    ) -> Result<Outcome> {
         let id = next
             .id
             .clone()
             .ok_or_else(|| Error::Internal("a change without an id".into()))?;
         let message = commit_message(&id, &next, &transition, &session.identity, created);
+        let mut files = vec![FileWrite::write(self.repo_path(&rel), text.into_bytes())];
+        if let Some(old) = moved_from.filter(|old| *old != rel) {
+            files.insert(0, FileWrite::remove(self.repo_path(old)));
+        }
         let commit = self.commit(
-            &[FileWrite::write(self.repo_path(&rel), text.into_bytes())],
+            &files,
             &message,
             &session.identity,
             session.when,
@@ -672,6 +834,9 @@ pub fn commit_message(
     let mut subject = format!("{id}: {}", t.action);
     if let Some(role) = &t.role {
         subject.push_str(&format!(" ({role})"));
+    }
+    if let Some((_, old)) = t.trailers.iter().find(|(k, _)| k == "Chg-Renumbered-From") {
+        subject.push_str(&format!(" (was {old})"));
     }
     if created && let Some(title) = &change.title {
         let title: String = title

@@ -3,6 +3,7 @@
 
 mod audit;
 mod plan;
+mod sync;
 mod validate;
 
 use std::path::{Path, PathBuf};
