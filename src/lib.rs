@@ -31,6 +31,7 @@ pub mod policy;
 pub mod report;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod validate;
 pub mod workflow;
 pub mod yaml;

@@ -756,6 +756,45 @@ impl ChangeRequest {
             .collect()
     }
 
+    /// Sets one content field (of [`CONTENT_FIELDS`]) to `from`'s value, as it is.
+    pub fn copy_field(&mut self, from: &ChangeRequest, field: &str) {
+        match field {
+            "title" => self.title = from.title.clone(),
+            "description" => self.description = from.description.clone(),
+            "business_justification" => {
+                self.business_justification = from.business_justification.clone();
+            }
+            "change_type" => self.change_type = from.change_type.clone(),
+            "change_model" => self.change_model = from.change_model,
+            "priority" => self.priority = from.priority,
+            "urgency" => self.urgency = from.urgency,
+            "risk_level" => self.risk_level = from.risk_level,
+            "affected_systems" => self.affected_systems = from.affected_systems.clone(),
+            "impact_scope" => self.impact_scope = from.impact_scope.clone(),
+            "implementation_plan" => self.implementation_plan = from.implementation_plan.clone(),
+            "rollback_plan" => self.rollback_plan = from.rollback_plan.clone(),
+            "testing_required" => self.testing_required = from.testing_required,
+            "test_plan" => self.test_plan = from.test_plan.clone(),
+            "test_environment" => self.test_environment = from.test_environment.clone(),
+            _ => {}
+        }
+    }
+
+    /// The content fields (of [`CONTENT_FIELDS`]) whose values differ.
+    pub fn content_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
+        CONTENT_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| {
+                if *f == "affected_systems" {
+                    self.affected_systems != other.affected_systems
+                } else {
+                    self.field_text(f) != other.field_text(f)
+                }
+            })
+            .collect()
+    }
+
     /// The material fields whose values differ between two versions of a change.
     pub fn material_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
         MATERIAL_FIELDS

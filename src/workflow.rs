@@ -675,17 +675,7 @@ fn edit(
             if managed.len() == 1 { "is" } else { "are" }
         )));
     }
-    let changed: Vec<&str> = crate::model::CONTENT_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| {
-            if *f == "affected_systems" {
-                change.affected_systems != new.affected_systems
-            } else {
-                change.field_text(f) != new.field_text(f)
-            }
-        })
-        .collect();
+    let changed = change.content_differences(&new);
     if changed.is_empty() {
         return Err(Error::Usage(format!(
             "nothing to change: {id} already has these values"

@@ -9,6 +9,7 @@ mod new;
 mod plan;
 mod report;
 mod show;
+mod sync;
 mod transitions;
 mod validate;
 
@@ -59,6 +60,7 @@ enum Command {
     Close(transitions::CloseArgs),
     Cancel(transitions::CancelArgs),
     Renumber(transitions::RenumberArgs),
+    Sync(sync::SyncArgs),
     Show(show::ShowArgs),
     List(show::ListArgs),
     Log(show::LogArgs),
@@ -151,6 +153,7 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Close(a) => transitions::close(open()?.0, a),
         Command::Cancel(a) => transitions::cancel(open()?.0, a),
         Command::Renumber(a) => transitions::renumber(open()?.0, a),
+        Command::Sync(a) => sync::run(open()?.0, a),
         Command::Show(a) => {
             let (store, policy) = open()?;
             show::show(store, &policy, a)

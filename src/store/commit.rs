@@ -78,7 +78,7 @@ fn is_regular(m: &u32) -> bool {
 
 /// Fault injection for crash tests: `CHG_TEST_FAILPOINT=<name>` kills the process at that
 /// point of the commit protocol, as `kill -9` would.
-fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) {
     if std::env::var("CHG_TEST_FAILPOINT").is_ok_and(|v| v == name) {
         std::process::abort();
     }
@@ -115,7 +115,7 @@ pub fn blob_at(tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
 }
 
 /// `tree` with `path` set to `blob` (or removed), creating folders as needed.
-fn replace_path(
+pub(crate) fn replace_path(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
     comps: &[&str],
@@ -405,13 +405,7 @@ pub fn advance(repo: &Repository, expect_head: Oid, new_head: Oid, reason: &str)
         ));
     }
     let files = changed_files(repo, expect_head, new_head)?;
-    let dirty = dirty_paths(repo, &workdir, &files)?;
-    if !dirty.is_empty() {
-        return Err(Error::Usage(format!(
-            "uncommitted changes in {} would be overwritten; commit or stash them first",
-            dirty.join(", ")
-        )));
-    }
+    refuse_dirty(repo, &workdir, &files)?;
     let journal = Journal {
         ref_name,
         old_head: Some(expect_head.to_string()),
@@ -419,6 +413,26 @@ pub fn advance(repo: &Repository, expect_head: Oid, new_head: Oid, reason: &str)
         files,
     };
     move_branch(repo, &workdir, &journal, reason)
+}
+
+/// Refuses, with the list, when moving from `from` to `to` would overwrite uncommitted
+/// changes in the work tree or the index.
+pub fn check_clean(repo: &Repository, from: Oid, to: Oid) -> Result<()> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?;
+    refuse_dirty(repo, workdir, &changed_files(repo, from, to)?)
+}
+
+fn refuse_dirty(repo: &Repository, workdir: &Path, files: &[JournalFile]) -> Result<()> {
+    let dirty = dirty_paths(repo, workdir, files)?;
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "uncommitted changes in {} would be overwritten; commit or stash them first",
+        dirty.join(", ")
+    )))
 }
 
 /// The files that differ between two commits, as journal entries.

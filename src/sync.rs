@@ -1,0 +1,988 @@
+//! `chg sync`: bring this clone's chg transitions onto the remote's latest state and push.
+//!
+//! Transitions are replayed, not merged as text: each local chg commit is turned back into
+//! the step it was (`workflow::step_between`) and applied to the remote's current version
+//! of the change, under the remote's policy, as its author at its original time. So two
+//! approvals of one change from two clones both survive, a `new` whose id was taken
+//! upstream moves to the next free id, and a step that can no longer apply (the change was
+//! cancelled, or its content changed after an approval) stops the sync without changing
+//! anything. Commits that are not chg transitions are cherry-picked as a rebase would.
+//!
+//! Nothing local moves until the push succeeded: the replayed commits are built in the
+//! object database, pushed with the user's own `git` (credential helpers, SSH agents and
+//! proxies work), and only then does the branch advance (`commit::advance`, crash-safe).
+//! A push rejected because someone pushed first is retried from a fresh fetch, with
+//! backoff. A sync killed after its push is finished by the next one: local steps already
+//! upstream (same author, time, action and change) are recognised and not replayed twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use git2::{Commit, Oid, Repository, Signature, Sort, Time, Tree};
+use serde::Serialize;
+
+use crate::decode;
+use crate::edit;
+use crate::error::{Error, Result};
+use crate::history;
+use crate::model::{ChangeId, ChangeRequest};
+use crate::policy::{POLICY_PATH, Policy};
+use crate::store::{Identity, Store, commit};
+use crate::validate;
+use crate::workflow::{self, Step, Transition};
+
+/// How to sync.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The remote; default: the branch's configured remote, else `origin`.
+    pub remote: Option<String>,
+    /// Drop local steps that can no longer apply (kept on a named ref) instead of stopping.
+    pub drop_stale: bool,
+    /// Push attempts before giving up when others keep pushing first.
+    pub attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            remote: None,
+            drop_stale: false,
+            attempts: 10,
+        }
+    }
+}
+
+/// One local step brought onto the remote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replayed {
+    /// The change (its id after any renumbering).
+    pub id: String,
+    /// `approve`, `new`, …; `commit` for a commit that is not a chg transition.
+    pub action: String,
+    /// The local commit.
+    pub from: String,
+    /// The commit on the remote.
+    pub to: String,
+}
+
+/// A local step that could not be replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stale {
+    /// The change.
+    pub id: String,
+    /// The step.
+    pub action: String,
+    /// The local commit.
+    pub commit: String,
+    /// Why it no longer applies.
+    pub reason: String,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    /// `origin`.
+    pub remote: String,
+    /// The remote branch.
+    pub branch: String,
+    /// Commits that came from the remote.
+    pub pulled: usize,
+    /// Local steps replayed onto the remote's state.
+    pub replayed: Vec<Replayed>,
+    /// Local steps that were on the remote already (an earlier sync pushed them).
+    pub already_upstream: usize,
+    /// New changes moved to another id because theirs was taken upstream: (old, new).
+    pub renumbered: Vec<(String, String)>,
+    /// Steps dropped with `drop_stale`.
+    pub dropped: Vec<Stale>,
+    /// Where the local work was kept when steps were dropped.
+    pub saved_ref: Option<String>,
+    /// Commits pushed.
+    pub pushed: usize,
+    /// Push attempts made.
+    pub attempts: u32,
+    /// The branch's new tip.
+    pub head: String,
+}
+
+/// Runs `git` (the user's own) in the work tree.
+fn git(workdir: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("git")
+        .args(args)
+        .current_dir(workdir)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::io("cannot run git (chg sync uses it for the network)", e))
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+/// A short commit id.
+fn short(id: Oid) -> String {
+    id.to_string()[..8].to_owned()
+}
+
+impl Store {
+    /// `chg sync`: fetch, replay local steps onto the remote branch, push, retry on races.
+    pub fn sync(&self, opts: &Options) -> Result<Report> {
+        let _lock = self.lock()?;
+        let repo = self.repo();
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?
+            .to_path_buf();
+        let identity = self.identity()?;
+        let (ref_name, head) = commit::head_state(repo)?;
+        let (Some(ref_name), Some(head)) = (ref_name, head) else {
+            return Err(Error::Usage(
+                "chg sync needs a branch with at least one commit (HEAD is detached or unborn)"
+                    .into(),
+            ));
+        };
+        let branch = ref_name
+            .strip_prefix("refs/heads/")
+            .unwrap_or(&ref_name)
+            .to_owned();
+        let config = repo.config()?;
+        let configured = config.get_string(&format!("branch.{branch}.remote")).ok();
+        let remote = opts
+            .remote
+            .clone()
+            .or_else(|| configured.clone())
+            .unwrap_or_else(|| "origin".to_owned());
+        if repo.find_remote(&remote).is_err() {
+            return Err(Error::Usage(format!(
+                "no remote `{remote}` in this repository (git remote add {remote} URL), or name one: chg sync REMOTE"
+            )));
+        }
+        let remote_branch = match (configured.as_deref() == Some(remote.as_str()))
+            .then(|| config.get_string(&format!("branch.{branch}.merge")).ok())
+            .flatten()
+        {
+            Some(m) => m.strip_prefix("refs/heads/").unwrap_or(&m).to_owned(),
+            None => branch.clone(),
+        };
+        let tracking = format!("refs/remotes/{remote}/{remote_branch}");
+        let mut report = Report {
+            remote: remote.clone(),
+            branch: remote_branch.clone(),
+            ..Report::default()
+        };
+        let attempts = opts.attempts.max(1);
+        for attempt in 1..=attempts {
+            report.attempts = attempt;
+            let upstream = self.fetch(&workdir, &remote, &remote_branch, &tracking)?;
+            let plan = self.plan(head, upstream, &identity, opts, &branch)?;
+            report.pulled = plan.pulled;
+            report.replayed = plan.replayed;
+            report.already_upstream = plan.already;
+            report.renumbered = plan.renumbered;
+            report.dropped = plan.dropped;
+            report.saved_ref = plan.saved_ref;
+            let tip = plan.tip;
+            commit::check_clean(repo, head, tip)?;
+            if Some(tip) != upstream {
+                let refspec = format!("{tip}:refs/heads/{remote_branch}");
+                commit::failpoint("sync-before-push");
+                let o = git(&workdir, &["push", "--quiet", &remote, &refspec])?;
+                if !o.status.success() {
+                    let why = stderr_of(&o);
+                    let raced = ["rejected", "fetch first", "non-fast-forward", "lock"]
+                        .iter()
+                        .any(|w| why.contains(w));
+                    if raced && attempt < attempts {
+                        backoff(attempt);
+                        continue;
+                    }
+                    return Err(Error::Internal(format!(
+                        "git push {remote} failed{}: {why}",
+                        if raced {
+                            format!(" {attempts} times (others keep pushing first)")
+                        } else {
+                            String::new()
+                        }
+                    )));
+                }
+                commit::failpoint("sync-after-push");
+                report.pushed = count_between(repo, tip, upstream)?;
+                repo.reference(&tracking, tip, true, "chg sync: pushed")?;
+            }
+            if tip != head {
+                commit::advance(
+                    repo,
+                    head,
+                    tip,
+                    &format!("chg sync: {remote}/{remote_branch}"),
+                )?;
+            }
+            report.head = tip.to_string();
+            return Ok(report);
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Fetches the remote branch into its tracking ref; `None` when the remote does not
+    /// have the branch yet.
+    fn fetch(
+        &self,
+        workdir: &Path,
+        remote: &str,
+        branch: &str,
+        tracking: &str,
+    ) -> Result<Option<Oid>> {
+        let refspec = format!("+refs/heads/{branch}:{tracking}");
+        let o = git(
+            workdir,
+            &["fetch", "--quiet", "--no-tags", remote, &refspec],
+        )?;
+        if !o.status.success() {
+            let why = stderr_of(&o);
+            if why.contains("couldn't find remote ref") {
+                return Ok(None);
+            }
+            return Err(Error::Internal(format!("git fetch {remote} failed: {why}")));
+        }
+        Ok(Some(self.repo().refname_to_id(tracking)?))
+    }
+
+    /// The commits to push: the local ones replayed onto `upstream`.
+    fn plan(
+        &self,
+        head: Oid,
+        upstream: Option<Oid>,
+        identity: &Identity,
+        opts: &Options,
+        branch: &str,
+    ) -> Result<Plan> {
+        let repo = self.repo();
+        let Some(upstream) = upstream else {
+            return Ok(Plan::unchanged(head));
+        };
+        if upstream == head || repo.graph_descendant_of(head, upstream)? {
+            return Ok(Plan::unchanged(head));
+        }
+        let local = range(repo, head, upstream)?;
+        let pulled = range(repo, upstream, head)?;
+        if local.is_empty() {
+            return Ok(Plan {
+                pulled: pulled.len(),
+                ..Plan::unchanged(upstream)
+            });
+        }
+        if let Some(m) = local
+            .iter()
+            .find(|c| repo.find_commit(**c).is_ok_and(|c| c.parent_count() > 1))
+        {
+            return Err(Error::Refused(format!(
+                "sync stopped: your branch has a merge commit ({}) that is not on the remote; chg sync replays a straight line of commits. Nothing was pushed or changed: rebase it first (git rebase {}), then run chg sync again",
+                short(*m),
+                short(upstream)
+            )));
+        }
+        let mut replay = Replay::new(self, identity, upstream, &pulled)?;
+        let mut plan = Plan {
+            pulled: pulled.len(),
+            ..Plan::unchanged(upstream)
+        };
+        let mut stale = Vec::new();
+        for &c in &local {
+            match replay.one(c)? {
+                Outcome::Done(r) => plan.replayed.push(r),
+                Outcome::Already => plan.already += 1,
+                Outcome::Empty => {}
+                Outcome::Stale(s) => stale.push(s),
+            }
+        }
+        plan.tip = replay.tip;
+        plan.renumbered = replay.renumbered;
+        if !stale.is_empty() {
+            let saved = save_local_work(repo, head, branch)?;
+            if !opts.drop_stale {
+                let first = &stale[0];
+                return Err(Error::Refused(format!(
+                    "sync stopped: {} `{}` (commit {}) can no longer apply: {}{}. Nothing was pushed or changed; your local work is also kept at {saved}. To sync everything else without it: chg sync --drop-stale",
+                    first.id,
+                    first.action,
+                    &first.commit[..8],
+                    first.reason,
+                    if stale.len() > 1 {
+                        format!(" (and {} more step(s) like it)", stale.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+            plan.dropped = stale;
+            plan.saved_ref = Some(saved);
+        }
+        Ok(plan)
+    }
+}
+
+/// Waits before the next push attempt: exponential, with jitter so racing clones spread out.
+fn backoff(attempt: u32) {
+    let base = 50u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(nanos) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9);
+    let jitter = seed % base.max(1);
+    std::thread::sleep(Duration::from_millis((base / 2 + jitter).min(2000)));
+}
+
+/// Commits reachable from `tip` and not from `hide`, oldest first.
+fn range(repo: &Repository, tip: Oid, hide: Oid) -> Result<Vec<Oid>> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
+    walk.push(tip)?;
+    walk.hide(hide)?;
+    Ok(walk.collect::<std::result::Result<_, _>>()?)
+}
+
+fn count_between(repo: &Repository, tip: Oid, base: Option<Oid>) -> Result<usize> {
+    Ok(match base {
+        Some(b) => range(repo, tip, b)?.len(),
+        None => {
+            let mut walk = repo.revwalk()?;
+            walk.push(tip)?;
+            walk.count()
+        }
+    })
+}
+
+/// Keeps `head` at `refs/chg/sync/<branch>-<time>` so dropped or stopped steps are never lost.
+fn save_local_work(repo: &Repository, head: Oid, branch: &str) -> Result<String> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let safe: String = branch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("refs/chg/sync/{safe}-{stamp}");
+    let mut n = 1;
+    while repo
+        .find_reference(&name)
+        .is_ok_and(|r| r.target() != Some(head))
+    {
+        n += 1;
+        name = format!("refs/chg/sync/{safe}-{stamp}-{n}");
+    }
+    repo.reference(&name, head, true, "chg sync: local work kept")?;
+    Ok(name)
+}
+
+struct Plan {
+    tip: Oid,
+    pulled: usize,
+    replayed: Vec<Replayed>,
+    already: usize,
+    renumbered: Vec<(String, String)>,
+    dropped: Vec<Stale>,
+    saved_ref: Option<String>,
+}
+
+impl Plan {
+    fn unchanged(tip: Oid) -> Plan {
+        Plan {
+            tip,
+            pulled: 0,
+            replayed: Vec::new(),
+            already: 0,
+            renumbered: Vec::new(),
+            dropped: Vec::new(),
+            saved_ref: None,
+        }
+    }
+}
+
+enum Outcome {
+    Done(Replayed),
+    Already,
+    Empty,
+    Stale(Stale),
+}
+
+/// What identifies a step across a replay: who, when (the author time is kept), what, and
+/// on which change as it was filed locally.
+fn step_key(c: &Commit<'_>, trailers: &[(String, String)]) -> String {
+    let get = |k: &str| {
+        trailers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let a = c.author();
+    let who = a.email().unwrap_or("").to_ascii_lowercase();
+    match get("Chg-Action") {
+        Some(action) if action != "init" => {
+            let id = match action {
+                "new" => get("Chg-Renumbered-From").or(get("Chg-Id")),
+                _ => get("Chg-Id"),
+            };
+            format!(
+                "chg\0{who}\0{}\0{action}\0{}\0{}",
+                a.when().seconds(),
+                get("Chg-Role").unwrap_or(""),
+                id.unwrap_or("")
+            )
+        }
+        _ => format!(
+            "git\0{who}\0{}\0{}",
+            a.when().seconds(),
+            c.message_bytes().escape_ascii()
+        ),
+    }
+}
+
+/// The replay of local commits onto the remote's tip, one at a time.
+struct Replay<'s> {
+    store: &'s Store,
+    identity: &'s Identity,
+    tip: Oid,
+    /// Steps already on the remote (counted: a key may repeat).
+    upstream: HashMap<String, Vec<Option<String>>>,
+    /// Ids renumbered upstream by `chg renumber` (old -> new), for changes not filed locally.
+    upstream_renumbers: HashMap<String, String>,
+    /// Local new changes: the id they were filed as -> their id on the remote.
+    local_ids: HashMap<String, String>,
+    renumbered: Vec<(String, String)>,
+    policies: HashMap<Oid, Policy>,
+}
+
+impl<'s> Replay<'s> {
+    fn new(
+        store: &'s Store,
+        identity: &'s Identity,
+        upstream: Oid,
+        pulled: &[Oid],
+    ) -> Result<Replay<'s>> {
+        let repo = store.repo();
+        let mut up: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        let mut upstream_renumbers = HashMap::new();
+        for &id in pulled {
+            let c = repo.find_commit(id)?;
+            let t = history::trailers(c.message().unwrap_or(""));
+            let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            if get("Chg-Action").as_deref() == Some("renumber")
+                && let (Some(old), Some(new)) = (get("Chg-Renumbered-From"), get("Chg-Id"))
+            {
+                upstream_renumbers.insert(old, new);
+            }
+            up.entry(step_key(&c, &t)).or_default().push(get("Chg-Id"));
+        }
+        Ok(Replay {
+            store,
+            identity,
+            tip: upstream,
+            upstream: up,
+            upstream_renumbers,
+            local_ids: HashMap::new(),
+            renumbered: Vec::new(),
+            policies: HashMap::new(),
+        })
+    }
+
+    fn repo(&self) -> &'s Repository {
+        self.store.repo()
+    }
+
+    /// The id a local step's change has on the remote.
+    fn map_id(&self, id: &str) -> String {
+        if let Some(new) = self.local_ids.get(id) {
+            return new.clone();
+        }
+        let mut id = id.to_owned();
+        let mut hops = 0;
+        while let Some(next) = self.upstream_renumbers.get(&id) {
+            id = next.clone();
+            hops += 1;
+            if hops > 16 {
+                break;
+            }
+        }
+        id
+    }
+
+    fn one(&mut self, oid: Oid) -> Result<Outcome> {
+        let repo = self.repo();
+        let c = repo.find_commit(oid)?;
+        let trailers = history::trailers(c.message().unwrap_or(""));
+        let get = |k: &str| {
+            trailers
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let key = step_key(&c, &trailers);
+        let action = get("Chg-Action");
+        let chg_id = get("Chg-Id");
+        // Already on the remote (a sync that pushed and was killed before moving the branch).
+        if let Some(ids) = self.upstream.get_mut(&key)
+            && let Some(remote_id) = ids.pop()
+        {
+            if action.as_deref() == Some("new")
+                && let (Some(local), Some(remote)) = (chg_id, remote_id)
+                && local != remote
+            {
+                self.local_ids.insert(local, remote);
+            }
+            return Ok(Outcome::Already);
+        }
+        let parent = c.parent(0)?;
+        let changed = changed_change_files(repo, &parent.tree()?, &c.tree()?, self.store.prefix())?;
+        let is_step = match (&action, &chg_id) {
+            (Some(a), Some(id)) => {
+                let expect = if a == "renumber" { 2 } else { 1 };
+                CHANGE_STEPS.contains(&a.as_str())
+                    && changed.len() == expect
+                    && (a == "renumber" || crate::audit::id_of_path(&changed[0]) == id.as_str())
+            }
+            _ => false,
+        };
+        if !is_step {
+            return self.cherry_pick(&c);
+        }
+        let (action, id) = (action.unwrap_or_default(), chg_id.unwrap_or_default());
+        let stale = |reason: String| {
+            Ok(Outcome::Stale(Stale {
+                id: id.clone(),
+                action: action.clone(),
+                commit: oid.to_string(),
+                reason,
+            }))
+        };
+        match action.as_str() {
+            "new" => self.replay_new(&c, &changed[0], &id),
+            "renumber" => {
+                let old = get("Chg-Renumbered-From").unwrap_or_default();
+                self.replay_renumber(&c, &old, &id, stale)
+            }
+            _ => self.replay_step(&c, &changed[0], &action, &id, get("Chg-Role"), stale),
+        }
+    }
+
+    fn tip_tree(&self) -> Result<Tree<'s>> {
+        Ok(self.repo().find_commit(self.tip)?.tree()?)
+    }
+
+    fn policy(&mut self, tree: &Tree<'_>) -> Result<Policy> {
+        let path = format!("{}{POLICY_PATH}", self.store.prefix());
+        let Some(blob) = commit::blob_at(tree, &path)? else {
+            return Err(Error::Refused(format!(
+                "sync stopped: the remote branch has no {POLICY_PATH}; nothing was pushed or changed"
+            )));
+        };
+        if let Some(p) = self.policies.get(&blob) {
+            return Ok(p.clone());
+        }
+        let text = String::from_utf8_lossy(self.repo().find_blob(blob)?.content()).into_owned();
+        let policy = Policy::parse(POLICY_PATH, &text)
+            .map(|(p, _)| p)
+            .map_err(|findings| Error::Invalid {
+                summary: format!(
+                    "sync stopped: the remote's {POLICY_PATH} is not a usable policy; nothing was pushed or changed"
+                ),
+                findings,
+            })?;
+        self.policies.insert(blob, policy.clone());
+        Ok(policy)
+    }
+
+    /// Commits `files` on the tip with the local commit's author and `message`.
+    fn commit_on_tip(
+        &mut self,
+        local: &Commit<'_>,
+        files: &[(String, Option<Oid>)],
+        message: &str,
+    ) -> Result<Oid> {
+        let repo = self.repo();
+        let tip = repo.find_commit(self.tip)?;
+        let mut tree = tip.tree()?;
+        for (path, blob) in files {
+            let comps: Vec<&str> = path.split('/').collect();
+            let id = commit::replace_path(repo, Some(&tree), &comps, *blob)?;
+            tree = repo.find_tree(id)?;
+        }
+        let now = crate::store::now()?;
+        let committer = Signature::new(
+            &self.identity.name,
+            &self.identity.email,
+            &Time::new(now.as_second(), 0),
+        )?;
+        let id = repo.commit(None, &local.author(), &committer, message, &tree, &[&tip])?;
+        self.tip = id;
+        Ok(id)
+    }
+
+    fn done(&self, local: &Commit<'_>, id: &str, action: &str) -> Outcome {
+        Outcome::Done(Replayed {
+            id: id.to_owned(),
+            action: action.to_owned(),
+            from: local.id().to_string(),
+            to: self.tip.to_string(),
+        })
+    }
+
+    /// A commit that is not a chg transition, applied as `git cherry-pick` would.
+    fn cherry_pick(&mut self, c: &Commit<'_>) -> Result<Outcome> {
+        let repo = self.repo();
+        let tip = repo.find_commit(self.tip)?;
+        let mut index = repo.cherrypick_commit(c, &tip, 0, None)?;
+        if index.has_conflicts() {
+            let files: Vec<String> = index
+                .conflicts()?
+                .filter_map(|x| x.ok())
+                .filter_map(|x| x.our.or(x.their).or(x.ancestor))
+                .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                .collect();
+            return Err(Error::Refused(format!(
+                "sync stopped: commit {} (\"{}\") is not a chg transition and conflicts with the remote in {}. Nothing was pushed or changed. Resolve it as in any rebase: git rebase {} (fix, git add, git rebase --continue), then run chg sync again",
+                short(c.id()),
+                c.message().unwrap_or("").lines().next().unwrap_or(""),
+                files.join(", "),
+                short(self.tip)
+            )));
+        }
+        let tree = index.write_tree_to(repo)?;
+        if tree == tip.tree_id() {
+            return Ok(Outcome::Empty);
+        }
+        let tree = repo.find_tree(tree)?;
+        let now = crate::store::now()?;
+        let committer = Signature::new(
+            &self.identity.name,
+            &self.identity.email,
+            &Time::new(now.as_second(), 0),
+        )?;
+        let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
+        self.tip = repo.commit(None, &c.author(), &committer, &msg, &tree, &[&tip])?;
+        Ok(self.done(c, "", "commit"))
+    }
+
+    /// A local `new`: kept as it is unless its id was taken upstream, then moved to the
+    /// next free id of its year on the remote.
+    fn replay_new(&mut self, c: &Commit<'_>, path: &str, id: &str) -> Result<Outcome> {
+        let repo = self.repo();
+        let tree = self.tip_tree()?;
+        let blob = commit::blob_at(&c.tree()?, path)?.expect("a new file");
+        let parsed: ChangeId = id
+            .parse()
+            .map_err(|e: String| Error::Internal(format!("{id}: {e}")))?;
+        if !id_taken(repo, &tree, self.store.prefix(), &parsed)? {
+            let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
+            self.commit_on_tip(c, &[(path.to_owned(), Some(blob))], &msg)?;
+            return Ok(self.done(c, id, "new"));
+        }
+        let number = highest(repo, &tree, self.store.prefix(), &parsed)? + 1;
+        let new_id =
+            ChangeId::new(parsed.prefix(), parsed.year(), number).map_err(Error::Internal)?;
+        let (change, text) = decode_blob(repo, blob, path)?;
+        let mut next = change.clone();
+        next.id = Some(new_id.clone());
+        let text = edit::apply(&text, &change, &next)?;
+        let new_path = match next.request_date {
+            Some(d) => format!(
+                "{}{}",
+                self.store.prefix(),
+                validate::expected_path(&new_id, d).display()
+            ),
+            None => path.replace(id, &new_id.to_string()),
+        };
+        let transition = Transition {
+            action: "new",
+            from: next.status(),
+            to: next.status(),
+            role: None,
+            notes: vec![format!(
+                "Filed as {id} in another clone; {id} was taken on the remote by the time it was synced."
+            )],
+            trailers: vec![("Chg-Renumbered-From".into(), id.to_owned())],
+        };
+        let message =
+            crate::store::commit_message(&new_id, &next, &transition, &author_identity(c), true);
+        let new_blob = repo.blob(text.as_bytes())?;
+        self.commit_on_tip(c, &[(new_path, Some(new_blob))], &message)?;
+        self.local_ids.insert(id.to_owned(), new_id.to_string());
+        self.renumbered.push((id.to_owned(), new_id.to_string()));
+        Ok(self.done(c, &new_id.to_string(), "new"))
+    }
+
+    /// A local `chg renumber`: applied to the remote's file of the old id, to an id free there.
+    fn replay_renumber(
+        &mut self,
+        c: &Commit<'_>,
+        old: &str,
+        new: &str,
+        stale: impl Fn(String) -> Result<Outcome>,
+    ) -> Result<Outcome> {
+        let repo = self.repo();
+        let tree = self.tip_tree()?;
+        let old_id = self.map_id(old);
+        let Some(path) = find_change(repo, &tree, self.store.prefix(), &old_id)? else {
+            return stale(format!("{old_id} is not on the remote any more"));
+        };
+        let parsed: ChangeId = new
+            .parse()
+            .map_err(|e: String| Error::Internal(format!("{new}: {e}")))?;
+        let new_id = if id_taken(repo, &tree, self.store.prefix(), &parsed)? {
+            let n = highest(repo, &tree, self.store.prefix(), &parsed)? + 1;
+            ChangeId::new(parsed.prefix(), parsed.year(), n).map_err(Error::Internal)?
+        } else {
+            parsed
+        };
+        let blob = commit::blob_at(&tree, &path)?.expect("found above");
+        let (change, text) = decode_blob(repo, blob, &path)?;
+        let mut next = change.clone();
+        next.id = Some(new_id.clone());
+        let text = edit::apply(&text, &change, &next)?;
+        let new_path = path.replace(&old_id, &new_id.to_string());
+        let transition = Transition {
+            action: "renumber",
+            from: next.status(),
+            to: next.status(),
+            role: None,
+            notes: vec![format!(
+                "Renumbered from {old_id}: the id was claimed twice. The content is unchanged and approvals stay valid."
+            )],
+            trailers: vec![("Chg-Renumbered-From".into(), old_id.clone())],
+        };
+        let message =
+            crate::store::commit_message(&new_id, &next, &transition, &author_identity(c), false);
+        let new_blob = repo.blob(text.as_bytes())?;
+        self.commit_on_tip(c, &[(path, None), (new_path, Some(new_blob))], &message)?;
+        self.local_ids.insert(new.to_owned(), new_id.to_string());
+        Ok(self.done(c, &new_id.to_string(), "renumber"))
+    }
+
+    /// Any other step: rebuilt from the local commit and applied to the remote's version.
+    fn replay_step(
+        &mut self,
+        c: &Commit<'_>,
+        path: &str,
+        action: &str,
+        id: &str,
+        role: Option<String>,
+        stale: impl Fn(String) -> Result<Outcome>,
+    ) -> Result<Outcome> {
+        let repo = self.repo();
+        let tree = self.tip_tree()?;
+        let parent_tree = c.parent(0)?.tree()?;
+        let remote_id = self.map_id(id);
+        let Some(remote_path) = find_change(repo, &tree, self.store.prefix(), &remote_id)? else {
+            return stale(format!("{remote_id} is not on the remote any more"));
+        };
+        let (Some(before_blob), Some(after_blob)) = (
+            commit::blob_at(&parent_tree, path)?,
+            commit::blob_at(&c.tree()?, path)?,
+        ) else {
+            return stale("the local commit does not hold the change before and after".into());
+        };
+        let remote_blob = commit::blob_at(&tree, &remote_path)?.expect("found above");
+        let policy_path = format!("{}{POLICY_PATH}", self.store.prefix());
+        let same_policy =
+            commit::blob_at(&parent_tree, &policy_path)? == commit::blob_at(&tree, &policy_path)?;
+        // Nobody touched this change or the policy upstream: the step applies as it is.
+        if remote_blob == before_blob && same_policy && remote_id == id {
+            let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
+            self.commit_on_tip(c, &[(remote_path, Some(after_blob))], &msg)?;
+            return Ok(self.done(c, id, action));
+        }
+        let policy = self.policy(&tree)?;
+        let (before, _) = decode_blob(repo, before_blob, path)?;
+        let (after, _) = decode_blob(repo, after_blob, path)?;
+        let (current, current_text) = decode_blob(repo, remote_blob, &remote_path)?;
+        let step = match workflow::step_between(action, role, &before, &after) {
+            Ok(s) => s,
+            Err(why) => return stale(why),
+        };
+        let step = match step {
+            // An approval or rejection was given to the content the approver saw.
+            Step::Approve { .. } | Step::Reject { .. }
+                if before.material_digest() != current.material_digest() =>
+            {
+                return stale(format!(
+                    "its content changed on the remote since ({}); it needs a fresh look",
+                    before.material_differences(&current).join(", ")
+                ));
+            }
+            // An edit changes the fields it changed, unless the remote changed them too.
+            Step::Edit { .. } => {
+                let mut new = current.clone();
+                for f in before.content_differences(&after) {
+                    if current.field_text(f) != before.field_text(f)
+                        && current.field_text(f) != after.field_text(f)
+                        || (f == "affected_systems"
+                            && current.affected_systems != before.affected_systems
+                            && current.affected_systems != after.affected_systems)
+                    {
+                        return stale(format!("{f} was also changed on the remote"));
+                    }
+                    new.copy_field(&after, f);
+                }
+                if new.content_differences(&current).is_empty() {
+                    return Ok(Outcome::Empty);
+                }
+                Step::Edit { new: Box::new(new) }
+            }
+            s => s,
+        };
+        let actor = c.author().email().unwrap_or("").to_owned();
+        let when = jiff::Timestamp::from_second(c.author().when().seconds())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let (next, transition) = match workflow::apply(&current, &policy, &actor, when, step) {
+            Ok(x) => x,
+            Err(e @ (Error::Refused(_) | Error::Usage(_))) => return stale(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        let text = edit::apply(&current_text, &current, &next)?;
+        let parsed: ChangeId = remote_id
+            .parse()
+            .map_err(|e: String| Error::Internal(format!("{remote_id}: {e}")))?;
+        let message =
+            crate::store::commit_message(&parsed, &next, &transition, &author_identity(c), false);
+        let blob = repo.blob(text.as_bytes())?;
+        self.commit_on_tip(c, &[(remote_path, Some(blob))], &message)?;
+        Ok(self.done(c, &remote_id, action))
+    }
+}
+
+/// The chg steps sync replays; anything else is a plain commit.
+const CHANGE_STEPS: &[&str] = &[
+    "new",
+    "submit",
+    "approve",
+    "reject",
+    "edit",
+    "schedule",
+    "implement",
+    "close",
+    "cancel",
+    "renumber",
+];
+
+fn author_identity(c: &Commit<'_>) -> Identity {
+    let a = c.author();
+    Identity {
+        name: a.name().unwrap_or("").to_owned(),
+        email: a.email().unwrap_or("").to_owned(),
+    }
+}
+
+fn decode_blob(repo: &Repository, blob: Oid, path: &str) -> Result<(ChangeRequest, String)> {
+    let bytes = repo.find_blob(blob)?.content().to_vec();
+    let decoded = decode::decode_bytes(path, &bytes);
+    if let Some(f) = decoded.findings.iter().find(|f| f.is_error()) {
+        return Err(Error::Malformed(f.clone()));
+    }
+    Ok((decoded.change, String::from_utf8(bytes).unwrap_or_default()))
+}
+
+/// The change files (`<prefix>changes/…/*.yaml`) that differ between two trees.
+fn changed_change_files(
+    repo: &Repository,
+    a: &Tree<'_>,
+    b: &Tree<'_>,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(format!("{prefix}changes"));
+    let diff = repo.diff_tree_to_tree(Some(a), Some(b), Some(&mut opts))?;
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        let path = d
+            .new_file()
+            .path()
+            .or_else(|| d.old_file().path())
+            .and_then(Path::to_str)
+            .unwrap_or("")
+            .to_owned();
+        if !path.ends_with(".yaml") {
+            continue;
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// The month folders of `id`'s year (and the years either side, for late filings).
+fn month_trees<'r>(
+    repo: &'r Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+    year: i16,
+) -> Result<Vec<(String, Tree<'r>)>> {
+    let mut out = Vec::new();
+    let folder = format!("{prefix}changes/{year:04}");
+    let Ok(entry) = tree.get_path(Path::new(&folder)) else {
+        return Ok(out);
+    };
+    let Ok(months) = repo.find_tree(entry.id()) else {
+        return Ok(out);
+    };
+    for m in months.iter() {
+        if let Ok(t) = repo.find_tree(m.id()) {
+            let name = String::from_utf8_lossy(m.name_bytes()).into_owned();
+            out.push((format!("{folder}/{name}"), t));
+        }
+    }
+    Ok(out)
+}
+
+/// Where `id`'s file is in `tree`, looking in its year and the years either side.
+fn find_change(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+    id: &str,
+) -> Result<Option<String>> {
+    let Ok(parsed) = id.parse::<ChangeId>() else {
+        return Ok(None);
+    };
+    let name = format!("{id}.yaml");
+    for year in [parsed.year(), parsed.year() - 1, parsed.year() + 1] {
+        for (folder, t) in month_trees(repo, tree, prefix, year)? {
+            if t.get_name(&name).is_some() {
+                return Ok(Some(format!("{folder}/{name}")));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn id_taken(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<bool> {
+    Ok(find_change(repo, tree, prefix, &id.to_string())?.is_some())
+}
+
+/// The highest number of `id`'s prefix and year filed in `tree`.
+fn highest(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<u32> {
+    let lead = format!("{}-{:04}-", id.prefix(), id.year());
+    let mut max = 0;
+    for year in [id.year() - 1, id.year(), id.year() + 1] {
+        for (_, t) in month_trees(repo, tree, prefix, year)? {
+            for e in t.iter() {
+                if let Some(n) = std::str::from_utf8(e.name_bytes())
+                    .ok()
+                    .and_then(|n| n.strip_prefix(&lead))
+                    .and_then(|r| r.strip_suffix(".yaml"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    max = max.max(n);
+                }
+            }
+        }
+    }
+    Ok(max)
+}
