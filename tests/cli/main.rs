@@ -1249,6 +1249,8 @@ fn the_help_reference_is_stable() {
         "implement",
         "close",
         "cancel",
+        "renumber",
+        "sync",
         "show",
         "list",
         "log",
