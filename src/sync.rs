@@ -210,8 +210,8 @@ impl Store {
                     )));
                 }
                 commit::failpoint("sync-after-push");
+                // git push moved the tracking ref itself.
                 report.pushed = count_between(repo, tip, upstream)?;
-                repo.reference(&tracking, tip, true, "chg sync: pushed")?;
             }
             if tip != head {
                 commit::advance(

@@ -207,6 +207,12 @@ pub fn apply(
             if let Some(problem) = validate::schedule_problem(change, &schedule, policy) {
                 return refuse(format!("{id} cannot be scheduled then: {problem}"));
             }
+            if change.schedule.as_ref() == Some(&schedule) {
+                // A commit that changes nothing would be a step audit cannot see.
+                return Err(Error::Usage(format!(
+                    "nothing to change: {id} is already scheduled {schedule}"
+                )));
+            }
             let mut t = Transition::new("schedule", status, status);
             t.notes.push(format!("Scheduled {schedule}."));
             next.schedule = Some(schedule);

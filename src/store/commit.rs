@@ -556,6 +556,39 @@ pub fn interrupted(repo: &Repository) -> bool {
     journal_path(repo).exists()
 }
 
+/// Removes the lock of the branch ref that the dead process was moving: it holds our new
+/// commit, or a prefix of it (killed between creating and writing it). Nobody else can be
+/// writing that commit id, but any git process writes an empty lock for a moment, so an
+/// empty or partial one must first be older than any live writer would leave it.
+fn remove_stale_ref_lock(lock: &Path, new_head: &str) -> Result<()> {
+    let ours = |t: &str| new_head.starts_with(t.trim());
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return Ok(());
+    };
+    if !ours(&text) {
+        return Ok(());
+    }
+    if text.trim() != new_head {
+        let age = std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        let settle = std::time::Duration::from_secs(1);
+        if age < settle {
+            std::thread::sleep(settle - age);
+        }
+        if !std::fs::read_to_string(lock).is_ok_and(|t| ours(&t)) {
+            return Ok(());
+        }
+    }
+    match std::fs::remove_file(lock) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot remove {}", lock.display()), e)),
+    }
+}
+
 /// Finishes or undoes a transition that a crashed chg process left half done. Called with
 /// the store lock held. Returns a sentence for the user when something was repaired.
 pub fn recover(repo: &Repository) -> Result<Option<String>> {
@@ -577,10 +610,23 @@ pub fn recover(repo: &Repository) -> Result<Option<String>> {
     // that commit): libgit2 died between writing and renaming it. It is stale; without
     // removing it every later commit would fail.
     if let Some(name) = &journal.ref_name {
-        let lock = repo.commondir().join(format!("{name}.lock"));
-        if std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == journal.new_head) {
-            std::fs::remove_file(&lock)
-                .map_err(|e| Error::io(format!("cannot remove {}", lock.display()), e))?;
+        remove_stale_ref_lock(
+            &repo.commondir().join(format!("{name}.lock")),
+            &journal.new_head,
+        )?;
+    }
+    // Temporary files of an atomic write the process died in (we hold the store lock: no
+    // other chg is writing one now).
+    let folders: std::collections::BTreeSet<PathBuf> = journal
+        .files
+        .iter()
+        .filter_map(|f| workdir.join(&f.path).parent().map(Path::to_path_buf))
+        .collect();
+    for dir in folders {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".chg-") {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
     let (_, head) = head_state(repo)?;

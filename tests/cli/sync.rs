@@ -2,6 +2,8 @@
 //! of one bare remote (replayed transitions, renumbered ids, stale steps kept on a named
 //! ref), and processes killed in the middle of transitions and syncs.
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// Findings of one rule from `chg validate --format json`.
@@ -450,4 +452,344 @@ fn plain_commits_are_rebased_and_a_conflict_is_left_to_the_user() {
     );
     assert_eq!(bob.head(), head);
     assert_eq!(bob.git(&["status", "--porcelain"]), "?? scratch.txt\n");
+}
+
+/// A small deterministic random source (no dependency needed for a test's choices).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// The changes of one status, from `chg list --json`, with their approvers.
+fn listed(c: &Clone, status: &str) -> Vec<(String, String, Vec<String>)> {
+    let r = c.chg(&["list", "--status", status, "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let approvers = x["approvals"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|a| a["role"].as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                x["id"].as_str().unwrap().to_owned(),
+                x["requester"].as_str().unwrap_or("").to_owned(),
+                approvers,
+            )
+        })
+        .collect()
+}
+
+/// One person's 25 random valid steps with syncs in between; returns (action, count) of the
+/// steps that were made locally and not dropped by a sync.
+fn act(c: &Clone, seed: u64, roles: &[&str]) -> HashMap<String, i64> {
+    let mut rng = Lcg(seed);
+    let mut made: HashMap<String, i64> = HashMap::new();
+    let sync = |made: &mut HashMap<String, i64>| {
+        let r = c.chg(&["sync", "--drop-stale", "--attempts", "40", "--json"]);
+        assert_eq!(r.code, 0, "{} sync: {}", c.who, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        for d in v["dropped"].as_array().unwrap() {
+            *made
+                .entry(d["action"].as_str().unwrap().to_owned())
+                .or_default() -= 1;
+        }
+    };
+    let mut steps = 0;
+    let mut tries = 0;
+    while steps < 25 && tries < 200 {
+        tries += 1;
+        let done = if roles.is_empty() {
+            // A requester: files, schedules, edits, implements and closes their own changes.
+            let me = |s: &str| -> Vec<String> {
+                listed(c, s)
+                    .into_iter()
+                    .filter(|x| x.1 == c.who)
+                    .map(|x| x.0)
+                    .collect()
+            };
+            match rng.next(5) {
+                0 => {
+                    let mut args = new_args("step");
+                    let at = args.iter().position(|a| *a == "low").unwrap();
+                    args[at] = if rng.next(2) == 0 { "medium" } else { "high" };
+                    let title = format!("{} {steps}", c.who);
+                    args[2] = &title;
+                    c.chg(&args).code == 0 && {
+                        *made.entry("new".into()).or_default() += 1;
+                        true
+                    }
+                }
+                1 => match me("pending_approval").first() {
+                    Some(id) => {
+                        c.chg(&["schedule", id, "--start", "now", "--end", "+2d"])
+                            .code
+                            == 0
+                            && {
+                                *made.entry("schedule".into()).or_default() += 1;
+                                true
+                            }
+                    }
+                    None => false,
+                },
+                2 => match me("pending_approval").last() {
+                    Some(id) => {
+                        let text = format!("description=edited by {} at {steps}", c.who);
+                        c.chg(&["set", id, &text]).code == 0 && {
+                            *made.entry("edit".into()).or_default() += 1;
+                            true
+                        }
+                    }
+                    None => false,
+                },
+                3 => match me("approved").first() {
+                    Some(id) => {
+                        c.chg(&["implement", id]).code == 0 && {
+                            *made.entry("implement".into()).or_default() += 1;
+                            true
+                        }
+                    }
+                    None => false,
+                },
+                _ => match me("implementing").first() {
+                    Some(id) => {
+                        c.chg(&["close", id, "--outcome", "successful", "--review", "fine"])
+                            .code
+                            == 0
+                            && {
+                                *made.entry("close".into()).or_default() += 1;
+                                true
+                            }
+                    }
+                    None => false,
+                },
+            }
+        } else {
+            // An approver: approves a pending change that still needs one of their roles.
+            let open: Vec<String> = listed(c, "pending_approval")
+                .into_iter()
+                .filter(|x| x.1 != c.who && !x.2.iter().any(|r| roles.contains(&r.as_str())))
+                .map(|x| x.0)
+                .collect();
+            match open.get(rng.next(open.len().max(1))) {
+                Some(id) => {
+                    c.chg(&["approve", id]).code == 0 && {
+                        *made.entry("approve".into()).or_default() += 1;
+                        true
+                    }
+                }
+                None => false,
+            }
+        };
+        if done {
+            steps += 1;
+        }
+        if rng.next(3) == 0 {
+            sync(&mut made);
+        }
+    }
+    sync(&mut made);
+    made
+}
+
+#[test]
+fn eight_people_in_parallel_converge_with_every_step_once() {
+    let people = [
+        ("alice@example.com", &[][..]),
+        ("bob@example.com", &[][..]),
+        ("carol@example.com", &[][..]),
+        ("dave@example.com", &[][..]),
+        ("em@example.com", &["engineering-manager"][..]),
+        ("cm@example.com", &["change-manager"][..]),
+        // Two members of one role: their approvals of one change race, one is dropped.
+        ("sec1@example.com", &["security-team"][..]),
+        ("sec2@example.com", &["security-team"][..]),
+    ];
+    let who: Vec<&str> = people.iter().map(|p| p.0).collect();
+    let (t, clones) = Team::new(&who);
+    let made: Vec<HashMap<String, i64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clones
+            .iter()
+            .zip(people.iter())
+            .enumerate()
+            .map(|(i, (c, p))| scope.spawn(move || act(c, 7 + i as u64, p.1)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // A final sync everywhere (twice: the first round brings the last pushes to everyone).
+    for _ in 0..2 {
+        for c in &clones {
+            let r = c.chg(&["sync", "--attempts", "40"]);
+            assert_eq!(r.code, 0, "{}: {}", c.who, r.stderr);
+        }
+    }
+    let head = clones[0].head();
+    for c in &clones {
+        assert_eq!(c.head(), head, "{} disagrees", c.who);
+        assert_eq!(c.git(&["status", "--porcelain"]), "", "{}", c.who);
+    }
+    // Every step made and not dropped is on the remote exactly once, by its author.
+    let log = t.remote_log("%ae %(trailers:key=Chg-Action,valueonly,separator=)");
+    let mut on_remote: HashMap<(String, String), i64> = HashMap::new();
+    for line in log.lines() {
+        let (email, action) = line.split_once(' ').unwrap();
+        if !action.is_empty() && action != "init" {
+            *on_remote
+                .entry((email.to_owned(), action.to_owned()))
+                .or_default() += 1;
+        }
+    }
+    let mut expected: HashMap<(String, String), i64> = HashMap::new();
+    for (p, m) in people.iter().zip(&made) {
+        for (action, n) in m {
+            if *n != 0 {
+                expected.insert((p.0.to_owned(), action.clone()), *n);
+            }
+        }
+    }
+    if on_remote != expected {
+        eprintln!("kept: {}", t.dir.path().display());
+        std::mem::forget(t);
+        panic!("{on_remote:?}\n!=\n{expected:?}");
+    }
+    let total: i64 = expected.values().sum();
+    assert!(total >= 150, "only {total} steps were made: {expected:?}");
+    assert!(
+        expected.contains_key(&("em@example.com".into(), "approve".into()))
+            && expected.contains_key(&("cm@example.com".into(), "approve".into())),
+        "{expected:?}"
+    );
+    // Ids are unique (validate reports duplicates), and the history audits clean.
+    clones[0].chg(&["validate"]).ok();
+    clones[0].chg(&["audit"]).ok();
+    let fsck = Command::new("git")
+        .arg("--git-dir")
+        .arg(t.remote())
+        .args(["fsck", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success());
+}
+
+/// Starts `chg args` in `c`, kills it (SIGKILL) after `ms` milliseconds, and waits for it.
+fn kill_after(c: &Clone, args: &[&str], ms: u64) {
+    let mut child = c
+        .cmd(env!("CARGO_BIN_EXE_chg"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// After a kill: the store validates, git fsck passes and nothing is left uncommitted.
+fn assert_sound(c: &Clone, run: usize) {
+    let r = c.chg(&["validate"]);
+    assert_eq!(r.code, 0, "run {run}: {}{}", r.stdout, r.stderr);
+    c.git(&["fsck", "--no-progress"]);
+    assert_eq!(c.git(&["status", "--porcelain"]), "", "run {run}");
+}
+
+#[test]
+fn a_hundred_kills_during_transitions_and_syncs_lose_and_double_nothing() {
+    let (t, c) = Team::new(&["alice@example.com", "em@example.com"]);
+    let (alice, em) = (&c[0], &c[1]);
+    let pending: Vec<String> = (0..34)
+        .map(|i| alice.new_change(&format!("p{i}")))
+        .collect();
+    alice.chg(&["sync"]).ok();
+    em.chg(&["sync"]).ok();
+    let mut rng = Lcg(42);
+    let count = |text: &str, needle: &str| text.matches(needle).count();
+    for run in 0..100 {
+        let ms = rng.next(40) as u64;
+        match run % 3 {
+            // A new change, killed; rerun unless it was filed.
+            0 => {
+                let title = format!("k{run}");
+                let mut args = new_args(&title);
+                kill_after(alice, &args, ms);
+                assert_sound(alice, run);
+                let filed = |c: &Clone| {
+                    count(
+                        &c.chg(&["list", "--json"]).ok().stdout,
+                        &format!("\"title\": \"{title}\""),
+                    )
+                };
+                if filed(alice) == 0 {
+                    args[0] = "new";
+                    alice.chg(&args).ok();
+                }
+                assert_eq!(filed(alice), 1, "run {run}");
+            }
+            // An approval, killed; rerunning it either completes it or is refused.
+            1 => {
+                let id = &pending[run / 3];
+                kill_after(em, &["approve", id], ms);
+                assert_sound(em, run);
+                let again = em.chg(&["approve", id]);
+                assert!(
+                    again.code == 0 || again.code == 1,
+                    "run {run}: {}",
+                    again.stderr
+                );
+                let text = em.read(id);
+                assert_eq!(
+                    count(&text, "role: engineering-manager"),
+                    1,
+                    "run {run}: {text}"
+                );
+                let log = em.git(&[
+                    "log",
+                    "--format=%s",
+                    "--",
+                    &format!("changes/*/*/{id}.yaml"),
+                ]);
+                assert_eq!(count(&log, ": approve"), 1, "run {run}: {log}");
+            }
+            // A sync with a local step, killed; a rerun pushes it exactly once.
+            _ => {
+                let title = format!("s{run}");
+                alice.chg(&new_args(&title)).ok();
+                kill_after(alice, &["sync"], ms);
+                assert_sound(alice, run);
+                alice.chg(&["sync"]).ok();
+                let subjects = t.remote_log("%s");
+                assert_eq!(count(&subjects, &format!(": {title}\n")), 1, "run {run}");
+                assert_eq!(
+                    alice.head(),
+                    alice.git(&["ls-remote", "origin", "main"])[..40]
+                );
+            }
+        }
+    }
+    for p in [alice, em] {
+        p.chg(&["sync"]).ok();
+    }
+    alice.chg(&["sync"]).ok();
+    assert_eq!(alice.head(), em.head());
+    alice.chg(&["validate"]).ok();
+    alice.chg(&["audit"]).ok();
+    let fsck = Command::new("git")
+        .arg("--git-dir")
+        .arg(t.remote())
+        .args(["fsck", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success());
 }
