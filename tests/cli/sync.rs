@@ -454,6 +454,15 @@ fn plain_commits_are_rebased_and_a_conflict_is_left_to_the_user() {
     assert_eq!(bob.git(&["status", "--porcelain"]), "?? scratch.txt\n");
 }
 
+/// A size for the concurrency tests: the default keeps them to seconds in CI;
+/// `benches/sync-soak.sh` raises it.
+fn soak(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A small deterministic random source (no dependency needed for a test's choices).
 struct Lcg(u64);
 
@@ -509,7 +518,8 @@ fn act(c: &Clone, seed: u64, roles: &[&str]) -> HashMap<String, i64> {
     };
     let mut steps = 0;
     let mut tries = 0;
-    while steps < 25 && tries < 200 {
+    let goal = soak("CHG_SOAK_STEPS", 25);
+    while steps < goal && tries < goal * 8 {
         tries += 1;
         let done = if roles.is_empty() {
             // A requester: files, schedules, edits, implements and closes their own changes.
@@ -665,7 +675,10 @@ fn eight_people_in_parallel_converge_with_every_step_once() {
         panic!("{on_remote:?}\n!=\n{expected:?}");
     }
     let total: i64 = expected.values().sum();
-    assert!(total >= 150, "only {total} steps were made: {expected:?}");
+    assert!(
+        total >= soak("CHG_SOAK_STEPS", 25) as i64 * 6,
+        "only {total} steps were made: {expected:?}"
+    );
     assert!(
         expected.contains_key(&("em@example.com".into(), "approve".into()))
             && expected.contains_key(&("cm@example.com".into(), "approve".into())),
@@ -709,14 +722,14 @@ fn assert_sound(c: &Clone, run: usize) {
 fn a_hundred_kills_during_transitions_and_syncs_lose_and_double_nothing() {
     let (t, c) = Team::new(&["alice@example.com", "em@example.com"]);
     let (alice, em) = (&c[0], &c[1]);
-    let pending: Vec<String> = (0..34)
+    let pending: Vec<String> = (0..soak("CHG_SOAK_KILLS", 100) / 3 + 1)
         .map(|i| alice.new_change(&format!("p{i}")))
         .collect();
     alice.chg(&["sync"]).ok();
     em.chg(&["sync"]).ok();
     let mut rng = Lcg(42);
     let count = |text: &str, needle: &str| text.matches(needle).count();
-    for run in 0..100 {
+    for run in 0..soak("CHG_SOAK_KILLS", 100) {
         let ms = rng.next(40) as u64;
         match run % 3 {
             // A new change, killed; rerun unless it was filed.
