@@ -966,8 +966,14 @@ fn id_taken(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> 
     Ok(find_change(repo, tree, prefix, &id.to_string())?.is_some())
 }
 
-/// The highest number of `id`'s prefix and year filed in `tree`.
-fn highest(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<u32> {
+/// The highest number of `id`'s prefix and year filed in `tree` (in the year's folder and
+/// the folders either side, for late filings).
+pub(crate) fn highest(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+    id: &ChangeId,
+) -> Result<u32> {
     let lead = format!("{}-{:04}-", id.prefix(), id.year());
     let mut max = 0;
     for year in [id.year() - 1, id.year(), id.year() + 1] {

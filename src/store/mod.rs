@@ -609,40 +609,17 @@ impl Store {
         Ok(out)
     }
 
-    /// The highest number used for `year` in the trees of the remote-tracking branches
-    /// (`refs/remotes/`): ids others have already published, even when not merged here.
-    fn highest_published(&self, prefix: &str, year: i16) -> Result<u32> {
-        let lead = format!("{prefix}-{year:04}-");
-        let folder = format!("{}changes/{year:04}", self.prefix);
+    /// The highest number of `id`'s prefix and year in the trees of the remote-tracking
+    /// branches (`refs/remotes/`): ids others have already published, even when not merged.
+    fn highest_published(&self, id: &ChangeId) -> Result<u32> {
         let mut seen = std::collections::HashSet::new();
         let mut max = 0;
         for r in self.repo.references_glob("refs/remotes/*")? {
             let Ok(tree) = r.and_then(|r| r.peel_to_tree()) else {
                 continue;
             };
-            if !seen.insert(tree.id()) {
-                continue;
-            }
-            let Ok(entry) = tree.get_path(Path::new(&folder)) else {
-                continue;
-            };
-            let Ok(years) = self.repo.find_tree(entry.id()) else {
-                continue;
-            };
-            for month in years.iter() {
-                let Ok(month) = self.repo.find_tree(month.id()) else {
-                    continue;
-                };
-                for e in month.iter() {
-                    if let Some(n) = std::str::from_utf8(e.name_bytes())
-                        .ok()
-                        .and_then(|n| n.strip_prefix(&lead))
-                        .and_then(|r| r.strip_suffix(".yaml"))
-                        .and_then(|n| n.parse::<u32>().ok())
-                    {
-                        max = max.max(n);
-                    }
-                }
+            if seen.insert(tree.id()) {
+                max = max.max(crate::sync::highest(&self.repo, &tree, &self.prefix, id)?);
             }
         }
         Ok(max)
@@ -701,9 +678,7 @@ impl Store {
         }
         self.ensure_clean(&loaded, session.head)?;
         let local = self.next_id(id.prefix(), id.year())?;
-        let number = local
-            .number()
-            .max(self.highest_published(id.prefix(), id.year())? + 1);
+        let number = local.number().max(self.highest_published(id)? + 1);
         let new_id = ChangeId::new(id.prefix(), id.year(), number).map_err(Error::Internal)?;
         let mut next = loaded.change().clone();
         next.id = Some(new_id.clone());
