@@ -546,7 +546,7 @@ impl<'s> Replay<'s> {
         let is_step = match (&action, &chg_id) {
             (Some(a), Some(id)) => {
                 let expect = if a == "renumber" { 2 } else { 1 };
-                CHANGE_STEPS.contains(&a.as_str())
+                workflow::CHANGE_ACTIONS.contains(&a.as_str())
                     && changed.len() == expect
                     && (a == "renumber" || crate::audit::id_of_path(&changed[0]) == id.as_str())
             }
@@ -572,6 +572,17 @@ impl<'s> Replay<'s> {
             }
             _ => self.replay_step(&c, &changed[0], &action, &id, get("Chg-Role"), stale),
         }
+    }
+
+    /// The person running the sync, now: the committer of every replayed commit (the
+    /// author stays who acted, when they acted).
+    fn committer(&self) -> Result<Signature<'static>> {
+        let now = crate::store::now()?;
+        Ok(Signature::new(
+            &self.identity.name,
+            &self.identity.email,
+            &Time::new(now.as_second(), 0),
+        )?)
     }
 
     fn tip_tree(&self) -> Result<Tree<'s>> {
@@ -616,12 +627,7 @@ impl<'s> Replay<'s> {
             let id = commit::replace_path(repo, Some(&tree), &comps, *blob)?;
             tree = repo.find_tree(id)?;
         }
-        let now = crate::store::now()?;
-        let committer = Signature::new(
-            &self.identity.name,
-            &self.identity.email,
-            &Time::new(now.as_second(), 0),
-        )?;
+        let committer = self.committer()?;
         let id = repo.commit(None, &local.author(), &committer, message, &tree, &[&tip])?;
         self.tip = id;
         Ok(id)
@@ -661,12 +667,7 @@ impl<'s> Replay<'s> {
             return Ok(Outcome::Empty);
         }
         let tree = repo.find_tree(tree)?;
-        let now = crate::store::now()?;
-        let committer = Signature::new(
-            &self.identity.name,
-            &self.identity.email,
-            &Time::new(now.as_second(), 0),
-        )?;
+        let committer = self.committer()?;
         let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
         self.tip = repo.commit(None, &c.author(), &committer, &msg, &tree, &[&tip])?;
         Ok(self.done(c, "", "commit"))
@@ -737,28 +738,12 @@ impl<'s> Replay<'s> {
         let parsed: ChangeId = new
             .parse()
             .map_err(|e: String| Error::Internal(format!("{new}: {e}")))?;
-        let new_id = if id_taken(repo, &tree, self.store.prefix(), &parsed)? {
-            let n = highest(repo, &tree, self.store.prefix(), &parsed)? + 1;
-            ChangeId::new(parsed.prefix(), parsed.year(), n).map_err(Error::Internal)?
-        } else {
-            parsed
-        };
+        let new_id = free_id(repo, &tree, self.store.prefix(), parsed)?;
         let blob = commit::blob_at(&tree, &path)?.expect("found above");
         let (change, text) = decode_blob(repo, blob, &path)?;
-        let mut next = change.clone();
-        next.id = Some(new_id.clone());
+        let (next, transition) = workflow::renumber(&change, new_id.clone());
         let text = edit::apply(&text, &change, &next)?;
         let new_path = path.replace(&old_id, &new_id.to_string());
-        let transition = Transition {
-            action: "renumber",
-            from: next.status(),
-            to: next.status(),
-            role: None,
-            notes: vec![format!(
-                "Renumbered from {old_id}: the id was claimed twice. The content is unchanged and approvals stay valid."
-            )],
-            trailers: vec![("Chg-Renumbered-From".into(), old_id.clone())],
-        };
         let message =
             crate::store::commit_message(&new_id, &next, &transition, &author_identity(c), false);
         let new_blob = repo.blob(text.as_bytes())?;
@@ -859,20 +844,6 @@ impl<'s> Replay<'s> {
     }
 }
 
-/// The chg steps sync replays; anything else is a plain commit.
-const CHANGE_STEPS: &[&str] = &[
-    "new",
-    "submit",
-    "approve",
-    "reject",
-    "edit",
-    "schedule",
-    "implement",
-    "close",
-    "cancel",
-    "renumber",
-];
-
 fn author_identity(c: &Commit<'_>) -> Identity {
     let a = c.author();
     Identity {
@@ -964,6 +935,15 @@ fn find_change(
 
 fn id_taken(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<bool> {
     Ok(find_change(repo, tree, prefix, &id.to_string())?.is_some())
+}
+
+/// `wanted` when `tree` does not have it yet, else the next free number of its year there.
+fn free_id(repo: &Repository, tree: &Tree<'_>, prefix: &str, wanted: ChangeId) -> Result<ChangeId> {
+    if !id_taken(repo, tree, prefix, &wanted)? {
+        return Ok(wanted);
+    }
+    let n = highest(repo, tree, prefix, &wanted)? + 1;
+    ChangeId::new(wanted.prefix(), wanted.year(), n).map_err(Error::Internal)
 }
 
 /// The highest number of `id`'s prefix and year filed in `tree` (in the year's folder and

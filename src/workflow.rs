@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use crate::error::{Error, Result};
 use crate::finding::suggest;
 use crate::model::{
-    Approval, Cancellation, ChangeModel, ChangeRequest, Decision, Implementation, Outcome, Review,
-    Schedule, Status, format_timestamp,
+    Approval, Cancellation, ChangeId, ChangeModel, ChangeRequest, Decision, Implementation,
+    Outcome, Review, Schedule, Status, format_timestamp,
 };
 use crate::policy::Policy;
 use crate::validate;
@@ -64,6 +64,35 @@ pub enum Step {
         /// Why.
         reason: String,
     },
+}
+
+/// The actions chg writes into `Chg-Action` for a change (SPEC section 6).
+pub const CHANGE_ACTIONS: &[&str] = &[
+    "new",
+    "submit",
+    "approve",
+    "reject",
+    "edit",
+    "schedule",
+    "implement",
+    "close",
+    "cancel",
+    "renumber",
+];
+
+/// Gives a change a new id (`chg renumber`, or a sync moving a step onto an id that is free
+/// on the remote): the content and the approvals stay, the trailer keeps the old id.
+pub fn renumber(change: &ChangeRequest, new_id: ChangeId) -> (ChangeRequest, Transition) {
+    let old = id_of(change);
+    let mut next = change.clone();
+    next.id = Some(new_id);
+    let status = next.status();
+    let mut t = Transition::new("renumber", status, status);
+    t.notes.push(format!(
+        "Renumbered from {old}: the id was claimed twice. The content is unchanged and approvals stay valid."
+    ));
+    t.trailers.push(("Chg-Renumbered-From".into(), old));
+    (next, t)
 }
 
 /// What a step did, for the commit message and trailers.

@@ -196,20 +196,6 @@ pub struct CommitAudit {
     pub emergencies: Vec<Emergency>,
 }
 
-/// The actions chg writes into `Chg-Action` for a change.
-const CHANGE_ACTIONS: &[&str] = &[
-    "new",
-    "submit",
-    "approve",
-    "reject",
-    "edit",
-    "schedule",
-    "implement",
-    "close",
-    "cancel",
-    "renumber",
-];
-
 /// Commits reachable from `head` and not from `hide`, oldest first (by commit time, as
 /// `git rev-list --reverse`). Verdicts do not depend on the order; it only orders `chg log`.
 /// An unsorted walk streams: a topological sort would hold every commit in memory first
@@ -769,7 +755,7 @@ impl Ctx<'_> {
     fn check_chg(&self, action: &str, get: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
         let mut out = Vec::new();
         let mismatch = |m: String| Problem::exception("trailer-mismatch", m);
-        if !CHANGE_ACTIONS.contains(&action) {
+        if !workflow::CHANGE_ACTIONS.contains(&action) {
             out.push(mismatch(format!(
                 "`Chg-Action: {action}` is not a chg action for a change file"
             )));

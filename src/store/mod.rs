@@ -680,23 +680,11 @@ impl Store {
         let local = self.next_id(id.prefix(), id.year())?;
         let number = local.number().max(self.highest_published(id)? + 1);
         let new_id = ChangeId::new(id.prefix(), id.year(), number).map_err(Error::Internal)?;
-        let mut next = loaded.change().clone();
-        next.id = Some(new_id.clone());
+        let (next, transition) = workflow::renumber(loaded.change(), new_id.clone());
         let text = edit::apply(&loaded.text, loaded.change(), &next)?;
         let rel = match next.request_date {
             Some(d) => validate::expected_path(&new_id, d),
             None => loaded.rel.with_file_name(format!("{new_id}.yaml")),
-        };
-        let status = next.status();
-        let transition = Transition {
-            action: "renumber",
-            from: status,
-            to: status,
-            role: None,
-            notes: vec![format!(
-                "Renumbered from {id}: the id was claimed twice. The content is unchanged and approvals stay valid."
-            )],
-            trailers: vec![("Chg-Renumbered-From".into(), id.to_string())],
         };
         self.finish_moving(
             &session,
