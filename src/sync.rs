@@ -12,8 +12,9 @@
 //! object database, pushed with the user's own `git` (credential helpers, SSH agents and
 //! proxies work), and only then does the branch advance (`commit::advance`, crash-safe).
 //! A push rejected because someone pushed first is retried from a fresh fetch, with
-//! backoff. A sync killed after its push is finished by the next one: local steps already
-//! upstream (same author, time, action and change) are recognised and not replayed twice.
+//! backoff. A sync killed after its push is finished by the next one: each replayed commit
+//! names the local commit it came from (`Chg-Synced-From`), so steps already upstream are
+//! recognised exactly and not replayed twice.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -415,36 +416,25 @@ enum Outcome {
     Stale(Stale),
 }
 
-/// What identifies a step across a replay: who, when (the author time is kept), what, and
-/// on which change as it was filed locally.
-fn step_key(c: &Commit<'_>, trailers: &[(String, String)]) -> String {
-    let get = |k: &str| {
-        trailers
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+/// The trailer each replayed commit carries with the id of the local commit it came from:
+/// a sync killed after its push is finished by the next one without doubling a step, and an
+/// auditor can follow a step back to the clone it was made in.
+const SYNCED_FROM: &str = "Chg-Synced-From";
+
+/// `message` with the [`SYNCED_FROM`] trailer naming `local`.
+fn with_synced_from(message: &str, local: Oid) -> String {
+    let kept: Vec<&str> = message
+        .trim_end()
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{SYNCED_FROM}:")))
+        .collect();
+    let body = kept.join("\n");
+    let sep = if history::trailers(&body).is_empty() {
+        "\n\n"
+    } else {
+        "\n"
     };
-    let a = c.author();
-    let who = a.email().unwrap_or("").to_ascii_lowercase();
-    match get("Chg-Action") {
-        Some(action) if action != "init" => {
-            let id = match action {
-                "new" => get("Chg-Renumbered-From").or(get("Chg-Id")),
-                _ => get("Chg-Id"),
-            };
-            format!(
-                "chg\0{who}\0{}\0{action}\0{}\0{}",
-                a.when().seconds(),
-                get("Chg-Role").unwrap_or(""),
-                id.unwrap_or("")
-            )
-        }
-        _ => format!(
-            "git\0{who}\0{}\0{}",
-            a.when().seconds(),
-            c.message_bytes().escape_ascii()
-        ),
-    }
+    format!("{}{sep}{SYNCED_FROM}: {local}\n", body.trim_end())
 }
 
 /// The replay of local commits onto the remote's tip, one at a time.
@@ -452,8 +442,8 @@ struct Replay<'s> {
     store: &'s Store,
     identity: &'s Identity,
     tip: Oid,
-    /// Steps already on the remote (counted: a key may repeat).
-    upstream: HashMap<String, Vec<Option<String>>>,
+    /// Local commits already on the remote (by their id), with the change id they got there.
+    upstream: HashMap<String, Option<String>>,
     /// Ids renumbered upstream by `chg renumber` (old -> new), for changes not filed locally.
     upstream_renumbers: HashMap<String, String>,
     /// Local new changes: the id they were filed as -> their id on the remote.
@@ -470,7 +460,7 @@ impl<'s> Replay<'s> {
         pulled: &[Oid],
     ) -> Result<Replay<'s>> {
         let repo = store.repo();
-        let mut up: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        let mut up: HashMap<String, Option<String>> = HashMap::new();
         let mut upstream_renumbers = HashMap::new();
         for &id in pulled {
             let c = repo.find_commit(id)?;
@@ -481,7 +471,9 @@ impl<'s> Replay<'s> {
             {
                 upstream_renumbers.insert(old, new);
             }
-            up.entry(step_key(&c, &t)).or_default().push(get("Chg-Id"));
+            if let Some(local) = get(SYNCED_FROM) {
+                up.insert(local, get("Chg-Id"));
+            }
         }
         Ok(Replay {
             store,
@@ -526,13 +518,10 @@ impl<'s> Replay<'s> {
                 .find(|(key, _)| key == k)
                 .map(|(_, v)| v.clone())
         };
-        let key = step_key(&c, &trailers);
         let action = get("Chg-Action");
         let chg_id = get("Chg-Id");
         // Already on the remote (a sync that pushed and was killed before moving the branch).
-        if let Some(ids) = self.upstream.get_mut(&key)
-            && let Some(remote_id) = ids.pop()
-        {
+        if let Some(remote_id) = self.upstream.remove(&oid.to_string()) {
             if action.as_deref() == Some("new")
                 && let (Some(local), Some(remote)) = (chg_id, remote_id)
                 && local != remote
@@ -628,7 +617,8 @@ impl<'s> Replay<'s> {
             tree = repo.find_tree(id)?;
         }
         let committer = self.committer()?;
-        let id = repo.commit(None, &local.author(), &committer, message, &tree, &[&tip])?;
+        let message = with_synced_from(message, local.id());
+        let id = repo.commit(None, &local.author(), &committer, &message, &tree, &[&tip])?;
         self.tip = id;
         Ok(id)
     }
@@ -668,7 +658,7 @@ impl<'s> Replay<'s> {
         }
         let tree = repo.find_tree(tree)?;
         let committer = self.committer()?;
-        let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
+        let msg = with_synced_from(&String::from_utf8_lossy(c.message_bytes()), c.id());
         self.tip = repo.commit(None, &c.author(), &committer, &msg, &tree, &[&tip])?;
         Ok(self.done(c, "", "commit"))
     }

@@ -806,3 +806,34 @@ fn a_hundred_kills_during_transitions_and_syncs_lose_and_double_nothing() {
         .unwrap();
     assert!(fsck.status.success());
 }
+
+#[test]
+fn one_person_filing_the_same_change_from_two_clones_in_one_second_keeps_both() {
+    let (t, c) = Team::new(&["alice@example.com", "bob@example.com"]);
+    // Both clones act as alice, at the same instant, with the same content.
+    let as_alice = |clone: &Clone, args: &[&str]| {
+        run_output(
+            clone
+                .cmd(env!("CARGO_BIN_EXE_chg"))
+                .env("GIT_AUTHOR_NAME", "alice")
+                .env("GIT_AUTHOR_EMAIL", "alice@example.com")
+                .env("CHG_NOW", "2026-11-22T10:00:00Z")
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+        .ok()
+    };
+    let a = as_alice(&c[0], &new_args("Same")).stdout;
+    let b = as_alice(&c[1], &new_args("Same")).stdout;
+    assert_eq!(a, b);
+    c[0].chg(&["sync"]).ok();
+    let r = c[1].chg(&["sync"]).ok();
+    assert!(r.stdout.contains("renumbered:"), "{}", r.stdout);
+    let news = t.remote_log("%(trailers:key=Chg-Action,valueonly,separator=)");
+    assert_eq!(news.lines().filter(|l| *l == "new").count(), 2, "{news}");
+    // The replayed commit names the commit it came from.
+    let synced = t.remote_log("%(trailers:key=Chg-Synced-From,valueonly,separator=)");
+    assert_eq!(synced.lines().next().map(str::len), Some(40), "{synced}");
+    c[1].chg(&["audit"]).ok();
+}
