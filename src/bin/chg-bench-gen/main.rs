@@ -2,8 +2,8 @@
 //!
 //! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--history]`
 //!
-//! With `--history`, the store is built by `git fast-import` as the history chg would have
-//! made: one commit per transition (new, schedule, approve, reject, implement, close,
+//! With `--history`, the store is built as the history chg would have made (written straight
+//! into one git pack, see `pack`): one commit per transition (new, schedule, approve, reject, implement, close,
 //! cancel), authored by whoever acted, at the time they acted, with the SPEC's trailers.
 //! Without it, only the final files are written (into a fresh repository, uncommitted).
 //!
@@ -11,6 +11,12 @@
 //! models, priorities and statuses, approvals by the default policy's roles, schedules,
 //! implementations, reviews and cancellations, all consistent with the default policy so
 //! that `chg validate` finds nothing.
+
+mod pack;
+
+// The same allocator as chg itself: rendering YAML allocates a lot.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 
@@ -343,13 +349,78 @@ fn state_after(c: &ChangeRequest, upto: usize, policy: &Policy) -> (ChangeReques
     (s, status)
 }
 
+/// What one commit needs that takes time to make: rendered in parallel, written in order.
+struct Rendered {
+    file: Vec<u8>,
+    /// `changes/YYYY/MM/ID.yaml`, split.
+    year: String,
+    month: String,
+    name: String,
+    /// The commit object's text after its `parent` line.
+    signature_and_message: String,
+}
+
+fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Result<Rendered> {
+    use std::fmt::Write;
+    let c = &changes[e.change];
+    let all = steps(c);
+    let (when, action, actor, role) = &all[e.step];
+    let (state, to) = state_after(c, e.step, policy);
+    let from = if e.step == 0 {
+        to
+    } else {
+        state_after(c, e.step - 1, policy).1
+    };
+    let transition = chg::workflow::Transition {
+        action,
+        from,
+        to,
+        role: role.clone(),
+        notes: Vec::new(),
+        trailers: Vec::new(),
+    };
+    let name = actor.split('@').next().unwrap_or("someone");
+    let identity = chg::store::Identity {
+        name: name.to_owned(),
+        email: actor.clone(),
+    };
+    let id = c.id.as_ref().unwrap();
+    let message = chg::store::commit_message(id, &state, &transition, &identity, e.step == 0);
+    let path = chg::validate::expected_path(id, c.request_date.unwrap());
+    let parts: Vec<String> = path
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let [_, year, month, file_name] = &parts[..] else {
+        anyhow::bail!("unexpected path {}", path.display());
+    };
+    let mut signature_and_message = String::with_capacity(message.len() + 160);
+    let secs = when.as_second();
+    write!(
+        signature_and_message,
+        "author {name} <{actor}> {secs} +0000\ncommitter {name} <{actor}> {secs} +0000\n\n{message}"
+    )?;
+    Ok(Rendered {
+        file: chg::edit::render_new(&state)?.into_bytes(),
+        year: year.clone(),
+        month: month.clone(),
+        name: file_name.clone(),
+        signature_and_message,
+    })
+}
+
+/// Writes the history as one pack (see `pack`): an init commit with the policy, then one
+/// commit per transition in time order; points `main` at the last one and checks it out.
 fn write_history(
     out: &std::path::Path,
     changes: &[ChangeRequest],
     policy: &Policy,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
+    use pack::{Kind, PackWriter, Tree, Written, object_id};
+    use std::collections::HashMap;
+
     let mut events = Vec::new();
+    let mut last_step = vec![0; changes.len()];
     for (i, c) in changes.iter().enumerate() {
         for (k, s) in steps(c).iter().enumerate() {
             events.push(Event {
@@ -357,115 +428,112 @@ fn write_history(
                 change: i,
                 step: k,
             });
+            last_step[i] = k;
         }
     }
     events.sort_by_key(|e| (e.at, e.change, e.step));
-    let mut child = std::process::Command::new("git")
-        .args(["fast-import", "--quiet", "--done"])
-        .current_dir(out)
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
-    let data = |w: &mut std::io::BufWriter<std::process::ChildStdin>,
-                bytes: &[u8]|
-     -> std::io::Result<()> {
-        writeln!(w, "data {}", bytes.len())?;
-        w.write_all(bytes)?;
-        writeln!(w)
+
+    let mut pack = PackWriter::create(&out.join(".git/objects/pack"))?;
+    let commit = |pack: &mut PackWriter, root: &Tree, parent: Option<pack::Oid>, rest: &str| {
+        let mut text = format!("tree {}\n", pack::hex(&root.oid));
+        if let Some(p) = parent {
+            text.push_str(&format!("parent {}\n", pack::hex(&p)));
+        }
+        text.push_str(rest);
+        let oid = object_id(Kind::Commit, text.as_bytes());
+        pack.whole(Kind::Commit, oid, text.as_bytes()).map(|_| oid)
     };
+
+    let policy_blob = object_id(Kind::Blob, DEFAULT_POLICY.as_bytes());
+    pack.whole(Kind::Blob, policy_blob, DEFAULT_POLICY.as_bytes())?;
+    let empty = object_id(Kind::Blob, b"");
+    pack.whole(Kind::Blob, empty, b"")?;
+    let policy_dir = Tree::create(&mut pack, &[("policy.yaml", false, policy_blob)])?;
+    let mut changes_dir = Tree::create(&mut pack, &[(".gitkeep", false, empty)])?;
+    let mut root = Tree::create(
+        &mut pack,
+        &[
+            ("changes", true, changes_dir.oid),
+            ("policy", true, policy_dir.oid),
+        ],
+    )?;
     let start =
         events.first().map_or(Timestamp::UNIX_EPOCH, |e| e.at) - SignedDuration::from_hours(24);
-    writeln!(w, "commit refs/heads/main\nmark :1")?;
-    writeln!(
-        w,
-        "author Change Manager <cm@example.com> {} +0000",
-        start.as_second()
+    let mut head = commit(
+        &mut pack,
+        &root,
+        None,
+        &format!(
+            "author Change Manager <cm@example.com> {0} +0000\ncommitter Change Manager <cm@example.com> {0} +0000\n\nchg: init store\n\nChg-Action: init\nChg-Actor: cm@example.com\n",
+            start.as_second()
+        ),
     )?;
-    writeln!(
-        w,
-        "committer Change Manager <cm@example.com> {} +0000",
-        start.as_second()
-    )?;
-    data(
-        &mut w,
-        b"chg: init store\n\nChg-Action: init\nChg-Actor: cm@example.com\n",
-    )?;
-    writeln!(w, "M 100644 inline policy/policy.yaml")?;
-    data(&mut w, DEFAULT_POLICY.as_bytes())?;
-    writeln!(w, "M 100644 inline changes/.gitkeep")?;
-    data(&mut w, b"")?;
-    // Each commit's record depends only on its change and step, so records are rendered in
-    // parallel, chunk by chunk, on one thread while this one feeds git fast-import: the
-    // import (single-threaded) never waits for YAML to be written.
-    let record = |n: usize, e: &Event| -> anyhow::Result<Vec<u8>> {
-        let c = &changes[e.change];
-        let all = steps(c);
-        let (when, action, actor, role) = &all[e.step];
-        let (state, to) = state_after(c, e.step, policy);
-        let from = if e.step == 0 {
-            to
-        } else {
-            state_after(c, e.step - 1, policy).1
-        };
-        let transition = chg::workflow::Transition {
-            action,
-            from,
-            to,
-            role: role.clone(),
-            notes: Vec::new(),
-            trailers: Vec::new(),
-        };
-        let name = actor.split('@').next().unwrap_or("someone");
-        let identity = chg::store::Identity {
-            name: name.to_owned(),
-            email: actor.clone(),
-        };
-        let id = c.id.as_ref().unwrap();
-        let message = chg::store::commit_message(id, &state, &transition, &identity, e.step == 0);
-        let path = chg::validate::expected_path(id, c.request_date.unwrap());
-        let file = chg::edit::render_new(&state)?;
-        let mut w = Vec::with_capacity(message.len() + file.len() + 256);
-        writeln!(w, "commit refs/heads/main\nmark :{}", n + 2)?;
-        writeln!(w, "author {name} <{actor}> {} +0000", when.as_second())?;
-        writeln!(w, "committer {name} <{actor}> {} +0000", when.as_second())?;
-        writeln!(w, "data {}\n{message}", message.len())?;
-        writeln!(w, "from :{}", n + 1)?;
-        writeln!(w, "M 100644 inline {}", path.display())?;
-        writeln!(w, "data {}\n{file}", file.len())?;
-        Ok(w)
-    };
+
+    let mut years: HashMap<String, Tree> = HashMap::new();
+    let mut months: HashMap<(String, String), Tree> = HashMap::new();
+    // The previous version of each change file still to change again, as a delta base.
+    let mut previous: HashMap<usize, (Vec<u8>, Written)> = HashMap::new();
+    // Rendering (YAML, messages) is most of the work and independent per commit: chunks are
+    // rendered in parallel on one thread while this one writes the pack in order.
     const CHUNK: usize = 4096;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<u8>>>(4);
-    let (events_ref, record) = (&events, &record);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<Rendered>>>(2);
+    let events_ref = &events;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         scope.spawn(move || {
             use rayon::prelude::*;
-            for (ci, chunk) in events_ref.chunks(CHUNK).enumerate() {
-                let parts: anyhow::Result<Vec<Vec<u8>>> = chunk
+            for chunk in events_ref.chunks(CHUNK) {
+                let part = chunk
                     .par_iter()
-                    .enumerate()
-                    .map(|(j, e)| record(ci * CHUNK + j, e))
+                    .map(|e| render(changes, e, policy))
                     .collect();
-                if tx.send(parts.map(|p| p.concat())).is_err() {
+                if tx.send(part).is_err() {
                     return;
                 }
             }
-            drop(tx);
         });
+        let mut todo = events.iter();
         for part in rx {
-            w.write_all(&part?)?;
+            for (r, e) in part?.into_iter().zip(todo.by_ref()) {
+                let base = previous.remove(&e.change);
+                let written = pack.blob(&r.file, base.as_ref().map(|(t, w)| (&t[..], *w)))?;
+                let blob = object_id(Kind::Blob, &r.file);
+                if e.step != last_step[e.change] {
+                    previous.insert(e.change, (r.file, written));
+                }
+                let key = (r.year.clone(), r.month.clone());
+                let month_oid = match months.get_mut(&key) {
+                    Some(t) => t.set(&mut pack, &r.name, false, blob)?,
+                    None => {
+                        let t = Tree::create(&mut pack, &[(&r.name, false, blob)])?;
+                        months.entry(key).or_insert(t).oid
+                    }
+                };
+                let year_oid = match years.get_mut(&r.year) {
+                    Some(t) => t.set(&mut pack, &r.month, true, month_oid)?,
+                    None => {
+                        let t = Tree::create(&mut pack, &[(&r.month, true, month_oid)])?;
+                        years.entry(r.year.clone()).or_insert(t).oid
+                    }
+                };
+                let changes_oid = changes_dir.set(&mut pack, &r.year, true, year_oid)?;
+                root.set(&mut pack, "changes", true, changes_oid)?;
+                head = commit(&mut pack, &root, Some(head), &r.signature_and_message)?;
+            }
         }
         Ok(())
     })?;
-    writeln!(w, "done")?;
-    w.flush()?;
-    drop(w);
-    anyhow::ensure!(child.wait()?.success(), "git fast-import failed");
-    let status = std::process::Command::new("git")
-        .args(["reset", "--hard", "-q"])
-        .current_dir(out)
-        .status()?;
-    anyhow::ensure!(status.success(), "git reset failed");
+    pack.finish()?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(out)
+            .status()?;
+        anyhow::ensure!(status.success(), "git {} failed", args.join(" "));
+        Ok(())
+    };
+    git(&["update-ref", "refs/heads/main", &pack::hex(&head)])?;
+    // Parallel checkout: writing 100,000 files one by one takes longer than the pack.
+    git(&["-c", "checkout.workers=0", "reset", "--hard", "-q"])?;
     eprintln!("wrote {} commits", events.len() + 1);
     Ok(())
 }
