@@ -234,29 +234,27 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
     check_values::<chg::model::Priority>(&a.priority)?;
     let since = a.since.as_deref().map(parse_bound).transpose()?;
     let until = a.until.as_deref().map(parse_bound).transpose()?;
-    let all = store.load_all()?;
-    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
-    if unreadable > 0 {
+    let wanted = |c: &chg::model::ChangeRequest| {
+        let has = |list: &[String], v: Option<String>| {
+            list.is_empty() || v.is_some_and(|v| list.contains(&v))
+        };
+        has(&a.status, c.field_text("status"))
+            && has(&a.change_type, c.change_type.clone())
+            && has(&a.priority, c.field_text("priority"))
+            && (a.system.is_empty() || c.affected_systems.iter().any(|s| a.system.contains(s)))
+            && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
+            && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
+    };
+    let (mut rows, unreadable): (Vec<_>, Vec<_>) = store
+        .load_where(wanted)?
+        .into_iter()
+        .partition(|l| l.decoded.parsed);
+    if !unreadable.is_empty() {
         eprintln!(
-            "chg: warning: {unreadable} change file(s) could not be read and are not listed; run `chg validate`"
+            "chg: warning: {} change file(s) could not be read and are not listed; run `chg validate`",
+            unreadable.len()
         );
     }
-    let mut rows: Vec<_> = all
-        .into_iter()
-        .filter(|l| l.decoded.parsed)
-        .filter(|l| {
-            let c = l.change();
-            let has = |list: &[String], v: Option<String>| {
-                list.is_empty() || v.is_some_and(|v| list.contains(&v))
-            };
-            has(&a.status, c.field_text("status"))
-                && has(&a.change_type, c.change_type.clone())
-                && has(&a.priority, c.field_text("priority"))
-                && (a.system.is_empty() || c.affected_systems.iter().any(|s| a.system.contains(s)))
-                && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
-                && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
-        })
-        .collect();
     rows.sort_by(|x, y| x.change().id.cmp(&y.change().id).then(x.rel.cmp(&y.rel)));
     let format = if a.json { ListFormat::Json } else { a.format };
     match format {

@@ -363,6 +363,13 @@ impl Store {
 
     /// Every change file, decoded in parallel. Undecodable files come back with findings.
     pub fn load_all(&self) -> Result<Vec<Loaded>> {
+        self.load_where(|_| true)
+    }
+
+    /// The change files `keep` accepts, and every undecodable one (with its findings),
+    /// decoded in parallel; the others are dropped as soon as they are read, so a filtered
+    /// listing of a large store holds only what it shows.
+    pub fn load_where(&self, keep: impl Fn(&ChangeRequest) -> bool + Sync) -> Result<Vec<Loaded>> {
         use rayon::prelude::*;
         let files = validate::change_entries(&self.root)
             .map_err(|e| Error::io("cannot read changes/", e))?;
@@ -385,6 +392,9 @@ impl Store {
                 }
                 // Listing never places findings: skip recording places.
                 let decoded = decode::decode_bytes_with(&rel.display().to_string(), &bytes, false);
+                if decoded.parsed && !keep(&decoded.change) {
+                    return None;
+                }
                 Some(Loaded {
                     rel,
                     text: String::new(),

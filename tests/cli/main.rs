@@ -1066,6 +1066,23 @@ fn show_list_and_their_formats() {
         .chg("alice@example.com", &["list", "--until", "2025-01-01"])
         .ok();
     assert!(none.stdout.contains("No changes match"));
+    // A broken file is not listed, whatever the filter, and is reported on stderr.
+    std::fs::write(
+        s.root().join("changes/2025/03/CHG-2025-009.yaml"),
+        "id: [unclosed\n",
+    )
+    .unwrap();
+    let t = s
+        .chg("alice@example.com", &["list", "--priority", "high"])
+        .ok();
+    assert!(t.stdout.contains("CHG-2025-002") && !t.stdout.contains("CHG-2025-009"));
+    assert!(
+        t.stderr
+            .contains("1 change file(s) could not be read and are not listed"),
+        "{}{}",
+        t.stdout,
+        t.stderr
+    );
     s.chg("alice@example.com", &["list", "--status", "bogus"])
         .code(2);
 }
