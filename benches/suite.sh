@@ -18,10 +18,12 @@ export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
 rows=()
 for n in $SIZES; do
   store=$BENCH_DIR/hist-$n
+  generated=
   if [[ ! -f $store/policy/policy.yaml ]]; then
     rm -rf "$store"
     echo "generating $n changes with history into $store ..." >&2
-    "$GEN" --changes "$n" --out "$store" --history >/dev/null 2>&1
+    /usr/bin/time -o "$BENCH_DIR/gen.time" -f '%e %M' "$GEN" --changes "$n" --out "$store" --history >/dev/null 2>&1
+    generated=$(cat "$BENCH_DIR/gen.time")
   fi
   cd "$store"
   # Every run starts from the generated history, whatever an interrupted run left behind.
@@ -32,6 +34,10 @@ for n in $SIZES; do
   runs=$RUNS; (( n >= 100000 )) && runs=3
   commits=$(git rev-list --count HEAD)
   echo "== $n changes, $commits commits" >&2
+  if [[ -n $generated ]]; then
+    read -r secs kb <<<"$generated"
+    rows+=("$n|$commits|generate the store (chg-bench-gen --history)|generate|$secs|$((kb / 1024))")
+  fi
 
   # name, group (what the ratio compares against), command...
   measure() {
