@@ -108,3 +108,30 @@ fn the_generator_is_deterministic_from_its_seed() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn the_generator_refuses_a_directory_that_holds_anything() {
+    let home = tempfile::tempdir().unwrap();
+    let mine = home.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    let (code, _, err) = run(
+        env!("CARGO_BIN_EXE_chg-bench-gen"),
+        home.path(),
+        home.path(),
+        &[
+            "--changes",
+            "3",
+            "--history",
+            "--out",
+            mine.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not empty"), "{err}");
+    assert!(!mine.join(".git").exists());
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}

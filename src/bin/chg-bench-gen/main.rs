@@ -1,6 +1,6 @@
 //! Generates a realistic, valid chg store for benchmarks, deterministically from a seed.
 //!
-//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--history]`
+//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--seed S] [--history]`
 //!
 //! With `--history`, the store is built as the history chg would have made (written straight
 //! into one git pack, see `pack`): one commit per transition (new, schedule, approve, reject, implement, close,
@@ -538,36 +538,55 @@ fn write_history(
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut n, mut out, mut seed, mut history) = (1000u64, None::<PathBuf>, 1u64, false);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--changes" => n = args.next().unwrap_or_default().parse()?,
-            "--out" => out = args.next().map(PathBuf::from),
-            "--seed" => seed = args.next().unwrap_or_default().parse()?,
-            "--history" => history = true,
-            _ => anyhow::bail!("usage: chg-bench-gen --changes N --out DIR [--seed S] [--history]"),
+/// Generates a realistic, valid chg store for benchmarks, deterministically from a seed.
+#[derive(clap::Parser)]
+#[command(name = "chg-bench-gen")]
+struct Args {
+    /// How many change requests.
+    #[arg(long, default_value_t = 1000)]
+    changes: u64,
+    /// A new (or empty) directory for the store.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The same seed makes the same store, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Commit the whole history (one commit per transition), not just the final files.
+    #[arg(long)]
+    history: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chg-bench-gen: error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
-    let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required"))?;
-    if out.join("policy/policy.yaml").exists() {
-        anyhow::bail!("{} already holds a store", out.display());
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let (n, out) = (args.changes, &args.out);
+    // The history replaces `main` and checks it out: never do that to someone's files.
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!("{} is not empty; give a new directory", out.display());
     }
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(out)?;
     let status = std::process::Command::new("git")
         .args(["init", "-q", "-b", "main"])
-        .arg(&out)
+        .arg(out)
         .status()?;
     anyhow::ensure!(status.success(), "git init failed");
     let policy = Policy::default_policy();
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut counters = [0u32; 5];
     let changes: Vec<ChangeRequest> = (0..n)
         .map(|i| generate(i, n, &mut counters, &policy, &mut rng))
         .collect();
-    if history {
-        write_history(&out, &changes, &policy)?;
+    if args.history {
+        write_history(out, &changes, &policy)?;
     } else {
         std::fs::create_dir_all(out.join("policy"))?;
         std::fs::write(out.join("policy/policy.yaml"), DEFAULT_POLICY)?;
