@@ -78,8 +78,11 @@ fn plain(s: &str) -> bool {
             | '@'
             | '`'
             | ' '
-    ) && !s.contains(": ")
-        && !s.contains(" #")
+    ) && !s
+        .as_bytes()
+        .windows(2)
+        // One pass for both: two `contains` of two-byte needles were 4 % of a store read.
+        .any(|w| matches!(w, [b':', b' '] | [b' ', b'#']))
         && !s.ends_with(':')
 }
 
