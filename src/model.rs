@@ -782,22 +782,16 @@ impl ChangeRequest {
 
     /// The content fields (of [`CONTENT_FIELDS`]) whose values differ.
     pub fn content_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
-        CONTENT_FIELDS
-            .iter()
-            .copied()
-            .filter(|f| {
-                if *f == "affected_systems" {
-                    self.affected_systems != other.affected_systems
-                } else {
-                    self.field_text(f) != other.field_text(f)
-                }
-            })
-            .collect()
+        self.differences(CONTENT_FIELDS, other)
     }
 
     /// The material fields whose values differ between two versions of a change.
     pub fn material_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
-        MATERIAL_FIELDS
+        self.differences(MATERIAL_FIELDS, other)
+    }
+
+    fn differences(&self, fields: &[&'static str], other: &ChangeRequest) -> Vec<&'static str> {
+        fields
             .iter()
             .copied()
             .filter(|f| {

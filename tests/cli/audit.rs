@@ -93,12 +93,16 @@ fn trailers(
     )
 }
 
-const APPROVAL_BY_BOB: &str = "approvals:
-- by: bob@example.com
-  role: engineering-manager
-  decision: approved
-  at: 2025-03-10T11:00:00Z
-";
+/// A change file of a pending change, edited by hand: status set to `status` and an
+/// engineering-manager approval by `by` added, as no chg command would write it.
+fn hand_approved(text: String, status: &str, by: &str) -> String {
+    text.replace(
+        "status: pending_approval\n",
+        &format!(
+            "status: {status}\napprovals:\n- by: {by}\n  role: engineering-manager\n  decision: approved\n  at: 2025-03-10T11:00:00Z\n"
+        ),
+    )
+}
 
 /// A medium change taken through its whole life by chg.
 fn closed_change(s: &mut Store) -> String {
@@ -243,10 +247,7 @@ fn commits_without_trailers_that_decide_implement_close_cancel_or_delete_are_exc
     });
     s.commit_by_hand("alice@example.com", "2025-03-12T10:00:00Z", "approve");
     s.rewrite(&b, |t| {
-        t.replace(
-            "status: pending_approval\n",
-            &format!("status: pending_approval\n{APPROVAL_BY_BOB}"),
-        )
+        hand_approved(t, "pending_approval", "bob@example.com")
     });
     s.commit_by_hand("bob@example.com", "2025-03-12T11:00:00Z", "lgtm");
     s.rewrite(&c, |t| {
@@ -289,10 +290,7 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
     // An approval by someone outside the role, in a commit that looks like chg's.
     let a = s.new_change(&[]);
     s.rewrite(&a, |t| {
-        t.replace(
-            "status: pending_approval\n",
-            &format!("status: pending_approval\n{APPROVAL_BY_BOB}"),
-        )
+        hand_approved(t, "pending_approval", "bob@example.com")
     });
     s.forge(
         &a,
@@ -305,13 +303,7 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
     // The requester approving her own change.
     let b = s.new_change(&[]);
     s.rewrite(&b, |t| {
-        t.replace(
-            "status: pending_approval\n",
-            &format!(
-                "status: pending_approval\n{}",
-                APPROVAL_BY_BOB.replace("bob@", "alice@")
-            ),
-        )
+        hand_approved(t, "pending_approval", "alice@example.com")
     });
     s.forge(
         &b,
@@ -335,14 +327,8 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
     // Trailers that say approve, on a commit that also rewrote the rollback plan.
     let d = s.new_change(&[]);
     s.rewrite(&d, |t| {
-        t.replace(
-            "status: pending_approval\n",
-            &format!(
-                "status: pending_approval\n{}",
-                APPROVAL_BY_BOB.replace("bob@", "em@")
-            ),
-        )
-        .replace("Reload the previous certificate", "Hope")
+        hand_approved(t, "pending_approval", "em@example.com")
+            .replace("Reload the previous certificate", "Hope")
     });
     s.forge(
         &d,
@@ -655,12 +641,7 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
     let id = closed_change(&mut s);
     // Approved by hand, by someone outside the role.
     let bad = s.new_change(&[]);
-    s.rewrite(&bad, |t| {
-        t.replace(
-            "status: pending_approval\n",
-            &format!("status: approved\n{APPROVAL_BY_BOB}"),
-        )
-    });
+    s.rewrite(&bad, |t| hand_approved(t, "approved", "bob@example.com"));
     s.commit_by_hand("bob@example.com", "2025-03-12T10:00:00Z", "approve");
     // Outside the period: requested and touched in April only.
     s.at("2025-04-02T10:00:00Z");
