@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use git2::{Commit, Oid, Repository, Signature, Sort, Time, Tree};
+use git2::{Commit, ObjectType, Oid, Repository, Signature, Sort, Time, Tree};
 use serde::Serialize;
 
 use crate::decode;
@@ -668,18 +668,21 @@ impl<'s> Replay<'s> {
     fn replay_new(&mut self, c: &Commit<'_>, path: &str, id: &str) -> Result<Outcome> {
         let repo = self.repo();
         let tree = self.tip_tree()?;
-        let blob = commit::blob_at(&c.tree()?, path)?.expect("a new file");
+        let Some(blob) = commit::blob_at(&c.tree()?, path)? else {
+            return Err(Error::Refused(format!(
+                "commit {} adds {path}, which is not a file; chg sync cannot replay it",
+                c.id()
+            )));
+        };
         let parsed: ChangeId = id
             .parse()
             .map_err(|e: String| Error::Internal(format!("{id}: {e}")))?;
-        if !id_taken(repo, &tree, self.store.prefix(), &parsed)? {
+        let new_id = free_id(repo, &tree, self.store.prefix(), parsed.clone())?;
+        if new_id == parsed {
             let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
             self.commit_on_tip(c, &[(path.to_owned(), Some(blob))], &msg)?;
             return Ok(self.done(c, id, "new"));
         }
-        let number = highest(repo, &tree, self.store.prefix(), &parsed)? + 1;
-        let new_id =
-            ChangeId::new(parsed.prefix(), parsed.year(), number).map_err(Error::Internal)?;
         let (change, text) = decode_blob(repo, blob, path)?;
         let mut next = change.clone();
         next.id = Some(new_id.clone());
@@ -722,14 +725,14 @@ impl<'s> Replay<'s> {
         let repo = self.repo();
         let tree = self.tip_tree()?;
         let old_id = self.map_id(old);
-        let Some(path) = find_change(repo, &tree, self.store.prefix(), &old_id)? else {
+        let Some((path, Some(blob))) = find_change(repo, &tree, self.store.prefix(), &old_id)?
+        else {
             return stale(format!("{old_id} is not on the remote any more"));
         };
         let parsed: ChangeId = new
             .parse()
             .map_err(|e: String| Error::Internal(format!("{new}: {e}")))?;
         let new_id = free_id(repo, &tree, self.store.prefix(), parsed)?;
-        let blob = commit::blob_at(&tree, &path)?.expect("found above");
         let (change, text) = decode_blob(repo, blob, &path)?;
         let (next, transition) = workflow::renumber(&change, new_id.clone());
         let text = edit::apply(&text, &change, &next)?;
@@ -756,7 +759,9 @@ impl<'s> Replay<'s> {
         let tree = self.tip_tree()?;
         let parent_tree = c.parent(0)?.tree()?;
         let remote_id = self.map_id(id);
-        let Some(remote_path) = find_change(repo, &tree, self.store.prefix(), &remote_id)? else {
+        let Some((remote_path, Some(remote_blob))) =
+            find_change(repo, &tree, self.store.prefix(), &remote_id)?
+        else {
             return stale(format!("{remote_id} is not on the remote any more"));
         };
         let (Some(before_blob), Some(after_blob)) = (
@@ -765,7 +770,6 @@ impl<'s> Replay<'s> {
         ) else {
             return stale("the local commit does not hold the change before and after".into());
         };
-        let remote_blob = commit::blob_at(&tree, &remote_path)?.expect("found above");
         let policy_path = format!("{}{POLICY_PATH}", self.store.prefix());
         let same_policy =
             commit::blob_at(&parent_tree, &policy_path)? == commit::blob_at(&tree, &policy_path)?;
@@ -903,33 +907,32 @@ fn month_trees<'r>(
 }
 
 /// Where `id`'s file is in `tree`, looking in its year and the years either side.
+/// The path of `id`'s file in `tree`, and its blob (none when something other than a file
+/// stands at that name, which still takes the id).
 fn find_change(
     repo: &Repository,
     tree: &Tree<'_>,
     prefix: &str,
     id: &str,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, Option<Oid>)>> {
     let Ok(parsed) = id.parse::<ChangeId>() else {
         return Ok(None);
     };
     let name = format!("{id}.yaml");
     for year in [parsed.year(), parsed.year() - 1, parsed.year() + 1] {
         for (folder, t) in month_trees(repo, tree, prefix, year)? {
-            if t.get_name(&name).is_some() {
-                return Ok(Some(format!("{folder}/{name}")));
+            if let Some(entry) = t.get_name(&name) {
+                let blob = (entry.kind() == Some(ObjectType::Blob)).then(|| entry.id());
+                return Ok(Some((format!("{folder}/{name}"), blob)));
             }
         }
     }
     Ok(None)
 }
 
-fn id_taken(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<bool> {
-    Ok(find_change(repo, tree, prefix, &id.to_string())?.is_some())
-}
-
 /// `wanted` when `tree` does not have it yet, else the next free number of its year there.
 fn free_id(repo: &Repository, tree: &Tree<'_>, prefix: &str, wanted: ChangeId) -> Result<ChangeId> {
-    if !id_taken(repo, tree, prefix, &wanted)? {
+    if find_change(repo, tree, prefix, &wanted.to_string())?.is_none() {
         return Ok(wanted);
     }
     let n = highest(repo, tree, prefix, &wanted)? + 1;

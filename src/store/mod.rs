@@ -649,9 +649,9 @@ impl Store {
                     .map(Path::to_path_buf)
                     .map_err(|_| Error::Usage(format!("{} is not in the store", f.display())))?
             }
-            None => {
-                let files = self.files_of(id)?;
-                if files.len() > 1 {
+            None => match <[PathBuf; 1]>::try_from(self.files_of(id)?) {
+                Ok([one]) => one,
+                Err(files) => {
                     return Err(Error::Usage(format!(
                         "{id} is claimed by {} files ({}); say which one moves with --file",
                         files.len(),
@@ -662,11 +662,7 @@ impl Store {
                             .join(", ")
                     )));
                 }
-                files
-                    .into_iter()
-                    .next()
-                    .expect("files_of never returns none")
-            }
+            },
         };
         let bytes = std::fs::read(self.root.join(&rel))
             .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))?;

@@ -210,15 +210,25 @@ impl Team {
         }
     }
 
-    /// `git log` of the remote's main.
-    fn remote_log(&self, format: &str) -> String {
-        let o = Command::new("git")
+    fn remote_git(&self, args: &[&str]) -> std::process::Output {
+        Command::new("git")
             .arg("--git-dir")
             .arg(self.remote())
-            .args(["log", &format!("--format={format}"), "main"])
+            .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `git log` of the remote's main.
+    fn remote_log(&self, format: &str) -> String {
+        let o = self.remote_git(&["log", &format!("--format={format}"), "main"]);
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `git fsck` of the remote passes.
+    fn assert_remote_sound(&self) {
+        let o = self.remote_git(&["fsck", "--no-progress"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
 
@@ -687,13 +697,7 @@ fn eight_people_in_parallel_converge_with_every_step_once() {
     // Ids are unique (validate reports duplicates), and the history audits clean.
     clones[0].chg(&["validate"]).ok();
     clones[0].chg(&["audit"]).ok();
-    let fsck = Command::new("git")
-        .arg("--git-dir")
-        .arg(t.remote())
-        .args(["fsck", "--no-progress"])
-        .output()
-        .unwrap();
-    assert!(fsck.status.success());
+    t.assert_remote_sound();
 }
 
 /// Starts `chg args` in `c`, kills it (SIGKILL) after `ms` milliseconds, and waits for it.
@@ -798,13 +802,7 @@ fn a_hundred_kills_during_transitions_and_syncs_lose_and_double_nothing() {
     assert_eq!(alice.head(), em.head());
     alice.chg(&["validate"]).ok();
     alice.chg(&["audit"]).ok();
-    let fsck = Command::new("git")
-        .arg("--git-dir")
-        .arg(t.remote())
-        .args(["fsck", "--no-progress"])
-        .output()
-        .unwrap();
-    assert!(fsck.status.success());
+    t.assert_remote_sound();
 }
 
 #[test]
@@ -837,3 +835,4 @@ fn one_person_filing_the_same_change_from_two_clones_in_one_second_keeps_both() 
     assert_eq!(synced.lines().next().map(str::len), Some(40), "{synced}");
     c[1].chg(&["audit"]).ok();
 }
+
