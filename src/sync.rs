@@ -238,18 +238,28 @@ impl Store {
         tracking: &str,
     ) -> Result<Option<Oid>> {
         let refspec = format!("+refs/heads/{branch}:{tracking}");
-        let o = git(
-            workdir,
-            &["fetch", "--quiet", "--no-tags", remote, &refspec],
-        )?;
-        if !o.status.success() {
+        let mut tries = 1;
+        loop {
+            let o = git(
+                workdir,
+                &["fetch", "--quiet", "--no-tags", remote, &refspec],
+            )?;
+            if o.status.success() {
+                return Ok(Some(self.repo().refname_to_id(tracking)?));
+            }
             let why = stderr_of(&o);
             if why.contains("couldn't find remote ref") {
                 return Ok(None);
             }
+            // Another git moved the tracking ref while this fetch ran (a push of an earlier,
+            // interrupted sync still finishing, or a fetch in another terminal): fetch again.
+            if why.contains("cannot lock ref") && tries < 5 {
+                backoff(tries);
+                tries += 1;
+                continue;
+            }
             return Err(Error::Internal(format!("git fetch {remote} failed: {why}")));
         }
-        Ok(Some(self.repo().refname_to_id(tracking)?))
     }
 
     /// The commits to push: the local ones replayed onto `upstream`.

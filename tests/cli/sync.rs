@@ -836,3 +836,34 @@ fn one_person_filing_the_same_change_from_two_clones_in_one_second_keeps_both() 
     c[1].chg(&["audit"]).ok();
 }
 
+/// An interrupted sync can leave its `git push` running, which then moves the tracking ref
+/// under the next sync's fetch; the fetch is tried again instead of failing the sync.
+#[test]
+fn a_tracking_ref_held_by_another_git_for_a_moment_does_not_fail_the_sync() {
+    let (t, c) = Team::new(&["alice@example.com", "em@example.com"]);
+    let (alice, em) = (&c[0], &c[1]);
+    em.new_change("upstream");
+    em.chg(&["sync"]).ok();
+    let lock = alice.root.join(".git/refs/remotes/origin/main.lock");
+    std::fs::write(&lock, "").unwrap();
+    let release = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::remove_file(lock).unwrap();
+        })
+    };
+    alice.chg(&["sync"]).ok();
+    release.join().unwrap();
+    assert_eq!(alice.head(), t.remote_log("%H").lines().next().unwrap());
+    // Held for good, the sync gives up with git's reason, and nothing moved.
+    em.new_change("again");
+    em.chg(&["sync"]).ok();
+    let before = alice.head();
+    std::fs::write(&lock, "").unwrap();
+    let r = alice.chg(&["sync"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("cannot lock ref"), "{}", r.stderr);
+    assert_eq!(alice.head(), before);
+    std::fs::remove_file(&lock).unwrap();
+}
