@@ -44,6 +44,12 @@ pub fn active(c: &ChangeRequest) -> bool {
     )
 }
 
+/// Whether `c` can be in another change's way: active and scheduled. Conflict checks and
+/// slot searches look at nothing else, so whole-store reads for them keep only these.
+pub fn can_conflict(c: &ChangeRequest) -> bool {
+    active(c) && c.schedule.is_some()
+}
+
 /// Every conflict of `change` if it ran at `schedule`, against the `others` (the change
 /// itself among them is skipped).
 pub fn conflicts(

@@ -221,16 +221,21 @@ fn interactive() -> bool {
 /// The changes that could be read, warning on stderr about the others (`what` says what
 /// they are left out of: "counted", "checked for conflicts").
 fn readable<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg::model::ChangeRequest> {
+    readable_files(all, what)
+        .into_iter()
+        .map(|l| l.change())
+        .collect()
+}
+
+/// The files that decoded; a warning on stderr counts the others.
+fn readable_files<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg::store::Loaded> {
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
     if unreadable > 0 {
         eprintln!(
             "chg: warning: {unreadable} change file(s) could not be read and are not {what}; run `chg validate`"
         );
     }
-    all.iter()
-        .filter(|l| l.decoded.parsed)
-        .map(|l| l.change())
-        .collect()
+    all.iter().filter(|l| l.decoded.parsed).collect()
 }
 
 /// A JSON document on stdout.

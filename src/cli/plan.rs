@@ -103,7 +103,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         None => chg::store::now()?,
     };
     let loaded = store.load(&id)?;
-    let all = store.load_all()?;
+    let all = store.load_where(conflicts::can_conflict)?;
     let reasons = conflicts::gate(
         loaded.change(),
         policy,
@@ -152,7 +152,8 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
     if to <= from {
         return Err(Error::Usage("--to must be after --from".into()));
     }
-    let all = store.load_all()?;
+    // The calendar shows scheduled changes only.
+    let all = store.load_where(|c| c.schedule.is_some())?;
     let events = calendar::events(&readable(&all, "shown"), policy, from, to);
     match a.format {
         CalendarFormat::Json => out_json(&events)?,
@@ -181,7 +182,9 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         None => now,
     };
     let day_end = date + jiff::SignedDuration::from_hours(24);
-    let all = store.load_all()?;
+    // The agenda, and whatever its changes can conflict with.
+    let all = store
+        .load_where(|c| c.status() == Status::PendingApproval || conflicts::can_conflict(c))?;
     let everyone = readable(&all, "on the agenda");
     let mut groups: BTreeMap<Priority, Vec<&ChangeRequest>> = BTreeMap::new();
     for c in &everyone {

@@ -9,7 +9,9 @@ use chg::store::Store;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::{CmdResult, csv_field, out, out_json, parse_bound, parse_id, short, table};
+use super::{
+    CmdResult, csv_field, out, out_json, parse_bound, parse_id, readable_files, short, table,
+};
 
 /// Show one change, readable, or as JSON.
 #[derive(Debug, Args)]
@@ -245,16 +247,8 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
             && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
     };
-    let (mut rows, unreadable): (Vec<_>, Vec<_>) = store
-        .load_where(wanted)?
-        .into_iter()
-        .partition(|l| l.decoded.parsed);
-    if !unreadable.is_empty() {
-        eprintln!(
-            "chg: warning: {} change file(s) could not be read and are not listed; run `chg validate`",
-            unreadable.len()
-        );
-    }
+    let all = store.load_where(wanted)?;
+    let mut rows = readable_files(&all, "listed");
     rows.sort_by(|x, y| x.change().id.cmp(&y.change().id).then(x.rel.cmp(&y.rel)));
     let format = if a.json { ListFormat::Json } else { a.format };
     match format {

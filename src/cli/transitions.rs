@@ -266,8 +266,8 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
             .as_ref()
             .is_some_and(|s| s.maintenance_window)
     });
-    // Conflicts with other changes need every scheduled change: a whole-store read.
-    let all = store.load_all()?;
+    // Conflicts with other changes need every active scheduled change: a whole-store read.
+    let all = store.load_where(chg::conflicts::can_conflict)?;
     let others = readable(&all, "checked for conflicts");
     let (start, end) = if a.next_slot {
         let duration: chg::model::Duration = a
