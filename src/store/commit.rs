@@ -265,30 +265,42 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
     // collision-detecting SHA-1): half of `chg new`. Same lock, same stat data. Without a
     // git on PATH, libgit2 does it.
     if let Some(workdir) = repo.workdir() {
-        let run = std::process::Command::new("git")
-            .arg("update-index")
-            .arg("--add")
-            .arg("--remove")
-            .arg("--")
-            .args(paths)
-            .current_dir(workdir)
-            .env("GIT_DIR", repo.path())
-            .env("GIT_WORK_TREE", workdir)
-            .env("GIT_INDEX_FILE", repo.path().join("index"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output();
-        match run {
-            Ok(o) if o.status.success() => return Ok(()),
-            Ok(o) => {
-                return Err(Error::Internal(format!(
-                    "git update-index failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )));
+        // Another git may hold index.lock for a moment (an editor refreshing `git status`,
+        // or the update-index of a chg that was killed, still finishing): git does not wait
+        // for that lock, so wait here, up to two seconds, before giving git's reason.
+        let mut tries = 0;
+        loop {
+            let run = std::process::Command::new("git")
+                .arg("update-index")
+                .arg("--add")
+                .arg("--remove")
+                .arg("--")
+                .args(paths)
+                .current_dir(workdir)
+                .env("GIT_DIR", repo.path())
+                .env("GIT_WORK_TREE", workdir)
+                .env("GIT_INDEX_FILE", repo.path().join("index"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output();
+            match run {
+                Ok(o) if o.status.success() => return Ok(()),
+                Ok(o) => {
+                    let why = String::from_utf8_lossy(&o.stderr);
+                    if why.contains("index.lock") && tries < 40 {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                    return Err(Error::Internal(format!(
+                        "git update-index failed: {}",
+                        why.trim()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io("cannot run git update-index", e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("cannot run git update-index", e)),
         }
     }
     let mut index = repo.index()?;

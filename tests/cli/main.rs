@@ -1401,3 +1401,32 @@ fn without_git_on_path_the_index_is_still_updated() {
     assert_eq!(s.git(&["status", "--porcelain"]), "");
     assert!(s.git(&["ls-files"]).contains("CHG-2025-001.yaml"));
 }
+
+/// git does not wait for index.lock; an editor refreshing `git status`, or a killed chg's
+/// `git update-index` still finishing, holds it for a moment. A transition waits that out;
+/// a lock held for good fails it with git's reason, and nothing changes.
+#[test]
+fn a_transition_waits_for_an_index_lock_held_for_a_moment() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let lock = s.root().join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    let release = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::remove_file(lock).unwrap();
+        })
+    };
+    s.chg("em@example.com", &["approve", &id]).ok();
+    release.join().unwrap();
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+
+    let before = s.snapshot();
+    std::fs::write(&lock, "").unwrap();
+    let r = s.chg("cm@example.com", &["approve", &id]);
+    std::fs::remove_file(&lock).unwrap();
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("index.lock"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+}
