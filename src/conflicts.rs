@@ -133,7 +133,7 @@ pub fn conflicts(
 
 /// Screens a new schedule: refuses it, naming both changes, when an overlap the policy
 /// blocks exists; otherwise returns the conflicts that only warn. (Blocking freezes and
-/// windows are refused by the schedule step itself, `validate::schedule_problem`.)
+/// windows are refused by the schedule step itself, `rules::schedule_problem`.)
 pub fn screen(
     change: &ChangeRequest,
     schedule: &Schedule,
@@ -153,40 +153,16 @@ pub fn screen(
         .map(|c| c.message.as_str())
         .collect();
     if !overlaps.is_empty() {
-        return Err(crate::Error::Refused(format!(
-            "{} cannot be scheduled then: {}",
-            change.id_text(),
-            overlaps.join("; ")
-        )));
+        return Err(crate::Error::refused(
+            "conflict",
+            format!(
+                "{} cannot be scheduled then: {}",
+                change.id_text(),
+                overlaps.join("; ")
+            ),
+        ));
     }
     Ok(warnings)
-}
-
-/// Every reason the change may not be implemented at `at` (empty: the gate is open): the
-/// implement rules, plus blocking conflicts with other changes. A change already
-/// implementing is judged as if approved, so a pipeline can check it again mid-deploy.
-pub fn gate(
-    change: &ChangeRequest,
-    policy: &Policy,
-    at: Timestamp,
-    others: &[&ChangeRequest],
-) -> Vec<crate::workflow::Refusal> {
-    let mut c = change.clone();
-    if c.status() == Status::Implementing {
-        c.status = Some(Status::Approved);
-    }
-    let mut why = crate::workflow::implement_refusals(&c, policy, at);
-    if let Some(s) = &change.schedule {
-        for k in conflicts(change, s, others, policy) {
-            if k.blocks() && k.kind == "overlap" {
-                why.push(crate::workflow::Refusal {
-                    rule: "conflict",
-                    message: k.message,
-                });
-            }
-        }
-    }
-    why
 }
 
 /// The earliest window of `duration` starting at or after `from` (rounded up to the next

@@ -1,29 +1,84 @@
-//! The library's error type. Each variant knows its exit code (SPEC section 8), so the
-//! mapping is decided here and nowhere else.
+//! The library's error type. Each variant says what kind of failure it is (a refusal by a
+//! named rule, bad input, a concurrent update, a broken environment); front ends map kinds
+//! to what their users see (the CLI to exit codes, a server to HTTP statuses), and write
+//! their own hints: no message here names a command-line flag.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::finding::Finding;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A rule said no: which rule, why, and what would make it yes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The rule's id (`approval-role`, `segregation-of-duties`, `lifecycle`, …): the names
+    /// `chg validate`, `chg audit` and `chg gate` report.
+    pub rule: &'static str,
+    /// One sentence.
+    pub message: String,
+    /// What would help, in words that name no front end's flags; front ends may replace it
+    /// by their own (see the CLI's hints).
+    pub hint: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal without a hint.
+    pub fn new(rule: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            rule,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same refusal with a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Refusal {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        Error::Refused(r)
+    }
+}
+
 /// Everything that can stop a command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The policy or the life cycle says no (exit 1).
+    /// The policy or the life cycle says no.
     #[error("{0}")]
-    Refused(String),
-    /// The check's answer is no: the findings say why (exit 1).
+    Refused(Refusal),
+    /// The check's answer is no: the findings say why.
     #[error("{} problem(s) found", .0.len())]
     Findings(Vec<Finding>),
-    /// Bad flags or arguments (exit 2).
+    /// Bad arguments.
     #[error("{0}")]
     Usage(String),
-    /// A file could not be read as what it should be (exit 2).
+    /// The request names one of several things and must say which (`what`: `role`, `file`).
+    #[error("{message}")]
+    Ambiguous {
+        /// One sentence.
+        message: String,
+        /// What must be chosen.
+        what: &'static str,
+        /// The choices.
+        choices: Vec<String>,
+    },
+    /// A file could not be read as what it should be.
     #[error("{0}")]
     Malformed(Finding),
-    /// The input has these problems; all are listed (exit 2).
+    /// The input has these problems; all are listed.
     #[error("{summary}")]
     Invalid {
         /// One sentence.
@@ -31,33 +86,36 @@ pub enum Error {
         /// The details, one per line.
         findings: Vec<Finding>,
     },
-    /// No change has this id (exit 2).
+    /// No change has this id.
     #[error("no change {0} in this store")]
     UnknownId(String),
-    /// Not inside a store (exit 2).
+    /// Not inside a store.
     #[error(
-        "no chg store found from {0} (looked for policy/policy.yaml up to the git work tree root); create one with `chg init`, or name one with --repo PATH or CHG_REPO"
+        "no chg store found from {0} (looked for policy/policy.yaml up to the git work tree root)"
     )]
     NoStore(PathBuf),
-    /// No git identity (exit 2).
-    #[error(
-        "no git identity: set one with `git config --global user.name \"Your Name\"` and `git config --global user.email you@example.com` (or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL)"
-    )]
+    /// No identity to act as.
+    #[error("no git identity")]
     NoIdentity,
-    /// The change file has edits that are not committed (exit 2).
+    /// The change file has edits that are not committed.
     #[error(
         "{0} has uncommitted changes; commit them (git commit {0}) or discard them (git restore --staged --worktree {0}) first, chg will not overwrite them"
     )]
     Dirty(String),
-    /// Another chg process held the store lock for too long (exit 3).
+    /// Someone else changed the store while this call worked; nothing was written, and the
+    /// same request may succeed when made again.
+    #[error("{0}")]
+    Conflict(String),
+    /// Another chg process held the store lock for longer than the context allows.
     #[error(
-        "another chg process is working on this store and did not finish within {0} seconds; try again (or raise CHG_LOCK_TIMEOUT)"
+        "another chg process is working on this store and did not finish within {} seconds",
+        .0.as_secs()
     )]
-    Locked(u64),
-    /// Git failed (exit 3).
+    Locked(Duration),
+    /// Git failed.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
-    /// The file system failed (exit 3).
+    /// The file system failed.
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -65,32 +123,30 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// Anything else that is not the user's fault (exit 3).
+    /// Anything else that is not the user's fault.
     #[error("{0}")]
     Internal(String),
 }
 
 impl Error {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Refused(_) | Error::Findings(_) => 1,
-            Error::Usage(_)
-            | Error::Malformed(_)
-            | Error::Invalid { .. }
-            | Error::UnknownId(_)
-            | Error::NoStore(_)
-            | Error::NoIdentity
-            | Error::Dirty(_) => 2,
-            Error::Locked(_) | Error::Git(_) | Error::Io { .. } | Error::Internal(_) => 3,
-        }
-    }
-
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// A refusal by `rule`.
+    pub fn refused(rule: &'static str, message: impl Into<String>) -> Self {
+        Error::Refused(Refusal::new(rule, message))
+    }
+
+    /// The rule that refused, for a refusal.
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            Error::Refused(r) => Some(r.rule),
+            _ => None,
         }
     }
 }

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod calendar;
 pub mod conflicts;
+pub mod context;
 pub mod decode;
 pub mod edit;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod history;
 pub mod model;
 pub mod policy;
 pub mod report;
+pub mod rules;
 pub mod schema;
 pub mod store;
 pub mod sync;
@@ -36,4 +38,5 @@ pub mod validate;
 pub mod workflow;
 pub mod yaml;
 
-pub use error::{Error, Result};
+pub use context::{Context, Identity};
+pub use error::{Error, Refusal, Result};

@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use crate::model::{ChangeModel, ChangeRequest, Decision, Outcome, Priority, Status};
 use crate::policy::Policy;
-use crate::workflow;
 
 /// A period: `2025`, `2025-Q1` or `2025-01`, as `[since, until)` in UTC.
 pub fn parse_period(text: &str) -> Result<(Timestamp, Timestamp), String> {
@@ -195,7 +194,7 @@ fn times(group: &str, mut v: Vec<f64>, target: Option<f64>) -> Times {
 /// When the change got its last required approval, if it has them all.
 pub fn approved_at(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
     let required = policy.required_roles(change);
-    if required.is_empty() || !workflow::missing_roles(change, policy).is_empty() {
+    if required.is_empty() || !crate::rules::missing_roles(change, policy).is_empty() {
         return None;
     }
     change

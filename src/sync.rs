@@ -21,16 +21,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use git2::{Commit, ObjectType, Oid, Repository, Signature, Sort, Time, Tree};
+use git2::{Commit, ObjectType, Oid, Repository, Signature, Sort, Tree};
 use serde::Serialize;
 
+use crate::context::{Context, Identity};
 use crate::decode;
 use crate::edit;
+use crate::error::Refusal;
 use crate::error::{Error, Result};
 use crate::history;
 use crate::model::{ChangeId, ChangeRequest};
 use crate::policy::{POLICY_PATH, Policy};
-use crate::store::{Identity, Store, commit};
+use crate::store::{Store, commit};
 use crate::validate;
 use crate::workflow::{self, Step, Transition};
 
@@ -129,16 +131,30 @@ fn short(id: Oid) -> String {
     id.to_string()[..8].to_owned()
 }
 
-impl Store {
-    /// `chg sync`: fetch, replay local steps onto the remote branch, push, retry on races.
-    pub fn sync(&self, opts: &Options) -> Result<Report> {
-        let _lock = self.lock()?;
+/// `chg sync`: fetch, replay local steps onto the remote branch, push, retry on races. The
+/// person running it (`ctx.committer`) commits every replayed step; each step keeps its
+/// author and time.
+pub fn sync(store: &Store, ctx: &Context, opts: &Options) -> Result<Report> {
+    Syncing { store, ctx }.run(opts)
+}
+
+struct Syncing<'s> {
+    store: &'s Store,
+    ctx: &'s Context,
+}
+
+impl Syncing<'_> {
+    fn repo(&self) -> &Repository {
+        self.store.repo()
+    }
+
+    fn run(&self, opts: &Options) -> Result<Report> {
+        let _lock = self.store.lock(self.ctx.lock_timeout)?;
         let repo = self.repo();
         let workdir = repo
             .workdir()
             .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?
             .to_path_buf();
-        let identity = self.identity()?;
         let (ref_name, head) = commit::head_state(repo)?;
         let (Some(ref_name), Some(head)) = (ref_name, head) else {
             return Err(Error::Usage(
@@ -159,7 +175,7 @@ impl Store {
             .unwrap_or_else(|| "origin".to_owned());
         if repo.find_remote(&remote).is_err() {
             return Err(Error::Usage(format!(
-                "no remote `{remote}` in this repository (git remote add {remote} URL), or name one: chg sync REMOTE"
+                "no remote `{remote}` in this repository (git remote add {remote} URL), or name another one"
             )));
         }
         let remote_branch = match (configured.as_deref() == Some(remote.as_str()))
@@ -179,7 +195,7 @@ impl Store {
         for attempt in 1..=attempts {
             report.attempts = attempt;
             let upstream = self.fetch(&workdir, &remote, &remote_branch, &tracking)?;
-            let plan = self.plan(head, upstream, &identity, opts, &branch)?;
+            let plan = self.plan(head, upstream, opts, &branch)?;
             report.pulled = plan.pulled;
             report.replayed = plan.replayed;
             report.already_upstream = plan.already;
@@ -263,14 +279,7 @@ impl Store {
     }
 
     /// The commits to push: the local ones replayed onto `upstream`.
-    fn plan(
-        &self,
-        head: Oid,
-        upstream: Option<Oid>,
-        identity: &Identity,
-        opts: &Options,
-        branch: &str,
-    ) -> Result<Plan> {
+    fn plan(&self, head: Oid, upstream: Option<Oid>, opts: &Options, branch: &str) -> Result<Plan> {
         let repo = self.repo();
         let Some(upstream) = upstream else {
             return Ok(Plan::unchanged(head));
@@ -290,13 +299,17 @@ impl Store {
             .iter()
             .find(|c| repo.find_commit(**c).is_ok_and(|c| c.parent_count() > 1))
         {
-            return Err(Error::Refused(format!(
-                "sync stopped: your branch has a merge commit ({}) that is not on the remote; chg sync replays a straight line of commits. Nothing was pushed or changed: rebase it first (git rebase {}), then run chg sync again",
-                short(*m),
-                short(upstream)
-            )));
+            return Err(Refusal::new(
+                "sync-merge",
+                format!(
+                    "sync stopped: your branch has a merge commit ({}) that is not on the remote; chg sync replays a straight line of commits. Nothing was pushed or changed",
+                    short(*m)
+                ),
+            )
+            .hint(format!("rebase it first (git rebase {}), then sync again", short(upstream)))
+            .into());
         }
-        let mut replay = Replay::new(self, identity, upstream, &pulled)?;
+        let mut replay = Replay::new(self.store, self.ctx, upstream, &pulled)?;
         let mut plan = Plan {
             pulled: pulled.len(),
             ..Plan::unchanged(upstream)
@@ -313,11 +326,11 @@ impl Store {
         plan.tip = replay.tip;
         plan.renumbered = replay.renumbered;
         if !stale.is_empty() {
-            let saved = save_local_work(repo, head, branch)?;
+            let saved = save_local_work(repo, head, branch, self.ctx.now)?;
             if !opts.drop_stale {
                 let first = &stale[0];
-                return Err(Error::Refused(format!(
-                    "sync stopped: {} `{}` (commit {}) can no longer apply: {}{}. Nothing was pushed or changed; your local work is also kept at {saved}. To sync everything else without it: chg sync --drop-stale",
+                return Err(Refusal::new("sync-stale", format!(
+                    "sync stopped: {} `{}` (commit {}) can no longer apply: {}{}. Nothing was pushed or changed; your local work is also kept at {saved}",
                     first.id,
                     first.action,
                     &first.commit[..8],
@@ -327,7 +340,7 @@ impl Store {
                     } else {
                         String::new()
                     }
-                )));
+                )).hint("sync again dropping the steps that no longer apply").into());
             }
             plan.dropped = stale;
             plan.saved_ref = Some(saved);
@@ -339,11 +352,11 @@ impl Store {
 /// Waits before the next push attempt: exponential, with jitter so racing clones spread out.
 fn backoff(attempt: u32) {
     let base = 50u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let seed = u64::from(nanos) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9);
-    let jitter = seed % base.max(1);
+    // A fresh random seed per call (std's hasher keys), not the clock: the library reads none.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % base.max(1);
     std::thread::sleep(Duration::from_millis((base / 2 + jitter).min(2000)));
 }
 
@@ -368,10 +381,13 @@ fn count_between(repo: &Repository, tip: Oid, base: Option<Oid>) -> Result<usize
 }
 
 /// Keeps `head` at `refs/chg/sync/<branch>-<time>` so dropped or stopped steps are never lost.
-fn save_local_work(repo: &Repository, head: Oid, branch: &str) -> Result<String> {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+fn save_local_work(
+    repo: &Repository,
+    head: Oid,
+    branch: &str,
+    now: jiff::Timestamp,
+) -> Result<String> {
+    let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
     let safe: String = branch
         .chars()
         .map(|c| {
@@ -450,7 +466,7 @@ fn with_synced_from(message: &str, local: Oid) -> String {
 /// The replay of local commits onto the remote's tip, one at a time.
 struct Replay<'s> {
     store: &'s Store,
-    identity: &'s Identity,
+    ctx: &'s Context,
     tip: Oid,
     /// Local commits already on the remote (by their id), with the change id they got there.
     upstream: HashMap<String, Option<String>>,
@@ -465,7 +481,7 @@ struct Replay<'s> {
 impl<'s> Replay<'s> {
     fn new(
         store: &'s Store,
-        identity: &'s Identity,
+        ctx: &'s Context,
         upstream: Oid,
         pulled: &[Oid],
     ) -> Result<Replay<'s>> {
@@ -487,7 +503,7 @@ impl<'s> Replay<'s> {
         }
         Ok(Replay {
             store,
-            identity,
+            ctx,
             tip: upstream,
             upstream: up,
             upstream_renumbers,
@@ -576,12 +592,7 @@ impl<'s> Replay<'s> {
     /// The person running the sync, now: the committer of every replayed commit (the
     /// author stays who acted, when they acted).
     fn committer(&self) -> Result<Signature<'static>> {
-        let now = crate::store::now()?;
-        Ok(Signature::new(
-            &self.identity.name,
-            &self.identity.email,
-            &Time::new(now.as_second(), 0),
-        )?)
+        crate::store::signature(&self.ctx.committer, self.ctx.committed_at)
     }
 
     fn tip_tree(&self) -> Result<Tree<'s>> {
@@ -591,9 +602,12 @@ impl<'s> Replay<'s> {
     fn policy(&mut self, tree: &Tree<'_>) -> Result<Policy> {
         let path = format!("{}{POLICY_PATH}", self.store.prefix());
         let Some(blob) = commit::blob_at(tree, &path)? else {
-            return Err(Error::Refused(format!(
-                "sync stopped: the remote branch has no {POLICY_PATH}; nothing was pushed or changed"
-            )));
+            return Err(Error::refused(
+                "sync-no-policy",
+                format!(
+                    "sync stopped: the remote branch has no {POLICY_PATH}; nothing was pushed or changed"
+                ),
+            ));
         };
         if let Some(p) = self.policies.get(&blob) {
             return Ok(p.clone());
@@ -654,13 +668,20 @@ impl<'s> Replay<'s> {
                 .filter_map(|x| x.our.or(x.their).or(x.ancestor))
                 .map(|e| String::from_utf8_lossy(&e.path).into_owned())
                 .collect();
-            return Err(Error::Refused(format!(
-                "sync stopped: commit {} (\"{}\") is not a chg transition and conflicts with the remote in {}. Nothing was pushed or changed. Resolve it as in any rebase: git rebase {} (fix, git add, git rebase --continue), then run chg sync again",
-                short(c.id()),
-                c.message().unwrap_or("").lines().next().unwrap_or(""),
-                files.join(", "),
+            return Err(Refusal::new(
+                "sync-conflict",
+                format!(
+                    "sync stopped: commit {} (\"{}\") is not a chg transition and conflicts with the remote in {}. Nothing was pushed or changed",
+                    short(c.id()),
+                    c.message().unwrap_or("").lines().next().unwrap_or(""),
+                    files.join(", "),
+                ),
+            )
+            .hint(format!(
+                "resolve it as in any rebase: git rebase {} (fix, git add, git rebase --continue), then sync again",
                 short(self.tip)
-            )));
+            ))
+            .into());
         }
         let tree = index.write_tree_to(repo)?;
         if tree == tip.tree_id() {
@@ -679,10 +700,13 @@ impl<'s> Replay<'s> {
         let repo = self.repo();
         let tree = self.tip_tree()?;
         let Some(blob) = commit::blob_at(&c.tree()?, path)? else {
-            return Err(Error::Refused(format!(
-                "commit {} adds {path}, which is not a file; chg sync cannot replay it",
-                c.id()
-            )));
+            return Err(Error::refused(
+                "sync-not-a-file",
+                format!(
+                    "commit {} adds {path}, which is not a file; chg sync cannot replay it",
+                    c.id()
+                ),
+            ));
         };
         let parsed: ChangeId = id
             .parse()

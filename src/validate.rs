@@ -11,209 +11,12 @@ use rayon::prelude::*;
 
 use crate::decode::{self, Decoded};
 use crate::finding::{Finding, Severity};
-use crate::model::{ChangeId, ChangeModel, ChangeRequest, Decision, Schedule, Status};
+use crate::model::{ChangeId, ChangeModel, ChangeRequest, Decision, Status};
 use crate::policy::Policy;
-use crate::workflow::missing_roles;
+use crate::rules::missing_roles;
 
-/// A problem with one field of a change, before it is given a file and a place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The field path (`title`, `approvals[1].by`), used to find the place.
-    pub path: String,
-    /// The rule broken.
-    pub rule: &'static str,
-    /// Error or warning.
-    pub severity: Severity,
-    /// One sentence.
-    pub message: String,
-}
-
-fn problem(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        rule,
-        severity: Severity::Error,
-        message: message.into(),
-    }
-}
-
-/// Content rules: required fields, change type, testing. These decide whether a change can
-/// be submitted.
-pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
-    let mut out = Vec::new();
-    for field in &policy.required_fields {
-        if !change.has_field(field) {
-            out.push(problem(
-                field.as_str(),
-                "required",
-                format!("{field} is required by the policy and is missing or empty"),
-            ));
-        }
-    }
-    if let Some(t) = &change.change_type {
-        if !policy.change_types.contains(t) {
-            let hint = crate::finding::suggest(t, policy.change_types.iter().map(String::as_str))
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            out.push(problem(
-                "change_type",
-                "enum",
-                format!(
-                    "change_type `{t}` is not one of the policy's change types ({}){hint}",
-                    policy.change_types.join(", ")
-                ),
-            ));
-        } else if policy.testing_required_for(t) {
-            if change.testing_required != Some(true) {
-                out.push(problem(
-                    "testing_required",
-                    "testing",
-                    format!("{t} changes need testing: set testing_required: true"),
-                ));
-            }
-            if !change.has_field("test_plan") {
-                out.push(problem(
-                    "test_plan",
-                    "testing",
-                    format!("{t} changes need a test_plan"),
-                ));
-            }
-        }
-    }
-    if change.testing_required == Some(true)
-        && !change.has_field("test_plan")
-        && !out.iter().any(|p| p.path == "test_plan")
-    {
-        out.push(problem(
-            "test_plan",
-            "testing",
-            "testing_required is true but there is no test_plan",
-        ));
-    }
-    out
-}
-
-/// Why a schedule is not allowed by the windows, if it is not (freeze, maintenance window).
-pub fn schedule_problem(
-    change: &ChangeRequest,
-    schedule: &Schedule,
-    policy: &Policy,
-) -> Option<String> {
-    if schedule.end <= schedule.start {
-        return Some("the schedule ends before it starts".into());
-    }
-    // Freezes and maintenance windows, where the policy's `conflicts:` says they block;
-    // where they only warn, callers report them from `conflicts::conflicts`.
-    let c = crate::conflicts::conflicts(change, schedule, &[], policy)
-        .into_iter()
-        .find(|c| c.blocks())?;
-    Some(match policy.freeze_overlapping(schedule.start, schedule.end) {
-        Some(f) if c.kind == "freeze" => format!(
-            "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
-            f.reason,
-            crate::model::format_timestamp(f.start),
-            crate::model::format_timestamp(f.end)
-        ),
-        _ => "it is flagged maintenance_window but does not lie inside any maintenance window of the policy".into(),
-    })
-}
-
-/// Who approved for which role: members only, never the requester, no role twice, nobody in
-/// two roles, no unknown or unneeded role (a warning).
-pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let required = policy.required_roles(change);
-    let mut seen_roles: HashMap<&str, usize> = HashMap::new();
-    let mut seen_people: HashMap<String, &str> = HashMap::new();
-    let stale = change.stale_approvals();
-    for (i, a) in change.approvals.iter().enumerate() {
-        let base = format!("approvals[{i}]");
-        if stale.contains(&i) {
-            out.push(problem(
-                format!("{base}.digest"),
-                "approval-digest",
-                format!(
-                    "the approval by {} as {} was given to other content: the title, plan or another material field changed after it (by a merge or by hand); restore the approved content, or edit it with chg so it goes back for approval",
-                    a.by, a.role
-                ),
-            ));
-        }
-        if !policy.roles.contains_key(&a.role) {
-            out.push(problem(
-                format!("{base}.role"),
-                "approval",
-                format!("approval for unknown role `{}`", a.role),
-            ));
-        } else {
-            if !policy.is_member(&a.role, &a.by) {
-                out.push(problem(
-                    format!("{base}.by"),
-                    "approval",
-                    format!("{} is not a member of the role {}", a.by, a.role),
-                ));
-            }
-            if !required.contains(&a.role) {
-                out.push(Problem {
-                    severity: Severity::Warning,
-                    ..problem(
-                        format!("{base}.role"),
-                        "approval",
-                        format!(
-                            "the role {} is not required for this change (required: {})",
-                            a.role,
-                            if required.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                required.join(", ")
-                            }
-                        ),
-                    )
-                });
-            }
-        }
-        if policy.segregation_of_duties
-            && change
-                .requester
-                .as_deref()
-                .is_some_and(|r| r.eq_ignore_ascii_case(&a.by))
-        {
-            out.push(problem(
-                format!("{base}.by"),
-                "segregation",
-                format!(
-                    "{} requested this change and may not approve it (segregation of duties)",
-                    a.by
-                ),
-            ));
-        }
-        if let Some(first) = seen_roles.insert(&a.role, i) {
-            out.push(problem(
-                format!("{base}.role"),
-                "approval",
-                format!(
-                    "the role {} decided twice (approvals {} and {})",
-                    a.role,
-                    first + 1,
-                    i + 1
-                ),
-            ));
-        }
-        if let Some(other) = seen_people.insert(a.by.to_ascii_lowercase(), &a.role)
-            && other != a.role
-            && policy.segregation_of_duties
-        {
-            out.push(problem(
-                    format!("{base}.by"),
-                    "segregation",
-                    format!(
-                        "{} fills two roles on this change ({other} and {}); one person fills one role per change",
-                        a.by, a.role
-                    ),
-                ));
-        }
-    }
-    out
-}
+use crate::rules::{self, problem};
+pub use crate::rules::{Problem, approval_problems, content_problems, schedule_problem};
 
 /// Every rule for one change that needs the policy. `now` enables the deadline rules.
 pub fn change_problems(
@@ -288,7 +91,6 @@ pub fn change_problems(
         .approvals
         .iter()
         .any(|a| a.decision == Decision::Rejected);
-    let started = change.implementation.as_ref().and_then(|i| i.started_at);
     match status {
         Status::Draft | Status::PendingApproval => {
             if change.implementation.is_some() {
@@ -401,55 +203,37 @@ pub fn change_problems(
         }
     }
 
-    // Emergency deadlines, measured from the start of implementation.
-    if change.model() == ChangeModel::Emergency {
-        if let (Some(start), Some(within)) = (started, policy.emergency_approve_within) {
-            let deadline = start + within.to_signed();
-            for (i, a) in change.approvals.iter().enumerate() {
-                if a.at > deadline {
-                    out.push(Problem {
-                        severity: Severity::Warning,
-                        ..problem(
-                            format!("approvals[{i}].at"),
-                            "emergency",
-                            format!(
-                                "emergency approval by {} came after the {within} deadline ({})",
-                                a.by,
-                                crate::model::format_timestamp(deadline)
-                            ),
-                        )
-                    });
-                }
-            }
-            if let Some(now) = now
-                && !missing.is_empty()
-                && now > deadline
-            {
-                out.push(problem(
-                    "approvals",
-                    "emergency",
-                    format!(
-                        "emergency approvals overdue since {} (missing: {})",
-                        crate::model::format_timestamp(deadline),
-                        missing.join(", ")
-                    ),
-                ));
+    // Emergency deadlines: late approvals warn (they were given), missing ones are errors.
+    if let Some(deadline) = rules::emergency_approval_deadline(change, policy) {
+        for (i, a) in change.approvals.iter().enumerate() {
+            if rules::emergency_approval_late(change, policy, a.at).is_some() {
+                out.push(Problem {
+                    severity: Severity::Warning,
+                    ..problem(
+                        format!("approvals[{i}].at"),
+                        "emergency",
+                        format!(
+                            "emergency approval by {} came after its deadline ({})",
+                            a.by,
+                            crate::model::format_timestamp(deadline)
+                        ),
+                    )
+                });
             }
         }
-        if let (Some(start), Some(within), Some(now)) =
-            (started, policy.emergency_review_within, now)
-        {
-            let deadline = start + within.to_signed();
-            if change.review.is_none() && now > deadline {
-                out.push(problem(
-                    "review",
-                    "emergency",
-                    format!(
-                        "emergency post-implementation review overdue since {}",
-                        crate::model::format_timestamp(deadline)
-                    ),
-                ));
-            }
+    }
+    if let Some(now) = now {
+        for r in rules::emergency_overdue(change, policy, now) {
+            let path = if r.rule == rules::EMERGENCY_REVIEW_MISSING {
+                "review"
+            } else {
+                "approvals"
+            };
+            out.push(problem(
+                path,
+                "emergency",
+                format!("overdue: {}", r.message),
+            ));
         }
     }
     out

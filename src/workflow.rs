@@ -4,14 +4,15 @@
 
 use jiff::Timestamp;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::finding::suggest;
 use crate::model::{
     Approval, Cancellation, ChangeId, ChangeModel, ChangeRequest, Decision, Implementation,
     Outcome, Review, Schedule, Status, format_timestamp,
 };
 use crate::policy::Policy;
-use crate::validate;
+use crate::rules;
+pub use crate::rules::{implement_refusals, missing_roles};
 
 /// One step a person asks for.
 #[derive(Debug, Clone)]
@@ -125,8 +126,11 @@ impl Transition {
     }
 }
 
-fn refuse<T>(msg: impl Into<String>) -> Result<T> {
-    Err(Error::Refused(msg.into()))
+/// Rule id: the life cycle does not allow the step from the change's status.
+pub const LIFECYCLE: &str = "lifecycle";
+
+fn refuse<T>(rule: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::Refused(Refusal::new(rule, msg)))
 }
 
 fn id_of(c: &ChangeRequest) -> String {
@@ -148,7 +152,10 @@ pub fn apply(
     let transition = match step {
         Step::Submit => {
             if status != Status::Draft {
-                return refuse(format!("{id} is {status}; only a draft can be submitted"));
+                return refuse(
+                    LIFECYCLE,
+                    format!("{id} is {status}; only a draft can be submitted"),
+                );
             }
             require_complete(change, policy, &format!("{id} cannot be submitted"))?;
             next.status = Some(Status::PendingApproval);
@@ -182,9 +189,10 @@ pub fn apply(
         }
         Step::Reject { role, comment } => {
             if status != Status::PendingApproval {
-                return refuse(format!(
-                    "{id} is {status}; only a change pending approval can be rejected"
-                ));
+                return refuse(
+                    LIFECYCLE,
+                    format!("{id} is {status}; only a change pending approval can be rejected"),
+                );
             }
             let role = decide_role(change, policy, actor, role, "reject")?;
             next.approvals.push(Approval {
@@ -211,9 +219,12 @@ pub fn apply(
                 status,
                 Status::Draft | Status::PendingApproval | Status::Approved
             ) {
-                return refuse(format!(
-                    "{id} is {status}; only a change that has not started can be scheduled"
-                ));
+                return refuse(
+                    LIFECYCLE,
+                    format!(
+                        "{id} is {status}; only a change that has not started can be scheduled"
+                    ),
+                );
             }
             if end <= start {
                 return Err(Error::Usage(format!(
@@ -233,8 +244,11 @@ pub fn apply(
                 end,
                 maintenance_window: flagged,
             };
-            if let Some(problem) = validate::schedule_problem(change, &schedule, policy) {
-                return refuse(format!("{id} cannot be scheduled then: {problem}"));
+            if let Some(problem) = rules::schedule_problem(change, &schedule, policy) {
+                return refuse(
+                    "window",
+                    format!("{id} cannot be scheduled then: {problem}"),
+                );
             }
             if change.schedule.as_ref() == Some(&schedule) {
                 // A commit that changes nothing would be a step audit cannot see.
@@ -263,16 +277,14 @@ pub fn apply(
             review,
         } => {
             if status != Status::Implementing {
-                return refuse(format!(
-                    "{id} is {status}; only a change being implemented can be closed"
-                ));
+                return refuse(
+                    LIFECYCLE,
+                    format!("{id} is {status}; only a change being implemented can be closed"),
+                );
             }
             let review = review.filter(|r| !r.trim().is_empty());
-            if review.is_none() && policy.review_required(change, outcome) {
-                return refuse(format!(
-                    "closing {id} as {outcome} needs a post-implementation review ({}); add --review TEXT",
-                    review_reason(change, policy, outcome)
-                ));
+            if let Some(r) = rules::review_refusal(change, policy, outcome, review.is_some()) {
+                return Err(r.into());
             }
             next.status = Some(Status::Closed);
             let imp = next
@@ -296,7 +308,10 @@ pub fn apply(
         }
         Step::Cancel { reason } => {
             if status.is_terminal() {
-                return refuse(format!("{id} is {status} and can no longer be cancelled"));
+                return refuse(
+                    LIFECYCLE,
+                    format!("{id} is {status} and can no longer be cancelled"),
+                );
             }
             if reason.trim().is_empty() {
                 return Err(Error::Usage("a cancellation needs a reason".into()));
@@ -395,44 +410,14 @@ pub fn step_between(
     })
 }
 
-/// Roles the policy requires that have no approval yet by a member of the role.
-pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
-    policy
-        .required_roles(change)
-        .into_iter()
-        .filter(|role| {
-            !change.approvals.iter().any(|a| {
-                a.decision == Decision::Approved && &a.role == role && policy.is_member(role, &a.by)
-            })
-        })
-        .collect()
-}
-
-fn review_reason(change: &ChangeRequest, policy: &Policy, outcome: Outcome) -> String {
-    let mut why = Vec::new();
-    if policy.review_outcomes.contains(&outcome) {
-        why.push(format!("outcome {outcome}"));
-    }
-    if policy.review_models.contains(&change.model()) {
-        why.push(format!("{} change", change.model()));
-    }
-    if let Some(r) = change
-        .risk_level
-        .filter(|r| policy.review_risks.contains(r))
-    {
-        why.push(format!("{r} risk"));
-    }
-    format!("the policy requires one for {}", why.join(", "))
-}
-
 /// Refuses unless every required field and content rule is satisfied.
 fn require_complete(change: &ChangeRequest, policy: &Policy, what: &str) -> Result<()> {
-    let problems = validate::content_problems(change, policy);
+    let problems = rules::content_problems(change, policy);
     if problems.is_empty() {
         return Ok(());
     }
     let list: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
-    refuse(format!("{what}: {}", list.join("; ")))
+    refuse("required", format!("{what}: {}", list.join("; ")))
 }
 
 /// Which role an approval or rejection is for, after every check of who may act.
@@ -448,26 +433,26 @@ fn decide_role(
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
     if verb == "approve" && status != Status::PendingApproval && !retroactive {
-        return refuse(match status {
-            Status::Draft => format!("{id} is a draft; submit it before approving"),
-            Status::Approved => format!("{id} is already approved by every required role"),
-            _ => format!("{id} is {status} and can no longer be approved"),
-        });
+        return refuse(
+            LIFECYCLE,
+            match status {
+                Status::Draft => format!("{id} is a draft; submit it before approving"),
+                Status::Approved => format!("{id} is already approved by every required role"),
+                _ => format!("{id} is {status} and can no longer be approved"),
+            },
+        );
     }
     if policy.is_preapproved(change) {
-        return refuse(format!(
-            "{id} is a standard change, pre-approved by the policy; there is nothing to {verb}"
-        ));
+        return refuse(
+            "preapproved",
+            format!(
+                "{id} is a standard change, pre-approved by the policy; there is nothing to {verb}"
+            ),
+        );
     }
-    if policy.segregation_of_duties
-        && change
-            .requester
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case(actor))
-    {
-        return refuse(format!(
-            "{actor} requested {id} and may not {verb} it (segregation of duties)"
-        ));
+    // The requester is refused before any role is inferred: whatever role, the answer is no.
+    if let Some(r) = rules::requester_refusal(change, policy, actor, verb) {
+        return Err(r.into());
     }
     let required = policy.required_roles(change);
     let filled = |r: &str| {
@@ -496,167 +481,61 @@ fn decide_role(
             let open: Vec<&&String> = held.iter().filter(|r| filled(r).is_none()).collect();
             match (held.len(), open.len()) {
                 (0, _) => {
-                    return refuse(format!(
-                        "{actor} holds none of the roles that must {verb} {id} ({})",
-                        required.join(", ")
-                    ));
+                    return refuse(
+                        rules::APPROVAL_ROLE,
+                        format!(
+                            "{actor} holds none of the roles that must {verb} {id} ({})",
+                            required.join(", ")
+                        ),
+                    );
                 }
                 (_, 1) => (**open[0]).clone(),
                 (_, 0) => (*held[0]).clone(),
                 _ => {
-                    return Err(Error::Usage(format!(
-                        "{actor} holds several roles that must {verb} {id} ({}); choose one with --role",
-                        open.iter()
-                            .map(|r| r.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
+                    let choices: Vec<String> = open.iter().map(|r| (**r).clone()).collect();
+                    return Err(Error::Ambiguous {
+                        message: format!(
+                            "{actor} holds several roles that must {verb} {id} ({})",
+                            choices.join(", ")
+                        ),
+                        what: "role",
+                        choices,
+                    });
                 }
             }
         }
     };
     if !required.contains(&role) {
-        return refuse(format!(
-            "{id} does not need the role {role} (required: {})",
-            required.join(", ")
-        ));
-    }
-    if !policy.is_member(&role, actor) {
-        return refuse(format!(
-            "{actor} is not a member of the role {role} and may not {verb} for it"
-        ));
+        return refuse(
+            "role-not-required",
+            format!(
+                "{id} does not need the role {role} (required: {})",
+                required.join(", ")
+            ),
+        );
     }
     if let Some(a) = filled(&role) {
-        return refuse(format!(
-            "the role {role} has already approved {id} (by {})",
-            a.by
-        ));
+        return refuse(
+            "approval-duplicate",
+            format!("the role {role} has already approved {id} (by {})", a.by),
+        );
     }
-    if policy.segregation_of_duties
-        && let Some(a) = change
-            .approvals
-            .iter()
-            .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
+    if let Some(r) = rules::decider_refusals(change, policy, actor, &role, verb)
+        .into_iter()
+        .next()
     {
-        return refuse(format!(
-            "{actor} already acted on {id} as {}; one person fills one role per change (segregation of duties)",
-            a.role
-        ));
+        return Err(r.into());
     }
     Ok(role)
 }
 
-/// Refuses unless the change may start implementation at `now`.
+/// Refuses unless the change may start implementation at `now`: the first of
+/// [`rules::implement_refusals`].
 pub fn implement_allowed(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Result<()> {
     implement_refusals(change, policy, now)
         .into_iter()
         .next()
-        .map_or(Ok(()), |r| refuse(r.message))
-}
-
-/// One reason a change may not start implementation, with the rule it breaks (the names
-/// `chg audit` and `chg gate` report).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// `implemented-unapproved`, `testing-missing`, `implemented-outside-schedule`,
-    /// `implemented-outside-window`, `implemented-in-freeze`.
-    pub rule: &'static str,
-    /// One sentence.
-    pub message: String,
-}
-
-/// Every reason the change may not start implementation at `now` (empty: it may).
-pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Refusal> {
-    let id = id_of(change);
-    let status = change.status();
-    let model = change.model();
-    let mut why = Vec::new();
-    let mut push = |rule, message| why.push(Refusal { rule, message });
-    let approved_enough = match model {
-        ChangeModel::Emergency => matches!(status, Status::PendingApproval | Status::Approved),
-        _ if policy.is_preapproved(change) => {
-            matches!(status, Status::PendingApproval | Status::Approved)
-        }
-        _ => status == Status::Approved,
-    };
-    if !approved_enough {
-        push(
-            "implemented-unapproved",
-            match status {
-                Status::PendingApproval => format!(
-                    "{id} is not approved yet (waiting for: {})",
-                    missing_roles(change, policy).join(", ")
-                ),
-                Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
-                _ => format!("{id} is {status} and cannot be implemented"),
-            },
-        );
-    }
-    let stale = change.stale_approvals();
-    if !stale.is_empty() {
-        let who: Vec<String> = stale
-            .iter()
-            .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
-            .collect();
-        push(
-            "approval-digest",
-            format!(
-                "the approval(s) of {id} by {} were given to other content than it now has; it needs approval again",
-                who.join(", ")
-            ),
-        );
-    }
-    let testing = change
-        .change_type
-        .as_deref()
-        .is_some_and(|t| policy.testing_required_for(t))
-        || change.testing_required == Some(true);
-    if testing && !change.has_field("test_plan") {
-        push(
-            "testing-missing",
-            format!("{id} requires testing but has no test_plan"),
-        );
-    }
-    if model != ChangeModel::Emergency {
-        match &change.schedule {
-            None => push(
-                "implemented-outside-schedule",
-                format!(
-                    "{id} has no schedule; set one with `chg schedule {id} --start TIME --end TIME`"
-                ),
-            ),
-            Some(s) if now < s.start || now > s.end => push(
-                "implemented-outside-schedule",
-                format!(
-                    "{} is outside the schedule of {id} ({} to {})",
-                    format_timestamp(now),
-                    format_timestamp(s.start),
-                    format_timestamp(s.end)
-                ),
-            ),
-            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => push(
-                "implemented-outside-window",
-                format!(
-                    "{id} must run in a maintenance window and {} is outside every one",
-                    format_timestamp(now)
-                ),
-            ),
-            Some(_) => {}
-        }
-        if let Some(f) = policy.freeze_at(now) {
-            push(
-                "implemented-in-freeze",
-                format!(
-                    "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
-                    format_timestamp(now),
-                    f.reason,
-                    format_timestamp(f.start),
-                    format_timestamp(f.end)
-                ),
-            );
-        }
-    }
-    why
+        .map_or(Ok(()), |r| Err(r.into()))
 }
 
 /// Fields an edit may not touch: they are written by transitions.
@@ -698,9 +577,10 @@ fn edit(
         status,
         Status::Draft | Status::PendingApproval | Status::Approved
     ) {
-        return refuse(format!(
-            "{id} is {status}; its content can no longer be edited"
-        ));
+        return refuse(
+            LIFECYCLE,
+            format!("{id} is {status}; its content can no longer be edited"),
+        );
     }
     let managed = managed_differences(change, &new);
     if !managed.is_empty() {
@@ -787,7 +667,7 @@ mod tests {
 
     fn refused<T: std::fmt::Debug>(r: Result<T>, says: &str) {
         match r {
-            Err(Error::Refused(m)) => assert!(m.contains(says), "{m}"),
+            Err(Error::Refused(m)) => assert!(m.message.contains(says), "{m}"),
             other => panic!("expected a refusal saying {says:?}, got {other:?}"),
         }
     }

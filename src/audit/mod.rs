@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::history::trailers;
 use crate::model::{ChangeModel, ChangeRequest, Decision, Status, format_timestamp};
 use crate::policy::{POLICY_PATH, Policy};
+use crate::rules;
 use crate::validate;
 use crate::workflow;
 
@@ -952,37 +953,10 @@ impl Ctx<'_> {
                         format!("chg `{action}` without a Chg-Role trailer"),
                     )];
                 };
-                if p.segregation_of_duties
-                    && before
-                        .requester
-                        .as_deref()
-                        .is_some_and(|r| r.eq_ignore_ascii_case(actor))
-                {
+                for r in rules::decider_refusals(before, p, actor, role, action) {
                     out.push(Problem::exception(
-                        "segregation-of-duties",
-                        format!("{actor} requested {id} and {action}d it as {role}"),
-                    ));
-                }
-                if !p.is_member(role, actor) {
-                    out.push(Problem::exception(
-                        "approval-role",
-                        format!(
-                            "{actor} {action}d {id} as {role} but is not a member of that role"
-                        ),
-                    ));
-                }
-                if p.segregation_of_duties
-                    && let Some(a) = before
-                        .approvals
-                        .iter()
-                        .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
-                {
-                    out.push(Problem::exception(
-                        "segregation-of-duties",
-                        format!(
-                            "{actor} {action}d {id} as {role} after acting as {}; one person fills one role per change",
-                            a.role
-                        ),
+                        r.rule,
+                        format!("{action} of {id} as {role}: {}", r.message),
                     ));
                 }
                 if action == "approve" {
@@ -990,7 +964,7 @@ impl Ctx<'_> {
                 }
             }
             "implement" => {
-                for r in workflow::implement_refusals(before, p, self.when) {
+                for r in rules::implement_refusals(before, p, self.when) {
                     out.push(Problem::exception(
                         r.rule,
                         format!("implemented although {}", r.message),
@@ -999,14 +973,12 @@ impl Ctx<'_> {
             }
             "close" => {
                 if let Some(outcome) = after.implementation.as_ref().and_then(|i| i.outcome)
-                    && after.review.is_none()
-                    && p.review_required(before, outcome)
+                    && let Some(r) =
+                        rules::review_refusal(before, p, outcome, after.review.is_some())
                 {
                     out.push(Problem::exception(
-                        "review-missing",
-                        format!(
-                            "{id} was closed as {outcome} without the post-implementation review the policy requires"
-                        ),
+                        r.rule,
+                        format!("{id} was closed without its review: {}", r.message),
                     ));
                 }
                 out.extend(self.late_review(after));
@@ -1017,41 +989,28 @@ impl Ctx<'_> {
     }
 
     fn late_approval(&self, before: &ChangeRequest) -> Option<Problem> {
-        let started = before.implementation.as_ref()?.started_at?;
-        let within = self.policy.emergency_approve_within?;
-        if before.model() != ChangeModel::Emergency {
-            return None;
-        }
-        let deadline = started.checked_add(within.to_signed()).ok()?;
-        (self.when > deadline).then(|| {
-            Problem::exception(
-                "emergency-approval-late",
-                format!(
-                    "approved at {}, after the emergency deadline {} ({within} after implementation started at {})",
-                    format_timestamp(self.when),
-                    format_timestamp(deadline),
-                    format_timestamp(started)
-                ),
-            )
-        })
+        let deadline = rules::emergency_approval_late(before, self.policy, self.when)?;
+        Some(Problem::exception(
+            "emergency-approval-late",
+            format!(
+                "approved at {}, after the emergency deadline {}",
+                format_timestamp(self.when),
+                format_timestamp(deadline),
+            ),
+        ))
     }
 
     fn late_review(&self, after: &ChangeRequest) -> Option<Problem> {
-        if after.model() != ChangeModel::Emergency {
-            return None;
-        }
         let review = after.review.as_ref()?;
-        let deadline = review_deadline(after, self.policy)?;
-        (review.at > deadline).then(|| {
-            Problem::exception(
-                "emergency-review-late",
-                format!(
-                    "the post-implementation review came at {}, after the emergency deadline {}",
-                    format_timestamp(review.at),
-                    format_timestamp(deadline)
-                ),
-            )
-        })
+        let deadline = rules::emergency_review_late(after, self.policy, review.at)?;
+        Some(Problem::exception(
+            "emergency-review-late",
+            format!(
+                "the post-implementation review came at {}, after the emergency deadline {}",
+                format_timestamp(review.at),
+                format_timestamp(deadline)
+            ),
+        ))
     }
 
     /// Approvals that this commit left standing on content other than the one approved (their
@@ -1231,14 +1190,6 @@ fn without_legacy_digests(mut expected: ChangeRequest, after: &ChangeRequest) ->
     expected
 }
 
-/// When an emergency change's post-implementation review is due.
-fn review_deadline(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
-    let imp = change.implementation.as_ref()?;
-    let base = imp.completed_at.or(imp.started_at)?;
-    base.checked_add(policy.emergency_review_within?.to_signed())
-        .ok()
-}
-
 /// The top-level fields whose values differ.
 fn differing_fields(a: &ChangeRequest, b: &ChangeRequest) -> Vec<String> {
     let (Ok(serde_json::Value::Object(x)), Ok(serde_json::Value::Object(y))) =
@@ -1256,44 +1207,10 @@ fn differing_fields(a: &ChangeRequest, b: &ChangeRequest) -> Vec<String> {
 /// The checks that depend on the present: emergency changes whose approvals or review are
 /// overdue at `now`. `change` is the version at HEAD.
 pub fn overdue(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Problem> {
-    let mut out = Vec::new();
-    if change.model() != ChangeModel::Emergency
-        || !matches!(change.status(), Status::Implementing | Status::Closed)
-    {
-        return out;
-    }
-    let id = change.id_text();
-    if let Some(started) = change.implementation.as_ref().and_then(|i| i.started_at)
-        && let Some(within) = policy.emergency_approve_within
-        && let Ok(deadline) = started.checked_add(within.to_signed())
-        && now > deadline
-    {
-        let missing = workflow::missing_roles(change, policy);
-        if !missing.is_empty() {
-            out.push(Problem::exception(
-                "emergency-approval-missing",
-                format!(
-                    "{id} started implementation at {} and still lacks approval by {} (due by {})",
-                    format_timestamp(started),
-                    missing.join(", "),
-                    format_timestamp(deadline)
-                ),
-            ));
-        }
-    }
-    if change.review.is_none()
-        && let Some(deadline) = review_deadline(change, policy)
-        && now > deadline
-    {
-        out.push(Problem::exception(
-            "emergency-review-missing",
-            format!(
-                "{id} has no post-implementation review, due by {}",
-                format_timestamp(deadline)
-            ),
-        ));
-    }
-    out
+    rules::emergency_overdue(change, policy, now)
+        .into_iter()
+        .map(|r| Problem::exception(r.rule, r.message))
+        .collect()
 }
 
 /// What `chg audit` asks for.

@@ -85,7 +85,7 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
         since: a.since.as_deref().map(parse_bound).transpose()?,
         until: a.until.as_deref().map(parse_bound).transpose()?,
         full: a.full,
-        now: chg::store::now()?,
+        now: super::context::now()?,
     };
     let mut report = audit::run(store, &opts)?;
     if a.exceptions_only {
@@ -169,7 +169,7 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             until,
             command,
             full: a.full,
-            now: chg::store::now()?,
+            now: super::context::now()?,
         },
     )?;
     for (rel, bytes) in &pack.files {

@@ -80,7 +80,7 @@ pub fn run(store: &Store, a: EditArgs) -> CmdResult {
             eprintln!("chg: no changes; nothing was committed");
             return Ok(ExitCode::SUCCESS);
         }
-        match store.edit_text(&id, &base, &edited) {
+        match store.edit_text(&super::context::for_store(store)?, &id, &base, &edited) {
             Ok(o) => {
                 let t = &o.transition;
                 let mut s = format!(

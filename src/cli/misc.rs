@@ -23,7 +23,8 @@ pub fn init(a: InitArgs) -> CmdResult {
         None => std::env::current_dir()
             .map_err(|e| chg::Error::io("cannot read the current folder", e))?,
     };
-    let (store, commit) = Store::init(&path)?;
+    let ctx = super::context::for_path(&path)?;
+    let (store, commit) = Store::init(&ctx, &path)?;
     for notice in store.take_notices() {
         eprintln!("{notice}");
     }

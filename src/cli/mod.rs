@@ -3,6 +3,7 @@
 //! results into text; no rule of the domain lives here.
 
 mod audit;
+mod context;
 mod edit;
 mod misc;
 mod new;
@@ -80,6 +81,11 @@ type CmdResult = Result<ExitCode, Error>;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // The crash tests' kill points exist only in a build with the `failpoints` feature.
+    #[cfg(feature = "failpoints")]
+    if let Ok(point) = std::env::var("CHG_TEST_FAILPOINT") {
+        chg::store::commit::arm_failpoint(point);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -92,7 +98,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report(&e);
-            ExitCode::from(e.exit_code())
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -108,7 +114,7 @@ fn run(cli: Cli) -> CmdResult {
         }
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
-        let store = Store::discover(&cwd, repo.as_deref())?;
+        let store = Store::discover(&cwd, repo.as_deref(), context::lock_timeout())?;
         Ok(cell.get_or_init(|| store))
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`
@@ -184,10 +190,61 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
     }
 }
 
-/// Prints an error: one clear sentence first, then details (findings) one per line.
+/// The exit code of an error (SPEC section 8), decided here and nowhere else.
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Refused(_) | Error::Findings(_) => 1,
+        Error::Usage(_)
+        | Error::Ambiguous { .. }
+        | Error::Malformed(_)
+        | Error::Invalid { .. }
+        | Error::UnknownId(_)
+        | Error::NoStore(_)
+        | Error::NoIdentity
+        | Error::Dirty(_) => 2,
+        Error::Conflict(_)
+        | Error::Locked(_)
+        | Error::Git(_)
+        | Error::Io { .. }
+        | Error::Internal(_) => 3,
+    }
+}
+
+/// What the person can do about an error, in the CLI's words (flags, commands, variables);
+/// the library's own hint where the CLI has none.
+fn hint(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::NoStore(_) => {
+            "create one with `chg init`, or name one with --repo PATH or CHG_REPO".into()
+        }
+        Error::NoIdentity => "set one with `git config --global user.name \"Your Name\"` and `git config --global user.email you@example.com` (or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL)".into(),
+        Error::Locked(_) => "try again (or raise CHG_LOCK_TIMEOUT)".into(),
+        Error::Ambiguous { what: "role", .. } => "choose one with --role".into(),
+        Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
+        Error::Refused(r) => match r.rule {
+            chg::rules::REVIEW_MISSING => "add --review TEXT".into(),
+            "implemented-outside-schedule" if r.message.contains("has no schedule") => {
+                "set one with `chg schedule ID --start TIME --end TIME`".into()
+            }
+            "sync-stale" => "to sync everything else without it: chg sync --drop-stale".into(),
+            _ => return r.hint.clone(),
+        },
+        _ => return None,
+    })
+}
+
+/// Prints an error: one clear sentence first (with what to do about it), then details
+/// (findings) one per line.
 fn report(e: &Error) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "chg: error: {e}");
+    match hint(e) {
+        Some(h) => {
+            let _ = writeln!(err, "chg: error: {e}; {h}");
+        }
+        None => {
+            let _ = writeln!(err, "chg: error: {e}");
+        }
+    }
     if let Error::Invalid { findings, .. } | Error::Findings(findings) = e {
         for f in findings {
             let _ = writeln!(err, "  {f}");

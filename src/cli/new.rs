@@ -234,7 +234,19 @@ pub fn run(store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
             prompt_missing(&mut change, policy)?;
         }
     }
-    let o = store.create(change, a.draft)?;
+    let o = store
+        .create(&super::context::for_store(store)?, change, a.draft)
+        .map_err(|e| match e {
+            Error::Invalid { summary, findings } if summary.starts_with("missing required") => {
+                Error::Invalid {
+                    summary: format!(
+                        "{summary} (give them as flags, with --from FILE, or file a --draft)"
+                    ),
+                    findings,
+                }
+            }
+            e => e,
+        })?;
     let id = o.change.id_text();
     out(&format!("{id}\n"))?;
     Ok(ExitCode::SUCCESS)

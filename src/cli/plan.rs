@@ -100,11 +100,11 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let at = match &a.at {
         Some(t) => chg::model::parse_timestamp(t).map_err(Error::Usage)?,
-        None => chg::store::now()?,
+        None => super::context::now()?,
     };
     let loaded = store.load(&id)?;
     let all = store.load_where(conflicts::can_conflict)?;
-    let reasons = conflicts::gate(
+    let reasons = chg::rules::gate(
         loaded.change(),
         policy,
         at,
@@ -138,7 +138,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
 }
 
 pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
-    let now = chg::store::now()?;
+    let now = super::context::now()?;
     let from = a
         .from
         .as_deref()
@@ -176,7 +176,7 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
 }
 
 pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
-    let now = chg::store::now()?;
+    let now = super::context::now()?;
     let date = match &a.date {
         Some(d) => parse_bound(d)?,
         None => now,
@@ -225,7 +225,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
             } else {
                 clashes.join("; ")
             },
-            chg::workflow::missing_roles(c, policy).join(", "),
+            chg::rules::missing_roles(c, policy).join(", "),
         ]
     };
     let header = [

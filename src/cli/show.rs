@@ -98,7 +98,7 @@ fn change_json(policy: &Policy, rel: &std::path::Path, c: &ChangeRequest) -> Res
         map.insert("required_roles".into(), json!(policy.required_roles(c)));
         map.insert(
             "missing_roles".into(),
-            json!(chg::workflow::missing_roles(c, policy)),
+            json!(chg::rules::missing_roles(c, policy)),
         );
     }
     Ok(v)
@@ -325,7 +325,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
 pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     store.find(&id)?;
-    let entries = chg::audit::change_log(store, &id, chg::store::now()?)?;
+    let entries = chg::audit::change_log(store, &id, super::context::now()?)?;
     if a.json || a.format == TextFormat::Json {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);

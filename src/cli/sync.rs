@@ -33,11 +33,16 @@ pub struct SyncArgs {
 }
 
 pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
-    let report = store.sync(&Options {
-        remote: a.remote,
-        drop_stale: a.drop_stale,
-        attempts: a.attempts,
-    })?;
+    let ctx = super::context::for_store(store)?;
+    let report = chg::sync::sync(
+        store,
+        &ctx,
+        &Options {
+            remote: a.remote,
+            drop_stale: a.drop_stale,
+            attempts: a.attempts,
+        },
+    )?;
     if a.json {
         out_json(&report)?;
     } else {

@@ -150,7 +150,7 @@ pub struct RenumberArgs {
 /// or `+DURATION` after `base`.
 pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
     if text == "now" {
-        return chg::store::now();
+        return super::context::now();
     }
     if let Some(d) = text.strip_prefix('+') {
         let d: chg::model::Duration = d.parse().map_err(Error::Usage)?;
@@ -204,7 +204,11 @@ fn done(o: store::Outcome) -> CmdResult {
 }
 
 pub fn submit(store: &Store, a: IdArgs) -> CmdResult {
-    let o = store.transition(&parse_id(&a.id)?, Step::Submit)?;
+    let o = store.transition(
+        &super::context::for_store(store)?,
+        &parse_id(&a.id)?,
+        Step::Submit,
+    )?;
     done(o)
 }
 
@@ -214,7 +218,7 @@ pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
         comment: a.comment,
         conditions: a.conditions,
     };
-    let o = store.transition(&parse_id(&a.id)?, step)?;
+    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
     done(o)
 }
 
@@ -228,7 +232,7 @@ pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
         role: a.role,
         comment: a.comment,
     };
-    let o = store.transition(&parse_id(&a.id)?, step)?;
+    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
     done(o)
 }
 
@@ -244,13 +248,17 @@ pub fn set(store: &Store, a: SetArgs) -> CmdResult {
         })?;
         new.set_field(field.trim(), value).map_err(Error::Usage)?;
     }
-    let o = store.transition(&id, Step::Edit { new: Box::new(new) })?;
+    let o = store.transition(
+        &super::context::for_store(store)?,
+        &id,
+        Step::Edit { new: Box::new(new) },
+    )?;
     done(o)
 }
 
 pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
-    let now = chg::store::now()?;
+    let now = super::context::now()?;
     let loaded = store.load(&id)?;
     let change = loaded.change();
     let mw = if a.maintenance_window {
@@ -283,9 +291,10 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
         let slot =
             chg::conflicts::next_slot(change, duration.to_signed(), flagged, from, &others, policy)
                 .ok_or_else(|| {
-                    Error::Refused(format!(
-                        "no free slot of {duration} for {id} in the coming year"
-                    ))
+                    Error::refused(
+                        "no-slot",
+                        format!("no free slot of {duration} for {id} in the coming year"),
+                    )
                 })?;
         let shown = format!("next free slot for {id}: {slot}");
         if interactive() && !a.yes {
@@ -309,13 +318,8 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
             parse_time(a.end.as_deref().unwrap_or_default(), start)?,
         )
     };
-    let wanted = chg::model::Schedule {
-        start,
-        end,
-        maintenance_window: flagged,
-    };
-    let warnings = chg::conflicts::screen(change, &wanted, &others, policy)?;
-    let o = store.transition(
+    let mut o = store.transition(
+        &super::context::for_store(store)?,
         &id,
         Step::Schedule {
             start,
@@ -323,6 +327,7 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
             maintenance_window: mw,
         },
     )?;
+    let warnings = std::mem::take(&mut o.warnings);
     let code = done(o)?;
     for c in &warnings {
         eprintln!("chg: warning: {}: {}", c.kind, c.message);
@@ -331,13 +336,18 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
 }
 
 pub fn implement(store: &Store, a: IdArgs) -> CmdResult {
-    let o = store.transition(&parse_id(&a.id)?, Step::Implement)?;
+    let o = store.transition(
+        &super::context::for_store(store)?,
+        &parse_id(&a.id)?,
+        Step::Implement,
+    )?;
     done(o)
 }
 
 pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
     let outcome: Outcome = a.outcome.parse().map_err(Error::Usage)?;
     let o = store.transition(
+        &super::context::for_store(store)?,
         &parse_id(&a.id)?,
         Step::Close {
             outcome,
@@ -349,11 +359,19 @@ pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
 }
 
 pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
-    let o = store.transition(&parse_id(&a.id)?, Step::Cancel { reason: a.reason })?;
+    let o = store.transition(
+        &super::context::for_store(store)?,
+        &parse_id(&a.id)?,
+        Step::Cancel { reason: a.reason },
+    )?;
     done(o)
 }
 
 pub fn renumber(store: &Store, a: RenumberArgs) -> CmdResult {
-    let o = store.renumber(&parse_id(&a.id)?, a.file.as_deref())?;
+    let o = store.renumber(
+        &super::context::for_store(store)?,
+        &parse_id(&a.id)?,
+        a.file.as_deref(),
+    )?;
     done(o)
 }

@@ -76,13 +76,28 @@ fn is_regular(m: &u32) -> bool {
     *m == REGULAR
 }
 
-/// Fault injection for crash tests: `CHG_TEST_FAILPOINT=<name>` kills the process at that
-/// point of the commit protocol, as `kill -9` would.
+/// Fault injection for the crash tests, compiled only with the `failpoints` feature: the
+/// process dies at the named point of the commit protocol, as `kill -9` would. The binary
+/// arms it from `CHG_TEST_FAILPOINT`; the library never reads the environment.
+#[cfg(feature = "failpoints")]
+static FAILPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Arms the crash point `name` for this process (tests only).
+#[cfg(feature = "failpoints")]
+pub fn arm_failpoint(name: String) {
+    let _ = FAILPOINT.set(name);
+}
+
+#[cfg(feature = "failpoints")]
 pub(crate) fn failpoint(name: &str) {
-    if std::env::var("CHG_TEST_FAILPOINT").is_ok_and(|v| v == name) {
+    if FAILPOINT.get().is_some_and(|v| v == name) {
         std::process::abort();
     }
 }
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn failpoint(_: &str) {}
 
 fn journal_path(repo: &Repository) -> PathBuf {
     repo.commondir().join("chg").join("txn.json")
@@ -353,7 +368,7 @@ pub fn commit_files(
         .to_path_buf();
     let (ref_name, head) = head_state(repo)?;
     if head != expect_head {
-        return Err(Error::Internal(
+        return Err(Error::Conflict(
             "HEAD moved while chg was working; nothing was changed, run the command again".into(),
         ));
     }
@@ -412,7 +427,7 @@ pub fn advance(repo: &Repository, expect_head: Oid, new_head: Oid, reason: &str)
         .to_path_buf();
     let (ref_name, head) = head_state(repo)?;
     if head != Some(expect_head) {
-        return Err(Error::Internal(
+        return Err(Error::Conflict(
             "HEAD moved while chg was working; nothing was changed, run the command again".into(),
         ));
     }

@@ -16,15 +16,6 @@ pub struct StoreLock {
     _file: File,
 }
 
-/// How long to wait for another chg process, from `CHG_LOCK_TIMEOUT` (seconds), default 30.
-pub fn timeout() -> Duration {
-    let secs = std::env::var("CHG_LOCK_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(30);
-    Duration::from_secs(secs)
-}
-
 /// Takes the lock at `path`, waiting up to `wait`.
 pub fn acquire(path: &Path, wait: Duration) -> Result<StoreLock> {
     if let Some(dir) = path.parent() {
@@ -44,7 +35,7 @@ pub fn acquire(path: &Path, wait: Duration) -> Result<StoreLock> {
             Ok(()) => return Ok(StoreLock { _file: file }),
             Err(TryLockError::WouldBlock) => {
                 if started.elapsed() >= wait {
-                    return Err(Error::Locked(wait.as_secs()));
+                    return Err(Error::Locked(wait));
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -66,7 +57,7 @@ mod tests {
         let path = dir.path().join("chg").join("lock");
         let first = acquire(&path, Duration::from_secs(1)).unwrap();
         let err = acquire(&path, Duration::from_millis(50)).unwrap_err();
-        assert_eq!(err.exit_code(), 3);
+        assert!(matches!(err, Error::Locked(_)), "{err}");
         drop(first);
         assert!(acquire(&path, Duration::from_millis(50)).is_ok());
     }

@@ -5,10 +5,12 @@ pub mod commit;
 pub mod lock;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use git2::{ObjectType, Oid, Repository, Signature, Time};
 use jiff::Timestamp;
 
+use crate::context::{Context, Identity};
 use crate::decode::{self, Decoded};
 use crate::edit;
 use crate::error::{Error, Result};
@@ -19,15 +21,6 @@ use crate::validate;
 use crate::workflow::{self, Step, Transition};
 
 pub use commit::FileWrite;
-
-/// Who acts: the git identity, resolved as git resolves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// `user.name` or `GIT_AUTHOR_NAME`.
-    pub name: String,
-    /// `user.email` or `GIT_AUTHOR_EMAIL`.
-    pub email: String,
-}
 
 /// An open store.
 pub struct Store {
@@ -71,70 +64,27 @@ pub struct Outcome {
     pub rel: PathBuf,
     /// Roles whose approval the change still needs, under the policy the step used.
     pub waiting_for: Vec<String>,
+    /// Conflicts of a new schedule that the policy lets pass with a warning.
+    pub warnings: Vec<crate::conflicts::Conflict>,
 }
 
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Parses the date formats git accepts in `GIT_AUTHOR_DATE` that matter in practice:
-/// `@<unix seconds> [+zone]`, RFC 3339 / ISO 8601, and RFC 2822.
-pub fn parse_git_date(text: &str) -> Option<Timestamp> {
-    let t = text.trim();
-    if let Some(rest) = t.strip_prefix('@') {
-        let secs: i64 = rest.split_whitespace().next()?.parse().ok()?;
-        return Timestamp::from_second(secs).ok();
-    }
-    if let Ok(ts) = t.parse::<Timestamp>() {
-        return Some(ts);
-    }
-    if let Ok(z) = jiff::fmt::rfc2822::parse(t) {
-        return Some(z.timestamp());
-    }
-    for fmt in ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z"] {
-        if let Ok(z) = jiff::Zoned::strptime(fmt, t) {
-            return Some(z.timestamp());
-        }
-    }
-    None
-}
-
-/// The time of the action, in whole seconds as files and commits record it: `CHG_NOW` (for
-/// tests and replays), else `GIT_AUTHOR_DATE` (so the record and the commit agree), else
-/// the clock.
-pub fn now() -> Result<Timestamp> {
-    let t = raw_now()?;
-    Timestamp::from_second(t.as_second()).map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn raw_now() -> Result<Timestamp> {
-    if let Some(v) = env_nonempty("CHG_NOW") {
-        return parse_git_date(&v).ok_or_else(|| {
-            Error::Usage(format!(
-                "CHG_NOW=`{v}` is not a timestamp (like 2025-01-27T10:30:00Z)"
-            ))
-        });
-    }
-    if let Some(v) = env_nonempty("GIT_AUTHOR_DATE")
-        && let Some(t) = parse_git_date(&v)
-    {
-        return Ok(t);
-    }
-    Ok(Timestamp::now())
-}
-
-fn signature(name: &str, email: &str, when: Timestamp) -> Result<Signature<'static>> {
+/// A git signature of `who` at `when`.
+pub fn signature(who: &Identity, when: Timestamp) -> Result<Signature<'static>> {
     Ok(Signature::new(
-        name,
-        email,
+        &who.name,
+        &who.email,
         &Time::new(when.as_second(), 0),
     )?)
 }
 
 impl Store {
-    /// Finds the store: `explicit` (from `--repo` or `CHG_REPO`), else the first folder
-    /// from `start` upwards that has `policy/policy.yaml`, stopping at the work tree root.
-    pub fn discover(start: &Path, explicit: Option<&Path>) -> Result<Store> {
+    /// Finds the store: `explicit` (named by the caller), else the first folder from `start`
+    /// upwards that has `policy/policy.yaml`, stopping at the work tree root. A step that a
+    /// killed chg left half done is repaired first, waiting up to `wait` for the store lock.
+    ///
+    /// Opening is cheap (no file is read but the repository's own), so a server opens one
+    /// `Store` per request, on any thread.
+    pub fn discover(start: &Path, explicit: Option<&Path>, wait: Duration) -> Result<Store> {
         if let Some(path) = explicit {
             let root = path
                 .canonicalize()
@@ -142,7 +92,7 @@ impl Store {
             if !root.join(POLICY_PATH).is_file() {
                 return Err(Error::NoStore(root));
             }
-            return Store::at(root);
+            return Store::at(root, wait);
         }
         let start = start
             .canonicalize()
@@ -155,7 +105,7 @@ impl Store {
         let mut dir = start.as_path();
         loop {
             if dir.join(POLICY_PATH).is_file() {
-                return Store::at(dir.to_path_buf());
+                return Store::at(dir.to_path_buf(), wait);
             }
             if dir == top {
                 return Err(Error::NoStore(start.clone()));
@@ -167,7 +117,7 @@ impl Store {
         }
     }
 
-    fn at(root: PathBuf) -> Result<Store> {
+    fn at(root: PathBuf, wait: Duration) -> Result<Store> {
         let repo = Repository::discover(&root).map_err(|_| {
             Error::Usage(format!(
                 "{} is not inside a git repository; run `git init` there first",
@@ -195,14 +145,14 @@ impl Store {
         // A step a killed chg left half done is repaired before anything reads the store,
         // so even read-only commands see it before or after, never in between.
         if commit::interrupted(&store.repo) {
-            drop(store.lock()?);
+            drop(store.lock(wait)?);
         }
         Ok(store)
     }
 
     /// Creates a store in `path` (making it a git repository if it is not in one) and
     /// commits the default policy.
-    pub fn init(path: &Path) -> Result<(Store, Oid)> {
+    pub fn init(ctx: &Context, path: &Path) -> Result<(Store, Oid)> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let path = path
@@ -217,10 +167,8 @@ impl Store {
         if Repository::discover(&path).is_err() {
             Repository::init(&path)?;
         }
-        let store = Store::at(path)?;
-        let _lock = store.lock()?;
-        let identity = store.identity()?;
-        let when = now()?;
+        let store = Store::at(path, ctx.lock_timeout)?;
+        let _lock = store.lock(ctx.lock_timeout)?;
         let files = [
             FileWrite::write(
                 format!("{}{POLICY_PATH}", store.prefix),
@@ -230,10 +178,10 @@ impl Store {
         ];
         let message = format!(
             "chg: init store\n\nCreate the default policy and the changes/ folder.\n\nChg-Action: init\nChg-Actor: {}\n",
-            identity.email
+            ctx.actor.email
         );
         let head = commit::head_state(&store.repo)?.1;
-        let id = store.commit(&files, &message, &identity, when, head)?;
+        let id = store.commit(ctx, &files, &message, head)?;
         Ok((store, id))
     }
 
@@ -266,28 +214,6 @@ impl Store {
         format!("{}{}", self.prefix, rel.join("/"))
     }
 
-    /// The acting identity, as git resolves it.
-    pub fn identity(&self) -> Result<Identity> {
-        let config = self.repo.config().ok();
-        let get = |key: &str| {
-            config
-                .as_ref()
-                .and_then(|c| c.get_string(key).ok())
-                .filter(|v| !v.trim().is_empty())
-        };
-        let name = env_nonempty("GIT_AUTHOR_NAME").or_else(|| get("user.name"));
-        let email = env_nonempty("GIT_AUTHOR_EMAIL")
-            .or_else(|| get("user.email"))
-            .or_else(|| env_nonempty("EMAIL"));
-        match (name, email) {
-            (Some(name), Some(email)) => Ok(Identity {
-                name,
-                email: email.trim().to_owned(),
-            }),
-            _ => Err(Error::NoIdentity),
-        }
-    }
-
     /// Loads and checks the policy; a broken policy stops every command.
     pub fn policy(&self) -> Result<Policy> {
         let path = self.root.join(POLICY_PATH);
@@ -315,11 +241,8 @@ impl Store {
 
     /// Takes the store lock and repairs any transition a crashed process left half done; the
     /// repair is reported through [`Store::take_notices`].
-    pub fn lock(&self) -> Result<lock::StoreLock> {
-        let l = lock::acquire(
-            &self.repo.commondir().join("chg").join("lock"),
-            lock::timeout(),
-        )?;
+    pub fn lock(&self, wait: Duration) -> Result<lock::StoreLock> {
+        let l = lock::acquire(&self.repo.commondir().join("chg").join("lock"), wait)?;
         if let Some(msg) = commit::recover(&self.repo)? {
             self.notices.borrow_mut().push(msg);
         }
@@ -426,21 +349,13 @@ impl Store {
 
     fn commit(
         &self,
+        ctx: &Context,
         files: &[FileWrite],
         message: &str,
-        identity: &Identity,
-        when: Timestamp,
         head: Option<Oid>,
     ) -> Result<Oid> {
-        let author = signature(&identity.name, &identity.email, when)?;
-        let committer_when = env_nonempty("GIT_COMMITTER_DATE")
-            .and_then(|v| parse_git_date(&v))
-            .unwrap_or(when);
-        let committer = signature(
-            &env_nonempty("GIT_COMMITTER_NAME").unwrap_or_else(|| identity.name.clone()),
-            &env_nonempty("GIT_COMMITTER_EMAIL").unwrap_or_else(|| identity.email.clone()),
-            committer_when,
-        )?;
+        let author = signature(&ctx.actor, ctx.now)?;
+        let committer = signature(&ctx.committer, ctx.committed_at)?;
         commit::commit_files(&self.repo, files, message, &author, &committer, head)
     }
 
@@ -473,13 +388,13 @@ impl Store {
     }
 
     /// Files a new change: allocates the id, writes the file canonically, commits.
-    pub fn create(&self, mut change: ChangeRequest, draft: bool) -> Result<Outcome> {
-        let session = self.begin()?;
-        let (policy, when) = (&session.policy, session.when);
+    pub fn create(&self, ctx: &Context, mut change: ChangeRequest, draft: bool) -> Result<Outcome> {
+        let session = self.begin(ctx)?;
+        let (policy, when) = (&session.policy, ctx.now);
         let year = when.to_zoned(jiff::tz::TimeZone::UTC).year();
         let id = self.next_id(&policy.id_prefix, year)?;
         change.id = Some(id.clone());
-        change.requester = Some(session.identity.email.clone());
+        change.requester = Some(ctx.actor.email.clone());
         change.request_date = Some(when);
         let status = if draft {
             Status::Draft
@@ -501,10 +416,7 @@ impl Store {
                 .map(|p| p.path.clone())
                 .collect();
             let summary = if fields.len() == problems.len() {
-                format!(
-                    "missing required field(s): {} (give them as flags, with --from FILE, or file a --draft)",
-                    fields.join(", ")
-                )
+                format!("missing required field(s): {}", fields.join(", "))
             } else {
                 // The first sentence says what is wrong; the rest are listed below it.
                 match problems.len() {
@@ -538,18 +450,24 @@ impl Store {
             notes: Vec::new(),
             trailers: Vec::new(),
         };
-        self.finish(&session, rel, text, change, transition, true)
+        self.finish(ctx, &session, rel, text, change, transition, true)
     }
 
     /// Commits a person's edit of a change file (from `chg edit`). `base` is the text the
     /// edit started from: if the file moved on meanwhile, nothing is written. The person's
     /// text is committed as written, unless the edit voids approvals, in which case only the
     /// status and approvals are changed in it.
-    pub fn edit_text(&self, id: &ChangeId, base: &str, new_text: &str) -> Result<Outcome> {
-        let session = self.begin()?;
+    pub fn edit_text(
+        &self,
+        ctx: &Context,
+        id: &ChangeId,
+        base: &str,
+        new_text: &str,
+    ) -> Result<Outcome> {
+        let session = self.begin(ctx)?;
         let loaded = self.load(id)?;
         if loaded.text != base {
-            return Err(Error::Internal(format!(
+            return Err(Error::Conflict(format!(
                 "{id} changed while you were editing it; nothing was written"
             )));
         }
@@ -587,8 +505,8 @@ impl Store {
         let (next, transition) = workflow::apply(
             loaded.change(),
             &session.policy,
-            &session.identity.email,
-            session.when,
+            &ctx.actor.email,
+            ctx.now,
             Step::Edit {
                 new: Box::new(wanted.clone()),
             },
@@ -598,7 +516,7 @@ impl Store {
         } else {
             edit::apply(new_text, &wanted, &next)?
         };
-        self.finish(&session, loaded.rel, text, next, transition, false)
+        self.finish(ctx, &session, loaded.rel, text, next, transition, false)
     }
 
     /// Every file named after `id` (a duplicate id filed in two months has two).
@@ -638,8 +556,8 @@ impl Store {
     /// Moves a change to the next free id of its year (free here and on every fetched
     /// remote branch), with a trailer that records the old id. `file` picks one of two files
     /// claiming the same id; it is needed only when the id is claimed twice.
-    pub fn renumber(&self, id: &ChangeId, file: Option<&Path>) -> Result<Outcome> {
-        let session = self.begin()?;
+    pub fn renumber(&self, ctx: &Context, id: &ChangeId, file: Option<&Path>) -> Result<Outcome> {
+        let session = self.begin(ctx)?;
         let rel = match file {
             Some(f) => {
                 let abs = f
@@ -652,15 +570,17 @@ impl Store {
             None => match <[PathBuf; 1]>::try_from(self.files_of(id)?) {
                 Ok([one]) => one,
                 Err(files) => {
-                    return Err(Error::Usage(format!(
-                        "{id} is claimed by {} files ({}); say which one moves with --file",
-                        files.len(),
-                        files
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
+                    let choices: Vec<String> =
+                        files.iter().map(|p| p.display().to_string()).collect();
+                    return Err(Error::Ambiguous {
+                        message: format!(
+                            "{id} is claimed by {} files ({})",
+                            files.len(),
+                            choices.join(", ")
+                        ),
+                        what: "file",
+                        choices,
+                    });
                 }
             },
         };
@@ -693,6 +613,7 @@ impl Store {
             None => loaded.rel.with_file_name(format!("{new_id}.yaml")),
         };
         self.finish_moving(
+            ctx,
             &session,
             Some(&loaded.rel),
             rel,
@@ -703,21 +624,21 @@ impl Store {
         )
     }
 
-    /// Takes the lock, then reads the policy, the identity, the time and HEAD under it.
-    fn begin(&self) -> Result<Session> {
-        let lock = self.lock()?;
+    /// Takes the lock, then reads the policy and HEAD under it.
+    fn begin(&self, ctx: &Context) -> Result<Session> {
+        let lock = self.lock(ctx.lock_timeout)?;
         Ok(Session {
             _lock: lock,
             policy: self.policy()?,
-            identity: self.identity()?,
-            when: now()?,
             head: commit::head_state(&self.repo)?.1,
         })
     }
 
     /// Commits `text` as the file of `next` and reports the step.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
+        ctx: &Context,
         session: &Session,
         rel: PathBuf,
         text: String,
@@ -725,13 +646,14 @@ impl Store {
         transition: Transition,
         created: bool,
     ) -> Result<Outcome> {
-        self.finish_moving(session, None, rel, text, next, transition, created)
+        self.finish_moving(ctx, session, None, rel, text, next, transition, created)
     }
 
     /// [`Store::finish`], removing `moved_from` in the same commit.
     #[allow(clippy::too_many_arguments)]
     fn finish_moving(
         &self,
+        ctx: &Context,
         session: &Session,
         moved_from: Option<&Path>,
         rel: PathBuf,
@@ -744,20 +666,15 @@ impl Store {
             .id
             .clone()
             .ok_or_else(|| Error::Internal("a change without an id".into()))?;
-        let message = commit_message(&id, &next, &transition, &session.identity, created);
+        let message = commit_message(&id, &next, &transition, &ctx.actor, created);
         let mut files = vec![FileWrite::write(self.repo_path(&rel), text.into_bytes())];
         if let Some(old) = moved_from.filter(|old| *old != rel) {
             files.insert(0, FileWrite::remove(self.repo_path(old)));
         }
-        let commit = self.commit(
-            &files,
-            &message,
-            &session.identity,
-            session.when,
-            session.head,
-        )?;
+        let commit = self.commit(ctx, &files, &message, session.head)?;
         Ok(Outcome {
-            waiting_for: workflow::missing_roles(&next, &session.policy),
+            warnings: Vec::new(),
+            waiting_for: crate::rules::missing_roles(&next, &session.policy),
             change: next,
             transition,
             commit,
@@ -766,19 +683,35 @@ impl Store {
     }
 
     /// Applies one step to a change and commits it; refuses without changing anything.
-    pub fn transition(&self, id: &ChangeId, step: Step) -> Result<Outcome> {
-        let session = self.begin()?;
+    pub fn transition(&self, ctx: &Context, id: &ChangeId, step: Step) -> Result<Outcome> {
+        let session = self.begin(ctx)?;
         let loaded = self.load(id)?;
         self.ensure_clean(&loaded, session.head)?;
         let (next, transition) = workflow::apply(
             loaded.change(),
             &session.policy,
-            &session.identity.email,
-            session.when,
+            &ctx.actor.email,
+            ctx.now,
             step,
         )?;
+        // Overlaps with other changes are judged here, under the lock, so two schedules
+        // racing for one system cannot both pass a check that blocks.
+        let warnings = match &next.schedule {
+            Some(s) if transition.action == "schedule" => {
+                let all = self.load_where(crate::conflicts::can_conflict)?;
+                let others: Vec<&ChangeRequest> = all
+                    .iter()
+                    .filter(|l| l.decoded.parsed)
+                    .map(Loaded::change)
+                    .collect();
+                crate::conflicts::screen(loaded.change(), s, &others, &session.policy)?
+            }
+            _ => Vec::new(),
+        };
         let text = edit::apply(&loaded.text, loaded.change(), &next)?;
-        self.finish(&session, loaded.rel, text, next, transition, false)
+        let mut outcome = self.finish(ctx, &session, loaded.rel, text, next, transition, false)?;
+        outcome.warnings = warnings;
+        Ok(outcome)
     }
 }
 
@@ -787,8 +720,6 @@ impl Store {
 struct Session {
     _lock: lock::StoreLock,
     policy: Policy,
-    identity: Identity,
-    when: Timestamp,
     head: Option<Oid>,
 }
 

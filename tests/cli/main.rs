@@ -1200,6 +1200,7 @@ fn interactive_new_prompts_for_missing_fields_in_a_terminal() {
 }
 
 #[test]
+#[cfg(feature = "failpoints")]
 fn a_transition_killed_at_any_step_is_finished_or_undone_by_the_next_chg() {
     for (point, committed) in [
         ("after-journal", false),

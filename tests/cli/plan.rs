@@ -418,3 +418,40 @@ fn people_see_local_time_unless_they_ask_for_utc() {
     );
     assert!(!cab.contains(&id), "{cab}");
 }
+
+#[test]
+fn two_racing_schedules_for_one_system_cannot_both_pass_a_blocking_overlap() {
+    // Before the overlap check moved inside the locked transition, both runs read the store
+    // before either committed and both succeeded in most rounds.
+    let s = Store::new();
+    s.edit_policy("block overlaps", |t| {
+        t.replace("overlap: warn", "overlap: block")
+    });
+    for round in 0..4 {
+        let a = s.new_change(&["--system", "db"]);
+        let b = s.new_change(&["--system", "db"]);
+        let day = format!("2025-04-{:02}", 10 + round);
+        let spawn = |id: &str| {
+            s.cmd(
+                std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+                "alice@example.com",
+            )
+            .args([
+                "schedule",
+                id,
+                "--start",
+                &format!("{day}T10:00:00Z"),
+                "--end",
+                &format!("{day}T12:00:00Z"),
+            ])
+            .spawn()
+            .unwrap()
+        };
+        let (x, y) = (spawn(&a), spawn(&b));
+        let codes = [x, y].map(|c| c.wait_with_output().unwrap().status.code());
+        let mut sorted = codes;
+        sorted.sort();
+        assert_eq!(sorted, [Some(0), Some(1)], "round {round}: {codes:?}");
+        s.chg("alice@example.com", &["validate"]).ok();
+    }
+}

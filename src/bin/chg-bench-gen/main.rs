@@ -340,7 +340,7 @@ fn state_after(c: &ChangeRequest, upto: usize, policy: &Policy) -> (ChangeReques
         Status::Closed
     } else if has("implement") {
         Status::Implementing
-    } else if chg::workflow::missing_roles(&s, policy).is_empty() && !policy.is_preapproved(&s) {
+    } else if chg::rules::missing_roles(&s, policy).is_empty() && !policy.is_preapproved(&s) {
         Status::Approved
     } else {
         Status::PendingApproval
@@ -380,7 +380,7 @@ fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Resu
         trailers: Vec::new(),
     };
     let name = actor.split('@').next().unwrap_or("someone");
-    let identity = chg::store::Identity {
+    let identity = chg::Identity {
         name: name.to_owned(),
         email: actor.clone(),
     };

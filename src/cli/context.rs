@@ -1,0 +1,97 @@
+//! The one place that reads who acts, when, and how long to wait: git config and the
+//! environment, as git resolves them, turned into the library's [`Context`].
+
+use std::time::Duration;
+
+use chg::context::whole_seconds;
+use chg::store::Store;
+use chg::{Context, Error, Identity};
+use git2::Repository;
+use jiff::Timestamp;
+
+fn env_nonempty(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The time of the action: `CHG_NOW` (for tests and replays), else `GIT_AUTHOR_DATE` (so
+/// the record and the commit agree), else the clock.
+pub fn now() -> Result<Timestamp, Error> {
+    if let Some(v) = env_nonempty("CHG_NOW") {
+        return chg::context::parse_git_date(&v)
+            .map(whole_seconds)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "CHG_NOW=`{v}` is not a timestamp (like 2025-01-27T10:30:00Z)"
+                ))
+            });
+    }
+    if let Some(t) = env_nonempty("GIT_AUTHOR_DATE").and_then(|v| chg::context::parse_git_date(&v))
+    {
+        return Ok(whole_seconds(t));
+    }
+    Ok(whole_seconds(Timestamp::now()))
+}
+
+/// How long to wait for another chg process: `CHG_LOCK_TIMEOUT` seconds, default 30.
+pub fn lock_timeout() -> Duration {
+    env_nonempty("CHG_LOCK_TIMEOUT")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(chg::context::DEFAULT_LOCK_TIMEOUT, Duration::from_secs)
+}
+
+/// The acting identity as git resolves it: `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`, else
+/// `user.name`/`user.email`, else `EMAIL` for the email.
+pub fn identity(repo: Option<&Repository>) -> Result<Identity, Error> {
+    let config = match repo {
+        Some(r) => r.config().ok(),
+        None => git2::Config::open_default().ok(),
+    };
+    let get = |key: &str| {
+        config
+            .as_ref()
+            .and_then(|c| c.get_string(key).ok())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let name = env_nonempty("GIT_AUTHOR_NAME").or_else(|| get("user.name"));
+    let email = env_nonempty("GIT_AUTHOR_EMAIL")
+        .or_else(|| get("user.email"))
+        .or_else(|| env_nonempty("EMAIL"));
+    match (name, email) {
+        (Some(name), Some(email)) => Identity::new(name, email),
+        _ => Err(Error::NoIdentity),
+    }
+}
+
+/// Who acts in `repo`, now: the author from [`identity`], the committer from
+/// `GIT_COMMITTER_NAME`/`_EMAIL`/`_DATE` where set (as git does), the lock timeout.
+pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
+    let actor = identity(repo)?;
+    let now = now()?;
+    let committer = match (
+        env_nonempty("GIT_COMMITTER_NAME"),
+        env_nonempty("GIT_COMMITTER_EMAIL"),
+    ) {
+        (None, None) => actor.clone(),
+        (name, email) => Identity::new(
+            name.unwrap_or_else(|| actor.name.clone()),
+            email.unwrap_or_else(|| actor.email.clone()),
+        )?,
+    };
+    let committed_at = env_nonempty("GIT_COMMITTER_DATE")
+        .and_then(|v| chg::context::parse_git_date(&v))
+        .unwrap_or(now);
+    Ok(Context::new(actor, now)
+        .committed_by(committer, committed_at)
+        .waiting(lock_timeout()))
+}
+
+/// [`for_repo`] for a store.
+pub fn for_store(store: &Store) -> Result<Context, Error> {
+    for_repo(Some(store.repo()))
+}
+
+/// [`for_repo`] for the repository that holds `path`, or the user's git config where there
+/// is none yet (`chg init` resolves who acts before it creates anything).
+pub fn for_path(path: &std::path::Path) -> Result<Context, Error> {
+    for_repo(Repository::discover(path).ok().as_ref())
+}

@@ -1,0 +1,693 @@
+//! One home for each policy rule. Every rule is a pure function of a change, the policy and,
+//! where it matters, who acts and when; it returns every reason it says no.
+//!
+//! The life cycle ([`crate::workflow`]) refuses at the first reason, `chg validate` and
+//! `chg audit` report them all with their places or commits, and `chg gate` lists them for a
+//! pipeline: so the four can never disagree about what a rule means.
+
+use jiff::Timestamp;
+
+use crate::conflicts;
+use crate::error::Refusal;
+use crate::finding::{Severity, suggest};
+use crate::model::{
+    ChangeModel, ChangeRequest, Decision, Outcome, Schedule, Status, format_timestamp,
+};
+use crate::policy::Policy;
+
+/// A problem with one field of a change, before it is given a file and a place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field path (`title`, `approvals[1].by`), used to find the place.
+    pub path: String,
+    /// The rule broken.
+    pub rule: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// One sentence.
+    pub message: String,
+}
+
+/// An error-level problem.
+pub(crate) fn problem(
+    path: impl Into<String>,
+    rule: &'static str,
+    message: impl Into<String>,
+) -> Problem {
+    Problem {
+        path: path.into(),
+        rule,
+        severity: Severity::Error,
+        message: message.into(),
+    }
+}
+
+fn id_of(c: &ChangeRequest) -> String {
+    c.id.as_ref()
+        .map_or_else(|| "the change".to_owned(), ToString::to_string)
+}
+
+// ---------------------------------------------------------------------------------------
+// Content
+
+/// Content rules: required fields, change type, testing. These decide whether a change can
+/// be submitted.
+pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for field in &policy.required_fields {
+        if !change.has_field(field) {
+            out.push(problem(
+                field.as_str(),
+                "required",
+                format!("{field} is required by the policy and is missing or empty"),
+            ));
+        }
+    }
+    if let Some(t) = &change.change_type {
+        if !policy.change_types.contains(t) {
+            let hint = suggest(t, policy.change_types.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            out.push(problem(
+                "change_type",
+                "enum",
+                format!(
+                    "change_type `{t}` is not one of the policy's change types ({}){hint}",
+                    policy.change_types.join(", ")
+                ),
+            ));
+        } else if policy.testing_required_for(t) {
+            if change.testing_required != Some(true) {
+                out.push(problem(
+                    "testing_required",
+                    "testing",
+                    format!("{t} changes need testing: set testing_required: true"),
+                ));
+            }
+            if !change.has_field("test_plan") {
+                out.push(problem(
+                    "test_plan",
+                    "testing",
+                    format!("{t} changes need a test_plan"),
+                ));
+            }
+        }
+    }
+    if change.testing_required == Some(true)
+        && !change.has_field("test_plan")
+        && !out.iter().any(|p| p.path == "test_plan")
+    {
+        out.push(problem(
+            "test_plan",
+            "testing",
+            "testing_required is true but there is no test_plan",
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Approvals: roles and segregation of duties
+
+/// Roles the policy requires that have no approval yet by a member of the role.
+pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
+    policy
+        .required_roles(change)
+        .into_iter()
+        .filter(|role| {
+            !change.approvals.iter().any(|a| {
+                a.decision == Decision::Approved && &a.role == role && policy.is_member(role, &a.by)
+            })
+        })
+        .collect()
+}
+
+/// Rule id: an approval or rejection by someone outside the role.
+pub const APPROVAL_ROLE: &str = "approval-role";
+/// Rule id: the requester deciding on their own change, or one person in two roles.
+pub const SEGREGATION: &str = "segregation-of-duties";
+
+/// Why `actor` may not decide on `change` at all: they requested it (segregation of duties).
+pub fn requester_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    verb: &str,
+) -> Option<Refusal> {
+    (policy.segregation_of_duties
+        && change
+            .requester
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case(actor)))
+    .then(|| {
+        Refusal::new(
+            SEGREGATION,
+            format!(
+                "{actor} requested {} and may not {verb} it (segregation of duties)",
+                id_of(change)
+            ),
+        )
+    })
+}
+
+/// Why someone may not decide on a change for a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decider {
+    /// They requested the change (segregation of duties).
+    Requester,
+    /// They are not a member of the role.
+    NotMember,
+    /// They already decided on the change in this other role (segregation of duties).
+    OtherRole(String),
+}
+
+impl Decider {
+    /// The rule id.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Decider::NotMember => APPROVAL_ROLE,
+            Decider::Requester | Decider::OtherRole(_) => SEGREGATION,
+        }
+    }
+}
+
+/// Every reason `actor` may not decide on `change` for `role`, whatever the change's
+/// status: membership and segregation of duties. The approvals already on `change` are the
+/// ones before this decision.
+pub fn decider_problems(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: &str,
+) -> Vec<Decider> {
+    let mut out = Vec::new();
+    if requester_refusal(change, policy, actor, "approve").is_some() {
+        out.push(Decider::Requester);
+    }
+    if !policy.is_member(role, actor) {
+        out.push(Decider::NotMember);
+    }
+    if policy.segregation_of_duties
+        && let Some(a) = change
+            .approvals
+            .iter()
+            .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
+    {
+        out.push(Decider::OtherRole(a.role.clone()));
+    }
+    out
+}
+
+/// [`decider_problems`] as refusals of `actor`'s attempt to `verb` (approve, reject).
+pub fn decider_refusals(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: &str,
+    verb: &str,
+) -> Vec<Refusal> {
+    let id = id_of(change);
+    decider_problems(change, policy, actor, role)
+        .into_iter()
+        .map(|d| {
+            let message = match &d {
+                Decider::Requester => {
+                    format!("{actor} requested {id} and may not {verb} it (segregation of duties)")
+                }
+                Decider::NotMember => format!(
+                    "{actor} is not a member of the role {role} and may not {verb} for it"
+                ),
+                Decider::OtherRole(other) => format!(
+                    "{actor} already acted on {id} as {other}; one person fills one role per change (segregation of duties)"
+                ),
+            };
+            Refusal::new(d.rule(), message)
+        })
+        .collect()
+}
+
+/// Who approved for which role, judged on the file as it is: members only, never the
+/// requester, no role twice, nobody in two roles, no stale digest, no unknown or unneeded
+/// role (a warning). Each approval is judged by [`decider_refusals`] against the approvals
+/// recorded before it.
+pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let required = policy.required_roles(change);
+    let stale = change.stale_approvals();
+    for (i, a) in change.approvals.iter().enumerate() {
+        let base = format!("approvals[{i}]");
+        if stale.contains(&i) {
+            out.push(problem(
+                format!("{base}.digest"),
+                "approval-digest",
+                format!(
+                    "the approval by {} as {} was given to other content: the title, plan or another material field changed after it (by a merge or by hand); restore the approved content, or edit it with chg so it goes back for approval",
+                    a.by, a.role
+                ),
+            ));
+        }
+        if let Some(first) = change.approvals[..i].iter().position(|b| b.role == a.role) {
+            out.push(problem(
+                format!("{base}.role"),
+                "approval",
+                format!(
+                    "the role {} decided twice (approvals {} and {})",
+                    a.role,
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+        if !policy.roles.contains_key(&a.role) {
+            out.push(problem(
+                format!("{base}.role"),
+                "approval",
+                format!("approval for unknown role `{}`", a.role),
+            ));
+            continue;
+        }
+        if !required.contains(&a.role) {
+            out.push(Problem {
+                severity: Severity::Warning,
+                ..problem(
+                    format!("{base}.role"),
+                    "approval",
+                    format!(
+                        "the role {} is not required for this change (required: {})",
+                        a.role,
+                        if required.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            required.join(", ")
+                        }
+                    ),
+                )
+            });
+        }
+        let before = ChangeRequest {
+            approvals: change.approvals[..i].to_vec(),
+            ..change.clone()
+        };
+        // validate's names and sentences for these rules predate the shared ones; it
+        // describes a recorded approval rather than refusing an attempt.
+        for d in decider_problems(&before, policy, &a.by, &a.role) {
+            let (rule, message) = match d {
+                Decider::Requester => (
+                    "segregation",
+                    format!(
+                        "{} requested this change and may not approve it (segregation of duties)",
+                        a.by
+                    ),
+                ),
+                Decider::NotMember => (
+                    "approval",
+                    format!("{} is not a member of the role {}", a.by, a.role),
+                ),
+                Decider::OtherRole(other) => (
+                    "segregation",
+                    format!(
+                        "{} fills two roles on this change ({other} and {}); one person fills one role per change",
+                        a.by, a.role
+                    ),
+                ),
+            };
+            out.push(problem(format!("{base}.by"), rule, message));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Schedules, windows and implementation
+
+/// Why a schedule is not allowed by the windows, if it is not (freeze, maintenance window),
+/// where the policy's `conflicts:` says they block.
+pub fn schedule_problem(
+    change: &ChangeRequest,
+    schedule: &Schedule,
+    policy: &Policy,
+) -> Option<String> {
+    if schedule.end <= schedule.start {
+        return Some("the schedule ends before it starts".into());
+    }
+    let c = conflicts::conflicts(change, schedule, &[], policy)
+        .into_iter()
+        .find(|c| c.blocks())?;
+    Some(match policy.freeze_overlapping(schedule.start, schedule.end) {
+        Some(f) if c.kind == "freeze" => format!(
+            "it overlaps the freeze `{}` ({} to {}); only emergency changes may run in a freeze",
+            f.reason,
+            format_timestamp(f.start),
+            format_timestamp(f.end)
+        ),
+        _ => "it is flagged maintenance_window but does not lie inside any maintenance window of the policy".into(),
+    })
+}
+
+/// Every reason the change may not start implementation at `now` (empty: it may). Rules:
+/// `implemented-unapproved`, `approval-digest`, `testing-missing`,
+/// `implemented-outside-schedule`, `implemented-outside-window`, `implemented-in-freeze`.
+pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Refusal> {
+    let id = id_of(change);
+    let status = change.status();
+    let model = change.model();
+    let mut why = Vec::new();
+    let mut push = |rule, message| why.push(Refusal::new(rule, message));
+    let approved_enough = match model {
+        ChangeModel::Emergency => matches!(status, Status::PendingApproval | Status::Approved),
+        _ if policy.is_preapproved(change) => {
+            matches!(status, Status::PendingApproval | Status::Approved)
+        }
+        _ => status == Status::Approved,
+    };
+    if !approved_enough {
+        push(
+            "implemented-unapproved",
+            match status {
+                Status::PendingApproval => format!(
+                    "{id} is not approved yet (waiting for: {})",
+                    missing_roles(change, policy).join(", ")
+                ),
+                Status::Draft => format!("{id} is a draft; submit it and get it approved first"),
+                _ => format!("{id} is {status} and cannot be implemented"),
+            },
+        );
+    }
+    let stale = change.stale_approvals();
+    if !stale.is_empty() {
+        let who: Vec<String> = stale
+            .iter()
+            .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
+            .collect();
+        push(
+            "approval-digest",
+            format!(
+                "the approval(s) of {id} by {} were given to other content than it now has; it needs approval again",
+                who.join(", ")
+            ),
+        );
+    }
+    let testing = change
+        .change_type
+        .as_deref()
+        .is_some_and(|t| policy.testing_required_for(t))
+        || change.testing_required == Some(true);
+    if testing && !change.has_field("test_plan") {
+        push(
+            "testing-missing",
+            format!("{id} requires testing but has no test_plan"),
+        );
+    }
+    if model != ChangeModel::Emergency {
+        match &change.schedule {
+            None => push(
+                "implemented-outside-schedule",
+                format!("{id} has no schedule; schedule it first"),
+            ),
+            Some(s) if now < s.start || now > s.end => push(
+                "implemented-outside-schedule",
+                format!(
+                    "{} is outside the schedule of {id} ({} to {})",
+                    format_timestamp(now),
+                    format_timestamp(s.start),
+                    format_timestamp(s.end)
+                ),
+            ),
+            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => push(
+                "implemented-outside-window",
+                format!(
+                    "{id} must run in a maintenance window and {} is outside every one",
+                    format_timestamp(now)
+                ),
+            ),
+            Some(_) => {}
+        }
+        if let Some(f) = policy.freeze_at(now) {
+            push(
+                "implemented-in-freeze",
+                format!(
+                    "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
+                    format_timestamp(now),
+                    f.reason,
+                    format_timestamp(f.start),
+                    format_timestamp(f.end)
+                ),
+            );
+        }
+    }
+    why
+}
+
+/// Every reason the change may not be implemented at `at` (empty: the gate is open): the
+/// implement rules, plus blocking overlaps with `others`. A change already implementing is
+/// judged as if approved, so a pipeline can check it again mid-deploy.
+pub fn gate(
+    change: &ChangeRequest,
+    policy: &Policy,
+    at: Timestamp,
+    others: &[&ChangeRequest],
+) -> Vec<Refusal> {
+    let mut c = change.clone();
+    if c.status() == Status::Implementing {
+        c.status = Some(Status::Approved);
+    }
+    let mut why = implement_refusals(&c, policy, at);
+    if let Some(s) = &change.schedule {
+        for k in conflicts::conflicts(change, s, others, policy) {
+            if k.blocks() && k.kind == "overlap" {
+                why.push(Refusal::new("conflict", k.message));
+            }
+        }
+    }
+    why
+}
+
+// ---------------------------------------------------------------------------------------
+// Closing and reviews
+
+/// Rule id: a close without the post-implementation review the policy requires.
+pub const REVIEW_MISSING: &str = "review-missing";
+
+/// Why closing `change` as `outcome` needs a review it does not have (`has_review`), if it
+/// does.
+pub fn review_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    outcome: Outcome,
+    has_review: bool,
+) -> Option<Refusal> {
+    if has_review || !policy.review_required(change, outcome) {
+        return None;
+    }
+    let mut why = Vec::new();
+    if policy.review_outcomes.contains(&outcome) {
+        why.push(format!("outcome {outcome}"));
+    }
+    if policy.review_models.contains(&change.model()) {
+        why.push(format!("{} change", change.model()));
+    }
+    if let Some(r) = change
+        .risk_level
+        .filter(|r| policy.review_risks.contains(r))
+    {
+        why.push(format!("{r} risk"));
+    }
+    Some(Refusal::new(
+        REVIEW_MISSING,
+        format!(
+            "closing {} as {outcome} needs a post-implementation review (the policy requires one for {})",
+            id_of(change),
+            why.join(", ")
+        ),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Emergency deadlines
+
+/// When an emergency change's approvals are due: `emergency.approve_within` after its
+/// implementation started. `None`: not an emergency change, not started, no such rule, or
+/// a deadline past the end of time (never due).
+pub fn emergency_approval_deadline(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
+    if change.model() != ChangeModel::Emergency {
+        return None;
+    }
+    let started = change.implementation.as_ref()?.started_at?;
+    started
+        .checked_add(policy.emergency_approve_within?.to_signed())
+        .ok()
+}
+
+/// When an emergency change's post-implementation review is due:
+/// `emergency.review_within` after its implementation completed (after it started, while
+/// it is still implementing: the review cannot wait for an implementation that never ends).
+pub fn emergency_review_deadline(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
+    if change.model() != ChangeModel::Emergency {
+        return None;
+    }
+    let imp = change.implementation.as_ref()?;
+    imp.completed_at
+        .or(imp.started_at)?
+        .checked_add(policy.emergency_review_within?.to_signed())
+        .ok()
+}
+
+/// Rule id: emergency approvals still missing after their deadline.
+pub const EMERGENCY_APPROVAL_MISSING: &str = "emergency-approval-missing";
+/// Rule id: an emergency post-implementation review still missing after its deadline.
+pub const EMERGENCY_REVIEW_MISSING: &str = "emergency-review-missing";
+
+/// What is overdue on an emergency change at `now`: approvals still missing after their
+/// deadline, a review still missing after its deadline.
+pub fn emergency_overdue(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let id = id_of(change);
+    if let Some(deadline) = emergency_approval_deadline(change, policy)
+        && now > deadline
+    {
+        let missing = missing_roles(change, policy);
+        if !missing.is_empty() {
+            out.push(Refusal::new(
+                EMERGENCY_APPROVAL_MISSING,
+                format!(
+                    "{id} started implementation at {} and still lacks approval by {} (due by {})",
+                    change
+                        .implementation
+                        .as_ref()
+                        .and_then(|i| i.started_at)
+                        .map(format_timestamp)
+                        .unwrap_or_default(),
+                    missing.join(", "),
+                    format_timestamp(deadline)
+                ),
+            ));
+        }
+    }
+    if change.review.is_none()
+        && let Some(deadline) = emergency_review_deadline(change, policy)
+        && now > deadline
+    {
+        out.push(Refusal::new(
+            EMERGENCY_REVIEW_MISSING,
+            format!(
+                "{id} has no post-implementation review, due by {}",
+                format_timestamp(deadline)
+            ),
+        ));
+    }
+    out
+}
+
+/// Whether an approval given `at` came after the emergency deadline, and the deadline.
+pub fn emergency_approval_late(
+    change: &ChangeRequest,
+    policy: &Policy,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    emergency_approval_deadline(change, policy).filter(|d| at > *d)
+}
+
+/// Whether a review given `at` came after the emergency deadline, and the deadline.
+pub fn emergency_review_late(
+    change: &ChangeRequest,
+    policy: &Policy,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    emergency_review_deadline(change, policy).filter(|d| at > *d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Implementation;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn emergency(started: &str, completed: Option<&str>) -> ChangeRequest {
+        let mut c = crate::model::sample_change();
+        c.change_model = Some(ChangeModel::Emergency);
+        c.status = Some(if completed.is_some() {
+            Status::Closed
+        } else {
+            Status::Implementing
+        });
+        c.implementation = Some(Implementation {
+            implementer: Some("bob@example.com".into()),
+            started_at: Some(ts(started)),
+            completed_at: completed.map(ts),
+            outcome: completed.map(|_| Outcome::Successful),
+            test_results: None,
+        });
+        c
+    }
+
+    #[test]
+    fn the_review_deadline_counts_from_completion_for_validate_and_audit_alike() {
+        // Before one home per rule, validate counted 48 h from the start (overdue at 60 h)
+        // while audit counted from completion (not overdue): the two disagreed.
+        let policy = Policy::default_policy();
+        let c = emergency("2025-03-01T00:00:00Z", Some("2025-03-02T16:00:00Z"));
+        assert_eq!(
+            emergency_review_deadline(&c, &policy),
+            Some(ts("2025-03-04T16:00:00Z"))
+        );
+        let at = ts("2025-03-03T12:00:00Z");
+        assert!(
+            emergency_overdue(&c, &policy, at)
+                .iter()
+                .all(|r| r.rule != EMERGENCY_REVIEW_MISSING)
+        );
+        let from_validate: Vec<&str> = crate::validate::change_problems(&c, &policy, Some(at))
+            .iter()
+            .filter(|p| p.path == "review")
+            .map(|p| p.rule)
+            .collect();
+        assert!(from_validate.is_empty(), "{from_validate:?}");
+        let late = ts("2025-03-05T00:00:00Z");
+        assert!(
+            emergency_overdue(&c, &policy, late)
+                .iter()
+                .any(|r| r.rule == EMERGENCY_REVIEW_MISSING)
+        );
+        assert!(
+            crate::validate::change_problems(&c, &policy, Some(late))
+                .iter()
+                .any(|p| p.path == "review")
+        );
+    }
+
+    #[test]
+    fn deadlines_past_the_end_of_time_are_never_due_instead_of_overflowing() {
+        let policy = Policy::default_policy();
+        let c = emergency("9999-12-30T20:00:00Z", None);
+        assert_eq!(emergency_approval_deadline(&c, &policy), None);
+        assert!(
+            crate::validate::change_problems(&c, &policy, Some(ts("9999-12-30T21:00:00Z"))).len()
+                < 100
+        );
+    }
+
+    #[test]
+    fn deciders_are_judged_once_for_workflow_validate_and_audit() {
+        let policy = Policy::default_policy();
+        let c = crate::model::sample_change();
+        let requester = c.requester.clone().unwrap();
+        let rules = |who: &str, role: &str| -> Vec<&str> {
+            decider_refusals(&c, &policy, who, role, "approve")
+                .iter()
+                .map(|r| r.rule)
+                .collect()
+        };
+        assert_eq!(
+            rules("em@example.com", "engineering-manager"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            rules("nobody@example.com", "engineering-manager"),
+            [APPROVAL_ROLE]
+        );
+        assert!(rules(&requester, "engineering-manager").contains(&SEGREGATION));
+    }
+}
