@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use git2::{Commit, ObjectType, Oid, Repository, Signature, Sort, Tree};
+use git2::{Commit, Oid, Repository, Signature, Sort, Tree};
 use serde::Serialize;
 
 use crate::context::{Context, Identity};
@@ -29,11 +29,11 @@ use crate::decode;
 use crate::edit;
 use crate::error::Refusal;
 use crate::error::{Error, Result};
-use crate::history;
+use crate::layout::{self, find_change, highest};
 use crate::model::{ChangeId, ChangeRequest};
 use crate::policy::{POLICY_PATH, Policy};
 use crate::store::{Store, commit};
-use crate::validate;
+use crate::trailers::{Action, Trailers, has_trailers, key};
 use crate::workflow::{self, Step, Transition};
 
 /// How to sync.
@@ -445,7 +445,7 @@ enum Outcome {
 /// The trailer each replayed commit carries with the id of the local commit it came from:
 /// a sync killed after its push is finished by the next one without doubling a step, and an
 /// auditor can follow a step back to the clone it was made in.
-const SYNCED_FROM: &str = "Chg-Synced-From";
+const SYNCED_FROM: &str = key::SYNCED_FROM;
 
 /// `message` with the [`SYNCED_FROM`] trailer naming `local`.
 fn with_synced_from(message: &str, local: Oid) -> String {
@@ -455,11 +455,7 @@ fn with_synced_from(message: &str, local: Oid) -> String {
         .filter(|l| !l.starts_with(&format!("{SYNCED_FROM}:")))
         .collect();
     let body = kept.join("\n");
-    let sep = if history::trailers(&body).is_empty() {
-        "\n\n"
-    } else {
-        "\n"
-    };
+    let sep = if !has_trailers(&body) { "\n\n" } else { "\n" };
     format!("{}{sep}{SYNCED_FROM}: {local}\n", body.trim_end())
 }
 
@@ -490,15 +486,14 @@ impl<'s> Replay<'s> {
         let mut upstream_renumbers = HashMap::new();
         for &id in pulled {
             let c = repo.find_commit(id)?;
-            let t = history::trailers(c.message().unwrap_or(""));
-            let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-            if get("Chg-Action").as_deref() == Some("renumber")
-                && let (Some(old), Some(new)) = (get("Chg-Renumbered-From"), get("Chg-Id"))
+            let t = Trailers::parse(c.message().unwrap_or(""));
+            if t.action() == Some(Action::Renumber)
+                && let (Some(old), Some(new)) = (t.renumbered_from.clone(), t.id.clone())
             {
                 upstream_renumbers.insert(old, new);
             }
-            if let Some(local) = get(SYNCED_FROM) {
-                up.insert(local, get("Chg-Id"));
+            if let Some(local) = t.synced_from {
+                up.insert(local, t.id);
             }
         }
         Ok(Replay {
@@ -537,18 +532,12 @@ impl<'s> Replay<'s> {
     fn one(&mut self, oid: Oid) -> Result<Outcome> {
         let repo = self.repo();
         let c = repo.find_commit(oid)?;
-        let trailers = history::trailers(c.message().unwrap_or(""));
-        let get = |k: &str| {
-            trailers
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
-        let action = get("Chg-Action");
-        let chg_id = get("Chg-Id");
+        let trailers = Trailers::parse(c.message().unwrap_or(""));
+        let action = trailers.action();
+        let chg_id = trailers.id.clone();
         // Already on the remote (a sync that pushed and was killed before moving the branch).
         if let Some(remote_id) = self.upstream.remove(&oid.to_string()) {
-            if action.as_deref() == Some("new")
+            if action == Some(Action::New)
                 && let (Some(local), Some(remote)) = (chg_id, remote_id)
                 && local != remote
             {
@@ -558,34 +547,34 @@ impl<'s> Replay<'s> {
         }
         let parent = c.parent(0)?;
         let changed = changed_change_files(repo, &parent.tree()?, &c.tree()?, self.store.prefix())?;
-        let is_step = match (&action, &chg_id) {
-            (Some(a), Some(id)) => {
-                let expect = if a == "renumber" { 2 } else { 1 };
-                workflow::CHANGE_ACTIONS.contains(&a.as_str())
-                    && changed.len() == expect
-                    && (a == "renumber" || crate::audit::id_of_path(&changed[0]) == id.as_str())
+        let step = match (action, chg_id) {
+            (Some(a), Some(id)) if a.is_change_action() => {
+                let renumber = a == Action::Renumber;
+                let expect = if renumber { 2 } else { 1 };
+                (changed.len() == expect
+                    && (renumber || layout::id_of_path(&changed[0]) == id.as_str()))
+                .then_some((a, id))
             }
-            _ => false,
+            _ => None,
         };
-        if !is_step {
+        let Some((action, id)) = step else {
             return self.cherry_pick(&c);
-        }
-        let (action, id) = (action.unwrap_or_default(), chg_id.unwrap_or_default());
+        };
         let stale = |reason: String| {
             Ok(Outcome::Stale(Stale {
                 id: id.clone(),
-                action: action.clone(),
+                action: action.to_string(),
                 commit: oid.to_string(),
                 reason,
             }))
         };
-        match action.as_str() {
-            "new" => self.replay_new(&c, &changed[0], &id),
-            "renumber" => {
-                let old = get("Chg-Renumbered-From").unwrap_or_default();
+        match action {
+            Action::New => self.replay_new(&c, &changed[0], &id),
+            Action::Renumber => {
+                let old = trailers.renumbered_from.clone().unwrap_or_default();
                 self.replay_renumber(&c, &old, &id, stale)
             }
-            _ => self.replay_step(&c, &changed[0], &action, &id, get("Chg-Role"), stale),
+            _ => self.replay_step(&c, &changed[0], action, &id, trailers.role.clone(), stale),
         }
     }
 
@@ -725,20 +714,15 @@ impl<'s> Replay<'s> {
             Some(d) => format!(
                 "{}{}",
                 self.store.prefix(),
-                validate::expected_path(&new_id, d).display()
+                layout::change_path(&new_id, d).display()
             ),
             None => path.replace(id, &new_id.to_string()),
         };
-        let transition = Transition {
-            action: "new",
-            from: next.status(),
-            to: next.status(),
-            role: None,
-            notes: vec![format!(
-                "Filed as {id} in another clone; {id} was taken on the remote by the time it was synced."
-            )],
-            trailers: vec![("Chg-Renumbered-From".into(), id.to_owned())],
-        };
+        let mut transition = Transition::new(Action::New, next.status(), next.status());
+        transition.notes.push(format!(
+            "Filed as {id} in another clone; {id} was taken on the remote by the time it was synced."
+        ));
+        transition.extra.renumbered_from = Some(id.to_owned());
         let message =
             crate::store::commit_message(&new_id, &next, &transition, &author_identity(c), true);
         let new_blob = repo.blob(text.as_bytes())?;
@@ -784,7 +768,7 @@ impl<'s> Replay<'s> {
         &mut self,
         c: &Commit<'_>,
         path: &str,
-        action: &str,
+        action: Action,
         id: &str,
         role: Option<String>,
         stale: impl Fn(String) -> Result<Outcome>,
@@ -807,11 +791,16 @@ impl<'s> Replay<'s> {
         let policy_path = format!("{}{POLICY_PATH}", self.store.prefix());
         let same_policy =
             commit::blob_at(&parent_tree, &policy_path)? == commit::blob_at(&tree, &policy_path)?;
-        // Nobody touched this change or the policy upstream: the step applies as it is.
-        if remote_blob == before_blob && same_policy && remote_id == id {
+        // Nobody touched this change or the policy upstream: the step applies as it is. Not
+        // a schedule: others may have scheduled over it meanwhile (checked below).
+        if remote_blob == before_blob
+            && same_policy
+            && remote_id == id
+            && action != Action::Schedule
+        {
             let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
             self.commit_on_tip(c, &[(remote_path, Some(after_blob))], &msg)?;
-            return Ok(self.done(c, id, action));
+            return Ok(self.done(c, id, action.as_str()));
         }
         let policy = self.policy(&tree)?;
         let (before, _) = decode_blob(repo, before_blob, path)?;
@@ -860,6 +849,17 @@ impl<'s> Replay<'s> {
             Err(e @ (Error::Refused(_) | Error::Usage(_))) => return stale(e.to_string()),
             Err(e) => return Err(e),
         };
+        // A schedule must not overlap what others scheduled on the remote meanwhile, where
+        // the policy blocks overlaps: the same check a local `chg schedule` makes.
+        if action == Action::Schedule
+            && let Some(s) = &next.schedule
+        {
+            let others = scheduled_changes(repo, &tree, self.store.prefix())?;
+            let others: Vec<&ChangeRequest> = others.iter().collect();
+            if let Err(e) = crate::conflicts::screen(&current, s, &others, &policy) {
+                return stale(e.to_string());
+            }
+        }
         let text = edit::apply(&current_text, &current, &next)?;
         let parsed: ChangeId = remote_id
             .parse()
@@ -868,8 +868,37 @@ impl<'s> Replay<'s> {
             crate::store::commit_message(&parsed, &next, &transition, &author_identity(c), false);
         let blob = repo.blob(text.as_bytes())?;
         self.commit_on_tip(c, &[(remote_path, Some(blob))], &message)?;
-        Ok(self.done(c, &remote_id, action))
+        Ok(self.done(c, &remote_id, action.as_str()))
     }
+}
+
+/// The changes in `tree` that can conflict with a schedule (active and scheduled).
+fn scheduled_changes(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+) -> Result<Vec<ChangeRequest>> {
+    let mut out = Vec::new();
+    let Ok(entry) = tree.get_path(Path::new(&format!("{prefix}changes"))) else {
+        return Ok(out);
+    };
+    let mut stack = vec![repo.find_tree(entry.id())?];
+    while let Some(t) = stack.pop() {
+        for e in t.iter() {
+            match e.kind() {
+                Some(git2::ObjectType::Tree) => stack.push(repo.find_tree(e.id())?),
+                Some(git2::ObjectType::Blob) if e.name_bytes().ends_with(b".yaml") => {
+                    let blob = repo.find_blob(e.id())?;
+                    let d = decode::decode_bytes_with("", blob.content(), false);
+                    if d.parsed && crate::conflicts::can_conflict(&d.change) {
+                        out.push(d.change);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn author_identity(c: &Commit<'_>) -> Identity {
@@ -916,54 +945,6 @@ fn changed_change_files(
     Ok(out)
 }
 
-/// The month folders of `id`'s year (and the years either side, for late filings).
-fn month_trees<'r>(
-    repo: &'r Repository,
-    tree: &Tree<'_>,
-    prefix: &str,
-    year: i16,
-) -> Result<Vec<(String, Tree<'r>)>> {
-    let mut out = Vec::new();
-    let folder = format!("{prefix}changes/{year:04}");
-    let Ok(entry) = tree.get_path(Path::new(&folder)) else {
-        return Ok(out);
-    };
-    let Ok(months) = repo.find_tree(entry.id()) else {
-        return Ok(out);
-    };
-    for m in months.iter() {
-        if let Ok(t) = repo.find_tree(m.id()) {
-            let name = String::from_utf8_lossy(m.name_bytes()).into_owned();
-            out.push((format!("{folder}/{name}"), t));
-        }
-    }
-    Ok(out)
-}
-
-/// Where `id`'s file is in `tree`, looking in its year and the years either side.
-/// The path of `id`'s file in `tree`, and its blob (none when something other than a file
-/// stands at that name, which still takes the id).
-fn find_change(
-    repo: &Repository,
-    tree: &Tree<'_>,
-    prefix: &str,
-    id: &str,
-) -> Result<Option<(String, Option<Oid>)>> {
-    let Ok(parsed) = id.parse::<ChangeId>() else {
-        return Ok(None);
-    };
-    let name = format!("{id}.yaml");
-    for year in [parsed.year(), parsed.year() - 1, parsed.year() + 1] {
-        for (folder, t) in month_trees(repo, tree, prefix, year)? {
-            if let Some(entry) = t.get_name(&name) {
-                let blob = (entry.kind() == Some(ObjectType::Blob)).then(|| entry.id());
-                return Ok(Some((format!("{folder}/{name}"), blob)));
-            }
-        }
-    }
-    Ok(None)
-}
-
 /// `wanted` when `tree` does not have it yet, else the next free number of its year there.
 fn free_id(repo: &Repository, tree: &Tree<'_>, prefix: &str, wanted: ChangeId) -> Result<ChangeId> {
     if find_change(repo, tree, prefix, &wanted.to_string())?.is_none() {
@@ -971,31 +952,4 @@ fn free_id(repo: &Repository, tree: &Tree<'_>, prefix: &str, wanted: ChangeId) -
     }
     let n = highest(repo, tree, prefix, &wanted)? + 1;
     ChangeId::new(wanted.prefix(), wanted.year(), n).map_err(Error::Internal)
-}
-
-/// The highest number of `id`'s prefix and year filed in `tree` (in the year's folder and
-/// the folders either side, for late filings).
-pub(crate) fn highest(
-    repo: &Repository,
-    tree: &Tree<'_>,
-    prefix: &str,
-    id: &ChangeId,
-) -> Result<u32> {
-    let lead = format!("{}-{:04}-", id.prefix(), id.year());
-    let mut max = 0;
-    for year in [id.year() - 1, id.year(), id.year() + 1] {
-        for (_, t) in month_trees(repo, tree, prefix, year)? {
-            for e in t.iter() {
-                if let Some(n) = std::str::from_utf8(e.name_bytes())
-                    .ok()
-                    .and_then(|n| n.strip_prefix(&lead))
-                    .and_then(|r| r.strip_suffix(".yaml"))
-                    .and_then(|n| n.parse::<u32>().ok())
-                {
-                    max = max.max(n);
-                }
-            }
-        }
-    }
-    Ok(max)
 }

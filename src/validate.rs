@@ -11,10 +11,11 @@ use rayon::prelude::*;
 
 use crate::decode::{self, Decoded};
 use crate::finding::{Finding, Severity};
-use crate::model::{ChangeId, ChangeModel, ChangeRequest, Decision, Status};
+use crate::model::{ChangeModel, ChangeRequest, Decision, Status};
 use crate::policy::Policy;
 use crate::rules::missing_roles;
 
+use crate::layout;
 use crate::rules::{self, problem};
 pub use crate::rules::{Problem, approval_problems, content_problems, schedule_problem};
 
@@ -264,16 +265,6 @@ pub fn locate(file: &str, decoded: &Decoded, problems: Vec<Problem>) -> Vec<Find
         .collect()
 }
 
-/// The path a change file must have, relative to the store: `changes/YYYY/MM/ID.yaml`.
-pub fn expected_path(id: &ChangeId, request_date: Timestamp) -> PathBuf {
-    let d = request_date.to_zoned(jiff::tz::TimeZone::UTC);
-    PathBuf::from(format!(
-        "changes/{:04}/{:02}/{id}.yaml",
-        d.year(),
-        d.month()
-    ))
-}
-
 /// Checks one decoded file at `rel` (relative to the store) completely.
 pub fn check_file(
     rel: &Path,
@@ -301,7 +292,7 @@ pub fn check_file(
                 ),
             ));
         } else if let Some(date) = c.request_date {
-            let want = expected_path(id, date);
+            let want = layout::change_path(id, date);
             if rel != want {
                 problems.push(problem(
                     "request_date",
@@ -323,45 +314,6 @@ pub fn check_file(
         }
     }
     findings
-}
-
-/// Files to validate under `changes/`: every file (any extension), not following links.
-pub fn change_files(store: &Path) -> std::io::Result<Vec<PathBuf>> {
-    Ok(change_entries(store)?.into_iter().map(|e| e.0).collect())
-}
-
-/// Every file under `changes/` (as [`change_files`]) with whether it is a regular file
-/// (not a symlink or a special file), known from the directory listing without a `stat`.
-pub fn change_entries(store: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![store.join("changes")];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_name().as_encoded_bytes().starts_with(b".") {
-                continue;
-            }
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), ft.is_file()));
-            }
-        }
-    }
-    // Byte order, not Path's component-wise order: the same for these paths, and sorting
-    // 100,000 paths component by component showed up in profiles.
-    out.sort_unstable_by(|a, b| {
-        a.0.as_os_str()
-            .as_encoded_bytes()
-            .cmp(b.0.as_os_str().as_encoded_bytes())
-    });
-    Ok(out)
 }
 
 /// One checked file: its path, id, findings, and the change when it is active and scheduled.

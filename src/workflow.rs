@@ -13,6 +13,7 @@ use crate::model::{
 use crate::policy::Policy;
 use crate::rules;
 pub use crate::rules::{implement_refusals, missing_roles};
+use crate::trailers::{Action, Trailers};
 
 /// One step a person asks for.
 #[derive(Debug, Clone)]
@@ -67,20 +68,6 @@ pub enum Step {
     },
 }
 
-/// The actions chg writes into `Chg-Action` for a change (SPEC section 6).
-pub const CHANGE_ACTIONS: &[&str] = &[
-    "new",
-    "submit",
-    "approve",
-    "reject",
-    "edit",
-    "schedule",
-    "implement",
-    "close",
-    "cancel",
-    "renumber",
-];
-
 /// Gives a change a new id (`chg renumber`, or a sync moving a step onto an id that is free
 /// on the remote): the content and the approvals stay, the trailer keeps the old id.
 pub fn renumber(change: &ChangeRequest, new_id: ChangeId) -> (ChangeRequest, Transition) {
@@ -88,19 +75,19 @@ pub fn renumber(change: &ChangeRequest, new_id: ChangeId) -> (ChangeRequest, Tra
     let mut next = change.clone();
     next.id = Some(new_id);
     let status = next.status();
-    let mut t = Transition::new("renumber", status, status);
+    let mut t = Transition::new(Action::Renumber, status, status);
     t.notes.push(format!(
         "Renumbered from {old}: the id was claimed twice. The content is unchanged and approvals stay valid."
     ));
-    t.trailers.push(("Chg-Renumbered-From".into(), old));
+    t.extra.renumbered_from = Some(old);
     (next, t)
 }
 
 /// What a step did, for the commit message and trailers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
-    /// `approve`, `edit`, … (SPEC section 6).
-    pub action: &'static str,
+    /// What the step did (SPEC section 6).
+    pub action: Action,
     /// Status before.
     pub from: Status,
     /// Status after.
@@ -109,19 +96,21 @@ pub struct Transition {
     pub role: Option<String>,
     /// Lines for the commit body, saying why where the step had consequences.
     pub notes: Vec<String>,
-    /// Extra trailers (`Chg-Fields`, `Chg-Voided`).
-    pub trailers: Vec<(String, String)>,
+    /// The trailers beyond id, action, actor, role and statuses (`Chg-Fields`,
+    /// `Chg-Voided`, `Chg-Outcome`, `Chg-Renumbered-From`).
+    pub extra: Trailers,
 }
 
 impl Transition {
-    fn new(action: &'static str, from: Status, to: Status) -> Self {
+    /// A step with no role, notes or extra trailers.
+    pub fn new(action: Action, from: Status, to: Status) -> Self {
         Transition {
             action,
             from,
             to,
             role: None,
             notes: Vec::new(),
-            trailers: Vec::new(),
+            extra: Trailers::default(),
         }
     }
 }
@@ -159,7 +148,7 @@ pub fn apply(
             }
             require_complete(change, policy, &format!("{id} cannot be submitted"))?;
             next.status = Some(Status::PendingApproval);
-            Transition::new("submit", status, Status::PendingApproval)
+            Transition::new(Action::Submit, status, Status::PendingApproval)
         }
         Step::Approve {
             role,
@@ -183,7 +172,7 @@ pub fn apply(
                 status
             };
             next.status = Some(to);
-            let mut t = Transition::new("approve", status, to);
+            let mut t = Transition::new(Action::Approve, status, to);
             t.role = Some(role);
             t
         }
@@ -205,7 +194,7 @@ pub fn apply(
                 digest: Some(change.material_digest()),
             });
             next.status = Some(Status::Rejected);
-            let mut t = Transition::new("reject", status, Status::Rejected);
+            let mut t = Transition::new(Action::Reject, status, Status::Rejected);
             t.role = Some(role);
             t
         }
@@ -256,7 +245,7 @@ pub fn apply(
                     "nothing to change: {id} is already scheduled {schedule}"
                 )));
             }
-            let mut t = Transition::new("schedule", status, status);
+            let mut t = Transition::new(Action::Schedule, status, status);
             t.notes.push(format!("Scheduled {schedule}."));
             next.schedule = Some(schedule);
             t
@@ -269,7 +258,7 @@ pub fn apply(
                 .get_or_insert_with(Implementation::default);
             imp.implementer = Some(actor.to_owned());
             imp.started_at = Some(now);
-            Transition::new("implement", status, Status::Implementing)
+            Transition::new(Action::Implement, status, Status::Implementing)
         }
         Step::Close {
             outcome,
@@ -302,8 +291,8 @@ pub fn apply(
                     summary,
                 });
             }
-            let mut t = Transition::new("close", status, Status::Closed);
-            t.trailers.push(("Chg-Outcome".into(), outcome.to_string()));
+            let mut t = Transition::new(Action::Close, status, Status::Closed);
+            t.extra.outcome = Some(outcome.to_string());
             t
         }
         Step::Cancel { reason } => {
@@ -322,7 +311,7 @@ pub fn apply(
                 at: now,
                 reason,
             });
-            Transition::new("cancel", status, Status::Cancelled)
+            Transition::new(Action::Cancel, status, Status::Cancelled)
         }
     };
     Ok((next, transition))
@@ -332,7 +321,7 @@ pub fn apply(
 /// `role`), with the details (comment, outcome, …) read from the version after. Used to
 /// replay a commit: by audit to check it, by sync to bring it onto another history.
 pub fn step_between(
-    action: &str,
+    action: Action,
     role: Option<String>,
     before: &ChangeRequest,
     after: &ChangeRequest,
@@ -341,19 +330,19 @@ pub fn step_between(
         .then(|| after.approvals.last())
         .flatten();
     Ok(match action {
-        "submit" => Step::Submit,
-        "approve" => Step::Approve {
+        Action::Submit => Step::Submit,
+        Action::Approve => Step::Approve {
             role,
             comment: added.and_then(|a| a.comments.clone()),
             conditions: added.map(|a| a.conditions.clone()).unwrap_or_default(),
         },
-        "reject" => Step::Reject {
+        Action::Reject => Step::Reject {
             role,
             comment: added
                 .and_then(|a| a.comments.clone())
                 .unwrap_or_else(|| "(none)".into()),
         },
-        "edit" => {
+        Action::Edit => {
             let mut new = after.clone();
             new.id = before.id.clone();
             new.requester = before.requester.clone();
@@ -366,7 +355,7 @@ pub fn step_between(
             new.cancellation = before.cancellation.clone();
             Step::Edit { new: Box::new(new) }
         }
-        "schedule" => {
+        Action::Schedule => {
             let Some(Schedule {
                 start,
                 end,
@@ -381,8 +370,8 @@ pub fn step_between(
                 maintenance_window: Some(maintenance_window),
             }
         }
-        "implement" => Step::Implement,
-        "close" => {
+        Action::Implement => Step::Implement,
+        Action::Close => {
             let imp = after.implementation.clone().unwrap_or_default();
             let Some(outcome) = imp.outcome else {
                 return Err("chg `close` left the change without an outcome".into());
@@ -399,14 +388,18 @@ pub fn step_between(
                 review: after.review.as_ref().map(|r| r.summary.clone()),
             }
         }
-        "cancel" => Step::Cancel {
+        Action::Cancel => Step::Cancel {
             reason: after
                 .cancellation
                 .as_ref()
                 .map(|c| c.reason.clone())
                 .unwrap_or_default(),
         },
-        other => return Err(format!("`Chg-Action: {other}` is not a chg action")),
+        other => {
+            return Err(format!(
+                "`Chg-Action: {other}` is not a step on a change's content"
+            ));
+        }
     })
 }
 
@@ -603,7 +596,10 @@ fn edit(
     let mut next = new;
     let mut to = status;
     let mut t_notes = vec![format!("Changed: {}.", changed.join(", "))];
-    let mut trailers = vec![("Chg-Fields".to_owned(), changed.join(", "))];
+    let mut extra = Trailers {
+        fields: Some(changed.join(", ")),
+        ..Trailers::default()
+    };
     if !material.is_empty() && !change.approvals.is_empty() {
         let voided: Vec<String> = change
             .approvals
@@ -615,14 +611,14 @@ fn edit(
             material.join(", "),
             voided.join(", ")
         ));
-        trailers.push(("Chg-Voided".to_owned(), voided.join(", ")));
+        extra.voided = Some(voided.join(", "));
         next.approvals.clear();
         to = Status::PendingApproval;
     }
     next.status = Some(to);
-    let mut t = Transition::new("edit", status, to);
+    let mut t = Transition::new(Action::Edit, status, to);
     t.notes = t_notes;
-    t.trailers = trailers;
+    t.extra = extra;
     Ok((next, t))
 }
 
@@ -758,9 +754,10 @@ mod tests {
         assert_eq!((t.from, t.to), (Status::Approved, Status::PendingApproval));
         assert!(voided.approvals.is_empty());
         assert!(
-            t.trailers
-                .iter()
-                .any(|(k, v)| k == "Chg-Voided" && v.contains("engineering-manager"))
+            t.extra
+                .voided
+                .as_deref()
+                .is_some_and(|v| v.contains("engineering-manager"))
         );
         let mut managed = c.clone();
         managed.status = Some(Status::Closed);

@@ -26,10 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode;
 use crate::error::Result;
-use crate::history::trailers;
+use crate::layout::id_of_path;
 use crate::model::{ChangeModel, ChangeRequest, Decision, Status, format_timestamp};
 use crate::policy::{POLICY_PATH, Policy};
 use crate::rules;
+use crate::trailers::{Action, Trailers};
 use crate::validate;
 use crate::workflow;
 
@@ -352,14 +353,9 @@ impl<'r> Auditor<'r> {
         let when = Timestamp::from_second(sig.when().seconds()).unwrap_or_default();
         let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
         let subject = message.lines().next().unwrap_or("").to_owned();
-        let tr = trailers(&message);
-        let get = |k: &str| {
-            tr.iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        let chg_id = get("Chg-Id");
-        let action = get("Chg-Action");
+        let tr = Trailers::parse(&message);
+        let chg_id = tr.id.clone();
+        let action = tr.action.clone();
         let merge = parents.len() > 1;
         let by_chg = action.is_some() && !merge;
 
@@ -389,8 +385,8 @@ impl<'r> Auditor<'r> {
             }
         }
         let changed = kept;
-        let renumbered = match (by_chg, action.as_deref(), get("Chg-Renumbered-From")) {
-            (true, Some("renumber"), Some(old)) => chg_id.clone().map(|new| (old, new)),
+        let renumbered = match (by_chg, tr.action(), tr.renumbered_from.clone()) {
+            (true, Some(Action::Renumber), Some(old)) => chg_id.clone().map(|new| (old, new)),
             _ => None,
         };
         let items = pair_renames(changed, renumbered.as_ref());
@@ -502,7 +498,7 @@ impl<'r> Auditor<'r> {
                         after,
                     };
                     if mine {
-                        problems.extend(ctx.check_chg(action.as_deref().unwrap_or(""), &get));
+                        problems.extend(ctx.check_chg(action.as_deref().unwrap_or(""), &tr));
                     } else {
                         problems.extend(ctx.check_manual());
                     }
@@ -548,9 +544,9 @@ impl<'r> Auditor<'r> {
                 } else {
                     "manual".into()
                 },
-                role: if mine { get("Chg-Role") } else { None },
-                from: if mine { get("Chg-From") } else { None },
-                to: if mine { get("Chg-To") } else { None },
+                role: if mine { tr.role.clone() } else { None },
+                from: if mine { tr.from.clone() } else { None },
+                to: if mine { tr.to.clone() } else { None },
                 subject: subject.clone(),
                 by_chg: mine,
                 problems,
@@ -562,12 +558,6 @@ impl<'r> Auditor<'r> {
         }
         Ok(out)
     }
-}
-
-/// The change id a change file's name gives (`CHG-2025-001` for `…/CHG-2025-001.yaml`).
-pub fn id_of_path(path: &str) -> &str {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.strip_suffix(".yaml").unwrap_or(name)
 }
 
 /// Pairs a deletion and an addition of the same file name into one renamed item; with
@@ -753,16 +743,20 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// A commit with chg trailers for this change: the trailers must tell the truth and the
     /// step must be one the life cycle and the policy allowed.
-    fn check_chg(&self, action: &str, get: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+    fn check_chg(&self, action: &str, tr: &Trailers) -> Vec<Problem> {
         let mut out = Vec::new();
         let mismatch = |m: String| Problem::exception("trailer-mismatch", m);
-        if !workflow::CHANGE_ACTIONS.contains(&action) {
+        let Some(typed) = action
+            .parse::<Action>()
+            .ok()
+            .filter(|a| a.is_change_action())
+        else {
             out.push(mismatch(format!(
                 "`Chg-Action: {action}` is not a chg action for a change file"
             )));
             return out;
-        }
-        if let Some(actor) = get("Chg-Actor")
+        };
+        if let Some(actor) = &tr.actor
             && !actor.eq_ignore_ascii_case(self.email)
         {
             out.push(mismatch(format!(
@@ -777,7 +771,7 @@ impl Ctx<'_> {
             )));
             return out;
         };
-        if let Some(to) = get("Chg-To")
+        if let Some(to) = &tr.to
             && to != after.status().as_str()
         {
             out.push(mismatch(format!(
@@ -795,7 +789,7 @@ impl Ctx<'_> {
             )));
             return out;
         };
-        if let Some(from) = get("Chg-From")
+        if let Some(from) = &tr.from
             && from != before.status().as_str()
         {
             out.push(mismatch(format!(
@@ -804,12 +798,12 @@ impl Ctx<'_> {
             )));
         }
         if action == "renumber" {
-            out.extend(self.check_renumber(get("Chg-Renumbered-From"), before, after));
+            out.extend(self.check_renumber(tr.renumbered_from.clone(), before, after));
             return out;
         }
-        let role = get("Chg-Role");
+        let role = tr.role.clone();
         out.extend(self.policy_checks(action, role.as_deref(), before, after));
-        let step = match workflow::step_between(action, role, before, after) {
+        let step = match workflow::step_between(typed, role, before, after) {
             Ok(s) => s,
             Err(m) => {
                 out.push(mismatch(m));

@@ -185,10 +185,7 @@ fn done(o: store::Outcome) -> CmdResult {
     }
     line.push_str(&format!(" [commit {}]\n", short(&o.commit.to_string())));
     // Say why approvals were voided, where they were, and where a change came from.
-    if t.trailers
-        .iter()
-        .any(|(k, _)| k == "Chg-Voided" || k == "Chg-Renumbered-From")
-    {
+    if t.extra.voided.is_some() || t.extra.renumbered_from.is_some() {
         for note in &t.notes {
             line.push_str(&format!("note: {note}\n"));
         }

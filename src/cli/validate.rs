@@ -80,7 +80,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
         };
     if let Some(policy) = &policy {
         let all =
-            chg::validate::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
+            chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
         let now = super::context::now()?;
         findings.extend(chg::validate::validate_files(root, &all, policy, Some(now)));
         let mut keep: Option<HashSet<String>> = None;

@@ -15,8 +15,10 @@ use crate::decode::{self, Decoded};
 use crate::edit;
 use crate::error::{Error, Result};
 use crate::finding::Finding;
+use crate::layout;
 use crate::model::{ChangeId, ChangeRequest, Status};
 use crate::policy::{POLICY_PATH, Policy};
+use crate::trailers::{Action, Trailers};
 use crate::validate;
 use crate::workflow::{self, Step, Transition};
 
@@ -252,17 +254,12 @@ impl Store {
     /// The file of a change, relative to the store: the id's year folder first (twelve
     /// lookups), then a search for files filed in the wrong place.
     pub fn find(&self, id: &ChangeId) -> Result<PathBuf> {
-        let name = format!("{id}.yaml");
-        for year in [id.year(), id.year() - 1, id.year() + 1] {
-            for month in 1..=12 {
-                let rel = PathBuf::from(format!("changes/{year:04}/{month:02}/{name}"));
-                if self.root.join(&rel).is_file() {
-                    return Ok(rel);
-                }
-            }
+        if let Some(rel) = layout::candidate_paths(id).find(|rel| self.root.join(rel).is_file()) {
+            return Ok(rel);
         }
+        let name = format!("{id}.yaml");
         let files =
-            validate::change_files(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
+            layout::change_files(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
         files
             .into_iter()
             .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
@@ -294,8 +291,8 @@ impl Store {
     /// listing of a large store holds only what it shows.
     pub fn load_where(&self, keep: impl Fn(&ChangeRequest) -> bool + Sync) -> Result<Vec<Loaded>> {
         use rayon::prelude::*;
-        let files = validate::change_entries(&self.root)
-            .map_err(|e| Error::io("cannot read changes/", e))?;
+        let files =
+            layout::change_entries(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
         let root = &self.root;
         Ok(files
             .par_iter()
@@ -375,11 +372,7 @@ impl Store {
             for e in entries.flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                if let Some(n) = name
-                    .strip_prefix(&lead)
-                    .and_then(|r| r.strip_suffix(".yaml"))
-                    .and_then(|n| n.parse::<u32>().ok())
-                {
+                if let Some(n) = layout::number_in(&name, &lead) {
                     max = max.max(n);
                 }
             }
@@ -434,7 +427,7 @@ impl Store {
                 .collect();
             return Err(Error::Invalid { summary, findings });
         }
-        let rel = validate::expected_path(&id, change.request_date.expect("set above"));
+        let rel = layout::change_path(&id, when);
         if self.root.join(&rel).exists() {
             return Err(Error::Internal(format!(
                 "{} exists already although {id} looked free",
@@ -442,14 +435,7 @@ impl Store {
             )));
         }
         let text = edit::render_new(&change)?;
-        let transition = Transition {
-            action: "new",
-            from: status,
-            to: status,
-            role: None,
-            notes: Vec::new(),
-            trailers: Vec::new(),
-        };
+        let transition = Transition::new(Action::New, status, status);
         self.finish(ctx, &session, rel, text, change, transition, true)
     }
 
@@ -521,16 +507,9 @@ impl Store {
 
     /// Every file named after `id` (a duplicate id filed in two months has two).
     pub fn files_of(&self, id: &ChangeId) -> Result<Vec<PathBuf>> {
-        let name = format!("{id}.yaml");
-        let mut out = Vec::new();
-        for year in [id.year() - 1, id.year(), id.year() + 1] {
-            for month in 1..=12 {
-                let rel = PathBuf::from(format!("changes/{year:04}/{month:02}/{name}"));
-                if self.root.join(&rel).is_file() {
-                    out.push(rel);
-                }
-            }
-        }
+        let mut out: Vec<PathBuf> = layout::candidate_paths(id)
+            .filter(|rel| self.root.join(rel).is_file())
+            .collect();
         if out.is_empty() {
             out.push(self.find(id)?);
         }
@@ -547,7 +526,7 @@ impl Store {
                 continue;
             };
             if seen.insert(tree.id()) {
-                max = max.max(crate::sync::highest(&self.repo, &tree, &self.prefix, id)?);
+                max = max.max(layout::highest(&self.repo, &tree, &self.prefix, id)?);
             }
         }
         Ok(max)
@@ -609,7 +588,7 @@ impl Store {
         let (next, transition) = workflow::renumber(loaded.change(), new_id.clone());
         let text = edit::apply(&loaded.text, loaded.change(), &next)?;
         let rel = match next.request_date {
-            Some(d) => validate::expected_path(&new_id, d),
+            Some(d) => layout::change_path(&new_id, d),
             None => loaded.rel.with_file_name(format!("{new_id}.yaml")),
         };
         self.finish_moving(
@@ -697,7 +676,7 @@ impl Store {
         // Overlaps with other changes are judged here, under the lock, so two schedules
         // racing for one system cannot both pass a check that blocks.
         let warnings = match &next.schedule {
-            Some(s) if transition.action == "schedule" => {
+            Some(s) if transition.action == Action::Schedule => {
                 let all = self.load_where(crate::conflicts::can_conflict)?;
                 let others: Vec<&ChangeRequest> = all
                     .iter()
@@ -735,7 +714,7 @@ pub fn commit_message(
     if let Some(role) = &t.role {
         subject.push_str(&format!(" ({role})"));
     }
-    if let Some((_, old)) = t.trailers.iter().find(|(k, _)| k == "Chg-Renumbered-From") {
+    if let Some(old) = &t.extra.renumbered_from {
         subject.push_str(&format!(" (was {old})"));
     }
     if created && let Some(title) = &change.title {
@@ -754,17 +733,15 @@ pub fn commit_message(
         msg.push_str(&t.notes.join("\n"));
         msg.push_str("\n\n");
     }
-    msg.push_str(&format!("Chg-Id: {id}\nChg-Action: {}\n", t.action));
-    msg.push_str(&format!("Chg-Actor: {}\n", identity.email));
-    if let Some(role) = &t.role {
-        msg.push_str(&format!("Chg-Role: {role}\n"));
-    }
-    if !created {
-        msg.push_str(&format!("Chg-From: {}\n", t.from));
-    }
-    msg.push_str(&format!("Chg-To: {}\n", t.to));
-    for (k, v) in &t.trailers {
-        msg.push_str(&format!("{k}: {}\n", v.replace('\n', " ")));
-    }
+    let trailers = Trailers {
+        id: Some(id.to_string()),
+        action: Some(t.action.to_string()),
+        actor: Some(identity.email.clone()),
+        role: t.role.clone(),
+        from: (!created).then(|| t.from.to_string()),
+        to: Some(t.to.to_string()),
+        ..t.extra.clone()
+    };
+    msg.push_str(&trailers.render());
     msg
 }

@@ -444,6 +444,8 @@ fn two_racing_schedules_for_one_system_cannot_both_pass_a_blocking_overlap() {
                 "--end",
                 &format!("{day}T12:00:00Z"),
             ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
         };

@@ -867,3 +867,39 @@ fn a_tracking_ref_held_by_another_git_for_a_moment_does_not_fail_the_sync() {
     assert_eq!(alice.head(), before);
     std::fs::remove_file(&lock).unwrap();
 }
+
+#[test]
+fn a_replayed_schedule_that_overlaps_one_made_upstream_stops_the_sync() {
+    let (t, c) = Team::new(&["alice@example.com", "em@example.com"]);
+    let (alice, em) = (&c[0], &c[1]);
+    let policy = alice.root.join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("overlap: warn", "overlap: block")).unwrap();
+    alice.git(&["commit", "-qam", "block overlaps"]);
+    let a = alice.new_change("First on the system");
+    let b = alice.new_change("Second on the system");
+    alice.chg(&["sync"]).ok();
+    em.chg(&["sync"]).ok();
+    let window = [
+        "--start",
+        "2030-05-01T10:00:00Z",
+        "--end",
+        "2030-05-01T12:00:00Z",
+    ];
+    alice
+        .chg(&[&["schedule", a.as_str()][..], &window].concat())
+        .ok();
+    em.chg(&[&["schedule", b.as_str()][..], &window].concat())
+        .ok();
+    alice.chg(&["sync"]).ok();
+    let remote_before = t.remote_log("%H");
+    let r = em.chg(&["sync"]).code(1);
+    assert!(
+        r.stderr.contains(&format!("{b} `schedule`")) && r.stderr.contains(&a),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(t.remote_log("%H"), remote_before, "nothing was pushed");
+    em.chg(&["sync", "--drop-stale"]).ok();
+    em.chg(&["validate"]).ok();
+}

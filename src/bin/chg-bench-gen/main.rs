@@ -371,14 +371,9 @@ fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Resu
     } else {
         state_after(c, e.step - 1, policy).1
     };
-    let transition = chg::workflow::Transition {
-        action,
-        from,
-        to,
-        role: role.clone(),
-        notes: Vec::new(),
-        trailers: Vec::new(),
-    };
+    let mut transition =
+        chg::workflow::Transition::new(action.parse().map_err(anyhow::Error::msg)?, from, to);
+    transition.role = role.clone();
     let name = actor.split('@').next().unwrap_or("someone");
     let identity = chg::Identity {
         name: name.to_owned(),
@@ -386,7 +381,7 @@ fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Resu
     };
     let id = c.id.as_ref().unwrap();
     let message = chg::store::commit_message(id, &state, &transition, &identity, e.step == 0);
-    let path = chg::validate::expected_path(id, c.request_date.unwrap());
+    let path = chg::layout::change_path(id, c.request_date.unwrap());
     let parts: Vec<String> = path
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
@@ -591,7 +586,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(out.join("policy"))?;
         std::fs::write(out.join("policy/policy.yaml"), DEFAULT_POLICY)?;
         for c in &changes {
-            let rel = chg::validate::expected_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
+            let rel = chg::layout::change_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
             let path = out.join(rel);
             std::fs::create_dir_all(path.parent().unwrap())?;
             std::fs::write(&path, chg::edit::render_new(c)?)?;
