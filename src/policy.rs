@@ -287,6 +287,14 @@ pub fn saphyr_options() -> serde_saphyr::Options {
 /// A serde-saphyr error as one finding with its place.
 pub fn saphyr_finding(file: &str, err: &serde_saphyr::Error) -> Finding {
     let place = err.location().and_then(|l| pos(&l));
+    // Messages that speak of the parser's settings are said in chg's words.
+    if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = err.without_snippet() {
+        let message = match key {
+            Some(k) => format!("`{k}` appears twice in one mapping; keep one of them"),
+            None => "a key appears twice in one mapping; keep one of them".to_owned(),
+        };
+        return Finding::error(file, place, "yaml", message);
+    }
     let message = err.without_snippet().to_string();
     // The library appends " at line L column C"; the place is already in the finding.
     let message = match message.find(" at line ") {
@@ -771,7 +779,11 @@ mod tests {
         let f = errors(&DEFAULT_POLICY.replace("segregation_of_duties:", "segregation_of_dutys:"));
         assert!(f[0].pos.is_some(), "{f:?}");
         let f = errors("change_types: [a]\nchange_types: [b]\n");
-        assert!(f[0].message.contains("duplicate"), "{f:?}");
+        assert_eq!(
+            f[0].message, "`change_types` appears twice in one mapping; keep one of them",
+            "{f:?}"
+        );
+        assert_eq!(f[0].pos.map(|p| p.line), Some(2), "{f:?}");
     }
 
     #[test]

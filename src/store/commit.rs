@@ -99,6 +99,15 @@ pub(crate) fn failpoint(name: &str) {
 #[inline(always)]
 pub(crate) fn failpoint(_: &str) {}
 
+/// The index as it is on disk now. libgit2 keeps the index it read and reloads it only when
+/// the file's time and size change: a `git update-index` in the same second that keeps the
+/// size (every transition's) goes unseen by a `Repository` opened before it, as a server's is.
+pub fn fresh_index(repo: &Repository) -> Result<git2::Index> {
+    let mut index = repo.index()?;
+    index.read(true)?;
+    Ok(index)
+}
+
 fn journal_path(repo: &Repository) -> PathBuf {
     repo.commondir().join("chg").join("txn.json")
 }
@@ -318,8 +327,7 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
             }
         }
     }
-    let mut index = repo.index()?;
-    index.read(false)?;
+    let mut index = fresh_index(repo)?;
     for p in paths {
         match repo.workdir().map(|w| w.join(p)) {
             Some(abs) if abs.symlink_metadata().is_err() => index.remove_path(Path::new(p))?,
@@ -495,7 +503,7 @@ fn changed_files(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<JournalFil
 
 /// Of `files`, those whose work-tree or index version is not the old one.
 fn dirty_paths(repo: &Repository, workdir: &Path, files: &[JournalFile]) -> Result<Vec<String>> {
-    let index = repo.index()?;
+    let index = fresh_index(repo)?;
     let mut out = Vec::new();
     for f in files {
         if f.old_mode == GITLINK || f.new_mode == GITLINK {

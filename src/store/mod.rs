@@ -337,7 +337,7 @@ impl Store {
         if Oid::hash_object(ObjectType::Blob, loaded.text.as_bytes())? != head_blob {
             return Err(dirty());
         }
-        let index = self.repo.index()?;
+        let index = commit::fresh_index(&self.repo)?;
         match index.get_path(Path::new(&path), 0) {
             Some(entry) if entry.id == head_blob => Ok(()),
             _ => Err(dirty()),
