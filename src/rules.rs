@@ -402,7 +402,7 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
         match &change.schedule {
             None => push(
                 "implemented-outside-schedule",
-                format!("{id} has no schedule; schedule it first"),
+                format!("{id} has no schedule"),
             ),
             Some(s) if now < s.start || now > s.end => push(
                 "implemented-outside-schedule",

@@ -223,8 +223,9 @@ fn hint(e: &Error) -> Option<String> {
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
         Error::Refused(r) => match r.rule {
             chg::rules::REVIEW_MISSING => "add --review TEXT".into(),
-            "implemented-outside-schedule" if r.message.contains("has no schedule") => {
-                "set one with `chg schedule ID --start TIME --end TIME`".into()
+            "implemented-outside-schedule" if r.message.ends_with("has no schedule") => {
+                let id = r.message.split_whitespace().next().unwrap_or("ID");
+                format!("set one with `chg schedule {id} --start TIME --end TIME`")
             }
             "sync-stale" => "to sync everything else without it: chg sync --drop-stale".into(),
             _ => return r.hint.clone(),

@@ -3,6 +3,7 @@
 
 mod audit;
 mod library;
+mod outputs;
 mod plan;
 mod sync;
 mod validate;
