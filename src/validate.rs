@@ -25,31 +25,33 @@ pub fn change_problems(
     policy: &Policy,
     now: Option<Timestamp>,
 ) -> Vec<Problem> {
-    let status = change.status();
+    let mut out = identity_problems(change, policy);
+    out.extend(schedule_problems(change, policy));
+    out.extend(approval_problems(change, policy));
+    out.extend(status_problems(change, policy));
+    out.extend(emergency_problems(change, policy, now));
+    out
+}
+
+/// Status, id and request date present; content complete unless a draft; the id's prefix.
+fn identity_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
     let mut out = Vec::new();
-    if change.status.is_none() {
-        out.push(problem("status", "required", "status is missing"));
+    for (field, present) in [
+        ("status", change.status.is_some()),
+        ("id", change.id.is_some()),
+        ("request_date", change.request_date.is_some()),
+    ] {
+        if !present {
+            out.push(problem(field, "required", format!("{field} is missing")));
+        }
     }
-    if change.id.is_none() {
-        out.push(problem("id", "required", "id is missing"));
-    }
-    if change.request_date.is_none() {
-        out.push(problem(
-            "request_date",
-            "required",
-            "request_date is missing",
-        ));
-    }
-    if status != Status::Draft {
-        out.extend(content_problems(change, policy));
-    } else {
-        // A draft may be incomplete, but what it says must still make sense.
-        out.extend(
-            content_problems(change, policy)
-                .into_iter()
-                .filter(|p| p.rule != "required" && p.rule != "testing"),
-        );
-    }
+    let draft = change.status() == Status::Draft;
+    // A draft may be incomplete, but what it says must still make sense.
+    out.extend(
+        content_problems(change, policy)
+            .into_iter()
+            .filter(|p| !draft || (p.rule != "required" && p.rule != "testing")),
+    );
     if let Some(id) = &change.id
         && id.prefix() != policy.id_prefix
     {
@@ -62,45 +64,50 @@ pub fn change_problems(
             ),
         ));
     }
+    out
+}
 
-    // Schedule.
-    if let Some(s) = &change.schedule {
-        if s.end <= s.start {
-            out.push(problem(
-                "schedule.end",
-                "schedule",
-                "the schedule ends before it starts",
-            ));
-        } else if matches!(
-            status,
-            Status::Draft | Status::PendingApproval | Status::Approved
-        ) && let Some(why) = schedule_problem(change, s, policy)
-        {
-            out.push(problem(
-                "schedule",
-                "window",
-                format!("scheduled badly: {why}"),
-            ));
-        }
+/// The schedule ends after it starts and, before implementation, fits the windows.
+fn schedule_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let Some(s) = &change.schedule else {
+        return Vec::new();
+    };
+    if s.end <= s.start {
+        return vec![problem(
+            "schedule.end",
+            "schedule",
+            "the schedule ends before it starts",
+        )];
     }
+    let not_started = matches!(
+        change.status(),
+        Status::Draft | Status::PendingApproval | Status::Approved
+    );
+    match schedule_problem(change, s, policy) {
+        Some(why) if not_started => vec![problem(
+            "schedule",
+            "window",
+            format!("scheduled badly: {why}"),
+        )],
+        _ => Vec::new(),
+    }
+}
 
-    out.extend(approval_problems(change, policy));
-    let required = policy.required_roles(change);
-
+/// The status agrees with the approvals, the implementation and the cancellation.
+fn status_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let status = change.status();
     let missing = missing_roles(change, policy);
-    let rejected = change
-        .approvals
-        .iter()
-        .any(|a| a.decision == Decision::Rejected);
+    let mut out = Vec::new();
+    let mut push = |path: &str, message: String| out.push(problem(path, "status", message));
     match status {
         Status::Draft | Status::PendingApproval => {
             if change.implementation.is_some() {
-                out.push(problem(
+                push(
                     "implementation",
-                    "status",
                     format!("a change that is {status} cannot have an implementation section"),
-                ));
+                );
             }
+            let required = policy.required_roles(change);
             if status == Status::PendingApproval && !required.is_empty() && missing.is_empty() {
                 out.push(Problem {
                     severity: Severity::Warning,
@@ -112,99 +119,109 @@ pub fn change_problems(
                 });
             }
         }
-        Status::Approved => {
-            if !missing.is_empty() {
-                out.push(problem(
-                    "status",
-                    "status",
-                    format!(
-                        "status is approved but these roles have not approved: {}",
-                        missing.join(", ")
-                    ),
-                ));
-            }
-        }
+        Status::Approved if !missing.is_empty() => push(
+            "status",
+            format!(
+                "status is approved but these roles have not approved: {}",
+                missing.join(", ")
+            ),
+        ),
+        Status::Approved => {}
         Status::Rejected => {
-            if !rejected {
-                out.push(problem(
+            if !change
+                .approvals
+                .iter()
+                .any(|a| a.decision == Decision::Rejected)
+            {
+                push(
                     "status",
-                    "status",
-                    "status is rejected but no approval has decision: rejected",
-                ));
+                    "status is rejected but no approval has decision: rejected".into(),
+                );
             }
         }
         Status::Implementing | Status::Closed => {
-            let model = change.model();
             if !missing.is_empty()
-                && model != ChangeModel::Emergency
+                && change.model() != ChangeModel::Emergency
                 && !policy.is_preapproved(change)
             {
-                out.push(problem(
-                    "status",
+                push(
                     "status",
                     format!(
                         "status is {status} but the change was never approved (missing: {})",
                         missing.join(", ")
                     ),
-                ));
+                );
             }
-            match &change.implementation {
-                None => out.push(problem(
-                    "status",
-                    "status",
-                    format!("status is {status} but there is no implementation section"),
-                )),
-                Some(imp) => {
-                    if imp.started_at.is_none() {
-                        out.push(problem(
-                            "implementation",
-                            "status",
-                            "implementation.started_at is missing",
-                        ));
-                    }
-                    if status == Status::Closed {
-                        if imp.outcome.is_none() {
-                            out.push(problem(
-                                "implementation",
-                                "status",
-                                "a closed change needs implementation.outcome",
-                            ));
-                        }
-                        if imp.completed_at.is_none() {
-                            out.push(problem(
-                                "implementation",
-                                "status",
-                                "a closed change needs implementation.completed_at",
-                            ));
-                        }
-                        if let Some(o) = imp.outcome
-                            && change.review.is_none()
-                            && policy.review_required(change, o)
-                        {
-                            out.push(problem(
-                                    "status",
-                                    "review",
-                                    format!(
-                                        "a closed change with outcome {o} needs a post-implementation review under the policy"
-                                    ),
-                                ));
-                        }
-                    }
-                }
-            }
+            out.extend(implementation_problems(change, policy));
         }
         Status::Cancelled => {
             if change.cancellation.is_none() {
-                out.push(problem(
+                push(
                     "status",
-                    "status",
-                    "status is cancelled but there is no cancellation section",
-                ));
+                    "status is cancelled but there is no cancellation section".into(),
+                );
             }
         }
     }
+    out
+}
 
-    // Emergency deadlines: late approvals warn (they were given), missing ones are errors.
+/// A started or closed change's implementation section, and the review a close needs.
+fn implementation_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let status = change.status();
+    let Some(imp) = &change.implementation else {
+        return vec![problem(
+            "status",
+            "status",
+            format!("status is {status} but there is no implementation section"),
+        )];
+    };
+    let mut out = Vec::new();
+    if imp.started_at.is_none() {
+        out.push(problem(
+            "implementation",
+            "status",
+            "implementation.started_at is missing",
+        ));
+    }
+    if status != Status::Closed {
+        return out;
+    }
+    if imp.outcome.is_none() {
+        out.push(problem(
+            "implementation",
+            "status",
+            "a closed change needs implementation.outcome",
+        ));
+    }
+    if imp.completed_at.is_none() {
+        out.push(problem(
+            "implementation",
+            "status",
+            "a closed change needs implementation.completed_at",
+        ));
+    }
+    if let Some(o) = imp.outcome
+        && rules::review_refusal(change, policy, o, change.review.is_some()).is_some()
+    {
+        out.push(problem(
+            "status",
+            "review",
+            format!(
+                "a closed change with outcome {o} needs a post-implementation review under the policy"
+            ),
+        ));
+    }
+    out
+}
+
+/// Emergency deadlines: late approvals warn (they were given), missing ones are errors.
+fn emergency_problems(
+    change: &ChangeRequest,
+    policy: &Policy,
+    now: Option<Timestamp>,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
     if let Some(deadline) = rules::emergency_approval_deadline(change, policy) {
         for (i, a) in change.approvals.iter().enumerate() {
             if rules::emergency_approval_late(change, policy, a.at).is_some() {
@@ -223,19 +240,19 @@ pub fn change_problems(
             }
         }
     }
-    if let Some(now) = now {
-        for r in rules::emergency_overdue(change, policy, now) {
-            let path = if r.rule == rules::EMERGENCY_REVIEW_MISSING {
-                "review"
-            } else {
-                "approvals"
-            };
-            out.push(problem(
-                path,
-                "emergency",
-                format!("overdue: {}", r.message),
-            ));
-        }
+    for r in now.map_or_else(Vec::new, |now| {
+        rules::emergency_overdue(change, policy, now)
+    }) {
+        let path = if r.rule == rules::EMERGENCY_REVIEW_MISSING {
+            "review"
+        } else {
+            "approvals"
+        };
+        out.push(problem(
+            path,
+            "emergency",
+            format!("overdue: {}", r.message),
+        ));
     }
     out
 }

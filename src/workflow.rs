@@ -135,186 +135,224 @@ pub fn apply(
     now: Timestamp,
     step: Step,
 ) -> Result<(ChangeRequest, Transition)> {
-    let status = change.status();
-    let id = id_of(change);
-    let mut next = change.clone();
-    let transition = match step {
-        Step::Submit => {
-            if status != Status::Draft {
-                return refuse(
-                    LIFECYCLE,
-                    format!("{id} is {status}; only a draft can be submitted"),
-                );
-            }
-            require_complete(change, policy, &format!("{id} cannot be submitted"))?;
-            next.status = Some(Status::PendingApproval);
-            Transition::new(Action::Submit, status, Status::PendingApproval)
-        }
+    let a = Acting {
+        change,
+        policy,
+        actor,
+        now,
+        id: id_of(change),
+        status: change.status(),
+    };
+    match step {
+        Step::Submit => a.submit(),
         Step::Approve {
             role,
             comment,
             conditions,
-        } => {
-            let role = decide_role(change, policy, actor, role, "approve")?;
-            next.approvals.push(Approval {
-                by: actor.to_owned(),
-                role: role.clone(),
-                decision: Decision::Approved,
-                at: now,
-                comments: comment,
-                conditions,
-                digest: Some(change.material_digest()),
-            });
-            let to = if status == Status::PendingApproval && missing_roles(&next, policy).is_empty()
-            {
-                Status::Approved
-            } else {
-                status
-            };
-            next.status = Some(to);
-            let mut t = Transition::new(Action::Approve, status, to);
-            t.role = Some(role);
-            t
-        }
+        } => a.decide(role, Decision::Approved, comment, conditions),
         Step::Reject { role, comment } => {
-            if status != Status::PendingApproval {
-                return refuse(
-                    LIFECYCLE,
-                    format!("{id} is {status}; only a change pending approval can be rejected"),
-                );
+            if a.status != Status::PendingApproval {
+                return a.lifecycle("only a change pending approval can be rejected");
             }
-            let role = decide_role(change, policy, actor, role, "reject")?;
-            next.approvals.push(Approval {
-                by: actor.to_owned(),
-                role: role.clone(),
-                decision: Decision::Rejected,
-                at: now,
-                comments: Some(comment),
-                conditions: Vec::new(),
-                digest: Some(change.material_digest()),
-            });
-            next.status = Some(Status::Rejected);
-            let mut t = Transition::new(Action::Reject, status, Status::Rejected);
-            t.role = Some(role);
-            t
+            a.decide(role, Decision::Rejected, Some(comment), Vec::new())
         }
-        Step::Edit { new } => return edit(change, policy, *new),
+        Step::Edit { new } => edit(change, policy, *new),
         Step::Schedule {
             start,
             end,
             maintenance_window,
-        } => {
-            if !matches!(
-                status,
-                Status::Draft | Status::PendingApproval | Status::Approved
-            ) {
-                return refuse(
-                    LIFECYCLE,
-                    format!(
-                        "{id} is {status}; only a change that has not started can be scheduled"
-                    ),
-                );
-            }
-            if end <= start {
-                return Err(Error::Usage(format!(
-                    "the schedule must end after it starts ({} is not after {})",
-                    format_timestamp(end),
-                    format_timestamp(start)
-                )));
-            }
-            let flagged = maintenance_window.unwrap_or_else(|| {
-                change
-                    .schedule
-                    .as_ref()
-                    .is_some_and(|s| s.maintenance_window)
-            });
-            let schedule = Schedule {
-                start,
-                end,
-                maintenance_window: flagged,
-            };
-            if let Some(problem) = rules::schedule_problem(change, &schedule, policy) {
-                return refuse(
-                    "window",
-                    format!("{id} cannot be scheduled then: {problem}"),
-                );
-            }
-            if change.schedule.as_ref() == Some(&schedule) {
-                // A commit that changes nothing would be a step audit cannot see.
-                return Err(Error::Usage(format!(
-                    "nothing to change: {id} is already scheduled {schedule}"
-                )));
-            }
-            let mut t = Transition::new(Action::Schedule, status, status);
-            t.notes.push(format!("Scheduled {schedule}."));
-            next.schedule = Some(schedule);
-            t
-        }
-        Step::Implement => {
-            implement_allowed(change, policy, now)?;
-            next.status = Some(Status::Implementing);
-            let imp = next
-                .implementation
-                .get_or_insert_with(Implementation::default);
-            imp.implementer = Some(actor.to_owned());
-            imp.started_at = Some(now);
-            Transition::new(Action::Implement, status, Status::Implementing)
-        }
+        } => a.schedule(start, end, maintenance_window),
+        Step::Implement => a.implement(),
         Step::Close {
             outcome,
             test_results,
             review,
-        } => {
-            if status != Status::Implementing {
-                return refuse(
-                    LIFECYCLE,
-                    format!("{id} is {status}; only a change being implemented can be closed"),
-                );
-            }
-            let review = review.filter(|r| !r.trim().is_empty());
-            if let Some(r) = rules::review_refusal(change, policy, outcome, review.is_some()) {
-                return Err(r.into());
-            }
-            next.status = Some(Status::Closed);
-            let imp = next
-                .implementation
-                .get_or_insert_with(Implementation::default);
-            imp.completed_at = Some(now);
-            imp.outcome = Some(outcome);
-            if test_results.is_some() {
-                imp.test_results = test_results;
-            }
-            if let Some(summary) = review {
-                next.review = Some(Review {
-                    by: actor.to_owned(),
-                    at: now,
-                    summary,
-                });
-            }
-            let mut t = Transition::new(Action::Close, status, Status::Closed);
-            t.extra.outcome = Some(outcome.to_string());
-            t
+        } => a.close(outcome, test_results, review),
+        Step::Cancel { reason } => a.cancel(reason),
+    }
+}
+
+/// One step being applied: the change as it is, under which policy, by whom, when.
+struct Acting<'a> {
+    change: &'a ChangeRequest,
+    policy: &'a Policy,
+    actor: &'a str,
+    now: Timestamp,
+    id: String,
+    status: Status,
+}
+
+type Applied = Result<(ChangeRequest, Transition)>;
+
+impl Acting<'_> {
+    /// The life cycle's refusal: `{id} is {status}; {why}`.
+    fn lifecycle<T>(&self, why: &str) -> Result<T> {
+        refuse(LIFECYCLE, format!("{} is {}; {why}", self.id, self.status))
+    }
+
+    /// The change as it is, with `status`, and the transition to it.
+    fn to(&self, action: Action, status: Status) -> (ChangeRequest, Transition) {
+        let mut next = self.change.clone();
+        next.status = Some(status);
+        (next, Transition::new(action, self.status, status))
+    }
+
+    fn submit(&self) -> Applied {
+        if self.status != Status::Draft {
+            return self.lifecycle("only a draft can be submitted");
         }
-        Step::Cancel { reason } => {
-            if status.is_terminal() {
-                return refuse(
-                    LIFECYCLE,
-                    format!("{id} is {status} and can no longer be cancelled"),
-                );
+        require_complete(
+            self.change,
+            self.policy,
+            &format!("{} cannot be submitted", self.id),
+        )?;
+        Ok(self.to(Action::Submit, Status::PendingApproval))
+    }
+
+    /// An approval or a rejection, for a role decided by [`decide_role`].
+    fn decide(
+        &self,
+        role: Option<String>,
+        decision: Decision,
+        comments: Option<String>,
+        conditions: Vec<String>,
+    ) -> Applied {
+        let (action, verb) = match decision {
+            Decision::Approved => (Action::Approve, "approve"),
+            Decision::Rejected => (Action::Reject, "reject"),
+        };
+        let role = decide_role(self.change, self.policy, self.actor, role, verb)?;
+        let mut next = self.change.clone();
+        next.approvals.push(Approval {
+            by: self.actor.to_owned(),
+            role: role.clone(),
+            decision,
+            at: self.now,
+            comments,
+            conditions,
+            digest: Some(self.change.material_digest()),
+        });
+        let to = match decision {
+            Decision::Rejected => Status::Rejected,
+            Decision::Approved
+                if self.status == Status::PendingApproval
+                    && missing_roles(&next, self.policy).is_empty() =>
+            {
+                Status::Approved
             }
-            if reason.trim().is_empty() {
-                return Err(Error::Usage("a cancellation needs a reason".into()));
-            }
-            next.status = Some(Status::Cancelled);
-            next.cancellation = Some(Cancellation {
-                by: actor.to_owned(),
-                at: now,
-                reason,
+            Decision::Approved => self.status,
+        };
+        next.status = Some(to);
+        let mut t = Transition::new(action, self.status, to);
+        t.role = Some(role);
+        Ok((next, t))
+    }
+
+    fn schedule(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        maintenance_window: Option<bool>,
+    ) -> Applied {
+        let id = &self.id;
+        if !matches!(
+            self.status,
+            Status::Draft | Status::PendingApproval | Status::Approved
+        ) {
+            return self.lifecycle("only a change that has not started can be scheduled");
+        }
+        if end <= start {
+            return Err(Error::Usage(format!(
+                "the schedule must end after it starts ({} is not after {})",
+                format_timestamp(end),
+                format_timestamp(start)
+            )));
+        }
+        let current = self.change.schedule.as_ref();
+        let schedule = Schedule {
+            start,
+            end,
+            maintenance_window: maintenance_window
+                .unwrap_or_else(|| current.is_some_and(|s| s.maintenance_window)),
+        };
+        if let Some(problem) = rules::schedule_problem(self.change, &schedule, self.policy) {
+            return refuse(
+                "window",
+                format!("{id} cannot be scheduled then: {problem}"),
+            );
+        }
+        if current == Some(&schedule) {
+            // A commit that changes nothing would be a step audit cannot see.
+            return Err(Error::Usage(format!(
+                "nothing to change: {id} is already scheduled {schedule}"
+            )));
+        }
+        let (mut next, mut t) = self.to(Action::Schedule, self.status);
+        t.notes.push(format!("Scheduled {schedule}."));
+        next.schedule = Some(schedule);
+        Ok((next, t))
+    }
+
+    fn implement(&self) -> Applied {
+        implement_allowed(self.change, self.policy, self.now)?;
+        let (mut next, t) = self.to(Action::Implement, Status::Implementing);
+        let imp = next
+            .implementation
+            .get_or_insert_with(Implementation::default);
+        imp.implementer = Some(self.actor.to_owned());
+        imp.started_at = Some(self.now);
+        Ok((next, t))
+    }
+
+    fn close(
+        &self,
+        outcome: Outcome,
+        test_results: Option<String>,
+        review: Option<String>,
+    ) -> Applied {
+        if self.status != Status::Implementing {
+            return self.lifecycle("only a change being implemented can be closed");
+        }
+        let review = review.filter(|r| !r.trim().is_empty());
+        if let Some(r) = rules::review_refusal(self.change, self.policy, outcome, review.is_some())
+        {
+            return Err(r.into());
+        }
+        let (mut next, mut t) = self.to(Action::Close, Status::Closed);
+        let imp = next
+            .implementation
+            .get_or_insert_with(Implementation::default);
+        imp.completed_at = Some(self.now);
+        imp.outcome = Some(outcome);
+        if test_results.is_some() {
+            imp.test_results = test_results;
+        }
+        if let Some(summary) = review {
+            next.review = Some(Review {
+                by: self.actor.to_owned(),
+                at: self.now,
+                summary,
             });
-            Transition::new(Action::Cancel, status, Status::Cancelled)
         }
-    };
-    Ok((next, transition))
+        t.extra.outcome = Some(outcome.to_string());
+        Ok((next, t))
+    }
+
+    fn cancel(&self, reason: String) -> Applied {
+        if self.status.is_terminal() {
+            return self.lifecycle("it can no longer be cancelled");
+        }
+        if reason.trim().is_empty() {
+            return Err(Error::Usage("a cancellation needs a reason".into()));
+        }
+        let (mut next, t) = self.to(Action::Cancel, Status::Cancelled);
+        next.cancellation = Some(Cancellation {
+            by: self.actor.to_owned(),
+            at: self.now,
+            reason,
+        });
+        Ok((next, t))
+    }
 }
 
 /// The step that took `before` to `after`, as a chg commit's trailers name it (`action`,
