@@ -341,222 +341,289 @@ impl<'r> Auditor<'r> {
         Ok(d)
     }
 
-    /// The verdict on one commit.
+    /// The verdict on one commit: its policy change, its trailers against what it changed,
+    /// and each change file it touched.
     pub fn commit(&mut self, oid: Oid, seq: u64) -> Result<CommitAudit> {
         let commit = self.repo.find_commit(oid)?;
-        let tree = commit.tree()?;
-        let parents: Vec<Commit<'_>> = commit.parents().collect();
-        let p0 = parents.first().map(Commit::tree).transpose()?;
-        let sig = commit.author();
-        let email = sig.email().unwrap_or("").to_owned();
-        let author = sig.name().unwrap_or("").to_owned();
-        let when = Timestamp::from_second(sig.when().seconds()).unwrap_or_default();
-        let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
-        let subject = message.lines().next().unwrap_or("").to_owned();
-        let tr = Trailers::parse(&message);
-        let chg_id = tr.id.clone();
-        let action = tr.action.clone();
-        let merge = parents.len() > 1;
-        let by_chg = action.is_some() && !merge;
-
-        let mut changed = Vec::new();
-        let dir = format!("{}changes", self.prefix);
-        diff_path(self.repo, p0.as_ref(), Some(&tree), &dir, &mut changed)?;
-        changed.retain(|(p, _, _)| p.ends_with(".yaml"));
-        // What a merge brings from another parent was audited on that branch; only the
-        // merge's own edits (a conflict resolution, an "evil merge") are new here.
-        let others: Vec<Tree<'_>> = parents
-            .iter()
-            .skip(1)
-            .map(Commit::tree)
-            .collect::<std::result::Result<_, _>>()?;
-        let brought = |path: &str, blob: Option<Oid>| -> Result<bool> {
-            for t in &others {
-                if crate::store::commit::blob_at(t, path)? == blob {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        };
-        let mut kept = Vec::with_capacity(changed.len());
-        for c in changed {
-            if !brought(&c.0, c.2)? {
-                kept.push(c);
-            }
-        }
-        let changed = kept;
-        let renumbered = match (by_chg, tr.action(), tr.renumbered_from.clone()) {
-            (true, Some(Action::Renumber), Some(old)) => chg_id.clone().map(|new| (old, new)),
-            _ => None,
-        };
-        let items = pair_renames(changed, renumbered.as_ref());
-
+        let facts = Facts::read(&commit)?;
+        let items = self.changed_items(&facts)?;
         let policy_path = format!("{}{POLICY_PATH}", self.prefix);
-        let old_pol = match &p0 {
+        let old_pol = match &facts.parents.first() {
             Some(t) => crate::store::commit::blob_at(t, &policy_path)?,
             None => None,
         };
-        let new_pol = crate::store::commit::blob_at(&tree, &policy_path)?;
+        let new_pol = crate::store::commit::blob_at(&facts.tree, &policy_path)?;
         let (policy, _) = self.policy(old_pol.or(new_pol))?;
 
         let mut out = CommitAudit::default();
-        let finding = |level: Level,
-                       rule: &str,
-                       change: Option<String>,
-                       path: Option<String>,
-                       message: String| AuditFinding {
+        if old_pol != new_pol && !facts.brought(&policy_path, new_pol)? {
+            let (_, valid) = self.policy(new_pol)?;
+            out.findings
+                .extend(facts.policy_findings(&policy_path, valid));
+        }
+        out.findings
+            .extend(facts.trailer_findings(&items, old_pol == new_pol));
+        for item in items {
+            self.item(&facts, &policy, item, seq, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The change files a commit changed, paired into renames, less what a merge brought
+    /// from another parent (audited on that branch; only the merge's own edits are new).
+    fn changed_items(&self, facts: &Facts<'_>) -> Result<Vec<Item>> {
+        let mut changed = Vec::new();
+        let dir = format!("{}changes", self.prefix);
+        diff_path(
+            self.repo,
+            facts.parents.first(),
+            Some(&facts.tree),
+            &dir,
+            &mut changed,
+        )?;
+        changed.retain(|(p, _, _)| p.ends_with(".yaml"));
+        let mut kept = Vec::with_capacity(changed.len());
+        for c in changed {
+            if !facts.brought(&c.0, c.2)? {
+                kept.push(c);
+            }
+        }
+        let tr = &facts.trailers;
+        let renumbered = match (facts.by_chg, tr.action(), tr.renumbered_from.clone()) {
+            (true, Some(Action::Renumber), Some(old)) => tr.id.clone().map(|new| (old, new)),
+            _ => None,
+        };
+        Ok(pair_renames(kept, renumbered.as_ref()))
+    }
+
+    /// The verdict on one change file of the commit: its problems, its log entry, and the
+    /// emergency it started, if it did.
+    fn item(
+        &mut self,
+        facts: &Facts<'_>,
+        policy: &Policy,
+        item: Item,
+        seq: u64,
+        out: &mut CommitAudit,
+    ) -> Result<()> {
+        let id = id_of_path(&item.path).to_owned();
+        let mine = facts.by_chg && facts.trailers.id.as_deref() == Some(id.as_str());
+        let before = match item.old {
+            Some(b) => Some(self.decode(b, item.old_path.as_deref().unwrap_or(&item.path))?),
+            None => None,
+        };
+        let before = before.as_deref().and_then(|b| b.as_ref().ok());
+        let after = match item.new {
+            Some(b) => Some(self.decode(b, &item.path)?),
+            None => None,
+        };
+        let mut problems = Vec::new();
+        match after.as_deref() {
+            Some(Err(why)) => problems.push(Problem::exception(
+                "malformed-file",
+                format!("the commit left the change file unreadable: {why}"),
+            )),
+            _ => {
+                let after = after.as_deref().and_then(|a| a.as_ref().ok());
+                let ctx = Ctx {
+                    policy,
+                    email: &facts.email,
+                    when: facts.when,
+                    item: &item,
+                    before,
+                    after,
+                };
+                if mine {
+                    let action = facts.trailers.action.as_deref().unwrap_or("");
+                    problems.extend(ctx.check_chg(action, &facts.trailers));
+                } else {
+                    problems.extend(ctx.check_manual());
+                }
+                problems.extend(ctx.check_digests());
+                let started =
+                    |c: &ChangeRequest| matches!(c.status(), Status::Implementing | Status::Closed);
+                if let Some(a) = after
+                    && a.model() == ChangeModel::Emergency
+                    && started(a)
+                    && !before.is_some_and(started)
+                {
+                    out.emergencies.push(Emergency {
+                        id: id.clone(),
+                        path: item.path.clone(),
+                        commit: facts.oid.to_string(),
+                        author: facts.email.clone(),
+                        when: facts.when,
+                    });
+                }
+            }
+        }
+        for p in &problems {
+            out.findings.push(facts.finding(
+                p.level,
+                &p.rule,
+                Some(id.clone()),
+                Some(item.path.clone()),
+                p.message.clone(),
+            ));
+        }
+        let tr = &facts.trailers;
+        let renumbered = tr.action() == Some(Action::Renumber) && tr.renumbered_from.is_some();
+        out.entries.push(Entry {
+            seq,
+            commit: facts.oid.to_string(),
+            when: facts.when,
+            author: facts.author.clone(),
+            email: facts.email.clone(),
+            id,
+            path: item.path.clone(),
+            action: if mine {
+                tr.action.clone().unwrap_or_default()
+            } else if facts.merge {
+                "merge".into()
+            } else {
+                "manual".into()
+            },
+            role: if mine { tr.role.clone() } else { None },
+            from: if mine { tr.from.clone() } else { None },
+            to: if mine { tr.to.clone() } else { None },
+            subject: facts.subject.clone(),
+            by_chg: mine,
+            problems,
+            renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
+        });
+        Ok(())
+    }
+}
+
+/// What one commit says about itself: who, when, its trailers, its trees.
+struct Facts<'r> {
+    oid: Oid,
+    tree: Tree<'r>,
+    /// The parents' trees, first parent first.
+    parents: Vec<Tree<'r>>,
+    email: String,
+    author: String,
+    when: Timestamp,
+    subject: String,
+    trailers: Trailers,
+    merge: bool,
+    /// A chg commit (chg trailers, one parent).
+    by_chg: bool,
+}
+
+impl<'r> Facts<'r> {
+    fn read(commit: &Commit<'r>) -> Result<Facts<'r>> {
+        let sig = commit.author();
+        let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
+        let trailers = Trailers::parse(&message);
+        let parents = commit
+            .parents()
+            .map(|p| p.tree())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let merge = parents.len() > 1;
+        Ok(Facts {
+            oid: commit.id(),
+            tree: commit.tree()?,
+            email: sig.email().unwrap_or("").to_owned(),
+            author: sig.name().unwrap_or("").to_owned(),
+            when: Timestamp::from_second(sig.when().seconds()).unwrap_or_default(),
+            subject: message.lines().next().unwrap_or("").to_owned(),
+            by_chg: trailers.action.is_some() && !merge,
+            trailers,
+            merge,
+            parents,
+        })
+    }
+
+    /// Whether a parent other than the first already had `blob` at `path`: a merge brought it.
+    fn brought(&self, path: &str, blob: Option<Oid>) -> Result<bool> {
+        for t in self.parents.iter().skip(1) {
+            if crate::store::commit::blob_at(t, path)? == blob {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn finding(
+        &self,
+        level: Level,
+        rule: &str,
+        change: Option<String>,
+        path: Option<String>,
+        message: String,
+    ) -> AuditFinding {
+        AuditFinding {
             level,
             rule: rule.to_owned(),
             change,
             path,
-            commit: oid.to_string(),
-            author: email.clone(),
-            when,
+            commit: self.oid.to_string(),
+            author: self.email.clone(),
+            when: self.when,
             message,
+        }
+    }
+
+    /// A note for a change of the policy, and an exception when the new one is not usable.
+    fn policy_findings(&self, policy_path: &str, valid: bool) -> Vec<AuditFinding> {
+        let how = match (&self.trailers.action, self.by_chg) {
+            (Some(a), true) => format!("by chg {a}"),
+            _ => "by a commit without chg trailers".to_owned(),
         };
-
-        if old_pol != new_pol && !brought(&policy_path, new_pol)? {
-            let (_, valid) = self.policy(new_pol)?;
-            let how = match (&action, by_chg) {
-                (Some(a), true) => format!("by chg {a}"),
-                _ => "by a commit without chg trailers".to_owned(),
-            };
-            out.findings.push(finding(
-                Level::Note,
-                "policy-change",
+        let mut out = vec![self.finding(
+            Level::Note,
+            "policy-change",
+            None,
+            Some(policy_path.to_owned()),
+            format!("the policy was changed {how}; later commits are judged by it"),
+        )];
+        if !valid {
+            out.push(self.finding(
+                Level::Exception,
+                "policy-invalid",
                 None,
-                Some(policy_path.clone()),
-                format!("the policy was changed {how}; later commits are judged by it"),
+                Some(policy_path.to_owned()),
+                "the policy this commit wrote does not pass chg's checks; later commits are judged by the default policy".into(),
             ));
-            if !valid {
-                out.findings.push(finding(
-                    Level::Exception,
-                    "policy-invalid",
-                    None,
-                    Some(policy_path.clone()),
-                    "the policy this commit wrote does not pass chg's checks; later commits are judged by the default policy".into(),
-                ));
-            }
         }
+        out
+    }
 
-        let chg_items = items
-            .iter()
-            .filter(|i| by_chg && chg_id.as_deref() == Some(id_of_path(&i.path)))
-            .count();
-        if by_chg {
-            let id = chg_id.clone().unwrap_or_default();
-            let a = action.clone().unwrap_or_default();
-            if items.len() > 1 {
-                out.findings.push(finding(
-                    Level::Exception,
-                    "multiple-files",
-                    Some(id.clone()),
-                    None,
-                    format!(
-                        "the commit says it is chg `{a}` of {id} but changes {} change files; a chg transition changes exactly one",
-                        items.len()
-                    ),
-                ));
-            }
-            if chg_items == 0 && a != "init" && old_pol == new_pol {
-                out.findings.push(finding(
-                    Level::Exception,
-                    "trailer-mismatch",
-                    (!id.is_empty()).then_some(id.clone()),
-                    None,
-                    format!("the commit says it is chg `{a}` of {id} but does not change that change's file"),
-                ));
-            }
+    /// A chg commit changes exactly the one change file its trailers name (`init` and
+    /// policy commits excepted).
+    fn trailer_findings(&self, items: &[Item], same_policy: bool) -> Vec<AuditFinding> {
+        let mut out = Vec::new();
+        if !self.by_chg {
+            return out;
         }
-
-        for item in items {
-            let id = id_of_path(&item.path).to_owned();
-            let mine = by_chg && chg_id.as_deref() == Some(id.as_str());
-            let before = match item.old {
-                Some(b) => Some(self.decode(b, item.old_path.as_deref().unwrap_or(&item.path))?),
-                None => None,
-            };
-            let before = before.as_deref().and_then(|b| b.as_ref().ok());
-            let after = match item.new {
-                Some(b) => Some(self.decode(b, &item.path)?),
-                None => None,
-            };
-            let mut problems = Vec::new();
-            match after.as_deref() {
-                Some(Err(why)) => problems.push(Problem::exception(
-                    "malformed-file",
-                    format!("the commit left the change file unreadable: {why}"),
-                )),
-                _ => {
-                    let after = after.as_deref().and_then(|a| a.as_ref().ok());
-                    let ctx = Ctx {
-                        policy: &policy,
-                        email: &email,
-                        when,
-                        item: &item,
-                        before,
-                        after,
-                    };
-                    if mine {
-                        problems.extend(ctx.check_chg(action.as_deref().unwrap_or(""), &tr));
-                    } else {
-                        problems.extend(ctx.check_manual());
-                    }
-                    problems.extend(ctx.check_digests());
-                    if let Some(a) = after
-                        && a.model() == ChangeModel::Emergency
-                        && matches!(a.status(), Status::Implementing | Status::Closed)
-                        && !before.is_some_and(|b| {
-                            matches!(b.status(), Status::Implementing | Status::Closed)
-                        })
-                    {
-                        out.emergencies.push(Emergency {
-                            id: id.clone(),
-                            path: item.path.clone(),
-                            commit: oid.to_string(),
-                            author: email.clone(),
-                            when,
-                        });
-                    }
-                }
-            }
-            for p in &problems {
-                out.findings.push(finding(
-                    p.level,
-                    &p.rule,
-                    Some(id.clone()),
-                    Some(item.path.clone()),
-                    p.message.clone(),
-                ));
-            }
-            out.entries.push(Entry {
-                seq,
-                commit: oid.to_string(),
-                when,
-                author: author.clone(),
-                email: email.clone(),
-                id,
-                path: item.path.clone(),
-                action: if mine {
-                    action.clone().unwrap_or_default()
-                } else if merge {
-                    "merge".into()
-                } else {
-                    "manual".into()
-                },
-                role: if mine { tr.role.clone() } else { None },
-                from: if mine { tr.from.clone() } else { None },
-                to: if mine { tr.to.clone() } else { None },
-                subject: subject.clone(),
-                by_chg: mine,
-                problems,
-                renumbered_from: item
-                    .old_path
-                    .clone()
-                    .filter(|_| mine && renumbered.is_some()),
-            });
+        let id = self.trailers.id.clone().unwrap_or_default();
+        let a = self.trailers.action.clone().unwrap_or_default();
+        if items.len() > 1 {
+            out.push(self.finding(
+                Level::Exception,
+                "multiple-files",
+                Some(id.clone()),
+                None,
+                format!(
+                    "the commit says it is chg `{a}` of {id} but changes {} change files; a chg transition changes exactly one",
+                    items.len()
+                ),
+            ));
         }
-        Ok(out)
+        let touches_its_file = items.iter().any(|i| id_of_path(&i.path) == id);
+        if !touches_its_file && a != "init" && same_policy {
+            out.push(self.finding(
+                Level::Exception,
+                "trailer-mismatch",
+                (!id.is_empty()).then_some(id.clone()),
+                None,
+                format!(
+                    "the commit says it is chg `{a}` of {id} but does not change that change's file"
+                ),
+            ));
+        }
+        out
     }
 }
 
