@@ -452,136 +452,14 @@ fn parse_weekday(s: &str) -> Option<Weekday> {
 }
 
 fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
-    let mut err = |p: Option<Pos>, rule: &'static str, msg: String| {
-        findings.push(Finding::error(file, p, rule, msg));
-    };
-
-    let id_prefix = match &raw.id_prefix {
-        Some(p) if !valid_prefix(&p.value) => {
-            err(
-                at(p),
-                "policy",
-                format!(
-                    "`{}` is not a valid id prefix (letters and digits, starting with a letter)",
-                    p.value
-                ),
-            );
-            p.value.clone()
-        }
-        Some(p) => p.value.clone(),
-        None => "CHG".to_owned(),
-    };
-
-    let change_types: Vec<String> = raw.change_types.iter().map(|t| t.value.clone()).collect();
-    if change_types.is_empty() {
-        err(
-            None,
-            "policy",
-            "change_types is empty: no change could be filed".into(),
-        );
-    }
-    for (i, t) in raw.change_types.iter().enumerate() {
-        if t.value.trim().is_empty() {
-            err(at(t), "policy", "a change type is empty".into());
-        } else if change_types[..i].contains(&t.value) {
-            err(
-                at(t),
-                "policy",
-                format!("change type `{}` is listed twice", t.value),
-            );
-        }
-    }
-
-    for f in &raw.required_fields {
-        if !ALL_FIELDS.contains(&f.value.as_str()) {
-            let hint = suggest(&f.value, ALL_FIELDS.iter().copied())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            err(
-                at(f),
-                "policy",
-                format!("required field `{}` is not a change field{hint}", f.value),
-            );
-        }
-    }
-
-    for t in &raw.testing.required_for {
-        if !change_types.contains(&t.value) {
-            err(
-                at(t),
-                "policy",
-                format!(
-                    "testing.required_for names unknown change type `{}` (change_types: {})",
-                    t.value,
-                    change_types.join(", ")
-                ),
-            );
-        }
-    }
-
-    let mut roles = BTreeMap::new();
-    for (name, members) in &raw.roles {
-        if members.value.iter().all(|m| m.trim().is_empty()) {
-            err(
-                at(members),
-                "policy",
-                format!("role `{name}` has no members: nobody could approve for it"),
-            );
-        }
-        for m in &members.value {
-            if !m.contains('@') {
-                err(
-                    at(members),
-                    "policy",
-                    format!("member `{m}` of role `{name}` is not an email address"),
-                );
-            }
-        }
-        roles.insert(name.clone(), members.value.clone());
-    }
-
-    let mut rule = |name: &str, r: &Option<Spanned<RawRule>>, required: bool| {
-        let Some(r) = r else {
-            if required {
-                err(
-                    None,
-                    "policy",
-                    format!(
-                        "approvals has no rule for `{name}`: changes of that priority could never be approved"
-                    ),
-                );
-            }
-            return None;
-        };
-        if r.value.roles.is_empty() {
-            err(
-                at(r),
-                "policy",
-                format!("the approval rule for `{name}` names no roles"),
-            );
-        }
-        for role in &r.value.roles {
-            if !roles.contains_key(&role.value) {
-                let hint = suggest(&role.value, roles.keys().map(String::as_str))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                err(
-                    at(role),
-                    "policy",
-                    format!(
-                        "the approval rule for `{name}` names unknown role `{}`{hint}",
-                        role.value
-                    ),
-                );
-            }
-        }
-        Some(ApprovalRule {
-            roles: r.value.roles.iter().map(|x| x.value.clone()).collect(),
-            timeout: r.value.timeout,
-        })
-    };
+    let mut c = Checker { file, findings };
+    let id_prefix = c.id_prefix(&raw.id_prefix);
+    let change_types = c.change_types(&raw.change_types);
+    c.required_fields(&raw.required_fields);
+    c.testing(&raw.testing.required_for, &change_types);
+    let roles = c.roles(&raw.roles);
     let a = &raw.approvals;
-    let emergency_approvals = rule("emergency", &a.emergency, false);
+    let emergency_approvals = c.approval_rule("emergency", &a.emergency, false, &roles);
     let mut approvals = BTreeMap::new();
     for (p, r) in [
         (Priority::Critical, &a.critical),
@@ -589,104 +467,22 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         (Priority::Medium, &a.medium),
         (Priority::Low, &a.low),
     ] {
-        if let Some(rule) = rule(p.as_str(), r, true) {
+        if let Some(rule) = c.approval_rule(p.as_str(), r, true, &roles) {
             approvals.insert(p, rule);
         }
     }
-
-    let mut maintenance = Vec::new();
-    for w in &raw.windows.maintenance {
-        let mut days = Vec::new();
-        for d in &w.value.days {
-            match parse_weekday(&d.value) {
-                Some(day) => days.push(day),
-                None => err(
-                    at(d),
-                    "policy",
-                    format!(
-                        "`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)",
-                        d.value
-                    ),
-                ),
-            }
-        }
-        if w.value.days.is_empty() {
-            err(at(w), "policy", "a maintenance window names no days".into());
-        }
-        let mut time = |s: &Spanned<String>| match s.value.parse::<Time>() {
-            Ok(t) => Some(t),
-            Err(_) => {
-                err(
-                    at(s),
-                    "policy",
-                    format!("`{}` is not a time of day (like 02:00)", s.value),
-                );
-                None
-            }
-        };
-        let (start, end) = (time(&w.value.start), time(&w.value.end));
-        let tz_name = w
-            .value
-            .timezone
-            .as_ref()
-            .map_or("UTC".to_owned(), |t| t.value.clone());
-        let timezone = match TimeZone::get(&tz_name) {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                err(
-                    w.value.timezone.as_ref().and_then(at),
-                    "policy",
-                    format!(
-                        "`{tz_name}` is not a known IANA time zone (like Europe/Berlin or UTC)"
-                    ),
-                );
-                None
-            }
-        };
-        if let (Some(start), Some(end), Some(timezone)) = (start, end, timezone) {
-            if start == end {
-                err(
-                    at(&w.value.start),
-                    "policy",
-                    "a maintenance window opens and closes at the same time".into(),
-                );
-            }
-            maintenance.push(MaintenanceWindow {
-                days,
-                start,
-                end,
-                timezone_name: tz_name,
-                timezone,
-            });
-        }
-    }
-
-    let mut freezes = Vec::new();
-    for f in &raw.windows.freeze {
-        let mut ts = |s: &Spanned<String>| match crate::model::parse_timestamp(&s.value) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                err(at(s), "policy", e);
-                None
-            }
-        };
-        let (start, end) = (ts(&f.value.start), ts(&f.value.end));
-        if let (Some(start), Some(end)) = (start, end) {
-            if end <= start {
-                err(
-                    at(&f.value.end),
-                    "policy",
-                    "a freeze window ends before it starts".into(),
-                );
-            }
-            freezes.push(Freeze {
-                start,
-                end,
-                reason: f.value.reason.clone().unwrap_or_else(|| "freeze".into()),
-            });
-        }
-    }
-
+    let maintenance = raw
+        .windows
+        .maintenance
+        .iter()
+        .filter_map(|w| c.maintenance_window(w))
+        .collect();
+    let freezes = raw
+        .windows
+        .freeze
+        .iter()
+        .filter_map(|f| c.freeze(f))
+        .collect();
     Policy {
         id_prefix,
         change_types,
@@ -715,6 +511,260 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         freezes,
         targets: raw.targets,
         conflicts: raw.conflicts,
+    }
+}
+
+/// Fields that chg's transitions write: a policy cannot require them of a new change.
+const WRITTEN_BY_TRANSITIONS: &[&str] = &["approvals", "implementation", "review", "cancellation"];
+
+/// The policy's self-checks, one section at a time, each error with its place.
+struct Checker<'f> {
+    file: &'f str,
+    findings: &'f mut Vec<Finding>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, p: Option<Pos>, msg: String) {
+        self.findings
+            .push(Finding::error(self.file, p, "policy", msg));
+    }
+
+    fn id_prefix(&mut self, raw: &Option<Spanned<String>>) -> String {
+        match raw {
+            Some(p) if !valid_prefix(&p.value) => {
+                self.err(
+                    at(p),
+                    format!(
+                        "`{}` is not a valid id prefix (letters and digits, starting with a letter)",
+                        p.value
+                    ),
+                );
+                p.value.clone()
+            }
+            Some(p) => p.value.clone(),
+            None => "CHG".to_owned(),
+        }
+    }
+
+    fn change_types(&mut self, raw: &[Spanned<String>]) -> Vec<String> {
+        let types: Vec<String> = raw.iter().map(|t| t.value.clone()).collect();
+        if types.is_empty() {
+            self.err(
+                None,
+                "change_types is empty: no change could be filed".into(),
+            );
+        }
+        for (i, t) in raw.iter().enumerate() {
+            if t.value.trim().is_empty() {
+                self.err(at(t), "a change type is empty".into());
+            } else if types[..i].contains(&t.value) {
+                self.err(at(t), format!("change type `{}` is listed twice", t.value));
+            }
+        }
+        types
+    }
+
+    fn required_fields(&mut self, raw: &[Spanned<String>]) {
+        for f in raw {
+            if WRITTEN_BY_TRANSITIONS.contains(&f.value.as_str()) {
+                self.err(
+                    at(f),
+                    format!(
+                        "required field `{}` is written by chg's transitions, not by whoever files a change: no change could be filed",
+                        f.value
+                    ),
+                );
+            } else if !ALL_FIELDS.contains(&f.value.as_str()) {
+                let hint = suggest(&f.value, ALL_FIELDS.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    at(f),
+                    format!("required field `{}` is not a change field{hint}", f.value),
+                );
+            }
+        }
+    }
+
+    fn testing(&mut self, required_for: &[Spanned<String>], change_types: &[String]) {
+        for t in required_for {
+            if !change_types.contains(&t.value) {
+                self.err(
+                    at(t),
+                    format!(
+                        "testing.required_for names unknown change type `{}` (change_types: {})",
+                        t.value,
+                        change_types.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn roles(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<Vec<String>>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut roles = BTreeMap::new();
+        for (name, members) in raw {
+            if members.value.iter().all(|m| m.trim().is_empty()) {
+                self.err(
+                    at(members),
+                    format!("role `{name}` has no members: nobody could approve for it"),
+                );
+            }
+            for m in &members.value {
+                if !m.contains('@') {
+                    self.err(
+                        at(members),
+                        format!("member `{m}` of role `{name}` is not an email address"),
+                    );
+                }
+            }
+            roles.insert(name.clone(), members.value.clone());
+        }
+        roles
+    }
+
+    fn approval_rule(
+        &mut self,
+        name: &str,
+        r: &Option<Spanned<RawRule>>,
+        required: bool,
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> Option<ApprovalRule> {
+        let Some(r) = r else {
+            if required {
+                self.err(
+                    None,
+                    format!(
+                        "approvals has no rule for `{name}`: changes of that priority could never be approved"
+                    ),
+                );
+            }
+            return None;
+        };
+        if r.value.roles.is_empty() {
+            self.err(
+                at(r),
+                format!("the approval rule for `{name}` names no roles"),
+            );
+        }
+        for (i, role) in r.value.roles.iter().enumerate() {
+            if r.value.roles[..i].iter().any(|o| o.value == role.value) {
+                self.err(
+                    at(role),
+                    format!(
+                        "the approval rule for `{name}` names `{}` twice",
+                        role.value
+                    ),
+                );
+            } else if !roles.contains_key(&role.value) {
+                let hint = suggest(&role.value, roles.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    at(role),
+                    format!(
+                        "the approval rule for `{name}` names unknown role `{}`{hint}",
+                        role.value
+                    ),
+                );
+            }
+        }
+        let mut names: Vec<String> = Vec::new();
+        for role in &r.value.roles {
+            if !names.contains(&role.value) {
+                names.push(role.value.clone());
+            }
+        }
+        Some(ApprovalRule {
+            roles: names,
+            timeout: r.value.timeout,
+        })
+    }
+
+    fn time_of_day(&mut self, s: &Spanned<String>) -> Option<Time> {
+        let t = s.value.parse::<Time>().ok();
+        if t.is_none() {
+            self.err(
+                at(s),
+                format!("`{}` is not a time of day (like 02:00)", s.value),
+            );
+        }
+        t
+    }
+
+    fn maintenance_window(&mut self, w: &Spanned<RawMaintenance>) -> Option<MaintenanceWindow> {
+        let mut days = Vec::new();
+        for d in &w.value.days {
+            match parse_weekday(&d.value) {
+                Some(day) => days.push(day),
+                None => self.err(
+                    at(d),
+                    format!(
+                        "`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)",
+                        d.value
+                    ),
+                ),
+            }
+        }
+        if w.value.days.is_empty() {
+            self.err(at(w), "a maintenance window names no days".into());
+        }
+        let (start, end) = (
+            self.time_of_day(&w.value.start),
+            self.time_of_day(&w.value.end),
+        );
+        let tz_name = w
+            .value
+            .timezone
+            .as_ref()
+            .map_or("UTC".to_owned(), |t| t.value.clone());
+        let timezone = TimeZone::get(&tz_name).ok();
+        if timezone.is_none() {
+            self.err(
+                w.value.timezone.as_ref().and_then(at),
+                format!("`{tz_name}` is not a known IANA time zone (like Europe/Berlin or UTC)"),
+            );
+        }
+        let (start, end, timezone) = (start?, end?, timezone?);
+        if start == end {
+            self.err(
+                at(&w.value.start),
+                "a maintenance window opens and closes at the same time".into(),
+            );
+        }
+        Some(MaintenanceWindow {
+            days,
+            start,
+            end,
+            timezone_name: tz_name,
+            timezone,
+        })
+    }
+
+    fn freeze(&mut self, f: &Spanned<RawFreeze>) -> Option<Freeze> {
+        let mut ts = |s: &Spanned<String>| match crate::model::parse_timestamp(&s.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err(at(s), e);
+                None
+            }
+        };
+        let (start, end) = (ts(&f.value.start), ts(&f.value.end));
+        let (start, end) = (start?, end?);
+        if end <= start {
+            self.err(
+                at(&f.value.end),
+                "a freeze window ends before it starts".into(),
+            );
+        }
+        Some(Freeze {
+            start,
+            end,
+            reason: f.value.reason.clone().unwrap_or_else(|| "freeze".into()),
+        })
     }
 }
 
@@ -772,6 +822,29 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs.iter().any(|m| m.contains("Mars/Olympus")), "{msgs:?}");
+    }
+
+    #[test]
+    fn a_role_named_twice_in_a_rule_and_fields_chg_writes_are_refused() {
+        let f = errors(&DEFAULT_POLICY.replace(
+            "low:       {roles: [change-manager], timeout: 7d}",
+            "low:       {roles: [change-manager, change-manager], timeout: 7d}",
+        ));
+        assert!(
+            f.iter()
+                .any(|f| f.message.contains("names `change-manager` twice")),
+            "{f:?}"
+        );
+        let f = errors(&DEFAULT_POLICY.replace(
+            "required_fields: [title,",
+            "required_fields: [approvals, title,",
+        ));
+        assert!(
+            f.iter().any(|f| f
+                .message
+                .contains("`approvals` is written by chg's transitions")),
+            "{f:?}"
+        );
     }
 
     #[test]
