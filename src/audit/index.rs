@@ -26,10 +26,18 @@ use git2::{Oid, Repository};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{AuditFinding, Emergency, Entry, audit_commits, walk};
+use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
 
 const FORMAT: u32 = 1;
+
+/// What judges commits for the index (the audit engine, in [`super`]).
+pub trait Engine {
+    /// The commits of `head`'s history not reachable from `hide`, oldest first.
+    fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>>;
+    /// The verdicts on `batch`, the first numbered `seq`.
+    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>>;
+}
 /// Commits audited between two writes of the index, bounding memory on long histories.
 const BATCH: usize = 10_000;
 
@@ -78,14 +86,16 @@ pub struct Index {
 
 impl Index {
     /// Brings the index of the current branch up to date with HEAD (from scratch when
-    /// `full`), and returns it with what was done.
+    /// `full`), and returns it with what was done. The index only stores: `engine` gives
+    /// the commits to judge (HEAD's history, less what is hidden) and the verdicts on them
+    /// (a batch of commits, numbered from the given sequence number).
     pub fn update(
         repo: &Repository,
         prefix: &str,
         full: bool,
         now: Timestamp,
+        engine: &dyn Engine,
     ) -> Result<(Index, Update)> {
-        super::tune_libgit2();
         let (branch, head) = head_of(repo)?;
         let root = repo.path().join("chg").join("audit");
         let dir = root.join(encode(&branch));
@@ -160,9 +170,9 @@ impl Index {
         if let Some(head) = head
             && Some(head) != hide
         {
-            let oids = walk(repo, head, hide)?;
+            let oids = engine.commits(head, hide)?;
             for batch in oids.chunks(BATCH) {
-                let verdicts = audit_commits(repo.path(), prefix, batch, meta.commits)?;
+                let verdicts = engine.verdicts(batch, meta.commits)?;
                 append(&dir, &verdicts)?;
                 for v in verdicts {
                     meta.emergencies.extend(v.emergencies);

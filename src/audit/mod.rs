@@ -1274,6 +1274,36 @@ pub fn overdue(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<P
         .collect()
 }
 
+/// The audit engine as the index sees it: walk and judge commits of one store.
+struct Judge<'s> {
+    repo: &'s Repository,
+    prefix: &'s str,
+}
+
+impl index::Engine for Judge<'_> {
+    fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
+        walk(self.repo, head, hide)
+    }
+
+    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
+        audit_commits(self.repo.path(), self.prefix, batch, seq)
+    }
+}
+
+/// Brings the store's audit index up to date, judging what it has not seen.
+fn update_index(
+    store: &crate::store::Store,
+    full: bool,
+    now: Timestamp,
+) -> Result<(index::Index, index::Update)> {
+    tune_libgit2();
+    let judge = Judge {
+        repo: store.repo(),
+        prefix: store.prefix(),
+    };
+    index::Index::update(store.repo(), store.prefix(), full, now, &judge)
+}
+
 /// What `chg audit` asks for.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -1322,8 +1352,7 @@ pub(crate) fn run_with_index(
     store: &crate::store::Store,
     opts: &Options,
 ) -> Result<(Report, index::Index)> {
-    let repo = store.repo();
-    let (idx, update) = index::Index::update(repo, store.prefix(), opts.full, opts.now)?;
+    let (idx, update) = update_index(store, opts.full, opts.now)?;
     let mut findings = Vec::new();
     for r in idx.rewrites() {
         let new = update.rewrite.as_ref() == Some(r);
@@ -1365,7 +1394,7 @@ pub fn change_log(
     id: &crate::model::ChangeId,
     now: Timestamp,
 ) -> Result<Vec<Entry>> {
-    let (idx, _) = index::Index::update(store.repo(), store.prefix(), false, now)?;
+    let (idx, _) = update_index(store, false, now)?;
     let id = id.to_string();
     let mut entries = idx.log(&id)?;
     // A renumbered change's history starts in its old file, under its old id.
