@@ -168,34 +168,26 @@ impl Trailers {
         ]
     }
 
+    /// The field for key `k` (in any case), if chg has one.
     fn slot_mut(&mut self, k: &str) -> Option<&mut Option<String>> {
-        let k = k.trim();
-        let eq = |name: &str| k.eq_ignore_ascii_case(name);
-        Some(if eq(key::ID) {
-            &mut self.id
-        } else if eq(key::ACTION) {
-            &mut self.action
-        } else if eq(key::ACTOR) {
-            &mut self.actor
-        } else if eq(key::ROLE) {
-            &mut self.role
-        } else if eq(key::FROM) {
-            &mut self.from
-        } else if eq(key::TO) {
-            &mut self.to
-        } else if eq(key::OUTCOME) {
-            &mut self.outcome
-        } else if eq(key::FIELDS) {
-            &mut self.fields
-        } else if eq(key::VOIDED) {
-            &mut self.voided
-        } else if eq(key::RENUMBERED_FROM) {
-            &mut self.renumbered_from
-        } else if eq(key::SYNCED_FROM) {
-            &mut self.synced_from
-        } else {
-            return None;
-        })
+        let i = self
+            .slots()
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case(k.trim()))?;
+        let fields = [
+            &mut self.id,
+            &mut self.action,
+            &mut self.actor,
+            &mut self.role,
+            &mut self.from,
+            &mut self.to,
+            &mut self.outcome,
+            &mut self.fields,
+            &mut self.voided,
+            &mut self.renumbered_from,
+            &mut self.synced_from,
+        ];
+        fields.into_iter().nth(i)
     }
 
     /// The `Chg-*` trailers of a commit message (keys in any case; the first of a repeated

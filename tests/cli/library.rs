@@ -48,6 +48,21 @@ fn change(title: &str) -> ChangeRequest {
     }
 }
 
+/// Plain git in `cwd`, as mallory (who is in no role).
+fn git(cwd: &std::path::Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .args(["-c", "user.name=m", "-c", "user.email=mallory@example.com"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn approve() -> Step {
     Step::Approve {
         role: None,
@@ -199,16 +214,7 @@ fn audit_judges_a_history_made_in_process_and_finds_a_hand_made_approval() {
         .text
         .replace("status: pending_approval", "status: approved");
     std::fs::write(dir.path().join(&loaded.rel), forged).unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .args(["-c", "user.name=m", "-c", "user.email=mallory@example.com"])
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    git(&["commit", "-qam", "approve it"]);
+    git(dir.path(), &["commit", "-qam", "approve it"]);
     let report = audit::run(&store, &opts).unwrap();
     let rules: Vec<&str> = report
         .findings

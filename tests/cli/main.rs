@@ -193,28 +193,7 @@ impl Store {
 
     /// Files a complete change as alice with these extra flags; returns the id.
     fn new_change(&self, extra: &[&str]) -> String {
-        let mut args = vec![
-            "new",
-            "--title",
-            "Rotate TLS certificates",
-            "--description",
-            "Replace the expiring wildcard certificate",
-            "--justification",
-            "The certificate expires in 10 days",
-            "--type",
-            "configuration",
-            "--priority",
-            "medium",
-            "--risk",
-            "low",
-            "--system",
-            "edge-proxy",
-            "--plan",
-            "Upload the new certificate and reload",
-            "--rollback",
-            "Reload the previous certificate",
-        ];
-        args.extend_from_slice(extra);
+        let args = [COMPLETE, extra].concat();
         self.chg("alice@example.com", &args)
             .ok()
             .stdout
@@ -222,6 +201,29 @@ impl Store {
             .to_owned()
     }
 }
+
+/// `chg new` with every required field: a medium-priority certificate rotation.
+const COMPLETE: &[&str] = &[
+    "new",
+    "--title",
+    "Rotate TLS certificates",
+    "--description",
+    "Replace the expiring wildcard certificate",
+    "--justification",
+    "The certificate expires in 10 days",
+    "--type",
+    "configuration",
+    "--priority",
+    "medium",
+    "--risk",
+    "low",
+    "--system",
+    "edge-proxy",
+    "--plan",
+    "Upload the new certificate and reload",
+    "--rollback",
+    "Reload the previous certificate",
+];
 
 /// `chg new` with every required field, low priority, titled `title`.
 fn new_args(title: &str) -> Vec<&str> {

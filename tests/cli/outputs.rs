@@ -44,30 +44,7 @@ fn a_life_cycle_and_its_refusals() {
     let mut t = Transcript::new(&s);
     t.run("alice@example.com", &["new", "--title", "Half a change"]);
     let id = t
-        .run(
-            "alice@example.com",
-            &[
-                "new",
-                "--title",
-                "Rotate TLS certificates",
-                "--description",
-                "Replace the expiring wildcard certificate",
-                "--justification",
-                "The certificate expires in 10 days",
-                "--type",
-                "configuration",
-                "--priority",
-                "medium",
-                "--risk",
-                "low",
-                "--system",
-                "edge-proxy",
-                "--plan",
-                "Upload the new certificate and reload",
-                "--rollback",
-                "Reload the previous certificate",
-            ],
-        )
+        .run("alice@example.com", COMPLETE)
         .stdout
         .trim()
         .to_owned();
