@@ -11,7 +11,7 @@ use crate::conflicts;
 use crate::error::Refusal;
 use crate::finding::{Severity, suggest};
 use crate::model::{
-    ChangeModel, ChangeRequest, Decision, Outcome, Schedule, Status, format_timestamp,
+    Approval, ChangeModel, ChangeRequest, Decision, Outcome, Schedule, Status, format_timestamp,
 };
 use crate::policy::Policy;
 
@@ -180,6 +180,17 @@ pub fn decider_problems(
     actor: &str,
     role: &str,
 ) -> Vec<Decider> {
+    deciders(change, &change.approvals, policy, actor, role)
+}
+
+/// [`decider_problems`] with `prior` as the approvals before this decision.
+fn deciders(
+    change: &ChangeRequest,
+    prior: &[Approval],
+    policy: &Policy,
+    actor: &str,
+    role: &str,
+) -> Vec<Decider> {
     let mut out = Vec::new();
     if requester_refusal(change, policy, actor, "approve").is_some() {
         out.push(Decider::Requester);
@@ -188,8 +199,7 @@ pub fn decider_problems(
         out.push(Decider::NotMember);
     }
     if policy.segregation_of_duties
-        && let Some(a) = change
-            .approvals
+        && let Some(a) = prior
             .iter()
             .find(|a| a.by.eq_ignore_ascii_case(actor) && a.role != role)
     {
@@ -284,13 +294,9 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
                 )
             });
         }
-        let before = ChangeRequest {
-            approvals: change.approvals[..i].to_vec(),
-            ..change.clone()
-        };
         // validate's names and sentences for these rules predate the shared ones; it
         // describes a recorded approval rather than refusing an attempt.
-        for d in decider_problems(&before, policy, &a.by, &a.role) {
+        for d in deciders(change, &change.approvals[..i], policy, &a.by, &a.role) {
             let (rule, message) = match d {
                 Decider::Requester => (
                     "segregation",

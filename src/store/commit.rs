@@ -99,12 +99,13 @@ pub(crate) fn failpoint(name: &str) {
 #[inline(always)]
 pub(crate) fn failpoint(_: &str) {}
 
-/// The index as it is on disk now. libgit2 keeps the index it read and reloads it only when
-/// the file's time and size change: a `git update-index` in the same second that keeps the
-/// size (every transition's) goes unseen by a `Repository` opened before it, as a server's is.
+/// The index as it is on disk now. A `Repository` hands out the index it loaded first and
+/// never looks at the file again by itself: a `git update-index` since (by this process's
+/// own earlier step, or another process) goes unseen by a `Repository` that lives long, as a
+/// server's does. `read(false)` reloads it when the file changed, and costs a `stat` when not.
 pub fn fresh_index(repo: &Repository) -> Result<git2::Index> {
     let mut index = repo.index()?;
-    index.read(true)?;
+    index.read(false)?;
     Ok(index)
 }
 
