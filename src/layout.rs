@@ -132,22 +132,60 @@ pub fn find_change(
     Ok(None)
 }
 
-/// The highest number of `id`'s prefix and year filed in `tree` (in the year's folder and
-/// the folders either side, for late filings).
+/// Whether a folder directly under `changes/` is another year's than `id`'s years: it cannot
+/// hold one of `id`'s files in its right place, and is not searched.
+fn other_year(name: &str, id: &ChangeId) -> bool {
+    name.len() == 4 && name.parse::<i16>().is_ok_and(|y| !years(id).contains(&y))
+}
+
+/// The highest number of `id`'s prefix and year filed in `tree`: in the year's folders (and
+/// those either side, for late filings) and anywhere else under `changes/` that is not
+/// another year's folder, so a file filed in the wrong place still holds its id.
 pub fn highest(repo: &Repository, tree: &Tree<'_>, prefix: &str, id: &ChangeId) -> Result<u32> {
     let lead = format!("{}-{:04}-", id.prefix(), id.year());
+    let Ok(entry) = tree.get_path(Path::new(&format!("{prefix}changes"))) else {
+        return Ok(0);
+    };
+    let Ok(root) = repo.find_tree(entry.id()) else {
+        return Ok(0);
+    };
     let mut max = 0;
-    for year in years(id) {
-        for (_, t) in month_trees(repo, tree, prefix, year)? {
-            for e in t.iter() {
-                if let Some(n) = std::str::from_utf8(e.name_bytes())
-                    .ok()
-                    .and_then(|n| number_in(n, &lead))
-                {
-                    max = max.max(n);
+    let mut stack = vec![(root, true)];
+    while let Some((t, top)) = stack.pop() {
+        for e in t.iter() {
+            let name = std::str::from_utf8(e.name_bytes()).unwrap_or("");
+            match e.kind() {
+                Some(ObjectType::Tree) if !(top && other_year(name, id)) => {
+                    stack.push((repo.find_tree(e.id())?, false));
                 }
+                _ => max = max.max(number_in(name, &lead).unwrap_or(0)),
             }
         }
     }
     Ok(max)
+}
+
+/// [`highest`] in the work tree's `changes/` under `root`.
+pub fn highest_in_dir(root: &Path, id: &ChangeId) -> u32 {
+    let lead = format!("{}-{:04}-", id.prefix(), id.year());
+    let mut max = 0;
+    let mut stack = vec![(root.join("changes"), true)];
+    while let Some((dir, top)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            match e.file_type() {
+                Ok(ft) if ft.is_dir() => {
+                    if !(top && other_year(&name, id)) {
+                        stack.push((e.path(), false));
+                    }
+                }
+                _ => max = max.max(number_in(&name, &lead).unwrap_or(0)),
+            }
+        }
+    }
+    max
 }

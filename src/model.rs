@@ -740,18 +740,21 @@ impl ChangeRequest {
         format!("sha256:{hex}")
     }
 
-    /// The approvals (by index) whose digest says they were given to other material content
-    /// than this version has. Approvals without a digest (written before chg recorded one)
-    /// are not judged.
+    /// The approvals (by index) that do not vouch for this version's material content: their
+    /// digest names other content, or they have none. An approval without a digest proves
+    /// nothing about what was approved (deleting the line must not revive a stale approval),
+    /// so it counts only as history: on a rejected, closed or cancelled change.
     pub fn stale_approvals(&self) -> Vec<usize> {
         let mut now = None;
+        let history = self.status().is_terminal();
         (0..self.approvals.len())
             .filter(|&i| {
                 let a = &self.approvals[i];
                 a.decision == Decision::Approved
-                    && a.digest
-                        .as_ref()
-                        .is_some_and(|d| *d != *now.get_or_insert_with(|| self.material_digest()))
+                    && match &a.digest {
+                        Some(d) => *d != *now.get_or_insert_with(|| self.material_digest()),
+                        None => !history,
+                    }
             })
             .collect()
     }

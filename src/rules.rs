@@ -246,7 +246,16 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
     let stale = change.stale_approvals();
     for (i, a) in change.approvals.iter().enumerate() {
         let base = format!("approvals[{i}]");
-        if stale.contains(&i) {
+        if stale.contains(&i) && a.digest.is_none() {
+            out.push(problem(
+                base.clone(),
+                "approval-digest",
+                format!(
+                    "the approval by {} as {} records no digest of the content it approved, so it does not count; restore its `digest:` line from git history, or have the change approved again with chg",
+                    a.by, a.role
+                ),
+            ));
+        } else if stale.contains(&i) {
             out.push(problem(
                 format!("{base}.digest"),
                 "approval-digest",

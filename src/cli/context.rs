@@ -95,3 +95,26 @@ pub fn for_store(store: &Store) -> Result<Context, Error> {
 pub fn for_path(path: &std::path::Path) -> Result<Context, Error> {
     for_repo(Repository::discover(path).ok().as_ref())
 }
+
+/// The repository `GIT_DIR` names, with its work tree as git takes it (`GIT_WORK_TREE`,
+/// else `core.worktree`, else the current folder); `None` when `GIT_DIR` is not set.
+pub fn git_dir_repository(cwd: &std::path::Path) -> Result<Option<Repository>, Error> {
+    let Some(dir) = env_nonempty("GIT_DIR") else {
+        return Ok(None);
+    };
+    let repo = Repository::open(&dir).map_err(|e| {
+        Error::Usage(format!(
+            "GIT_DIR={dir} is not a git repository: {}",
+            e.message()
+        ))
+    })?;
+    let work_tree = match env_nonempty("GIT_WORK_TREE") {
+        Some(w) => cwd.join(w),
+        None => match repo.config()?.get_path("core.worktree") {
+            Ok(w) => repo.path().join(w),
+            Err(_) => cwd.to_path_buf(),
+        },
+    };
+    repo.set_workdir(&work_tree, false)?;
+    Ok(Some(repo))
+}

@@ -23,8 +23,12 @@ pub fn init(a: InitArgs) -> CmdResult {
         None => std::env::current_dir()
             .map_err(|e| chg::Error::io("cannot read the current folder", e))?,
     };
-    let ctx = super::context::for_path(&path)?;
-    let (store, commit) = Store::init(&ctx, &path)?;
+    let repo = super::context::git_dir_repository(&path)?;
+    let ctx = match &repo {
+        Some(r) => super::context::for_repo(Some(r))?,
+        None => super::context::for_path(&path)?,
+    };
+    let (store, commit) = Store::init(&ctx, &path, repo)?;
     for notice in store.take_notices() {
         eprintln!("{notice}");
     }

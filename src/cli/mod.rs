@@ -114,7 +114,10 @@ fn run(cli: Cli) -> CmdResult {
         }
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
-        let store = Store::discover(&cwd, repo.as_deref(), context::lock_timeout())?;
+        let store = match context::git_dir_repository(&cwd)? {
+            Some(r) => Store::discover_in(r, &cwd, repo.as_deref(), context::lock_timeout())?,
+            None => Store::discover(&cwd, repo.as_deref(), context::lock_timeout())?,
+        };
         Ok(cell.get_or_init(|| store))
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`

@@ -78,6 +78,14 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
             Ok((p, w)) => (Some(p), w),
             Err(f) => (None, f),
         };
+    if store.policy_has_uncommitted_edits()? {
+        findings.push(Finding::warning(
+            POLICY_PATH,
+            None,
+            "policy-uncommitted",
+            "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed",
+        ));
+    }
     if let Some(policy) = &policy {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;

@@ -109,8 +109,10 @@ pub fn fresh_index(repo: &Repository) -> Result<git2::Index> {
     Ok(index)
 }
 
+/// The crash journal of this work tree: each linked worktree has its own (its own index and
+/// files), so a chg in one never "repairs" a step another worktree is in the middle of.
 fn journal_path(repo: &Repository) -> PathBuf {
-    repo.commondir().join("chg").join("txn.json")
+    repo.path().join("chg").join("txn.json")
 }
 
 /// Where HEAD points: the branch ref (None when detached) and the commit (None when unborn).
@@ -625,6 +627,37 @@ fn remove_stale_ref_lock(lock: &Path, new_head: &str) -> Result<()> {
     }
 }
 
+/// Removes the index lock that the dead process's `git update-index` left (a process-group
+/// kill takes git down with chg, and git then has no chance to remove it): without this,
+/// every later command would fail on it. The lock is the dead step's when it was taken after
+/// the step's journal was written and has not moved for a second (a live git holds it for
+/// milliseconds); any other lock is left to its owner.
+fn remove_stale_index_lock(
+    lock: &Path,
+    journal_written: Option<std::time::SystemTime>,
+) -> Result<()> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (Some(taken), Some(journal)) = (modified(lock), journal_written) else {
+        return Ok(());
+    };
+    if taken < journal {
+        return Ok(());
+    }
+    let settle = std::time::Duration::from_secs(1);
+    let age = taken.elapsed().unwrap_or_default();
+    if age < settle {
+        std::thread::sleep(settle - age);
+    }
+    if modified(lock) != Some(taken) {
+        return Ok(());
+    }
+    match std::fs::remove_file(lock) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot remove {}", lock.display()), e)),
+    }
+}
+
 /// Finishes or undoes a transition that a crashed chg process left half done. Called with
 /// the store lock held. Returns a sentence for the user when something was repaired.
 pub fn recover(repo: &Repository) -> Result<Option<String>> {
@@ -642,6 +675,8 @@ pub fn recover(repo: &Repository) -> Result<Option<String>> {
     let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
         return Ok(None);
     };
+    let journal_written = std::fs::metadata(&jpath).and_then(|m| m.modified()).ok();
+    remove_stale_index_lock(&repo.path().join("index.lock"), journal_written)?;
     // A ref lock holding our new commit was taken by the dead process (nobody else knows
     // that commit): libgit2 died between writing and renaming it. It is stale; without
     // removing it every later commit would fail.

@@ -79,6 +79,27 @@ pub fn signature(who: &Identity, when: Timestamp) -> Result<Signature<'static>> 
     )?)
 }
 
+/// Opens the repository that holds `path` as git does. libgit2 takes the git directory's
+/// parent for the work tree of a repository whose `.git` is a file naming a git directory
+/// elsewhere (`git init --separate-git-dir`, submodules): chg would then have committed its
+/// files under the wrong path. Git takes the folder that holds the `.git` file; so does this
+/// (unless `core.worktree` says otherwise).
+pub fn open_repository(path: &Path) -> Result<Repository> {
+    let repo = Repository::discover(path)?;
+    let Some(top) = path.ancestors().find(|d| d.join(".git").exists()) else {
+        return Ok(repo);
+    };
+    if repo.is_bare() || !top.join(".git").is_file() || repo.is_worktree() {
+        return Ok(repo);
+    }
+    let configured = repo.config()?.get_path("core.worktree").is_ok();
+    let same = |w: &Path| w.canonicalize().ok() == top.canonicalize().ok();
+    if !configured && !repo.workdir().is_some_and(same) {
+        repo.set_workdir(top, false)?;
+    }
+    Ok(repo)
+}
+
 impl Store {
     /// Finds the store: `explicit` (named by the caller), else the first folder from `start`
     /// upwards that has `policy/policy.yaml`, stopping at the work tree root. A step that a
@@ -87,6 +108,22 @@ impl Store {
     /// Opening is cheap (no file is read but the repository's own), so a server opens one
     /// `Store` per request, on any thread.
     pub fn discover(start: &Path, explicit: Option<&Path>, wait: Duration) -> Result<Store> {
+        let from = explicit.unwrap_or(start);
+        let from = from
+            .canonicalize()
+            .map_err(|_| Error::NoStore(from.to_path_buf()))?;
+        let repo = open_repository(&from).map_err(|_| Error::NoStore(from.clone()))?;
+        Store::discover_in(repo, start, explicit, wait)
+    }
+
+    /// [`Store::discover`] in a repository the caller opened (git's `GIT_DIR` and
+    /// `GIT_WORK_TREE` name one that discovery would not find).
+    pub fn discover_in(
+        repo: Repository,
+        start: &Path,
+        explicit: Option<&Path>,
+        wait: Duration,
+    ) -> Result<Store> {
         if let Some(path) = explicit {
             let root = path
                 .canonicalize()
@@ -94,20 +131,25 @@ impl Store {
             if !root.join(POLICY_PATH).is_file() {
                 return Err(Error::NoStore(root));
             }
-            return Store::at(root, wait);
+            return Store::at(repo, root, wait);
         }
         let start = start
             .canonicalize()
             .map_err(|e| Error::io(format!("cannot read {}", start.display()), e))?;
-        let repo = Repository::discover(&start).map_err(|_| Error::NoStore(start.clone()))?;
         let top = repo
             .workdir()
             .and_then(|w| w.canonicalize().ok())
             .ok_or_else(|| Error::NoStore(start.clone()))?;
-        let mut dir = start.as_path();
+        // Outside the work tree `GIT_WORK_TREE` names, git acts on that work tree from its
+        // top; so does chg.
+        let mut dir = if start.starts_with(&top) {
+            start.as_path()
+        } else {
+            top.as_path()
+        };
         loop {
             if dir.join(POLICY_PATH).is_file() {
-                return Store::at(dir.to_path_buf(), wait);
+                return Store::at(repo, dir.to_path_buf(), wait);
             }
             if dir == top {
                 return Err(Error::NoStore(start.clone()));
@@ -119,13 +161,7 @@ impl Store {
         }
     }
 
-    fn at(root: PathBuf, wait: Duration) -> Result<Store> {
-        let repo = Repository::discover(&root).map_err(|_| {
-            Error::Usage(format!(
-                "{} is not inside a git repository; run `git init` there first",
-                root.display()
-            ))
-        })?;
+    fn at(repo: Repository, root: PathBuf, wait: Duration) -> Result<Store> {
         let workdir = repo
             .workdir()
             .ok_or_else(|| Error::Usage("the repository is bare; chg needs a work tree".into()))?
@@ -152,9 +188,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Creates a store in `path` (making it a git repository if it is not in one) and
-    /// commits the default policy.
-    pub fn init(ctx: &Context, path: &Path) -> Result<(Store, Oid)> {
+    /// Creates a store in `path` (making it a git repository if it is not in one, unless
+    /// the caller opened the repository: `repo`) and commits the default policy.
+    pub fn init(ctx: &Context, path: &Path, repo: Option<Repository>) -> Result<(Store, Oid)> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let path = path
@@ -166,10 +202,16 @@ impl Store {
                 path.display()
             )));
         }
-        if Repository::discover(&path).is_err() {
-            Repository::init(&path)?;
-        }
-        let store = Store::at(path, ctx.lock_timeout)?;
+        let repo = match repo {
+            Some(r) => r,
+            None => {
+                if Repository::discover(&path).is_err() {
+                    Repository::init(&path)?;
+                }
+                open_repository(&path)?
+            }
+        };
+        let store = Store::at(repo, path, ctx.lock_timeout)?;
         let _lock = store.lock(ctx.lock_timeout)?;
         let files = [
             FileWrite::write(
@@ -216,11 +258,15 @@ impl Store {
         format!("{}{}", self.prefix, rel.join("/"))
     }
 
-    /// Loads and checks the policy; a broken policy stops every command.
+    /// The policy in force: the one committed at HEAD (SPEC section 5: uncommitted edits
+    /// under `policy/` are never applied), or the work tree's while nothing is committed.
+    /// A broken policy stops every command.
     pub fn policy(&self) -> Result<Policy> {
-        let path = self.root.join(POLICY_PATH);
-        let bytes =
-            std::fs::read(&path).map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
+        let bytes = match self.committed_policy()? {
+            Some(b) => b,
+            None => std::fs::read(self.root.join(POLICY_PATH))
+                .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?,
+        };
         let text = String::from_utf8(bytes).map_err(|_| {
             Error::Malformed(Finding::error(
                 POLICY_PATH,
@@ -239,6 +285,25 @@ impl Store {
                 findings,
             }),
         }
+    }
+
+    /// The policy file's bytes at HEAD, if HEAD has one.
+    fn committed_policy(&self) -> Result<Option<Vec<u8>>> {
+        let Some(head) = commit::head_state(&self.repo)?.1 else {
+            return Ok(None);
+        };
+        let tree = self.repo.find_commit(head)?.tree()?;
+        let path = format!("{}{POLICY_PATH}", self.prefix);
+        Ok(match commit::blob_at(&tree, &path)? {
+            Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
+            None => None,
+        })
+    }
+
+    /// Whether the work tree's policy differs from the committed one.
+    pub fn policy_has_uncommitted_edits(&self) -> Result<bool> {
+        let work = std::fs::read(self.root.join(POLICY_PATH)).ok();
+        Ok(self.committed_policy()?.is_some_and(|c| Some(c) != work))
     }
 
     /// Takes the store lock and repairs any transition a crashed process left half done; the
@@ -356,26 +421,15 @@ impl Store {
         commit::commit_files(&self.repo, files, message, &author, &committer, head)
     }
 
-    /// The next free id for `year`: one more than the highest number filed that year.
+    /// The next free id for `year`: one more than the highest number filed that year, in
+    /// the work tree or in HEAD (a sparse checkout leaves committed changes out of the work
+    /// tree; their ids are still taken).
     pub fn next_id(&self, prefix: &str, year: i16) -> Result<ChangeId> {
-        let dir = self.root.join(format!("changes/{year:04}"));
-        let lead = format!("{prefix}-{year:04}-");
-        let mut max = 0u32;
-        let months = match std::fs::read_dir(&dir) {
-            Ok(m) => m.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-            Err(_) => Vec::new(),
-        };
-        for month in months {
-            let Ok(entries) = std::fs::read_dir(&month) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if let Some(n) = layout::number_in(&name, &lead) {
-                    max = max.max(n);
-                }
-            }
+        let probe = ChangeId::new(prefix, year, 1).map_err(Error::Internal)?;
+        let mut max = layout::highest_in_dir(&self.root, &probe);
+        if let Some(head) = commit::head_state(&self.repo)?.1 {
+            let tree = self.repo.find_commit(head)?.tree()?;
+            max = max.max(layout::highest(&self.repo, &tree, &self.prefix, &probe)?);
         }
         ChangeId::new(prefix, year, max + 1).map_err(Error::Internal)
     }
@@ -606,6 +660,11 @@ impl Store {
     /// Takes the lock, then reads the policy and HEAD under it.
     fn begin(&self, ctx: &Context) -> Result<Session> {
         let lock = self.lock(ctx.lock_timeout)?;
+        if self.policy_has_uncommitted_edits()? {
+            self.notices.borrow_mut().push(format!(
+                "chg: note: {POLICY_PATH} has uncommitted edits; this step was judged by the policy committed at HEAD"
+            ));
+        }
         Ok(Session {
             _lock: lock,
             policy: self.policy()?,

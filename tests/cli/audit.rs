@@ -675,9 +675,8 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
     assert!(rows[1].starts_with(&format!("{id},Rotate TLS certificates,configuration,normal,low,medium,closed,alice@example.com,2025-03-10T10:00:00Z,engineering-manager=em@example.com at 2025-03-10T10:00:00Z; change-manager=cm@example.com at 2025-03-10T10:00:00Z,bob@example.com,2025-03-11T09:30:00Z,2025-03-11T09:30:00Z,successful,,false,pass,0,")), "{}", rows[1]);
     assert!(
         rows[2].starts_with(&format!("{bad},"))
-            && rows[2].contains(
-                ",false,fail: bob@example.com is not a member of the role engineering-manager,2,"
-            ),
+            && rows[2].contains(",false,\"fail: the approval by bob@example.com as engineering-manager records no digest")
+            && rows[2].contains("; bob@example.com is not a member of the role engineering-manager\",2,"),
         "{}",
         rows[2]
     );

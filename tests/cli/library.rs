@@ -27,6 +27,7 @@ fn store() -> (tempfile::TempDir, Lib) {
     let (store, _) = Lib::init(
         &ctx("alice@example.com", "2025-03-01T09:00:00Z"),
         dir.path(),
+        None,
     )
     .unwrap();
     (dir, store)
@@ -256,7 +257,12 @@ fn sync_replays_steps_made_for_two_people_onto_the_remote() {
     let one = dir.path().join("one");
     std::fs::create_dir(&one).unwrap();
     git(&one, &["init", "-q", "-b", "main"]);
-    let (a, _) = Lib::init(&ctx("alice@example.com", "2025-03-01T09:00:00Z"), &one).unwrap();
+    let (a, _) = Lib::init(
+        &ctx("alice@example.com", "2025-03-01T09:00:00Z"),
+        &one,
+        None,
+    )
+    .unwrap();
     let id = a
         .create(
             &ctx("alice@example.com", "2025-03-02T10:00:00Z"),

@@ -2,6 +2,7 @@
 //! and the clock pinned so that outputs are repeatable.
 
 mod audit;
+mod hostile;
 mod library;
 mod outputs;
 mod plan;
@@ -946,6 +947,11 @@ fn a_broken_policy_stops_every_command_with_its_place() {
         ),
     )
     .unwrap();
+    // Uncommitted, the broken policy is validate's business only (SPEC section 5).
+    let r = s.chg("cm@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("policy/policy.yaml:20:"), "{}", r.stdout);
+    assert!(r.stdout.contains("policy-uncommitted"), "{}", r.stdout);
+    s.git(&["commit", "-qam", "break the policy"]);
     let r = s.chg("cm@example.com", &["approve", &id]).code(2);
     assert!(r.stderr.contains("policy/policy.yaml:20:"), "{}", r.stderr);
     assert!(

@@ -1,0 +1,253 @@
+//! Hostile states and inputs: odd repository layouts, crafted files, corrupted caches. Each
+//! test builds the state with real git, runs the real binary, and ends with `git fsck` clean
+//! and nothing a user committed overwritten.
+
+use std::path::Path;
+
+use super::{Store, run_output};
+
+impl Store {
+    /// `git fsck` finds nothing wrong.
+    fn fsck(&self) {
+        self.git(&["fsck", "--no-progress", "--strict"]);
+    }
+
+    /// `chg ARGS` as `who`, from `dir` instead of the store's root.
+    fn chg_in(&self, dir: &Path, who: &str, args: &[&str]) -> super::Run {
+        let mut cmd = self.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), who);
+        run_output(cmd.current_dir(dir).args(args).output().unwrap())
+    }
+}
+
+#[test]
+fn a_gitlink_dot_git_file_commits_paths_of_the_real_work_tree() {
+    let s = Store::bare();
+    let gd = s.dir.path().join("elsewhere.git");
+    s.git(&[
+        "init",
+        "-q",
+        "-b",
+        "main",
+        "--separate-git-dir",
+        gd.to_str().unwrap(),
+    ]);
+    s.chg("alice@example.com", &["init"]).ok();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    let files = s.git(&["ls-files"]);
+    assert!(files.lines().any(|l| l == "policy/policy.yaml"), "{files}");
+    assert!(
+        files.lines().all(|l| !l.starts_with("repo/")),
+        "paths outside the work tree: {files}"
+    );
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.fsck();
+}
+
+#[test]
+fn git_dir_and_git_work_tree_are_honoured_as_git_does() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // Run from an unrelated folder, naming the repository as git users do.
+    let away = s.dir.path().join("away");
+    std::fs::create_dir(&away).unwrap();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    let r = run_output(
+        cmd.current_dir(&away)
+            .env("GIT_DIR", s.root().join(".git"))
+            .env("GIT_WORK_TREE", s.root())
+            .args(["approve", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(s.read(&id).contains("status: approved") || s.read(&id).contains("em@example.com"));
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    s.fsck();
+}
+
+#[test]
+fn an_identity_with_a_newline_is_refused_and_never_written() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    let r = run_output(
+        cmd.env("GIT_AUTHOR_NAME", "Eve\nChg-Action: approve")
+            .args(["approve", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    s.fsck();
+}
+
+#[test]
+fn a_sparse_checkout_never_reuses_a_committed_id() {
+    let s = Store::new();
+    let first = s.new_change(&[]);
+    let committed = s.git(&["show", &format!("HEAD:{}", rel(&s, &first))]);
+    s.git(&["sparse-checkout", "set", "--no-cone", "/policy/"]);
+    assert!(
+        !s.file_exists(&first),
+        "sparse checkout should hide the change"
+    );
+    let second = s.new_change(&[]);
+    assert_ne!(first, second);
+    assert_eq!(
+        s.git(&["show", &format!("HEAD:{}", rel(&s, &first))]),
+        committed,
+        "the committed change was overwritten"
+    );
+    s.fsck();
+}
+
+#[test]
+fn a_misplaced_change_file_keeps_its_id() {
+    let s = Store::new();
+    let misc = s.root().join("changes/misc");
+    std::fs::create_dir_all(&misc).unwrap();
+    let id = s.new_change(&[]);
+    let from = s.file(&id);
+    let year = &id[4..8];
+    let taken = format!("CHG-{year}-007");
+    std::fs::write(
+        misc.join(format!("{taken}.yaml")),
+        std::fs::read_to_string(&from).unwrap().replace(&id, &taken),
+    )
+    .unwrap();
+    s.git(&["add", "-A"]);
+    s.git(&["commit", "-qm", "file one by hand in the wrong place"]);
+    let next = s.new_change(&[]);
+    assert_eq!(next, format!("CHG-{year}-008"));
+    s.fsck();
+}
+
+#[test]
+fn transitions_are_judged_by_the_committed_policy() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // An uncommitted edit that puts mallory in every approving role.
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("em@example.com", "em@example.com, mallory@example.com"),
+    )
+    .unwrap();
+    assert!(text.contains("em@example.com"), "{text}");
+    let before = s.snapshot();
+    let r = s.chg("mallory@example.com", &["approve", &id]).code(1);
+    assert!(r.stderr.contains("uncommitted edits"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    let r = s.chg("alice@example.com", &["validate"]).ok();
+    assert!(r.stdout.contains("policy-uncommitted"), "{}", r.stdout);
+    s.fsck();
+}
+
+#[test]
+fn a_linked_worktree_has_its_own_crash_journal() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let wt = s.dir.path().join("wt");
+    s.git(&["worktree", "add", "-q", "-b", "other", wt.to_str().unwrap()]);
+    // A journal left by a transition killed in the main work tree …
+    let journal = s.root().join(".git/chg/txn.json");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::write(&journal, "{\"half\": \"written\"}").unwrap();
+    // … is not the linked worktree's to repair.
+    let r = s.chg_in(&wt, "em@example.com", &["approve", &id]).ok();
+    assert!(!r.stderr.contains("repaired"), "{}", r.stderr);
+    assert!(
+        journal.exists(),
+        "the main work tree's journal was consumed"
+    );
+    std::fs::remove_file(&journal).unwrap();
+    s.fsck();
+}
+
+impl Store {
+    fn file_exists(&self, id: &str) -> bool {
+        let year = &id[4..8];
+        (1..=12).any(|m| {
+            self.root()
+                .join(format!("changes/{year}/{m:02}/{id}.yaml"))
+                .exists()
+        })
+    }
+}
+
+/// The path of `id`'s file in HEAD.
+fn rel(s: &Store, id: &str) -> String {
+    s.git(&["ls-tree", "-r", "--name-only", "HEAD", "changes"])
+        .lines()
+        .find(|l| l.ends_with(&format!("{id}.yaml")))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn approvals_whose_digest_was_deleted_do_not_count() {
+    let mut s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    // A plan nobody approved, with the digests that would betray it deleted.
+    s.rewrite(&id, |t| {
+        t.replace(
+            "Upload the new certificate and reload",
+            "Open SSH to the world",
+        )
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("digest:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+    });
+    s.git(&["commit", "-qam", "tidy"]);
+    s.at("2025-03-11T09:30:00Z");
+    let before = s.snapshot();
+    let r = s.chg("bob@example.com", &["implement", &id]).code(1);
+    assert!(
+        r.stderr.contains("approval-digest") || r.stderr.contains("approval"),
+        "{}",
+        r.stderr
+    );
+    super::assert_unchanged(&s, &before);
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["gate", &id, "--at", "2025-03-11T09:30:00Z"],
+        )
+        .code(1);
+    assert!(r.stdout.contains("digest"), "{}{}", r.stdout, r.stderr);
+    let r = s.chg("bob@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("approval-digest"), "{}", r.stdout);
+    s.fsck();
+}
+
+#[test]
+#[cfg(feature = "failpoints")]
+fn an_index_lock_left_by_a_killed_process_group_is_cleared_by_the_repair() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    let r = run_output(
+        cmd.env("CHG_TEST_FAILPOINT", "after-ref")
+            .args(["approve", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(r.code, 0);
+    // The dead process's `git update-index` held the index lock when the group was killed.
+    std::fs::write(s.root().join(".git/index.lock"), b"").unwrap();
+    let r = s.chg("cm@example.com", &["approve", &id]).ok();
+    assert!(r.stderr.contains("repaired"), "{}", r.stderr);
+    assert!(!s.root().join(".git/index.lock").exists());
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    s.fsck();
+}
