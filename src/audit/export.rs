@@ -229,7 +229,7 @@ fn evidence_md(
 
 /// Builds the evidence pack for the store's branch.
 pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
-    let (report, idx) = super::run_with_index(
+    let (report, idx, logs) = super::run_with_index(
         store,
         &super::Options {
             since: None,
@@ -237,6 +237,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             full: req.full,
             now: req.now,
         },
+        super::index::Index::all_logs,
     )?;
     let repo = store.repo();
     let Some(head) = idx.tip().and_then(|t| Oid::from_str(t).ok()) else {
@@ -248,7 +249,6 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
     let policy = super::Auditor::new(repo, store.prefix()).policy_of(&tree)?;
     let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
-    let logs = idx.all_logs()?;
     let no_entries = Vec::new();
     let period_findings: Vec<&AuditFinding> = report
         .findings

@@ -14,12 +14,20 @@
 //! - `log/<PREFIX>-<year>-<n>.jsonl`: `chg log` entries, 1,000 change numbers per file, so
 //!   one change's history is a read of one small file.
 //!
+//! The cache is never a source of truth: `meta.json` carries its own SHA-256 and, for each
+//! file, the length and SHA-256 of the bytes it covers. A reader that finds a file shorter
+//! than recorded, different, or not parsing (emptied, garbled, non-UTF-8 bytes) gets
+//! nothing from it, and the caller rebuilds the index from the history. The checks catch
+//! corruption, not forgery: whoever can write `.git/` can rewrite any unkeyed cache, so an
+//! auditor runs `chg audit --full` on a clone of their own.
+//!
 //! New verdicts are appended, then `meta.json` is replaced atomically. A crash in between
-//! leaves lines that the next run appends again; readers drop the duplicates.
+//! leaves bytes past the recorded length: readers ignore them and the next update cuts
+//! them off before it appends.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
@@ -29,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// What judges commits for the index (the audit engine, in [`super`]).
 pub trait Engine {
@@ -52,6 +60,17 @@ pub struct Rewrite {
     pub new_tip: String,
     /// When it was seen.
     pub detected_at: Timestamp,
+    /// `chg audit` has reported it as an exception (once; later runs list it as a note).
+    /// Other readers of the index (`chg log`) leave it unreported.
+    #[serde(default)]
+    pub reported: bool,
+}
+
+/// What a meta file records of one cache file: the bytes it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Check {
+    bytes: u64,
+    sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +83,8 @@ struct Meta {
     commits: u64,
     emergencies: Vec<Emergency>,
     rewrites: Vec<Rewrite>,
+    /// Each cache file (`findings.jsonl`, `log/NAME`) and what it holds.
+    files: BTreeMap<String, Check>,
 }
 
 /// What an update did.
@@ -75,6 +96,8 @@ pub struct Update {
     pub rebuilt: bool,
     /// The rewrite this update detected, if any.
     pub rewrite: Option<Rewrite>,
+    /// The index did not verify (a file emptied, garbled or cut short) and was rebuilt.
+    pub repaired: bool,
 }
 
 /// An up-to-date index for the branch at HEAD.
@@ -116,6 +139,7 @@ impl Index {
             commits: 0,
             emergencies: Vec::new(),
             rewrites: Vec::new(),
+            files: BTreeMap::new(),
         };
         let stored = read_meta(&dir).filter(|m| {
             m.format == FORMAT
@@ -149,6 +173,7 @@ impl Index {
                     old_tip: old.to_string(),
                     new_tip: head.to_string(),
                     detected_at: now,
+                    reported: false,
                 };
                 update.rewrite = Some(r.clone());
                 update.rebuilt = true;
@@ -171,19 +196,40 @@ impl Index {
             && Some(head) != hide
         {
             let oids = engine.commits(head, hide)?;
+            let mut writer = Appender::new(&dir, &meta.files);
             for batch in oids.chunks(BATCH) {
                 let verdicts = engine.verdicts(batch, meta.commits)?;
-                append(&dir, &verdicts)?;
+                if !writer.append(&verdicts)? {
+                    // A file it was to extend does not verify: start again from nothing.
+                    drop(lock);
+                    let (idx, mut again) = Index::update(repo, prefix, true, now, engine)?;
+                    again.repaired = true;
+                    again.rewrite = update.rewrite.or(again.rewrite);
+                    return Ok((idx, again));
+                }
                 for v in verdicts {
                     meta.emergencies.extend(v.emergencies);
                 }
                 meta.commits += batch.len() as u64;
                 update.audited += batch.len() as u64;
             }
+            let done: Vec<_> = writer.finish().collect();
+            meta.files.extend(done);
         }
         meta.tip = head.map(|h| h.to_string());
         write_meta(&dir, &meta)?;
         Ok((Index { dir, meta }, update))
+    }
+
+    /// Marks the rewrites as reported: `chg audit` has shown each as an exception once.
+    pub fn acknowledge_rewrites(&mut self) -> Result<()> {
+        if self.meta.rewrites.iter().all(|r| r.reported) {
+            return Ok(());
+        }
+        for r in &mut self.meta.rewrites {
+            r.reported = true;
+        }
+        write_meta(&self.dir, &self.meta)
     }
 
     /// The number of commits audited.
@@ -206,34 +252,32 @@ impl Index {
         &self.meta.emergencies
     }
 
-    /// Every finding, oldest first.
-    pub fn findings(&self) -> Result<Vec<AuditFinding>> {
-        read_lines(&self.dir.join("findings.jsonl"))
+    /// Every finding, oldest first; `None` when the file does not verify (rebuild).
+    pub fn findings(&self) -> Result<Option<Vec<AuditFinding>>> {
+        self.read(FINDINGS)
     }
 
-    /// The history of change `id`, oldest first.
-    pub fn log(&self, id: &str) -> Result<Vec<Entry>> {
-        let mut entries: Vec<Entry> = read_lines(&self.dir.join("log").join(bucket(id)))?;
+    /// The history of change `id`, oldest first; `None` when its file does not verify.
+    pub fn log(&self, id: &str) -> Result<Option<Vec<Entry>>> {
+        let Some(mut entries) = self.read::<Entry>(&format!("log/{}", bucket(id)))? else {
+            return Ok(None);
+        };
         entries.retain(|e| e.id == id);
         let mut seen = HashSet::new();
         entries.retain(|e| seen.insert(e.commit.clone()));
         entries.sort_by_key(|e| e.seq);
-        Ok(entries)
+        Ok(Some(entries))
     }
-}
 
-impl Index {
-    /// Every change's history, by change id, oldest first.
-    pub fn all_logs(&self) -> Result<std::collections::HashMap<String, Vec<Entry>>> {
+    /// Every change's history, by change id, oldest first; `None` when a file does not
+    /// verify.
+    pub fn all_logs(&self) -> Result<Option<std::collections::HashMap<String, Vec<Entry>>>> {
         let mut out: std::collections::HashMap<String, Vec<Entry>> = Default::default();
-        let dir = self.dir.join("log");
-        let list = match fs::read_dir(&dir) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
-        };
-        for f in list.flatten() {
-            for e in read_lines::<Entry>(&f.path())? {
+        for name in self.meta.files.keys().filter(|n| n.starts_with("log/")) {
+            let Some(entries) = self.read::<Entry>(name)? else {
+                return Ok(None);
+            };
+            for e in entries {
                 out.entry(e.id.clone()).or_default().push(e);
             }
         }
@@ -242,8 +286,53 @@ impl Index {
             list.retain(|e| seen.insert(e.commit.clone()));
             list.sort_by_key(|e| e.seq);
         }
-        Ok(out)
+        Ok(Some(out))
     }
+
+    /// The lines of the cache file `name`, as far as `meta.json` covers it, if they verify.
+    fn read<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<Vec<T>>> {
+        let Some(check) = self.meta.files.get(name) else {
+            return Ok(Some(Vec::new()));
+        };
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let Some(covered) = usize::try_from(check.bytes)
+            .ok()
+            .and_then(|n| bytes.get(..n))
+        else {
+            return Ok(None);
+        };
+        if sha256_hex(covered) != check.sha256 {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for line in covered.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line) {
+                Ok(v) => out.push(v),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+const FINDINGS: &str = "findings.jsonl";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The branch HEAD is on (`HEAD` when detached) and its commit, if any.
@@ -274,13 +363,25 @@ fn bucket(id: &str) -> String {
     }
 }
 
+/// The meta file: its JSON, a newline, and the JSON's SHA-256 (so a garbled meta that still
+/// parses is not trusted either).
 fn read_meta(dir: &Path) -> Option<Meta> {
     let text = fs::read(dir.join("meta.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+    let text = text.strip_suffix(b"\n")?;
+    let cut = text.iter().rposition(|b| *b == b'\n')?;
+    let (json, sum) = (&text[..cut], &text[cut + 1..]);
+    if sha256_hex(json).as_bytes() != sum {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
 }
 
 fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
-    let text = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut text = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let sum = sha256_hex(&text);
+    text.push(b'\n');
+    text.extend_from_slice(sum.as_bytes());
+    text.push(b'\n');
     crate::store::commit::atomic_write(&dir.join("meta.json"), &text)
 }
 
@@ -302,52 +403,97 @@ fn clear(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir.join("log")).map_err(|e| Error::io("creating the audit log folder", e))
 }
 
-fn append(dir: &Path, verdicts: &[super::CommitAudit]) -> Result<()> {
-    let io = |e| Error::io(format!("writing the audit index in {}", dir.display()), e);
-    let mut findings = Vec::new();
-    let mut logs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for v in verdicts {
-        for f in &v.findings {
-            serde_json::to_writer(&mut findings, f).map_err(|e| Error::Internal(e.to_string()))?;
-            findings.push(b'\n');
-        }
-        for e in &v.entries {
-            let buf = logs.entry(bucket(&e.id)).or_default();
-            serde_json::to_writer(&mut *buf, e).map_err(|e| Error::Internal(e.to_string()))?;
-            buf.push(b'\n');
-        }
-    }
-    let open = |p: PathBuf| OpenOptions::new().create(true).append(true).open(p);
-    if !findings.is_empty() {
-        open(dir.join("findings.jsonl"))
-            .and_then(|mut f| f.write_all(&findings))
-            .map_err(io)?;
-    }
-    fs::create_dir_all(dir.join("log")).map_err(io)?;
-    for (name, buf) in logs {
-        open(dir.join("log").join(name))
-            .and_then(|mut f| f.write_all(&buf))
-            .map_err(io)?;
-    }
-    Ok(())
+/// Appends verdicts to the cache files, keeping each file's running SHA-256 so that a long
+/// rebuild hashes every byte once.
+struct Appender<'a> {
+    dir: &'a Path,
+    recorded: &'a BTreeMap<String, Check>,
+    open: BTreeMap<String, (File, sha2::Sha256, u64)>,
 }
 
-/// Reads a JSON-lines file, skipping a torn last line and duplicates.
-fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-    };
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if let Ok(v) = serde_json::from_str::<T>(&line)
-            && seen.insert(line)
-        {
-            out.push(v);
+impl<'a> Appender<'a> {
+    fn new(dir: &'a Path, recorded: &'a BTreeMap<String, Check>) -> Self {
+        Appender {
+            dir,
+            recorded,
+            open: BTreeMap::new(),
         }
     }
-    Ok(out)
+
+    /// Appends; `false` when a file to extend does not hold what `meta.json` records.
+    fn append(&mut self, verdicts: &[super::CommitAudit]) -> Result<bool> {
+        let mut bufs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for v in verdicts {
+            for f in &v.findings {
+                let buf = bufs.entry(FINDINGS.to_owned()).or_default();
+                serde_json::to_writer(&mut *buf, f).map_err(|e| Error::Internal(e.to_string()))?;
+                buf.push(b'\n');
+            }
+            for e in &v.entries {
+                let buf = bufs.entry(format!("log/{}", bucket(&e.id))).or_default();
+                serde_json::to_writer(&mut *buf, e).map_err(|e| Error::Internal(e.to_string()))?;
+                buf.push(b'\n');
+            }
+        }
+        for (name, buf) in bufs {
+            if !self.open.contains_key(&name) {
+                match self.start(&name)? {
+                    Some(o) => self.open.insert(name.clone(), o),
+                    None => return Ok(false),
+                };
+            }
+            let (file, hash, bytes) = self.open.get_mut(&name).expect("opened above");
+            file.write_all(&buf)
+                .map_err(|e| Error::io(format!("writing {}", self.dir.join(&name).display()), e))?;
+            sha2::Digest::update(hash, &buf);
+            *bytes += buf.len() as u64;
+        }
+        Ok(true)
+    }
+
+    /// Opens `name` for appending after checking what it holds and cutting off bytes past
+    /// the recorded length (appended by a run that died before writing `meta.json`).
+    fn start(&self, name: &str) -> Result<Option<(File, sha2::Sha256, u64)>> {
+        use sha2::Digest;
+        let path = self.dir.join(name);
+        let io = |e| Error::io(format!("writing {}", path.display()), e);
+        let mut hash = sha2::Sha256::new();
+        let bytes = match self.recorded.get(name) {
+            None => 0,
+            Some(check) => {
+                let Ok(old) = fs::read(&path) else {
+                    return Ok(None);
+                };
+                let Some(covered) = usize::try_from(check.bytes).ok().and_then(|n| old.get(..n))
+                else {
+                    return Ok(None);
+                };
+                hash.update(covered);
+                if hex(&hash.clone().finalize()) != check.sha256 {
+                    return Ok(None);
+                }
+                check.bytes
+            }
+        };
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.set_len(bytes).map_err(io)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io)?;
+        Ok(Some((file, hash, bytes)))
+    }
+
+    /// What each extended file now holds.
+    fn finish(self) -> impl Iterator<Item = (String, Check)> {
+        self.open.into_iter().map(|(name, (_, hash, bytes))| {
+            let sha256 = hex(&sha2::Digest::finalize(hash));
+            (name, Check { bytes, sha256 })
+        })
+    }
 }

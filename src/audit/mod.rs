@@ -1304,6 +1304,30 @@ fn update_index(
     index::Index::update(store.repo(), store.prefix(), full, now, &judge)
 }
 
+/// Brings the index up to date and reads it with `read`; when what `read` needs does not
+/// verify (a cache file emptied, garbled or cut short), rebuilds the index from the history
+/// once and reads again. A cache is never a source of truth.
+fn read_index<T>(
+    store: &crate::store::Store,
+    full: bool,
+    now: Timestamp,
+    read: impl Fn(&index::Index) -> Result<Option<T>>,
+) -> Result<(index::Index, index::Update, T)> {
+    let (idx, update) = update_index(store, full, now)?;
+    if let Some(v) = read(&idx)? {
+        return Ok((idx, update, v));
+    }
+    let (idx, mut again) = update_index(store, true, now)?;
+    again.repaired = true;
+    again.rewrite = update.rewrite.or(again.rewrite);
+    match read(&idx)? {
+        Some(v) => Ok((idx, again, v)),
+        None => Err(crate::error::Error::Internal(
+            "the audit index in .git/chg/audit does not verify even after a rebuild".into(),
+        )),
+    }
+}
+
 /// What `chg audit` asks for.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -1328,6 +1352,8 @@ pub struct Report {
     pub audited: u64,
     /// The index was rebuilt.
     pub rebuilt: bool,
+    /// The index did not verify and was rebuilt from the history.
+    pub repaired: bool,
     /// The commit audited up to.
     pub head: Option<String>,
 }
@@ -1344,20 +1370,31 @@ impl Report {
 
 /// Audits the history of the store's branch (incrementally, unless `opts.full`).
 pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
-    Ok(run_with_index(store, opts)?.0)
+    Ok(run_with_index(store, opts, |_| Ok(Some(())))?.0)
 }
 
-/// [`run`], also handing back the index it brought up to date.
-pub(crate) fn run_with_index(
+/// [`run`], also handing back the index it brought up to date and what `extra` read from it
+/// (verified, like the findings). A rewrite of the history is an exception in the first
+/// audit that sees it, a note after.
+pub(crate) fn run_with_index<T>(
     store: &crate::store::Store,
     opts: &Options,
-) -> Result<(Report, index::Index)> {
-    let (idx, update) = update_index(store, opts.full, opts.now)?;
+    extra: impl Fn(&index::Index) -> Result<Option<T>>,
+) -> Result<(Report, index::Index, T)> {
+    let (mut idx, update, (found, more)) = read_index(store, opts.full, opts.now, |idx| {
+        let Some(found) = idx.findings()? else {
+            return Ok(None);
+        };
+        Ok(extra(idx)?.map(|more| (found, more)))
+    })?;
     let mut findings = Vec::new();
     for r in idx.rewrites() {
-        let new = update.rewrite.as_ref() == Some(r);
         findings.push(AuditFinding {
-            level: if new { Level::Exception } else { Level::Note },
+            level: if r.reported {
+                Level::Note
+            } else {
+                Level::Exception
+            },
             rule: "history-rewritten".into(),
             change: None,
             path: None,
@@ -1372,8 +1409,9 @@ pub(crate) fn run_with_index(
             ),
         });
     }
-    findings.extend(idx.findings()?);
+    findings.extend(found);
     findings.extend(overdue_findings(store, &idx, None, opts.now)?);
+    idx.acknowledge_rewrites()?;
     let in_period =
         |t: Timestamp| opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t < u);
     findings.retain(|f| f.rule == "history-rewritten" || in_period(f.when));
@@ -1382,9 +1420,10 @@ pub(crate) fn run_with_index(
         commits: idx.commits(),
         audited: update.audited,
         rebuilt: update.rebuilt,
+        repaired: update.repaired,
         head: idx.tip().map(str::to_owned),
     };
-    Ok((report, idx))
+    Ok((report, idx, more))
 }
 
 /// The history of one change (from the index, brought up to date first), each step with
@@ -1394,9 +1433,26 @@ pub fn change_log(
     id: &crate::model::ChangeId,
     now: Timestamp,
 ) -> Result<Vec<Entry>> {
-    let (idx, _) = update_index(store, false, now)?;
     let id = id.to_string();
-    let mut entries = idx.log(&id)?;
+    let (idx, _, mut entries) = read_index(store, false, now, |idx| history(idx, &id))?;
+    for f in overdue_findings(store, &idx, Some(&id), now)? {
+        if let Some(e) = entries.iter_mut().rev().find(|e| e.commit == f.commit) {
+            e.problems.push(Problem {
+                level: f.level,
+                rule: f.rule,
+                message: f.message,
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// The history of `id` in the index, following renumberings back to the first file;
+/// `None` when a file it needs does not verify.
+fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
+    let Some(mut entries) = idx.log(id)? else {
+        return Ok(None);
+    };
     // A renumbered change's history starts in its old file, under its old id.
     let mut seen = Vec::new();
     while let Some(old) = entries
@@ -1408,8 +1464,10 @@ pub fn change_log(
             .iter()
             .find(|e| e.renumbered_from.as_deref() == Some(old.as_str()))
             .map_or(u64::MAX, |e| e.seq);
-        let mut earlier: Vec<Entry> = idx
-            .log(id_of_path(&old))?
+        let Some(before) = idx.log(id_of_path(&old))? else {
+            return Ok(None);
+        };
+        let mut earlier: Vec<Entry> = before
             .into_iter()
             .filter(|e| e.seq < cut && e.path == old)
             .collect();
@@ -1417,16 +1475,7 @@ pub fn change_log(
         entries = earlier;
         seen.push(old);
     }
-    for f in overdue_findings(store, &idx, Some(&id), now)? {
-        if let Some(e) = entries.iter_mut().rev().find(|e| e.commit == f.commit) {
-            e.problems.push(Problem {
-                level: f.level,
-                rule: f.rule,
-                message: f.message,
-            });
-        }
-    }
-    Ok(entries)
+    Ok(Some(entries))
 }
 
 /// Overdue emergency approvals and reviews, judged on the change files at HEAD under the

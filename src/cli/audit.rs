@@ -88,6 +88,11 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
         now: super::context::now()?,
     };
     let mut report = audit::run(store, &opts)?;
+    if report.repaired {
+        eprintln!(
+            "chg: note: the audit index in .git/chg/audit did not verify (emptied, garbled or cut short); it was rebuilt from the history"
+        );
+    }
     if a.exceptions_only {
         report.findings.retain(|f| f.level == Level::Exception);
     }

@@ -251,3 +251,68 @@ fn an_index_lock_left_by_a_killed_process_group_is_cleared_by_the_repair() {
     assert_eq!(s.git(&["status", "--porcelain"]), "");
     s.fsck();
 }
+
+/// The files of the audit index of branch main.
+fn audit_cache(s: &Store) -> std::path::PathBuf {
+    s.root().join(".git/chg/audit/refs%2Fheads%2Fmain")
+}
+
+/// (exit code, exception count) of `chg audit`.
+fn audit_exceptions(s: &Store) -> (i32, u64, String) {
+    let r = s.chg("alice@example.com", &["audit", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    (r.code, v["exceptions"].as_u64().unwrap(), r.stderr)
+}
+
+#[test]
+fn a_corrupted_audit_cache_is_rebuilt_never_trusted() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // An exception: the status moved by hand.
+    s.rewrite(&id, |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    s.git(&["commit", "-qam", "approve it myself"]);
+    let (code, want, _) = audit_exceptions(&s);
+    assert_eq!(code, 1);
+    assert!(want > 0);
+    let findings = audit_cache(&s).join("findings.jsonl");
+    let garbage: [&[u8]; 3] = [b"", b"{\"level\":\"note\"}\n", b"\xff\xfe\x00garbage\n"];
+    for bytes in garbage {
+        std::fs::write(&findings, bytes).unwrap();
+        let (code, got, stderr) = audit_exceptions(&s);
+        assert_eq!((code, got), (1, want), "{bytes:?}: {stderr}");
+        assert!(stderr.contains("did not verify"), "{stderr}");
+    }
+    // A garbled meta that still parses is not trusted either.
+    let meta = audit_cache(&s).join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replace("\"commits\":", "\"commits\": ")).unwrap();
+    let (code, got, stderr) = audit_exceptions(&s);
+    assert_eq!((code, got), (1, want), "{stderr}");
+    // The history `chg log` prints survives a garbled log file.
+    let before = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    assert!(before.contains("new"), "{before}");
+    for f in std::fs::read_dir(audit_cache(&s).join("log")).unwrap() {
+        std::fs::write(f.unwrap().path(), b"\x00\x01 not json\n").unwrap();
+    }
+    let after = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    assert_eq!(before, after);
+    s.fsck();
+}
+
+#[test]
+fn chg_log_does_not_consume_the_history_rewritten_exception() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+    s.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    s.chg("alice@example.com", &["log", &id]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(r.stdout.contains("history-rewritten"), "{}", r.stdout);
+    // Reported once; a note after.
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(r.stdout.contains("note: history-rewritten"), "{}", r.stdout);
+    s.fsck();
+}
