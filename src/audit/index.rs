@@ -85,6 +85,9 @@ struct Meta {
     rewrites: Vec<Rewrite>,
     /// Each cache file (`findings.jsonl`, `log/NAME`) and what it holds.
     files: BTreeMap<String, Check>,
+    /// Where the history was cut when it was audited (a shallow clone): deepening it brings
+    /// commits older than the tip, so the index starts again.
+    shallow: Vec<String>,
 }
 
 /// What an update did.
@@ -140,17 +143,24 @@ impl Index {
             emergencies: Vec::new(),
             rewrites: Vec::new(),
             files: BTreeMap::new(),
+            shallow: crate::store::commit::shallow_commits(repo)
+                .iter()
+                .map(Oid::to_string)
+                .collect(),
         };
-        let stored = read_meta(&dir).filter(|m| {
+        let stored = read_meta(&dir);
+        let usable = |m: &Meta| {
             m.format == FORMAT
                 && m.chg == fresh.chg
                 && m.prefix == fresh.prefix
                 && m.branch == fresh.branch
-        });
+                && m.shallow == fresh.shallow
+        };
         let mut update = Update::default();
         let mut meta = match stored {
-            Some(m) if !full => m,
+            Some(m) if !full && usable(&m) => m,
             other => {
+                // The rewrites seen are history, whatever else made the index start again.
                 update.rebuilt = true;
                 Meta {
                     rewrites: other.map(|m| m.rewrites).unwrap_or_default(),

@@ -268,6 +268,27 @@ pub struct Auditor<'r> {
     /// Decoded blobs: the version after one commit is the version before the change's next
     /// commit, so each version is read and parsed once.
     decoded: HashMap<Oid, Arc<std::result::Result<ChangeRequest, String>>>,
+    /// Where a shallow clone's history is cut (sorted).
+    shallow: Vec<Oid>,
+}
+
+/// The verdict on a commit where a shallow clone's history is cut: its parents are not
+/// here, so what it changed (and everything before it) cannot be judged. Judging it as a
+/// first commit would call every file in it hand-made; instead the audit says where the
+/// history it can see begins, and judges the commits after it against its tree.
+fn shallow_boundary(facts: &Facts<'_>) -> CommitAudit {
+    let mut out = CommitAudit::default();
+    out.findings.push(AuditFinding {
+        level: Level::Note,
+        rule: "shallow-boundary".into(),
+        change: None,
+        path: None,
+        commit: facts.oid.to_string(),
+        author: facts.email.clone(),
+        when: facts.when,
+        message: "the history in this clone begins here (a shallow clone): this commit and those before it are not audited; fetch the whole history (`git fetch --unshallow`, or a fetch depth of 0 in CI) for a complete audit".into(),
+    });
+    out
 }
 
 /// One change file a commit touched. A file moved to another folder under the same name is
@@ -288,6 +309,7 @@ impl<'r> Auditor<'r> {
             policies: HashMap::new(),
             default_policy: Arc::new(Policy::default_policy()),
             decoded: HashMap::new(),
+            shallow: crate::store::commit::shallow_commits(repo),
         }
     }
 
@@ -346,6 +368,9 @@ impl<'r> Auditor<'r> {
     pub fn commit(&mut self, oid: Oid, seq: u64) -> Result<CommitAudit> {
         let commit = self.repo.find_commit(oid)?;
         let facts = Facts::read(&commit)?;
+        if self.shallow.binary_search(&oid).is_ok() {
+            return Ok(shallow_boundary(&facts));
+        }
         let items = self.changed_items(&facts)?;
         let policy_path = format!("{}{POLICY_PATH}", self.prefix);
         let old_pol = match &facts.parents.first() {

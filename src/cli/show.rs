@@ -326,6 +326,12 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     store.find(&id)?;
     let entries = chg::audit::change_log(store, &id, super::context::now()?)?;
+    if let Some(cut) = chg::store::commit::shallow_commits(store.repo()).first() {
+        eprintln!(
+            "chg: note: this is a shallow clone; history before {} is not here (git fetch --unshallow)",
+            &cut.to_string()[..8]
+        );
+    }
     if a.json || a.format == TextFormat::Json {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);

@@ -341,26 +341,47 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The blob id of what the work tree holds at `path` (a symlink's target for a link).
-fn worktree_blob(workdir: &Path, path: &str) -> Option<Oid> {
+/// The blob git would store for `bytes` at `path`, as `git add` makes it: through the clean
+/// filters that apply there (the CRLF conversion of `core.autocrlf` and `.gitattributes`).
+/// Written to the object database (libgit2 filters only on the way in).
+pub fn clean_blob(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Oid> {
+    let mut w = repo.blob_writer(Some(Path::new(path)))?;
+    std::io::Write::write_all(&mut w, bytes)
+        .map_err(|e| Error::io(format!("cannot hash {path}"), e))?;
+    Ok(w.commit()?)
+}
+
+/// Whether `bytes`, at `path` in the work tree, are what `blob` holds as git compares them:
+/// the same bytes, or the same after the clean filters (a CRLF checkout of an LF blob).
+pub fn same_content(repo: &Repository, path: &str, bytes: &[u8], blob: Oid) -> Result<bool> {
+    if Oid::hash_object(ObjectType::Blob, bytes)? == blob {
+        return Ok(true);
+    }
+    Ok(clean_blob(repo, path, bytes)? == blob)
+}
+
+/// Whether the work tree holds `want` at `path` (`None`: nothing there), a symlink's target
+/// for a link, compared as git does ([`same_content`]).
+fn worktree_is(repo: &Repository, workdir: &Path, path: &str, want: Option<&str>) -> bool {
     let abs = workdir.join(path);
-    let meta = abs.symlink_metadata().ok()?;
-    let bytes = if meta.file_type().is_symlink() {
+    let Ok(meta) = abs.symlink_metadata() else {
+        return want.is_none();
+    };
+    let Some(want) = want.and_then(|w| Oid::from_str(w).ok()) else {
+        return false;
+    };
+    if meta.file_type().is_symlink() {
         #[cfg(unix)]
         {
             use std::os::unix::ffi::OsStrExt;
-            std::fs::read_link(&abs)
-                .ok()?
-                .as_os_str()
-                .as_bytes()
-                .to_vec()
+            return std::fs::read_link(&abs).is_ok_and(|t| {
+                Oid::hash_object(ObjectType::Blob, t.as_os_str().as_bytes()).ok() == Some(want)
+            });
         }
         #[cfg(not(unix))]
-        return None;
-    } else {
-        std::fs::read(&abs).ok()?
-    };
-    Oid::hash_object(ObjectType::Blob, &bytes).ok()
+        return false;
+    }
+    std::fs::read(&abs).is_ok_and(|b| same_content(repo, path, &b, want).unwrap_or(false))
 }
 
 /// Makes one commit on the current branch that sets exactly `files`, and brings the work
@@ -389,7 +410,11 @@ pub fn commit_files(
     let mut journal_files = Vec::new();
     let mut tree_id = base_tree.as_ref().map(|t| t.id());
     for f in files {
-        let blob = f.content.as_ref().map(|c| repo.blob(c)).transpose()?;
+        let blob = f
+            .content
+            .as_ref()
+            .map(|c| clean_blob(repo, &f.path, c))
+            .transpose()?;
         let old = match &base_tree {
             Some(t) => entry_at(t, &f.path)?,
             None => None,
@@ -512,11 +537,10 @@ fn dirty_paths(repo: &Repository, workdir: &Path, files: &[JournalFile]) -> Resu
         if f.old_mode == GITLINK || f.new_mode == GITLINK {
             continue;
         }
-        let tree = worktree_blob(workdir, &f.path).map(|o| o.to_string());
         let staged = index
             .get_path(Path::new(&f.path), 0)
             .map(|e| e.id.to_string());
-        if tree != f.old_blob || staged != f.old_blob {
+        if staged != f.old_blob || !worktree_is(repo, workdir, &f.path, f.old_blob.as_deref()) {
             out.push(f.path.clone());
         }
     }
@@ -587,6 +611,18 @@ fn entry_at(tree: &Tree<'_>, path: &str) -> Result<Option<(Oid, u32)>> {
         Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The commits where a shallow clone's history is cut (git's `shallow` file): their parents
+/// are not in the repository, so what they changed cannot be known.
+pub fn shallow_commits(repo: &Repository) -> Vec<Oid> {
+    let text = std::fs::read_to_string(repo.commondir().join("shallow")).unwrap_or_default();
+    let mut out: Vec<Oid> = text
+        .lines()
+        .filter_map(|l| Oid::from_str(l.trim()).ok())
+        .collect();
+    out.sort();
+    out
 }
 
 /// Whether a chg process died in the middle of a step (a journal is left). Cheap: one stat.
@@ -704,13 +740,14 @@ pub fn recover(repo: &Repository) -> Result<Option<String>> {
     let committed = head.map(|h| h.to_string()).as_deref() == Some(journal.new_head.as_str());
     let mut repaired = Vec::new();
     for f in &journal.files {
-        let now = worktree_blob(&workdir, &f.path).map(|o| o.to_string());
+        let is = |blob: &Option<String>| worktree_is(repo, &workdir, &f.path, blob.as_deref());
+        let (is_new, is_old) = (is(&f.new_blob), is(&f.old_blob));
         if committed {
-            if now != f.new_blob && now == f.old_blob {
+            if !is_new && is_old {
                 restore(repo, &workdir, &f.path, f.new_blob.as_deref(), f.new_mode)?;
             }
             repaired.push(f.path.as_str());
-        } else if now == f.new_blob && now != f.old_blob {
+        } else if is_new && !is_old {
             restore(repo, &workdir, &f.path, f.old_blob.as_deref(), f.old_mode)?;
             repaired.push(f.path.as_str());
         }

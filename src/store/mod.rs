@@ -302,8 +302,15 @@ impl Store {
 
     /// Whether the work tree's policy differs from the committed one.
     pub fn policy_has_uncommitted_edits(&self) -> Result<bool> {
-        let work = std::fs::read(self.root.join(POLICY_PATH)).ok();
-        Ok(self.committed_policy()?.is_some_and(|c| Some(c) != work))
+        let Some(committed) = self.committed_policy()? else {
+            return Ok(false);
+        };
+        let Ok(work) = std::fs::read(self.root.join(POLICY_PATH)) else {
+            return Ok(true);
+        };
+        let blob = Oid::hash_object(ObjectType::Blob, &committed)?;
+        let path = self.repo_path(Path::new(POLICY_PATH));
+        Ok(!commit::same_content(&self.repo, &path, &work, blob)?)
     }
 
     /// Takes the store lock and repairs any transition a crashed process left half done; the
@@ -399,7 +406,7 @@ impl Store {
             None => None,
         };
         let head_blob = head_blob.ok_or_else(dirty)?;
-        if Oid::hash_object(ObjectType::Blob, loaded.text.as_bytes())? != head_blob {
+        if !commit::same_content(&self.repo, &path, loaded.text.as_bytes(), head_blob)? {
             return Err(dirty());
         }
         let index = commit::fresh_index(&self.repo)?;

@@ -316,3 +316,57 @@ fn chg_log_does_not_consume_the_history_rewritten_exception() {
     assert!(r.stdout.contains("note: history-rewritten"), "{}", r.stdout);
     s.fsck();
 }
+
+#[test]
+fn a_crlf_checkout_is_clean_as_git_sees_it() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.git(&["config", "core.autocrlf", "true"]);
+    std::fs::remove_dir_all(s.root().join("changes")).unwrap();
+    std::fs::remove_dir_all(s.root().join("policy")).unwrap();
+    s.git(&["checkout", "--", "."]);
+    assert!(
+        std::fs::read_to_string(s.file(&id))
+            .unwrap()
+            .contains("\r\n")
+    );
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    let r = s.chg("em@example.com", &["approve", &id]).ok();
+    assert!(!r.stderr.contains("uncommitted"), "{}", r.stderr);
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    // The repository holds LF, as git add would have stored it.
+    let blob = s.git(&["show", &format!("HEAD:{}", rel(&s, &id))]);
+    assert!(!blob.contains('\r'), "{blob:?}");
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+    s.fsck();
+}
+
+#[test]
+fn a_shallow_clone_is_audited_from_where_its_history_begins() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.new_change(&[]);
+    let clone = s.dir.path().join("shallow");
+    let url = format!("file://{}", s.root().display());
+    s.git(&["clone", "-q", "--depth", "2", &url, clone.to_str().unwrap()]);
+    let r = s.chg_in(&clone, "alice@example.com", &["audit"]).ok();
+    assert!(r.stdout.contains("note: shallow-boundary"), "{}", r.stdout);
+    assert!(!r.stdout.contains("multiple-files"), "{}", r.stdout);
+    let r = s.chg_in(&clone, "alice@example.com", &["log", &id]).ok();
+    assert!(r.stderr.contains("shallow clone"), "{}", r.stderr);
+    assert!(!r.stdout.contains("manual"), "{}", r.stdout);
+    // Deepened, the whole history is audited.
+    let mut git = s.cmd(Path::new("git"), "alice@example.com");
+    let o = git
+        .current_dir(&clone)
+        .args(["fetch", "-q", "--unshallow"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let r = s.chg_in(&clone, "alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("shallow-boundary"), "{}", r.stdout);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+}
