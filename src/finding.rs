@@ -83,8 +83,14 @@ impl fmt::Display for Finding {
     /// `file:line:column: rule: message`, the text format of SPEC section 8.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pos {
-            Some(p) => write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?,
-            None => write!(f, "{}: ", self.file)?,
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: ",
+                crate::text::one_line(&self.file),
+                p.line,
+                p.column
+            )?,
+            None => write!(f, "{}: ", crate::text::one_line(&self.file))?,
         }
         // The rule stays in the fourth field, so `file:line:column: rule: message` parses
         // the same for warnings.
@@ -92,7 +98,8 @@ impl fmt::Display for Finding {
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }
-        f.write_str(&self.message)
+        // One finding, one line, whatever the file's keys and values hold.
+        f.write_str(&crate::text::one_line(&self.message))
     }
 }
 

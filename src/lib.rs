@@ -16,6 +16,7 @@
 //! - [`conflicts`] and [`calendar`]: scheduling conflicts, free slots, windows and freezes.
 //! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
+//! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod rules;
 pub mod schema;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod trailers;
 pub mod validate;
 pub mod workflow;

@@ -364,14 +364,7 @@ pub fn build(
     }
 }
 
-/// One CSV field, quoted when it must be (RFC 4180).
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
+pub use crate::text::csv_field;
 
 /// Approval-time buckets of the distribution chart: (label, upper bound in hours).
 pub const APPROVAL_BUCKETS: &[(&str, f64)] = &[

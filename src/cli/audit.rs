@@ -139,10 +139,14 @@ fn text_line(f: &AuditFinding) -> String {
         f.change.as_deref().unwrap_or("-"),
         short(&f.commit),
         format_timestamp(f.when),
-        if f.author.is_empty() { "-" } else { &f.author },
+        if f.author.is_empty() {
+            "-".into()
+        } else {
+            chg::text::one_line(&f.author)
+        },
         if f.level == Level::Note { "note: " } else { "" },
         f.rule,
-        f.message
+        chg::text::one_line(&f.message)
     )
 }
 

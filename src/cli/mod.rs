@@ -130,7 +130,7 @@ fn run(cli: Cli) -> CmdResult {
     let result = dispatch(cli.command, &find, &open);
     if let Some(store) = cell.get() {
         for notice in store.take_notices() {
-            eprintln!("{notice}");
+            eprintln!("{}", chg::text::one_line(&notice));
         }
     }
     result
@@ -240,24 +240,23 @@ fn hint(e: &Error) -> Option<String> {
 /// Prints an error: one clear sentence first (with what to do about it), then details
 /// (findings) one per line.
 fn report(e: &Error) {
-    let mut err = std::io::stderr().lock();
-    match hint(e) {
-        Some(h) => {
-            let _ = writeln!(err, "chg: error: {e}; {h}");
-        }
-        None => {
-            let _ = writeln!(err, "chg: error: {e}");
-        }
-    }
+    let mut text = match hint(e) {
+        Some(h) => format!("chg: error: {}; {h}\n", chg::text::one_line(&e.to_string())),
+        None => format!("chg: error: {}\n", chg::text::one_line(&e.to_string())),
+    };
     if let Error::Invalid { findings, .. } | Error::Findings(findings) = e {
         for f in findings {
-            let _ = writeln!(err, "  {f}");
+            text.push_str(&format!("  {f}\n"));
         }
     }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(chg::text::terminal_safe(&text).as_bytes());
 }
 
 /// Writes to stdout; a closed pipe (`chg list | head`) is not an error.
 fn out(text: &str) -> Result<(), Error> {
+    let text = chg::text::terminal_safe(text);
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

@@ -305,7 +305,7 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
                 return Ok(ExitCode::from(1));
             }
         } else {
-            eprintln!("{shown}");
+            eprintln!("{}", chg::text::one_line(&shown));
         }
         (slot.start, slot.end)
     } else {
@@ -327,7 +327,11 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
     let warnings = std::mem::take(&mut o.warnings);
     let code = done(o)?;
     for c in &warnings {
-        eprintln!("chg: warning: {}: {}", c.kind, c.message);
+        eprintln!(
+            "chg: warning: {}: {}",
+            c.kind,
+            chg::text::one_line(&c.message)
+        );
     }
     Ok(code)
 }

@@ -370,3 +370,87 @@ fn a_shallow_clone_is_audited_from_where_its_history_begins() {
     assert!(!r.stdout.contains("shallow-boundary"), "{}", r.stdout);
     assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
 }
+
+/// No raw escape sequence, carriage return or bidi override, and no line a CI runner would
+/// read as a workflow command.
+fn assert_harmless(what: &str, text: &str) {
+    for bad in ['\x1b', '\r', '\u{202e}', '\u{9b}'] {
+        assert!(!text.contains(bad), "{what}: raw {bad:?} in {text:?}");
+    }
+    for line in text.lines() {
+        assert!(!line.trim_start().starts_with("::"), "{what}: {line:?}");
+    }
+}
+
+#[test]
+fn control_characters_and_ci_commands_in_files_reach_no_terminal_raw() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.rewrite(&id, |t| {
+        t.replace(
+            "title: Rotate TLS certificates",
+            "title: \"Rotate\\e[2J\\r\\u202E\\n::error::pwned\"\n\"bad\\ekey\": 1",
+        )
+    });
+    s.git(&["commit", "-qam", "::warning::hand edit\x1b[31m"]);
+    for args in [
+        vec!["show", id.as_str()],
+        vec!["list"],
+        vec!["list", "--format", "csv"],
+        vec!["log", id.as_str()],
+        vec!["validate"],
+        vec!["audit"],
+        vec!["approve", id.as_str()],
+    ] {
+        let r = s.chg("em@example.com", &args);
+        assert_harmless(&format!("{args:?} stdout"), &r.stdout);
+        assert_harmless(&format!("{args:?} stderr"), &r.stderr);
+    }
+    // validate keeps one finding per line.
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout
+            .lines()
+            .all(|l| l.starts_with("changes/") || l.starts_with("policy/")),
+        "{}",
+        r.stdout
+    );
+    // Readable again, the title itself is shown escaped.
+    s.rewrite(&id, |t| t.replace("\"bad\\ekey\": 1\n", ""));
+    let r = s.chg("alice@example.com", &["show", &id]).ok();
+    assert!(r.stdout.contains("Rotate\\x1b[2J"), "{}", r.stdout);
+    assert_harmless("show", &r.stdout);
+}
+
+#[test]
+fn csv_cells_are_never_spreadsheet_formulas() {
+    let s = Store::new();
+    let args = [
+        super::COMPLETE,
+        &["--title", "=HYPERLINK(\"http://evil\",\"x\")"],
+    ]
+    .concat();
+    s.chg("alice@example.com", &args).ok();
+    let r = s
+        .chg("alice@example.com", &["list", "--format", "csv"])
+        .ok();
+    assert!(r.stdout.contains("'=HYPERLINK"), "{}", r.stdout);
+    assert!(!r.stdout.contains(",=HYPERLINK"), "{}", r.stdout);
+    let out = s.dir.path().join("pack");
+    s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2025-01-01",
+            "--until",
+            "2026-01-01",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let population = std::fs::read_to_string(out.join("population.csv")).unwrap();
+    assert!(population.contains("'=HYPERLINK"), "{population}");
+}

@@ -1,0 +1,121 @@
+//! Text that leaves chg for a terminal, a CI log or a spreadsheet, made harmless there.
+//!
+//! Change files, file names, git identities and commit messages are other people's input.
+//! Printed raw, an escape sequence rewrites the terminal, a `\r` hides what came before it,
+//! a bidirectional override reorders what a reviewer reads, a line that starts with `::`
+//! is a workflow command to GitHub Actions, and a CSV cell that starts with `=` is a formula
+//! to a spreadsheet. Every text output goes through these functions.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal as it is: C0 controls other than newline and tab,
+/// DEL, C1 controls, and the Unicode bidirectional embeddings, overrides and isolates.
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+fn escape(out: &mut String, c: char) {
+    if (c as u32) < 0x100 {
+        let _ = write!(out, "\\x{:02x}", c as u32);
+    } else {
+        let _ = write!(out, "\\u{{{:x}}}", c as u32);
+    }
+}
+
+/// `text` safe for a terminal and a CI log: unsafe characters shown escaped (`\x1b`), and
+/// a line that would start with `::` (after blanks) begun with `\x3a:` instead, so CI
+/// runners do not read it as a workflow command. Newlines and tabs are kept.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    let command_line = |l: &str| l.trim_start().starts_with("::");
+    if !text.chars().any(unsafe_char) && !text.split('\n').any(command_line) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut rest = line;
+        if command_line(line) {
+            let blanks = line.len() - line.trim_start().len();
+            out.push_str(&line[..blanks]);
+            out.push_str("\\x3a");
+            rest = &line[blanks + 1..];
+        }
+        for c in rest.chars() {
+            if unsafe_char(c) {
+                escape(&mut out, c);
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` on one line, for line-oriented records (`file:line:column: rule: message`): a
+/// newline or tab shown as `\n` or `\t`, and [`terminal_safe`].
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\n', '\t']) {
+        return terminal_safe(text);
+    }
+    let flat = text.replace('\n', "\\n").replace('\t', "\\t");
+    Cow::Owned(terminal_safe(&flat).into_owned())
+}
+
+/// One CSV field (RFC 4180), quoted when it must be; a value a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed with
+/// `'`, as OWASP advises, so it is shown as text.
+pub fn csv_field(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let s: Cow<'_, str> = if formula {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_bidi_controls_are_shown_not_obeyed() {
+        assert_eq!(terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(terminal_safe("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(terminal_safe("ok\rforged"), "ok\\x0dforged");
+        assert_eq!(terminal_safe("x\u{202e}y\u{9b}"), "x\\u{202e}y\\x9b");
+    }
+
+    #[test]
+    fn ci_workflow_commands_are_defused_on_every_line() {
+        assert_eq!(
+            terminal_safe("title\n  ::set-env name=X::1\n::error::x"),
+            "title\n  \\x3a:set-env name=X::1\n\\x3a:error::x"
+        );
+        assert_eq!(terminal_safe("a :: b"), "a :: b");
+    }
+
+    #[test]
+    fn one_line_keeps_records_on_one_line() {
+        assert_eq!(one_line("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(one_line("x\n::error::y"), "x\\n::error::y");
+    }
+
+    #[test]
+    fn csv_formulas_are_text_and_quoting_is_rfc4180() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1+2"), "'-1+2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("2025-03-01T00:00:00Z"), "2025-03-01T00:00:00Z");
+    }
+}
