@@ -243,9 +243,12 @@ pub fn build(
             submitted += 1;
             emergencies += usize::from(c.model() == ChangeModel::Emergency);
         }
+        // Times out of order (a clock set back, a hand edit) are validate's `time-order`
+        // findings; a negative duration is no figure.
         if c.model() == ChangeModel::Normal
             && let (Some(p), Some(req), Some(done)) =
                 (c.priority, c.request_date, approved_at(c, policy))
+            && done >= req
         {
             approval
                 .entry(p)
@@ -255,7 +258,9 @@ pub fn build(
         if let Some(imp) = &c.implementation
             && c.status() == Status::Closed
         {
-            if let (Some(s), Some(e)) = (imp.started_at, imp.completed_at) {
+            if let (Some(s), Some(e)) = (imp.started_at, imp.completed_at)
+                && e >= s
+            {
                 implementation.push(hours(e.duration_since(s)));
             }
             if let Some(o) = imp.outcome {

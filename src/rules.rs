@@ -478,6 +478,102 @@ pub fn gate(
 }
 
 // ---------------------------------------------------------------------------------------
+// Time order
+
+/// Rule id: a time recorded on a change earlier than one it follows.
+pub const TIME_ORDER: &str = "time-order";
+
+/// The times recorded on `change`, each with its field path, in the order the life cycle
+/// records them: request, approvals, implementation start and end, review, cancellation.
+fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
+    let mut out = Vec::new();
+    if let Some(t) = change.request_date {
+        out.push(("request_date".to_owned(), t));
+    }
+    for (i, a) in change.approvals.iter().enumerate() {
+        out.push((format!("approvals[{i}].at"), a.at));
+    }
+    if let Some(imp) = &change.implementation {
+        if let Some(t) = imp.started_at {
+            out.push(("implementation.started_at".to_owned(), t));
+        }
+        if let Some(t) = imp.completed_at {
+            out.push(("implementation.completed_at".to_owned(), t));
+        }
+    }
+    if let Some(r) = &change.review {
+        out.push(("review.at".to_owned(), r.at));
+    }
+    if let Some(c) = &change.cancellation {
+        out.push(("cancellation.at".to_owned(), c.at));
+    }
+    out
+}
+
+/// Why a step at `now` may not be recorded on `change`: it would be earlier than a time
+/// already recorded (a clock set back, or `CHG_NOW` in the past), and reports would then
+/// show negative durations.
+pub fn time_refusal(change: &ChangeRequest, now: Timestamp) -> Option<Refusal> {
+    let (field, latest) = recorded_times(change).into_iter().max_by_key(|(_, t)| *t)?;
+    (now < latest).then(|| {
+        Refusal::new(
+            TIME_ORDER,
+            format!(
+                "{} records {field} {}, later than now ({}); a step cannot be recorded before it, check the clock",
+                id_of(change),
+                crate::model::format_timestamp(latest),
+                crate::model::format_timestamp(now)
+            ),
+        )
+    })
+}
+
+/// Times out of order in the file: an approval, an implementation or a cancellation before
+/// the request, a completion before the start, a review before the completion.
+pub fn time_problems(change: &ChangeRequest) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut check = |path: String, t: Timestamp, before: Option<(&str, Timestamp)>| {
+        if let Some((what, b)) = before
+            && t < b
+        {
+            out.push(problem(
+                path,
+                TIME_ORDER,
+                format!(
+                    "{} is before the {what} ({}); times on a change never go back",
+                    crate::model::format_timestamp(t),
+                    crate::model::format_timestamp(b)
+                ),
+            ));
+        }
+    };
+    let request = change.request_date.map(|t| ("request", t));
+    for (i, a) in change.approvals.iter().enumerate() {
+        check(format!("approvals[{i}].at"), a.at, request);
+    }
+    let imp = change.implementation.as_ref();
+    let started = imp.and_then(|i| i.started_at);
+    let completed = imp.and_then(|i| i.completed_at);
+    if let Some(t) = started {
+        check("implementation.started_at".into(), t, request);
+    }
+    if let Some(t) = completed {
+        let before = started.map(|s| ("implementation start", s)).or(request);
+        check("implementation.completed_at".into(), t, before);
+    }
+    if let Some(r) = &change.review {
+        let before = completed
+            .map(|c| ("implementation's completion", c))
+            .or(request);
+        check("review.at".into(), r.at, before);
+    }
+    if let Some(c) = &change.cancellation {
+        check("cancellation.at".into(), c.at, request);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
 // Closing and reviews
 
 /// Rule id: a close without the post-implementation review the policy requires.

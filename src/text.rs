@@ -9,12 +9,45 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether `c` must not reach a terminal as it is: C0 controls other than newline and tab,
-/// DEL, C1 controls, and the Unicode bidirectional embeddings, overrides and isolates.
-fn unsafe_char(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
+/// Whether `c` must not reach a terminal as it is: C0 controls other than newline and tab
+/// (and a carriage return ending a line, as in CRLF formats), DEL, C1 controls, and the
+/// Unicode bidirectional embeddings, overrides and isolates.
+fn unsafe_char(c: char, next: Option<char>) -> bool {
+    (c.is_control() && c != '\n' && c != '\t' && !(c == '\r' && next == Some('\n')))
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+fn any_unsafe(text: &str) -> bool {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if unsafe_char(c, chars.peek().copied()) {
+            return true;
+        }
+    }
+    false
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if unsafe_char(c, chars.peek().copied()) {
+            escape(out, c);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// `text` with only its unsafe characters escaped: for output that is itself made of CI
+/// workflow commands (`chg validate --format github`) and escapes its data by their rules.
+pub fn controls_escaped(text: &str) -> Cow<'_, str> {
+    if !any_unsafe(text) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    push_escaped(&mut out, text);
+    Cow::Owned(out)
 }
 
 fn escape(out: &mut String, c: char) {
@@ -30,7 +63,7 @@ fn escape(out: &mut String, c: char) {
 /// runners do not read it as a workflow command. Newlines and tabs are kept.
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
     let command_line = |l: &str| l.trim_start().starts_with("::");
-    if !text.chars().any(unsafe_char) && !text.split('\n').any(command_line) {
+    if !any_unsafe(text) && !text.split('\n').any(command_line) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -45,13 +78,7 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
             out.push_str("\\x3a");
             rest = &line[blanks + 1..];
         }
-        for c in rest.chars() {
-            if unsafe_char(c) {
-                escape(&mut out, c);
-            } else {
-                out.push(c);
-            }
-        }
+        push_escaped(&mut out, rest);
     }
     Cow::Owned(out)
 }
@@ -93,6 +120,7 @@ mod tests {
         assert_eq!(terminal_safe("a\x1b[2Jb"), "a\\x1b[2Jb");
         assert_eq!(terminal_safe("ok\rforged"), "ok\\x0dforged");
         assert_eq!(terminal_safe("x\u{202e}y\u{9b}"), "x\\u{202e}y\\x9b");
+        assert_eq!(terminal_safe("BEGIN:VCALENDAR\r\n"), "BEGIN:VCALENDAR\r\n");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn change_problems(
     out.extend(approval_problems(change, policy));
     out.extend(status_problems(change, policy));
     out.extend(emergency_problems(change, policy, now));
+    out.extend(rules::time_problems(change));
     out
 }
 

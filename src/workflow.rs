@@ -143,6 +143,18 @@ pub fn apply(
         id: id_of(change),
         status: change.status(),
     };
+    // A step that records the present must not record it before what the change holds.
+    let records_time = matches!(
+        step,
+        Step::Approve { .. }
+            | Step::Reject { .. }
+            | Step::Implement
+            | Step::Close { .. }
+            | Step::Cancel { .. }
+    );
+    if records_time && let Some(r) = crate::rules::time_refusal(change, now) {
+        return Err(Error::Refused(r));
+    }
     match step {
         Step::Submit => a.submit(),
         Step::Approve {

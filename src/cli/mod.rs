@@ -256,7 +256,11 @@ fn report(e: &Error) {
 
 /// Writes to stdout; a closed pipe (`chg list | head`) is not an error.
 fn out(text: &str) -> Result<(), Error> {
-    let text = chg::text::terminal_safe(text);
+    out_unfiltered(&chg::text::terminal_safe(text))
+}
+
+/// [`out`] without the terminal filter, for text already made safe.
+fn out_unfiltered(text: &str) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

@@ -184,7 +184,8 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                     gh_escape_data(&message)
                 ));
             }
-            out(&s)?;
+            // Workflow commands on purpose: their data is escaped above by GitHub's rules.
+            super::out_unfiltered(&chg::text::controls_escaped(&s))?;
         }
     }
     Ok(if errors > 0 {

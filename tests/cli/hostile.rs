@@ -454,3 +454,27 @@ fn csv_cells_are_never_spreadsheet_formulas() {
     let population = std::fs::read_to_string(out.join("population.csv")).unwrap();
     assert!(population.contains("'=HYPERLINK"), "{population}");
 }
+
+#[test]
+fn times_never_go_back_on_a_change() {
+    let mut s = Store::new();
+    let id = s.new_change(&[]);
+    // A clock set back a day.
+    s.at("2025-03-09T10:00:00Z");
+    let before = s.snapshot();
+    let r = s.chg("em@example.com", &["approve", &id]).code(1);
+    assert!(r.stderr.contains("later than now"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    // Written by hand: approved before it was requested.
+    s.rewrite(&id, |t| {
+        t.replace(
+            "status: pending_approval\n",
+            "status: pending_approval\napprovals:\n- by: em@example.com\n  role: engineering-manager\n  decision: approved\n  at: 2025-03-01T00:00:00Z\n",
+        )
+    });
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("time-order"), "{}", r.stdout);
+    assert!(r.stdout.contains(":20:7: time-order"), "{}", r.stdout);
+    let r = s.chg("alice@example.com", &["report", "--format", "json"]);
+    assert!(!r.stdout.contains(": -"), "{}", r.stdout);
+}
