@@ -21,6 +21,31 @@ use crate::yaml::{self, Limits, Node, Pos, Value};
 /// or an accident, and reading it whole would cost memory proportional to the attack.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
+/// Reads a file chg is given or finds (a change file, the policy, `--file` input) as it
+/// must be read: a regular file (a FIFO would block forever, a device never end) of at most
+/// [`MAX_FILE_BYTES`]. Every such read goes through here.
+pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let not_regular = || Error::new(ErrorKind::InvalidInput, "not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path)?;
+    // The path may have been swapped since the first look; judge what was opened.
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than chg's limit of {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Keys allowed in each nested mapping.
 pub const SCHEDULE_KEYS: &[&str] = &["start", "end", "maintenance_window"];
 /// Keys of one approval.

@@ -405,7 +405,7 @@ pub fn validate_files(
                     )],
                 );
             }
-            let bytes = match std::fs::read(path) {
+            let bytes = match decode::read_bounded(path) {
                 Ok(b) => b,
                 Err(e) => {
                     return (

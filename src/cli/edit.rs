@@ -69,8 +69,11 @@ pub fn run(store: &Store, a: EditArgs) -> CmdResult {
     loop {
         std::fs::write(&path, &draft).map_err(|e| Error::io("cannot write the file to edit", e))?;
         open_editor(&path)?;
-        let edited = std::fs::read_to_string(&path)
+        let edited = chg::decode::read_bounded(&path)
             .map_err(|e| Error::io("cannot read the edited file", e))?;
+        let edited = String::from_utf8(edited).map_err(|_| {
+            Error::Usage("the edited file is not UTF-8 text; nothing was changed".into())
+        })?;
         let edited = strip_marks(&edited);
         if edited.trim().is_empty() {
             eprintln!("chg: the file is empty; edit aborted, nothing was changed");

@@ -81,7 +81,7 @@ pub struct NewArgs {
 }
 
 fn from_file(path: &PathBuf) -> Result<ChangeRequest, Error> {
-    let bytes = std::fs::read(path)
+    let bytes = chg::decode::read_bounded(path)
         .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     let file = path.display().to_string();
     let d = chg::decode::decode_bytes(&file, &bytes);

@@ -70,7 +70,7 @@ fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
 
 pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     let root = store.root();
-    let policy_text = std::fs::read(root.join(POLICY_PATH))
+    let policy_text = chg::decode::read_bounded(&root.join(POLICY_PATH))
         .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
     let policy_text = String::from_utf8_lossy(&policy_text);
     let (policy, mut findings): (Option<Policy>, Vec<Finding>) =

@@ -264,7 +264,7 @@ impl Store {
     pub fn policy(&self) -> Result<Policy> {
         let bytes = match self.committed_policy()? {
             Some(b) => b,
-            None => std::fs::read(self.root.join(POLICY_PATH))
+            None => decode::read_bounded(&self.root.join(POLICY_PATH))
                 .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?,
         };
         let text = String::from_utf8(bytes).map_err(|_| {
@@ -305,7 +305,7 @@ impl Store {
         let Some(committed) = self.committed_policy()? else {
             return Ok(false);
         };
-        let Ok(work) = std::fs::read(self.root.join(POLICY_PATH)) else {
+        let Ok(work) = decode::read_bounded(&self.root.join(POLICY_PATH)) else {
             return Ok(true);
         };
         let blob = Oid::hash_object(ObjectType::Blob, &committed)?;
@@ -339,11 +339,29 @@ impl Store {
             .ok_or_else(|| Error::UnknownId(id.to_string()))
     }
 
+    /// The bytes of the change file `rel`: a regular file (not a link, which could point
+    /// outside the repository) within the size limit.
+    fn read_change(&self, rel: &Path) -> Result<Vec<u8>> {
+        let abs = self.root.join(rel);
+        if abs
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(Error::Malformed(Finding::error(
+                rel.display().to_string(),
+                None,
+                "symlink",
+                "change files must be regular files, not symbolic links",
+            )));
+        }
+        decode::read_bounded(&abs)
+            .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))
+    }
+
     /// Reads a change; a file that cannot be decoded is an error with its first finding.
     pub fn load(&self, id: &ChangeId) -> Result<Loaded> {
         let rel = self.find(id)?;
-        let bytes = std::fs::read(self.root.join(&rel))
-            .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))?;
+        let bytes = self.read_change(&rel)?;
         let file = rel.display().to_string();
         let decoded = decode::decode_bytes(&file, &bytes);
         if let Some(f) = decoded.findings.iter().find(|f| f.is_error()) {
@@ -423,6 +441,20 @@ impl Store {
         message: &str,
         head: Option<Oid>,
     ) -> Result<Oid> {
+        // chg reads no file past its limit, so it must write none: such a change could
+        // never be read, edited or closed again.
+        for f in files {
+            if let Some(c) = &f.content
+                && c.len() as u64 > decode::MAX_FILE_BYTES
+            {
+                return Err(Error::Usage(format!(
+                    "{} would be {} bytes, over chg's limit of {} bytes for a change file; nothing was changed (keep long texts such as logs elsewhere and link to them)",
+                    f.path,
+                    c.len(),
+                    decode::MAX_FILE_BYTES
+                )));
+            }
+        }
         let author = signature(&ctx.actor, ctx.now)?;
         let committer = signature(&ctx.committer, ctx.committed_at)?;
         commit::commit_files(&self.repo, files, message, &author, &committer, head)
@@ -624,8 +656,7 @@ impl Store {
                 }
             },
         };
-        let bytes = std::fs::read(self.root.join(&rel))
-            .map_err(|e| Error::io(format!("cannot read {}", rel.display()), e))?;
+        let bytes = self.read_change(&rel)?;
         let decoded = decode::decode_bytes(&rel.display().to_string(), &bytes);
         if let Some(f) = decoded.findings.iter().find(|f| f.is_error()) {
             return Err(Error::Malformed(f.clone()));

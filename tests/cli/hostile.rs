@@ -478,3 +478,52 @@ fn times_never_go_back_on_a_change() {
     let r = s.chg("alice@example.com", &["report", "--format", "json"]);
     assert!(!r.stdout.contains(": -"), "{}", r.stdout);
 }
+
+#[test]
+fn no_file_is_written_past_the_limit_chg_reads() {
+    let s = Store::new();
+    let input = s.dir.path().join("big.yaml");
+    let head = "title: Big\ndescription: ";
+    let tail = "\nbusiness_justification: j\nchange_type: feature\npriority: low\nrisk_level: low\naffected_systems: [api]\nimplementation_plan: p\nrollback_plan: r\n";
+    let fill = 1024 * 1024 - head.len() - tail.len() - 10;
+    std::fs::write(&input, format!("{head}{}{tail}", "x".repeat(fill))).unwrap();
+    let before = s.snapshot();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["new", "--from", input.to_str().unwrap()],
+        )
+        .code(2);
+    assert!(r.stderr.contains("over chg's limit"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    s.fsck();
+}
+
+#[test]
+#[cfg(unix)]
+fn special_files_are_refused_not_read_forever() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["new", "--from", "/dev/zero"])
+        .code(2);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    // A FIFO in the place of a change file.
+    let file = s.file(&id);
+    std::fs::remove_file(&file).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let r = s.chg("em@example.com", &["approve", &id]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("not a regular file"), "{}", r.stdout);
+    std::fs::remove_file(&file).unwrap();
+    s.git(&["checkout", "--", "."]);
+    s.fsck();
+}
