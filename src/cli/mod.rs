@@ -8,6 +8,7 @@ mod edit;
 mod misc;
 mod new;
 mod plan;
+mod prompt;
 mod report;
 mod show;
 mod sync;

@@ -163,9 +163,7 @@ fn merge(a: &NewArgs) -> Result<ChangeRequest, Error> {
 
 /// Asks for each missing required field. Only called at a terminal.
 fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
-    use dialoguer::{Input, Select};
-    let theme = dialoguer::theme::SimpleTheme;
-    let failed = |e: dialoguer::Error| Error::Usage(format!("prompt aborted: {e}"));
+    use super::prompt;
     for field in &policy.required_fields {
         if c.has_field(field) || field == "requester" {
             continue;
@@ -180,33 +178,11 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
         };
         let label = field.replace('_', " ");
         let value = match choices {
-            Some(items) => {
-                let i = Select::with_theme(&theme)
-                    .with_prompt(&label)
-                    .items(&items)
-                    .default(0)
-                    .interact()
-                    .map_err(failed)?;
-                items[i].clone()
+            Some(items) => prompt::choose(&label, &items)?,
+            None if field == "affected_systems" => {
+                prompt::text(&format!("{label} (comma-separated)"))?
             }
-            None => {
-                let hint = if field == "affected_systems" {
-                    " (comma-separated)"
-                } else {
-                    ""
-                };
-                Input::<String>::with_theme(&theme)
-                    .with_prompt(format!("{label}{hint}"))
-                    .validate_with(|s: &String| {
-                        if s.trim().is_empty() {
-                            Err("required")
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .interact_text()
-                    .map_err(failed)?
-            }
+            None => prompt::text(&label)?,
         };
         c.set_field(field, &value).map_err(Error::Usage)?;
     }
@@ -216,10 +192,7 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
         .as_deref()
         .is_some_and(|t| policy.testing_required_for(t));
     if testing && !c.has_field("test_plan") {
-        let plan: String = Input::with_theme(&theme)
-            .with_prompt("test plan (required for this change type)")
-            .interact_text()
-            .map_err(failed)?;
+        let plan = prompt::text("test plan (required for this change type)")?;
         c.test_plan = Some(plan);
         c.testing_required = Some(true);
     }

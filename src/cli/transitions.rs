@@ -295,11 +295,10 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
                 })?;
         let shown = format!("next free slot for {id}: {slot}");
         if interactive() && !a.yes {
-            let ok = dialoguer::Confirm::new()
-                .with_prompt(format!("{shown}; schedule it?"))
-                .default(true)
-                .interact()
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let ok = super::prompt::confirm(
+                &format!("{}; schedule it?", chg::text::one_line(&shown)),
+                true,
+            )?;
             if !ok {
                 eprintln!("chg: nothing scheduled");
                 return Ok(ExitCode::from(1));

@@ -527,3 +527,86 @@ fn special_files_are_refused_not_read_forever() {
     s.git(&["checkout", "--", "."]);
     s.fsck();
 }
+
+impl Store {
+    /// `chg edit ID` with `script` (a shell script given the file) as the editor.
+    fn edit_with(&self, id: &str, script: &str) -> super::Run {
+        let path = self.dir.path().join(format!("editor-{}.sh", script.len()));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+        let mut cmd = self.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+        run_output(
+            cmd.env("EDITOR", format!("sh {}", path.display()))
+                .args(["edit", id])
+                .output()
+                .unwrap(),
+        )
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn ctrl_c_while_the_editor_runs_does_not_lose_the_saved_edit() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // The editor saves, then the user presses Ctrl-C: SIGINT reaches chg too.
+    let r = s.edit_with(
+        &id,
+        r#"sed -i 's/Rotate TLS certificates/Rotate TLS certs/' "$1"
+p=$PPID
+while [ "$(cat /proc/$p/comm)" != chg ]; do p=$(cut -d' ' -f4 /proc/$p/stat); done
+kill -INT $p
+sleep 0.2
+"#,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(s.read(&id).contains("title: Rotate TLS certs\n"));
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn an_edit_that_cannot_be_committed_is_kept_and_resumed() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    let r = s.edit_with(
+        &id,
+        r#"sed -i 's/^priority: medium/priority: urgent/; s/Rotate TLS certificates/Kept title/' "$1""#,
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("kept in"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    // The next edit starts from the kept text, not from the committed file.
+    let r = s.edit_with(
+        &id,
+        r#"grep -q 'Kept title' "$1" && sed -i 's/^priority: urgent/priority: high/' "$1""#,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = s.read(&id);
+    assert!(
+        text.contains("title: Kept title") && text.contains("priority: high"),
+        "{text}"
+    );
+    assert!(!s.root().join(format!(".git/chg/edit/{id}.yaml")).exists());
+    s.fsck();
+}
+
+#[test]
+fn prompts_end_with_ctrl_d_and_ctrl_c_and_write_nothing() {
+    let s = Store::new();
+    let before = s.snapshot();
+    for key in ['\x04', '\x03'] {
+        let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+        cmd.env("TERM", "dumb").args(["new", "--title", "Prompted"]);
+        let mut p = rexpect::session::spawn_command(cmd, Some(10_000)).unwrap();
+        p.exp_string("description").unwrap();
+        p.send(&key.to_string()).unwrap();
+        p.flush().unwrap();
+        p.exp_eof().unwrap();
+        let status = format!("{:?}", p.process_mut().wait().unwrap());
+        assert!(
+            status.contains("Signaled") || (status.contains("Exited") && !status.contains(", 0)")),
+            "{key:?}: {status}"
+        );
+        super::assert_unchanged(&s, &before);
+    }
+}
