@@ -80,7 +80,7 @@ pub struct NewArgs {
     no_input: bool,
 }
 
-fn from_file(path: &PathBuf) -> Result<ChangeRequest, Error> {
+fn from_file(path: &std::path::Path) -> Result<ChangeRequest, Error> {
     let bytes = chg::decode::read_bounded(path)
         .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     let file = path.display().to_string();
