@@ -102,6 +102,9 @@ pub fn whole_seconds(t: Timestamp) -> Timestamp {
 /// `@<unix seconds> [+zone]`, RFC 3339 / ISO 8601, and RFC 2822.
 pub fn parse_git_date(text: &str) -> Option<Timestamp> {
     let t = text.trim();
+    if !offset_is_real(t) {
+        return None;
+    }
     if let Some(rest) = t.strip_prefix('@') {
         let secs: i64 = rest.split_whitespace().next()?.parse().ok()?;
         return Timestamp::from_second(secs).ok();
@@ -120,6 +123,43 @@ pub fn parse_git_date(text: &str) -> Option<Timestamp> {
     None
 }
 
+/// Whether a trailing UTC offset (`+01:00`, `-0530`) is one a clock can have: at most 14
+/// hours. Parsers accept up to 25 hours, and git's fsck rejects such a commit.
+pub(crate) fn offset_is_real(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let tail = |n: usize| b.len() >= n && matches!(b[b.len() - n], b'+' | b'-');
+    let (hh, mm) = if tail(6) && b[b.len() - 3] == b':' {
+        (&b[b.len() - 5..b.len() - 3], &b[b.len() - 2..])
+    } else if tail(5) && digits(&b[b.len() - 4..]) {
+        (&b[b.len() - 4..b.len() - 2], &b[b.len() - 2..])
+    } else {
+        return true;
+    };
+    if !digits(hh) || !digits(mm) {
+        return true;
+    }
+    let minutes = |d: &[u8]| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0');
+    minutes(hh) * 60 + minutes(mm) <= 14 * 60 && minutes(mm) < 60
+}
+
+/// The first second chg records: the Unix epoch.
+const FIRST_SECOND: i64 = 0;
+/// One past the last second chg records, 2106-02-07T06:28:16Z: commit times beyond 32
+/// unsigned bits are not read alike by every git (libgit2 wrapped them).
+const END_SECOND: i64 = 1 << 32;
+
+/// `t` if chg can record it: from 1970 up to 2106-02-07.
+pub fn check_time(t: Timestamp) -> Result<Timestamp, String> {
+    if (FIRST_SECOND..END_SECOND).contains(&t.as_second()) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{t} is outside the times chg records (1970-01-01 to 2106-02-07); check the clock or CHG_NOW"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +174,19 @@ mod tests {
             Identity::new(" Ann ", " ann@example.com ").unwrap().email,
             "ann@example.com"
         );
+    }
+
+    #[test]
+    fn impossible_offsets_and_times_are_refused() {
+        assert!(parse_git_date("2025-03-10T10:00:00+25:00").is_none());
+        assert!(parse_git_date("2025-03-10 10:00:00 +2500").is_none());
+        assert!(parse_git_date("2025-03-10T10:00:00+14:00").is_some());
+        assert!(parse_git_date("2025-03-10T10:00:00-05:30").is_some());
+        assert!(parse_git_date("2025-03-10T10:00:00Z").is_some());
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert!(check_time(t("2106-02-07T06:28:15Z")).is_ok());
+        assert!(check_time(t("2106-02-07T06:28:16Z")).is_err());
+        assert!(check_time(t("1969-12-31T23:59:59Z")).is_err());
     }
 
     #[test]

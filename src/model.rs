@@ -340,6 +340,12 @@ pub fn format_timestamp(t: Timestamp) -> String {
 
 /// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `+02:00`).
 pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
+    if !crate::context::offset_is_real(text.trim()) {
+        return Err(format!(
+            "`{}` has a UTC offset no clock has (at most 14 hours)",
+            text.escape_debug()
+        ));
+    }
     text.trim().parse::<Timestamp>().map_err(|_| {
         format!(
             "`{}` is not an RFC 3339 timestamp with a time zone (like 2025-01-27T10:30:00Z)",

@@ -124,7 +124,11 @@ impl Index {
     ) -> Result<(Index, Update)> {
         let (branch, head) = head_of(repo)?;
         let root = repo.path().join("chg").join("audit");
-        let dir = root.join(encode(&branch));
+        // One index per branch and store: two stores in one repository never share one.
+        let dir = match prefix.trim_end_matches('/') {
+            "" => root.join(encode(&branch)),
+            p => root.join(format!("{}@{}", encode(&branch), encode(p))),
+        };
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         // Concurrent updates would append the same lines twice; one at a time is simpler.

@@ -386,12 +386,30 @@ impl<'r> Auditor<'r> {
             out.findings
                 .extend(facts.policy_findings(&policy_path, valid));
         }
-        out.findings
-            .extend(facts.trailer_findings(&items, old_pol == new_pol));
+        if self.ours(&facts) {
+            out.findings
+                .extend(facts.trailer_findings(&items, old_pol == new_pol));
+        }
         for item in items {
             self.item(&facts, &policy, item, seq, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Whether the commit's chg trailers speak for this store. A repository may hold more
+    /// than one store (`teams/a/`, `teams/b/`): a commit that changes another store's files
+    /// and nothing under this one is that store's to judge. A commit that changes nothing
+    /// at all still is this store's (trailers claiming a step that did nothing).
+    fn ours(&self, facts: &Facts<'_>) -> bool {
+        let dir = self.prefix.trim_end_matches('/');
+        let Some(parent) = facts.parents.first() else {
+            return true;
+        };
+        if dir.is_empty() || parent.id() == facts.tree.id() {
+            return true;
+        }
+        let at = |t: &Tree<'_>| t.get_path(std::path::Path::new(dir)).ok().map(|e| e.id());
+        at(parent) != at(&facts.tree)
     }
 
     /// The change files a commit changed, paired into renames, less what a merge brought

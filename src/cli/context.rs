@@ -39,9 +39,10 @@ pub fn lock_timeout() -> Duration {
         .map_or(chg::context::DEFAULT_LOCK_TIMEOUT, Duration::from_secs)
 }
 
-/// The acting identity as git resolves it: `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`, else
-/// `user.name`/`user.email`, else `EMAIL` for the email.
-pub fn identity(repo: Option<&Repository>) -> Result<Identity, Error> {
+/// An identity as git resolves it for `role` (`AUTHOR` or `COMMITTER`):
+/// `GIT_<role>_NAME`/`_EMAIL`, else `user.name`/`user.email`, else `EMAIL` for the email,
+/// unless `user.useConfigOnly` forbids guessing (then git refuses, and so does chg).
+fn git_ident(repo: Option<&Repository>, role: &str) -> Result<Identity, Error> {
     let config = match repo {
         Some(r) => r.config().ok(),
         None => git2::Config::open_default().ok(),
@@ -52,30 +53,35 @@ pub fn identity(repo: Option<&Repository>) -> Result<Identity, Error> {
             .and_then(|c| c.get_string(key).ok())
             .filter(|v| !v.trim().is_empty())
     };
-    let name = env_nonempty("GIT_AUTHOR_NAME").or_else(|| get("user.name"));
-    let email = env_nonempty("GIT_AUTHOR_EMAIL")
+    let config_only = config
+        .as_ref()
+        .and_then(|c| c.get_bool("user.useConfigOnly").ok())
+        .unwrap_or(false);
+    let name = env_nonempty(&format!("GIT_{role}_NAME")).or_else(|| get("user.name"));
+    let email = env_nonempty(&format!("GIT_{role}_EMAIL"))
         .or_else(|| get("user.email"))
-        .or_else(|| env_nonempty("EMAIL"));
+        .or_else(|| (!config_only).then(|| env_nonempty("EMAIL")).flatten());
     match (name, email) {
         (Some(name), Some(email)) => Identity::new(name, email),
         _ => Err(Error::NoIdentity),
     }
 }
 
-/// Who acts in `repo`, now: the author from [`identity`], the committer from
-/// `GIT_COMMITTER_NAME`/`_EMAIL`/`_DATE` where set (as git does), the lock timeout.
+/// The acting identity (the commit author) as git resolves it.
+pub fn identity(repo: Option<&Repository>) -> Result<Identity, Error> {
+    git_ident(repo, "AUTHOR")
+}
+
+/// Who acts in `repo`, now: the author and the committer resolved as git resolves them
+/// (`GIT_AUTHOR_EMAIL=… chg approve` is committed by the configured user, as with git),
+/// the committer's time from `GIT_COMMITTER_DATE` where set, the lock timeout.
 pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
     let actor = identity(repo)?;
     let now = now()?;
-    let committer = match (
-        env_nonempty("GIT_COMMITTER_NAME"),
-        env_nonempty("GIT_COMMITTER_EMAIL"),
-    ) {
-        (None, None) => actor.clone(),
-        (name, email) => Identity::new(
-            name.unwrap_or_else(|| actor.name.clone()),
-            email.unwrap_or_else(|| actor.email.clone()),
-        )?,
+    let committer = match git_ident(repo, "COMMITTER") {
+        Ok(c) => c,
+        Err(Error::NoIdentity) => actor.clone(),
+        Err(e) => return Err(e),
     };
     let committed_at = env_nonempty("GIT_COMMITTER_DATE")
         .and_then(|v| chg::context::parse_git_date(&v))

@@ -191,6 +191,9 @@ impl Store {
     /// Creates a store in `path` (making it a git repository if it is not in one, unless
     /// the caller opened the repository: `repo`) and commits the default policy.
     pub fn init(ctx: &Context, path: &Path, repo: Option<Repository>) -> Result<(Store, Oid)> {
+        for t in [ctx.now, ctx.committed_at] {
+            crate::context::check_time(t).map_err(Error::Usage)?;
+        }
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         let path = path
@@ -697,6 +700,9 @@ impl Store {
 
     /// Takes the lock, then reads the policy and HEAD under it.
     fn begin(&self, ctx: &Context) -> Result<Session> {
+        for t in [ctx.now, ctx.committed_at] {
+            crate::context::check_time(t).map_err(Error::Usage)?;
+        }
         let lock = self.lock(ctx.lock_timeout)?;
         if self.policy_has_uncommitted_edits()? {
             self.notices.borrow_mut().push(format!(

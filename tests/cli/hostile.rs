@@ -610,3 +610,82 @@ fn prompts_end_with_ctrl_d_and_ctrl_c_and_write_nothing() {
         super::assert_unchanged(&s, &before);
     }
 }
+
+#[test]
+fn two_stores_in_one_repository_do_not_audit_each_others_commits() {
+    let s = Store::bare();
+    s.git(&["init", "-q", "-b", "main"]);
+    let (a, b) = (s.root().join("a"), s.root().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir(dir).unwrap();
+        s.chg_in(dir, "alice@example.com", &["init"]).ok();
+        let args = [super::COMPLETE, &[]].concat();
+        let id = s.chg_in(dir, "alice@example.com", &args).ok().stdout;
+        s.chg_in(dir, "em@example.com", &["approve", id.trim()])
+            .ok();
+    }
+    for dir in [&a, &b] {
+        let r = s.chg_in(dir, "alice@example.com", &["audit"]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        // Each keeps its own index: the second run verifies nothing again.
+        let r = s.chg_in(dir, "alice@example.com", &["audit"]).ok();
+        assert!(r.stderr.contains("(0 verified now)"), "{}", r.stderr);
+    }
+    s.fsck();
+}
+
+#[test]
+fn identities_resolve_as_git_resolves_them() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // user.useConfigOnly: git refuses to take $EMAIL, so chg does too.
+    s.git(&["config", "user.useConfigOnly", "true"]);
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    let r = run_output(
+        cmd.env_remove("GIT_AUTHOR_EMAIL")
+            .env_remove("GIT_COMMITTER_EMAIL")
+            .env("EMAIL", "em@example.com")
+            .args(["approve", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // The author acts; the committer is the configured user, as `git commit` has it.
+    s.git(&["config", "user.name", "Carol"]);
+    s.git(&["config", "user.email", "carol@example.com"]);
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "em@example.com");
+    let r = run_output(
+        cmd.env_remove("GIT_COMMITTER_NAME")
+            .env_remove("GIT_COMMITTER_EMAIL")
+            .args(["approve", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%ae %ce"]).trim(),
+        "em@example.com carol@example.com"
+    );
+    s.fsck();
+}
+
+#[test]
+fn commit_times_git_cannot_read_alike_are_refused() {
+    let mut s = Store::new();
+    let before = s.snapshot();
+    for now in [
+        "2107-01-01T00:00:00Z",
+        "1969-12-31T00:00:00Z",
+        "2025-03-10T10:00:00+25:00",
+    ] {
+        s.at(now);
+        let r = s.chg("alice@example.com", super::COMPLETE).code(2);
+        assert_eq!(r.stderr.lines().count(), 1, "{now}: {}", r.stderr);
+        super::assert_unchanged(&s, &before);
+    }
+    // Fractional seconds are recorded as whole seconds.
+    s.at("2025-03-10T10:00:00.75Z");
+    let id = s.new_change(&[]);
+    assert!(s.read(&id).contains("request_date: 2025-03-10T10:00:00Z"));
+    s.fsck();
+}
