@@ -47,8 +47,17 @@ impl Identity {
     }
 }
 
+/// Signs the commits chg writes, as git does with `commit.gpgsign`: given the commit
+/// object's text, returns the signature (armored) that goes into its `gpgsig` header. The
+/// library runs no program and holds no key; the caller supplies this (the CLI runs
+/// `ssh-keygen -Y sign` or gpg, as git's config says).
+pub trait CommitSigner: Send + Sync {
+    /// The signature of `payload`, or why there is none (the commit is then not written).
+    fn sign(&self, payload: &[u8]) -> Result<String, crate::error::Error>;
+}
+
 /// Who acts and when, for one state-changing call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// The acting person: the author of the commit and the name in the record.
     pub actor: Identity,
@@ -61,6 +70,21 @@ pub struct Context {
     pub committed_at: Timestamp,
     /// How long to wait for another chg process holding the store lock.
     pub lock_timeout: Duration,
+    /// Signs every commit written for this call, when set.
+    pub commit_signer: Option<std::sync::Arc<dyn CommitSigner>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("actor", &self.actor)
+            .field("now", &self.now)
+            .field("committer", &self.committer)
+            .field("committed_at", &self.committed_at)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("signs_commits", &self.commit_signer.is_some())
+            .finish()
+    }
 }
 
 /// How long a command waits for the store lock unless told otherwise.
@@ -76,7 +100,14 @@ impl Context {
             now,
             committed_at: now,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            commit_signer: None,
         }
+    }
+
+    /// The same context, signing its commits with `signer`.
+    pub fn signing_commits(mut self, signer: std::sync::Arc<dyn CommitSigner>) -> Context {
+        self.commit_signer = Some(signer);
+        self
     }
 
     /// The same context with another committer.

@@ -631,7 +631,15 @@ impl<'s> Replay<'s> {
         }
         let committer = self.committer()?;
         let message = with_synced_from(message, local.id());
-        let id = repo.commit(None, &local.author(), &committer, &message, &tree, &[&tip])?;
+        let id = commit::write_commit(
+            repo,
+            &local.author(),
+            &committer,
+            &message,
+            &tree,
+            &[&tip],
+            self.ctx.commit_signer.as_deref(),
+        )?;
         self.tip = id;
         Ok(id)
     }
@@ -679,7 +687,15 @@ impl<'s> Replay<'s> {
         let tree = repo.find_tree(tree)?;
         let committer = self.committer()?;
         let msg = with_synced_from(&String::from_utf8_lossy(c.message_bytes()), c.id());
-        self.tip = repo.commit(None, &c.author(), &committer, &msg, &tree, &[&tip])?;
+        self.tip = commit::write_commit(
+            repo,
+            &c.author(),
+            &committer,
+            &msg,
+            &tree,
+            &[&tip],
+            self.ctx.commit_signer.as_deref(),
+        )?;
         Ok(self.done(c, "", "commit"))
     }
 

@@ -86,9 +86,15 @@ pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
     let committed_at = env_nonempty("GIT_COMMITTER_DATE")
         .and_then(|v| chg::context::parse_git_date(&v))
         .unwrap_or(now);
-    Ok(Context::new(actor, now)
+    let ctx = Context::new(actor, now)
         .committed_by(committer, committed_at)
-        .waiting(lock_timeout()))
+        .waiting(lock_timeout());
+    Ok(
+        match repo.map(super::sign::commit_signer).transpose()?.flatten() {
+            Some(signer) => ctx.signing_commits(signer),
+            None => ctx,
+        },
+    )
 }
 
 /// [`for_repo`] for a store.

@@ -11,6 +11,7 @@ mod plan;
 mod prompt;
 mod report;
 mod show;
+mod sign;
 mod sync;
 mod transitions;
 mod validate;

@@ -384,8 +384,30 @@ fn worktree_is(repo: &Repository, workdir: &Path, path: &str, want: Option<&str>
     std::fs::read(&abs).is_ok_and(|b| same_content(repo, path, &b, want).unwrap_or(false))
 }
 
+/// Writes a commit object (no ref moves), signed when `signer` is given: libgit2 does not
+/// sign, so the object's text is built, signed, and written with its `gpgsig` header.
+pub fn write_commit(
+    repo: &Repository,
+    author: &Signature<'_>,
+    committer: &Signature<'_>,
+    message: &str,
+    tree: &Tree<'_>,
+    parents: &[&git2::Commit<'_>],
+    signer: Option<&dyn crate::context::CommitSigner>,
+) -> Result<Oid> {
+    let Some(signer) = signer else {
+        return Ok(repo.commit(None, author, committer, message, tree, parents)?);
+    };
+    let buffer = repo.commit_create_buffer(author, committer, message, tree, parents)?;
+    let signature = signer.sign(&buffer)?;
+    let text = std::str::from_utf8(&buffer)
+        .map_err(|_| Error::Internal("the commit text is not UTF-8".into()))?;
+    Ok(repo.commit_signed(text, signature.trim_end(), None)?)
+}
+
 /// Makes one commit on the current branch that sets exactly `files`, and brings the work
 /// tree and the index in line. `expect_head` is the HEAD the caller read its data from.
+#[allow(clippy::too_many_arguments)]
 pub fn commit_files(
     repo: &Repository,
     files: &[FileWrite],
@@ -393,6 +415,7 @@ pub fn commit_files(
     author: &Signature<'_>,
     committer: &Signature<'_>,
     expect_head: Option<Oid>,
+    signer: Option<&dyn crate::context::CommitSigner>,
 ) -> Result<Oid> {
     let workdir = repo
         .workdir()
@@ -436,7 +459,7 @@ pub fn commit_files(
     };
     let tree = repo.find_tree(tree_id)?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    let commit = repo.commit(None, author, committer, message, &tree, &parents)?;
+    let commit = write_commit(repo, author, committer, message, &tree, &parents, signer)?;
     let journal = Journal {
         ref_name,
         old_head: head.map(|h| h.to_string()),

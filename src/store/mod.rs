@@ -460,7 +460,15 @@ impl Store {
         }
         let author = signature(&ctx.actor, ctx.now)?;
         let committer = signature(&ctx.committer, ctx.committed_at)?;
-        commit::commit_files(&self.repo, files, message, &author, &committer, head)
+        commit::commit_files(
+            &self.repo,
+            files,
+            message,
+            &author,
+            &committer,
+            head,
+            ctx.commit_signer.as_deref(),
+        )
     }
 
     /// The next free id for `year`: one more than the highest number filed that year, in

@@ -689,3 +689,42 @@ fn commit_times_git_cannot_read_alike_are_refused() {
     assert!(s.read(&id).contains("request_date: 2025-03-10T10:00:00Z"));
     s.fsck();
 }
+
+#[test]
+fn commit_gpgsign_signs_chg_commits_as_git_would() {
+    let s = Store::new();
+    let key = s.dir.path().join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = s.dir.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("alice@example.com {public}")).unwrap();
+    for (k, v) in [
+        ("commit.gpgsign", "true"),
+        ("gpg.format", "ssh"),
+        (
+            "user.signingkey",
+            key.with_extension("pub").to_str().unwrap(),
+        ),
+        ("gpg.ssh.allowedSignersFile", allowed.to_str().unwrap()),
+    ] {
+        s.git(&["config", k, v]);
+    }
+    let id = s.new_change(&[]);
+    s.git(&["verify-commit", "HEAD"]);
+    // A key that cannot sign stops the step before anything is written.
+    s.git(&["config", "user.signingkey", "/nonexistent/key.pub"]);
+    let before = s.snapshot();
+    let r = s.chg("em@example.com", &["approve", &id]).code(2);
+    assert!(r.stderr.contains("could not sign"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    s.git(&["config", "--unset", "user.signingkey"]);
+    let r = s.chg("em@example.com", &["approve", &id]).code(2);
+    assert!(r.stderr.contains("user.signingkey"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    s.fsck();
+}

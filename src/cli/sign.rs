@@ -1,0 +1,157 @@
+//! Commit signing as git configures it (`commit.gpgsign`, `gpg.format`, `user.signingkey`,
+//! `gpg.program`, `gpg.ssh.program`), by the same programs git runs, so agents, hardware
+//! keys and `git verify-commit` all work as they do for the user's own commits.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use chg::Error;
+use chg::context::CommitSigner;
+use git2::Repository;
+
+/// How git would sign a commit in `repo`, if `commit.gpgsign` is on.
+pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>, Error> {
+    let config = repo.config()?.snapshot()?;
+    if !config.get_bool("commit.gpgsign").unwrap_or(false) {
+        return Ok(None);
+    }
+    let format = config
+        .get_string("gpg.format")
+        .unwrap_or_else(|_| "openpgp".into());
+    let key = config
+        .get_string("user.signingkey")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    let signer: Arc<dyn CommitSigner> = match format.as_str() {
+        "ssh" => {
+            let Some(key) = key else {
+                return Err(Error::Usage(
+                    "commit.gpgsign is on with gpg.format=ssh, but user.signingkey is not set; set it to your key (git config user.signingkey ~/.ssh/id_ed25519.pub) or turn signing off (git config commit.gpgsign false)".into(),
+                ));
+            };
+            Arc::new(Ssh {
+                program: config
+                    .get_string("gpg.ssh.program")
+                    .unwrap_or_else(|_| "ssh-keygen".into()),
+                key,
+            })
+        }
+        "openpgp" | "x509" => {
+            let (program_key, default) = if format == "x509" {
+                ("gpg.x509.program", "gpgsm")
+            } else {
+                ("gpg.program", "gpg")
+            };
+            let program = config
+                .get_string(program_key)
+                .or_else(|_| config.get_string("gpg.program"))
+                .unwrap_or_else(|_| default.into());
+            Arc::new(Gpg { program, key })
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "gpg.format={other} is not a signing format git knows (openpgp, x509, ssh)"
+            )));
+        }
+    };
+    Ok(Some(signer))
+}
+
+/// `ssh-keygen -Y sign -n git`, as git runs it.
+struct Ssh {
+    program: String,
+    key: String,
+}
+
+impl CommitSigner for Ssh {
+    fn sign(&self, payload: &[u8]) -> Result<String, Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("cannot make a signing folder", e))?;
+        // A literal key (`key::ssh-ed25519 AAAA…`) names a key held by the agent.
+        let key: PathBuf = match self.key.strip_prefix("key::") {
+            Some(literal) => {
+                let p = dir.path().join("key.pub");
+                std::fs::write(&p, format!("{}\n", literal.trim()))
+                    .map_err(|e| Error::io("cannot write the signing key", e))?;
+                p
+            }
+            None => expand_home(&self.key),
+        };
+        let data = dir.path().join("commit");
+        std::fs::write(&data, payload).map_err(|e| Error::io("cannot write the commit", e))?;
+        let out = Command::new(&self.program)
+            .args(["-Y", "sign", "-n", "git", "-f"])
+            .arg(&key)
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Error::io(format!("cannot run {} to sign the commit", self.program), e))?;
+        if !out.status.success() {
+            return Err(failed(&self.program, &out.stderr));
+        }
+        let mut sig = data.into_os_string();
+        sig.push(".sig");
+        std::fs::read_to_string(&sig).map_err(|e| Error::io("cannot read the signature", e))
+    }
+}
+
+/// `gpg --status-fd=2 -bsau KEY`, as git runs it.
+struct Gpg {
+    program: String,
+    key: Option<String>,
+}
+
+impl CommitSigner for Gpg {
+    fn sign(&self, payload: &[u8]) -> Result<String, Error> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["--status-fd=2", "-bsa"]);
+        if let Some(k) = &self.key {
+            cmd.args(["-u", k]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(format!("cannot run {} to sign the commit", self.program), e))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let fed = stdin.write_all(payload);
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io(format!("cannot run {}", self.program), e))?;
+        fed.map_err(|e| Error::io(format!("cannot give {} the commit", self.program), e))?;
+        let created = String::from_utf8_lossy(&out.stderr).contains("SIG_CREATED");
+        if !out.status.success() || !created {
+            return Err(failed(&self.program, &out.stderr));
+        }
+        String::from_utf8(out.stdout).map_err(|_| {
+            Error::Usage(format!(
+                "{} gave a signature that is not text",
+                self.program
+            ))
+        })
+    }
+}
+
+fn failed(program: &str, stderr: &[u8]) -> Error {
+    let why = String::from_utf8_lossy(stderr);
+    let why = why
+        .lines()
+        .find(|l| !l.starts_with("[GNUPG:]") && !l.trim().is_empty())
+        .unwrap_or("no reason given");
+    Error::Usage(format!(
+        "{program} could not sign the commit ({}); nothing was changed (commit.gpgsign is on: fix the key, or turn signing off with git config commit.gpgsign false)",
+        why.trim()
+    ))
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
