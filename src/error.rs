@@ -113,7 +113,7 @@ pub enum Error {
     )]
     Locked(Duration),
     /// Git failed.
-    #[error("git: {0}")]
+    #[error("git: {}", git_words(.0))]
     Git(#[from] git2::Error),
     /// The file system failed.
     #[error("{context}: {source}")]
@@ -148,5 +148,18 @@ impl Error {
             Error::Refused(r) => Some(r.rule),
             _ => None,
         }
+    }
+}
+
+/// libgit2's message in chg's words: without its `class=…; code=…` internals, and with what
+/// to do where there is something to do.
+fn git_words(e: &git2::Error) -> String {
+    let message = e.message().trim().trim_end_matches(':').trim();
+    match e.code() {
+        git2::ErrorCode::Locked => format!(
+            "{message}; another git process holds that lock (if none is running, one died: remove the .lock file)"
+        ),
+        git2::ErrorCode::NotFound => format!("{message} (not in this repository)"),
+        _ => message.to_owned(),
     }
 }

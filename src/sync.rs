@@ -388,15 +388,18 @@ fn save_local_work(
     now: jiff::Timestamp,
 ) -> Result<String> {
     let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+    // A valid, short ref name whatever the branch is called (`.`, `..` and `.lock` are not
+    // allowed in a ref component; a file name has 255 bytes).
     let safe: String = branch
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            if c.is_ascii_alphanumeric() || "-_".contains(c) {
                 c
             } else {
                 '-'
             }
         })
+        .take(80)
         .collect();
     let mut name = format!("refs/chg/sync/{safe}-{stamp}");
     let mut n = 1;

@@ -125,10 +125,7 @@ impl Index {
         let (branch, head) = head_of(repo)?;
         let root = repo.path().join("chg").join("audit");
         // One index per branch and store: two stores in one repository never share one.
-        let dir = match prefix.trim_end_matches('/') {
-            "" => root.join(encode(&branch)),
-            p => root.join(format!("{}@{}", encode(&branch), encode(p))),
-        };
+        let dir = root.join(folder_name(&branch, prefix));
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         // Concurrent updates would append the same lines twice; one at a time is simpler.
@@ -364,6 +361,25 @@ fn encode(branch: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The index folder of a branch and a store prefix: readable when short, and never past a
+/// file name's 255 bytes however long or odd the branch name (then a readable start and the
+/// SHA-256 of the whole).
+fn folder_name(branch: &str, prefix: &str) -> String {
+    let name = match prefix.trim_end_matches('/') {
+        "" => encode(branch),
+        p => format!("{}@{}", encode(branch), encode(p)),
+    };
+    if name.len() <= 120 {
+        return name;
+    }
+    let start = name
+        .char_indices()
+        .take_while(|(i, _)| *i < 40)
+        .last()
+        .map_or(0, |(i, _)| i);
+    format!("{}~{}", &name[..start], sha256_hex(name.as_bytes()))
 }
 
 /// The log file of a change id: 1,000 numbers per file.

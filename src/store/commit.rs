@@ -190,8 +190,16 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".chg-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".chg-");
+    // A new file gets the mode any program's new file gets (0666 less the umask, as git
+    // checks files out), not the private 0600 of a temporary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("cannot write in {}", dir.display()), e))?;
     tmp.write_all(content)

@@ -728,3 +728,56 @@ fn commit_gpgsign_signs_chg_commits_as_git_would() {
     super::assert_unchanged(&s, &before);
     s.fsck();
 }
+
+#[test]
+#[cfg(unix)]
+fn new_files_take_the_umask_like_any_program_s() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Store::new();
+    for (umask, want) in [("022", 0o644), ("027", 0o640)] {
+        let mut cmd = s.cmd(Path::new("sh"), "alice@example.com");
+        let mut args = vec![
+            "-c".to_owned(),
+            format!("umask {umask}; exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_chg").to_owned(),
+        ];
+        args.extend(super::COMPLETE.iter().map(|a| a.to_string()));
+        let r = run_output(cmd.args(&args).output().unwrap());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let mode = std::fs::metadata(s.file(r.stdout.trim()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, want, "umask {umask}");
+    }
+}
+
+#[test]
+fn long_and_odd_branch_names_work() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let branch = format!("{}/x", "ü".repeat(120));
+    s.git(&["checkout", "-q", "-b", &branch]);
+    s.chg("alice@example.com", &["audit"]).ok();
+    s.chg("alice@example.com", &["log", &id]).ok();
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+    s.fsck();
+}
+
+#[test]
+fn a_held_git_lock_is_explained_in_chg_s_words_and_changes_nothing() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let lock = s.root().join(".git/refs/heads/main.lock");
+    std::fs::write(&lock, b"").unwrap();
+    let before = s.snapshot();
+    let r = s.chg("em@example.com", &["approve", &id]).code(3);
+    assert!(!r.stderr.contains("class="), "{}", r.stderr);
+    assert!(r.stderr.contains("remove the .lock file"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
+    std::fs::remove_file(&lock).unwrap();
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.fsck();
+}
