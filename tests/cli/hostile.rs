@@ -227,6 +227,14 @@ fn approvals_whose_digest_was_deleted_do_not_count() {
     assert!(r.stdout.contains("digest"), "{}{}", r.stdout, r.stderr);
     let r = s.chg("bob@example.com", &["validate"]).code(1);
     assert!(r.stdout.contains("approval-digest"), "{}", r.stdout);
+    // Audit reports the hand edit that dropped them, once.
+    let r = s.chg("bob@example.com", &["audit"]).code(1);
+    assert_eq!(
+        r.stdout.matches("manual-approval").count(),
+        1,
+        "{}",
+        r.stdout
+    );
     s.fsck();
 }
 
