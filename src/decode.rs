@@ -27,15 +27,23 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
     let not_regular = || Error::new(ErrorKind::InvalidInput, "not a regular file");
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    // Opening a FIFO for reading waits for a writer; without blocking it returns at once,
+    // and what was opened is judged below. A regular file ignores the flag.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut open, libc::O_NONBLOCK);
+    #[cfg(not(unix))]
     if !std::fs::metadata(path)?.is_file() {
         return Err(not_regular());
     }
-    let file = std::fs::File::open(path)?;
-    // The path may have been swapped since the first look; judge what was opened.
-    if !file.metadata()?.is_file() {
+    let file = open.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(not_regular());
     }
-    let mut bytes = Vec::new();
+    // Sized from the stat (one read for the whole file), still bounded if it grows.
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_FILE_BYTES) as usize + 1);
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(Error::new(
