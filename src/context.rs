@@ -72,6 +72,8 @@ pub struct Context {
     pub lock_timeout: Duration,
     /// Signs every commit written for this call, when set.
     pub commit_signer: Option<std::sync::Arc<dyn CommitSigner>>,
+    /// Signs the actor's records (approvals and the actions the policy names), when set.
+    pub record_signer: Option<std::sync::Arc<dyn crate::signing::RecordSigner>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -83,6 +85,7 @@ impl std::fmt::Debug for Context {
             .field("committed_at", &self.committed_at)
             .field("lock_timeout", &self.lock_timeout)
             .field("signs_commits", &self.commit_signer.is_some())
+            .field("signs_records", &self.record_signer.is_some())
             .finish()
     }
 }
@@ -101,7 +104,17 @@ impl Context {
             committed_at: now,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             commit_signer: None,
+            record_signer: None,
         }
+    }
+
+    /// The same context, signing the actor's records with `signer`.
+    pub fn signing_records(
+        mut self,
+        signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
+    ) -> Context {
+        self.record_signer = Some(signer);
+        self
     }
 
     /// The same context, signing its commits with `signer`.

@@ -65,6 +65,7 @@ pub const APPROVAL_KEYS: &[&str] = &[
     "comments",
     "conditions",
     "digest",
+    "signature",
 ];
 /// Keys of `implementation`.
 pub const IMPLEMENTATION_KEYS: &[&str] = &[
@@ -73,11 +74,14 @@ pub const IMPLEMENTATION_KEYS: &[&str] = &[
     "completed_at",
     "outcome",
     "test_results",
+    "signature",
+    "closed_by",
+    "close_signature",
 ];
 /// Keys of `review`.
 pub const REVIEW_KEYS: &[&str] = &["by", "at", "summary"];
 /// Keys of `cancellation`.
-pub const CANCELLATION_KEYS: &[&str] = &["by", "at", "reason"];
+pub const CANCELLATION_KEYS: &[&str] = &["by", "at", "reason", "signature"];
 
 /// A decoded change file.
 #[derive(Debug, Clone, Default)]
@@ -448,7 +452,7 @@ impl Decoder<'_> {
             self.place(&base, item);
             let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
                 (None, None, None, None, None, Vec::new());
-            let mut digest = None;
+            let (mut digest, mut signature) = (None, None);
             let entries = self.mapping(item, &base, APPROVAL_KEYS);
             for &(key, v) in &entries {
                 let path = format_args!("approvals[{i}].{key}");
@@ -459,6 +463,7 @@ impl Decoder<'_> {
                     "at" => at = self.timestamp(v, &path),
                     "comments" => comments = self.text(v, &path),
                     "digest" => digest = self.text(v, &path),
+                    "signature" => signature = self.text(v, &path),
                     _ => conditions = self.list(v, &path),
                 }
             }
@@ -478,6 +483,7 @@ impl Decoder<'_> {
                     comments,
                     conditions,
                     digest,
+                    signature,
                 });
             }
         }
@@ -495,6 +501,9 @@ impl Decoder<'_> {
                 "started_at" => imp.started_at = self.timestamp(v, &path),
                 "completed_at" => imp.completed_at = self.timestamp(v, &path),
                 "outcome" => imp.outcome = self.parsed(v, &path, "enum"),
+                "signature" => imp.signature = self.text(v, &path),
+                "closed_by" => imp.closed_by = self.text(v, &path),
+                "close_signature" => imp.close_signature = self.text(v, &path),
                 _ => imp.test_results = self.text(v, &path),
             }
         }
@@ -527,13 +536,14 @@ impl Decoder<'_> {
     fn cancellation(&mut self, node: &Node) -> Option<Cancellation> {
         self.place(&"cancellation", node);
         node.as_map()?;
-        let (mut by, mut at, mut reason) = (None, None, None);
+        let (mut by, mut at, mut reason, mut signature) = (None, None, None, None);
         let entries = self.mapping(node, &"cancellation", CANCELLATION_KEYS);
         for &(key, v) in &entries {
             let path = format_args!("cancellation.{key}");
             match key {
                 "by" => by = self.text(v, &path),
                 "at" => at = self.timestamp(v, &path),
+                "signature" => signature = self.text(v, &path),
                 _ => reason = self.text(v, &path),
             }
         }
@@ -544,6 +554,7 @@ impl Decoder<'_> {
             by: by?,
             at: at?,
             reason: reason?,
+            signature,
         })
     }
 }

@@ -213,6 +213,7 @@ mod tests {
             comments: Some("yes: with a colon".into()),
             conditions: vec!["true".into()],
             digest: None,
+            signature: None,
         });
         let out = apply(HAND, &old, &new).unwrap();
         for kept in [
@@ -285,6 +286,7 @@ mod tests {
             comments: None,
             conditions: vec![],
             digest: None,
+            signature: None,
         });
         let out = apply(text, &old, &new).unwrap();
         assert!(

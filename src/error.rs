@@ -112,6 +112,9 @@ pub enum Error {
         .0.as_secs()
     )]
     Locked(Duration),
+    /// The policy requires the action's record to be signed and the caller gave no key.
+    #[error("the policy requires `{0}` to be signed, and no signing key is set")]
+    NoSigningKey(String),
     /// Git failed.
     #[error("git: {}", git_words(.0))]
     Git(#[from] git2::Error),

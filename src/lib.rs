@@ -16,6 +16,7 @@
 //! - [`conflicts`] and [`calendar`]: scheduling conflicts, free slots, windows and freezes.
 //! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
+//! - [`signing`]: signed records: statements, allowed signers, verdicts.
 //! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod policy;
 pub mod report;
 pub mod rules;
 pub mod schema;
+pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod text;

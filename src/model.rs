@@ -419,6 +419,9 @@ pub struct Approval {
     /// approval cannot silently carry over to a plan that changed after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The approver's SSH signature over the record's statement (SPEC section 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// What happened when the change was carried out.
@@ -430,6 +433,9 @@ pub struct Implementation {
     /// When implementation started.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
     pub started_at: Option<Timestamp>,
+    /// The implementer's signature, where the policy requires one for `implement`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
     pub completed_at: Option<Timestamp>,
@@ -439,6 +445,12 @@ pub struct Implementation {
     /// Evidence of testing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_results: Option<String>,
+    /// Who closed it, where the close is signed (the signature names its signer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    /// The closer's signature, where the policy requires one for `close`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_signature: Option<String>,
 }
 
 /// The post-implementation review.
@@ -463,6 +475,9 @@ pub struct Cancellation {
     pub at: Timestamp,
     /// Why.
     pub reason: String,
+    /// The signature, where the policy requires one for `cancel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// One change request file (SPEC section 2). Field order is the file's canonical order.

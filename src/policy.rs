@@ -154,6 +154,20 @@ pub struct Policy {
     pub targets: Targets,
     /// What scheduling conflicts do.
     pub conflicts: Conflicts,
+    /// Signed records (SPEC section 9), when the policy asks for them.
+    pub signing: Option<SigningPolicy>,
+}
+
+/// The policy's `signing` section, with the allowed signers file once it is read.
+#[derive(Debug, Clone)]
+pub struct SigningPolicy {
+    /// The allowed signers file, relative to the store (`policy/allowed_signers`).
+    pub allowed_signers: String,
+    /// Actions whose records must be signed.
+    pub required_for: Vec<String>,
+    /// The file's keys, attached by whoever read the policy ([`Policy::attach_signers`]);
+    /// `None` until then, and then nothing verifies.
+    pub signers: Option<crate::signing::Signers>,
 }
 
 // ---- the file as written, with places ----
@@ -183,6 +197,16 @@ struct RawPolicy {
     targets: Targets,
     #[serde(default)]
     conflicts: Conflicts,
+    #[serde(default)]
+    signing: Option<Spanned<RawSigning>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    allowed_signers: Spanned<String>,
+    #[serde(default)]
+    required_for: Vec<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -321,6 +345,81 @@ impl Policy {
             return Err(findings);
         }
         Ok((policy, findings))
+    }
+
+    /// Reads the allowed signers file the `signing` section names (`read` gives a file's
+    /// bytes by store path: from the work tree, or from the tree of a commit) and attaches
+    /// it. Its problems come back as findings with places: a missing file, a line that is
+    /// not a key, an email that is in no role.
+    pub fn attach_signers(&mut self, read: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<Finding> {
+        let Some(signing) = &mut self.signing else {
+            return Vec::new();
+        };
+        let file = signing.allowed_signers.clone();
+        let text = match read(&file).map(String::from_utf8) {
+            Some(Ok(t)) => t,
+            Some(Err(_)) => {
+                signing.signers = Some(Default::default());
+                return vec![Finding::error(
+                    &file,
+                    None,
+                    "signature",
+                    "the allowed signers file is not UTF-8 text",
+                )];
+            }
+            None => {
+                signing.signers = Some(Default::default());
+                return vec![Finding::error(
+                    POLICY_PATH,
+                    None,
+                    "signature",
+                    format!(
+                        "signing.allowed_signers names {file}, which does not exist; create it (one line per key: email, then the public key)"
+                    ),
+                )];
+            }
+        };
+        let (signers, mut findings) = crate::signing::AllowedSigners::parse(&file, &text);
+        let members: Vec<&str> = self.roles.values().flatten().map(String::as_str).collect();
+        for (principal, fingerprint) in signers.principals() {
+            if crate::signing::is_pattern(principal)
+                || members.iter().any(|m| m.eq_ignore_ascii_case(principal))
+            {
+                continue;
+            }
+            let hint = crate::finding::suggest(principal, members.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start().starts_with(principal) || l.contains(&format!(",{principal}"))
+                })
+                .map(|n| Pos {
+                    line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+                    column: 1,
+                });
+            findings.push(Finding::error(
+                &file,
+                line,
+                "signature",
+                format!("{principal} (key {fingerprint}) is in no role of the policy{hint}"),
+            ));
+        }
+        signing.signers = Some(std::sync::Arc::new(signers));
+        findings
+    }
+
+    /// Whether records of `action` must be signed.
+    pub fn requires_signature(&self, action: &str) -> bool {
+        self.signing
+            .as_ref()
+            .is_some_and(|s| s.required_for.iter().any(|a| a == action))
+    }
+
+    /// The allowed signers, once attached.
+    pub fn signers(&self) -> Option<&crate::signing::AllowedSigners> {
+        self.signing.as_ref().and_then(|s| s.signers.as_deref())
     }
 
     /// The default policy, checked.
@@ -511,6 +610,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         freezes,
         targets: raw.targets,
         conflicts: raw.conflicts,
+        signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
     }
 }
 
@@ -524,6 +624,53 @@ struct Checker<'f> {
 }
 
 impl Checker<'_> {
+    /// `signing`: the allowed signers file under `policy/`, known actions only.
+    fn signing(&mut self, raw: &Spanned<RawSigning>) -> SigningPolicy {
+        let raw = &raw.value;
+        let path = raw.allowed_signers.value.trim().to_owned();
+        let inside = path.starts_with("policy/")
+            && !path
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty());
+        if !inside {
+            self.err(
+                at(&raw.allowed_signers),
+                format!(
+                    "signing.allowed_signers `{path}` must be a file under policy/ (it is governed with the policy), like policy/allowed_signers"
+                ),
+            );
+        }
+        let mut required_for = Vec::new();
+        for a in &raw.required_for {
+            if crate::signing::SIGNABLE.contains(&a.value.as_str()) {
+                if required_for.contains(&a.value) {
+                    self.err(
+                        at(a),
+                        format!("`{}` is named twice in signing.required_for", a.value),
+                    );
+                }
+                required_for.push(a.value.clone());
+            } else {
+                let hint =
+                    crate::finding::suggest(&a.value, crate::signing::SIGNABLE.iter().copied())
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                self.err(
+                    at(a),
+                    format!(
+                        "`{}` is not an action chg signs (approve, reject, implement, close, cancel){hint}",
+                        a.value
+                    ),
+                );
+            }
+        }
+        SigningPolicy {
+            allowed_signers: path,
+            required_for,
+            signers: None,
+        }
+    }
+
     fn err(&mut self, p: Option<Pos>, msg: String) {
         self.findings
             .push(Finding::error(self.file, p, "policy", msg));

@@ -507,6 +507,7 @@ mod tests {
             comments: None,
             conditions: Vec::new(),
             digest: None,
+            signature: None,
         };
         let closed = |c: &mut ChangeRequest, start: &str, end: &str, o: Outcome| {
             c.status = Some(Status::Closed);
@@ -516,6 +517,7 @@ mod tests {
                 completed_at: Some(ts(end)),
                 outcome: Some(o),
                 test_results: None,
+                ..Default::default()
             });
         };
         // Low priority (change-manager), requested 03-01 09:00, approved 10 h later,

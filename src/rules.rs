@@ -402,6 +402,20 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
             ),
         );
     }
+    let unsigned = unsigned_approvals(change, policy);
+    if !unsigned.is_empty() {
+        let who: Vec<String> = unsigned
+            .iter()
+            .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
+            .collect();
+        push(
+            crate::signing::SIGNATURE,
+            format!(
+                "the approval(s) of {id} by {} are not validly signed and do not count (the policy requires signed approvals)",
+                who.join(", ")
+            ),
+        );
+    }
     let testing = change
         .change_type
         .as_deref()
@@ -475,6 +489,74 @@ pub fn gate(
         }
     }
     why
+}
+
+// ---------------------------------------------------------------------------------------
+// Signatures (SPEC section 9)
+
+/// The verdict on each signable record of `change` that the policy's signing concerns: the
+/// records of actions it requires signed, and any record that carries a signature (a
+/// signature that is there must be right). `None` verdicts are not judged: no signing
+/// policy, or the allowed signers not read.
+pub fn signature_verdicts<'c>(
+    change: &'c ChangeRequest,
+    policy: &Policy,
+) -> Vec<(crate::signing::Record<'c>, crate::signing::Verdict)> {
+    let Some(signers) = policy.signers() else {
+        return Vec::new();
+    };
+    crate::signing::records(change)
+        .into_iter()
+        .filter(|r| r.signature.is_some() || policy.requires_signature(r.action))
+        .map(|r| {
+            let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
+            (r, v)
+        })
+        .collect()
+}
+
+/// The approvals (by index) that do not count because the policy requires approvals to be
+/// signed and theirs is missing or does not verify.
+pub fn unsigned_approvals(change: &ChangeRequest, policy: &Policy) -> Vec<usize> {
+    if !policy.requires_signature("approve") {
+        return Vec::new();
+    }
+    signature_verdicts(change, policy)
+        .into_iter()
+        .filter(|(r, v)| r.action == "approve" && !v.is_valid())
+        .filter_map(|(r, _)| r.approval)
+        .collect()
+}
+
+/// Signature problems of the file as it is (rule `signature`, at the record's place): an
+/// invalid, foreign or transplanted signature always; a missing one where the policy
+/// requires it, on a change that is not yet history (rejected, closed or cancelled changes
+/// keep the records of the policy of their day).
+pub fn signature_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let history = change.status().is_terminal();
+    signature_verdicts(change, policy)
+        .into_iter()
+        .filter(|(_, v)| !(v.is_valid() || history && *v == crate::signing::Verdict::Missing))
+        .map(|(r, v)| {
+            let path = if v == crate::signing::Verdict::Missing {
+                r.path
+                    .rsplit_once('.')
+                    .map_or(r.path.clone(), |(p, _)| p.to_owned())
+            } else {
+                r.path.clone()
+            };
+            problem(
+                path,
+                crate::signing::SIGNATURE,
+                format!(
+                    "the {} record by {}: {}",
+                    r.action,
+                    r.actor,
+                    v.problem(&r.actor).unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -730,6 +812,7 @@ mod tests {
             completed_at: completed.map(ts),
             outcome: completed.map(|_| Outcome::Successful),
             test_results: None,
+            ..Default::default()
         });
         c
     }

@@ -601,9 +601,25 @@ impl<'s> Replay<'s> {
                 ),
             ));
         };
-        if let Some(p) = self.policies.get(&blob) {
-            return Ok(p.clone());
-        }
+        let mut policy = match self.policies.get(&blob) {
+            Some(p) => p.clone(),
+            None => self.parse_policy(blob)?,
+        };
+        // The allowed signers of the same tree, read each time: the policy may stay while
+        // the signers change.
+        let prefix = self.store.prefix().to_owned();
+        let repo = self.repo();
+        policy.attach_signers(|p| {
+            commit::blob_at(tree, &format!("{prefix}{p}"))
+                .ok()
+                .flatten()
+                .and_then(|b| repo.find_blob(b).ok())
+                .map(|b| b.content().to_vec())
+        });
+        Ok(policy)
+    }
+
+    fn parse_policy(&mut self, blob: Oid) -> Result<Policy> {
         let text = String::from_utf8_lossy(self.repo().find_blob(blob)?.content()).into_owned();
         let policy = Policy::parse(POLICY_PATH, &text)
             .map(|(p, _)| p)
@@ -863,11 +879,25 @@ impl<'s> Replay<'s> {
         let actor = c.author().email().unwrap_or("").to_owned();
         let when = jiff::Timestamp::from_second(c.author().when().seconds())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let (next, transition) = match workflow::apply(&current, &policy, &actor, when, step) {
+        let (mut next, transition) = match workflow::apply(&current, &policy, &actor, when, step) {
             Ok(x) => x,
             Err(e @ (Error::Refused(_) | Error::Usage(_))) => return stale(e.to_string()),
             Err(e) => return Err(e),
         };
+        // The replay cannot sign for the person who acted; their signature travels with the
+        // record, and must still verify where the policy requires it.
+        crate::signing::carry_signature(&after, &mut next, action.as_str());
+        if policy.requires_signature(action.as_str())
+            && let Some(signers) = policy.signers()
+            && let Some(r) = crate::signing::records(&next)
+                .into_iter()
+                .rfind(|r| r.action == action.as_str())
+        {
+            let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
+            if let Some(why) = v.problem(&r.actor) {
+                return stale(format!("the replayed {} record: {why}", r.action));
+            }
+        }
         // A schedule must not overlap what others scheduled on the remote meanwhile, where
         // the policy blocks overlaps: the same check a local `chg schedule` makes.
         if action == Action::Schedule

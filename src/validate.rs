@@ -31,6 +31,7 @@ pub fn change_problems(
     out.extend(status_problems(change, policy));
     out.extend(emergency_problems(change, policy, now));
     out.extend(rules::time_problems(change));
+    out.extend(rules::signature_problems(change, policy));
     out
 }
 
@@ -581,6 +582,7 @@ mod tests {
             comments: None,
             conditions: vec![],
             digest: None,
+            signature: None,
         }];
         let got = rules(&c);
         assert!(got.contains(&"segregation"), "{got:?}");

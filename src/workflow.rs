@@ -243,6 +243,7 @@ impl Acting<'_> {
             comments,
             conditions,
             digest: Some(self.change.material_digest()),
+            signature: None,
         });
         let to = match decision {
             Decision::Rejected => Status::Rejected,
@@ -362,6 +363,7 @@ impl Acting<'_> {
             by: self.actor.to_owned(),
             at: self.now,
             reason,
+            signature: None,
         });
         Ok((next, t))
     }

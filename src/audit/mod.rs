@@ -270,6 +270,8 @@ pub struct Auditor<'r> {
     decoded: HashMap<Oid, Arc<std::result::Result<ChangeRequest, String>>>,
     /// Where a shallow clone's history is cut (sorted).
     shallow: Vec<Oid>,
+    /// Policies with their allowed signers, by (policy blob, allowed signers blob).
+    signed_policies: HashMap<(Option<Oid>, Option<Oid>), Arc<Policy>>,
 }
 
 /// The verdict on a commit where a shallow clone's history is cut: its parents are not
@@ -310,6 +312,7 @@ impl<'r> Auditor<'r> {
             default_policy: Arc::new(Policy::default_policy()),
             decoded: HashMap::new(),
             shallow: crate::store::commit::shallow_commits(repo),
+            signed_policies: HashMap::new(),
         }
     }
 
@@ -331,10 +334,29 @@ impl<'r> Auditor<'r> {
         Ok((p, ok))
     }
 
-    /// The policy in `tree` (the default policy when it has none or it does not parse).
+    /// The policy in `tree` (the default policy when it has none or it does not parse),
+    /// with the allowed signers of the same tree attached.
     pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
         let blob = crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
-        Ok(self.policy(blob)?.0)
+        let (policy, _) = self.policy(blob)?;
+        let Some(signing) = &policy.signing else {
+            return Ok(policy);
+        };
+        let path = format!("{}{}", self.prefix, signing.allowed_signers);
+        let signers = crate::store::commit::blob_at(tree, &path)?;
+        let key = (blob, signers);
+        if let Some(p) = self.signed_policies.get(&key) {
+            return Ok(p.clone());
+        }
+        let bytes = match signers {
+            Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
+            None => None,
+        };
+        let mut p = (*policy).clone();
+        p.attach_signers(|_| bytes.clone());
+        let p = Arc::new(p);
+        self.signed_policies.insert(key, p.clone());
+        Ok(p)
     }
 
     fn decode(
@@ -378,7 +400,11 @@ impl<'r> Auditor<'r> {
             None => None,
         };
         let new_pol = crate::store::commit::blob_at(&facts.tree, &policy_path)?;
-        let (policy, _) = self.policy(old_pol.or(new_pol))?;
+        // Judged by the policy (and allowed signers) in force at the parent.
+        let policy = match (facts.parents.first(), old_pol) {
+            (Some(parent), Some(_)) => self.policy_of(parent)?,
+            _ => self.policy_of(&facts.tree.clone())?,
+        };
 
         let mut out = CommitAudit::default();
         if old_pol != new_pol && !facts.brought(&policy_path, new_pol)? {
@@ -925,8 +951,15 @@ impl Ctx<'_> {
                 return out;
             }
         };
-        let replayed = workflow::apply(before, self.policy, self.email, self.when, step)
-            .map(|(expected, t)| (without_legacy_digests(expected, after), t));
+        out.extend(self.new_record_signatures(before, after));
+        let replayed = workflow::apply(before, self.policy, self.email, self.when, step).map(
+            |(expected, t)| {
+                (
+                    with_recorded_signatures(without_legacy_digests(expected, after), after),
+                    t,
+                )
+            },
+        );
         match replayed {
             Err(e) => {
                 if !out.iter().any(|p| p.level == Level::Exception) {
@@ -958,6 +991,27 @@ impl Ctx<'_> {
             Ok(_) => {}
         }
         out
+    }
+
+    /// The signatures of the records this commit added, judged by the allowed signers in
+    /// force at its parent: missing where the policy required one, or not valid.
+    fn new_record_signatures(&self, before: &ChangeRequest, after: &ChangeRequest) -> Vec<Problem> {
+        let old: Vec<String> = crate::signing::records(before)
+            .into_iter()
+            .map(|r| r.statement.text())
+            .collect();
+        crate::rules::signature_verdicts(after, self.policy)
+            .into_iter()
+            .filter(|(r, _)| !old.contains(&r.statement.text()))
+            .filter_map(|(r, v)| {
+                v.problem(&r.actor).map(|why| {
+                    Problem::exception(
+                        crate::signing::SIGNATURE,
+                        format!("the {} record by {}: {why}", r.action, r.actor),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// `chg renumber`: the old id's file became the new id's, and only the id changed.
@@ -1299,6 +1353,25 @@ fn with_legacy_digests(change: &ChangeRequest) -> ChangeRequest {
         }
     }
     c
+}
+
+/// `expected` with the signatures the commit recorded: a replay cannot sign, and the
+/// signatures are judged on their own ([`Ctx::new_record_signatures`]).
+fn with_recorded_signatures(mut expected: ChangeRequest, after: &ChangeRequest) -> ChangeRequest {
+    for (e, a) in expected.approvals.iter_mut().zip(&after.approvals) {
+        e.signature.clone_from(&a.signature);
+    }
+    if let (Some(e), Some(a)) = (&mut expected.implementation, &after.implementation) {
+        e.signature.clone_from(&a.signature);
+        e.close_signature.clone_from(&a.close_signature);
+        if a.close_signature.is_some() {
+            e.closed_by.clone_from(&a.closed_by);
+        }
+    }
+    if let (Some(e), Some(a)) = (&mut expected.cancellation, &after.cancellation) {
+        e.signature.clone_from(&a.signature);
+    }
+    expected
 }
 
 /// `expected` with the approval digests cleared where the recorded approval has none: chg

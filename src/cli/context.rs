@@ -89,9 +89,13 @@ pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
     let ctx = Context::new(actor, now)
         .committed_by(committer, committed_at)
         .waiting(lock_timeout());
+    let ctx = match repo.map(super::sign::commit_signer).transpose()?.flatten() {
+        Some(signer) => ctx.signing_commits(signer),
+        None => ctx,
+    };
     Ok(
-        match repo.map(super::sign::commit_signer).transpose()?.flatten() {
-            Some(signer) => ctx.signing_commits(signer),
+        match repo.map(super::sign::record_signer).transpose()?.flatten() {
+            Some(signer) => ctx.signing_records(signer),
             None => ctx,
         },
     )

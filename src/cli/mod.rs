@@ -206,6 +206,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::UnknownId(_)
         | Error::NoStore(_)
         | Error::NoIdentity
+        | Error::NoSigningKey(_)
         | Error::Dirty(_) => 2,
         Error::Conflict(_)
         | Error::Locked(_)
@@ -224,6 +225,7 @@ fn hint(e: &Error) -> Option<String> {
         }
         Error::NoIdentity => "set one with `git config --global user.name \"Your Name\"` and `git config --global user.email you@example.com` (or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL)".into(),
         Error::Locked(_) => "try again (or raise CHG_LOCK_TIMEOUT)".into(),
+        Error::NoSigningKey(_) => "set your SSH key as git finds it: `git config user.signingkey ~/.ssh/id_ed25519.pub` (a key file, a public key whose private half is in ssh-agent, or key::ssh-ed25519 AAAA…)".into(),
         Error::Ambiguous { what: "role", .. } => "choose one with --role".into(),
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
         Error::Refused(r) => match r.rule {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chg::Error;
 use chg::context::CommitSigner;
+use chg::signing::RecordSigner;
 use git2::Repository;
 
 /// How git would sign a commit in `repo`, if `commit.gpgsign` is on.
@@ -36,6 +37,7 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
                     .get_string("gpg.ssh.program")
                     .unwrap_or_else(|_| "ssh-keygen".into()),
                 key,
+                namespace: "git",
             })
         }
         "openpgp" | "x509" => {
@@ -59,14 +61,80 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
     Ok(Some(signer))
 }
 
-/// `ssh-keygen -Y sign -n git`, as git runs it.
+/// The signer of records (SPEC section 9): the SSH key git would sign with
+/// (`user.signingkey`), whatever `gpg.format` says for commits; `None` without one.
+pub fn record_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
+    let config = repo.config()?.snapshot()?;
+    let Some(key) = config
+        .get_string("user.signingkey")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(Ssh {
+        program: config
+            .get_string("gpg.ssh.program")
+            .unwrap_or_else(|_| "ssh-keygen".into()),
+        key,
+        namespace: chg::signing::NAMESPACE,
+    })))
+}
+
+/// `ssh-keygen -Y sign -n NAMESPACE`, as git runs it.
 struct Ssh {
     program: String,
     key: String,
+    namespace: &'static str,
+}
+
+impl RecordSigner for Ssh {
+    fn public_key(&self) -> Result<String, Error> {
+        if let Some(literal) = self.key.strip_prefix("key::") {
+            return Ok(literal.trim().to_owned());
+        }
+        let path = expand_home(&self.key);
+        let public = if path.extension().is_some_and(|e| e == "pub") {
+            path.clone()
+        } else {
+            let mut p = path.clone().into_os_string();
+            p.push(".pub");
+            PathBuf::from(p)
+        };
+        if let Ok(text) = std::fs::read_to_string(&public) {
+            return Ok(text.trim().to_owned());
+        }
+        // A private key without its .pub beside it: ask ssh-keygen for the public half.
+        let out = Command::new(&self.program)
+            .arg("-y")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("cannot run {}", self.program), e))?;
+        if !out.status.success() {
+            return Err(Error::Usage(format!(
+                "user.signingkey {} is not a usable SSH key ({}); set it to your key (git config user.signingkey ~/.ssh/id_ed25519.pub)",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    fn sign(&self, statement: &[u8]) -> Result<String, Error> {
+        self.sign_with(statement)
+    }
 }
 
 impl CommitSigner for Ssh {
     fn sign(&self, payload: &[u8]) -> Result<String, Error> {
+        self.sign_with(payload)
+    }
+}
+
+impl Ssh {
+    fn sign_with(&self, payload: &[u8]) -> Result<String, Error> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("cannot make a signing folder", e))?;
         // A literal key (`key::ssh-ed25519 AAAA…`) names a key held by the agent.
         let key: PathBuf = match self.key.strip_prefix("key::") {
@@ -81,7 +149,7 @@ impl CommitSigner for Ssh {
         let data = dir.path().join("commit");
         std::fs::write(&data, payload).map_err(|e| Error::io("cannot write the commit", e))?;
         let out = Command::new(&self.program)
-            .args(["-Y", "sign", "-n", "git", "-f"])
+            .args(["-Y", "sign", "-n", self.namespace, "-f"])
             .arg(&key)
             .arg(&data)
             .stdin(Stdio::null())

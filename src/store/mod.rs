@@ -278,8 +278,32 @@ impl Store {
                 "the policy is not valid UTF-8",
             ))
         })?;
+        let committed = self.committed_policy()?.is_some();
         match Policy::parse(POLICY_PATH, &text) {
-            Ok((policy, _warnings)) => Ok(policy),
+            Ok((mut policy, _warnings)) => {
+                // The allowed signers come from where the policy came from.
+                let findings: Vec<Finding> = policy
+                    .attach_signers(|path| {
+                        if committed {
+                            self.committed_file(path).ok().flatten()
+                        } else {
+                            decode::read_bounded(&self.root.join(path)).ok()
+                        }
+                    })
+                    .into_iter()
+                    .filter(Finding::is_error)
+                    .collect();
+                if findings.is_empty() {
+                    return Ok(policy);
+                }
+                Err(Error::Invalid {
+                    summary: format!(
+                        "the policy's allowed signers are not usable ({} problem(s)); no command acts on the policy until they are fixed",
+                        findings.len()
+                    ),
+                    findings,
+                })
+            }
             Err(findings) => Err(Error::Invalid {
                 summary: format!(
                     "{POLICY_PATH} is not a usable policy ({} problem(s)); no command acts on it until it is fixed",
@@ -292,28 +316,72 @@ impl Store {
 
     /// The policy file's bytes at HEAD, if HEAD has one.
     fn committed_policy(&self) -> Result<Option<Vec<u8>>> {
+        self.committed_file(POLICY_PATH)
+    }
+
+    /// A store file's bytes at HEAD (`rel` relative to the store), if HEAD has it; past the
+    /// size limit it counts as absent.
+    pub fn committed_file(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let Some(head) = commit::head_state(&self.repo)?.1 else {
             return Ok(None);
         };
         let tree = self.repo.find_commit(head)?.tree()?;
-        let path = format!("{}{POLICY_PATH}", self.prefix);
+        let path = format!("{}{rel}", self.prefix);
         Ok(match commit::blob_at(&tree, &path)? {
-            Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
+            Some(b) => {
+                let blob = self.repo.find_blob(b)?;
+                (blob.size() as u64 <= decode::MAX_FILE_BYTES).then(|| blob.content().to_vec())
+            }
             None => None,
         })
     }
 
     /// Whether the work tree's policy differs from the committed one.
     pub fn policy_has_uncommitted_edits(&self) -> Result<bool> {
-        let Some(committed) = self.committed_policy()? else {
+        let Some(head) = commit::head_state(&self.repo)?.1 else {
             return Ok(false);
         };
-        let Ok(work) = decode::read_bounded(&self.root.join(POLICY_PATH)) else {
-            return Ok(true);
-        };
-        let blob = Oid::hash_object(ObjectType::Blob, &committed)?;
-        let path = self.repo_path(Path::new(POLICY_PATH));
-        Ok(!commit::same_content(&self.repo, &path, &work, blob)?)
+        let tree = self.repo.find_commit(head)?.tree()?;
+        if commit::blob_at(&tree, &format!("{}{POLICY_PATH}", self.prefix))?.is_none() {
+            return Ok(false);
+        }
+        // Every file under policy/ (the policy, its allowed signers, what comes next), in
+        // the work tree and at HEAD.
+        let mut paths: Vec<String> = Vec::new();
+        let mut stack = vec![self.root.join("policy")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&self.root) {
+                    paths.push(self.repo_path(rel));
+                }
+            }
+        }
+        if let Ok(entry) = tree.get_path(Path::new(&format!("{}policy", self.prefix))) {
+            let sub = self.repo.find_tree(entry.id())?;
+            sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
+                if e.kind() == Some(ObjectType::Blob) {
+                    let p = format!("{}policy/{root}{}", self.prefix, e.name().unwrap_or(""));
+                    if !paths.contains(&p) {
+                        paths.push(p);
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            })?;
+        }
+        for path in paths {
+            let rel = &path[self.prefix.len()..];
+            let work = decode::read_bounded(&self.root.join(rel)).ok();
+            match (commit::blob_at(&tree, &path)?, work) {
+                (None, None) => {}
+                (Some(blob), Some(bytes))
+                    if commit::same_content(&self.repo, &path, &bytes, blob)? => {}
+                _ => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// Takes the store lock and repairs any transition a crashed process left half done; the
@@ -798,11 +866,77 @@ impl Store {
             }
             _ => Vec::new(),
         };
+        let next = sign_record(ctx, &session.policy, next, &transition)?;
         let text = edit::apply(&loaded.text, loaded.change(), &next)?;
         let mut outcome = self.finish(ctx, &session, loaded.rel, text, next, transition, false)?;
         outcome.warnings = warnings;
         Ok(outcome)
     }
+}
+
+/// Signs the record `transition` wrote into `next`, where the policy requires it (SPEC
+/// section 9): refused, before anything is written, without a key or with a key the
+/// allowed signers do not list for the actor.
+fn sign_record(
+    ctx: &Context,
+    policy: &Policy,
+    mut next: ChangeRequest,
+    transition: &Transition,
+) -> Result<ChangeRequest> {
+    let action = transition.action.as_str();
+    if !policy.requires_signature(action) {
+        return Ok(next);
+    }
+    let signer = ctx
+        .record_signer
+        .as_deref()
+        .ok_or_else(|| Error::NoSigningKey(action.to_owned()))?;
+    let signers = policy
+        .signers()
+        .ok_or_else(|| Error::Internal("the allowed signers were not read".into()))?;
+    if action == "close"
+        && let Some(imp) = &mut next.implementation
+    {
+        imp.closed_by = Some(ctx.actor.email.clone());
+    }
+    let path = match action {
+        "approve" | "reject" => format!(
+            "approvals[{}].signature",
+            next.approvals.len().saturating_sub(1)
+        ),
+        "implement" => "implementation.signature".into(),
+        "close" => "implementation.close_signature".into(),
+        _ => "cancellation.signature".into(),
+    };
+    let record = crate::signing::records(&next)
+        .into_iter()
+        .find(|r| r.path == path)
+        .ok_or_else(|| Error::Internal(format!("no {path} to sign")))?;
+    let signature =
+        crate::signing::sign_record(signers, signer, &ctx.actor.email, &record.statement)?;
+    match action {
+        "approve" | "reject" => {
+            if let Some(a) = next.approvals.last_mut() {
+                a.signature = Some(signature);
+            }
+        }
+        "implement" => {
+            if let Some(imp) = &mut next.implementation {
+                imp.signature = Some(signature);
+            }
+        }
+        "close" => {
+            if let Some(imp) = &mut next.implementation {
+                imp.close_signature = Some(signature);
+            }
+        }
+        _ => {
+            if let Some(c) = &mut next.cancellation {
+                c.signature = Some(signature);
+            }
+        }
+    }
+    Ok(next)
 }
 
 /// What every state-changing command holds while it works: the lock, and what it read

@@ -103,6 +103,7 @@ fn approvals_for(
                 comments: (rng.percent() < 40).then(|| "Reviewed the plan and rollback".to_owned()),
                 conditions: Vec::new(),
                 digest: Some(change.material_digest()),
+                signature: None,
             }
         })
         .collect()
@@ -209,6 +210,7 @@ fn generate(
                 comments: Some("Rollback plan is not tested".into()),
                 conditions: Vec::new(),
                 digest: Some(c.material_digest()),
+                signature: None,
             }];
         }
         Status::Cancelled => {
@@ -216,6 +218,7 @@ fn generate(
                 by: c.requester.clone().unwrap(),
                 at: request + hours(5),
                 reason: "Superseded by a later change".into(),
+                signature: None,
             });
         }
         Status::Approved | Status::Implementing | Status::Closed => {

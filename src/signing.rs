@@ -1,0 +1,658 @@
+//! Signed records (SPEC section 9): the statement a record's signature covers, the allowed
+//! signers file that says whose key may sign for whom, and the verdict on a signature.
+//!
+//! Signing is OpenSSH's (`ssh-keygen -Y sign`, run by the caller through
+//! [`RecordSigner`]); verifying is the RustCrypto `ssh-key` crate's SSHSIG implementation,
+//! so an auditor can check any record with plain `ssh-keygen -Y verify` and get the same
+//! answer. No cryptography is written here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use ssh_key::{HashAlg, PublicKey, SshSig};
+
+use crate::error::{Error, Result};
+use crate::finding::Finding;
+use crate::model::{ChangeRequest, format_timestamp};
+use crate::yaml::Pos;
+
+/// The SSHSIG namespace of chg's records (`ssh-keygen -Y sign -n chg`): a signature made for
+/// git commits or files can never pass for an approval, nor the other way round.
+pub const NAMESPACE: &str = "chg";
+
+/// Rule id of every signature finding and refusal.
+pub const SIGNATURE: &str = "signature";
+
+/// The actions a policy may require signatures for.
+pub const SIGNABLE: &[&str] = &["approve", "reject", "implement", "close", "cancel"];
+
+/// Signs records for the acting person (the CLI: `ssh-keygen -Y sign` with the key git
+/// would use). The library runs no program and holds no key.
+pub trait RecordSigner: Send + Sync {
+    /// The public key that signs, in OpenSSH form (`ssh-ed25519 AAAA… comment`).
+    fn public_key(&self) -> Result<String>;
+    /// The armored SSHSIG signature of `statement` in namespace [`NAMESPACE`].
+    fn sign(&self, statement: &[u8]) -> Result<String>;
+}
+
+/// What one signature says about a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed by a key the allowed signers list for the actor, over this very record.
+    Valid {
+        /// `SHA256:…` of the key.
+        fingerprint: String,
+    },
+    /// The record carries no signature.
+    Missing,
+    /// Not an SSH signature, or not one for chg records.
+    Corrupt(String),
+    /// Signed by a key the allowed signers do not list for the actor (at the record's time).
+    Foreign {
+        /// `SHA256:…` of the key that signed.
+        fingerprint: String,
+    },
+    /// A listed key's signature, but over another statement: copied from another record, or
+    /// the record was changed after it was signed.
+    Transplanted {
+        /// `SHA256:…` of the key that signed.
+        fingerprint: String,
+    },
+}
+
+impl Verdict {
+    /// Whether the record counts as signed.
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Verdict::Valid { .. })
+    }
+
+    /// Why the record does not count, in one sentence; `None` when valid.
+    pub fn problem(&self, actor: &str) -> Option<String> {
+        Some(match self {
+            Verdict::Valid { .. } => return None,
+            Verdict::Missing => "it carries no signature, and the policy requires one".into(),
+            Verdict::Corrupt(why) => format!("its signature is not a valid SSH signature ({why})"),
+            Verdict::Foreign { fingerprint } => format!(
+                "it is signed by {fingerprint}, a key the allowed signers do not list for {actor}"
+            ),
+            Verdict::Transplanted { fingerprint } => format!(
+                "its signature (by {fingerprint}) is over another record: copied from elsewhere, or the record changed after it was signed"
+            ),
+        })
+    }
+
+    /// A short mark for listings: `signed SHA256:…`, `unsigned`, `INVALID`.
+    pub fn mark(&self) -> String {
+        match self {
+            Verdict::Valid { fingerprint } => format!("signed {fingerprint}"),
+            Verdict::Missing => "unsigned".into(),
+            _ => "INVALID signature".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The statement
+
+/// What a signature covers: the change (by what renumbering keeps: who requested it and
+/// when), the action, the role and decision where there is one, the actor, the time and
+/// the material digest. No commit and no id: a `chg sync` replay or a `chg renumber` keeps
+/// the signature valid, while another change, content, action or person does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The change's requester.
+    pub requested_by: String,
+    /// The change's request time.
+    pub requested_at: Option<Timestamp>,
+    /// `approve`, `reject`, `implement`, `close`, `cancel`.
+    pub action: String,
+    /// The role decided for (approve, reject).
+    pub role: Option<String>,
+    /// `approved`/`rejected`, or the outcome of a close.
+    pub decision: Option<String>,
+    /// Who acted.
+    pub actor: String,
+    /// When.
+    pub at: Timestamp,
+    /// The material digest of the content acted on.
+    pub digest: String,
+}
+
+impl Statement {
+    /// The signed bytes: one `key: value` per line, in this order, after a version line.
+    /// Values are written as they are (newlines cannot occur: identities refuse them).
+    pub fn text(&self) -> String {
+        let mut s = String::from("chg signed record v1\n");
+        let mut line = |k: &str, v: &str| {
+            s.push_str(k);
+            s.push_str(": ");
+            s.push_str(&v.replace(['\n', '\r'], " "));
+            s.push('\n');
+        };
+        line("change-requested-by", &self.requested_by);
+        line(
+            "change-requested-at",
+            &self.requested_at.map(format_timestamp).unwrap_or_default(),
+        );
+        line("action", &self.action);
+        line("role", self.role.as_deref().unwrap_or(""));
+        line("decision", self.decision.as_deref().unwrap_or(""));
+        line("actor", &self.actor);
+        line("at", &format_timestamp(self.at));
+        line("digest", &self.digest);
+        s
+    }
+
+    fn base(change: &ChangeRequest, action: &str, actor: &str, at: Timestamp) -> Statement {
+        Statement {
+            requested_by: change.requester.clone().unwrap_or_default(),
+            requested_at: change.request_date,
+            action: action.to_owned(),
+            role: None,
+            decision: None,
+            actor: actor.to_owned(),
+            at,
+            digest: change.material_digest(),
+        }
+    }
+}
+
+/// One signable record of a change: where it is, who made it, its statement and signature.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    /// The field path of the signature (`approvals[0].signature`).
+    pub path: String,
+    /// The action.
+    pub action: &'static str,
+    /// Who acted.
+    pub actor: String,
+    /// What was signed.
+    pub statement: Statement,
+    /// The armored signature, if any.
+    pub signature: Option<&'a str>,
+    /// For approvals: the index.
+    pub approval: Option<usize>,
+}
+
+/// Every signable record the change holds, with the statement each must be signed over.
+pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
+    let mut out = Vec::new();
+    for (i, a) in change.approvals.iter().enumerate() {
+        let action = match a.decision {
+            crate::model::Decision::Approved => "approve",
+            crate::model::Decision::Rejected => "reject",
+        };
+        let mut st = Statement::base(change, action, &a.by, a.at);
+        // An approval is signed over the content it approved, which its digest names.
+        if let Some(d) = &a.digest {
+            st.digest = d.clone();
+        }
+        st.role = Some(a.role.clone());
+        st.decision = Some(a.decision.as_str().to_owned());
+        out.push(Record {
+            path: format!("approvals[{i}].signature"),
+            action,
+            actor: a.by.clone(),
+            statement: st,
+            signature: a.signature.as_deref(),
+            approval: Some(i),
+        });
+    }
+    if let Some(imp) = &change.implementation {
+        if let (Some(by), Some(at)) = (&imp.implementer, imp.started_at) {
+            out.push(Record {
+                path: "implementation.signature".into(),
+                action: "implement",
+                actor: by.clone(),
+                statement: Statement::base(change, "implement", by, at),
+                signature: imp.signature.as_deref(),
+                approval: None,
+            });
+        }
+        if let (Some(by), Some(at)) = (&imp.closed_by, imp.completed_at) {
+            let mut st = Statement::base(change, "close", by, at);
+            st.decision = imp.outcome.map(|o| o.as_str().to_owned());
+            out.push(Record {
+                path: "implementation.close_signature".into(),
+                action: "close",
+                actor: by.clone(),
+                statement: st,
+                signature: imp.close_signature.as_deref(),
+                approval: None,
+            });
+        }
+    }
+    if let Some(c) = &change.cancellation {
+        out.push(Record {
+            path: "cancellation.signature".into(),
+            action: "cancel",
+            actor: c.by.clone(),
+            statement: Statement::base(change, "cancel", &c.by, c.at),
+            signature: c.signature.as_deref(),
+            approval: None,
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The allowed signers file
+
+/// One line of an allowed signers file.
+#[derive(Debug, Clone)]
+struct Signer {
+    principals: Vec<String>,
+    key: PublicKey,
+    fingerprint: String,
+    namespaces: Option<Vec<String>>,
+    valid_after: Option<Timestamp>,
+    valid_before: Option<Timestamp>,
+}
+
+/// The allowed signers file (OpenSSH format, ssh-keygen(1) ALLOWED SIGNERS): which keys may
+/// sign for which emails, with the verdicts already reached (a record's verdict never
+/// changes for the same file, so each is computed once per process).
+#[derive(Debug, Default)]
+pub struct AllowedSigners {
+    signers: Vec<Signer>,
+    verdicts: Mutex<HashMap<(String, String, String), Verdict>>,
+}
+
+impl AllowedSigners {
+    /// Parses the file; every line that cannot be used is a finding with its place (and is
+    /// left out), so one bad line never disables the others silently.
+    pub fn parse(file: &str, text: &str) -> (AllowedSigners, Vec<Finding>) {
+        let mut signers = Vec::new();
+        let mut findings = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let place = Some(Pos {
+                line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+                column: u32::try_from(raw.len() - raw.trim_start().len() + 1).unwrap_or(1),
+            });
+            match parse_line(line) {
+                Ok(s) => signers.push(s),
+                Err(why) => findings.push(Finding::error(file, place, SIGNATURE, why)),
+            }
+        }
+        (
+            AllowedSigners {
+                signers,
+                verdicts: Mutex::default(),
+            },
+            findings,
+        )
+    }
+
+    /// Every principal (email or pattern) with its line's fingerprint, for checks against
+    /// the roles.
+    pub fn principals(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.signers.iter().flat_map(|s| {
+            s.principals
+                .iter()
+                .map(move |p| (p.as_str(), s.fingerprint.as_str()))
+        })
+    }
+
+    /// The keys listed for `email` at `at` (patterns, `namespaces`, validity honoured).
+    fn keys_for(&self, email: &str, at: Timestamp) -> impl Iterator<Item = &Signer> {
+        self.signers.iter().filter(move |s| {
+            principal_matches(&s.principals, email)
+                && s.namespaces
+                    .as_ref()
+                    .is_none_or(|ns| ns.iter().any(|n| pattern_matches(n, NAMESPACE)))
+                && s.valid_after.is_none_or(|t| at >= t)
+                && s.valid_before.is_none_or(|t| at < t)
+        })
+    }
+
+    /// Whether `key` (OpenSSH public key text) may sign for `email` at `at`.
+    pub fn lists(&self, email: &str, at: Timestamp, key: &str) -> bool {
+        let Ok(k) = PublicKey::from_openssh(key.trim()) else {
+            return false;
+        };
+        self.keys_for(email, at)
+            .any(|s| s.key.key_data() == k.key_data())
+    }
+
+    /// The verdict on `signature` for a record by `actor` at `at` over `statement`.
+    pub fn verify(
+        &self,
+        actor: &str,
+        at: Timestamp,
+        statement: &str,
+        signature: Option<&str>,
+    ) -> Verdict {
+        let Some(signature) = signature else {
+            return Verdict::Missing;
+        };
+        let key = (actor.to_owned(), statement.to_owned(), signature.to_owned());
+        if let Some(v) = self.verdicts.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return v;
+        }
+        let v = self.judge(actor, at, statement, signature);
+        if let Ok(mut m) = self.verdicts.lock() {
+            m.insert(key, v.clone());
+        }
+        v
+    }
+
+    fn judge(&self, actor: &str, at: Timestamp, statement: &str, signature: &str) -> Verdict {
+        let sig = match SshSig::from_pem(signature.trim()) {
+            Ok(s) => s,
+            Err(e) => return Verdict::Corrupt(e.to_string()),
+        };
+        if sig.namespace() != NAMESPACE {
+            return Verdict::Corrupt(format!(
+                "made for `{}` rather than chg records",
+                sig.namespace()
+            ));
+        }
+        let fingerprint = PublicKey::from(sig.public_key().clone())
+            .fingerprint(HashAlg::Sha256)
+            .to_string();
+        let Some(signer) = self
+            .keys_for(actor, at)
+            .find(|s| s.key.key_data() == sig.public_key())
+        else {
+            return Verdict::Foreign { fingerprint };
+        };
+        match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
+            Ok(()) => Verdict::Valid { fingerprint },
+            Err(_) => Verdict::Transplanted { fingerprint },
+        }
+    }
+}
+
+/// One line: `principals [options] keytype base64 [comment]`.
+fn parse_line(line: &str) -> std::result::Result<Signer, String> {
+    let (principals, rest) = split_field(line);
+    if principals.is_empty() || rest.is_empty() {
+        return Err("a line names the signer's email(s) and then their public key".into());
+    }
+    let principals: Vec<String> = principals.split(',').map(str::to_owned).collect();
+    if principals.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{principals:?}` has an empty principal"));
+    }
+    // Options come before the key when the next field is not a key type.
+    let (options, key_text) =
+        if rest.starts_with("ssh-") || rest.starts_with("ecdsa-") || rest.starts_with("sk-") {
+            ("", rest)
+        } else {
+            split_field(rest)
+        };
+    let mut signer = Signer {
+        principals,
+        key: PublicKey::from_openssh(key_text.trim())
+            .map_err(|e| format!("not a public key in OpenSSH form ({e})"))?,
+        fingerprint: String::new(),
+        namespaces: None,
+        valid_after: None,
+        valid_before: None,
+    };
+    signer.fingerprint = signer.key.fingerprint(HashAlg::Sha256).to_string();
+    for opt in split_options(options) {
+        let (name, value) = match opt.split_once('=') {
+            Some((n, v)) => (n.to_ascii_lowercase(), Some(v.trim_matches('"').to_owned())),
+            None => (opt.to_ascii_lowercase(), None),
+        };
+        match (name.as_str(), value) {
+            ("cert-authority", _) => {
+                return Err(
+                    "cert-authority is not supported: list each signer's own key (chg verifies plain keys, not certificates)"
+                        .into(),
+                );
+            }
+            ("namespaces", Some(v)) => {
+                signer.namespaces = Some(v.split(',').map(str::to_owned).collect());
+            }
+            ("valid-after", Some(v)) => signer.valid_after = Some(openssh_time(&v)?),
+            ("valid-before", Some(v)) => signer.valid_before = Some(openssh_time(&v)?),
+            (other, _) => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(signer)
+}
+
+/// The first whitespace-separated field (quotes keep spaces) and the rest.
+fn split_field(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => return (&s[..i], s[i..].trim_start()),
+            _ => {}
+        }
+    }
+    (s, "")
+}
+
+/// Comma-separated options, commas inside quotes kept.
+fn split_options(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut start) = (false, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out.into_iter().filter(|o| !o.is_empty()).collect()
+}
+
+/// `YYYYMMDD[HHMM[SS]]` with an optional `Z`, as ssh-keygen takes it (UTC with `Z`; chg
+/// reads it as UTC either way, so a verdict does not depend on where it is reached).
+fn openssh_time(v: &str) -> std::result::Result<Timestamp, String> {
+    let d = v.trim_end_matches(['Z', 'z']);
+    let bad = || format!("`{v}` is not a time like 20250131 or 202501311200");
+    if !d.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&d.len()) {
+        return Err(bad());
+    }
+    let n = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<i16>().ok());
+    let (y, m, day) = (
+        n(0..4).ok_or_else(bad)?,
+        n(4..6).ok_or_else(bad)?,
+        n(6..8).ok_or_else(bad)?,
+    );
+    let (hh, mm, ss) = (
+        n(8..10).unwrap_or(0),
+        n(10..12).unwrap_or(0),
+        n(12..14).unwrap_or(0),
+    );
+    jiff::civil::DateTime::new(y, m as i8, day as i8, hh as i8, mm as i8, ss as i8, 0)
+        .ok()
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(bad)
+}
+
+/// OpenSSH's principal match: comma-separated patterns with `*` and `?`, `!` negating.
+fn principal_matches(patterns: &[String], email: &str) -> bool {
+    let mut matched = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if pattern_matches(neg, email) {
+                return false;
+            }
+        } else if pattern_matches(p, email) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// Glob with `*` and `?`, case-insensitive as emails are compared elsewhere in chg.
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Whether a principal is a pattern rather than one email.
+pub fn is_pattern(principal: &str) -> bool {
+    principal.contains(['*', '?', '!'])
+}
+
+/// Signs `statement` for `ctx`'s actor with `signer`, after checking that the allowed
+/// signers list its key for the actor at the record's time: nothing is signed (or written)
+/// for a key that would not verify.
+pub fn sign_record(
+    signers: &AllowedSigners,
+    signer: &dyn RecordSigner,
+    actor: &str,
+    statement: &Statement,
+) -> Result<String> {
+    let key = signer.public_key()?;
+    if !signers.lists(actor, statement.at, &key) {
+        let fingerprint = PublicKey::from_openssh(key.trim())
+            .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+            .unwrap_or_else(|_| "your key".into());
+        return Err(Error::Refused(crate::error::Refusal::new(
+            SIGNATURE,
+            format!(
+                "the allowed signers do not list {fingerprint} for {actor}; add the key through a policy change, or sign with the key listed for you (user.signingkey)"
+            ),
+        )));
+    }
+    let text = statement.text();
+    let signature = signer.sign(text.as_bytes())?;
+    // What was made must verify, or nothing is written.
+    let v = signers.verify(actor, statement.at, &text, Some(&signature));
+    if !v.is_valid() {
+        return Err(Error::Refused(crate::error::Refusal::new(
+            SIGNATURE,
+            format!(
+                "the signature just made does not verify: {}",
+                v.problem(actor).unwrap_or_default()
+            ),
+        )));
+    }
+    Ok(signature)
+}
+
+/// Carries the signature of the record that `action` added in `from` (a local step) to
+/// the same record in `to` (that step replayed onto another version by `chg sync`). The
+/// statement names no commit and no other record, so the signature stays valid wherever the
+/// record's own content is the same; where it is not, it does not verify and is reported.
+pub fn carry_signature(from: &ChangeRequest, to: &mut ChangeRequest, action: &str) {
+    match action {
+        "approve" | "reject" => {
+            if let (Some(f), Some(t)) = (from.approvals.last(), to.approvals.last_mut())
+                && f.by == t.by
+                && f.role == t.role
+                && f.at == t.at
+            {
+                t.signature.clone_from(&f.signature);
+            }
+        }
+        "implement" | "close" => {
+            if let (Some(f), Some(t)) = (&from.implementation, &mut to.implementation) {
+                if action == "implement" {
+                    t.signature.clone_from(&f.signature);
+                } else if f.close_signature.is_some() {
+                    t.closed_by.clone_from(&f.closed_by);
+                    t.close_signature.clone_from(&f.close_signature);
+                }
+            }
+        }
+        "cancel" => {
+            if let (Some(f), Some(t)) = (&from.cancellation, &mut to.cancellation) {
+                t.signature.clone_from(&f.signature);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Shared, for the policy to hold.
+pub type Signers = Arc<AllowedSigners>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_follow_openssh() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(principal_matches(&p(&["*@example.com"]), "Ann@Example.com"));
+        assert!(!principal_matches(
+            &p(&["*@example.com", "!eve@example.com"]),
+            "eve@example.com"
+        ));
+        assert!(principal_matches(&p(&["a?n@x"]), "ann@x"));
+        assert!(!principal_matches(&p(&["ann@x"]), "ann@xy"));
+    }
+
+    #[test]
+    fn bad_lines_are_findings_with_places() {
+        let text = "# comment\n\nann@x garbage\nbob@x cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFk3VJ0pJtJQ3K9wXz2UZ0a1xY1j3YbXc1x1vZl0mH9z\n   \n";
+        let (s, f) = AllowedSigners::parse("policy/allowed_signers", text);
+        assert_eq!(s.signers.len(), 0);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].pos.unwrap().line, 3);
+        assert!(f[1].message.contains("cert-authority"), "{f:?}");
+    }
+
+    #[test]
+    fn openssh_times() {
+        assert_eq!(
+            openssh_time("20250131").unwrap().to_string(),
+            "2025-01-31T00:00:00Z"
+        );
+        assert_eq!(
+            openssh_time("202501311230Z").unwrap().to_string(),
+            "2025-01-31T12:30:00Z"
+        );
+        assert!(openssh_time("2025-01-31").is_err());
+    }
+
+    #[test]
+    fn statements_name_everything_but_the_commit_and_id() {
+        let st = Statement {
+            requested_by: "alice@example.com".into(),
+            requested_at: Some("2025-03-10T10:00:00Z".parse().unwrap()),
+            action: "approve".into(),
+            role: Some("change-manager".into()),
+            decision: Some("approved".into()),
+            actor: "cm@example.com".into(),
+            at: "2025-03-10T11:00:00Z".parse().unwrap(),
+            digest: "sha256:00".into(),
+        };
+        assert_eq!(
+            st.text(),
+            "chg signed record v1\nchange-requested-by: alice@example.com\nchange-requested-at: 2025-03-10T10:00:00Z\naction: approve\nrole: change-manager\ndecision: approved\nactor: cm@example.com\nat: 2025-03-10T11:00:00Z\ndigest: sha256:00\n"
+        );
+    }
+}
