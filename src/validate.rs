@@ -426,9 +426,15 @@ pub fn validate_files(
                 findings = check_file(&rel, &decoded, policy, now);
             }
             let id = decoded.change.id.as_ref().map(ToString::to_string);
-            let scheduled = (decoded.change.schedule.is_some()
+            // Kept for the checks across files: scheduled active changes (overlaps) and
+            // signed ones (duplicate requests); the rest are dropped as soon as checked.
+            let signed = crate::signing::records(&decoded.change)
+                .iter()
+                .any(|r| r.signature.is_some());
+            let scheduled = ((decoded.change.schedule.is_some()
                 && crate::conflicts::active(&decoded.change))
-            .then(|| decoded.change.clone());
+                || signed)
+                .then(|| decoded.change.clone());
             (rel, id, scheduled, findings)
         })
         .map(|(rel, id, scheduled, findings)| (rel, id, findings, scheduled))
@@ -467,7 +473,47 @@ pub fn validate_files(
         }
     }
     findings.extend(overlaps(&results, policy));
+    findings.extend(duplicate_requests(&results));
     findings
+}
+
+/// Two files holding one signed request: the same requester, request time and material
+/// content. A signature names the change by exactly these (so it survives renumbering),
+/// so a copy of a signed change would carry signatures it was never given.
+fn duplicate_requests(results: &[Checked]) -> Vec<Finding> {
+    let mut seen: HashMap<(String, Option<jiff::Timestamp>, String), &Path> = HashMap::new();
+    let mut out = Vec::new();
+    for (rel, id, _, change) in results {
+        let Some(c) = change else { continue };
+        if crate::signing::records(c)
+            .iter()
+            .all(|r| r.signature.is_none())
+        {
+            continue;
+        }
+        let key = (
+            c.requester.clone().unwrap_or_default(),
+            c.request_date,
+            c.material_digest(),
+        );
+        if let Some(first) = seen.get(&key) {
+            out.push(Finding {
+                id: id.clone(),
+                ..Finding::error(
+                    rel.display().to_string(),
+                    None,
+                    "duplicate-request",
+                    format!(
+                        "this file repeats the signed request in {} (same requester, request time and content): its signatures belong to that change; remove the copy",
+                        first.display()
+                    ),
+                )
+            });
+        } else {
+            seen.insert(key, rel);
+        }
+    }
+    out
 }
 
 /// Two active changes to a common system with overlapping schedules, reported on both files
@@ -475,7 +521,7 @@ pub fn validate_files(
 fn overlaps(results: &[Checked], policy: &Policy) -> Vec<Finding> {
     let mut by_system: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, r) in results.iter().enumerate() {
-        if let Some(c) = &r.3 {
+        if let Some(c) = r.3.as_ref().filter(|c| crate::conflicts::active(c)) {
             for s in &c.affected_systems {
                 by_system.entry(s.as_str()).or_default().push(i);
             }

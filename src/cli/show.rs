@@ -154,6 +154,18 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         s.push_str(&format!("\nschedule: {sch}\n"));
     }
     let required = policy.required_roles(c);
+    // A mark per approval where signing concerns it: signed by which key, or why not.
+    let marks: std::collections::HashMap<usize, String> = chg::rules::signature_verdicts(c, policy)
+        .into_iter()
+        .filter_map(|(r, v)| r.approval.map(|i| (i, format!(" [{}]", v.mark()))))
+        .collect();
+    let mark = |a: &chg::model::Approval| {
+        c.approvals
+            .iter()
+            .position(|x| std::ptr::eq(x, a))
+            .and_then(|i| marks.get(&i).cloned())
+            .unwrap_or_default()
+    };
     s.push_str("\napprovals:\n");
     if required.is_empty() && policy.is_preapproved(c) {
         s.push_str("  pre-approved (standard change)\n");
@@ -161,7 +173,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     for role in &required {
         match c.approvals.iter().find(|a| &a.role == role) {
             Some(a) => s.push_str(&format!(
-                "  [{}] {role}: {} at {}{}\n",
+                "  [{}] {role}: {} at {}{}{}\n",
                 if a.decision == chg::model::Decision::Approved {
                     "x"
                 } else {
@@ -169,6 +181,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
                 },
                 a.by,
                 format_timestamp(a.at),
+                mark(a),
                 a.comments
                     .as_deref()
                     .map(|c| format!(" - {c}"))

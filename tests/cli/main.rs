@@ -6,6 +6,7 @@ mod hostile;
 mod library;
 mod outputs;
 mod plan;
+mod signing;
 mod sync;
 mod validate;
 

@@ -1,0 +1,361 @@
+//! Signed records (SPEC section 9) with real keys made by ssh-keygen: a signed life cycle,
+//! every refusal changing nothing, hand-forged records found by validate, gate and audit,
+//! signatures surviving a sync replay, and hostile allowed-signers files.
+
+use std::path::{Path, PathBuf};
+
+use super::{Store, assert_unchanged};
+
+impl Store {
+    /// A fresh ed25519 key for `who`; returns the private key's path (`.pub` beside it).
+    fn keygen(&self, who: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("key-{who}"));
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", who, "-f"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        path
+    }
+
+    fn public(&self, key: &Path) -> String {
+        std::fs::read_to_string(key.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Turns signing on for approvals (and `more` actions) with these signers, by a commit.
+    fn enable_signing(&self, signers: &[(&str, &Path)], more: &[&str]) {
+        let lines: String = signers
+            .iter()
+            .map(|(who, key)| format!("{who} {}\n", self.public(key)))
+            .collect();
+        std::fs::write(self.root().join("policy/allowed_signers"), lines).unwrap();
+        let required = [&["approve", "reject"], more].concat().join(", ");
+        self.edit_policy("turn on signed records", |t| {
+            format!("{t}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [{required}]\n")
+        });
+        self.git(&["add", "policy/allowed_signers"]);
+        self.git(&["commit", "-qm", "allowed signers"]);
+    }
+
+    /// `chg ARGS` as `who`, signing with `key`.
+    fn signed(&self, who: &str, key: &Path, args: &[&str]) -> super::Run {
+        self.git(&["config", "user.signingkey", key.to_str().unwrap()]);
+        let r = self.chg(who, args);
+        self.git(&["config", "--unset", "user.signingkey"]);
+        r
+    }
+}
+
+/// A store with signed approvals for em and cm, and one medium change approved by both.
+fn signed_store() -> (Store, String, PathBuf, PathBuf) {
+    let s = Store::new();
+    let (em, cm) = (s.keygen("em"), s.keygen("cm"));
+    s.enable_signing(&[("em@example.com", &em), ("cm@example.com", &cm)], &[]);
+    let id = s.new_change(&[]);
+    s.signed("em@example.com", &em, &["approve", &id]).ok();
+    s.signed("cm@example.com", &cm, &["approve", &id]).ok();
+    (s, id, em, cm)
+}
+
+#[test]
+fn a_signed_life_cycle_verifies_everywhere_and_with_plain_ssh_keygen() {
+    let (mut s, id, _em, cm) = signed_store();
+    let text = s.read(&id);
+    assert_eq!(text.matches("BEGIN SSH SIGNATURE").count(), 2, "{text}");
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at("2025-03-11T09:30:00Z");
+    s.chg("bob@example.com", &["implement", &id]).ok();
+    s.chg(
+        "bob@example.com",
+        &["close", &id, "--outcome", "successful"],
+    )
+    .ok();
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
+    let fingerprint = fingerprint(&cm);
+    assert!(show.contains(&format!("signed {fingerprint}")), "{show}");
+    // An auditor's check without chg: the statement rebuilt from the file, verified by
+    // OpenSSH against the allowed signers committed in the policy.
+    let digest = field(&text, "  digest: ");
+    let at = text
+        .lines()
+        .filter(|l| l.starts_with("  at: "))
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("  at: ")
+        .to_owned();
+    let statement = format!(
+        "chg signed record v1\nchange-requested-by: alice@example.com\nchange-requested-at: {}\naction: approve\nrole: change-manager\ndecision: approved\nactor: cm@example.com\nat: {at}\ndigest: {digest}\n",
+        field(&text, "request_date: ")
+    );
+    let sig = text
+        .split("-----BEGIN SSH SIGNATURE-----")
+        .nth(2)
+        .unwrap()
+        .split("-----END SSH SIGNATURE-----")
+        .next()
+        .unwrap();
+    let sig: String = sig
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sig_file = s.dir.path().join("approval.sig");
+    std::fs::write(
+        &sig_file,
+        format!("-----BEGIN SSH SIGNATURE-----\n{sig}\n-----END SSH SIGNATURE-----\n"),
+    )
+    .unwrap();
+    let verify = |statement: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", "chg", "-I", "cm@example.com", "-f"])
+            .arg(s.root().join("policy/allowed_signers"))
+            .arg("-s")
+            .arg(&sig_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(statement.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().status.success()
+    };
+    assert!(verify(&statement), "{statement}");
+    assert!(!verify(
+        &statement.replace("cm@example.com", "em@example.com")
+    ));
+}
+
+fn field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn fingerprint(key: &Path) -> String {
+    let o = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn approvals_without_a_usable_listed_key_are_refused_and_change_nothing() {
+    let s = Store::new();
+    let (em, cm) = (s.keygen("em"), s.keygen("cm"));
+    let stranger = s.keygen("stranger");
+    s.enable_signing(&[("em@example.com", &em), ("cm@example.com", &cm)], &[]);
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    // No key at all: exit 2, saying what to configure.
+    let r = s.chg("em@example.com", &["approve", &id]).code(2);
+    assert!(r.stderr.contains("user.signingkey"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    // Another person's key, and a key in no line: exit 1, rule signature.
+    for key in [&cm, &stranger] {
+        let r = s.signed("em@example.com", key, &["approve", &id]).code(1);
+        assert!(r.stderr.contains("do not list"), "{}", r.stderr);
+        assert_unchanged(&s, &before);
+    }
+    // The environment cannot make anyone else: em's key signs only for em.
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "cm@example.com");
+    s.git(&["config", "user.signingkey", em.to_str().unwrap()]);
+    let r = super::run_output(cmd.args(["approve", &id]).output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn forged_records_are_found_by_validate_gate_and_audit() {
+    let (mut s, id, em, _cm) = signed_store();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    let good = s.read(&id);
+    let sig_of = |text: &str, n: usize| -> String {
+        let start = text.match_indices("  signature: |").nth(n).unwrap().0;
+        let end = text[start..].find("-----END SSH SIGNATURE-----").unwrap() + start + 27;
+        text[start..end].to_owned()
+    };
+    let (em_sig, cm_sig) = (sig_of(&good, 0), sig_of(&good, 1));
+    let forgeries: Vec<(&str, String)> = vec![
+        // No signature at all.
+        ("missing", good.replace(&format!("\n{cm_sig}"), "")),
+        // em's signature under cm's approval.
+        ("another person's", good.replace(&cm_sig, &em_sig)),
+        // Corrupted: one character of the signature changed.
+        ("corrupted", {
+            let bad = cm_sig.replacen("AAAA", "AAAB", 1);
+            good.replace(&cm_sig, &bad)
+        }),
+        // Truncated.
+        ("truncated", {
+            let lines: Vec<&str> = cm_sig.lines().collect();
+            let cut = [&lines[..3], &lines[lines.len() - 1..]].concat().join("\n");
+            good.replace(&cm_sig, &cut)
+        }),
+        // Signed over older content: the plan changed and the digests made to match.
+        ("older content", {
+            let changed = good.replace(
+                "Upload the new certificate and reload",
+                "Open SSH to the world",
+            );
+            let new_digest = digest_after_edit(&s, &id, &changed);
+            let old_digest = field(&good, "  digest: ");
+            changed.replace(&old_digest, &new_digest)
+        }),
+    ];
+    // A signature copied from another change (filed later, so its record differs).
+    s.at("2025-03-10T12:00:00Z");
+    let other = s.new_change(&[]);
+    s.signed("em@example.com", &em, &["approve", &other]).ok();
+    let copied = sig_of(&s.read(&other), 0);
+    let mut all = forgeries;
+    all.push(("from another change", good.replace(&em_sig, &copied)));
+    s.at("2025-03-11T09:30:00Z");
+    for (what, text) in all {
+        std::fs::write(s.file(&id), &text).unwrap();
+        s.git(&["commit", "-qam", &format!("forge: {what}")]);
+        let r = s.chg("alice@example.com", &["validate", &id]).code(1);
+        assert!(r.stdout.contains(": signature: "), "{what}: {}", r.stdout);
+        let r = s
+            .chg(
+                "bob@example.com",
+                &["gate", &id, "--at", "2025-03-11T09:30:00Z"],
+            )
+            .code(1);
+        assert!(
+            r.stdout.contains("signe"),
+            "{what}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+        let before = s.snapshot();
+        let r = s.chg("bob@example.com", &["implement", &id]).code(1);
+        assert!(
+            r.stderr.contains("sign") || r.stderr.contains("digest"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert_unchanged(&s, &before);
+        let r = s.chg("alice@example.com", &["audit"]).code(1);
+        assert!(
+            r.stdout.contains("manual-approval") || r.stdout.contains("signature"),
+            "{what}: {}",
+            r.stdout
+        );
+        std::fs::write(s.file(&id), &good).unwrap();
+        s.git(&["commit", "-qam", "restore"]);
+    }
+}
+
+/// The material digest of `text` as chg computes it.
+fn digest_after_edit(_s: &Store, _id: &str, text: &str) -> String {
+    chg::decode::decode_str("change.yaml", text)
+        .change
+        .material_digest()
+}
+
+#[test]
+fn a_key_removed_from_the_allowed_signers_no_longer_counts() {
+    let (mut s, id, em, cm) = signed_store();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    // cm's key is rolled: removed by a policy change, a new one added.
+    let new_cm = s.keygen("cm2");
+    let lines = format!(
+        "em@example.com {}\ncm@example.com {}\n",
+        s.public(&em),
+        s.public(&new_cm)
+    );
+    std::fs::write(s.root().join("policy/allowed_signers"), lines).unwrap();
+    s.git(&["commit", "-qam", "roll cm's key"]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("do not list"), "{}", r.stdout);
+    s.at("2025-03-11T09:30:00Z");
+    s.chg("bob@example.com", &["implement", &id]).code(1);
+    // The old approval was valid when it was given: audit does not call it forged.
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    let _ = cm;
+}
+
+#[test]
+fn hostile_allowed_signers_files_get_findings_with_places() {
+    let s = Store::new();
+    let em = s.keygen("em");
+    s.enable_signing(&[("em@example.com", &em)], &[]);
+    let key = s.public(&em);
+    let file = s.root().join("policy/allowed_signers");
+    for (text, want) in [
+        (
+            format!("em@example.com {key}\nthis is not a key\n"),
+            "allowed_signers:2:1:",
+        ),
+        (
+            format!("em@example.com cert-authority {key}\n"),
+            "cert-authority",
+        ),
+        (format!("mallory@example.com {key}\n"), "in no role"),
+        (
+            format!("em@example.com valid-before=\"2025\" {key}\n"),
+            "is not a time",
+        ),
+        (
+            format!("em@example.com frobnicate {key}\n"),
+            "allowed_signers:1:1:",
+        ),
+    ] {
+        std::fs::write(&file, &text).unwrap();
+        let r = s.chg("alice@example.com", &["validate"]).code(1);
+        assert!(r.stdout.contains(want), "{text}: {}", r.stdout);
+    }
+    // A valid-before in the past: em's key no longer signs.
+    std::fs::write(
+        &file,
+        format!("em@example.com valid-before=\"20200101\" {key}\n"),
+    )
+    .unwrap();
+    s.git(&["commit", "-qam", "expire em"]);
+    let id = s.new_change(&[]);
+    let r = s.signed("em@example.com", &em, &["approve", &id]).code(1);
+    assert!(r.stderr.contains("do not list"), "{}", r.stderr);
+    // A missing file stops every command with its place.
+    std::fs::remove_file(&file).unwrap();
+    s.git(&["commit", "-qam", "drop the signers"]);
+    let r = s.chg("alice@example.com", &["list"]).code(2);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn a_copy_of_a_signed_change_under_another_id_is_reported() {
+    let (s, id, _em, _cm) = signed_store();
+    let text = s.read(&id);
+    let copy = id.replace("-001", "-099");
+    let path = s.file(&id).with_file_name(format!("{copy}.yaml"));
+    std::fs::write(&path, text.replace(&id, &copy)).unwrap();
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("duplicate-request"), "{}", r.stdout);
+}
