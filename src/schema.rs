@@ -108,6 +108,7 @@ pub fn change_schema(policy: &Policy) -> Value {
                 ("comments", json!({"type": "string"})),
                 ("conditions", json!({"type": "array", "items": {"type": "string"}})),
                 ("digest", json!({"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "Digest of the material content approved; written by chg approve"})),
+                ("signature", signature("The approver's SSH signature of the record; written by chg approve where the policy requires it")),
             ])}),
         ),
         (
@@ -121,6 +122,19 @@ pub fn change_schema(policy: &Policy) -> Value {
                     ("completed_at", timestamp("When it finished")),
                     ("outcome", one_of(Outcome::names(), "How it ended")),
                     ("test_results", json!({"type": "string"})),
+                    (
+                        "signature",
+                        signature(
+                            "The implementer's SSH signature; written by chg implement where the policy requires it",
+                        ),
+                    ),
+                    ("closed_by", text(email)),
+                    (
+                        "close_signature",
+                        signature(
+                            "The closer's SSH signature; written by chg close where the policy requires it",
+                        ),
+                    ),
                 ],
             ),
         ),
@@ -145,6 +159,12 @@ pub fn change_schema(policy: &Policy) -> Value {
                     ("by", text(email)),
                     ("at", timestamp("When")),
                     ("reason", text("Why")),
+                    (
+                        "signature",
+                        signature(
+                            "The SSH signature; written by chg cancel where the policy requires it",
+                        ),
+                    ),
                 ],
             ),
         ),
@@ -170,6 +190,11 @@ pub fn change_schema(policy: &Policy) -> Value {
         );
     }
     schema
+}
+
+/// An armored SSH signature (SSHSIG) value.
+fn signature(description: &str) -> Value {
+    json!({"type": "string", "pattern": "^-----BEGIN SSH SIGNATURE-----", "description": description})
 }
 
 #[cfg(test)]

@@ -94,6 +94,23 @@ fn in_period(c: &ChangeRequest, entries: &[Entry], since: Timestamp, until: Time
     times.into_iter().any(within)
 }
 
+/// Each signable record's signature as the policy judges it: `approve change-manager by
+/// cm@example.com: signed SHA256:…` (or unsigned, or INVALID signature).
+fn signature_marks(c: &ChangeRequest, policy: &Policy) -> Vec<String> {
+    crate::rules::signature_verdicts(c, policy)
+        .into_iter()
+        .map(|(r, v)| {
+            let role = r
+                .statement
+                .role
+                .as_deref()
+                .map(|x| format!(" {x}"))
+                .unwrap_or_default();
+            format!("{}{role} by {}: {}", r.action, r.actor, v.mark())
+        })
+        .collect()
+}
+
 /// Segregation of duties for one change under the policy at HEAD: `pass`, or `fail: why`
 /// (the approval rules of `chg validate`).
 fn segregation(c: &ChangeRequest, policy: &Policy) -> String {
@@ -118,6 +135,7 @@ fn evidence_md(
     path: &str,
     entries: &[Entry],
     findings: &[&AuditFinding],
+    marks: &[String],
 ) -> String {
     let id = c.id_text();
     let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
@@ -162,6 +180,10 @@ fn evidence_md(
                 cell(a.comments.as_deref().unwrap_or("")),
                 cell(&a.conditions.join("; "))
             ));
+        }
+        // One line per signed or signature-required record, with the key's fingerprint.
+        for m in marks {
+            s.push_str(&format!("\nSignature: {}\n", cell(m)));
         }
     }
     let imp = c.implementation.clone().unwrap_or_default();
@@ -264,7 +286,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut pop = String::from(
-        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits\n",
+        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits,signatures\n",
     );
     let mut population = 0;
     for (path, c) in &changes {
@@ -321,13 +343,14 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 .map(|e| e.commit.as_str())
                 .collect::<Vec<_>>()
                 .join(" "),
+            signature_marks(c, &policy).join("; "),
         ];
         let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
         pop.push_str(&row.join(","));
         pop.push('\n');
         files.push((
             format!("changes/{id}.md"),
-            evidence_md(c, path, entries, &findings).into_bytes(),
+            evidence_md(c, path, entries, &findings, &signature_marks(c, &policy)).into_bytes(),
         ));
     }
     let exceptions = period_findings

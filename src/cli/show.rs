@@ -349,6 +349,20 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Each approval's signature as it stands now, judged by the policy in force.
+    let mut marks: std::collections::HashMap<(String, String, String), String> = Default::default();
+    if let (Ok(loaded), Ok(policy)) = (store.load(&id), store.policy()) {
+        let c = loaded.change();
+        for (r, v) in chg::rules::signature_verdicts(c, &policy) {
+            if let Some(i) = r.approval {
+                let a = &c.approvals[i];
+                marks.insert(
+                    (a.by.to_lowercase(), a.role.clone(), format_timestamp(a.at)),
+                    v.mark(),
+                );
+            }
+        }
+    }
     let mut t = table(vec![
         "When",
         "Who",
@@ -360,6 +374,13 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     ]);
     let mut details = String::new();
     for e in &entries {
+        let mark = e.role.as_ref().and_then(|role| {
+            marks.get(&(
+                e.email.to_lowercase(),
+                role.clone(),
+                format_timestamp(e.when),
+            ))
+        });
         for p in &e.problems {
             details.push_str(&format!(
                 "{} {}: {}: {}\n",
@@ -372,7 +393,10 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         t.add_row(vec![
             format_timestamp(e.when),
             format!("{} <{}>", e.author, e.email),
-            e.action.clone(),
+            match mark {
+                Some(m) => format!("{} [{m}]", e.action),
+                None => e.action.clone(),
+            },
             e.role.clone().unwrap_or_default(),
             e.status_change(),
             short(&e.commit).to_owned(),

@@ -79,6 +79,38 @@ fn a_signed_life_cycle_verifies_everywhere_and_with_plain_ssh_keygen() {
     s.chg("alice@example.com", &["validate"]).ok();
     let r = s.chg("alice@example.com", &["audit"]).ok();
     assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    assert!(log.contains("[signed SHA256:"), "{log}");
+    let pack = s.dir.path().join("pack");
+    s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2025-01-01",
+            "--until",
+            "2026-01-01",
+            "--out",
+            pack.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let population = std::fs::read_to_string(pack.join("population.csv")).unwrap();
+    assert!(
+        population.lines().next().unwrap().ends_with(",signatures"),
+        "{population}"
+    );
+    assert!(
+        population.contains("approve change-manager by cm@example.com: signed SHA256:"),
+        "{population}"
+    );
+    let evidence = std::fs::read_to_string(pack.join(format!("changes/{id}.md"))).unwrap();
+    assert_eq!(
+        evidence.matches("Signature: approve").count(),
+        2,
+        "{evidence}"
+    );
     let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
     let fingerprint = fingerprint(&cm);
     assert!(show.contains(&format!("signed {fingerprint}")), "{show}");
