@@ -18,6 +18,7 @@ mod pack;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use chg::model::{
@@ -413,9 +414,10 @@ fn write_history(
     out: &std::path::Path,
     changes: &[ChangeRequest],
     policy: &Policy,
+    policy_text: &str,
+    signers: Option<&str>,
 ) -> anyhow::Result<()> {
     use pack::{Kind, PackWriter, Tree, Written, object_id};
-    use std::collections::HashMap;
 
     let mut events = Vec::new();
     let mut last_step = vec![0; changes.len()];
@@ -442,11 +444,24 @@ fn write_history(
         pack.whole(Kind::Commit, oid, text.as_bytes()).map(|_| oid)
     };
 
-    let policy_blob = object_id(Kind::Blob, DEFAULT_POLICY.as_bytes());
-    pack.whole(Kind::Blob, policy_blob, DEFAULT_POLICY.as_bytes())?;
+    let policy_blob = object_id(Kind::Blob, policy_text.as_bytes());
+    pack.whole(Kind::Blob, policy_blob, policy_text.as_bytes())?;
     let empty = object_id(Kind::Blob, b"");
     pack.whole(Kind::Blob, empty, b"")?;
-    let policy_dir = Tree::create(&mut pack, &[("policy.yaml", false, policy_blob)])?;
+    let policy_dir = match signers {
+        Some(text) => {
+            let blob = object_id(Kind::Blob, text.as_bytes());
+            pack.whole(Kind::Blob, blob, text.as_bytes())?;
+            Tree::create(
+                &mut pack,
+                &[
+                    ("allowed_signers", false, blob),
+                    ("policy.yaml", false, policy_blob),
+                ],
+            )?
+        }
+        None => Tree::create(&mut pack, &[("policy.yaml", false, policy_blob)])?,
+    };
     let mut changes_dir = Tree::create(&mut pack, &[(".gitkeep", false, empty)])?;
     let mut root = Tree::create(
         &mut pack,
@@ -552,6 +567,69 @@ struct Args {
     /// Commit the whole history (one commit per transition), not just the final files.
     #[arg(long)]
     history: bool,
+    /// Turn signed approvals on (SPEC section 9) and sign every approval and rejection
+    /// with a generated ed25519 key per person (keys derived from the seed; the allowed
+    /// signers go in policy/allowed_signers).
+    #[arg(long)]
+    sign: bool,
+}
+
+/// One ed25519 key per role member, derived from the seed.
+fn member_keys(policy: &Policy, seed: u64) -> HashMap<String, ssh_key::PrivateKey> {
+    use sha2::Digest;
+    let mut out = HashMap::new();
+    for m in policy.roles.values().flatten() {
+        let mut h = sha2::Sha256::new();
+        h.update(seed.to_le_bytes());
+        h.update(m.as_bytes());
+        let bytes: [u8; 32] = h.finalize().into();
+        let pair = ssh_key::private::Ed25519Keypair::from_seed(&bytes);
+        let mut key = ssh_key::PrivateKey::from(pair);
+        key.set_comment(m.as_str());
+        out.insert(m.clone(), key);
+    }
+    out
+}
+
+/// Signs each approval and rejection of `c` with its approver's key.
+fn sign_approvals(
+    c: &mut ChangeRequest,
+    keys: &HashMap<String, ssh_key::PrivateKey>,
+) -> anyhow::Result<()> {
+    let statements: Vec<(usize, String)> = chg::signing::records(c)
+        .into_iter()
+        .filter_map(|r| r.approval.map(|i| (i, r.statement.text())))
+        .collect();
+    for (i, text) in statements {
+        let key = &keys[&c.approvals[i].by];
+        let sig = key.sign(
+            chg::signing::NAMESPACE,
+            ssh_key::HashAlg::Sha512,
+            text.as_bytes(),
+        )?;
+        c.approvals[i].signature = Some(sig.to_pem(ssh_key::LineEnding::LF)?);
+    }
+    Ok(())
+}
+
+/// The policy text and, with `--sign`, the allowed signers file.
+fn policy_files(
+    keys: &HashMap<String, ssh_key::PrivateKey>,
+) -> anyhow::Result<(String, Option<String>)> {
+    if keys.is_empty() {
+        return Ok((DEFAULT_POLICY.to_owned(), None));
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for (who, key) in keys {
+        lines.push(format!("{who} {}", key.public_key().to_openssh()?));
+    }
+    lines.sort();
+    Ok((
+        format!(
+            "{DEFAULT_POLICY}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [approve, reject]\n"
+        ),
+        Some(lines.join("\n") + "\n"),
+    ))
 }
 
 fn main() -> std::process::ExitCode {
@@ -580,14 +658,28 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let policy = Policy::default_policy();
     let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut counters = [0u32; 5];
-    let changes: Vec<ChangeRequest> = (0..n)
+    let mut changes: Vec<ChangeRequest> = (0..n)
         .map(|i| generate(i, n, &mut counters, &policy, &mut rng))
         .collect();
+    let keys = if args.sign {
+        member_keys(&policy, args.seed)
+    } else {
+        HashMap::new()
+    };
+    if args.sign {
+        for c in &mut changes {
+            sign_approvals(c, &keys)?;
+        }
+    }
+    let (policy_text, signers) = policy_files(&keys)?;
     if args.history {
-        write_history(out, &changes, &policy)?;
+        write_history(out, &changes, &policy, &policy_text, signers.as_deref())?;
     } else {
         std::fs::create_dir_all(out.join("policy"))?;
-        std::fs::write(out.join("policy/policy.yaml"), DEFAULT_POLICY)?;
+        std::fs::write(out.join("policy/policy.yaml"), &policy_text)?;
+        if let Some(s) = &signers {
+            std::fs::write(out.join("policy/allowed_signers"), s)?;
+        }
         for c in &changes {
             let rel = chg::layout::change_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
             let path = out.join(rel);
