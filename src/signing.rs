@@ -562,6 +562,38 @@ pub fn sign_record(
     Ok(signature)
 }
 
+/// The record `action` wrote last into `change` (the one a step just added).
+pub fn new_record<'c>(change: &'c ChangeRequest, action: &str) -> Option<Record<'c>> {
+    records(change).into_iter().rfind(|r| r.action == action)
+}
+
+/// Puts `signature` on the record `action` wrote last into `change`.
+pub fn set_signature(change: &mut ChangeRequest, action: &str, signature: String) {
+    match action {
+        "approve" | "reject" => {
+            if let Some(a) = change.approvals.last_mut() {
+                a.signature = Some(signature);
+            }
+        }
+        "implement" => {
+            if let Some(imp) = &mut change.implementation {
+                imp.signature = Some(signature);
+            }
+        }
+        "close" => {
+            if let Some(imp) = &mut change.implementation {
+                imp.close_signature = Some(signature);
+            }
+        }
+        "cancel" => {
+            if let Some(c) = &mut change.cancellation {
+                c.signature = Some(signature);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Carries the signature of the record that `action` added in `from` (a local step) to
 /// the same record in `to` (that step replayed onto another version by `chg sync`). The
 /// statement names no commit and no other record, so the signature stays valid wherever the

@@ -889,9 +889,7 @@ impl<'s> Replay<'s> {
         crate::signing::carry_signature(&after, &mut next, action.as_str());
         if policy.requires_signature(action.as_str())
             && let Some(signers) = policy.signers()
-            && let Some(r) = crate::signing::records(&next)
-                .into_iter()
-                .rfind(|r| r.action == action.as_str())
+            && let Some(r) = crate::signing::new_record(&next, action.as_str())
         {
             let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
             if let Some(why) = v.problem(&r.actor) {

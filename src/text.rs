@@ -18,20 +18,23 @@ fn unsafe_char(c: char, next: Option<char>) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
-fn any_unsafe(text: &str) -> bool {
+/// Each character of `text` with whether it must be escaped (a `\r` is judged by what
+/// follows it).
+fn judged(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
     let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if unsafe_char(c, chars.peek().copied()) {
-            return true;
-        }
-    }
-    false
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        Some((c, unsafe_char(c, chars.peek().copied())))
+    })
+}
+
+fn any_unsafe(text: &str) -> bool {
+    judged(text).any(|(_, bad)| bad)
 }
 
 fn push_escaped(out: &mut String, text: &str) {
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if unsafe_char(c, chars.peek().copied()) {
+    for (c, bad) in judged(text) {
+        if bad {
             escape(out, c);
         } else {
             out.push(c);

@@ -952,12 +952,13 @@ impl Ctx<'_> {
             }
         };
         out.extend(self.new_record_signatures(before, after));
+        // A replay cannot sign: the new record's signature is taken from the commit (and
+        // judged on its own above); any other difference, older signatures included, is one.
         let replayed = workflow::apply(before, self.policy, self.email, self.when, step).map(
             |(expected, t)| {
-                (
-                    with_recorded_signatures(without_legacy_digests(expected, after), after),
-                    t,
-                )
+                let mut expected = without_legacy_digests(expected, after);
+                crate::signing::carry_signature(after, &mut expected, action);
+                (expected, t)
             },
         );
         match replayed {
@@ -1353,25 +1354,6 @@ fn with_legacy_digests(change: &ChangeRequest) -> ChangeRequest {
         }
     }
     c
-}
-
-/// `expected` with the signatures the commit recorded: a replay cannot sign, and the
-/// signatures are judged on their own ([`Ctx::new_record_signatures`]).
-fn with_recorded_signatures(mut expected: ChangeRequest, after: &ChangeRequest) -> ChangeRequest {
-    for (e, a) in expected.approvals.iter_mut().zip(&after.approvals) {
-        e.signature.clone_from(&a.signature);
-    }
-    if let (Some(e), Some(a)) = (&mut expected.implementation, &after.implementation) {
-        e.signature.clone_from(&a.signature);
-        e.close_signature.clone_from(&a.close_signature);
-        if a.close_signature.is_some() {
-            e.closed_by.clone_from(&a.closed_by);
-        }
-    }
-    if let (Some(e), Some(a)) = (&mut expected.cancellation, &after.cancellation) {
-        e.signature.clone_from(&a.signature);
-    }
-    expected
 }
 
 /// `expected` with the approval digests cleared where the recorded approval has none: chg

@@ -265,7 +265,9 @@ impl Store {
     /// under `policy/` are never applied), or the work tree's while nothing is committed.
     /// A broken policy stops every command.
     pub fn policy(&self) -> Result<Policy> {
-        let bytes = match self.committed_policy()? {
+        let committed = self.committed_policy()?;
+        let from_head = committed.is_some();
+        let bytes = match committed {
             Some(b) => b,
             None => decode::read_bounded(&self.root.join(POLICY_PATH))
                 .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?,
@@ -278,13 +280,12 @@ impl Store {
                 "the policy is not valid UTF-8",
             ))
         })?;
-        let committed = self.committed_policy()?.is_some();
         match Policy::parse(POLICY_PATH, &text) {
             Ok((mut policy, _warnings)) => {
                 // The allowed signers come from where the policy came from.
                 let findings: Vec<Finding> = policy
                     .attach_signers(|path| {
-                        if committed {
+                        if from_head {
                             self.committed_file(path).ok().flatten()
                         } else {
                             decode::read_bounded(&self.root.join(path)).ok()
@@ -899,43 +900,11 @@ fn sign_record(
     {
         imp.closed_by = Some(ctx.actor.email.clone());
     }
-    let path = match action {
-        "approve" | "reject" => format!(
-            "approvals[{}].signature",
-            next.approvals.len().saturating_sub(1)
-        ),
-        "implement" => "implementation.signature".into(),
-        "close" => "implementation.close_signature".into(),
-        _ => "cancellation.signature".into(),
-    };
-    let record = crate::signing::records(&next)
-        .into_iter()
-        .find(|r| r.path == path)
-        .ok_or_else(|| Error::Internal(format!("no {path} to sign")))?;
+    let record = crate::signing::new_record(&next, action)
+        .ok_or_else(|| Error::Internal(format!("no {action} record to sign")))?;
     let signature =
         crate::signing::sign_record(signers, signer, &ctx.actor.email, &record.statement)?;
-    match action {
-        "approve" | "reject" => {
-            if let Some(a) = next.approvals.last_mut() {
-                a.signature = Some(signature);
-            }
-        }
-        "implement" => {
-            if let Some(imp) = &mut next.implementation {
-                imp.signature = Some(signature);
-            }
-        }
-        "close" => {
-            if let Some(imp) = &mut next.implementation {
-                imp.close_signature = Some(signature);
-            }
-        }
-        _ => {
-            if let Some(c) = &mut next.cancellation {
-                c.signature = Some(signature);
-            }
-        }
-    }
+    crate::signing::set_signature(&mut next, action, signature);
     Ok(next)
 }
 

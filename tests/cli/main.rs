@@ -189,6 +189,26 @@ impl Store {
         self.git(&["commit", "-qam", message]);
     }
 
+    /// `chg audit export` of 2025 into a new folder; returns the folder.
+    fn export_2025(&self) -> PathBuf {
+        let out = self.dir.path().join("pack");
+        self.chg(
+            "alice@example.com",
+            &[
+                "audit",
+                "export",
+                "--since",
+                "2025-01-01",
+                "--until",
+                "2026-01-01",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        out
+    }
+
     fn read(&self, id: &str) -> String {
         std::fs::read_to_string(self.file(id)).unwrap()
     }

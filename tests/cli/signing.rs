@@ -81,21 +81,7 @@ fn a_signed_life_cycle_verifies_everywhere_and_with_plain_ssh_keygen() {
     assert!(!r.stdout.contains("signature"), "{}", r.stdout);
     let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
     assert!(log.contains("[signed SHA256:"), "{log}");
-    let pack = s.dir.path().join("pack");
-    s.chg(
-        "alice@example.com",
-        &[
-            "audit",
-            "export",
-            "--since",
-            "2025-01-01",
-            "--until",
-            "2026-01-01",
-            "--out",
-            pack.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let pack = s.export_2025();
     let population = std::fs::read_to_string(pack.join("population.csv")).unwrap();
     assert!(
         population.lines().next().unwrap().ends_with(",signatures"),
