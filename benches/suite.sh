@@ -4,6 +4,8 @@
 #
 #   benches/suite.sh                    # 10,000 and 100,000 changes (generating 100,000 takes minutes)
 #   SIZES="1000" benches/suite.sh       # a quick smoke run
+#   SIGN=1 benches/suite.sh             # also: verification of signed records (a second store
+#                                       # generated with --sign), against the unsigned one
 #
 # Needs hyperfine and GNU time (apt-get install hyperfine time). Stores are generated once
 # into $BENCH_DIR/hist-N (deterministic, seed 1) and reused; every transition is measured
@@ -104,6 +106,29 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   R=1 WARM=0 measure "chg audit --full" audit "$CHG" audit --full
   R=1 WARM=0 measure "git log --name-status" audit sh -c "git log --name-status > /dev/null"
   measure "chg audit (incremental, nothing new)" audit-incremental "$CHG" audit
+
+  if [[ -n ${SIGN:-} ]]; then
+    # The same store generated with every approval signed: what verification costs.
+    signed=$BENCH_DIR/hist-$n-signed
+    if [[ ! -f $signed/policy/policy.yaml ]]; then
+      rm -rf "$signed"
+      echo "generating $n signed changes with history into $signed ..." >&2
+      "$GEN" --changes "$n" --out "$signed" --history --sign >/dev/null 2>&1
+    fi
+    proven=$signed/.git/chg/proven-signatures
+    measure "chg validate (unsigned store)" signing "$CHG" validate
+    measure "chg audit --full (unsigned store)" signing-audit "$CHG" audit --full
+    cd "$signed"
+    # The same signed files with verification turned off (the work tree's policy without
+    # its signing section, which validate judges by): what reading signed files costs.
+    printf '%s\n' 'git checkout -q policy/policy.yaml && sed -i "/^signing:/,\$d" policy/policy.yaml' >"$BENCH_DIR/unsign.sh"
+    PREP="sh $BENCH_DIR/unsign.sh" \
+      measure "chg validate (signed store, verification off)" signing "$CHG" validate
+    git checkout -q policy/policy.yaml
+    PREP="rm -f $proven" measure "chg validate (signed, first run)" signing "$CHG" validate
+    measure "chg validate (signed, proofs kept)" signing "$CHG" validate
+    R=3 WARM=0 measure "chg audit --full (signed store)" signing-audit "$CHG" audit --full
+  fi
   cd "$ROOT"
 done
 

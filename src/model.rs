@@ -757,8 +757,13 @@ impl ChangeRequest {
             h.update(value.as_bytes());
             h.update(b"\n");
         }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        let mut out = String::with_capacity(71);
+        out.push_str("sha256:");
+        for b in h.finalize() {
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        out
     }
 
     /// The approvals (by index) that do not vouch for this version's material content: their

@@ -351,33 +351,53 @@ impl Policy {
     /// bytes by store path: from the work tree, or from the tree of a commit) and attaches
     /// it. Its problems come back as findings with places: a missing file, a line that is
     /// not a key, an email that is in no role.
-    pub fn attach_signers(&mut self, read: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<Finding> {
+    pub fn attach_signers(
+        &mut self,
+        read: impl Fn(&str) -> std::io::Result<Vec<u8>>,
+    ) -> Vec<Finding> {
         let Some(signing) = &mut self.signing else {
             return Vec::new();
         };
         let file = signing.allowed_signers.clone();
-        let text = match read(&file).map(String::from_utf8) {
-            Some(Ok(t)) => t,
-            Some(Err(_)) => {
-                signing.signers = Some(Default::default());
-                return vec![Finding::error(
+        let refuse = |signing: &mut SigningPolicy, at: &str, message: String| {
+            signing.signers = Some(Default::default());
+            vec![Finding::error(at, None, "signature", message)]
+        };
+        let bytes = match read(&file) {
+            Ok(b) if b.len() as u64 > crate::decode::MAX_FILE_BYTES => {
+                return refuse(
+                    signing,
                     &file,
-                    None,
-                    "signature",
-                    "the allowed signers file is not UTF-8 text",
-                )];
+                    format!(
+                        "the allowed signers file is larger than chg's limit of {} bytes",
+                        crate::decode::MAX_FILE_BYTES
+                    ),
+                );
             }
-            None => {
-                signing.signers = Some(Default::default());
-                return vec![Finding::error(
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return refuse(
+                    signing,
                     POLICY_PATH,
-                    None,
-                    "signature",
                     format!(
                         "signing.allowed_signers names {file}, which does not exist; create it (one line per key: email, then the public key)"
                     ),
-                )];
+                );
             }
+            Err(e) => {
+                return refuse(
+                    signing,
+                    &file,
+                    format!("the allowed signers file cannot be read: {e}"),
+                );
+            }
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return refuse(
+                signing,
+                &file,
+                "the allowed signers file is not UTF-8 text".to_owned(),
+            );
         };
         let (signers, mut findings) = crate::signing::AllowedSigners::parse(&file, &text);
         let members: Vec<&str> = self.roles.values().flatten().map(String::as_str).collect();

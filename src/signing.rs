@@ -6,8 +6,8 @@
 //! so an auditor can check any record with plain `ssh-keygen -Y verify` and get the same
 //! answer. No cryptography is written here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::Timestamp;
 use ssh_key::{HashAlg, PublicKey, SshSig};
@@ -144,7 +144,13 @@ impl Statement {
         s
     }
 
-    fn base(change: &ChangeRequest, action: &str, actor: &str, at: Timestamp) -> Statement {
+    fn base(
+        change: &ChangeRequest,
+        action: &str,
+        actor: &str,
+        at: Timestamp,
+        digest: String,
+    ) -> Statement {
         Statement {
             requested_by: change.requester.clone().unwrap_or_default(),
             requested_at: change.request_date,
@@ -153,7 +159,7 @@ impl Statement {
             decision: None,
             actor: actor.to_owned(),
             at,
-            digest: change.material_digest(),
+            digest,
         }
     }
 }
@@ -178,16 +184,17 @@ pub struct Record<'a> {
 /// Every signable record the change holds, with the statement each must be signed over.
 pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
     let mut out = Vec::new();
+    // The content's digest, computed once and only if a record needs it.
+    let now = std::cell::OnceCell::new();
+    let digest = || now.get_or_init(|| change.material_digest()).clone();
     for (i, a) in change.approvals.iter().enumerate() {
         let action = match a.decision {
             crate::model::Decision::Approved => "approve",
             crate::model::Decision::Rejected => "reject",
         };
-        let mut st = Statement::base(change, action, &a.by, a.at);
         // An approval is signed over the content it approved, which its digest names.
-        if let Some(d) = &a.digest {
-            st.digest = d.clone();
-        }
+        let d = a.digest.clone().unwrap_or_else(digest);
+        let mut st = Statement::base(change, action, &a.by, a.at, d);
         st.role = Some(a.role.clone());
         st.decision = Some(a.decision.as_str().to_owned());
         out.push(Record {
@@ -205,13 +212,13 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
                 path: "implementation.signature".into(),
                 action: "implement",
                 actor: by.clone(),
-                statement: Statement::base(change, "implement", by, at),
+                statement: Statement::base(change, "implement", by, at, digest()),
                 signature: imp.signature.as_deref(),
                 approval: None,
             });
         }
         if let (Some(by), Some(at)) = (&imp.closed_by, imp.completed_at) {
-            let mut st = Statement::base(change, "close", by, at);
+            let mut st = Statement::base(change, "close", by, at, digest());
             st.decision = imp.outcome.map(|o| o.as_str().to_owned());
             out.push(Record {
                 path: "implementation.close_signature".into(),
@@ -228,7 +235,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             path: "cancellation.signature".into(),
             action: "cancel",
             actor: c.by.clone(),
-            statement: Statement::base(change, "cancel", &c.by, c.at),
+            statement: Statement::base(change, "cancel", &c.by, c.at, digest()),
             signature: c.signature.as_deref(),
             approval: None,
         });
@@ -256,7 +263,69 @@ struct Signer {
 #[derive(Debug, Default)]
 pub struct AllowedSigners {
     signers: Vec<Signer>,
-    verdicts: Mutex<HashMap<(String, String, String), Verdict>>,
+    verdicts: Mutex<HashMap<[u8; 32], Verdict>>,
+    proven: OnceLock<Arc<ProvenSignatures>>,
+}
+
+/// Signatures already proven to verify their statement under the key they carry: the
+/// expensive half of a verdict, which no policy change can alter (whether that key may sign
+/// for that person then is judged afresh each time, from the allowed signers in force).
+/// Kept by the caller between runs so that checking 100,000 unchanged records does not
+/// repeat 100,000 verifications; a copy that is lost or damaged only costs time.
+#[derive(Debug, Default)]
+pub struct ProvenSignatures {
+    known: HashSet<[u8; 32]>,
+    added: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl ProvenSignatures {
+    /// The first line of the kept form; records of 32 bytes follow.
+    pub const HEADER: &'static [u8] = b"chg proven signatures v1\n";
+
+    /// Reads the kept form; `None` when it is not one (then start again from nothing).
+    pub fn from_bytes(bytes: &[u8]) -> Option<ProvenSignatures> {
+        let body = bytes.strip_prefix(Self::HEADER)?;
+        if body.len() % 32 != 0 {
+            return None;
+        }
+        let known = body
+            .chunks_exact(32)
+            .map(|c| <[u8; 32]>::try_from(c).expect("chunks of 32"))
+            .collect();
+        Some(ProvenSignatures {
+            known,
+            added: Mutex::default(),
+        })
+    }
+
+    /// The records proven since this was read, in the kept form (to append).
+    pub fn added_bytes(&self) -> Vec<u8> {
+        let added = self.added.lock().map(|a| a.clone()).unwrap_or_default();
+        added.into_iter().flatten().collect()
+    }
+
+    /// What a proof is keyed by: who, the statement and the whole signature (its key
+    /// included), each length-prefixed so no two triples share a key.
+    fn key(actor: &str, statement: &str, signature: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"chg proven signature v1\0");
+        for part in [actor, statement, signature.trim()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.known.contains(key) || self.added.lock().is_ok_and(|a| a.contains(key))
+    }
+
+    fn add(&self, key: [u8; 32]) {
+        if let Ok(mut a) = self.added.lock() {
+            a.insert(key);
+        }
+    }
 }
 
 impl AllowedSigners {
@@ -283,9 +352,15 @@ impl AllowedSigners {
             AllowedSigners {
                 signers,
                 verdicts: Mutex::default(),
+                proven: OnceLock::new(),
             },
             findings,
         )
+    }
+
+    /// Uses (and adds to) `proven` for the cryptographic half of each verdict.
+    pub fn remember_in(&self, proven: Arc<ProvenSignatures>) {
+        let _ = self.proven.set(proven);
     }
 
     /// Every principal (email or pattern) with its line's fingerprint, for checks against
@@ -330,18 +405,25 @@ impl AllowedSigners {
         let Some(signature) = signature else {
             return Verdict::Missing;
         };
-        let key = (actor.to_owned(), statement.to_owned(), signature.to_owned());
+        let key = ProvenSignatures::key(actor, statement, signature);
         if let Some(v) = self.verdicts.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return v;
         }
-        let v = self.judge(actor, at, statement, signature);
+        let v = self.judge(actor, at, statement, signature, key);
         if let Ok(mut m) = self.verdicts.lock() {
             m.insert(key, v.clone());
         }
         v
     }
 
-    fn judge(&self, actor: &str, at: Timestamp, statement: &str, signature: &str) -> Verdict {
+    fn judge(
+        &self,
+        actor: &str,
+        at: Timestamp,
+        statement: &str,
+        signature: &str,
+        key: [u8; 32],
+    ) -> Verdict {
         let sig = match SshSig::from_pem(signature.trim()) {
             Ok(s) => s,
             Err(e) => return Verdict::Corrupt(e.to_string()),
@@ -352,17 +434,27 @@ impl AllowedSigners {
                 sig.namespace()
             ));
         }
-        let fingerprint = PublicKey::from(sig.public_key().clone())
-            .fingerprint(HashAlg::Sha256)
-            .to_string();
         let Some(signer) = self
             .keys_for(actor, at)
             .find(|s| s.key.key_data() == sig.public_key())
         else {
+            let fingerprint = PublicKey::from(sig.public_key().clone())
+                .fingerprint(HashAlg::Sha256)
+                .to_string();
             return Verdict::Foreign { fingerprint };
         };
+        let fingerprint = signer.fingerprint.clone();
+        let proven = self.proven.get();
+        if proven.is_some_and(|p| p.contains(&key)) {
+            return Verdict::Valid { fingerprint };
+        }
         match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
-            Ok(()) => Verdict::Valid { fingerprint },
+            Ok(()) => {
+                if let Some(p) = proven {
+                    p.add(key);
+                }
+                Verdict::Valid { fingerprint }
+            }
             Err(_) => Verdict::Transplanted { fingerprint },
         }
     }
@@ -634,6 +726,59 @@ pub type Signers = Arc<AllowedSigners>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proofs_kept_between_runs_spare_the_verification_but_never_the_judgement() {
+        let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]));
+        let public = key.public_key().to_openssh().unwrap();
+        let at: Timestamp = "2025-03-10T11:00:00Z".parse().unwrap();
+        let statement = "chg signed record v1\nactor: cm@x\n";
+        let sig = key
+            .sign(NAMESPACE, HashAlg::Sha512, statement.as_bytes())
+            .unwrap()
+            .to_pem(ssh_key::LineEnding::LF)
+            .unwrap();
+        let signers = |text: &str, kept: &[u8]| {
+            let (s, f) = AllowedSigners::parse("policy/allowed_signers", text);
+            assert!(f.is_empty(), "{f:?}");
+            let proven = Arc::new(ProvenSignatures::from_bytes(kept).unwrap());
+            s.remember_in(proven.clone());
+            (s, proven)
+        };
+        let listed = format!("cm@x {public}\n");
+        // First run: verified, and the proof is added.
+        let (s, proven) = signers(&listed, ProvenSignatures::HEADER);
+        assert!(s.verify("cm@x", at, statement, Some(&sig)).is_valid());
+        let kept = [ProvenSignatures::HEADER, &proven.added_bytes()].concat();
+        assert_eq!(kept.len(), ProvenSignatures::HEADER.len() + 32);
+        // Next run: the proof is used, nothing new to keep.
+        let (s, proven) = signers(&listed, &kept);
+        assert!(s.verify("cm@x", at, statement, Some(&sig)).is_valid());
+        assert!(proven.added_bytes().is_empty());
+        // A proof never lets another statement or another person through, and a key no
+        // longer listed is foreign whatever was proven before.
+        assert!(matches!(
+            s.verify(
+                "cm@x",
+                at,
+                "chg signed record v1\nactor: em@x\n",
+                Some(&sig)
+            ),
+            Verdict::Transplanted { .. }
+        ));
+        assert!(matches!(
+            s.verify("em@x", at, statement, Some(&sig)),
+            Verdict::Foreign { .. }
+        ));
+        let (s, _) = signers("# nobody\n", &kept);
+        assert!(matches!(
+            s.verify("cm@x", at, statement, Some(&sig)),
+            Verdict::Foreign { .. }
+        ));
+        // A damaged copy is not read (the caller starts again from nothing).
+        assert!(ProvenSignatures::from_bytes(&kept[..kept.len() - 1]).is_none());
+        assert!(ProvenSignatures::from_bytes(b"something else").is_none());
+    }
 
     #[test]
     fn patterns_follow_openssh() {

@@ -609,12 +609,13 @@ impl<'s> Replay<'s> {
         // the signers change.
         let prefix = self.store.prefix().to_owned();
         let repo = self.repo();
-        policy.attach_signers(|p| {
-            commit::blob_at(tree, &format!("{prefix}{p}"))
-                .ok()
-                .flatten()
-                .and_then(|b| repo.find_blob(b).ok())
+        policy.attach_signers(|p| match commit::blob_at(tree, &format!("{prefix}{p}")) {
+            Ok(Some(b)) => repo
+                .find_blob(b)
                 .map(|b| b.content().to_vec())
+                .map_err(|e| std::io::Error::other(e.message().to_owned())),
+            Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
         });
         Ok(policy)
     }

@@ -353,7 +353,11 @@ impl<'r> Auditor<'r> {
             None => None,
         };
         let mut p = (*policy).clone();
-        p.attach_signers(|_| bytes.clone());
+        p.attach_signers(|_| {
+            bytes
+                .clone()
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        });
         let p = Arc::new(p);
         self.signed_policies.insert(key, p.clone());
         Ok(p)

@@ -131,6 +131,8 @@ fn run(cli: Cli) -> CmdResult {
     };
     let result = dispatch(cli.command, &find, &open);
     if let Some(store) = cell.get() {
+        // A cache: failing to keep it costs the next run time, nothing else.
+        let _ = store.keep_proven_signatures();
         for notice in store.take_notices() {
             eprintln!("{}", chg::text::one_line(&notice));
         }

@@ -76,7 +76,10 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     let (policy, mut findings): (Option<Policy>, Vec<Finding>) =
         match Policy::parse(POLICY_PATH, &policy_text) {
             Ok((mut p, mut w)) => {
-                w.extend(p.attach_signers(|path| chg::decode::read_bounded(&root.join(path)).ok()));
+                w.extend(p.attach_signers(|path| chg::decode::read_bounded(&root.join(path))));
+                if let Some(signers) = p.signers() {
+                    signers.remember_in(store.proven_signatures());
+                }
                 (Some(p), w)
             }
             Err(f) => (None, f),

@@ -5,6 +5,7 @@ pub mod commit;
 pub mod lock;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use git2::{ObjectType, Oid, Repository, Signature, Time};
@@ -18,6 +19,7 @@ use crate::finding::Finding;
 use crate::layout;
 use crate::model::{ChangeId, ChangeRequest, Status};
 use crate::policy::{POLICY_PATH, Policy};
+use crate::signing::ProvenSignatures;
 use crate::trailers::{Action, Trailers};
 use crate::validate;
 use crate::workflow::{self, Step, Transition};
@@ -33,7 +35,13 @@ pub struct Store {
     root: PathBuf,
     /// The store folder relative to the work tree, `/`-separated, empty or ending in `/`.
     prefix: String,
+    /// Signatures proven in earlier runs (read on first use), and whether the kept copy
+    /// must be written anew rather than appended to (missing header, damaged).
+    proven: std::sync::OnceLock<(Arc<ProvenSignatures>, bool)>,
 }
+
+/// Past this size the kept proofs are dropped and gathered again (2 million records).
+const MAX_PROVEN_BYTES: u64 = 64 << 20;
 
 /// A change read from the work tree.
 #[derive(Debug, Clone)]
@@ -179,6 +187,7 @@ impl Store {
             notices: Default::default(),
             root,
             prefix,
+            proven: Default::default(),
         };
         // A step a killed chg left half done is repaired before anything reads the store,
         // so even read-only commands see it before or after, never in between.
@@ -230,6 +239,55 @@ impl Store {
         let head = commit::head_state(&store.repo)?.1;
         let id = store.commit(ctx, &files, &message, head)?;
         Ok((store, id))
+    }
+
+    /// Where proven signatures are kept between runs: shared by every worktree of the
+    /// repository, never committed or pushed.
+    fn proven_path(&self) -> PathBuf {
+        self.repo.commondir().join("chg").join("proven-signatures")
+    }
+
+    /// The signatures proven in earlier runs of this clone (see [`ProvenSignatures`]).
+    pub fn proven_signatures(&self) -> Arc<ProvenSignatures> {
+        self.proven
+            .get_or_init(|| {
+                let path = self.proven_path();
+                let bytes = std::fs::metadata(&path)
+                    .ok()
+                    .filter(|m| m.is_file() && m.len() <= MAX_PROVEN_BYTES)
+                    .and_then(|_| std::fs::read(&path).ok());
+                match bytes.as_deref().map(ProvenSignatures::from_bytes) {
+                    Some(Some(p)) => (Arc::new(p), false),
+                    _ => (Arc::default(), true),
+                }
+            })
+            .0
+            .clone()
+    }
+
+    /// Keeps the signatures this run proved for the next runs. Losing them only costs
+    /// time, so a failure here is the caller's to ignore.
+    pub fn keep_proven_signatures(&self) -> Result<()> {
+        use std::io::Write;
+        let Some((proven, rewrite)) = self.proven.get() else {
+            return Ok(());
+        };
+        let added = proven.added_bytes();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let path = self.proven_path();
+        if *rewrite {
+            return commit::atomic_write(&path, &[ProvenSignatures::HEADER, &added].concat());
+        }
+        // Appends are whole records in one write, so concurrent runs interleave records,
+        // never bytes of one.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        file.write_all(&added)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     }
 
     /// Takes the notices gathered so far (see [`Store::lock`]).
@@ -286,15 +344,18 @@ impl Store {
                 let findings: Vec<Finding> = policy
                     .attach_signers(|path| {
                         if from_head {
-                            self.committed_file(path).ok().flatten()
+                            self.committed_bytes(path)
                         } else {
-                            decode::read_bounded(&self.root.join(path)).ok()
+                            decode::read_bounded(&self.root.join(path))
                         }
                     })
                     .into_iter()
                     .filter(Finding::is_error)
                     .collect();
                 if findings.is_empty() {
+                    if let Some(signers) = policy.signers() {
+                        signers.remember_in(self.proven_signatures());
+                    }
                     return Ok(policy);
                 }
                 Err(Error::Invalid {
@@ -318,6 +379,28 @@ impl Store {
     /// The policy file's bytes at HEAD, if HEAD has one.
     fn committed_policy(&self) -> Result<Option<Vec<u8>>> {
         self.committed_file(POLICY_PATH)
+    }
+
+    /// A store file's bytes at HEAD, whatever their size: `NotFound` when HEAD lacks it, so
+    /// that a reader can tell a missing file from one past the limit.
+    pub fn committed_bytes(&self, rel: &str) -> std::io::Result<Vec<u8>> {
+        let found = (|| -> Result<Option<Vec<u8>>> {
+            let Some(head) = commit::head_state(&self.repo)?.1 else {
+                return Ok(None);
+            };
+            let tree = self.repo.find_commit(head)?.tree()?;
+            Ok(
+                match commit::blob_at(&tree, &format!("{}{rel}", self.prefix))? {
+                    Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
+                    None => None,
+                },
+            )
+        })();
+        match found {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
     }
 
     /// A store file's bytes at HEAD (`rel` relative to the store), if HEAD has it; past the

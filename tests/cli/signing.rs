@@ -377,3 +377,132 @@ fn a_copy_of_a_signed_change_under_another_id_is_reported() {
     let r = s.chg("alice@example.com", &["validate"]).code(1);
     assert!(r.stdout.contains("duplicate-request"), "{}", r.stdout);
 }
+
+#[test]
+fn signed_implement_close_and_cancel_records_verify_and_refuse_without_a_key() {
+    let mut s = Store::new();
+    let keys: Vec<(&str, PathBuf)> = ["em", "cm", "bob", "alice"]
+        .iter()
+        .map(|w| (*w, s.keygen(w)))
+        .collect();
+    s.edit_policy("implementers are a role, so they may sign", |t| {
+        t.replace(
+            "  change-manager: [cm@example.com]",
+            "  change-manager: [cm@example.com]\n  implementers: [bob@example.com, alice@example.com]",
+        )
+    });
+    let signers: Vec<(String, &Path)> = keys
+        .iter()
+        .map(|(w, k)| (format!("{w}@example.com"), k.as_path()))
+        .collect();
+    let signers: Vec<(&str, &Path)> = signers.iter().map(|(w, k)| (w.as_str(), *k)).collect();
+    s.enable_signing(&signers, &["implement", "close", "cancel"]);
+    let key = |w: &str| keys.iter().find(|(k, _)| *k == w).unwrap().1.clone();
+    let id = s.new_change(&[]);
+    s.signed("em@example.com", &key("em"), &["approve", &id])
+        .ok();
+    s.signed("cm@example.com", &key("cm"), &["approve", &id])
+        .ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at("2025-03-11T09:30:00Z");
+    // Unsigned implement and close are refused and change nothing.
+    let before = s.snapshot();
+    let r = s.chg("bob@example.com", &["implement", &id]).code(2);
+    assert!(r.stderr.contains("user.signingkey"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    s.signed("bob@example.com", &key("bob"), &["implement", &id])
+        .ok();
+    let before = s.snapshot();
+    s.chg(
+        "bob@example.com",
+        &["close", &id, "--outcome", "successful"],
+    )
+    .code(2);
+    assert_unchanged(&s, &before);
+    s.signed(
+        "bob@example.com",
+        &key("bob"),
+        &["close", &id, "--outcome", "successful"],
+    )
+    .ok();
+    let text = s.read(&id);
+    assert_eq!(text.matches("BEGIN SSH SIGNATURE").count(), 4, "{text}");
+    // A cancellation is signed too.
+    let other = s.new_change(&[]);
+    let before = s.snapshot();
+    s.chg(
+        "alice@example.com",
+        &["cancel", &other, "--reason", "Not needed"],
+    )
+    .code(2);
+    assert_unchanged(&s, &before);
+    s.signed(
+        "alice@example.com",
+        &key("alice"),
+        &["cancel", &other, "--reason", "Not needed"],
+    )
+    .ok();
+    assert!(s.read(&other).contains("BEGIN SSH SIGNATURE"));
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    // The implementation record signed by bob cannot be claimed by alice.
+    assert!(text.contains("implementer: bob@example.com"), "{text}");
+    let forged = text.replace(
+        "implementer: bob@example.com",
+        "implementer: alice@example.com",
+    );
+    std::fs::write(s.file(&id), forged).unwrap();
+    let r = s.chg("alice@example.com", &["validate", &id]).code(1);
+    assert!(r.stdout.contains(": signature: "), "{}", r.stdout);
+}
+
+#[test]
+fn an_allowed_signers_file_past_the_size_limit_is_named_as_such() {
+    let s = Store::new();
+    let em = s.keygen("em");
+    s.enable_signing(&[("em@example.com", &em)], &[]);
+    let file = s.root().join("policy/allowed_signers");
+    let mut text = format!("em@example.com {}\n", s.public(&em));
+    while text.len() <= 1 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&file, &text).unwrap();
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains("larger than chg's limit"), "{}", r.stdout);
+    s.git(&["commit", "-qam", "a huge signers file"]);
+    let r = s.chg("alice@example.com", &["list"]).code(2);
+    assert!(r.stderr.contains("larger than chg's limit"), "{}", r.stderr);
+    assert!(!r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn proofs_are_kept_in_git_dir_and_a_damaged_copy_is_rebuilt() {
+    let (s, id, _em, _cm) = signed_store();
+    let kept = s.root().join(".git/chg/proven-signatures");
+    s.chg("alice@example.com", &["validate"]).ok();
+    let bytes = std::fs::read(&kept).unwrap();
+    assert!(bytes.starts_with(b"chg proven signatures v1\n"));
+    assert_eq!((bytes.len() - 25) % 32, 0);
+    assert!(bytes.len() > 25);
+    // Never in the store's history or status.
+    assert_eq!(s.git(&["status", "--porcelain"]), "");
+    // A damaged copy costs time only: validate still verifies and writes it anew.
+    std::fs::write(&kept, b"garbage").unwrap();
+    s.chg("alice@example.com", &["validate"]).ok();
+    assert!(
+        std::fs::read(&kept)
+            .unwrap()
+            .starts_with(b"chg proven signatures v1\n")
+    );
+    // Kept proofs do not make a changed statement verify.
+    let text = s.read(&id);
+    std::fs::write(
+        s.file(&id),
+        text.replacen("role: change-manager", "role: security-team", 1),
+    )
+    .unwrap();
+    let r = s.chg("alice@example.com", &["validate", &id]).code(1);
+    assert!(r.stdout.contains(": signature: "), "{}", r.stdout);
+}

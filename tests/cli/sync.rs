@@ -903,3 +903,61 @@ fn a_replayed_schedule_that_overlaps_one_made_upstream_stops_the_sync() {
     em.chg(&["sync", "--drop-stale"]).ok();
     em.chg(&["validate"]).ok();
 }
+
+#[test]
+fn a_signed_approval_replayed_by_sync_still_verifies() {
+    let (t, c) = Team::new(&["alice@example.com", "em@example.com", "cm@example.com"]);
+    let (alice, em, cm) = (&c[0], &c[1], &c[2]);
+    // Each approver has a key; alice turns signing on by a policy commit.
+    let mut lines = String::new();
+    for who in [em, cm] {
+        let name = who.who.split('@').next().unwrap();
+        let key = t.dir.path().join(format!("key-{name}"));
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        who.git(&["config", "user.signingkey", key.to_str().unwrap()]);
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        lines.push_str(&format!("{} {}", who.who, public));
+    }
+    std::fs::write(alice.root.join("policy/allowed_signers"), lines).unwrap();
+    let policy = alice.root.join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        format!("{text}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [approve, reject]\n"),
+    )
+    .unwrap();
+    alice.git(&["add", "policy"]);
+    alice.git(&["commit", "-qm", "sign approvals"]);
+    let id = alice.new_change("Rotate certificates");
+    alice.chg(&["sync"]).ok();
+    em.chg(&["sync"]).ok();
+    cm.chg(&["sync"]).ok();
+    // Both sign on the same version; cm's approval is replayed onto em's.
+    em.chg(&["approve", &id]).ok();
+    cm.chg(&["approve", &id]).ok();
+    em.chg(&["sync"]).ok();
+    let r = cm.chg(&["sync"]).ok();
+    assert!(
+        r.stdout.contains("replayed 1 local step(s)"),
+        "{}",
+        r.stdout
+    );
+    let text = cm.read(&id);
+    assert!(text.contains("status: approved"), "{text}");
+    assert_eq!(text.matches("BEGIN SSH SIGNATURE").count(), 2, "{text}");
+    alice.chg(&["sync"]).ok();
+    for who in [alice, em, cm] {
+        who.chg(&["sync"]).ok();
+        who.chg(&["validate"]).ok();
+        let r = who.chg(&["audit"]).ok();
+        assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+        let show = who.chg(&["show", &id]).ok().stdout;
+        assert_eq!(show.matches("signed SHA256:").count(), 2, "{show}");
+    }
+    t.assert_remote_sound();
+}
