@@ -390,6 +390,7 @@ impl Decoder<'_> {
                 "testing_required" => c.testing_required = self.boolean(v, &key),
                 "test_plan" => c.test_plan = self.text(v, &key),
                 "test_environment" => c.test_environment = self.text(v, &key),
+                "proposed_policy" => c.proposed_policy = self.text_map(v, &key),
                 "schedule" => c.schedule = self.schedule(v),
                 "status" => c.status = self.parsed(v, &key, "enum"),
                 "approvals" => c.approvals = self.approvals(v),
@@ -405,6 +406,38 @@ impl Decoder<'_> {
             }
         }
         self.out.change = c;
+    }
+
+    /// A mapping of texts (`proposed_policy`: path to content).
+    fn text_map(
+        &mut self,
+        node: &Node,
+        path: &dyn fmt::Display,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.place(path, node);
+        if node.value == Value::Null {
+            return None;
+        }
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.pos,
+                "type",
+                format!(
+                    "{path} must be a mapping of file paths to contents, not {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in entries {
+            let key = yaml::key_text(k).to_owned();
+            let value = self
+                .text(v, &format_args!("{path}.{key}"))
+                .unwrap_or_default();
+            out.insert(key, value);
+        }
+        Some(out)
     }
 
     fn schedule(&mut self, node: &Node) -> Option<Schedule> {

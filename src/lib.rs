@@ -28,6 +28,7 @@ pub mod decode;
 pub mod edit;
 pub mod error;
 pub mod finding;
+pub mod governance;
 pub mod layout;
 pub mod model;
 pub mod policy;

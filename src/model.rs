@@ -537,6 +537,10 @@ pub struct ChangeRequest {
     /// Where it will be tested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_environment: Option<String>,
+    /// For a policy change (SPEC section 10): the proposed content of every file under
+    /// `policy/`, by path relative to the store, as `chg policy propose` captured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposed_policy: Option<std::collections::BTreeMap<String, String>>,
     /// When it will run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -612,6 +616,7 @@ pub const ALL_FIELDS: &[&str] = &[
     "testing_required",
     "test_plan",
     "test_environment",
+    "proposed_policy",
     "schedule",
     "status",
     "approvals",
@@ -754,6 +759,14 @@ impl ChangeRequest {
             .expect("strings serialise");
             h.update(f.as_bytes());
             h.update(b"=");
+            h.update(value.as_bytes());
+            h.update(b"\n");
+        }
+        // Added only when present, so that the digests of every other change stay as they
+        // were before policy proposals existed.
+        if let Some(files) = &self.proposed_policy {
+            let value = serde_json::to_string(files).expect("strings serialise");
+            h.update(b"proposed_policy=");
             h.update(value.as_bytes());
             h.update(b"\n");
         }

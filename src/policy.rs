@@ -156,6 +156,9 @@ pub struct Policy {
     pub conflicts: Conflicts,
     /// Signed records (SPEC section 9), when the policy asks for them.
     pub signing: Option<SigningPolicy>,
+    /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
+    /// when the policy is not governed (policy changes are notes, as before).
+    pub governance: Option<Vec<String>>,
 }
 
 /// The policy's `signing` section, with the allowed signers file once it is read.
@@ -199,6 +202,14 @@ struct RawPolicy {
     conflicts: Conflicts,
     #[serde(default)]
     signing: Option<Spanned<RawSigning>>,
+    #[serde(default)]
+    governance: Option<Spanned<RawGovernance>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGovernance {
+    roles: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -462,12 +473,22 @@ impl Policy {
 
     /// Roles whose approval the change needs; empty for pre-approved standard changes.
     pub fn required_roles(&self, change: &ChangeRequest) -> Vec<String> {
-        if self.is_preapproved(change) {
-            return Vec::new();
+        let mut roles = if self.is_preapproved(change) && change.proposed_policy.is_none() {
+            Vec::new()
+        } else {
+            self.rule_for(change)
+                .map(|r| r.roles.clone())
+                .unwrap_or_default()
+        };
+        // A policy change needs the governance roles on top of its priority's (SPEC 10).
+        if change.proposed_policy.is_some() {
+            for role in self.governance.iter().flatten() {
+                if !roles.contains(role) {
+                    roles.push(role.clone());
+                }
+            }
         }
-        self.rule_for(change)
-            .map(|r| r.roles.clone())
-            .unwrap_or_default()
+        roles
     }
 
     /// Whether the change is a standard change the policy pre-approves.
@@ -577,6 +598,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
     c.required_fields(&raw.required_fields);
     c.testing(&raw.testing.required_for, &change_types);
     let roles = c.roles(&raw.roles);
+    let governance = raw.governance.as_ref().map(|g| c.governance(g, &roles));
     let a = &raw.approvals;
     let emergency_approvals = c.approval_rule("emergency", &a.emergency, false, &roles);
     let mut approvals = BTreeMap::new();
@@ -631,6 +653,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         targets: raw.targets,
         conflicts: raw.conflicts,
         signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
+        governance,
     }
 }
 
@@ -644,6 +667,35 @@ struct Checker<'f> {
 }
 
 impl Checker<'_> {
+    /// `governance`: at least one role, each a role of the policy.
+    fn governance(
+        &mut self,
+        raw: &Spanned<RawGovernance>,
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> Vec<String> {
+        if raw.value.roles.is_empty() {
+            self.err(
+                at(raw),
+                "governance.roles is empty: name the roles whose approval every policy change needs, or remove governance".into(),
+            );
+        }
+        let mut out = Vec::new();
+        for role in &raw.value.roles {
+            if roles.contains_key(&role.value) {
+                out.push(role.value.clone());
+                continue;
+            }
+            let hint = suggest(&role.value, roles.keys().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.err(
+                at(role),
+                format!("governance.roles names unknown role `{}`{hint}", role.value),
+            );
+        }
+        out
+    }
+
     /// `signing`: the allowed signers file under `policy/`, known actions only.
     fn signing(&mut self, raw: &Spanned<RawSigning>) -> SigningPolicy {
         let raw = &raw.value;

@@ -80,6 +80,10 @@ pub fn change_schema(policy: &Policy) -> Value {
         ("test_plan", text("How it will be tested")),
         ("test_environment", text("Where it will be tested")),
         (
+            "proposed_policy",
+            json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "A policy change (chg policy propose): the proposed content of every file under policy/, by path"}),
+        ),
+        (
             "schedule",
             object(
                 SCHEDULE_KEYS,

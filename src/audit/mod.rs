@@ -272,6 +272,8 @@ pub struct Auditor<'r> {
     shallow: Vec<Oid>,
     /// Policies with their allowed signers, by (policy blob, allowed signers blob).
     signed_policies: HashMap<(Option<Oid>, Option<Oid>), Arc<Policy>>,
+    /// Judges policy changes (SPEC section 10), made when the first one is met.
+    governance: Option<Box<crate::governance::Governance<'r>>>,
 }
 
 /// The verdict on a commit where a shallow clone's history is cut: its parents are not
@@ -313,6 +315,7 @@ impl<'r> Auditor<'r> {
             decoded: HashMap::new(),
             shallow: crate::store::commit::shallow_commits(repo),
             signed_policies: HashMap::new(),
+            governance: None,
         }
     }
 
@@ -415,6 +418,30 @@ impl<'r> Auditor<'r> {
             let (_, valid) = self.policy(new_pol)?;
             out.findings
                 .extend(facts.policy_findings(&policy_path, valid));
+        }
+        // Anything under policy/ changed outside `chg policy apply` under a governed policy.
+        let policy_changed = match facts.parents.first() {
+            Some(parent) => {
+                crate::governance::policy_tree(parent, &self.prefix)?
+                    != crate::governance::policy_tree(&facts.tree, &self.prefix)?
+            }
+            None => false,
+        };
+        if policy_changed {
+            let governance = self.governance.get_or_insert_with(|| {
+                Box::new(crate::governance::Governance::new(self.repo, &self.prefix))
+            });
+            if let crate::governance::Standing::Unauthorized(why) = governance.standing_of(oid)? {
+                out.findings.push(facts.finding(
+                    Level::Exception,
+                    crate::governance::UNAUTHORIZED,
+                    None,
+                    Some(format!("{}{}/", self.prefix, crate::governance::POLICY_DIR)),
+                    format!(
+                        "{why}; revert it, or propose it with `chg policy propose` and apply it once approved"
+                    ),
+                ));
+            }
         }
         if self.ours(&facts) {
             out.findings

@@ -8,6 +8,7 @@ mod edit;
 mod misc;
 mod new;
 mod plan;
+mod policy;
 mod prompt;
 mod report;
 mod show;
@@ -63,6 +64,7 @@ enum Command {
     Close(transitions::CloseArgs),
     Cancel(transitions::CancelArgs),
     Renumber(transitions::RenumberArgs),
+    Policy(policy::PolicyArgs),
     Sync(sync::SyncArgs),
     Show(show::ShowArgs),
     List(show::ListArgs),
@@ -167,6 +169,10 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Cancel(a) => transitions::cancel(open()?.0, a),
         Command::Renumber(a) => transitions::renumber(open()?.0, a),
         Command::Sync(a) => sync::run(open()?.0, a),
+        Command::Policy(a) => {
+            let (store, policy) = open()?;
+            policy::run(store, &policy, a)
+        }
         Command::Show(a) => {
             let (store, policy) = open()?;
             show::show(store, &policy, a)

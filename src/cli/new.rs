@@ -200,7 +200,25 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
 }
 
 pub fn run(store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
+    run_with(store, policy, a, None)
+}
+
+/// `chg new`, carrying a policy proposal when `proposal` is given (`chg policy propose`).
+pub fn run_with(
+    store: &Store,
+    policy: &Policy,
+    a: NewArgs,
+    proposal: Option<std::collections::BTreeMap<String, String>>,
+) -> CmdResult {
     let mut change = merge(&a)?;
+    if proposal.is_some() {
+        if change.model() != ChangeModel::Normal {
+            return Err(Error::Usage(
+                "a policy change is a normal change: approved before it is applied (drop --standard, --emergency or --model)".into(),
+            ));
+        }
+        change.proposed_policy = proposal;
+    }
     if !a.draft && !a.no_input && interactive() {
         let missing = chg::validate::content_problems(&change, policy);
         if !missing.is_empty() {

@@ -104,12 +104,24 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     };
     let loaded = store.load(&id)?;
     let all = store.load_where(conflicts::can_conflict)?;
-    let reasons = chg::rules::gate(
+    let mut reasons = chg::rules::gate(
         loaded.change(),
         policy,
         at,
         &readable(&all, "checked for conflicts"),
     );
+    if let Some((commit, why)) = store.unauthorized_policy()? {
+        reasons.insert(
+            0,
+            chg::error::Refusal::new(
+                chg::governance::UNAUTHORIZED,
+                format!(
+                    "{why}; nothing is deployed under it until it is reverted (`git revert {}`) or proposed and applied",
+                    &commit.to_string()[..8]
+                ),
+            ),
+        );
+    }
     let open = reasons.is_empty();
     if a.json {
         out_json(&json!({

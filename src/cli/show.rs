@@ -224,6 +224,16 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             r.summary
         ));
     }
+    if let Some(proposal) = &c.proposed_policy {
+        let diff = chg::governance::diff(&store.committed_policy_files()?, proposal)?;
+        s.push_str("\nproposed policy (against the policy at HEAD):\n");
+        if diff.is_empty() {
+            s.push_str("  (the same as the policy at HEAD)\n");
+        }
+        for line in diff.lines() {
+            s.push_str(&format!("  {}\n", chg::text::terminal_safe(line)));
+        }
+    }
     if let Some(x) = &c.cancellation {
         s.push_str(&format!(
             "\ncancelled: by {} at {}: {}\n",

@@ -20,6 +20,13 @@ pub struct IdArgs {
     id: String,
 }
 
+impl IdArgs {
+    /// The id, parsed.
+    pub fn parse(&self) -> Result<chg::model::ChangeId, Error> {
+        parse_id(&self.id)
+    }
+}
+
 /// Record one approval, for one role, by you (the git identity).
 ///
 /// The role is inferred when you hold exactly one of the roles the change still needs.
@@ -171,7 +178,7 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
     )))
 }
 
-fn done(o: store::Outcome) -> CmdResult {
+pub fn done(o: store::Outcome) -> CmdResult {
     let id = o.change.id_text();
     let t = &o.transition;
     let mut line = format!("{id}: {}", t.action);

@@ -92,6 +92,17 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
             "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed",
         ));
     }
+    if let Some((commit, why)) = store.unauthorized_policy()? {
+        findings.push(Finding::error(
+            POLICY_PATH,
+            None,
+            chg::governance::UNAUTHORIZED,
+            format!(
+                "{why}; no step is judged by it until it is reverted (`git revert {}`) or proposed and applied",
+                &commit.to_string()[..8]
+            ),
+        ));
+    }
     if let Some(policy) = &policy {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;

@@ -639,6 +639,7 @@ impl Store {
     /// Files a new change: allocates the id, writes the file canonically, commits.
     pub fn create(&self, ctx: &Context, mut change: ChangeRequest, draft: bool) -> Result<Outcome> {
         let session = self.begin(ctx)?;
+        self.ensure_authorized_policy_for(&change)?;
         let (policy, when) = (&session.policy, ctx.now);
         let year = when.to_zoned(jiff::tz::TimeZone::UTC).year();
         let id = self.next_id(&policy.id_prefix, year)?;
@@ -708,6 +709,7 @@ impl Store {
     ) -> Result<Outcome> {
         let session = self.begin(ctx)?;
         let loaded = self.load(id)?;
+        self.ensure_authorized_policy_for(loaded.change())?;
         if loaded.text != base {
             return Err(Error::Conflict(format!(
                 "{id} changed while you were editing it; nothing was written"
@@ -793,6 +795,7 @@ impl Store {
     /// claiming the same id; it is needed only when the id is claimed twice.
     pub fn renumber(&self, ctx: &Context, id: &ChangeId, file: Option<&Path>) -> Result<Outcome> {
         let session = self.begin(ctx)?;
+        self.ensure_authorized_policy()?;
         let rel = match file {
             Some(f) => {
                 let abs = f
@@ -856,6 +859,237 @@ impl Store {
             transition,
             false,
         )
+    }
+
+    /// Whether the policy at HEAD was slipped in (SPEC section 10): the commit that did it
+    /// and why, or `None` when it stands. The last answer is kept in `.git/chg/` with the
+    /// HEAD it was for, so a command walks only the commits made since.
+    pub fn unauthorized_policy(&self) -> Result<Option<(Oid, String)>> {
+        let Some(head) = commit::head_state(&self.repo)?.1 else {
+            return Ok(None);
+        };
+        let path = self.repo.commondir().join("chg").join("policy-standing");
+        // `HEAD LAST-CHANGE-or-none ok|unauthorized WHY`
+        let kept = std::fs::read_to_string(&path).ok().and_then(|t| {
+            let mut f = t.trim_end().splitn(4, ' ');
+            let (h, last, ok) = (f.next()?, f.next()?, f.next()?);
+            let why = f.next().unwrap_or("").to_owned();
+            Some((
+                Oid::from_str(h).ok()?,
+                Oid::from_str(last).ok(),
+                ok == "ok",
+                why,
+            ))
+        });
+        let answer =
+            |last: Option<Oid>, ok: bool, why: String| (!ok).then(|| (last.unwrap_or(head), why));
+        if let Some((h, last, ok, why)) = &kept
+            && *h == head
+        {
+            return Ok(answer(*last, *ok, why.clone()));
+        }
+        let mut g = crate::governance::Governance::new(&self.repo, &self.prefix);
+        let since = kept.as_ref().map(|k| k.0);
+        let (last, standing) = match g.last_change(head, since)? {
+            Some(at) if Some(at) == since && !g.changes_policy(at)? => {
+                let (_, last, ok, why) = kept.clone().expect("since is kept");
+                (last, if ok { None } else { Some(why) })
+            }
+            Some(at) => match g.standing_of(at)? {
+                crate::governance::Standing::Unauthorized(why) => (Some(at), Some(why)),
+                _ => (Some(at), None),
+            },
+            None => (None, None),
+        };
+        let line = format!(
+            "{head} {} {} {}\n",
+            last.map_or("none".to_owned(), |o| o.to_string()),
+            if standing.is_some() {
+                "unauthorized"
+            } else {
+                "ok"
+            },
+            standing.clone().unwrap_or_default()
+        );
+        let _ = commit::atomic_write(&path, line.as_bytes());
+        Ok(answer(
+            last,
+            standing.is_none(),
+            standing.unwrap_or_default(),
+        ))
+    }
+
+    /// [`Store::ensure_authorized_policy`], except for a policy proposal: proposing,
+    /// approving and applying one is a way out (its governance approvals are then judged
+    /// by the last policy that counted).
+    fn ensure_authorized_policy_for(&self, change: &ChangeRequest) -> Result<()> {
+        if change.proposed_policy.is_some() {
+            return Ok(());
+        }
+        self.ensure_authorized_policy()
+    }
+
+    /// Refuses while the policy at HEAD was slipped in: no step may be judged by it.
+    pub fn ensure_authorized_policy(&self) -> Result<()> {
+        if let Some((commit, why)) = self.unauthorized_policy()? {
+            return Err(Error::refused(
+                crate::governance::UNAUTHORIZED,
+                format!(
+                    "{why}, so no step is judged by it; revert it (`git revert {}`) or propose it with `chg policy propose` and apply it once approved",
+                    &commit.to_string()[..8]
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The files under `policy/` in the work tree, by path relative to the store.
+    pub fn worktree_policy_files(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![self.root.join(crate::governance::POLICY_DIR)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                let kind = e
+                    .file_type()
+                    .map_err(|err| Error::io(format!("cannot read {}", p.display()), err))?;
+                if kind.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let Ok(rel) = p.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let rel = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let bytes = decode::read_bounded(&p)
+                    .map_err(|err| Error::io(format!("cannot read {rel}"), err))?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    Error::Usage(format!("{rel} is not UTF-8 text; a policy file must be"))
+                })?;
+                out.insert(rel, text);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files under `policy/` at HEAD.
+    pub fn committed_policy_files(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        match commit::head_state(&self.repo)?.1 {
+            Some(h) => crate::governance::policy_files(
+                &self.repo,
+                &self.repo.find_commit(h)?.tree()?,
+                &self.prefix,
+            ),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// `chg policy apply` (SPEC section 10): the implement step of an approved policy
+    /// proposal, committing its content under `policy/` in the same commit. Allowed while
+    /// the policy at HEAD was slipped in (applying is one way out); the governance roles
+    /// are then those of the last policy that counted.
+    pub fn apply_policy(&self, ctx: &Context, id: &ChangeId) -> Result<Outcome> {
+        for t in [ctx.now, ctx.committed_at] {
+            crate::context::check_time(t).map_err(Error::Usage)?;
+        }
+        let lock = self.lock(ctx.lock_timeout)?;
+        let head = commit::head_state(&self.repo)?.1;
+        let session = Session {
+            _lock: lock,
+            policy: self.policy()?,
+            head,
+        };
+        let loaded = self.load(id)?;
+        self.ensure_clean(&loaded, session.head)?;
+        let change = loaded.change();
+        let Some(proposal) = change.proposed_policy.clone() else {
+            return Err(Error::Usage(format!(
+                "{id} is not a policy proposal (file one with `chg policy propose`)"
+            )));
+        };
+        let committed = self.committed_policy_files()?;
+        if proposal == committed {
+            return Err(Error::Usage(format!(
+                "the policy at HEAD is already what {id} proposes; nothing to apply"
+            )));
+        }
+        let worktree = self.worktree_policy_files()?;
+        if worktree != committed && worktree != proposal {
+            let differs: Vec<&String> = worktree
+                .keys()
+                .chain(committed.keys())
+                .filter(|p| worktree.get(*p) != committed.get(*p))
+                .collect();
+            return Err(Error::Dirty(format!(
+                "{} (uncommitted edits under policy/ that are not what {id} proposes; commit them through a proposal, or set them aside with `git stash`)",
+                differs
+                    .first()
+                    .map_or("policy/".to_owned(), |p| format!("{}{p}", self.prefix))
+            )));
+        }
+        let authority = match head {
+            Some(h) => {
+                let mut g = crate::governance::Governance::new(&self.repo, &self.prefix);
+                g.governing_policy(h)?
+            }
+            None => std::sync::Arc::new(session.policy.clone()),
+        };
+        let missing = crate::governance::missing_governance(change, &authority);
+        if !missing.is_empty() {
+            return Err(Error::refused(
+                crate::governance::GOVERNANCE,
+                format!(
+                    "{id} is not approved by every governance role yet (waiting for: {})",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let (next, mut transition) = workflow::apply(
+            change,
+            &session.policy,
+            &ctx.actor.email,
+            ctx.now,
+            Step::Implement,
+        )?;
+        transition.notes.push(format!(
+            "Applies the approved policy proposal: {}.",
+            proposal.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+        let next = sign_record(ctx, &session.policy, next, &transition)?;
+        let text = edit::apply(&loaded.text, change, &next)?;
+        let cid = next
+            .id
+            .clone()
+            .ok_or_else(|| Error::Internal("a change without an id".into()))?;
+        let message = commit_message(&cid, &next, &transition, &ctx.actor, false);
+        let mut files = vec![FileWrite::write(
+            self.repo_path(&loaded.rel),
+            text.into_bytes(),
+        )];
+        for (path, content) in &proposal {
+            if committed.get(path) != Some(content) {
+                files.push(FileWrite::write(
+                    format!("{}{path}", self.prefix),
+                    content.clone().into_bytes(),
+                ));
+            }
+        }
+        for path in committed.keys().filter(|p| !proposal.contains_key(*p)) {
+            files.push(FileWrite::remove(format!("{}{path}", self.prefix)));
+        }
+        let commit = self.commit(ctx, &files, &message, session.head)?;
+        Ok(Outcome {
+            warnings: Vec::new(),
+            waiting_for: Vec::new(),
+            change: next,
+            transition,
+            commit,
+            rel: loaded.rel,
+        })
     }
 
     /// Takes the lock, then reads the policy and HEAD under it.
@@ -928,6 +1162,7 @@ impl Store {
     pub fn transition(&self, ctx: &Context, id: &ChangeId, step: Step) -> Result<Outcome> {
         let session = self.begin(ctx)?;
         let loaded = self.load(id)?;
+        self.ensure_authorized_policy_for(loaded.change())?;
         self.ensure_clean(&loaded, session.head)?;
         let (next, transition) = workflow::apply(
             loaded.change(),

@@ -2,6 +2,7 @@
 //! and the clock pinned so that outputs are repeatable.
 
 mod audit;
+mod governance;
 mod hostile;
 mod library;
 mod outputs;

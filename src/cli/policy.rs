@@ -1,0 +1,78 @@
+//! `chg policy propose` and `chg policy apply`: the only way the policy changes once it
+//! is governed (SPEC section 10).
+
+use std::process::ExitCode;
+
+use chg::Error;
+use chg::policy::{POLICY_PATH, Policy};
+use chg::store::Store;
+use clap::{Args, Subcommand};
+
+use super::{CmdResult, new, transitions};
+
+/// Change the policy through an approved change request.
+///
+/// With `governance` in the policy, everything under policy/ changes only this way: edit
+/// the files in the work tree, `chg policy propose` files a change request carrying them,
+/// the governance roles (and the roles its priority needs) approve it, and `chg policy
+/// apply` commits it. Any other change under policy/ is `policy-unauthorized`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// File a change request proposing policy/ as it is in the work tree (every file under
+    /// it); the work tree is left as it is. Takes the flags of `chg new`.
+    Propose(Box<new::NewArgs>),
+    /// Commit an approved proposal's content under policy/: the proposal's implement step,
+    /// in one commit. Needs every governance role's approval and the schedule's window.
+    Apply(transitions::IdArgs),
+}
+
+pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
+    match a.command {
+        PolicyCommand::Propose(args) => {
+            let proposal = store.worktree_policy_files()?;
+            if proposal == store.committed_policy_files()? {
+                return Err(Error::Usage(
+                    "nothing to propose: policy/ in the work tree is what HEAD has; edit it first"
+                        .into(),
+                ));
+            }
+            // A proposal that could never be applied is refused now, with its places.
+            let text = proposal
+                .get(POLICY_PATH)
+                .ok_or_else(|| Error::Usage(format!("the proposal has no {POLICY_PATH}")))?;
+            let (mut proposed, _) =
+                Policy::parse(POLICY_PATH, text).map_err(|findings| Error::Invalid {
+                    summary: format!("the proposed {POLICY_PATH} is not a usable policy"),
+                    findings,
+                })?;
+            let problems: Vec<_> = proposed
+                .attach_signers(|p| {
+                    proposal
+                        .get(p)
+                        .map(|t| t.clone().into_bytes())
+                        .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+                })
+                .into_iter()
+                .filter(chg::finding::Finding::is_error)
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::Invalid {
+                    summary: "the proposed allowed signers are not usable".into(),
+                    findings: problems,
+                });
+            }
+            new::run_with(store, policy, *args, Some(proposal))
+        }
+        PolicyCommand::Apply(a) => {
+            let o = store.apply_policy(&super::context::for_store(store)?, &a.parse()?)?;
+            transitions::done(o)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! A governed policy (SPEC section 10): whether the content of `policy/` in a commit was
+//! authorized. It was when it was the first policy, when the policy governing it had no
+//! `governance` (an existing store adopting it), when `chg policy apply` committed a
+//! proposal every governance role approved, or when it restores content that was
+//! authorized before (`git revert`). Anything else is `policy-unauthorized`, and the policy
+//! that governs what follows stays the last authorized one, so that whoever slipped a
+//! policy edit in cannot use it to approve their own way out.
+//!
+//! The judgement walks the first-parent line: the policy changes on it, oldest first, each
+//! judged by the authority left by those before it. Audit, validate, gate and every
+//! state-changing command ask here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use git2::{Oid, Repository, Tree};
+
+use crate::error::Result;
+use crate::model::ChangeRequest;
+use crate::policy::Policy;
+
+/// Rule id of a policy change made outside `chg policy apply`.
+pub const UNAUTHORIZED: &str = "policy-unauthorized";
+
+/// Rule id of a policy proposal applied before every governance role approved it.
+pub const GOVERNANCE: &str = "governance";
+
+/// The folder governed with the policy, relative to the store.
+pub const POLICY_DIR: &str = "policy";
+
+/// How one policy change stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The policy in force had no `governance`: a change like any other (a note).
+    Ungoverned,
+    /// Authorized, and why.
+    Authorized(String),
+    /// Not authorized, and why.
+    Unauthorized(String),
+}
+
+impl Standing {
+    /// Whether the content counts as authorized (ungoverned changes do).
+    pub fn counts(&self) -> bool {
+        !matches!(self, Standing::Unauthorized(_))
+    }
+}
+
+/// The judgement of one policy-changing commit.
+#[derive(Debug, Clone)]
+struct Judged {
+    standing: Standing,
+    /// The previous policy change on the first-parent line.
+    prev: Option<Oid>,
+    /// The policy folder's tree after this commit.
+    tree: Option<Oid>,
+    /// The commit whose policy governs what comes after (this one, or the last that counts).
+    governing: Oid,
+}
+
+/// The files under `policy/` in `tree`, by path relative to the store, as text.
+pub fn policy_files(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(id) = policy_tree(tree, prefix)? else {
+        return Ok(out);
+    };
+    let root = repo.find_tree(id)?;
+    let mut failed = None;
+    root.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            let path = format!("{POLICY_DIR}/{dir}{}", entry.name().unwrap_or(""));
+            match repo.find_blob(entry.id()) {
+                Ok(b) => {
+                    out.insert(path, String::from_utf8_lossy(b.content()).into_owned());
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return git2::TreeWalkResult::Abort;
+                }
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}
+
+/// The tree id of the store's `policy/` folder in `tree`.
+pub fn policy_tree(tree: &Tree<'_>, prefix: &str) -> Result<Option<Oid>> {
+    let path = format!("{prefix}{POLICY_DIR}");
+    match tree.get_path(std::path::Path::new(&path)) {
+        Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => Ok(Some(e.id())),
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A unified diff from `from` (the policy in force) to `to` (a proposal), file by file.
+pub fn diff(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let paths: std::collections::BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    for path in paths {
+        let (a, b) = (from.get(path), to.get(path));
+        if a == b {
+            continue;
+        }
+        let name = std::path::Path::new(path.as_str());
+        let mut patch = git2::Patch::from_buffers(
+            a.map_or(&[][..], |t| t.as_bytes()),
+            a.map(|_| name),
+            b.map_or(&[][..], |t| t.as_bytes()),
+            b.map(|_| name),
+            None,
+        )?;
+        let buf = patch.to_buf()?;
+        out.push_str(&String::from_utf8_lossy(&buf));
+    }
+    Ok(out)
+}
+
+/// Whether `change` proposes exactly `files` (the whole `policy/` folder).
+pub fn proposes(change: &ChangeRequest, files: &BTreeMap<String, String>) -> bool {
+    change.proposed_policy.as_ref() == Some(files)
+}
+
+/// The governance roles that have not given `change` an approval that counts: by a member,
+/// for the content as it is, validly signed where the policy requires it.
+pub fn missing_governance(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
+    let stale = change.stale_approvals();
+    let unsigned = crate::rules::unsigned_approvals(change, policy);
+    policy
+        .governance
+        .iter()
+        .flatten()
+        .filter(|role| {
+            !change.approvals.iter().enumerate().any(|(i, a)| {
+                a.decision == crate::model::Decision::Approved
+                    && &a.role == *role
+                    && policy.is_member(role, &a.by)
+                    && !stale.contains(&i)
+                    && !unsigned.contains(&i)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Judges policy changes; remembers what it judged.
+pub struct Governance<'r> {
+    repo: &'r Repository,
+    prefix: String,
+    auditor: crate::audit::Auditor<'r>,
+    judged: HashMap<Oid, Judged>,
+}
+
+impl<'r> Governance<'r> {
+    /// For the store at `prefix` in `repo`.
+    pub fn new(repo: &'r Repository, prefix: &str) -> Self {
+        Governance {
+            repo,
+            prefix: prefix.to_owned(),
+            auditor: crate::audit::Auditor::new(repo, prefix),
+            judged: HashMap::new(),
+        }
+    }
+
+    /// The policy folder's tree in `commit`, and in its first parent.
+    fn trees(&self, commit: &git2::Commit<'_>) -> Result<(Option<Oid>, Option<Oid>)> {
+        let now = policy_tree(&commit.tree()?, &self.prefix)?;
+        let before = match commit.parents().next() {
+            Some(p) => policy_tree(&p.tree()?, &self.prefix)?,
+            None => None,
+        };
+        Ok((now, before))
+    }
+
+    /// Whether `oid` changed the policy folder against its first parent (a root commit
+    /// with a policy did).
+    pub fn changes_policy(&self, oid: Oid) -> Result<bool> {
+        let c = self.repo.find_commit(oid)?;
+        let (now, before) = self.trees(&c)?;
+        Ok(now != before && (now.is_some() || c.parent_count() > 0))
+    }
+
+    /// The last commit at or before `from` on its first-parent line that changed the
+    /// policy folder, if any; stops early at `known` (returned as found).
+    pub fn last_change(&self, from: Oid, known: Option<Oid>) -> Result<Option<Oid>> {
+        let mut commit = self.repo.find_commit(from)?;
+        // Each commit's parent is the next one looked at: its tree is read once.
+        let mut now = policy_tree(&commit.tree()?, &self.prefix)?;
+        loop {
+            let oid = commit.id();
+            if Some(oid) == known || self.judged.contains_key(&oid) {
+                return Ok(Some(oid));
+            }
+            let Some(parent) = commit.parents().next() else {
+                return Ok(now.is_some().then_some(oid));
+            };
+            let before = policy_tree(&parent.tree()?, &self.prefix)?;
+            if before != now {
+                return Ok(Some(oid));
+            }
+            (commit, now) = (parent, before);
+        }
+    }
+
+    /// How the policy at `commit` stands: the standing of the last policy change at or
+    /// before it, with that change (`None` when nothing ever changed it).
+    pub fn standing_at(&mut self, commit: Oid) -> Result<Option<(Oid, Standing)>> {
+        let Some(last) = self.last_change(commit, None)? else {
+            return Ok(None);
+        };
+        self.judge_chain(last)?;
+        Ok(self.judged.get(&last).map(|j| (last, j.standing.clone())))
+    }
+
+    /// The standing of `oid`, a commit that changed the policy folder.
+    pub fn standing_of(&mut self, oid: Oid) -> Result<Standing> {
+        self.judge_chain(oid)?;
+        Ok(self
+            .judged
+            .get(&oid)
+            .map(|j| j.standing.clone())
+            .unwrap_or(Standing::Authorized("the first policy".into())))
+    }
+
+    /// Judges `top` and every unjudged policy change below it, oldest first.
+    fn judge_chain(&mut self, top: Oid) -> Result<()> {
+        let mut chain = Vec::new();
+        let mut at = Some(top);
+        while let Some(oid) = at {
+            if self.judged.contains_key(&oid) {
+                break;
+            }
+            chain.push(oid);
+            let parent = self.repo.find_commit(oid)?.parent_ids().next();
+            at = match parent {
+                Some(p) => self.last_change(p, None)?,
+                None => None,
+            };
+        }
+        for oid in chain.into_iter().rev() {
+            let j = self.judge_one(oid)?;
+            self.judged.insert(oid, j);
+        }
+        Ok(())
+    }
+
+    /// Judges one policy change, everything below it judged already.
+    fn judge_one(&mut self, oid: Oid) -> Result<Judged> {
+        let commit = self.repo.find_commit(oid)?;
+        let (tree, _) = self.trees(&commit)?;
+        let prev = match commit.parent_ids().next() {
+            Some(p) => self.last_change(p, None)?,
+            None => None,
+        };
+        let Some(parent) = commit.parent_ids().next() else {
+            return Ok(Judged {
+                standing: Standing::Authorized("the first policy".into()),
+                prev: None,
+                tree,
+                governing: oid,
+            });
+        };
+        // The policy that governs this change: the parent's, unless the parent's policy
+        // was slipped in, then the last that counted.
+        let governing = match prev.and_then(|p| self.judged.get(&p)) {
+            Some(j) => j.governing,
+            None => parent,
+        };
+        let authority = self.policy_at(governing)?;
+        let judged = |standing: Standing| Judged {
+            governing: if standing.counts() { oid } else { governing },
+            standing,
+            prev,
+            tree,
+        };
+        if authority.governance.is_none() {
+            return Ok(judged(Standing::Ungoverned));
+        }
+        if let Some(why) = self.applied(&commit, &authority)? {
+            return Ok(judged(Standing::Authorized(why)));
+        }
+        // A return to content that counted before (a revert), on this line. Only governed
+        // content may be restored so: going back to a policy from before governance would
+        // switch governance off, which takes an approved proposal.
+        let mut back = prev;
+        while let Some(p) = back {
+            let Some(j) = self.judged.get(&p) else { break };
+            let (same, counts, prev_of) = (j.tree == tree, j.standing.counts(), j.prev);
+            if same && counts && self.policy_at(p)?.governance.is_some() {
+                return Ok(judged(Standing::Authorized(format!(
+                    "it restores the policy of {}, which was authorized",
+                    short(p)
+                ))));
+            }
+            back = prev_of;
+        }
+        // ...or a merge bringing a proposal applied on the other side.
+        for side in commit.parent_ids().skip(1) {
+            let side_commit = self.repo.find_commit(side)?;
+            if policy_tree(&side_commit.tree()?, &self.prefix)? != tree {
+                continue;
+            }
+            if let Some(intro) = self.last_change(side, None)? {
+                let c = self.repo.find_commit(intro)?;
+                if let Some(why) = self.applied(&c, &authority)? {
+                    return Ok(judged(Standing::Authorized(format!(
+                        "it merges {}: {why}",
+                        short(intro)
+                    ))));
+                }
+            }
+        }
+        Ok(judged(Standing::Unauthorized(format!(
+            "{} changed the policy without `chg policy apply` of an approved proposal",
+            short(oid)
+        ))))
+    }
+
+    /// The policy that governs changes made on top of `commit`: its own, unless it was
+    /// slipped in, then the last that counted.
+    pub fn governing_policy(&mut self, commit: Oid) -> Result<Arc<Policy>> {
+        let governing = match self.standing_at(commit)? {
+            Some((last, _)) => self.judged.get(&last).map_or(commit, |j| j.governing),
+            None => commit,
+        };
+        self.policy_at(governing)
+    }
+
+    /// The policy (signers attached) in `commit`'s tree.
+    fn policy_at(&mut self, commit: Oid) -> Result<Arc<Policy>> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        self.auditor.policy_of(&tree)
+    }
+
+    /// Why `commit` is an authorized `chg policy apply` under `authority`, if it is: its
+    /// trailers name a change in its tree that proposes exactly its policy folder, with
+    /// every governance role's approval counting.
+    fn applied(&self, commit: &git2::Commit<'_>, authority: &Policy) -> Result<Option<String>> {
+        let trailers = crate::trailers::Trailers::parse(commit.message().unwrap_or(""));
+        let Some(id) = trailers.id else {
+            return Ok(None);
+        };
+        let tree = commit.tree()?;
+        let Some((path, Some(blob))) =
+            crate::layout::find_change(self.repo, &tree, &self.prefix, &id)?
+        else {
+            return Ok(None);
+        };
+        let bytes = self.repo.find_blob(blob)?.content().to_vec();
+        let decoded = crate::decode::decode_bytes(&path, &bytes);
+        let change = &decoded.change;
+        if !proposes(change, &policy_files(self.repo, &tree, &self.prefix)?) {
+            return Ok(None);
+        }
+        if !missing_governance(change, authority).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "it applies {id}, approved by every governance role"
+        )))
+    }
+}
+
+fn short(oid: Oid) -> String {
+    oid.to_string()[..8].to_owned()
+}
