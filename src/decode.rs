@@ -390,6 +390,8 @@ impl Decoder<'_> {
                 "testing_required" => c.testing_required = self.boolean(v, &key),
                 "test_plan" => c.test_plan = self.text(v, &key),
                 "test_environment" => c.test_environment = self.text(v, &key),
+                "template" => c.template = self.text(v, &key),
+                "template_digest" => c.template_digest = self.text(v, &key),
                 "proposed_policy" => c.proposed_policy = self.text_map(v, &key),
                 "schedule" => c.schedule = self.schedule(v),
                 "status" => c.status = self.parsed(v, &key, "enum"),

@@ -38,6 +38,7 @@ pub mod schema;
 pub mod signing;
 pub mod store;
 pub mod sync;
+pub mod templates;
 pub mod text;
 pub mod trailers;
 pub mod validate;

@@ -537,6 +537,12 @@ pub struct ChangeRequest {
     /// Where it will be tested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_environment: Option<String>,
+    /// For a standard change: the template of the policy's catalogue it was filed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The digest of that template's file when the change was filed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_digest: Option<String>,
     /// For a policy change (SPEC section 10): the proposed content of every file under
     /// `policy/`, by path relative to the store, as `chg policy propose` captured it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -616,6 +622,8 @@ pub const ALL_FIELDS: &[&str] = &[
     "testing_required",
     "test_plan",
     "test_environment",
+    "template",
+    "template_digest",
     "proposed_policy",
     "schedule",
     "status",
@@ -670,6 +678,7 @@ impl ChangeRequest {
             "testing_required" => s(&self.testing_required),
             "test_plan" => self.test_plan.clone(),
             "test_environment" => self.test_environment.clone(),
+            "template" => self.template.clone(),
             "status" => s(&self.status),
             _ => None,
         }
@@ -764,6 +773,18 @@ impl ChangeRequest {
         }
         // Added only when present, so that the digests of every other change stay as they
         // were before policy proposals existed.
+        for (key, value) in [
+            ("template", &self.template),
+            ("template_digest", &self.template_digest),
+        ] {
+            if let Some(v) = value {
+                let value = serde_json::to_string(v).expect("strings serialise");
+                h.update(key.as_bytes());
+                h.update(b"=");
+                h.update(value.as_bytes());
+                h.update(b"\n");
+            }
+        }
         if let Some(files) = &self.proposed_policy {
             let value = serde_json::to_string(files).expect("strings serialise");
             h.update(b"proposed_policy=");

@@ -156,6 +156,15 @@ pub struct Policy {
     pub conflicts: Conflicts,
     /// Signed records (SPEC section 9), when the policy asks for them.
     pub signing: Option<SigningPolicy>,
+    /// The standard-change catalogue (`policy/templates/NAME.yaml`), by name; attached by
+    /// whoever read the policy ([`Policy::attach_templates`]).
+    pub templates: BTreeMap<String, crate::templates::Template>,
+    /// Set by the audit for a commit whose policy had no catalogue: standard changes were
+    /// then self-declared, and history is judged by the rules of its day.
+    pub legacy_standard_changes: bool,
+    /// Earlier versions of the templates, for changes filed under a version changed since
+    /// (they are judged by the version they were filed under); set by whoever read the policy.
+    pub template_history: Option<std::sync::Arc<crate::templates::TemplateHistory>>,
     /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
     /// when the policy is not governed (policy changes are notes, as before).
     pub governance: Option<Vec<String>>,
@@ -493,7 +502,26 @@ impl Policy {
 
     /// Whether the change is a standard change the policy pre-approves.
     pub fn is_preapproved(&self, change: &ChangeRequest) -> bool {
-        change.model() == ChangeModel::Standard && self.standard_changes_preapproved
+        change.model() == ChangeModel::Standard
+            && self.standard_changes_preapproved
+            && crate::templates::problem(change, self).is_none()
+    }
+
+    /// Reads the catalogue (`files`: every file under `policy/templates/`, by store path)
+    /// and attaches it; each template's problems come back as findings with places, and a
+    /// template with problems is left out.
+    pub fn attach_templates(&mut self, files: Vec<(String, Vec<u8>)>) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let mut templates = BTreeMap::new();
+        for (path, bytes) in files {
+            let (t, f) = crate::templates::parse(&path, &bytes, self);
+            findings.extend(f);
+            if let Some(t) = t {
+                templates.insert(t.name.clone(), t);
+            }
+        }
+        self.templates = templates;
+        findings
     }
 
     /// Whether `email` is a member of `role`.
@@ -654,6 +682,9 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         conflicts: raw.conflicts,
         signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
         governance,
+        templates: BTreeMap::new(),
+        template_history: None,
+        legacy_standard_changes: false,
     }
 }
 

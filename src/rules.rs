@@ -54,6 +54,18 @@ fn id_of(c: &ChangeRequest) -> String {
 /// be submitted.
 pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
     let mut out = Vec::new();
+    // A standard change names a template in force and keeps what it fixes; a closed,
+    // rejected or cancelled one keeps the rules of its day.
+    if !change.status().is_terminal()
+        && let Some(why) = crate::templates::problem(change, policy)
+    {
+        let field = if change.template.is_some() {
+            "template"
+        } else {
+            "change_model"
+        };
+        out.push(problem(field, crate::templates::STANDARD_TEMPLATE, why));
+    }
     for field in &policy.required_fields {
         if !change.has_field(field) {
             out.push(problem(
@@ -375,6 +387,12 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
         }
         _ => status == Status::Approved,
     };
+    if let Some(why) = crate::templates::problem(change, policy) {
+        push(
+            crate::templates::STANDARD_TEMPLATE,
+            format!("{id} is not a conforming standard change: {why}"),
+        );
+    }
     if !approved_enough {
         push(
             "implemented-unapproved",

@@ -80,6 +80,14 @@ pub fn change_schema(policy: &Policy) -> Value {
         ("test_plan", text("How it will be tested")),
         ("test_environment", text("Where it will be tested")),
         (
+            "template",
+            text("For a standard change: the catalogue template it was filed from"),
+        ),
+        (
+            "template_digest",
+            text("The digest of that template when the change was filed"),
+        ),
+        (
             "proposed_policy",
             json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "A policy change (chg policy propose): the proposed content of every file under policy/, by path"}),
         ),

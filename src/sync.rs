@@ -617,6 +617,7 @@ impl<'s> Replay<'s> {
             Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
             Err(e) => Err(std::io::Error::other(e.to_string())),
         });
+        policy.attach_templates(crate::templates::files_in_tree(repo, tree, &prefix)?.1);
         Ok(policy)
     }
 
@@ -812,6 +813,16 @@ impl<'s> Replay<'s> {
         let repo = self.repo();
         let tree = self.tip_tree()?;
         let parent_tree = c.parent(0)?.tree()?;
+        // `chg policy apply` wrote policy/ too: replaying only the change file would leave
+        // a proposal implemented and its policy not applied.
+        let prefix = self.store.prefix();
+        if crate::governance::policy_tree(&parent_tree, prefix)?
+            != crate::governance::policy_tree(&c.tree()?, prefix)?
+        {
+            return stale(format!(
+                "it applied a policy proposal; run `chg policy apply {id}` again on the synced branch"
+            ));
+        }
         let remote_id = self.map_id(id);
         let Some((remote_path, Some(remote_blob))) =
             find_change(repo, &tree, self.store.prefix(), &remote_id)?

@@ -765,9 +765,42 @@ mod tests {
 
     #[test]
     fn standard_changes_need_no_approval_and_emergencies_approve_late() {
+        let mut policy = Policy::default_policy();
+        let template = b"rollback_plan: Reload the previous certificate\nvariable: [title, description, business_justification, change_type, priority, urgency, risk_level, affected_systems, impact_scope, implementation_plan, testing_required, test_plan, test_environment]\n";
+        let problems = policy.attach_templates(vec![(
+            "policy/templates/tls.yaml".into(),
+            template.to_vec(),
+        )]);
+        assert!(problems.is_empty(), "{problems:?}");
         let mut c = pending();
         c.change_model = Some(ChangeModel::Standard);
-        refused(approve(&c, "cm@example.com", None), "pre-approved");
+        let approve_as_cm = |c: &ChangeRequest| {
+            apply(
+                c,
+                &policy,
+                "cm@example.com",
+                ts(NOW),
+                Step::Approve {
+                    role: None,
+                    comment: None,
+                    conditions: vec![],
+                },
+            )
+        };
+        // Self-declared: not pre-approved, and it cannot be implemented.
+        assert!(!policy.is_preapproved(&c));
+        refused(
+            apply(&c, &policy, "bob@example.com", ts(NOW), Step::Implement),
+            "template",
+        );
+        c.rollback_plan = Some("Reload the previous certificate".into());
+        c.template = Some("tls".into());
+        c.template_digest = Some(crate::templates::digest(template));
+        refused(approve_as_cm(&c), "pre-approved");
+        // A fixed field changed: no longer pre-approved.
+        let mut tampered = c.clone();
+        tampered.rollback_plan = Some("Hope".into());
+        assert!(!policy.is_preapproved(&tampered));
         let mut e = pending();
         e.change_model = Some(ChangeModel::Emergency);
         let (e, t) = step(&e, "bob@example.com", Step::Implement).unwrap();

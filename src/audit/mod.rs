@@ -259,6 +259,10 @@ pub fn audit_commits(
     Ok(chunks.into_iter().flatten().collect())
 }
 
+/// What a policy with its attachments is known by: (policy blob, allowed signers blob,
+/// templates tree).
+type PolicyKey = (Option<Oid>, Option<Oid>, Option<Oid>);
+
 /// Audits commits one at a time, remembering the policies it has parsed.
 pub struct Auditor<'r> {
     repo: &'r Repository,
@@ -271,7 +275,7 @@ pub struct Auditor<'r> {
     /// Where a shallow clone's history is cut (sorted).
     shallow: Vec<Oid>,
     /// Policies with their allowed signers, by (policy blob, allowed signers blob).
-    signed_policies: HashMap<(Option<Oid>, Option<Oid>), Arc<Policy>>,
+    signed_policies: HashMap<PolicyKey, Arc<Policy>>,
     /// Judges policy changes (SPEC section 10), made when the first one is met.
     governance: Option<Box<crate::governance::Governance<'r>>>,
 }
@@ -342,12 +346,15 @@ impl<'r> Auditor<'r> {
     pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
         let blob = crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
         let (policy, _) = self.policy(blob)?;
-        let Some(signing) = &policy.signing else {
-            return Ok(policy);
+        let signers = match &policy.signing {
+            Some(signing) => {
+                let path = format!("{}{}", self.prefix, signing.allowed_signers);
+                crate::store::commit::blob_at(tree, &path)?
+            }
+            None => None,
         };
-        let path = format!("{}{}", self.prefix, signing.allowed_signers);
-        let signers = crate::store::commit::blob_at(tree, &path)?;
-        let key = (blob, signers);
+        let (templates, files) = crate::templates::files_in_tree(self.repo, tree, &self.prefix)?;
+        let key = (blob, signers, templates);
         if let Some(p) = self.signed_policies.get(&key) {
             return Ok(p.clone());
         }
@@ -356,11 +363,22 @@ impl<'r> Auditor<'r> {
             None => None,
         };
         let mut p = (*policy).clone();
-        p.attach_signers(|_| {
-            bytes
-                .clone()
-                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
-        });
+        if p.signing.is_some() {
+            p.attach_signers(|_| {
+                bytes
+                    .clone()
+                    .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+            });
+        }
+        p.attach_templates(files);
+        p.legacy_standard_changes = templates.is_none();
+        if let Ok(head) = self.repo.head().and_then(|h| h.peel_to_commit()) {
+            p.template_history = Some(Arc::new(crate::templates::history_from(
+                self.repo.path().to_path_buf(),
+                self.prefix.clone(),
+                head.id(),
+            )));
+        }
         let p = Arc::new(p);
         self.signed_policies.insert(key, p.clone());
         Ok(p)

@@ -65,6 +65,7 @@ enum Command {
     Cancel(transitions::CancelArgs),
     Renumber(transitions::RenumberArgs),
     Policy(policy::PolicyArgs),
+    Templates(policy::TemplatesArgs),
     Sync(sync::SyncArgs),
     Show(show::ShowArgs),
     List(show::ListArgs),
@@ -169,6 +170,7 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Cancel(a) => transitions::cancel(open()?.0, a),
         Command::Renumber(a) => transitions::renumber(open()?.0, a),
         Command::Sync(a) => sync::run(open()?.0, a),
+        Command::Templates(a) => policy::templates(&open()?.1, a),
         Command::Policy(a) => {
             let (store, policy) = open()?;
             policy::run(store, &policy, a)

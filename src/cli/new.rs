@@ -72,9 +72,13 @@ pub struct NewArgs {
     /// Shorthand for --model emergency.
     #[arg(long, conflicts_with_all = ["standard", "model"])]
     emergency: bool,
-    /// Shorthand for --model standard (pre-approved when the policy says so).
+    /// Shorthand for --model standard; a standard change is filed from a template (--template).
     #[arg(long, conflicts_with = "model")]
     standard: bool,
+    /// File a standard change from the policy's catalogue (policy/templates/NAME.yaml):
+    /// the template fixes its content; flags may set only the template's variable fields.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["emergency", "model"])]
+    template: Option<String>,
     /// Never prompt, even at a terminal.
     #[arg(long, visible_alias = "yes")]
     no_input: bool,
@@ -110,6 +114,69 @@ fn from_file(path: &std::path::Path) -> Result<ChangeRequest, Error> {
         )));
     }
     Ok(c)
+}
+
+/// The content fields given as flags.
+fn given_fields(a: &NewArgs) -> Vec<&'static str> {
+    [
+        ("title", a.title.is_some()),
+        ("description", a.description.is_some()),
+        ("business_justification", a.justification.is_some()),
+        ("change_type", a.change_type.is_some()),
+        ("priority", a.priority.is_some()),
+        ("urgency", a.urgency.is_some()),
+        ("risk_level", a.risk_level.is_some()),
+        ("affected_systems", !a.systems.is_empty()),
+        ("impact_scope", a.impact_scope.is_some()),
+        ("implementation_plan", a.implementation_plan.is_some()),
+        ("rollback_plan", a.rollback_plan.is_some()),
+        ("testing_required", a.testing_required.is_some()),
+        ("test_plan", a.test_plan.is_some()),
+        ("test_environment", a.test_environment.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, given)| given.then_some(f))
+    .collect()
+}
+
+/// Makes `change` a standard change from template `name`: its fixed fields copied, flags
+/// allowed for its variable fields only.
+fn from_template(
+    change: &mut ChangeRequest,
+    policy: &Policy,
+    name: &str,
+    given: &[&str],
+) -> Result<(), Error> {
+    let Some(t) = policy.templates.get(name) else {
+        let hint = chg::finding::suggest(name, policy.templates.keys().map(String::as_str))
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "no template `{name}` in the policy's catalogue{hint} (chg templates lists them)"
+        )));
+    };
+    let fixed: Vec<&&str> = given
+        .iter()
+        .filter(|f| !t.variable.iter().any(|v| v == **f))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(Error::Usage(format!(
+            "template `{name}` fixes {}; flags may set only its variable fields ({})",
+            fixed
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.variable.join(", ")
+        )));
+    }
+    for f in &t.fixed_fields {
+        change.copy_field(&t.fixed, f);
+    }
+    change.change_model = Some(ChangeModel::Standard);
+    change.template = Some(name.to_owned());
+    change.template_digest = Some(t.digest.clone());
+    Ok(())
 }
 
 fn merge(a: &NewArgs) -> Result<ChangeRequest, Error> {
@@ -211,6 +278,14 @@ pub fn run_with(
     proposal: Option<std::collections::BTreeMap<String, String>>,
 ) -> CmdResult {
     let mut change = merge(&a)?;
+    let template = a.template.clone().or_else(|| change.template.clone());
+    if let Some(name) = &template {
+        from_template(&mut change, policy, name, &given_fields(&a))?;
+    } else if change.model() == ChangeModel::Standard {
+        return Err(Error::Usage(
+            "a standard change is filed from a template of the policy: chg new --template NAME (chg templates lists them); self-declared standard changes are not pre-approved".into(),
+        ));
+    }
     if proposal.is_some() {
         if change.model() != ChangeModel::Normal {
             return Err(Error::Usage(

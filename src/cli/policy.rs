@@ -76,3 +76,46 @@ pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
         }
     }
 }
+
+/// List the standard-change catalogue: each template of policy/templates/, what it fixes
+/// and what the requester fills in (`chg new --template NAME`).
+#[derive(Debug, Args)]
+pub struct TemplatesArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
+    if a.json {
+        let list: Vec<serde_json::Value> = policy
+            .templates
+            .values()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "digest": t.digest,
+                    "fixed": t.fixed_fields.iter().map(|f| (f.to_string(), serde_json::json!(t.fixed.field_text(f)))).collect::<serde_json::Map<_, _>>(),
+                    "variable": t.variable,
+                })
+            })
+            .collect();
+        super::out_json(&serde_json::Value::Array(list))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if policy.templates.is_empty() {
+        eprintln!("no templates: add policy/templates/NAME.yaml through a policy change");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut s = String::new();
+    for t in policy.templates.values() {
+        s.push_str(&format!("{}\n", t.name));
+        for f in &t.fixed_fields {
+            let v = t.fixed.field_text(f).unwrap_or_default();
+            s.push_str(&format!("  {f}: {}\n", chg::text::one_line(&v)));
+        }
+        s.push_str(&format!("  variable: {}\n", t.variable.join(", ")));
+    }
+    super::out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -80,6 +80,8 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                 if let Some(signers) = p.signers() {
                     signers.remember_in(store.proven_signatures());
                 }
+                w.extend(p.attach_templates(chg::templates::files_in_dir(root)));
+                p.template_history = store.template_history()?;
                 (Some(p), w)
             }
             Err(f) => (None, f),

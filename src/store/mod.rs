@@ -356,6 +356,17 @@ impl Store {
                     if let Some(signers) = policy.signers() {
                         signers.remember_in(self.proven_signatures());
                     }
+                    // The catalogue comes from where the policy came from; a template with
+                    // problems is left out (validate reports it).
+                    let files = match (from_head, commit::head_state(&self.repo)?.1) {
+                        (true, Some(h)) => {
+                            let tree = self.repo.find_commit(h)?.tree()?;
+                            crate::templates::files_in_tree(&self.repo, &tree, &self.prefix)?.1
+                        }
+                        _ => crate::templates::files_in_dir(&self.root),
+                    };
+                    policy.attach_templates(files);
+                    policy.template_history = self.template_history()?;
                     return Ok(policy);
                 }
                 Err(Error::Invalid {
@@ -941,6 +952,17 @@ impl Store {
             ));
         }
         Ok(())
+    }
+
+    /// Earlier versions of the catalogue, read from HEAD's history when first needed.
+    pub fn template_history(&self) -> Result<Option<Arc<crate::templates::TemplateHistory>>> {
+        Ok(commit::head_state(&self.repo)?.1.map(|head| {
+            Arc::new(crate::templates::history_from(
+                self.repo.path().to_path_buf(),
+                self.prefix.clone(),
+                head,
+            ))
+        }))
     }
 
     /// The files under `policy/` in the work tree, by path relative to the store.

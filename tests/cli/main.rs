@@ -9,6 +9,7 @@ mod outputs;
 mod plan;
 mod signing;
 mod sync;
+mod templates;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -906,17 +907,6 @@ fn cancel_and_reject() {
         "{text}"
     );
     s.chg("alice@example.com", &["validate"]).ok();
-}
-
-#[test]
-fn standard_changes_are_pre_approved() {
-    let mut s = Store::new();
-    let id = s.new_change(&["--standard"]);
-    s.chg("cm@example.com", &["approve", &id]).code(1);
-    s.schedule(&id, "2025-03-10T10:00:00Z", "2025-03-10T12:00:00Z")
-        .ok();
-    s.at("2025-03-10T10:30:00Z");
-    s.chg("bob@example.com", &["implement", &id]).ok();
 }
 
 #[test]

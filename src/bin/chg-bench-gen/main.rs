@@ -170,6 +170,10 @@ fn generate(
         test_environment: testing.then(|| "staging".into()),
         ..Default::default()
     };
+    if model == ChangeModel::Standard {
+        c.template = Some(TEMPLATE_NAME.into());
+        c.template_digest = Some(chg::templates::digest(TEMPLATE.as_bytes()));
+    }
     let status = match rng.percent() {
         0..=69 => Status::Closed,
         70..=79 => Status::PendingApproval,
@@ -448,6 +452,12 @@ fn write_history(
     pack.whole(Kind::Blob, policy_blob, policy_text.as_bytes())?;
     let empty = object_id(Kind::Blob, b"");
     pack.whole(Kind::Blob, empty, b"")?;
+    let template_blob = object_id(Kind::Blob, TEMPLATE.as_bytes());
+    pack.whole(Kind::Blob, template_blob, TEMPLATE.as_bytes())?;
+    let templates_dir = Tree::create(
+        &mut pack,
+        &[(&format!("{TEMPLATE_NAME}.yaml"), false, template_blob)],
+    )?;
     let policy_dir = match signers {
         Some(text) => {
             let blob = object_id(Kind::Blob, text.as_bytes());
@@ -457,10 +467,17 @@ fn write_history(
                 &[
                     ("allowed_signers", false, blob),
                     ("policy.yaml", false, policy_blob),
+                    ("templates", true, templates_dir.oid),
                 ],
             )?
         }
-        None => Tree::create(&mut pack, &[("policy.yaml", false, policy_blob)])?,
+        None => Tree::create(
+            &mut pack,
+            &[
+                ("policy.yaml", false, policy_blob),
+                ("templates", true, templates_dir.oid),
+            ],
+        )?,
     };
     let mut changes_dir = Tree::create(&mut pack, &[(".gitkeep", false, empty)])?;
     let mut root = Tree::create(
@@ -612,6 +629,17 @@ fn sign_approvals(
     Ok(())
 }
 
+/// The catalogue's one template, which every standard change is filed from.
+const TEMPLATE_NAME: &str = "routine-deploy";
+const TEMPLATE: &str =
+    "# Routine deploys: the plan and the rollback are fixed; the rest is the requester's.
+implementation_plan: Deploy to staging, verify, then production in two waves
+rollback_plan: Redeploy the previous release; restore the configuration snapshot
+variable: [title, description, business_justification, change_type, priority, urgency,
+           risk_level, affected_systems, impact_scope, testing_required, test_plan,
+           test_environment]
+";
+
 /// The policy text and, with `--sign`, the allowed signers file.
 fn policy_files(
     keys: &HashMap<String, ssh_key::PrivateKey>,
@@ -655,7 +683,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .arg(out)
         .status()?;
     anyhow::ensure!(status.success(), "git init failed");
-    let policy = Policy::default_policy();
+    let mut policy = Policy::default_policy();
+    let template_path = format!("{}/{TEMPLATE_NAME}.yaml", chg::templates::TEMPLATES_DIR);
+    let problems =
+        policy.attach_templates(vec![(template_path.clone(), TEMPLATE.as_bytes().to_vec())]);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "the generator's template: {problems:?}"
+    );
     let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut counters = [0u32; 5];
     let mut changes: Vec<ChangeRequest> = (0..n)
@@ -675,8 +710,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.history {
         write_history(out, &changes, &policy, &policy_text, signers.as_deref())?;
     } else {
-        std::fs::create_dir_all(out.join("policy"))?;
+        std::fs::create_dir_all(out.join(chg::templates::TEMPLATES_DIR))?;
         std::fs::write(out.join("policy/policy.yaml"), &policy_text)?;
+        std::fs::write(out.join(&template_path), TEMPLATE)?;
         if let Some(s) = &signers {
             std::fs::write(out.join("policy/allowed_signers"), s)?;
         }
