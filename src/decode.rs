@@ -390,6 +390,7 @@ impl Decoder<'_> {
                 "testing_required" => c.testing_required = self.boolean(v, &key),
                 "test_plan" => c.test_plan = self.text(v, &key),
                 "test_environment" => c.test_environment = self.text(v, &key),
+                "risk_assessment" => c.risk_assessment = self.answers(v, &key),
                 "template" => c.template = self.text(v, &key),
                 "template_digest" => c.template_digest = self.text(v, &key),
                 "proposed_policy" => c.proposed_policy = self.text_map(v, &key),
@@ -408,6 +409,37 @@ impl Decoder<'_> {
             }
         }
         self.out.change = c;
+    }
+
+    /// A mapping of yes/no answers (`risk_assessment`).
+    fn answers(
+        &mut self,
+        node: &Node,
+        path: &dyn fmt::Display,
+    ) -> Option<std::collections::BTreeMap<String, bool>> {
+        self.place(path, node);
+        if node.value == Value::Null {
+            return None;
+        }
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.pos,
+                "type",
+                format!(
+                    "{path} must map each question id to true or false, not {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in entries {
+            let key = yaml::key_text(k).to_owned();
+            if let Some(b) = self.boolean(v, &format_args!("{path}.{key}")) {
+                out.insert(key, b);
+            }
+        }
+        Some(out)
     }
 
     /// A mapping of texts (`proposed_policy`: path to content).

@@ -516,6 +516,9 @@ pub struct ChangeRequest {
     /// Assessed risk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk_level: Option<RiskLevel>,
+    /// Answers to the policy's risk questionnaire, by question id (SPEC section 11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_assessment: Option<std::collections::BTreeMap<String, bool>>,
     /// Systems touched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub affected_systems: Vec<String>,
@@ -615,6 +618,7 @@ pub const ALL_FIELDS: &[&str] = &[
     "priority",
     "urgency",
     "risk_level",
+    "risk_assessment",
     "affected_systems",
     "impact_scope",
     "implementation_plan",
@@ -784,6 +788,12 @@ impl ChangeRequest {
                 h.update(value.as_bytes());
                 h.update(b"\n");
             }
+        }
+        if let Some(answers) = &self.risk_assessment {
+            let value = serde_json::to_string(answers).expect("booleans serialise");
+            h.update(b"risk_assessment=");
+            h.update(value.as_bytes());
+            h.update(b"\n");
         }
         if let Some(files) = &self.proposed_policy {
             let value = serde_json::to_string(files).expect("strings serialise");

@@ -156,6 +156,8 @@ pub struct Policy {
     pub conflicts: Conflicts,
     /// Signed records (SPEC section 9), when the policy asks for them.
     pub signing: Option<SigningPolicy>,
+    /// The risk questionnaire (SPEC section 11), when the policy has one.
+    pub risk: Option<RiskQuestionnaire>,
     /// The standard-change catalogue (`policy/templates/NAME.yaml`), by name; attached by
     /// whoever read the policy ([`Policy::attach_templates`]).
     pub templates: BTreeMap<String, crate::templates::Template>,
@@ -168,6 +170,49 @@ pub struct Policy {
     /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
     /// when the policy is not governed (policy changes are notes, as before).
     pub governance: Option<Vec<String>>,
+}
+
+/// The policy's `risk` questionnaire: yes/no questions with weights, and the lowest score
+/// of each level above `low`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskQuestionnaire {
+    /// The questions, in the policy's order.
+    pub questions: Vec<RiskQuestion>,
+    /// The lowest score for medium, high and critical.
+    pub levels: BTreeMap<RiskLevel, u32>,
+}
+
+/// One question of the questionnaire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskQuestion {
+    /// The answer's key in `risk_assessment`.
+    pub id: String,
+    /// The question as asked.
+    pub ask: String,
+    /// What a yes adds to the score.
+    pub weight: u32,
+}
+
+impl RiskQuestionnaire {
+    /// The score of `answers` (the weights of the questions answered yes).
+    pub fn score(&self, answers: &BTreeMap<String, bool>) -> u32 {
+        self.questions
+            .iter()
+            .filter(|q| answers.get(&q.id) == Some(&true))
+            .map(|q| q.weight)
+            .sum()
+    }
+
+    /// The level a score gives: the highest whose lowest score it reaches, else low.
+    pub fn level(&self, score: u32) -> RiskLevel {
+        self.levels
+            .iter()
+            .filter(|(_, min)| score >= **min)
+            .map(|(l, _)| *l)
+            .max()
+            .unwrap_or(RiskLevel::Low)
+    }
 }
 
 /// The policy's `signing` section, with the allowed signers file once it is read.
@@ -213,6 +258,15 @@ struct RawPolicy {
     signing: Option<Spanned<RawSigning>>,
     #[serde(default)]
     governance: Option<Spanned<RawGovernance>>,
+    #[serde(default)]
+    risk: Option<Spanned<RawRisk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRisk {
+    questions: Vec<Spanned<RiskQuestion>>,
+    levels: BTreeMap<String, Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -627,6 +681,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
     c.testing(&raw.testing.required_for, &change_types);
     let roles = c.roles(&raw.roles);
     let governance = raw.governance.as_ref().map(|g| c.governance(g, &roles));
+    let risk = raw.risk.as_ref().map(|r| c.risk(r));
     let a = &raw.approvals;
     let emergency_approvals = c.approval_rule("emergency", &a.emergency, false, &roles);
     let mut approvals = BTreeMap::new();
@@ -682,6 +737,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         conflicts: raw.conflicts,
         signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
         governance,
+        risk,
         templates: BTreeMap::new(),
         template_history: None,
         legacy_standard_changes: false,
@@ -698,6 +754,69 @@ struct Checker<'f> {
 }
 
 impl Checker<'_> {
+    /// `risk`: questions with unique ids and positive weights; levels medium, high and
+    /// critical, each at least the one below.
+    fn risk(&mut self, raw: &Spanned<RawRisk>) -> RiskQuestionnaire {
+        let mut questions: Vec<RiskQuestion> = Vec::new();
+        for q in &raw.value.questions {
+            let v = &q.value;
+            let id_ok = !v.id.is_empty()
+                && v.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !id_ok {
+                self.err(
+                    at(q),
+                    format!(
+                        "risk question id `{}` must be lower-case letters, digits and _",
+                        v.id
+                    ),
+                );
+            } else if questions.iter().any(|x| x.id == v.id) {
+                self.err(at(q), format!("risk question `{}` is asked twice", v.id));
+            } else if v.weight == 0 {
+                self.err(
+                    at(q),
+                    format!(
+                        "risk question `{}` has weight 0; give it a positive weight",
+                        v.id
+                    ),
+                );
+            } else {
+                questions.push(v.clone());
+            }
+        }
+        if questions.is_empty() && raw.value.questions.is_empty() {
+            self.err(at(raw), "risk.questions is empty".into());
+        }
+        let mut levels = BTreeMap::new();
+        for (name, min) in &raw.value.levels {
+            match name.parse::<RiskLevel>() {
+                Ok(RiskLevel::Low) | Err(_) => self.err(
+                    at(min),
+                    format!("risk.levels names `{name}`; give the lowest score of medium, high and critical (below medium is low)"),
+                ),
+                Ok(level) => {
+                    levels.insert(level, min.value);
+                }
+            }
+        }
+        let mut last: Option<(RiskLevel, u32)> = None;
+        for (level, min) in &levels {
+            if let Some((below, m)) = last
+                && *min < m
+            {
+                let place = raw.value.levels.get(level.as_str()).and_then(at);
+                self.err(
+                    place,
+                    format!("risk.levels: {level} starts at {min}, below {below} ({m})"),
+                );
+            }
+            last = Some((*level, *min));
+        }
+        RiskQuestionnaire { questions, levels }
+    }
+
     /// `governance`: at least one role, each a role of the policy.
     fn governance(
         &mut self,

@@ -53,7 +53,7 @@ fn id_of(c: &ChangeRequest) -> String {
 /// Content rules: required fields, change type, testing. These decide whether a change can
 /// be submitted.
 pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
-    let mut out = Vec::new();
+    let mut out = risk_problems(change, policy);
     // A standard change names a template in force and keeps what it fixes; a closed,
     // rejected or cancelled one keeps the rules of its day.
     if !change.status().is_terminal()
@@ -387,6 +387,9 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
         }
         _ => status == Status::Approved,
     };
+    for p in risk_problems(change, policy) {
+        push(RISK, format!("{id}: {}", p.message));
+    }
     if let Some(why) = crate::templates::problem(change, policy) {
         push(
             crate::templates::STANDARD_TEMPLATE,
@@ -575,6 +578,75 @@ pub fn signature_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Proble
             )
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Risk
+
+/// Rule id: a risk questionnaire unanswered, or a declared risk level below its score's.
+pub const RISK: &str = "risk";
+
+/// The risk questionnaire's verdict (SPEC section 11): with `risk` in the policy, a change
+/// not filed from a template answers every question, and its `risk_level` is never below
+/// the level its score gives. A closed, rejected or cancelled change keeps its day's rules.
+pub fn risk_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
+    let Some(q) = &policy.risk else {
+        return Vec::new();
+    };
+    if change.template.is_some() || change.status().is_terminal() {
+        return Vec::new();
+    }
+    let Some(answers) = &change.risk_assessment else {
+        let ids: Vec<&str> = q.questions.iter().map(|x| x.id.as_str()).collect();
+        return vec![problem(
+            "risk_assessment",
+            RISK,
+            format!(
+                "the policy's risk questionnaire is not answered ({}); answer each yes or no (chg new asks at a terminal, or --answer ID=yes|no)",
+                ids.join(", ")
+            ),
+        )];
+    };
+    let mut out = Vec::new();
+    for id in answers.keys() {
+        if !q.questions.iter().any(|x| &x.id == id) {
+            let hint = suggest(id, q.questions.iter().map(|x| x.id.as_str()))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            out.push(problem(
+                format!("risk_assessment.{id}"),
+                RISK,
+                format!("`{id}` is not a question of the policy's risk questionnaire{hint}"),
+            ));
+        }
+    }
+    let missing: Vec<&str> = q
+        .questions
+        .iter()
+        .filter(|x| !answers.contains_key(&x.id))
+        .map(|x| x.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        out.push(problem(
+            "risk_assessment",
+            RISK,
+            format!("unanswered risk question(s): {}", missing.join(", ")),
+        ));
+    }
+    let score = q.score(answers);
+    let level = q.level(score);
+    if let Some(declared) = change.risk_level
+        && declared < level
+    {
+        out.push(problem(
+            "risk_level",
+            RISK,
+            format!(
+                "risk_level {declared} is below {level}, the level of the risk questionnaire's score ({score}); declare {level} or higher"
+            ),
+        ));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------

@@ -70,6 +70,10 @@ pub fn change_schema(policy: &Policy) -> Value {
         ("urgency", one_of(Urgency::names(), "How soon it is needed")),
         ("risk_level", one_of(RiskLevel::names(), "Assessed risk")),
         (
+            "risk_assessment",
+            json!({"type": "object", "additionalProperties": {"type": "boolean"}, "description": "Answers to the policy's risk questionnaire, by question id"}),
+        ),
+        (
             "affected_systems",
             json!({"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Systems touched"}),
         ),

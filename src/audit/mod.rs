@@ -558,6 +558,7 @@ impl<'r> Auditor<'r> {
                     problems.extend(ctx.check_manual());
                 }
                 problems.extend(ctx.check_digests());
+                problems.extend(ctx.check_risk());
                 let started =
                     |c: &ChangeRequest| matches!(c.status(), Status::Implementing | Status::Closed);
                 if let Some(a) = after
@@ -1090,6 +1091,25 @@ impl Ctx<'_> {
         Vec::new()
     }
 
+    /// A version whose risk level is below its questionnaire's score (or that leaves the
+    /// questionnaire unanswered), where the version before was sound.
+    fn check_risk(&self) -> Vec<Problem> {
+        let Some(after) = self.after else {
+            return Vec::new();
+        };
+        let now = rules::risk_problems(after, self.policy);
+        if now.is_empty()
+            || self
+                .before
+                .is_some_and(|b| !rules::risk_problems(b, self.policy).is_empty())
+        {
+            return Vec::new();
+        }
+        now.into_iter()
+            .map(|p| Problem::exception(rules::RISK, p.message))
+            .collect()
+    }
+
     fn check_new(&self, after: &ChangeRequest) -> Vec<Problem> {
         let mut out = Vec::new();
         let mismatch = |m: String| Problem::exception("trailer-mismatch", m);
@@ -1127,7 +1147,10 @@ impl Ctx<'_> {
                 ),
             ));
         } else if after.status() == Status::PendingApproval {
-            let missing = validate::content_problems(after, self.policy);
+            let missing: Vec<rules::Problem> = validate::content_problems(after, self.policy)
+                .into_iter()
+                .filter(|p| p.rule != rules::RISK)
+                .collect();
             if !missing.is_empty() {
                 out.push(Problem::exception(
                     "lifecycle",
@@ -1177,6 +1200,12 @@ impl Ctx<'_> {
                 }
             }
             "implement" => {
+                for r in rules::risk_problems(before, p) {
+                    out.push(Problem::exception(
+                        rules::RISK,
+                        format!("implement of {id}: {}", r.message),
+                    ));
+                }
                 for r in rules::implement_refusals(before, p, self.when) {
                     out.push(Problem::exception(
                         r.rule,

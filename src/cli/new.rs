@@ -79,6 +79,9 @@ pub struct NewArgs {
     /// the template fixes its content; flags may set only the template's variable fields.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["emergency", "model"])]
     template: Option<String>,
+    /// An answer to the policy's risk questionnaire (repeatable): ID=yes or ID=no.
+    #[arg(long = "answer", value_name = "ID=yes|no")]
+    answers: Vec<String>,
     /// Never prompt, even at a terminal.
     #[arg(long, visible_alias = "yes")]
     no_input: bool,
@@ -114,6 +117,60 @@ fn from_file(path: &std::path::Path) -> Result<ChangeRequest, Error> {
         )));
     }
     Ok(c)
+}
+
+/// Records `--answer ID=yes|no` answers; at a terminal, asks the questions still open.
+fn answer(
+    change: &mut ChangeRequest,
+    policy: &Policy,
+    given: &[String],
+    ask: bool,
+) -> Result<(), Error> {
+    let Some(q) = &policy.risk else {
+        if given.is_empty() {
+            return Ok(());
+        }
+        return Err(Error::Usage(
+            "--answer: the policy has no risk questionnaire".into(),
+        ));
+    };
+    let mut answers = change.risk_assessment.clone().unwrap_or_default();
+    for g in given {
+        let Some((id, value)) = g.split_once('=') else {
+            return Err(Error::Usage(format!(
+                "--answer `{g}`: write ID=yes or ID=no"
+            )));
+        };
+        if !q.questions.iter().any(|x| x.id == id) {
+            let hint = chg::finding::suggest(id, q.questions.iter().map(|x| x.id.as_str()))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "--answer: `{id}` is not a question of the policy's risk questionnaire{hint}"
+            )));
+        }
+        let yes = match value.to_ascii_lowercase().as_str() {
+            "yes" | "y" | "true" => true,
+            "no" | "n" | "false" => false,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--answer {id}: `{value}` is not yes or no"
+                )));
+            }
+        };
+        answers.insert(id.to_owned(), yes);
+    }
+    if ask {
+        for x in &q.questions {
+            if !answers.contains_key(&x.id) {
+                answers.insert(x.id.clone(), super::prompt::confirm(&x.ask, false)?);
+            }
+        }
+    }
+    if !answers.is_empty() {
+        change.risk_assessment = Some(answers);
+    }
+    Ok(())
 }
 
 /// The content fields given as flags.
@@ -278,6 +335,8 @@ pub fn run_with(
     proposal: Option<std::collections::BTreeMap<String, String>>,
 ) -> CmdResult {
     let mut change = merge(&a)?;
+    let ask = !a.no_input && a.template.is_none() && change.template.is_none() && interactive();
+    answer(&mut change, policy, &a.answers, ask)?;
     let template = a.template.clone().or_else(|| change.template.clone());
     if let Some(name) = &template {
         from_template(&mut change, policy, name, &given_fields(&a))?;

@@ -7,6 +7,7 @@ mod hostile;
 mod library;
 mod outputs;
 mod plan;
+mod risk;
 mod signing;
 mod sync;
 mod templates;

@@ -1,0 +1,169 @@
+//! Risk from a questionnaire (SPEC section 11): every boundary of the levels, refusals by
+//! new and set, findings by validate and audit.
+
+use super::{Store, assert_unchanged, new_args};
+
+const RISK: &str = "risk:
+  questions:
+    - {id: customer_facing, ask: \"Can customers notice if it goes wrong?\", weight: 3}
+    - {id: untested_rollback, ask: \"Is the rollback untested?\", weight: 2}
+    - {id: security_control, ask: \"Does it change authentication, access, firewall or encryption?\", weight: 3}
+    - {id: data_migration, ask: \"Does it migrate or delete data?\", weight: 4}
+  levels: {medium: 3, high: 6, critical: 9}
+";
+
+fn with_questionnaire() -> Store {
+    let s = Store::new();
+    s.edit_policy("a risk questionnaire", |t| format!("{t}{RISK}"));
+    s
+}
+
+/// `chg new` (low priority) with these yes answers (the rest no) and this risk level.
+fn new_with(s: &Store, yes: &[&str], level: &str) -> super::Run {
+    let mut args: Vec<String> = new_args("Risky").iter().map(|a| a.to_string()).collect();
+    let at = args.iter().position(|a| a == "--risk").unwrap();
+    args[at + 1] = level.to_owned();
+    for q in [
+        "customer_facing",
+        "untested_rollback",
+        "security_control",
+        "data_migration",
+    ] {
+        let answer = if yes.contains(&q) { "yes" } else { "no" };
+        args.push("--answer".into());
+        args.push(format!("{q}={answer}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.chg("alice@example.com", &args)
+}
+
+#[test]
+fn every_boundary_of_the_levels() {
+    let s = with_questionnaire();
+    let cases: [(&[&str], u32, &str); 8] = [
+        (&[], 0, "low"),
+        (&["untested_rollback"], 2, "low"),
+        (&["customer_facing"], 3, "medium"),
+        (&["customer_facing", "untested_rollback"], 5, "medium"),
+        (&["customer_facing", "security_control"], 6, "high"),
+        (
+            &["customer_facing", "untested_rollback", "security_control"],
+            8,
+            "high",
+        ),
+        (
+            &["customer_facing", "untested_rollback", "data_migration"],
+            9,
+            "critical",
+        ),
+        (
+            &[
+                "customer_facing",
+                "untested_rollback",
+                "security_control",
+                "data_migration",
+            ],
+            12,
+            "critical",
+        ),
+    ];
+    let levels = ["low", "medium", "high", "critical"];
+    for (yes, score, level) in cases {
+        let i = levels.iter().position(|l| *l == level).unwrap();
+        // The score's level and every level above it are accepted...
+        for ok in &levels[i..] {
+            new_with(&s, yes, ok).ok();
+        }
+        // ...the one below is refused, saying the score, and nothing is filed.
+        if i > 0 {
+            let before = s.snapshot();
+            let r = new_with(&s, yes, levels[i - 1]);
+            assert_eq!(r.code, 2, "{score}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("below {level}"))
+                    && r.stderr.contains(&format!("({score})")),
+                "{score}: {}",
+                r.stderr
+            );
+            assert_unchanged(&s, &before);
+        }
+    }
+    s.chg("alice@example.com", &["validate"]).ok();
+}
+
+#[test]
+fn unanswered_or_misanswered_questionnaires_are_refused_and_reported() {
+    let mut s = with_questionnaire();
+    let before = s.snapshot();
+    let r = s.chg("alice@example.com", &new_args("No answers")).code(2);
+    assert!(
+        r.stderr.contains("risk questionnaire is not answered"),
+        "{}",
+        r.stderr
+    );
+    let mut args = new_args("Typo");
+    args.extend(["--answer", "customer_facnig=yes"]);
+    let r = s.chg("alice@example.com", &args).code(2);
+    assert!(
+        r.stderr.contains("did you mean `customer_facing`"),
+        "{}",
+        r.stderr
+    );
+    let mut args = new_args("Maybe");
+    args.extend(["--answer", "customer_facing=maybe"]);
+    s.chg("alice@example.com", &args).code(2);
+    assert_unchanged(&s, &before);
+    // A medium change cannot be talked down with set.
+    let id = new_with(&s, &["customer_facing"], "medium")
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let before = s.snapshot();
+    let r = s.chg("alice@example.com", &["set", &id, "risk_level=low"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("below medium"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    // By hand: validate reports it at its place; audit reports the implement of it.
+    s.rewrite(&id, |t| t.replace("risk_level: medium", "risk_level: low"));
+    s.git(&["commit", "-qam", "talk it down"]);
+    let r = s.chg("alice@example.com", &["validate", &id]).code(1);
+    assert!(
+        r.stdout.contains(": risk: risk_level low is below medium"),
+        "{}",
+        r.stdout
+    );
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-10T10:00:00Z", "2025-03-10T12:00:00Z")
+        .code(0);
+    s.at("2025-03-10T10:30:00Z");
+    s.chg("bob@example.com", &["implement", &id]).code(1);
+    let r = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(r.stdout.contains("risk"), "{}", r.stdout);
+}
+
+#[test]
+fn a_questionnaire_with_mistakes_has_findings_with_places() {
+    let s = Store::new();
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    for (risk, want) in [
+        (
+            RISK.replace("levels: {medium: 3, high: 6", "levels: {medium: 7, high: 6"),
+            "high starts at 6, below medium (7)",
+        ),
+        (RISK.replace("weight: 2", "weight: 0"), "has weight 0"),
+        (
+            RISK.replace("id: untested_rollback", "id: customer_facing"),
+            "asked twice",
+        ),
+        (
+            RISK.replace("levels: {medium: 3", "levels: {low: 0, medium: 3"),
+            "names `low`",
+        ),
+    ] {
+        std::fs::write(&p, format!("{text}{risk}")).unwrap();
+        let r = s.chg("alice@example.com", &["validate"]).code(1);
+        assert!(r.stdout.contains(want), "{want}: {}", r.stdout);
+    }
+}
