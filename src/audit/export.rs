@@ -363,6 +363,26 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         1,
         ("exceptions.csv".into(), findings_csv(&owned).into_bytes()),
     );
+    let period_refs: Vec<&AuditFinding> = owned.iter().collect();
+    files.insert(
+        2,
+        (
+            "controls.md".into(),
+            super::controls::markdown(&period_refs, population).into_bytes(),
+        ),
+    );
+    let controls: Vec<serde_json::Value> = super::controls::CONTROLS
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "criterion": c.criterion,
+                "checks": c.checks,
+                "evidence": c.evidence,
+                "exceptions": c.exceptions(&period_refs).len(),
+            })
+        })
+        .collect();
 
     let hashes: Vec<serde_json::Value> = files
         .iter()
@@ -385,6 +405,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             "exceptions": exceptions,
             "notes": owned.len() - exceptions,
         },
+        "controls": controls,
         "files": hashes,
     });
     let manifest =

@@ -14,6 +14,7 @@
 //! hand under chg-looking trailers, an approval by someone outside the role or a commit that
 //! did more than it says cannot pass.
 
+pub mod controls;
 pub mod export;
 pub mod index;
 

@@ -702,7 +702,32 @@ fn the_evidence_pack_holds_the_population_evidence_exceptions_and_verifiable_has
         out.display()
     )));
     let files = manifest["files"].as_array().unwrap();
-    assert_eq!(files.len(), 4, "{manifest:#}");
+    assert_eq!(files.len(), 5, "{manifest:#}");
+    // The pack reads by control: criterion -> checks and evidence -> exceptions.
+    let controls = manifest["controls"].as_array().unwrap();
+    let ids: Vec<&str> = controls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "SOC2-CC8.1",
+            "ISO27001-A.8.32",
+            "ISO27001-A.8.29",
+            "ISO27001-A.5.3"
+        ]
+    );
+    assert_eq!(controls[0]["exceptions"], 2, "{manifest:#}");
+    assert_eq!(controls[2]["exceptions"], 0, "{manifest:#}");
+    assert_eq!(controls[3]["exceptions"], 1, "{manifest:#}");
+    let md = read("controls.md");
+    assert!(
+        md.contains("## SOC2-CC8.1: SOC 2 (2017 Trust Services Criteria) CC8.1")
+            && md.contains(
+                "## ISO27001-A.5.3: ISO/IEC 27001:2022 Annex A 5.3 Segregation of duties"
+            )
+            && md.contains(&format!("  - {bad} "))
+            && md.contains("approval-role"),
+        "{md}"
+    );
     for f in files {
         let bytes = std::fs::read(out.join(f["path"].as_str().unwrap())).unwrap();
         let digest: String = sha2::Sha256::digest(&bytes)
