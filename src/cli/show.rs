@@ -225,14 +225,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         ));
     }
     if let Some(proposal) = &c.proposed_policy {
-        let diff = chg::governance::diff(&store.committed_policy_files()?, proposal)?;
-        s.push_str("\nproposed policy (against the policy at HEAD):\n");
-        if diff.is_empty() {
-            s.push_str("  (the same as the policy at HEAD)\n");
-        }
-        for line in diff.lines() {
-            s.push_str(&format!("  {}\n", chg::text::terminal_safe(line)));
-        }
+        s.push_str(&proposal_diff(store, proposal)?);
     }
     if let Some(x) = &c.cancellation {
         s.push_str(&format!(
@@ -413,6 +406,27 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             e.verdict(),
         ]);
     }
+    if let Ok(loaded) = store.load(&id)
+        && let Some(proposal) = &loaded.change().proposed_policy
+    {
+        details.push_str(&proposal_diff(store, proposal)?);
+    }
     out(&format!("{id}\n{t}\n{details}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A policy proposal's diff against the policy at HEAD, indented, for show and log.
+fn proposal_diff(
+    store: &Store,
+    proposal: &std::collections::BTreeMap<String, String>,
+) -> Result<String, Error> {
+    let diff = chg::governance::diff(&store.committed_policy_files()?, proposal)?;
+    let mut s = String::from("\nproposed policy (against the policy at HEAD):\n");
+    if diff.is_empty() {
+        s.push_str("  (the same as the policy at HEAD)\n");
+    }
+    for line in diff.lines() {
+        s.push_str(&format!("  {}\n", chg::text::terminal_safe(line)));
+    }
+    Ok(s)
 }

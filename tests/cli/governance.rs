@@ -169,6 +169,11 @@ fn propose_approve_apply_commits_the_policy_in_one_step() {
             && show.contains("+  change-manager: [cm@example.com, carol@example.com]"),
         "{show}"
     );
+    let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    assert!(
+        log.contains("+  change-manager: [cm@example.com, carol@example.com]"),
+        "{log}"
+    );
     // Nothing to propose when the work tree is the policy at HEAD.
     s.git(&["stash", "-q"]);
     let mut again = vec!["policy", "propose"];

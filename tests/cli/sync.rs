@@ -961,3 +961,65 @@ fn a_signed_approval_replayed_by_sync_still_verifies() {
     }
     t.assert_remote_sound();
 }
+
+#[test]
+fn a_policy_apply_made_offline_is_not_replayed_without_its_policy() {
+    let (t, c) = Team::new(&[
+        "alice@example.com",
+        "cm@example.com",
+        "sec-lead@example.com",
+    ]);
+    let (alice, cm, lead) = (&c[0], &c[1], &c[2]);
+    let policy = alice.root.join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        format!("{text}governance:\n  roles: [security-team-lead]\n"),
+    )
+    .unwrap();
+    alice.git(&["commit", "-qam", "adopt governance"]);
+    std::fs::write(
+        &policy,
+        format!("{text}governance:\n  roles: [security-team-lead]\n").replace(
+            "change-manager: [cm@example.com]",
+            "change-manager: [cm@example.com, carol@example.com]",
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend(new_args("Add carol")[1..].iter().copied());
+    let id = alice.chg(&args).ok().stdout.trim().to_owned();
+    alice.git(&["checkout", "-q", "--", "policy"]);
+    alice.chg(&["sync"]).ok();
+    for who in [cm, lead] {
+        who.chg(&["sync"]).ok();
+        who.chg(&["approve", &id]).ok();
+        who.chg(&["sync"]).ok();
+    }
+    alice.chg(&["sync"]).ok();
+    alice
+        .chg(&["schedule", &id, "--start", "now", "--end", "+2h"])
+        .ok();
+    alice.chg(&["policy", "apply", &id]).ok();
+    // Meanwhile the remote moves on.
+    cm.chg(&["sync"]).ok();
+    cm.new_change("Something else");
+    cm.chg(&["sync"]).ok();
+    let before = alice.head();
+    let r = alice.chg(&["sync"]);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("chg policy apply {id}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(alice.head(), before, "nothing changed");
+    // Doing it again on the synced branch works and lands.
+    alice.chg(&["sync", "--drop-stale"]).ok();
+    alice.chg(&["policy", "apply", &id]).ok();
+    alice.chg(&["sync"]).ok();
+    let remote_policy = t.remote_git(&["show", "main:policy/policy.yaml"]);
+    assert!(String::from_utf8_lossy(&remote_policy.stdout).contains("carol@example.com"));
+    alice.chg(&["validate"]).ok();
+    t.assert_remote_sound();
+}
