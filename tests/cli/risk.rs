@@ -167,3 +167,46 @@ fn a_questionnaire_with_mistakes_has_findings_with_places() {
         assert!(r.stdout.contains(want), "{want}: {}", r.stdout);
     }
 }
+
+#[test]
+fn new_asks_the_questions_at_a_terminal() {
+    let s = with_questionnaire();
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    cmd.env("TERM", "dumb").args(new_args("Asked"));
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    p.exp_string("Can customers notice if it goes wrong? [y/N]")
+        .unwrap();
+    p.send_line("y").unwrap();
+    p.exp_string("Is the rollback untested?").unwrap();
+    p.send_line("n").unwrap();
+    p.exp_string("firewall or encryption?").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("migrate or delete data?").unwrap();
+    p.send_line("no").unwrap();
+    // Low is below the score's medium: refused, saying so.
+    p.exp_string("below medium").unwrap();
+    p.exp_eof().unwrap();
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    let mut args = new_args("Asked");
+    let at = args.iter().position(|a| *a == "--risk").unwrap();
+    args[at + 1] = "medium";
+    cmd.env("TERM", "dumb").args(args);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    for answer in ["y", "n", "n", "n"] {
+        p.exp_string("[y/N]").unwrap();
+        p.send_line(answer).unwrap();
+    }
+    p.exp_string("CHG-2025-001").unwrap();
+    p.exp_eof().unwrap();
+    let text = s.read("CHG-2025-001");
+    assert!(
+        text.contains("risk_assessment:") && text.contains("customer_facing: true"),
+        "{text}"
+    );
+}
