@@ -417,29 +417,12 @@ impl Decoder<'_> {
         node: &Node,
         path: &dyn fmt::Display,
     ) -> Option<std::collections::BTreeMap<String, bool>> {
-        self.place(path, node);
-        if node.value == Value::Null {
-            return None;
-        }
-        let Some(entries) = node.as_map() else {
-            self.error(
-                node.pos,
-                "type",
-                format!(
-                    "{path} must map each question id to true or false, not {}",
-                    node.kind()
-                ),
-            );
-            return None;
-        };
-        let mut out = std::collections::BTreeMap::new();
-        for (k, v) in entries {
-            let key = yaml::key_text(k).to_owned();
-            if let Some(b) = self.boolean(v, &format_args!("{path}.{key}")) {
-                out.insert(key, b);
-            }
-        }
-        Some(out)
+        self.keyed(
+            node,
+            path,
+            "map each question id to true or false",
+            |d, v, p| d.boolean(v, p),
+        )
     }
 
     /// A mapping of texts (`proposed_policy`: path to content).
@@ -448,6 +431,22 @@ impl Decoder<'_> {
         node: &Node,
         path: &dyn fmt::Display,
     ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.keyed(
+            node,
+            path,
+            "be a mapping of file paths to contents",
+            |d, v, p| Some(d.text(v, p).unwrap_or_default()),
+        )
+    }
+
+    /// A mapping with keys of the writer's choosing, each value read by `read`.
+    fn keyed<T>(
+        &mut self,
+        node: &Node,
+        path: &dyn fmt::Display,
+        must: &str,
+        mut read: impl FnMut(&mut Self, &Node, &dyn fmt::Display) -> Option<T>,
+    ) -> Option<std::collections::BTreeMap<String, T>> {
         self.place(path, node);
         if node.value == Value::Null {
             return None;
@@ -456,20 +455,16 @@ impl Decoder<'_> {
             self.error(
                 node.pos,
                 "type",
-                format!(
-                    "{path} must be a mapping of file paths to contents, not {}",
-                    node.kind()
-                ),
+                format!("{path} must {must}, not {}", node.kind()),
             );
             return None;
         };
         let mut out = std::collections::BTreeMap::new();
         for (k, v) in entries {
             let key = yaml::key_text(k).to_owned();
-            let value = self
-                .text(v, &format_args!("{path}.{key}"))
-                .unwrap_or_default();
-            out.insert(key, value);
+            if let Some(value) = read(self, v, &format_args!("{path}.{key}")) {
+                out.insert(key, value);
+            }
         }
         Some(out)
     }
