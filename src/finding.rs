@@ -105,12 +105,23 @@ impl fmt::Display for Finding {
 
 /// The closest of `candidates` to a misspelt `word`, for did-you-mean hints.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    let close = candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // An abbreviation (`infra`) names the one candidate it starts.
+    close.or_else(|| {
+        let mut starts = candidates
+            .iter()
+            .filter(|c| word.len() >= 3 && c.starts_with(word));
+        match (starts.next(), starts.next()) {
+            (Some(c), None) => Some(*c),
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]

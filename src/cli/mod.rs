@@ -5,6 +5,7 @@
 mod audit;
 mod context;
 mod edit;
+mod grid;
 mod misc;
 mod new;
 mod plan;
@@ -41,6 +42,10 @@ pub struct Cli {
     /// The store to use (a folder with policy/policy.yaml); default: found from the current folder.
     #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH")]
     repo: Option<PathBuf>,
+
+    /// When to colour output: auto (at a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = grid::ColorWhen::Auto, value_name = "WHEN", hide_possible_values = true)]
+    color: grid::ColorWhen,
 
     #[command(subcommand)]
     command: Command,
@@ -109,6 +114,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CmdResult {
+    grid::set_color(cli.color);
     let repo = cli.repo.clone();
     // The store, once found, lives for the whole command so that what it noticed (a
     // repaired interrupted transition) is reported at the end, whatever the outcome.
@@ -130,6 +136,7 @@ fn run(cli: Cli) -> CmdResult {
     let open = || -> Result<(&Store, Policy), Error> {
         let store = find()?;
         let policy = store.policy()?;
+        let _ = ID_PREFIX.set(policy.id_prefix.clone());
         Ok((store, policy))
     };
     let result = dispatch(cli.command, &find, &open);
@@ -286,9 +293,44 @@ fn out_unfiltered(text: &str) -> Result<(), Error> {
     }
 }
 
-/// Parses an id argument before it touches the file system.
+/// The store's id prefix, once its policy is read (for ids given as `3` or `2026-3`).
+static ID_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Parses an id argument before it touches the file system: `CHG-2026-003` as written, or
+/// forgiving as people type it: any case, any zero-padding (`chg-2026-3`), `2026-3` for that
+/// year's change 3, `3` for this year's.
 fn parse_id(text: &str) -> Result<chg::model::ChangeId, Error> {
-    text.parse().map_err(Error::Usage)
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    let prefix = ID_PREFIX.get().map_or("CHG", String::as_str).to_owned();
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let this_year = || -> Result<String, Error> {
+        Ok(context::now()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .year()
+            .to_string())
+    };
+    let (prefix, year, number) = match parts.as_slice() {
+        [n] if digits(n) => (prefix, this_year()?, *n),
+        [y, n] if y.len() == 4 && digits(y) && digits(n) => (prefix, y.to_string(), *n),
+        [p, y, n] if y.len() == 4 && digits(y) && digits(n) => {
+            (p.to_ascii_uppercase(), y.to_string(), *n)
+        }
+        _ => {
+            let why: String = text.parse::<chg::model::ChangeId>().unwrap_err();
+            return Err(Error::Usage(format!(
+                "{why}; a number alone (3) is this year's change, 2026-3 that year's"
+            )));
+        }
+    };
+    let (year, number) = (year.parse().unwrap_or(0), number.parse().unwrap_or(0));
+    chg::model::ChangeId::new(&prefix, year, number).map_err(|_| {
+        Error::Usage(format!(
+            "`{text}` is not a change id (like CHG-2025-001, 2025-1 or 1)"
+        ))
+    })
 }
 
 /// Whether a person is at the keyboard (prompts and editors are possible).
@@ -342,19 +384,14 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
 }
 
-/// A table for people: bordered on a terminal, fixed width elsewhere so output is stable.
-fn table(header: Vec<&str>) -> comfy_table::Table {
-    let mut t = comfy_table::Table::new();
-    if std::io::stdout().is_terminal() {
-        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-    } else {
-        t.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED)
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-            .set_width(160);
+/// Writes a table where stdout goes (aligned at a terminal, tab-separated when piped),
+/// with `summary` (a count) on stderr so piped data stays data.
+fn out_table(grid: &grid::Grid, summary: Option<String>) -> Result<(), Error> {
+    out_unfiltered(&grid.render(grid::target()))?;
+    if let Some(s) = summary {
+        eprintln!("{s}");
     }
-    t.set_header(header);
-    t
+    Ok(())
 }
 
 #[cfg(test)]

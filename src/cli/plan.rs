@@ -14,7 +14,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use super::{CmdResult, out, out_json, parse_bound, parse_id, readable, table};
+use super::grid::{Grid, document_target};
+use super::{CmdResult, out, out_json, out_table, parse_bound, parse_id, readable};
 
 /// For deploy pipelines: exit 0 only if the change may be implemented now.
 ///
@@ -172,16 +173,16 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
         CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
         CalendarFormat::Table => {
             let tz = zone(a.utc);
-            let mut t = table(vec!["Start", "End", "Kind", "What"]);
+            let mut t = Grid::new(&["START", "END", "KIND", "WHAT"]).flex(3);
             for e in &events {
-                t.add_row(vec![
+                t.push(vec![
                     calendar::local(e.start, &tz),
                     calendar::local(e.end, &tz),
                     e.kind.to_owned(),
                     e.summary.clone(),
                 ]);
             }
-            out(&format!("{t}\n"))?;
+            out_table(&t, Some(format!("{} event(s)", t.len())))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -241,13 +242,13 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         ]
     };
     let header = [
-        "Id",
-        "Title",
-        "Risk",
-        "Systems",
-        "Window",
-        "Conflicts",
-        "Awaiting",
+        "ID",
+        "TITLE",
+        "RISK",
+        "SYSTEMS",
+        "WINDOW",
+        "CONFLICTS",
+        "AWAITING",
     ];
     let day = date.to_zoned(TimeZone::UTC).date();
     let total: usize = groups.values().map(Vec::len).sum();
@@ -272,11 +273,11 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 }
             }
             CabFormat::Table => {
-                let mut t = table(header.to_vec());
+                let mut t = Grid::new(&header).flex(1);
                 for c in list {
-                    t.add_row(row(c));
+                    t.push(row(c));
                 }
-                s.push_str(&format!("\n{p} priority\n{t}\n"));
+                s.push_str(&format!("\n{p} priority\n{}", t.render(document_target())));
             }
         }
     }

@@ -8,7 +8,8 @@ use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
-use super::{CmdResult, csv_field, out, out_json, parse_bound, readable, table};
+use super::grid::{Grid, document_target};
+use super::{CmdResult, csv_field, out, out_json, parse_bound, readable};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -131,19 +132,20 @@ fn counts(r: &Report) -> Vec<(&'static str, &std::collections::BTreeMap<String, 
 
 fn tables(r: &Report, period: &str) -> String {
     let mut s = format!("Changes requested in {period}: {}\n\n", r.total);
-    let mut t = table(vec!["By", "Value", "Changes"]);
+    let mut t = Grid::new(&["BY", "VALUE", "CHANGES"]);
     for (by, map) in counts(r) {
         for (k, n) in map {
-            t.add_row(vec![by.to_owned(), k.clone(), n.to_string()]);
+            t.push(vec![by.to_owned(), k.clone(), n.to_string()]);
         }
     }
-    s.push_str(&format!("{t}\n\n"));
-    let mut t = table(vec![
-        "Approval time",
-        "Changes",
-        "Average",
-        "Median",
-        "Target",
+    s.push_str(&t.render(document_target()));
+    s.push('\n');
+    let mut t = Grid::new(&[
+        "APPROVAL TIME",
+        "CHANGES",
+        "AVERAGE",
+        "MEDIAN",
+        "TARGET",
         "",
     ]);
     for a in r
@@ -156,7 +158,7 @@ fn tables(r: &Report, period: &str) -> String {
         } else {
             a.group.clone()
         };
-        t.add_row(vec![
+        t.push(vec![
             name,
             a.count.to_string(),
             hours(a.average_hours),
@@ -166,10 +168,11 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(a.met).to_owned(),
         ]);
     }
-    s.push_str(&format!("{t}\n\n"));
-    let mut t = table(vec!["Rate", "Value", "Of", "Target", ""]);
+    s.push_str(&t.render(document_target()));
+    s.push('\n');
+    let mut t = Grid::new(&["RATE", "VALUE", "OF", "TARGET", ""]);
     for m in &r.rates {
-        t.add_row(vec![
+        t.push(vec![
             m.name.clone(),
             value(m),
             m.count.to_string(),
@@ -177,7 +180,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(m.met).to_owned(),
         ]);
     }
-    s.push_str(&format!("{t}\n"));
+    s.push_str(&t.render(document_target()));
     s
 }
 

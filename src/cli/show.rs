@@ -9,8 +9,9 @@ use chg::store::Store;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use super::grid::Grid;
 use super::{
-    CmdResult, csv_field, out, out_json, parse_bound, parse_id, readable_files, short, table,
+    CmdResult, csv_field, out, out_json, out_table, parse_bound, parse_id, readable_files, short,
 };
 
 /// Show one change, readable, or as JSON.
@@ -67,6 +68,26 @@ pub struct ListArgs {
     /// Only changes requested before this date (2025-02-01 or RFC 3339).
     #[arg(long)]
     until: Option<String>,
+    /// Only changes filed by this person (git email).
+    #[arg(long, value_name = "EMAIL")]
+    requester: Option<String>,
+    /// Only changes you filed.
+    #[arg(long, conflicts_with = "requester")]
+    mine: bool,
+    /// Only changes waiting for an approval in a role you hold (and did not request).
+    #[arg(long)]
+    awaiting_me: bool,
+    /// Closed, rejected and cancelled changes too, and no limit (at a terminal, chg list
+    /// shows the 30 most recent open changes unless asked otherwise).
+    #[arg(long)]
+    all: bool,
+    /// At most this many rows, after sorting.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Sort by id, requested, priority, risk, status or title; a leading - reverses
+    /// (default: id; at a terminal, -requested).
+    #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
+    sort: Option<String>,
     /// Print JSON (same as --format json).
     #[arg(long)]
     json: bool,
@@ -74,6 +95,9 @@ pub struct ListArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: ListFormat,
 }
+
+/// How many rows `chg list` shows at a terminal when not told.
+const TERMINAL_LIMIT: usize = 30;
 
 /// The history of one change from git, with audit's verdict on each step.
 ///
@@ -240,6 +264,18 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
 }
 
 /// A date bound: a plain date means its midnight UTC.
+/// Whether `change` waits for an approval in a role `me` holds, and `me` may give it.
+fn awaits(change: &ChangeRequest, policy: &Policy, me: &str) -> bool {
+    change.status() == chg::model::Status::PendingApproval
+        && !change
+            .requester
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case(me) && policy.segregation_of_duties)
+        && chg::rules::missing_roles(change, policy)
+            .iter()
+            .any(|role| policy.is_member(role, me))
+}
+
 fn check_values<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<(), Error> {
     for v in values {
         v.parse::<T>().map_err(Error::Usage)?;
@@ -250,6 +286,64 @@ fn check_values<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result
 pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
     check_values::<chg::model::Status>(&a.status)?;
     check_values::<chg::model::Priority>(&a.priority)?;
+    for t in &a.change_type {
+        if !policy.change_types.contains(t) {
+            let hint = chg::finding::suggest(t, policy.change_types.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "--type `{t}` is not one of the policy's change types ({}){hint}",
+                policy.change_types.join(", ")
+            )));
+        }
+    }
+    let (descending, key) = match a.sort.as_deref() {
+        Some(s) => (s.starts_with('-'), s.trim_start_matches('-').to_owned()),
+        None => (false, "id".to_owned()),
+    };
+    const SORTS: &[&str] = &["id", "requested", "priority", "risk", "status", "title"];
+    if !SORTS.contains(&key.as_str()) {
+        let hint = chg::finding::suggest(&key, SORTS.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "--sort `{key}` is not one of: {}{hint}",
+            SORTS.join(", ")
+        )));
+    }
+    let me = if a.mine || a.awaiting_me {
+        Some(super::context::identity(Some(store.repo()))?.email)
+    } else {
+        None
+    };
+    let requester = a
+        .requester
+        .clone()
+        .or_else(|| a.mine.then(|| me.clone()).flatten());
+    // A person at a terminal who asked for nothing in particular sees the open changes,
+    // most recent first, as gh does; scripts (a pipe, a format, any filter) get them all.
+    let filtered = !(a.status.is_empty()
+        && a.change_type.is_empty()
+        && a.priority.is_empty()
+        && a.system.is_empty()
+        && a.since.is_none()
+        && a.until.is_none()
+        && requester.is_none()
+        && !a.awaiting_me);
+    let at_terminal = matches!(super::grid::target(), super::grid::Target::Terminal { .. })
+        && !a.json
+        && a.format == ListFormat::Table;
+    let open_only = at_terminal && !a.all && !filtered;
+    let (descending, key) = if at_terminal && a.sort.is_none() {
+        (true, "requested".to_owned())
+    } else {
+        (descending, key)
+    };
+    let limit = match a.limit {
+        Some(n) => Some(n),
+        None if at_terminal && !a.all => Some(TERMINAL_LIMIT),
+        None => None,
+    };
     let since = a.since.as_deref().map(parse_bound).transpose()?;
     let until = a.until.as_deref().map(parse_bound).transpose()?;
     let wanted = |c: &chg::model::ChangeRequest| {
@@ -262,10 +356,40 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             && (a.system.is_empty() || c.affected_systems.iter().any(|s| a.system.contains(s)))
             && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
             && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
+            && requester.as_deref().is_none_or(|r| {
+                c.requester
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(r))
+            })
+            && (!open_only || !c.status().is_terminal())
+            && (!a.awaiting_me || me.as_deref().is_some_and(|me| awaits(c, policy, me)))
     };
     let all = store.load_where(wanted)?;
     let mut rows = readable_files(&all, "listed");
-    rows.sort_by(|x, y| x.change().id.cmp(&y.change().id).then(x.rel.cmp(&y.rel)));
+    rows.sort_by(|x, y| {
+        let (x, y) = (x.change(), y.change());
+        let order = match key.as_str() {
+            "requested" => x.request_date.cmp(&y.request_date),
+            "priority" => x.priority.cmp(&y.priority),
+            "risk" => x.risk_level.cmp(&y.risk_level),
+            "status" => x.field_text("status").cmp(&y.field_text("status")),
+            "title" => x.title.cmp(&y.title),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let order = order.then(x.id.cmp(&y.id));
+        if descending { order.reverse() } else { order }
+    });
+    let total = rows.len();
+    if let Some(n) = limit {
+        rows.truncate(n);
+    }
+    if rows.len() < total {
+        eprintln!(
+            "chg: showing {} of {total} {}change(s); --limit N or --all for more",
+            rows.len(),
+            if open_only { "open " } else { "" }
+        );
+    }
     let format = if a.json { ListFormat::Json } else { a.format };
     match format {
         ListFormat::Json => {
@@ -300,16 +424,18 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             out(&s)?;
         }
         ListFormat::Table => {
-            let mut t = table(vec![
+            let mut t = Grid::new(&[
                 "ID",
-                "Status",
-                "Type",
-                "Model",
-                "Priority",
-                "Risk",
-                "Requested",
-                "Title",
-            ]);
+                "STATUS",
+                "TYPE",
+                "MODEL",
+                "PRIORITY",
+                "RISK",
+                "REQUESTED",
+                "TITLE",
+            ])
+            .flex(7)
+            .status(1);
             for l in &rows {
                 let c = l.change();
                 let f = |k: &str| c.field_text(k).unwrap_or_default();
@@ -317,7 +443,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                     .request_date
                     .map(|d| d.strftime("%Y-%m-%d").to_string())
                     .unwrap_or_default();
-                t.add_row(vec![
+                t.push(vec![
                     f("id"),
                     f("status"),
                     f("change_type"),
@@ -329,9 +455,9 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 ]);
             }
             if rows.is_empty() {
-                out("No changes match.\n")?;
+                eprintln!("No changes match.");
             } else {
-                out(&format!("{t}\n{} change(s)\n", rows.len()))?;
+                out_table(&t, Some(format!("{} change(s)", rows.len())))?;
             }
         }
     }
@@ -366,15 +492,16 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             }
         }
     }
-    let mut t = table(vec![
-        "When",
-        "Who",
-        "Action",
-        "Role",
-        "From -> To",
-        "Commit",
-        "Audit",
-    ]);
+    let mut t = Grid::new(&[
+        "WHEN",
+        "WHO",
+        "ACTION",
+        "ROLE",
+        "FROM -> TO",
+        "COMMIT",
+        "AUDIT",
+    ])
+    .flex(6);
     let mut details = String::new();
     for e in &entries {
         let mark = e.role.as_ref().and_then(|role| {
@@ -393,9 +520,9 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
                 p.message
             ));
         }
-        t.add_row(vec![
+        t.push(vec![
             format_timestamp(e.when),
-            format!("{} <{}>", e.author, e.email),
+            e.email.clone(),
             match mark {
                 Some(m) => format!("{} [{m}]", e.action),
                 None => e.action.clone(),
@@ -411,7 +538,15 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     {
         details.push_str(&proposal_diff(store, proposal)?);
     }
-    out(&format!("{id}\n{t}\n{details}"))?;
+    out_table(&t, None)?;
+    // Below the table at a terminal; piped, stdout stays rows (the JSON has it all).
+    if !details.is_empty() {
+        if matches!(super::grid::target(), super::grid::Target::Pipe) {
+            eprint!("{}", chg::text::terminal_safe(&details));
+        } else {
+            out(&format!("\n{details}"))?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -169,7 +169,8 @@ fn propose_approve_apply_commits_the_policy_in_one_step() {
             && show.contains("+  change-manager: [cm@example.com, carol@example.com]"),
         "{show}"
     );
-    let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    // Piped, the log's rows are stdout and the diff goes to stderr.
+    let log = s.chg("alice@example.com", &["log", &id]).ok().stderr;
     assert!(
         log.contains("+  change-manager: [cm@example.com, carol@example.com]"),
         "{log}"

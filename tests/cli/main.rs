@@ -2,6 +2,7 @@
 //! and the clock pinned so that outputs are repeatable.
 
 mod audit;
+mod feel;
 mod governance;
 mod hostile;
 mod library;
@@ -1088,7 +1089,19 @@ fn show_list_and_their_formats() {
     let none = s
         .chg("alice@example.com", &["list", "--until", "2025-01-01"])
         .ok();
-    assert!(none.stdout.contains("No changes match"));
+    assert!(none.stderr.contains("No changes match") && none.stdout.is_empty());
+    // Piped: a header and tab-separated rows, nothing else; the count on stderr.
+    let t = s.chg("alice@example.com", &["list"]).ok();
+    let lines: Vec<&str> = t.stdout.lines().collect();
+    assert!(lines[0].starts_with("ID\tSTATUS\t"), "{}", t.stdout);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("CHG-") && l.split('\t').count() == 8),
+        "{}",
+        t.stdout
+    );
+    assert!(t.stderr.contains("change(s)"), "{}", t.stderr);
     // A broken file is not listed, whatever the filter, and is reported on stderr.
     std::fs::write(
         s.root().join("changes/2025/03/CHG-2025-009.yaml"),

@@ -1,0 +1,298 @@
+//! Tables as gh and jj print them: at a terminal, borderless columns aligned and fitted to
+//! its width (one text column gives way, cut with `…`; ids and times never do), the status
+//! coloured when colour is on; piped, tab-separated rows under one header line, so
+//! `chg list | awk -F'\t' '{print $1}'` and `grep` see whole rows.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use unicode_width::UnicodeWidthStr;
+
+/// Where a table goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A terminal this many columns wide, with or without colour.
+    Terminal { width: usize, color: bool },
+    /// A pipe or a file: tab-separated values.
+    Pipe,
+}
+
+/// `--color`: when to colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// At a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: OnceLock<ColorWhen> = OnceLock::new();
+
+/// Records the `--color` choice for the whole command.
+pub fn set_color(when: ColorWhen) {
+    let _ = COLOR.set(when);
+}
+
+/// Whether to colour stdout, by `--color`, NO_COLOR and CLICOLOR_FORCE (in that order).
+pub fn color_on() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    match COLOR.get().copied().unwrap_or_default() {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && (set("CLICOLOR_FORCE") || std::io::stdout().is_terminal())
+        }
+    }
+}
+
+/// Where stdout's tables go now.
+pub fn target() -> Target {
+    if std::io::stdout().is_terminal() {
+        Target::Terminal {
+            width: terminal_width(),
+            color: color_on(),
+        }
+    } else {
+        Target::Pipe
+    }
+}
+
+/// For documents made of several tables (a report, an agenda): aligned wherever they go,
+/// fitted to the terminal when there is one.
+pub fn document_target() -> Target {
+    match target() {
+        Target::Pipe => Target::Terminal {
+            width: usize::MAX,
+            color: color_on(),
+        },
+        t => t,
+    }
+}
+
+/// The terminal's width: the window's, else COLUMNS, else 80.
+pub fn terminal_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills the winsize we own; a failure leaves it zeroed.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+        if ok && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|w: &usize| *w > 0)
+        .unwrap_or(80)
+}
+
+/// A table: a header, rows of cells, the column that gives way, the column coloured as a
+/// status.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    flex: Option<usize>,
+    status: Option<usize>,
+}
+
+/// Between columns.
+const GAP: usize = 2;
+/// The narrowest a giving-way column gets before the table overflows instead.
+const MIN_FLEX: usize = 12;
+
+impl Grid {
+    /// A table with this header.
+    pub fn new(header: &[&str]) -> Grid {
+        Grid {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            flex: None,
+            status: None,
+        }
+    }
+
+    /// Column `col` (a title, a message) is cut with `…` to fit the terminal.
+    pub fn flex(mut self, col: usize) -> Grid {
+        self.flex = Some(col);
+        self
+    }
+
+    /// Column `col` holds statuses, coloured at a terminal with colour on.
+    pub fn status(mut self, col: usize) -> Grid {
+        self.status = Some(col);
+        self
+    }
+
+    /// Adds a row; cells are made one line and safe for a terminal.
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(
+            row.into_iter()
+                .map(|c| chg::text::one_line(&chg::text::terminal_safe(&c)).into_owned())
+                .collect(),
+        );
+    }
+
+    /// The rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The table as text for `target`.
+    pub fn render(&self, target: Target) -> String {
+        match target {
+            Target::Pipe => self.tsv(),
+            Target::Terminal { width, color } => self.aligned(width, color),
+        }
+    }
+
+    fn tsv(&self) -> String {
+        let mut s = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let cells: Vec<String> = row.iter().map(|c| c.replace('\t', " ")).collect();
+            s.push_str(&cells.join("\t"));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn aligned(&self, width: usize, color: bool) -> String {
+        let n = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.width()).collect();
+        for row in &self.rows {
+            for (i, c) in row.iter().enumerate().take(n) {
+                widths[i] = widths[i].max(c.width());
+            }
+        }
+        let total = widths.iter().sum::<usize>() + GAP * n.saturating_sub(1);
+        if let Some(f) = self.flex
+            && total > width
+        {
+            let others = total - widths[f];
+            widths[f] = width.saturating_sub(others).max(MIN_FLEX).min(widths[f]);
+        }
+        let mut s = String::new();
+        let line = |s: &mut String, row: &[String], header: bool| {
+            let last = row.len().min(n).saturating_sub(1);
+            for (i, cell) in row.iter().enumerate().take(n) {
+                let text = cut(cell, widths[i]);
+                let pad = widths[i].saturating_sub(text.width());
+                let painted = match (color, header, self.status) {
+                    (true, true, _) => format!("\x1b[1m{text}\x1b[0m"),
+                    (true, false, Some(col)) if col == i => paint_status(&text),
+                    _ => text,
+                };
+                s.push_str(&painted);
+                if i < last {
+                    s.push_str(&" ".repeat(pad + GAP));
+                }
+            }
+            s.push('\n');
+        };
+        line(&mut s, &self.header, true);
+        for row in &self.rows {
+            line(&mut s, row, false);
+        }
+        s
+    }
+}
+
+/// `text` cut to `width` columns, with `…` where it was cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(ch).unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(ch);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// A status in its colour: where it is in the life cycle at a glance.
+fn paint_status(status: &str) -> String {
+    let code = match status {
+        "approved" | "closed" => "32",
+        "pending_approval" | "draft" => "33",
+        "implementing" => "36",
+        "rejected" | "cancelled" => "31",
+        _ => return status.to_owned(),
+    };
+    format!("\x1b[{code}m{status}\x1b[0m")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Grid {
+        let mut g = Grid::new(&["ID", "Status", "Requested", "Title"])
+            .flex(3)
+            .status(1);
+        g.push(vec![
+            "CHG-2026-001".into(),
+            "pending_approval".into(),
+            "2026-11-28".into(),
+            "Rotate the wildcard TLS certificate on every edge proxy before it expires in ten days"
+                .into(),
+        ]);
+        g.push(vec![
+            "CHG-2026-1024".into(),
+            "closed".into(),
+            "2026-11-30".into(),
+            "Title with a\ttab and\nnewline".into(),
+        ]);
+        g
+    }
+
+    #[test]
+    fn at_80_columns_only_the_title_gives_way() {
+        let text = sample().render(Target::Terminal {
+            width: 80,
+            color: false,
+        });
+        insta::assert_snapshot!(text);
+        assert!(text.lines().all(|l| l.width() <= 80), "{text}");
+        assert!(text.contains("CHG-2026-1024") && text.contains("2026-11-30"));
+    }
+
+    #[test]
+    fn at_200_columns_nothing_is_cut() {
+        let text = sample().render(Target::Terminal {
+            width: 200,
+            color: false,
+        });
+        insta::assert_snapshot!(text);
+        assert!(!text.contains('…'));
+    }
+
+    #[test]
+    fn colour_marks_the_header_and_the_status() {
+        let text = sample().render(Target::Terminal {
+            width: 200,
+            color: true,
+        });
+        insta::assert_snapshot!(text);
+        assert!(text.contains("\x1b[33mpending_approval\x1b[0m"), "{text:?}");
+    }
+
+    #[test]
+    fn piped_rows_are_tab_separated_under_one_header() {
+        let text = sample().render(Target::Pipe);
+        insta::assert_snapshot!(text);
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().all(|l| l.split('\t').count() == 4), "{text}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The CLI as gh and jj users expect it (issue 17): tables that stay data in a pipe, list
+//! filters for people, unknown values refused with a suggestion.
+
+use super::Store;
+
+/// Three changes: two by alice (one approved by cm), one by bob; ids in request order.
+fn three() -> Store {
+    let mut s = Store::new();
+    let a = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &a]).ok();
+    s.chg("cm@example.com", &["approve", &a]).ok();
+    s.at("2025-03-11T10:00:00Z");
+    s.new_change(&[]);
+    s.at("2025-03-12T10:00:00Z");
+    let mut args = super::COMPLETE.to_vec();
+    args[2] = "Bob's change";
+    s.chg("bob@example.com", &args).ok();
+    s
+}
+
+fn ids(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn list_filters_for_people() {
+    let s = three();
+    let r = s.chg("alice@example.com", &["list", "--mine"]).ok();
+    assert_eq!(ids(&r.stdout), ["CHG-2025-001", "CHG-2025-002"]);
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["list", "--requester", "BOB@example.com"],
+        )
+        .ok();
+    assert_eq!(ids(&r.stdout), ["CHG-2025-003"]);
+    // em has approved 001; 002 and 003 still need the engineering manager.
+    let r = s.chg("em@example.com", &["list", "--awaiting-me"]).ok();
+    assert_eq!(ids(&r.stdout), ["CHG-2025-002", "CHG-2025-003"]);
+    let r = s.chg("bob@example.com", &["list", "--awaiting-me"]).ok();
+    assert_eq!(ids(&r.stdout), Vec::<String>::new());
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["list", "--sort=-requested", "--limit", "2"],
+        )
+        .ok();
+    assert_eq!(ids(&r.stdout), ["CHG-2025-003", "CHG-2025-002"]);
+    assert!(r.stderr.contains("showing 2 of 3"), "{}", r.stderr);
+    let r = s
+        .chg("alice@example.com", &["list", "--sort", "titel"])
+        .code(2);
+    assert!(r.stderr.contains("did you mean `title`"), "{}", r.stderr);
+    let r = s
+        .chg("alice@example.com", &["list", "--type", "infra"])
+        .code(2);
+    assert!(
+        r.stderr.contains("did you mean `infrastructure`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn ids_as_people_type_them() {
+    let s = three();
+    for (typed, id) in [
+        ("1", "CHG-2025-001"),
+        ("2025-2", "CHG-2025-002"),
+        ("chg-2025-3", "CHG-2025-003"),
+        ("CHG-2025-0003", "CHG-2025-003"),
+        ("Chg-2025-01", "CHG-2025-001"),
+    ] {
+        let r = s.chg("alice@example.com", &["show", typed]).ok();
+        assert!(
+            r.stdout.starts_with(&format!("{id}  ")),
+            "{typed}: {}",
+            r.stdout
+        );
+    }
+    let r = s.chg("alice@example.com", &["show", "9"]).code(2);
+    assert!(r.stderr.contains("CHG-2025-009"), "{}", r.stderr);
+    let r = s.chg("alice@example.com", &["show", "one"]).code(2);
+    assert!(r.stderr.contains("2026-3 that year's"), "{}", r.stderr);
+}
+
+#[test]
+fn at_a_terminal_list_shows_open_changes_most_recent_first_aligned() {
+    let mut s = three();
+    s.schedule(
+        "CHG-2025-001",
+        "2025-03-12T10:00:00Z",
+        "2025-03-12T12:00:00Z",
+    )
+    .ok();
+    s.at("2025-03-12T10:30:00Z");
+    s.chg("bob@example.com", &["implement", "CHG-2025-001"])
+        .ok();
+    s.chg(
+        "bob@example.com",
+        &["close", "CHG-2025-001", "--outcome", "successful"],
+    )
+    .ok();
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    cmd.env("TERM", "dumb").env("NO_COLOR", "1").args(["list"]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    let text = p.exp_eof().unwrap();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines[0].starts_with("ID            STATUS"), "{text}");
+    assert!(
+        lines[1].starts_with("CHG-2025-003  pending_approval"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("CHG-2025-002  pending_approval"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("CHG-2025-001") && !text.contains('\t'),
+        "{text}"
+    );
+}
