@@ -25,13 +25,13 @@ pub struct NewArgs {
     #[arg(long)]
     description: Option<String>,
     /// Why it is needed.
-    #[arg(long, visible_alias = "business-justification")]
+    #[arg(long = "business-justification", visible_alias = "justification")]
     justification: Option<String>,
     /// Change type (one of the policy's change_types).
-    #[arg(long = "type", visible_alias = "change-type", value_name = "TYPE")]
+    #[arg(long = "change-type", visible_alias = "type", value_name = "TYPE")]
     change_type: Option<String>,
     /// Change model.
-    #[arg(long, visible_alias = "change-model", value_parser = ["standard", "normal", "emergency"])]
+    #[arg(long = "change-model", visible_alias = "model", value_parser = ["standard", "normal", "emergency"])]
     model: Option<String>,
     /// Priority: critical, high, medium, low.
     #[arg(long, value_parser = ["critical", "high", "medium", "low"])]
@@ -40,10 +40,10 @@ pub struct NewArgs {
     #[arg(long, value_parser = ["emergency", "high", "medium", "low"])]
     urgency: Option<String>,
     /// Risk level: low, medium, high, critical.
-    #[arg(long = "risk", visible_alias = "risk-level", value_parser = ["low", "medium", "high", "critical"])]
+    #[arg(long = "risk-level", visible_alias = "risk", value_parser = ["low", "medium", "high", "critical"])]
     risk_level: Option<String>,
     /// An affected system (repeatable, or comma-separated).
-    #[arg(long = "system", visible_aliases = ["systems", "affected-systems"], value_name = "SYSTEM")]
+    #[arg(long = "affected-systems", visible_aliases = ["system", "systems"], value_name = "SYSTEM")]
     systems: Vec<String>,
     /// Who or what is affected.
     #[arg(long)]
@@ -365,7 +365,7 @@ pub fn run_with(
             Error::Invalid { summary, findings } if summary.starts_with("missing required") => {
                 Error::Invalid {
                     summary: format!(
-                        "{summary} (give them as flags, with --from FILE, or file a --draft)"
+                        "{summary} (give them as flags named like the fields, such as --business-justification, with --from FILE, or file a --draft)"
                     ),
                     findings,
                 }
