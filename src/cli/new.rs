@@ -374,5 +374,7 @@ pub fn run_with(
         })?;
     let id = o.change.id_text();
     out(&format!("{id}\n"))?;
+    // stdout stays the id alone for scripts; the file is for the person.
+    eprintln!("chg: filed {}", store.repo_path(&o.rel));
     Ok(ExitCode::SUCCESS)
 }

@@ -137,7 +137,10 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
             chg::model::format_timestamp(at)
         ))?;
     } else {
-        let mut s = format!("{id}: closed at {}\n", chg::model::format_timestamp(at));
+        let mut s = format!(
+            "{id}: blocked at {} (not cleared to deploy)\n",
+            chg::model::format_timestamp(at)
+        );
         for r in &reasons {
             s.push_str(&format!("  {}: {}\n", r.rule, r.message));
         }

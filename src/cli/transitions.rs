@@ -197,7 +197,12 @@ pub fn done(o: store::Outcome) -> CmdResult {
             line.push_str(&format!("note: {note}\n"));
         }
     }
-    if o.change.status() == Status::PendingApproval && !o.waiting_for.is_empty() {
+    // Still awaited: for a pending change, and for an emergency change approved after the
+    // fact (implementing or closed, its approvals still owed).
+    if !o.waiting_for.is_empty()
+        && (o.change.status() == Status::PendingApproval
+            || matches!(t.action, chg::trailers::Action::Approve))
+    {
         line.push_str(&format!(
             "waiting for approval by: {}\n",
             o.waiting_for.join(", ")
@@ -331,6 +336,12 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
         },
     )?;
     let warnings = std::mem::take(&mut o.warnings);
+    // Say what window was set: `now` and `+2h` are resolved here.
+    eprintln!(
+        "chg: {id} scheduled {} to {} (UTC)",
+        chg::model::format_timestamp(start),
+        chg::model::format_timestamp(end)
+    );
     let code = done(o)?;
     for c in &warnings {
         eprintln!(

@@ -127,3 +127,79 @@ fn at_a_terminal_list_shows_open_changes_most_recent_first_aligned() {
         "{text}"
     );
 }
+
+#[test]
+fn the_small_things_say_what_happened() {
+    let mut s = Store::new();
+    // new: the id alone on stdout, the file on stderr.
+    let r = s.chg("alice@example.com", super::COMPLETE).ok();
+    assert_eq!(r.stdout, "CHG-2025-001\n");
+    assert!(
+        r.stderr.contains("filed changes/2025/03/CHG-2025-001.yaml"),
+        "{}",
+        r.stderr
+    );
+    // schedule: the window it set, resolved.
+    s.chg("em@example.com", &["approve", "1"]).ok();
+    s.chg("cm@example.com", &["approve", "1"]).ok();
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["schedule", "1", "--start", "now", "--end", "+2h"],
+        )
+        .ok();
+    assert!(
+        r.stderr
+            .contains("scheduled 2025-03-10T10:00:00Z to 2025-03-10T12:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    // An emergency change's first approval says who is still awaited.
+    let e = s.new_change(&["--emergency"]);
+    s.chg("bob@example.com", &["implement", &e]).ok();
+    let r = s.chg("sec-lead@example.com", &["approve", &e]).ok();
+    assert!(
+        r.stdout
+            .contains("waiting for approval by: engineering-manager"),
+        "{}",
+        r.stdout
+    );
+    // The gate says blocked, not "closed" (which reads like the change's status).
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["gate", "1", "--at", "2025-03-12T10:00:00Z"],
+        )
+        .code(1);
+    assert!(r.stdout.contains("blocked at"), "{}", r.stdout);
+    // One error prefix, clap's errors included.
+    let r = s.chg("alice@example.com", &["list", "--bogus"]).code(2);
+    assert!(r.stderr.starts_with("chg: error: "), "{}", r.stderr);
+    // Evidence pack files get the mode any new file gets (the umask's), not 0600.
+    s.at("2025-03-20T10:00:00Z");
+    let pack = s.export_2025();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let probe = s.dir.path().join("probe");
+        std::fs::write(&probe, "x").unwrap();
+        let want = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let got = std::fs::metadata(pack.join("population.csv"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn init_without_an_identity_leaves_nothing_behind() {
+    let s = Store::bare();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chg"));
+    super::base_env(&mut cmd, &s.dir.path().join("home"));
+    let o = cmd.current_dir(s.root()).arg("init").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no git identity"));
+    assert_eq!(std::fs::read_dir(s.root()).unwrap().count(), 0);
+}

@@ -56,8 +56,9 @@ fn the_gate_opens_only_inside_the_schedule_of_an_approved_change() {
         )
         .code(1);
     assert!(
-        r.stdout
-            .starts_with(&format!("{pending}: closed at 2025-03-11T09:30:00Z\n")),
+        r.stdout.starts_with(&format!(
+            "{pending}: blocked at 2025-03-11T09:30:00Z (not cleared to deploy)\n"
+        )),
         "{}",
         r.stdout
     );
