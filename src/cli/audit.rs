@@ -24,10 +24,10 @@ pub struct AuditArgs {
     #[command(subcommand)]
     command: Option<AuditCommand>,
     /// Only commits at or after this time (RFC 3339, or a date meaning its midnight UTC).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     since: Option<String>,
     /// Only commits before this time.
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     until: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -39,6 +39,9 @@ pub struct AuditArgs {
     /// Leave out notes (hand-made drafts and edits, policy changes); show exceptions only.
     #[arg(long)]
     exceptions_only: bool,
+    /// Print JSON (same as --format json).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,12 +55,26 @@ enum AuditCommand {
 /// exceptions.csv, and manifest.json with the command, HEAD, counts and a SHA-256 per file.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// First instant of the period (RFC 3339, or a date meaning its midnight UTC).
-    #[arg(long, value_name = "DATE")]
-    since: String,
+    /// The period: a year (2025), a quarter (2025-Q1) or a month (2025-01), as chg report
+    /// takes it; or give --since and --until.
+    #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present_all = ["since", "until"])]
+    period: Option<String>,
+    /// First instant of the period (a date meaning its midnight UTC, RFC 3339, now, -90d…).
+    #[arg(
+        long,
+        value_name = "DATE",
+        requires = "until",
+        allow_hyphen_values = true
+    )]
+    since: Option<String>,
     /// First instant after the period.
-    #[arg(long, value_name = "DATE")]
-    until: String,
+    #[arg(
+        long,
+        value_name = "DATE",
+        requires = "since",
+        allow_hyphen_values = true
+    )]
+    until: Option<String>,
     /// The folder to write (created; must be empty if it exists).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -98,7 +115,7 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
     }
     let exceptions = report.exceptions();
     let notes = report.findings.len() - exceptions;
-    match a.format {
+    match if a.json { AuditFormat::Json } else { a.format } {
         AuditFormat::Json => out_json(&serde_json::json!({
             "head": report.head,
             "commits": report.commits,
@@ -151,12 +168,18 @@ fn text_line(f: &AuditFinding) -> String {
 }
 
 fn export(store: &Store, a: ExportArgs) -> CmdResult {
-    let since = parse_bound(&a.since)?;
-    let until = parse_bound(&a.until)?;
+    let (since, until) = match (&a.period, &a.since, &a.until) {
+        (Some(p), _, _) => chg::report::parse_period(p).map_err(Error::Usage)?,
+        (None, Some(s), Some(u)) => (parse_bound(s)?, parse_bound(u)?),
+        _ => {
+            return Err(Error::Usage("give --period, or --since and --until".into()));
+        }
+    };
     if until <= since {
         return Err(Error::Usage(format!(
             "the period must end after it starts (--until {} is not after --since {})",
-            a.until, a.since
+            a.until.as_deref().unwrap_or_default(),
+            a.since.as_deref().unwrap_or_default()
         )));
     }
     if a.out.exists()

@@ -371,16 +371,60 @@ fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     out(&(text + "\n"))
 }
 
-/// A `--since`/`--until` bound: an RFC 3339 time, or a date meaning its midnight UTC.
+/// A time flag (`--since`, `--until`, `--from`, `--to`, `--at`, `--for`), as every one of
+/// them takes it: an RFC 3339 time; a date (its midnight UTC) or a month (its first day);
+/// a local wall-clock time (2025-01-28T03:00); `now`, `today` (midnight UTC); or a time
+/// relative to now (`+2h`, `-7d`).
 pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
+    let now = context::now()?;
+    let midnight = |d: jiff::civil::Date| {
+        d.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    };
+    let found = match text {
+        "now" => Some(now),
+        "today" => midnight(now.to_zoned(jiff::tz::TimeZone::UTC).date()),
+        _ => None,
+    };
+    if let Some(t) = found {
+        return Ok(t);
+    }
+    for (sign, rest) in [(1, text.strip_prefix('+')), (-1, text.strip_prefix('-'))] {
+        if let Some(d) = rest {
+            let d: chg::model::Duration = d.parse().map_err(Error::Usage)?;
+            let span = if sign > 0 {
+                d.to_signed()
+            } else {
+                -d.to_signed()
+            };
+            return now
+                .checked_add(span)
+                .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
+        }
+    }
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }
-    text.parse::<jiff::civil::Date>()
+    if let Some(t) = text.parse::<jiff::civil::Date>().ok().and_then(midnight) {
+        return Ok(t);
+    }
+    if let Some(t) = format!("{text}-01")
+        .parse::<jiff::civil::Date>()
         .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp())
-        .ok_or_else(|| Error::Usage(format!("`{text}` is not a date (like 2025-01-31)")))
+        .filter(|_| text.len() == 7)
+        .and_then(midnight)
+    {
+        return Ok(t);
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>()
+        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system())
+    {
+        return Ok(z.timestamp());
+    }
+    Err(Error::Usage(format!(
+        "`{text}` is not a time (use 2025-01-31, 2025-01, 2025-01-31T02:00:00Z, local 2025-01-31T03:00, now, today, +2h or -7d)"
+    )))
 }
 
 pub(crate) use chg::report::csv_field;

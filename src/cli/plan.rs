@@ -28,7 +28,7 @@ pub struct GateArgs {
     /// The change id.
     id: String,
     /// Judge at this time instead of now (RFC 3339).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     at: Option<String>,
     /// Print JSON: {"id", "at", "open", "reasons": [{"rule", "message"}]}.
     #[arg(long)]
@@ -39,10 +39,10 @@ pub struct GateArgs {
 #[derive(Debug, Args)]
 pub struct CalendarArgs {
     /// Start of the range (default: now).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     from: Option<String>,
     /// End of the range (default: 30 days after the start).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     to: Option<String>,
     /// Output format; ics is an iCalendar file for calendar applications.
     #[arg(long, value_enum, default_value = "table")]
@@ -50,6 +50,9 @@ pub struct CalendarArgs {
     /// Show times in UTC instead of the local time zone.
     #[arg(long)]
     utc: bool,
+    /// Print JSON (same as --format json).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Output formats of `calendar`.
@@ -70,7 +73,7 @@ pub enum CalendarFormat {
 #[derive(Debug, Args)]
 pub struct CabArgs {
     /// The meeting's date (default: today); changes requested after it are left out.
-    #[arg(long = "for", value_name = "DATE")]
+    #[arg(long = "for", value_name = "DATE", allow_hyphen_values = true)]
     date: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -78,6 +81,9 @@ pub struct CabArgs {
     /// Show times in UTC instead of the local time zone.
     #[arg(long)]
     utc: bool,
+    /// Print JSON (same as --format json).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Output formats of `cab`.
@@ -87,6 +93,8 @@ pub enum CabFormat {
     Table,
     /// A document to share before the meeting.
     Markdown,
+    /// The agenda as data: each priority's changes with what they await.
+    Json,
 }
 
 fn zone(utc: bool) -> TimeZone {
@@ -100,7 +108,7 @@ fn zone(utc: bool) -> TimeZone {
 pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let at = match &a.at {
-        Some(t) => chg::model::parse_timestamp(t).map_err(Error::Usage)?,
+        Some(t) => parse_bound(t)?,
         None => super::context::now()?,
     };
     let loaded = store.load(&id)?;
@@ -171,7 +179,11 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
     // The calendar shows scheduled changes only.
     let all = store.load_where(|c| c.schedule.is_some())?;
     let events = calendar::events(&readable(&all, "shown"), policy, from, to);
-    match a.format {
+    match if a.json {
+        CalendarFormat::Json
+    } else {
+        a.format
+    } {
         CalendarFormat::Json => out_json(&events)?,
         CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
         CalendarFormat::Table => {
@@ -255,15 +267,43 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     ];
     let day = date.to_zoned(TimeZone::UTC).date();
     let total: usize = groups.values().map(Vec::len).sum();
-    let mut s = match a.format {
+    let format = if a.json { CabFormat::Json } else { a.format };
+    if format == CabFormat::Json {
+        // Times in UTC, as in every JSON chg writes.
+        let agenda: Vec<serde_json::Value> = Priority::ALL
+            .iter()
+            .filter_map(|p| groups.get(p).map(|list| (p, list)))
+            .map(|(p, list)| {
+                let changes: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|c| {
+                        let cells = row(c);
+                        serde_json::json!({
+                            "id": c.id_text(),
+                            "title": c.title,
+                            "risk_level": c.risk_level,
+                            "affected_systems": c.affected_systems,
+                            "schedule": c.schedule,
+                            "conflicts": cells[5],
+                            "awaiting": chg::rules::missing_roles(c, policy),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"priority": p.as_str(), "changes": changes})
+            })
+            .collect();
+        out_json(&serde_json::json!({"date": day.to_string(), "total": total, "agenda": agenda}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut s = match format {
         CabFormat::Markdown => {
             format!("# CAB agenda, {day}\n\n{total} change(s) awaiting approval.\n")
         }
-        CabFormat::Table => format!("CAB agenda for {day}: {total} change(s) awaiting approval\n"),
+        _ => format!("CAB agenda for {day}: {total} change(s) awaiting approval\n"),
     };
     for p in Priority::ALL {
         let Some(list) = groups.get(p) else { continue };
-        match a.format {
+        match format {
             CabFormat::Markdown => {
                 s.push_str(&format!(
                     "\n## {p} priority\n\n| {} |\n|{}\n",
@@ -275,7 +315,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                     s.push_str(&format!("| {} |\n", cells.join(" | ")));
                 }
             }
-            CabFormat::Table => {
+            _ => {
                 let mut t = Grid::new(&header).flex(1);
                 for c in list {
                     t.push(row(c));

@@ -22,14 +22,17 @@ pub struct ReportArgs {
     #[arg(long, conflicts_with_all = ["since", "until"])]
     period: Option<String>,
     /// First instant of the period (RFC 3339, or a date meaning its midnight UTC).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     since: Option<String>,
     /// First instant after the period.
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     until: Option<String>,
     /// Output format; markdown embeds the charts as inline SVG.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
+    /// Print JSON (same as --format json).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Output formats of `report`.
@@ -60,7 +63,7 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
     let changes = readable(&all, "counted");
     let r = report::build(&changes, policy, since, until);
     let period = period_label(&a, &r);
-    match a.format {
+    match if a.json { ReportFormat::Json } else { a.format } {
         ReportFormat::Json => {
             let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
             v["period"] = serde_json::json!(period);

@@ -63,10 +63,10 @@ pub struct ListArgs {
     #[arg(long, value_delimiter = ',')]
     system: Vec<String>,
     /// Only changes requested on or after this date (2025-01-01 or RFC 3339).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     since: Option<String>,
     /// Only changes requested before this date (2025-02-01 or RFC 3339).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     until: Option<String>,
     /// Only changes filed by this person (git email).
     #[arg(long, value_name = "EMAIL")]

@@ -203,3 +203,76 @@ fn init_without_an_identity_leaves_nothing_behind() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no git identity"));
     assert_eq!(std::fs::read_dir(s.root()).unwrap().count(), 0);
 }
+
+#[test]
+fn every_time_flag_takes_the_same_words() {
+    let s = three();
+    // now is 2025-03-12T10:00:00Z in this store's clock.
+    s.chg(
+        "alice@example.com",
+        &["calendar", "--from", "now", "--to", "+30d"],
+    )
+    .ok();
+    s.chg(
+        "alice@example.com",
+        &["calendar", "--from", "today", "--to", "2025-04"],
+    )
+    .ok();
+    let r = s
+        .chg("alice@example.com", &["list", "--since", "-36h"])
+        .ok();
+    assert_eq!(ids(&r.stdout), ["CHG-2025-002", "CHG-2025-003"]);
+    s.chg("bob@example.com", &["gate", "1", "--at", "now"])
+        .code(1);
+    let out = s.dir.path().join("march");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "audit",
+                "export",
+                "--period",
+                "2025-03",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert!(
+        r.stdout.contains("3 change(s) in the population"),
+        "{}",
+        r.stdout
+    );
+    let r = s
+        .chg("alice@example.com", &["list", "--since", "last tuesday"])
+        .code(2);
+    assert!(r.stderr.contains("now, today, +2h or -7d"), "{}", r.stderr);
+}
+
+#[test]
+fn every_command_that_prints_data_takes_json() {
+    let s = three();
+    for args in [
+        &["validate", "--json"][..],
+        &["audit", "--json"],
+        &["report", "--json", "--period", "2025"],
+        &["calendar", "--json", "--from", "2025-03-01"],
+        &["cab", "--json"],
+        &["list", "--json"],
+        &["show", "1", "--json"],
+        &["log", "1", "--json"],
+        &["templates", "--json"],
+    ] {
+        let r = s.chg("alice@example.com", args);
+        assert!(r.code == 0 || r.code == 1, "{args:?}: {}", r.stderr);
+        let v: Result<serde_json::Value, _> = serde_json::from_str(&r.stdout);
+        assert!(v.is_ok(), "{args:?}: {}", r.stdout);
+    }
+    let r = s.chg("alice@example.com", &["cab", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["total"], 2, "{v:#}");
+    assert_eq!(
+        v["agenda"][0]["changes"][0]["awaiting"][0],
+        "engineering-manager"
+    );
+}
