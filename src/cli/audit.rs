@@ -39,9 +39,8 @@ pub struct AuditArgs {
     /// Leave out notes (hand-made drafts and edits, policy changes); show exceptions only.
     #[arg(long)]
     exceptions_only: bool,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,7 +114,11 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
     }
     let exceptions = report.exceptions();
     let notes = report.findings.len() - exceptions;
-    match if a.json { AuditFormat::Json } else { a.format } {
+    match if a.json.on() {
+        AuditFormat::Json
+    } else {
+        a.format
+    } {
         AuditFormat::Json => out_json(&serde_json::json!({
             "head": report.head,
             "commits": report.commits,

@@ -6,6 +6,7 @@ mod audit;
 mod context;
 mod edit;
 mod grid;
+mod json;
 mod misc;
 mod new;
 mod plan;
@@ -366,9 +367,9 @@ fn readable_files<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg:
 
 /// A JSON document on stdout.
 fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
+    let value = serde_json::to_value(value)
         .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
-    out(&(text + "\n"))
+    out(&json::shape(value)?)
 }
 
 /// A time flag (`--since`, `--until`, `--from`, `--to`, `--at`, `--for`), as every one of

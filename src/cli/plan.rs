@@ -30,9 +30,8 @@ pub struct GateArgs {
     /// Judge at this time instead of now (RFC 3339).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     at: Option<String>,
-    /// Print JSON: {"id", "at", "open", "reasons": [{"rule", "message"}]}.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 /// Scheduled changes, freezes and maintenance windows in a range.
@@ -50,9 +49,8 @@ pub struct CalendarArgs {
     /// Show times in UTC instead of the local time zone.
     #[arg(long)]
     utc: bool,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 /// Output formats of `calendar`.
@@ -81,9 +79,8 @@ pub struct CabArgs {
     /// Show times in UTC instead of the local time zone.
     #[arg(long)]
     utc: bool,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 /// Output formats of `cab`.
@@ -132,7 +129,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         );
     }
     let open = reasons.is_empty();
-    if a.json {
+    if a.json.on() {
         out_json(&json!({
             "id": id.to_string(),
             "at": chg::model::format_timestamp(at),
@@ -179,7 +176,7 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
     // The calendar shows scheduled changes only.
     let all = store.load_where(|c| c.schedule.is_some())?;
     let events = calendar::events(&readable(&all, "shown"), policy, from, to);
-    match if a.json {
+    match if a.json.on() {
         CalendarFormat::Json
     } else {
         a.format
@@ -267,7 +264,11 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     ];
     let day = date.to_zoned(TimeZone::UTC).date();
     let total: usize = groups.values().map(Vec::len).sum();
-    let format = if a.json { CabFormat::Json } else { a.format };
+    let format = if a.json.on() {
+        CabFormat::Json
+    } else {
+        a.format
+    };
     if format == CabFormat::Json {
         // Times in UTC, as in every JSON chg writes.
         let agenda: Vec<serde_json::Value> = Priority::ALL

@@ -81,13 +81,12 @@ pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
 /// and what the requester fills in (`chg new --template NAME`).
 #[derive(Debug, Args)]
 pub struct TemplatesArgs {
-    /// JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
-    if a.json {
+    if a.json.on() {
         let list: Vec<serde_json::Value> = policy
             .templates
             .values()

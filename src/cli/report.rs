@@ -30,9 +30,8 @@ pub struct ReportArgs {
     /// Output format; markdown embeds the charts as inline SVG.
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 /// Output formats of `report`.
@@ -63,7 +62,11 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
     let changes = readable(&all, "counted");
     let r = report::build(&changes, policy, since, until);
     let period = period_label(&a, &r);
-    match if a.json { ReportFormat::Json } else { a.format } {
+    match if a.json.on() {
+        ReportFormat::Json
+    } else {
+        a.format
+    } {
         ReportFormat::Json => {
             let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
             v["period"] = serde_json::json!(period);

@@ -19,9 +19,8 @@ use super::{
 pub struct ShowArgs {
     /// The change id.
     id: String,
-    /// Print JSON (the change's fields, plus `file`, `required_roles`, `missing_roles`).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
     /// Output format (`--format json` is the same as `--json`).
     #[arg(long, value_enum, default_value = "text")]
     format: TextFormat,
@@ -88,9 +87,8 @@ pub struct ListArgs {
     /// (default: id; at a terminal, -requested).
     #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
     sort: Option<String>,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ListFormat,
@@ -107,9 +105,8 @@ const TERMINAL_LIMIT: usize = 30;
 pub struct LogArgs {
     /// The change id.
     id: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
     /// Output format (`--format json` is the same as `--json`).
     #[arg(long, value_enum, default_value = "text")]
     format: TextFormat,
@@ -132,7 +129,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let c = loaded.change();
-    if a.json || a.format == TextFormat::Json {
+    if a.json.on() || a.format == TextFormat::Json {
         out_json(&change_json(policy, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -331,7 +328,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         && requester.is_none()
         && !a.awaiting_me);
     let at_terminal = matches!(super::grid::target(), super::grid::Target::Terminal { .. })
-        && !a.json
+        && !a.json.on()
         && a.format == ListFormat::Table;
     let open_only = at_terminal && !a.all && !filtered;
     let (descending, key) = if at_terminal && a.sort.is_none() {
@@ -390,7 +387,11 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             if open_only { "open " } else { "" }
         );
     }
-    let format = if a.json { ListFormat::Json } else { a.format };
+    let format = if a.json.on() {
+        ListFormat::Json
+    } else {
+        a.format
+    };
     match format {
         ListFormat::Json => {
             let items: Vec<Value> = rows
@@ -474,7 +475,7 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             &cut.to_string()[..8]
         );
     }
-    if a.json || a.format == TextFormat::Json {
+    if a.json.on() || a.format == TextFormat::Json {
         out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }

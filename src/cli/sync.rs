@@ -27,9 +27,8 @@ pub struct SyncArgs {
     /// Push attempts when others keep pushing first.
     #[arg(long, default_value_t = 10, value_name = "N")]
     attempts: u32,
-    /// Print what happened as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
@@ -43,7 +42,7 @@ pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
             attempts: a.attempts,
         },
     )?;
-    if a.json {
+    if a.json.on() {
         out_json(&report)?;
     } else {
         out(&text(&report))?;

@@ -38,9 +38,8 @@ pub struct ValidateArgs {
     /// Only report files changed since the merge base with REF (cross-file checks still see all).
     #[arg(long, value_name = "REF")]
     changed_since: Option<String>,
-    /// Print JSON (same as --format json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
@@ -158,7 +157,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     findings
         .sort_by(|x, y| (x.file.as_str(), x.pos, x.rule).cmp(&(y.file.as_str(), y.pos, y.rule)));
     let errors = findings.iter().filter(|f| f.is_error()).count();
-    match if a.json { Format::Json } else { a.format } {
+    match if a.json.on() { Format::Json } else { a.format } {
         Format::Text => {
             let mut s = String::new();
             for f in &findings {

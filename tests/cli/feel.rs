@@ -276,3 +276,42 @@ fn every_command_that_prints_data_takes_json() {
         "engineering-manager"
     );
 }
+
+#[test]
+fn json_narrowed_by_fields_or_jq() {
+    let s = three();
+    let r = s
+        .chg("alice@example.com", &["list", "--json=id,status"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v[0],
+        serde_json::json!({"id": "CHG-2025-001", "status": "approved"})
+    );
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "list",
+                "--jq",
+                ".[] | select(.status == \"pending_approval\") | .id",
+            ],
+        )
+        .ok();
+    assert_eq!(r.stdout, "CHG-2025-002\nCHG-2025-003\n");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["show", "1", "--jq", ".approvals | length"],
+        )
+        .ok();
+    assert_eq!(r.stdout, "2\n");
+    let r = s
+        .chg("alice@example.com", &["list", "--json=id,stauts"])
+        .code(2);
+    assert!(r.stderr.contains("did you mean `status`"), "{}", r.stderr);
+    let r = s
+        .chg("alice@example.com", &["list", "--jq", ".[] |"])
+        .code(2);
+    assert!(r.stderr.contains("not a jq expression"), "{}", r.stderr);
+}
