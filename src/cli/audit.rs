@@ -13,7 +13,7 @@ use super::{CmdResult, out, out_json, parse_bound, short};
 
 /// Check the git history against the life cycle and the policy in force at each commit.
 ///
-/// Walks the history of changes/ and policy/ and lists every exception (SPEC section 7):
+/// Walks the history of changes/ and policy/ and lists every exception (the README's audit section names each rule):
 /// transitions the life cycle does not allow, approvals outside the role or by the
 /// requester, implementations before approval, in a freeze or outside the schedule, late or
 /// missing emergency approvals and reviews, and commits that skipped chg or whose trailers

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chg::store::Store;
-use clap::{Args, CommandFactory};
+use clap::Args;
 
-use super::{Cli, CmdResult, out, short};
+use super::{CmdResult, out, short};
 
 /// Create a store: policy/policy.yaml (the default policy) and changes/, in one commit.
 ///
@@ -48,23 +48,41 @@ pub struct CompletionsArgs {
 }
 
 pub fn completions(a: CompletionsArgs) -> CmdResult {
-    let mut cmd = Cli::command();
+    let mut cmd = super::help::command();
     let mut buf = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "chg", &mut buf);
     out(&String::from_utf8_lossy(&buf))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Print the man page (roff) to stdout: `chg man > chg.1`.
+/// Print the man page chg(1) (roff), or write every page with --out.
+///
+/// chg(1) has EXIT STATUS, ENVIRONMENT, FILES and EXAMPLES; each command has a page of its
+/// own (chg-new(1), chg-policy-apply(1), …).
 #[derive(Debug, Args)]
-pub struct ManArgs {}
+pub struct ManArgs {
+    /// Write chg.1 and one page per command into this folder (created if needed).
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+}
 
-pub fn man(_: ManArgs) -> CmdResult {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut buf)
-        .map_err(|e| chg::Error::io("cannot render the man page", e))?;
-    out(&String::from_utf8_lossy(&buf))?;
+pub fn man(a: ManArgs) -> CmdResult {
+    let pages =
+        super::help::man_pages().map_err(|e| chg::Error::io("cannot render the man pages", e))?;
+    let Some(dir) = a.out else {
+        out(&String::from_utf8_lossy(&pages[0].1))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| chg::Error::io(format!("cannot create {}", dir.display()), e))?;
+    for (name, bytes) in &pages {
+        chg::store::commit::atomic_write(&dir.join(name), bytes)?;
+    }
+    eprintln!(
+        "chg: wrote {} man page(s) in {}",
+        pages.len(),
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod context;
 mod edit;
 mod grid;
+mod help;
 mod json;
 mod misc;
 mod new;
@@ -97,7 +98,11 @@ pub fn main() -> ExitCode {
     if let Ok(point) = std::env::var("CHG_TEST_FAILPOINT") {
         chg::store::commit::arm_failpoint(point);
     }
-    let cli = match Cli::try_parse() {
+    use clap::FromArgMatches;
+    let cli = match help::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             // One prefix for every error, clap's included.

@@ -315,3 +315,47 @@ fn json_narrowed_by_fields_or_jq() {
         .code(2);
     assert!(r.stderr.contains("not a jq expression"), "{}", r.stderr);
 }
+
+#[test]
+fn help_has_examples_and_every_command_has_a_man_page() {
+    let s = Store::new();
+    let top = s.chg("alice@example.com", &["--help"]).ok().stdout;
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(commands.len() > 20, "{top}");
+    for c in &commands {
+        let help = s.chg("alice@example.com", &[c, "--help"]).ok().stdout;
+        assert!(help.contains("Examples:\n  chg "), "{c}: {help}");
+        assert!(!help.contains("SPEC"), "{c}: {help}");
+    }
+    let dir = s.dir.path().join("man");
+    s.chg(
+        "alice@example.com",
+        &["man", "--out", dir.to_str().unwrap()],
+    )
+    .ok();
+    let chg1 = std::fs::read_to_string(dir.join("chg.1")).unwrap();
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES"] {
+        assert!(
+            chg1.contains(&format!(".SH {section}"))
+                || chg1.contains(&format!(".SH \"{section}\"")),
+            "{section}"
+        );
+    }
+    for c in &commands {
+        assert!(dir.join(format!("chg-{c}.1")).exists(), "chg-{c}.1");
+    }
+    assert!(dir.join("chg-policy-apply.1").exists());
+}
