@@ -10,6 +10,7 @@ mod help;
 mod json;
 mod misc;
 mod new;
+mod pager;
 mod plan;
 mod policy;
 mod prompt;
@@ -44,6 +45,11 @@ pub struct Cli {
     /// The store to use (a folder with policy/policy.yaml); default: found from the current folder.
     #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH")]
     repo: Option<PathBuf>,
+
+    /// Never send output through a pager (at a terminal, long output goes through
+    /// CHG_PAGER, else PAGER, else less).
+    #[arg(long, global = true)]
+    no_pager: bool,
 
     /// When to colour output: auto (at a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value_t = grid::ColorWhen::Auto, value_name = "WHEN", hide_possible_values = true)]
@@ -127,6 +133,22 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CmdResult {
     grid::set_color(cli.color);
+    // Reading commands page at a terminal; commands that prompt or act do not.
+    if matches!(
+        cli.command,
+        Command::Show(_)
+            | Command::List(_)
+            | Command::Log(_)
+            | Command::Validate(_)
+            | Command::Calendar(_)
+            | Command::Cab(_)
+            | Command::Report(_)
+            | Command::Audit(_)
+            | Command::Templates(_)
+            | Command::Schema(_)
+    ) {
+        pager::begin(cli.no_pager);
+    }
     let repo = cli.repo.clone();
     // The store, once found, lives for the whole command so that what it noticed (a
     // repaired interrupted transition) is reported at the end, whatever the outcome.
@@ -152,6 +174,7 @@ fn run(cli: Cli) -> CmdResult {
         Ok((store, policy))
     };
     let result = dispatch(cli.command, &find, &open);
+    pager::finish();
     if let Some(store) = cell.get() {
         // A cache: failing to keep it costs the next run time, nothing else.
         let _ = store.keep_proven_signatures();
@@ -294,6 +317,9 @@ fn out(text: &str) -> Result<(), Error> {
 
 /// [`out`] without the terminal filter, for text already made safe.
 fn out_unfiltered(text: &str) -> Result<(), Error> {
+    if pager::hold(text.as_bytes()) {
+        return Ok(());
+    }
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

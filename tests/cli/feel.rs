@@ -109,7 +109,10 @@ fn at_a_terminal_list_shows_open_changes_most_recent_first_aligned() {
         std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
         "alice@example.com",
     );
-    cmd.env("TERM", "dumb").env("NO_COLOR", "1").args(["list"]);
+    cmd.env("TERM", "dumb")
+        .env("NO_COLOR", "1")
+        .env("CHG_PAGER", "")
+        .args(["list"]);
     let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
     let text = p.exp_eof().unwrap();
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
@@ -358,4 +361,40 @@ fn help_has_examples_and_every_command_has_a_man_page() {
         assert!(dir.join(format!("chg-{c}.1")).exists(), "chg-{c}.1");
     }
     assert!(dir.join("chg-policy-apply.1").exists());
+}
+
+#[test]
+fn long_output_goes_through_the_pager_only_at_a_terminal() {
+    let s = three();
+    let run = |extra: &[&str]| {
+        let mut cmd = s.cmd(
+            std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+            "alice@example.com",
+        );
+        cmd.env("TERM", "dumb")
+            .env("NO_COLOR", "1")
+            .env("CHG_PAGER", "sed s/^/paged:/")
+            .arg("list")
+            .args(extra);
+        let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+        p.exp_eof().unwrap()
+    };
+    let paged = run(&[]);
+    assert!(paged.contains("paged:ID"), "{paged}");
+    let plain = run(&["--no-pager"]);
+    assert!(
+        !plain.contains("paged:") && plain.contains("ID "),
+        "{plain}"
+    );
+    // Piped, never.
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    let o = cmd
+        .env("CHG_PAGER", "sed s/^/paged:/")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("paged:"));
 }
