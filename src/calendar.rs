@@ -184,7 +184,13 @@ pub fn to_ics(events: &[Event], now: Timestamp, domain: &str) -> String {
 
 /// A time for a person: in `tz` (their local zone unless `--utc`), with the zone's name.
 pub fn local(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
-    if tz == &jiff::tz::TimeZone::UTC {
+    // A machine whose local zone is UTC reads the same RFC 3339 times as files hold.
+    if tz == &jiff::tz::TimeZone::UTC
+        || matches!(
+            tz.iana_name(),
+            Some("UTC" | "Etc/UTC" | "Etc/Universal" | "Zulu")
+        )
+    {
         return format_timestamp(t);
     }
     t.to_zoned(tz.clone())

@@ -331,6 +331,34 @@ fn out_unfiltered(text: &str) -> Result<(), Error> {
     }
 }
 
+/// The zone people read times in: UTC with --utc, else the local one.
+pub(crate) fn zone(utc: bool) -> jiff::tz::TimeZone {
+    if utc {
+        jiff::tz::TimeZone::UTC
+    } else {
+        jiff::tz::TimeZone::system()
+    }
+}
+
+/// How long ago (or ahead) `t` is from `now`, as people say it: "3 hours ago", "in 2 days".
+pub(crate) fn ago(t: Timestamp, now: Timestamp) -> String {
+    let secs = now.as_second() - t.as_second();
+    let (n, unit) = match secs.unsigned_abs() {
+        0..60 => return "just now".into(),
+        s @ 60..3600 => (s / 60, "minute"),
+        s @ 3600..86_400 => (s / 3600, "hour"),
+        s @ 86_400..2_592_000 => (s / 86_400, "day"),
+        s @ 2_592_000..31_536_000 => (s / 2_592_000, "month"),
+        s => (s / 31_536_000, "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if secs > 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
 /// The store's id prefix, once its policy is read (for ids given as `3` or `2026-3`).
 static ID_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -478,6 +506,18 @@ fn out_table(grid: &grid::Grid, summary: Option<String>) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn how_long_ago_as_people_say_it() {
+        let now: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let at = |t: &str| super::ago(t.parse().unwrap(), now);
+        assert_eq!(at("2026-12-02T11:59:30Z"), "just now");
+        assert_eq!(at("2026-12-02T11:59:00Z"), "1 minute ago");
+        assert_eq!(at("2026-12-02T09:00:00Z"), "3 hours ago");
+        assert_eq!(at("2026-11-30T12:00:00Z"), "2 days ago");
+        assert_eq!(at("2026-12-02T14:00:00Z"), "in 2 hours");
+        assert_eq!(at("2024-12-01T12:00:00Z"), "2 years ago");
+    }
+
     use super::*;
     use clap::CommandFactory;
 

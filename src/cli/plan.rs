@@ -94,13 +94,7 @@ pub enum CabFormat {
     Json,
 }
 
-fn zone(utc: bool) -> TimeZone {
-    if utc {
-        TimeZone::UTC
-    } else {
-        TimeZone::system()
-    }
-}
+use super::zone;
 
 pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     let id = parse_id(&a.id)?;

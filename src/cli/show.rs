@@ -19,6 +19,9 @@ use super::{
 pub struct ShowArgs {
     /// The change id.
     id: String,
+    /// Times in UTC instead of the local time zone.
+    #[arg(long)]
+    utc: bool,
     #[command(flatten)]
     json: super::json::JsonArgs,
     /// Output format (`--format json` is the same as `--json`).
@@ -67,6 +70,9 @@ pub struct ListArgs {
     /// Only changes requested before this date (2025-02-01 or RFC 3339).
     #[arg(long, allow_hyphen_values = true)]
     until: Option<String>,
+    /// Dates in UTC instead of the local time zone (and no "3 days ago").
+    #[arg(long)]
+    utc: bool,
     /// Only changes filed by this person (git email).
     #[arg(long, value_name = "EMAIL")]
     requester: Option<String>,
@@ -105,6 +111,9 @@ const TERMINAL_LIMIT: usize = 30;
 pub struct LogArgs {
     /// The change id.
     id: String,
+    /// Times in UTC instead of the local time zone (and no "3 hours ago").
+    #[arg(long)]
+    utc: bool,
     #[command(flatten)]
     json: super::json::JsonArgs,
     /// Output format (`--format json` is the same as `--json`).
@@ -133,6 +142,8 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         out_json(&change_json(policy, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let tz = super::zone(a.utc);
+    let when = |t: jiff::Timestamp| chg::calendar::local(t, &tz);
     let mut s = String::new();
     s.push_str(&format!(
         "{id}  {}\n",
@@ -153,7 +164,11 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         "testing_required",
         "test_environment",
     ] {
-        if let Some(v) = c.field_text(field) {
+        let v = match (field, c.request_date) {
+            ("request_date", Some(t)) => Some(when(t)),
+            _ => c.field_text(field),
+        };
+        if let Some(v) = v {
             s.push_str(&format!("{:<18}{v}\n", format!("{field}:")));
         }
     }
@@ -172,7 +187,16 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         }
     }
     if let Some(sch) = &c.schedule {
-        s.push_str(&format!("\nschedule: {sch}\n"));
+        s.push_str(&format!(
+            "\nschedule: {} to {}{}\n",
+            when(sch.start),
+            when(sch.end),
+            if sch.maintenance_window {
+                " (maintenance window)"
+            } else {
+                ""
+            }
+        ));
     }
     let required = policy.required_roles(c);
     // A mark per approval where signing concerns it: signed by which key, or why not.
@@ -201,7 +225,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
                     "-"
                 },
                 a.by,
-                format_timestamp(a.at),
+                when(a.at),
                 mark(a),
                 a.comments
                     .as_deref()
@@ -216,7 +240,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             "  [?] {}: {} at {} (role not required)\n",
             a.role,
             a.by,
-            format_timestamp(a.at)
+            when(a.at)
         ));
     }
     if let Some(imp) = &c.implementation {
@@ -225,10 +249,10 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             s.push_str(&format!("  implementer:  {v}\n"));
         }
         if let Some(v) = imp.started_at {
-            s.push_str(&format!("  started_at:   {}\n", format_timestamp(v)));
+            s.push_str(&format!("  started_at:   {}\n", when(v)));
         }
         if let Some(v) = imp.completed_at {
-            s.push_str(&format!("  completed_at: {}\n", format_timestamp(v)));
+            s.push_str(&format!("  completed_at: {}\n", when(v)));
         }
         if let Some(v) = imp.outcome {
             s.push_str(&format!("  outcome:      {v}\n"));
@@ -241,7 +265,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         s.push_str(&format!(
             "\nreview: {} at {}\n  {}\n",
             r.by,
-            format_timestamp(r.at),
+            when(r.at),
             r.summary
         ));
     }
@@ -252,7 +276,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         s.push_str(&format!(
             "\ncancelled: by {} at {}: {}\n",
             x.by,
-            format_timestamp(x.at),
+            when(x.at),
             x.reason
         ));
     }
@@ -437,12 +461,21 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             ])
             .flex(7)
             .status(1);
+            let now = super::context::now()?;
+            let tz = super::zone(a.utc);
             for l in &rows {
                 let c = l.change();
                 let f = |k: &str| c.field_text(k).unwrap_or_default();
                 let date = c
                     .request_date
-                    .map(|d| d.strftime("%Y-%m-%d").to_string())
+                    .map(|d| {
+                        let day = d.to_zoned(tz.clone()).strftime("%Y-%m-%d").to_string();
+                        if at_terminal && !a.utc {
+                            format!("{day} ({})", super::ago(d, now))
+                        } else {
+                            day
+                        }
+                    })
                     .unwrap_or_default();
                 t.push(vec![
                     f("id"),
@@ -493,6 +526,17 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             }
         }
     }
+    // At a terminal: local time and how long ago; piped: UTC, as in files.
+    let now = super::context::now()?;
+    let tz = super::zone(a.utc);
+    let people = !a.utc && matches!(super::grid::target(), super::grid::Target::Terminal { .. });
+    let stamp = |t: jiff::Timestamp| {
+        if people {
+            format!("{} ({})", chg::calendar::local(t, &tz), super::ago(t, now))
+        } else {
+            format_timestamp(t)
+        }
+    };
     let mut t = Grid::new(&[
         "WHEN",
         "WHO",
@@ -522,7 +566,7 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             ));
         }
         t.push(vec![
-            format_timestamp(e.when),
+            stamp(e.when),
             e.email.clone(),
             match mark {
                 Some(m) => format!("{} [{m}]", e.action),

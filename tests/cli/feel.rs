@@ -398,3 +398,50 @@ fn long_output_goes_through_the_pager_only_at_a_terminal() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&o.stdout).contains("paged:"));
 }
+
+#[test]
+fn people_read_local_times_and_how_long_ago() {
+    let s = three();
+    let show = |extra: &[&str]| {
+        let mut cmd = s.cmd(
+            std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+            "alice@example.com",
+        );
+        let o = cmd
+            .env("TZ", "Europe/Berlin")
+            .args(["show", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let local = show(&[]);
+    assert!(
+        local.contains("request_date:     2025-03-10 11:00 CET"),
+        "{local}"
+    );
+    let utc = show(&["--utc"]);
+    assert!(
+        utc.contains("request_date:     2025-03-10T10:00:00Z"),
+        "{utc}"
+    );
+    // At a terminal, list and log say how long ago; JSON stays UTC.
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    cmd.env("TERM", "dumb")
+        .env("CHG_PAGER", "")
+        .args(["log", "1"]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    let text = p.exp_eof().unwrap();
+    assert!(text.contains("(2 days ago)"), "{text}");
+    let json = s
+        .chg("alice@example.com", &["show", "1", "--json"])
+        .ok()
+        .stdout;
+    assert!(
+        json.contains("\"request_date\": \"2025-03-10T10:00:00Z\""),
+        "{json}"
+    );
+}

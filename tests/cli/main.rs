@@ -66,6 +66,8 @@ fn base_env(cmd: &mut Command, home: &Path) {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        // Outputs for people use the local zone: the same on every machine here.
+        .env("TZ", "UTC")
         .env("CHG_LOCK_TIMEOUT", "20");
 }
 
