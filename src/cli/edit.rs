@@ -18,6 +18,7 @@ use super::{CmdResult, interactive, out, parse_id, short};
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
 }
 

@@ -40,7 +40,18 @@ pub fn init(a: InitArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Print shell completions (bash, zsh, fish, elvish, powershell).
+/// Print static shell completions (bash, zsh, fish, elvish, powershell).
+///
+/// For completions that know your store (change ids with titles, statuses, change types,
+/// roles, systems), let chg answer the shell itself instead, from your shell's startup file:
+///
+/// bash: echo 'source <(COMPLETE=bash chg)' >> ~/.bashrc
+///
+/// zsh: echo 'source <(COMPLETE=zsh chg)' >> ~/.zshrc
+///
+/// fish: echo 'COMPLETE=fish chg | source' >> ~/.config/fish/completions/chg.fish
+///
+/// The static scripts this command prints complete commands and flags only.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell.

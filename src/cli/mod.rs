@@ -3,6 +3,7 @@
 //! results into text; no rule of the domain lives here.
 
 mod audit;
+mod complete;
 mod context;
 mod edit;
 mod grid;
@@ -104,6 +105,8 @@ pub fn main() -> ExitCode {
     if let Ok(point) = std::env::var("CHG_TEST_FAILPOINT") {
         chg::store::commit::arm_failpoint(point);
     }
+    // A shell asking for completions (COMPLETE=bash chg …) is answered and nothing else runs.
+    clap_complete::CompleteEnv::with_factory(help::command).complete();
     use clap::FromArgMatches;
     let cli = match help::command()
         .try_get_matches()

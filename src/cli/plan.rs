@@ -26,6 +26,7 @@ use super::{CmdResult, out, out_json, out_table, parse_bound, parse_id, readable
 #[derive(Debug, Args)]
 pub struct GateArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Judge at this time instead of now (RFC 3339).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]

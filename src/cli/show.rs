@@ -18,6 +18,7 @@ use super::{
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Times in UTC instead of the local time zone.
     #[arg(long)]
@@ -53,16 +54,16 @@ pub enum ListFormat {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only these statuses (repeatable or comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', add = clap_complete::engine::ArgValueCandidates::new(super::complete::statuses))]
     status: Vec<String>,
     /// Only these change types.
-    #[arg(long = "type", value_delimiter = ',', value_name = "TYPE")]
+    #[arg(long = "type", value_delimiter = ',', value_name = "TYPE", add = clap_complete::engine::ArgValueCandidates::new(super::complete::types))]
     change_type: Vec<String>,
     /// Only these priorities.
     #[arg(long, value_delimiter = ',')]
     priority: Vec<String>,
     /// Only changes affecting this system.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', add = clap_complete::engine::ArgValueCandidates::new(super::complete::systems))]
     system: Vec<String>,
     /// Only changes requested on or after this date (2025-01-01 or RFC 3339).
     #[arg(long, allow_hyphen_values = true)]
@@ -110,6 +111,7 @@ const TERMINAL_LIMIT: usize = 30;
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Times in UTC instead of the local time zone (and no "3 hours ago").
     #[arg(long)]

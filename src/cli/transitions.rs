@@ -17,6 +17,7 @@ use super::{CmdResult, interactive, out, parse_id, readable, short};
 #[derive(Debug, Args)]
 pub struct IdArgs {
     /// The change id (CHG-2025-001).
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
 }
 
@@ -35,9 +36,10 @@ impl IdArgs {
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// The role you approve for.
-    #[arg(long)]
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::complete::roles))]
     role: Option<String>,
     /// A comment recorded with the approval.
     #[arg(long, short = 'm')]
@@ -51,12 +53,13 @@ pub struct ApproveArgs {
 #[derive(Debug, Args)]
 pub struct RejectArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Why (required).
     #[arg(long, short = 'm')]
     comment: String,
     /// The role you reject for.
-    #[arg(long)]
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::complete::roles))]
     role: Option<String>,
 }
 
@@ -68,6 +71,7 @@ pub struct RejectArgs {
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// FIELD=VALUE pairs; an empty VALUE clears the field.
     #[arg(required = true, value_name = "FIELD=VALUE")]
@@ -82,6 +86,7 @@ pub struct SetArgs {
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Start of the window (with --next-slot: the earliest start; default now).
     #[arg(
@@ -119,6 +124,7 @@ pub struct ScheduleArgs {
 #[derive(Debug, Args)]
 pub struct CloseArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// How it went.
     #[arg(long, value_parser = ["successful", "failed", "rolled_back"])]
@@ -135,6 +141,7 @@ pub struct CloseArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Why (required).
     #[arg(long)]
@@ -147,6 +154,7 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct RenumberArgs {
     /// The id to move away from.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// Which file moves, when two files claim the id (as `chg validate` names them).
     #[arg(long, value_name = "PATH")]

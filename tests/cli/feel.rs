@@ -445,3 +445,32 @@ fn people_read_local_times_and_how_long_ago() {
         "{json}"
     );
 }
+
+#[test]
+fn bash_completes_ids_statuses_and_roles_from_the_store() {
+    let s = three();
+    let complete = |words: &str| {
+        let cword = words.split(' ').count() - 1;
+        let script = format!(
+            "source <(COMPLETE=bash {chg}); COMP_WORDS=({words}); COMP_CWORD={cword}; \
+             _clap_complete_chg chg \"${{COMP_WORDS[{cword}]}}\" x; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            chg = env!("CARGO_BIN_EXE_chg"),
+        );
+        let mut cmd = s.cmd(std::path::Path::new("bash"), "alice@example.com");
+        let o = cmd.args(["-c", &script]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let ids = complete("chg show ''");
+    assert!(
+        ids.starts_with("CHG-2025-003\nCHG-2025-002\nCHG-2025-001\n"),
+        "{ids}"
+    );
+    let some = complete("chg approve CHG-2025-00");
+    assert!(some.contains("CHG-2025-002"), "{some}");
+    let statuses = complete("chg list --status pend");
+    assert_eq!(statuses.trim(), "pending_approval");
+    let roles = complete("chg approve 1 --role sec");
+    assert_eq!(roles.lines().count(), 2, "{roles}");
+    let types = complete("chg list --type infra");
+    assert_eq!(types.trim(), "infrastructure");
+}
