@@ -54,10 +54,13 @@ macro_rules! vocabulary {
                 match s {
                     $($text => Ok($name::$variant),)+
                     _ => Err(format!(
-                        "`{}` is not a valid {}; expected one of: {}",
+                        "`{}` is not a valid {}; expected one of: {}{}",
                         s,
                         $what,
-                        Self::names().join(", ")
+                        Self::names().join(", "),
+                        crate::finding::suggest(s, Self::names())
+                            .map(|m| format!(" (did you mean `{m}`?)"))
+                            .unwrap_or_default()
                     )),
                 }
             }

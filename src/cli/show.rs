@@ -492,6 +492,20 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             }
             if rows.is_empty() {
                 eprintln!("No changes match.");
+                // A system is free text: say when no change names it, and what is close.
+                if !a.system.is_empty() {
+                    let known: std::collections::BTreeSet<String> = store
+                        .load_where(|c| !c.affected_systems.is_empty())?
+                        .iter()
+                        .flat_map(|l| l.change().affected_systems.clone())
+                        .collect();
+                    for sys in a.system.iter().filter(|s| !known.contains(*s)) {
+                        let hint = chg::finding::suggest(sys, known.iter().map(String::as_str))
+                            .map(|m| format!("; did you mean `{m}`?"))
+                            .unwrap_or_default();
+                        eprintln!("chg: no change names system `{sys}`{hint}");
+                    }
+                }
             } else {
                 out_table(&t, Some(format!("{} change(s)", rows.len())))?;
             }

@@ -474,3 +474,25 @@ fn bash_completes_ids_statuses_and_roles_from_the_store() {
     let types = complete("chg list --type infra");
     assert_eq!(types.trim(), "infrastructure");
 }
+
+#[test]
+fn unknown_filter_values_say_what_is_close() {
+    let s = three();
+    let r = s
+        .chg("alice@example.com", &["list", "--status", "pending"])
+        .code(2);
+    assert!(
+        r.stderr.contains("did you mean `pending_approval`"),
+        "{}",
+        r.stderr
+    );
+    let r = s
+        .chg("alice@example.com", &["list", "--system", "edge-prxy"])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("no change names system `edge-prxy`; did you mean `edge-proxy`?"),
+        "{}",
+        r.stderr
+    );
+}
