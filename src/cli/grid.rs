@@ -97,14 +97,17 @@ pub fn terminal_width() -> usize {
 pub struct Grid {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
-    flex: Option<usize>,
+    /// Columns that may be cut with `…`, the first given way first.
+    flex: Vec<usize>,
+    /// Columns left out at a terminal too narrow for them, the first given first.
+    optional: Vec<usize>,
     status: Option<usize>,
 }
 
 /// Between columns.
 const GAP: usize = 2;
-/// The narrowest a giving-way column gets before the table overflows instead.
-const MIN_FLEX: usize = 12;
+/// The narrowest a giving-way column gets.
+const MIN_FLEX: usize = 8;
 
 impl Grid {
     /// A table with this header.
@@ -112,14 +115,23 @@ impl Grid {
         Grid {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
-            flex: None,
+            flex: Vec::new(),
+            optional: Vec::new(),
             status: None,
         }
     }
 
-    /// Column `col` (a title, a message) is cut with `…` to fit the terminal.
+    /// Column `col` (a title, a message) may be cut with `…` to fit the terminal; the
+    /// widest such column gives way first.
     pub fn flex(mut self, col: usize) -> Grid {
-        self.flex = Some(col);
+        self.flex.push(col);
+        self
+    }
+
+    /// Column `col` is left out at a terminal too narrow for the table even with every
+    /// flexible column cut (piped rows keep every column).
+    pub fn optional(mut self, col: usize) -> Grid {
+        self.optional.push(col);
         self
     }
 
@@ -169,17 +181,46 @@ impl Grid {
                 widths[i] = widths[i].max(c.width());
             }
         }
-        let total = widths.iter().sum::<usize>() + GAP * n.saturating_sub(1);
-        if let Some(f) = self.flex
-            && total > width
-        {
-            let others = total - widths[f];
-            widths[f] = width.saturating_sub(others).max(MIN_FLEX).min(widths[f]);
+        let mut shown: Vec<usize> = (0..n).collect();
+        let total = |widths: &[usize], shown: &[usize]| {
+            shown.iter().map(|&i| widths[i]).sum::<usize>() + GAP * shown.len().saturating_sub(1)
+        };
+        let floor = |i: usize| MIN_FLEX.min(widths[i]);
+        // The fewest columns dropped so that cutting the flexible ones can fit the width.
+        for &drop in &self.optional {
+            let least: usize = shown
+                .iter()
+                .map(|&i| {
+                    if self.flex.contains(&i) {
+                        floor(i)
+                    } else {
+                        widths[i]
+                    }
+                })
+                .sum::<usize>()
+                + GAP * shown.len().saturating_sub(1);
+            if least <= width {
+                break;
+            }
+            shown.retain(|&i| i != drop);
+        }
+        // Then the widest flexible column gives way, a column at a time.
+        while total(&widths, &shown) > width {
+            let Some(&widest) = self
+                .flex
+                .iter()
+                .filter(|i| shown.contains(i) && widths[**i] > MIN_FLEX)
+                .max_by_key(|i| widths[**i])
+            else {
+                break;
+            };
+            widths[widest] -= 1;
         }
         let mut s = String::new();
         let line = |s: &mut String, row: &[String], header: bool| {
-            let last = row.len().min(n).saturating_sub(1);
-            for (i, cell) in row.iter().enumerate().take(n) {
+            let last = shown.last().copied().unwrap_or(0);
+            for &i in &shown {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
                 let text = cut(cell, widths[i]);
                 let pad = widths[i].saturating_sub(text.width());
                 let painted = match (color, header, self.status) {
@@ -188,7 +229,7 @@ impl Grid {
                     _ => text,
                 };
                 s.push_str(&painted);
-                if i < last {
+                if i != last {
                     s.push_str(&" ".repeat(pad + GAP));
                 }
             }
@@ -286,6 +327,27 @@ mod tests {
         });
         insta::assert_snapshot!(text);
         assert!(text.contains("\x1b[33mpending_approval\x1b[0m"), "{text:?}");
+    }
+
+    #[test]
+    fn a_narrow_terminal_leaves_out_optional_columns_before_overflowing() {
+        let mut g = Grid::new(&["ID", "STATUS", "TYPE", "WHEN", "TITLE"])
+            .flex(4)
+            .optional(2);
+        g.push(vec![
+            "CHG-2026-001".into(),
+            "pending_approval".into(),
+            "infrastructure".into(),
+            "2026-11-28 (3d ago)".into(),
+            "Rotate the wildcard TLS certificate".into(),
+        ]);
+        let text = g.render(Target::Terminal {
+            width: 70,
+            color: false,
+        });
+        insta::assert_snapshot!(text);
+        assert!(!text.contains("infrastructure") && text.contains("2026-11-28 (3d ago)"));
+        assert!(text.lines().all(|l| l.width() <= 70), "{text}");
     }
 
     #[test]

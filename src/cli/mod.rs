@@ -362,6 +362,30 @@ pub(crate) fn ago(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// [`ago`] in a table's few columns: `3h ago`, `2d ago`, `in 4d`, `2mo ago`.
+pub(crate) fn ago_short(t: Timestamp, now: Timestamp) -> String {
+    let long = ago(t, now);
+    let mut words = long.split(' ');
+    let (future, n, unit) = match (words.next(), words.next(), words.next()) {
+        (Some("in"), Some(n), Some(u)) => (true, n, u),
+        (Some(n), Some(u), _) => (false, n, u),
+        _ => return long,
+    };
+    let unit = match unit.trim_end_matches('s') {
+        "minute" => "m",
+        "hour" => "h",
+        "day" => "d",
+        "month" => "mo",
+        "year" => "y",
+        _ => return long,
+    };
+    if future {
+        format!("in {n}{unit}")
+    } else {
+        format!("{n}{unit} ago")
+    }
+}
+
 /// The store's id prefix, once its policy is read (for ids given as `3` or `2026-3`).
 static ID_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 

@@ -312,7 +312,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 }
             }
             _ => {
-                let mut t = Grid::new(&header).flex(1);
+                let mut t = Grid::new(&header).flex(1).flex(3).flex(5).flex(6);
                 for c in list {
                     t.push(row(c));
                 }

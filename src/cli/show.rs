@@ -462,6 +462,10 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 "TITLE",
             ])
             .flex(7)
+            .optional(3)
+            .optional(2)
+            .optional(5)
+            .optional(4)
             .status(1);
             let now = super::context::now()?;
             let tz = super::zone(a.utc);
@@ -473,7 +477,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                     .map(|d| {
                         let day = d.to_zoned(tz.clone()).strftime("%Y-%m-%d").to_string();
                         if at_terminal && !a.utc {
-                            format!("{day} ({})", super::ago(d, now))
+                            format!("{day} ({})", super::ago_short(d, now))
                         } else {
                             day
                         }
@@ -507,7 +511,9 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                     }
                 }
             } else {
-                out_table(&t, Some(format!("{} change(s)", rows.len())))?;
+                // The count, unless the line about the limit already gave it.
+                let counted = rows.len() < total;
+                out_table(&t, (!counted).then(|| format!("{} change(s)", rows.len())))?;
             }
         }
     }
@@ -548,7 +554,11 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     let people = !a.utc && matches!(super::grid::target(), super::grid::Target::Terminal { .. });
     let stamp = |t: jiff::Timestamp| {
         if people {
-            format!("{} ({})", chg::calendar::local(t, &tz), super::ago(t, now))
+            let local = t
+                .to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string();
+            format!("{local} ({})", super::ago_short(t, now))
         } else {
             format_timestamp(t)
         }
@@ -562,7 +572,10 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         "COMMIT",
         "AUDIT",
     ])
-    .flex(6);
+    .flex(6)
+    .flex(3)
+    .flex(1)
+    .optional(4);
     let mut details = String::new();
     for e in &entries {
         let mark = e.role.as_ref().and_then(|role| {
@@ -589,7 +602,11 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
                 None => e.action.clone(),
             },
             e.role.clone().unwrap_or_default(),
-            e.status_change(),
+            match (&e.from, &e.to) {
+                // A step that kept the status says it once.
+                (Some(f), Some(t)) if f == t && people => t.clone(),
+                _ => e.status_change(),
+            },
             short(&e.commit).to_owned(),
             e.verdict(),
         ]);

@@ -435,7 +435,7 @@ fn people_read_local_times_and_how_long_ago() {
         .args(["log", "1"]);
     let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
     let text = p.exp_eof().unwrap();
-    assert!(text.contains("(2 days ago)"), "{text}");
+    assert!(text.contains("2025-03-10 10:00 (2d ago)"), "{text}");
     let json = s
         .chg("alice@example.com", &["show", "1", "--json"])
         .ok()
