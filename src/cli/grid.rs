@@ -108,6 +108,8 @@ pub struct Grid {
 const GAP: usize = 2;
 /// The narrowest a giving-way column gets.
 const MIN_FLEX: usize = 8;
+/// What the main text column keeps before optional columns are left out for it.
+const READABLE: usize = 24;
 
 impl Grid {
     /// A table with this header.
@@ -185,7 +187,16 @@ impl Grid {
         let total = |widths: &[usize], shown: &[usize]| {
             shown.iter().map(|&i| widths[i]).sum::<usize>() + GAP * shown.len().saturating_sub(1)
         };
-        let floor = |i: usize| MIN_FLEX.min(widths[i]);
+        // The main text (the first flexible column) keeps room to be read before optional
+        // columns are left out for it; the others may go down to a few letters.
+        let floor = |i: usize| {
+            let min = if self.flex.first() == Some(&i) {
+                READABLE
+            } else {
+                MIN_FLEX
+            };
+            min.min(widths[i])
+        };
         // The fewest columns dropped so that cutting the flexible ones can fit the width.
         for &drop in &self.optional {
             let least: usize = shown

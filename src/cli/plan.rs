@@ -10,7 +10,6 @@ use chg::model::{ChangeRequest, Priority, Status};
 use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Args, ValueEnum};
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
 
@@ -216,12 +215,17 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         }
     }
     let tz = zone(a.utc);
-    let when = |t: Timestamp| calendar::local(t, &tz);
     let row = |c: &ChangeRequest| -> Vec<String> {
         let window = c
             .schedule
             .as_ref()
-            .map(|s| format!("{} to {}", when(s.start), when(s.end)))
+            .map(|s| {
+                format!(
+                    "{} to {}",
+                    calendar::local(s.start, &tz),
+                    calendar::local(s.end, &tz)
+                )
+            })
             .unwrap_or_else(|| "not scheduled".into());
         let clashes: Vec<String> = c
             .schedule
@@ -312,7 +316,14 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 }
             }
             _ => {
-                let mut t = Grid::new(&header).flex(1).flex(3).flex(5).flex(6);
+                let mut t = Grid::new(&header)
+                    .flex(1)
+                    .flex(3)
+                    .flex(5)
+                    .flex(6)
+                    .optional(2)
+                    .optional(3)
+                    .optional(5);
                 for c in list {
                     t.push(row(c));
                 }
@@ -320,6 +331,11 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
             }
         }
     }
-    out(&s)?;
+    // Table cells were made safe as they went in; colour codes must survive.
+    if format == CabFormat::Markdown {
+        out(&s)?;
+    } else {
+        super::out_unfiltered(&s)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,7 +74,8 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
             out_json(&v)?
         }
         ReportFormat::Csv => out(&csv(&r))?,
-        ReportFormat::Table => out(&tables(&r, &period))?,
+        // Cells were made safe as they went into the tables; colour codes must survive.
+        ReportFormat::Table => super::out_unfiltered(&tables(&r, &period))?,
         ReportFormat::Markdown => out(&markdown(&r, &period))?,
     }
     Ok(ExitCode::SUCCESS)
@@ -137,7 +138,11 @@ fn counts(r: &Report) -> Vec<(&'static str, &std::collections::BTreeMap<String, 
 }
 
 fn tables(r: &Report, period: &str) -> String {
-    let mut s = format!("Changes requested in {period}: {}\n\n", r.total);
+    let mut s = format!(
+        "Changes requested in {}: {}\n\n",
+        chg::text::terminal_safe(period),
+        r.total
+    );
     let mut t = Grid::new(&["BY", "VALUE", "CHANGES"]);
     for (by, map) in counts(r) {
         for (k, n) in map {

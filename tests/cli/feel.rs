@@ -496,3 +496,74 @@ fn unknown_filter_values_say_what_is_close() {
         r.stderr
     );
 }
+
+/// `chg ARGS` at a pseudo-terminal this many columns wide, colour as asked.
+fn at_terminal(s: &Store, columns: u16, color: bool, args: &[&str]) -> String {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "stty cols {columns} rows 60; exec {} {}",
+        env!("CARGO_BIN_EXE_chg"),
+        quoted.join(" ")
+    );
+    let mut cmd = s.cmd(std::path::Path::new("sh"), "alice@example.com");
+    cmd.env("TERM", "dumb")
+        .env("CHG_PAGER", "")
+        .args(["-c", &script]);
+    if color {
+        cmd.env("CLICOLOR_FORCE", "1");
+    } else {
+        cmd.env("NO_COLOR", "1");
+    }
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    // rexpect hands back one char per byte: put the UTF-8 together again.
+    let raw = p.exp_eof().unwrap();
+    let bytes: Vec<u8> = raw
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect();
+    String::from_utf8_lossy(&bytes).replace('\r', "")
+}
+
+#[test]
+fn every_table_at_80_and_200_columns_with_and_without_colour() {
+    let mut s = three();
+    s.schedule("2", "2025-03-13T10:00:00Z", "2025-03-13T12:00:00Z")
+        .ok();
+    s.at("2025-03-12T11:00:00Z");
+    let mut all = String::new();
+    for (columns, color) in [(80, false), (200, false), (80, true)] {
+        for args in [
+            &["list", "--all"][..],
+            &["log", "1"],
+            &["cab", "--for", "2025-03-12"],
+            &["calendar", "--from", "2025-03-01"],
+        ] {
+            let text = at_terminal(&s, columns, color, args);
+            for line in text.lines() {
+                let visible: String = {
+                    // The width a person sees: colour codes take none.
+                    let mut out = String::new();
+                    let mut esc = false;
+                    for ch in line.chars() {
+                        match (esc, ch) {
+                            (false, '\x1b') => esc = true,
+                            (true, 'm') => esc = false,
+                            (true, _) => {}
+                            (false, c) => out.push(c),
+                        }
+                    }
+                    out
+                };
+                assert!(
+                    visible.chars().count() <= usize::from(columns),
+                    "{columns} {args:?}: {line}"
+                );
+            }
+            all.push_str(&format!(
+                "===== {columns} columns, colour {color}: chg {}\n{text}\n",
+                args.join(" ")
+            ));
+        }
+    }
+    insta::assert_snapshot!(all);
+}
