@@ -164,26 +164,15 @@ pub struct RenumberArgs {
 /// Parses a time given on the command line: RFC 3339, civil time in the local zone, `now`,
 /// or `+DURATION` after `base`.
 pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
-    if text == "now" {
-        return super::context::now();
-    }
+    // `+2h` counts from `base` (the end from the start); everything else as every time
+    // flag takes it.
     if let Some(d) = text.strip_prefix('+') {
         let d: chg::model::Duration = d.parse().map_err(Error::Usage)?;
         return base
             .checked_add(d.to_signed())
             .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
     }
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>()
-        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system())
-    {
-        return Ok(z.timestamp());
-    }
-    Err(Error::Usage(format!(
-        "`{text}` is not a time (use RFC 3339 like 2025-01-28T02:00:00Z, local time like 2025-01-28T03:00, now, or +2h)"
-    )))
+    super::parse_bound(text)
 }
 
 pub fn done(o: store::Outcome) -> CmdResult {

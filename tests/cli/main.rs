@@ -569,9 +569,11 @@ fn schedule_takes_now_and_relative_times() {
     s.schedule(&id, "+1d", "+90m").ok();
     assert!(s.read(&id).contains("end: 2025-03-11T11:30:00Z"));
     s.schedule(&id, "soon", "+1h").code(2);
+    // -2h is two hours before now, as every time flag takes it: before the start.
     let r = s.schedule(&id, "now", "-2h").code(2);
     assert!(
-        r.stderr.starts_with("chg: error: `-2h` is not a time"),
+        r.stderr
+            .starts_with("chg: error: the schedule must end after it starts"),
         "{}",
         r.stderr
     );
