@@ -152,10 +152,9 @@ pub fn apply(
             | Step::Close { .. }
             | Step::Cancel { .. }
     );
-    if records_time && let Some(r) = crate::rules::time_refusal(change, now) {
-        return Err(Error::Refused(r));
-    }
-    match step {
+    // The step's own refusal says more (a cancelled change is cancelled, whatever the
+    // clock), so it is judged first; the time order only stops a step that could be taken.
+    let applied = match step {
         Step::Submit => a.submit(),
         Step::Approve {
             role,
@@ -181,7 +180,14 @@ pub fn apply(
             review,
         } => a.close(outcome, test_results, review),
         Step::Cancel { reason } => a.cancel(reason),
+    };
+    if applied.is_ok()
+        && records_time
+        && let Some(r) = crate::rules::time_refusal(change, now)
+    {
+        return Err(Error::Refused(r));
     }
+    applied
 }
 
 /// One step being applied: the change as it is, under which policy, by whom, when.
@@ -717,6 +723,28 @@ mod tests {
         match r {
             Err(Error::Refused(m)) => assert!(m.message.contains(says), "{m}"),
             other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_step_says_why_before_the_clock_does() {
+        // Cancelled a second "after" now (a clock a little behind, a replayed step): the
+        // approval is refused because the change is cancelled, not for the time order.
+        let mut c = pending();
+        c.status = Some(Status::Cancelled);
+        c.cancellation = Some(crate::model::Cancellation {
+            by: "alice@example.com".into(),
+            at: ts("2025-03-02T10:00:01Z"),
+            reason: "not needed".into(),
+            signature: None,
+        });
+        refused(approve(&c, "em@example.com", None), "cancelled");
+        // A step that could be taken is still stopped by the time order.
+        let mut p = pending();
+        p.request_date = Some(ts("2025-03-02T10:00:01Z"));
+        match approve(&p, "em@example.com", None) {
+            Err(Error::Refused(r)) => assert_eq!(r.rule, crate::rules::TIME_ORDER),
+            other => panic!("expected a time-order refusal, got {other:?}"),
         }
     }
 

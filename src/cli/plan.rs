@@ -30,6 +30,9 @@ pub struct GateArgs {
     /// Judge at this time instead of now (RFC 3339).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     at: Option<String>,
+    /// Output format (`--format json` is the same as `--json`).
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::show::TextFormat,
     #[command(flatten)]
     json: super::json::JsonArgs,
 }
@@ -123,7 +126,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         );
     }
     let open = reasons.is_empty();
-    if a.json.on() {
+    if a.json.on() || a.format == super::show::TextFormat::Json {
         out_json(&json!({
             "id": id.to_string(),
             "at": chg::model::format_timestamp(at),

@@ -81,12 +81,15 @@ pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
 /// and what the requester fills in (`chg new --template NAME`).
 #[derive(Debug, Args)]
 pub struct TemplatesArgs {
+    /// Output format (`--format json` is the same as `--json`).
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::show::TextFormat,
     #[command(flatten)]
     json: super::json::JsonArgs,
 }
 
 pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
-    if a.json.on() {
+    if a.json.on() || a.format == super::show::TextFormat::Json {
         let list: Vec<serde_json::Value> = policy
             .templates
             .values()

@@ -27,6 +27,9 @@ pub struct SyncArgs {
     /// Push attempts when others keep pushing first.
     #[arg(long, default_value_t = 10, value_name = "N")]
     attempts: u32,
+    /// Output format (`--format json` is the same as `--json`).
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::show::TextFormat,
     #[command(flatten)]
     json: super::json::JsonArgs,
 }
@@ -42,7 +45,7 @@ pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
             attempts: a.attempts,
         },
     )?;
-    if a.json.on() {
+    if a.json.on() || a.format == super::show::TextFormat::Json {
         out_json(&report)?;
     } else {
         out(&text(&report))?;

@@ -265,6 +265,8 @@ fn every_command_that_prints_data_takes_json() {
         &["show", "1", "--json"],
         &["log", "1", "--json"],
         &["templates", "--json"],
+        &["templates", "--format", "json"],
+        &["gate", "1", "--format", "json"],
     ] {
         let r = s.chg("alice@example.com", args);
         assert!(r.code == 0 || r.code == 1, "{args:?}: {}", r.stderr);
