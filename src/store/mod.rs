@@ -392,23 +392,23 @@ impl Store {
         self.committed_file(POLICY_PATH)
     }
 
+    /// A store file's blob at HEAD (`rel` relative to the store), if HEAD has it.
+    fn head_blob(&self, rel: &str) -> Result<Option<git2::Blob<'_>>> {
+        let Some(head) = commit::head_state(&self.repo)?.1 else {
+            return Ok(None);
+        };
+        let tree = self.repo.find_commit(head)?.tree()?;
+        match commit::blob_at(&tree, &format!("{}{rel}", self.prefix))? {
+            Some(b) => Ok(Some(self.repo.find_blob(b)?)),
+            None => Ok(None),
+        }
+    }
+
     /// A store file's bytes at HEAD, whatever their size: `NotFound` when HEAD lacks it, so
     /// that a reader can tell a missing file from one past the limit.
     pub fn committed_bytes(&self, rel: &str) -> std::io::Result<Vec<u8>> {
-        let found = (|| -> Result<Option<Vec<u8>>> {
-            let Some(head) = commit::head_state(&self.repo)?.1 else {
-                return Ok(None);
-            };
-            let tree = self.repo.find_commit(head)?.tree()?;
-            Ok(
-                match commit::blob_at(&tree, &format!("{}{rel}", self.prefix))? {
-                    Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
-                    None => None,
-                },
-            )
-        })();
-        match found {
-            Ok(Some(b)) => Ok(b),
+        match self.head_blob(rel) {
+            Ok(Some(b)) => Ok(b.content().to_vec()),
             Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
             Err(e) => Err(std::io::Error::other(e.to_string())),
         }
@@ -417,18 +417,10 @@ impl Store {
     /// A store file's bytes at HEAD (`rel` relative to the store), if HEAD has it; past the
     /// size limit it counts as absent.
     pub fn committed_file(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        let Some(head) = commit::head_state(&self.repo)?.1 else {
-            return Ok(None);
-        };
-        let tree = self.repo.find_commit(head)?.tree()?;
-        let path = format!("{}{rel}", self.prefix);
-        Ok(match commit::blob_at(&tree, &path)? {
-            Some(b) => {
-                let blob = self.repo.find_blob(b)?;
-                (blob.size() as u64 <= decode::MAX_FILE_BYTES).then(|| blob.content().to_vec())
-            }
-            None => None,
-        })
+        Ok(self
+            .head_blob(rel)?
+            .filter(|b| b.size() as u64 <= decode::MAX_FILE_BYTES)
+            .map(|b| b.content().to_vec()))
     }
 
     /// Whether the work tree's policy differs from the committed one.
@@ -442,18 +434,12 @@ impl Store {
         }
         // Every file under policy/ (the policy, its allowed signers, what comes next), in
         // the work tree and at HEAD.
-        let mut paths: Vec<String> = Vec::new();
-        let mut stack = vec![self.root.join("policy")];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(rel) = p.strip_prefix(&self.root) {
-                    paths.push(self.repo_path(rel));
-                }
-            }
-        }
+        let mut paths: Vec<String> = self
+            .worktree_policy_paths()
+            .iter()
+            .filter_map(|p| p.strip_prefix(&self.root).ok())
+            .map(|rel| self.repo_path(rel))
+            .collect();
         if let Ok(entry) = tree.get_path(Path::new(&format!("{}policy", self.prefix))) {
             let sub = self.repo.find_tree(entry.id())?;
             sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
@@ -968,34 +954,39 @@ impl Store {
     /// The files under `policy/` in the work tree, by path relative to the store.
     pub fn worktree_policy_files(&self) -> Result<std::collections::BTreeMap<String, String>> {
         let mut out = std::collections::BTreeMap::new();
+        for p in self.worktree_policy_paths() {
+            let Ok(rel) = p.strip_prefix(&self.root) else {
+                continue;
+            };
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let bytes = decode::read_bounded(&p)
+                .map_err(|err| Error::io(format!("cannot read {rel}"), err))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Usage(format!("{rel} is not UTF-8 text; a policy file must be"))
+            })?;
+            out.insert(rel, text);
+        }
+        Ok(out)
+    }
+
+    /// Every file under the work tree's `policy/` (folders walked, links not followed).
+    fn worktree_policy_paths(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
         let mut stack = vec![self.root.join(crate::governance::POLICY_DIR)];
         while let Some(dir) = stack.pop() {
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                let kind = e
-                    .file_type()
-                    .map_err(|err| Error::io(format!("cannot read {}", p.display()), err))?;
-                if kind.is_dir() {
-                    stack.push(p);
-                    continue;
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(e.path()),
+                    Ok(_) => out.push(e.path()),
+                    Err(_) => {}
                 }
-                let Ok(rel) = p.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                let bytes = decode::read_bounded(&p)
-                    .map_err(|err| Error::io(format!("cannot read {rel}"), err))?;
-                let text = String::from_utf8(bytes).map_err(|_| {
-                    Error::Usage(format!("{rel} is not UTF-8 text; a policy file must be"))
-                })?;
-                out.insert(rel, text);
             }
         }
-        Ok(out)
+        out
     }
 
     /// The files under `policy/` at HEAD.
