@@ -558,11 +558,7 @@ impl Policy {
     pub fn is_preapproved(&self, change: &ChangeRequest) -> bool {
         change.model() == ChangeModel::Standard
             && self.standard_changes_preapproved
-            && (crate::templates::problem(change, self).is_none()
-                // A closed, rejected or cancelled self-declared standard change is history
-                // from before the catalogue: it keeps the rules of its day (the audit
-                // judges how it got there).
-                || change.template.is_none() && change.status().is_terminal())
+            && crate::templates::problem(change, self).is_none()
     }
 
     /// Reads the catalogue (`files`: every file under `policy/templates/`, by store path)

@@ -285,14 +285,20 @@ fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>,
     (Some(template), findings)
 }
 
-/// Why a standard change does not conform to the catalogue (`None` when it does, or is not
-/// a standard change): no template named, one not in force (nor, for a template changed
-/// since, the version it recorded), or a fixed field changed.
+/// Why a standard change does not conform to the catalogue (`None` when it does, is not a
+/// standard change, or is self-declared history): no template named, one not in force (nor,
+/// for a template changed since, the version it recorded), or a fixed field changed.
 pub fn problem(change: &ChangeRequest, policy: &Policy) -> Option<String> {
     if change.model() != ChangeModel::Standard || policy.legacy_standard_changes {
         return None;
     }
     let Some(name) = &change.template else {
+        // A closed, rejected or cancelled self-declared standard change is history from
+        // before the catalogue: it keeps the rules of its day (the audit judges how it got
+        // there).
+        if change.status().is_terminal() {
+            return None;
+        }
         return Some(
             "a standard change must be filed from a template of the policy (chg new --template NAME); self-declared standard changes are not pre-approved".into(),
         );
