@@ -506,3 +506,62 @@ fn proofs_are_kept_in_git_dir_and_a_damaged_copy_is_rebuilt() {
     let r = s.chg("alice@example.com", &["validate", &id]).code(1);
     assert!(r.stdout.contains(": signature: "), "{}", r.stdout);
 }
+
+#[test]
+fn a_governance_approval_counts_only_when_validly_signed() {
+    let mut s = Store::new();
+    let (em, cm, lead) = (s.keygen("em"), s.keygen("cm"), s.keygen("lead"));
+    s.enable_signing(
+        &[
+            ("em@example.com", &em),
+            ("cm@example.com", &cm),
+            ("sec-lead@example.com", &lead),
+        ],
+        &[],
+    );
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}# proposed\n")).unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend_from_slice(&super::COMPLETE[1..]);
+    let id = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.git(&["checkout", "-q", "--", "policy"]);
+    s.signed("em@example.com", &em, &["approve", &id]).ok();
+    s.signed("cm@example.com", &cm, &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at("2025-03-11T09:30:00Z");
+    // The lead's approval written by hand, unsigned, with the status moved along.
+    let text = s.read(&id);
+    let digest = field(&text, "  digest: ");
+    let lead_approval = format!(
+        "- by: sec-lead@example.com\n  role: security-team-lead\n  decision: approved\n  at: 2025-03-11T09:00:00Z\n  digest: {digest}\n"
+    );
+    let forged = text
+        .replace("status: pending_approval", "status: approved")
+        .replace("\nschedule:\n", &format!("\n{lead_approval}schedule:\n"));
+    assert!(forged.contains(&lead_approval), "{forged}");
+    std::fs::write(s.file(&id), forged).unwrap();
+    s.git(&["commit", "-qam", "lead approves by hand"]);
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["policy", "apply", &id])
+        .code(1);
+    // Refused by the governance check itself, not only by implement's signature rule.
+    assert!(
+        r.stderr.contains(
+            "not approved by every governance role yet (waiting for: security-team-lead)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
