@@ -804,13 +804,7 @@ impl ChangeRequest {
             h.update(value.as_bytes());
             h.update(b"\n");
         }
-        let mut out = String::with_capacity(71);
-        out.push_str("sha256:");
-        for b in h.finalize() {
-            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-        }
-        out
+        format!("sha256:{}", crate::text::hex(&h.finalize()))
     }
 
     /// The approvals (by index) that do not vouch for this version's material content: their

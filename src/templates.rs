@@ -95,12 +95,7 @@ pub fn history_from(
 
 /// The digest of a template file's bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut out = String::from("sha256:");
-    for b in Sha256::digest(bytes) {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256:{}", crate::text::sha256_hex(bytes))
 }
 
 /// Reads one template file (`path` is `policy/templates/NAME.yaml`), checking it against

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use git2::{ObjectType, Oid, Repository, Tree};
 use jiff::Timestamp;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{AuditFinding, Entry, Level};
 use crate::decode;
@@ -425,10 +424,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
 
 /// The SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::sha256_hex(bytes)
 }
 
 /// Findings as CSV: `level,rule,change,path,commit,author,when,message`.

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
+use crate::text::{hex, sha256_hex};
 
 const FORMAT: u32 = 2;
 
@@ -332,19 +333,6 @@ impl Index {
 }
 
 const FINDINGS: &str = "findings.jsonl";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
 
 /// The branch HEAD is on (`HEAD` when detached) and its commit, if any.
 fn head_of(repo: &Repository) -> Result<(String, Option<Oid>)> {
