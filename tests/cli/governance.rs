@@ -4,14 +4,27 @@
 
 use super::{COMPLETE, Store, assert_unchanged};
 
-/// A store whose policy is governed by the security team lead (adopted while ungoverned).
+/// A store whose policy, with one template, is governed by the security team lead
+/// (adopted while ungoverned).
 fn governed() -> Store {
     let s = Store::new();
+    commit_policy_file(&s, "templates/tls.yaml", TLS, "a catalogue");
     s.edit_policy("adopt governance", |t| {
         format!("{t}governance:\n  roles: [security-team-lead]\n")
     });
     s.chg("alice@example.com", &["validate"]).ok();
     s
+}
+
+const TLS: &str = "description: Renew a certificate\nbusiness_justification: Expiry\nchange_type: configuration\npriority: low\nrisk_level: low\nimplementation_plan: Upload and reload\nrollback_plan: Reload the previous certificate\nvariable: [title, affected_systems]\n";
+
+/// Writes `text` to `policy/REL` and commits it with plain git.
+fn commit_policy_file(s: &Store, rel: &str, text: &str, message: &str) {
+    let path = s.root().join("policy").join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    s.git(&["add", "policy"]);
+    s.git(&["commit", "-qm", message]);
 }
 
 /// Every reader reports the unauthorized commit, and steps are refused naming it.
@@ -61,26 +74,23 @@ fn policy_commits_outside_chg_are_unauthorized_until_reverted() {
         (
             "a key added",
             Box::new(|s: &Store| {
-                std::fs::write(
-                    s.root().join("policy/allowed_signers"),
+                commit_policy_file(
+                    s,
+                    "allowed_signers",
                     "mallory@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFk3VJ0pJtJQ3K9wXz2UZ0a1xY1j3YbXc1x1vZl0mH9z\n",
+                    "add a key",
                 )
-                .unwrap();
-                s.git(&["add", "policy"]);
-                s.git(&["commit", "-qm", "add a key"]);
             }),
         ),
         (
             "a template edited",
             Box::new(|s: &Store| {
-                std::fs::create_dir_all(s.root().join("policy/templates")).unwrap();
-                std::fs::write(
-                    s.root().join("policy/templates/open-ssh.yaml"),
-                    "description: Open SSH to the world\n",
+                commit_policy_file(
+                    s,
+                    "templates/tls.yaml",
+                    &TLS.replace("Reload the previous certificate", "Hope"),
+                    "a laxer template",
                 )
-                .unwrap();
-                s.git(&["add", "policy"]);
-                s.git(&["commit", "-qm", "a template"]);
             }),
         ),
         (
