@@ -8,7 +8,7 @@
 #                                       # generated with --sign), against the unsigned one
 #
 # Needs hyperfine and GNU time (apt-get install hyperfine time). Stores are generated once
-# into $BENCH_DIR/hist-N (deterministic, seed 1) and reused; every transition is measured
+# into $BENCH_DIR/hist-N-$GEN_FORMAT (deterministic, seed 1) and reused; every transition is measured
 # from the same commit (hyperfine --prepare resets the store). Prints a table with ratios
 # and writes $BENCH_DIR/suite.json so runs can be compared. It measures; it never fails on a
 # slow machine.
@@ -19,7 +19,7 @@ export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
 
 rows=()
 for n in $SIZES; do
-  store=$BENCH_DIR/hist-$n
+  store=$BENCH_DIR/hist-$n-$GEN_FORMAT
   generated=
   if [[ ! -f $store/policy/policy.yaml ]]; then
     rm -rf "$store"
@@ -109,7 +109,7 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
 
   if [[ -n ${SIGN:-} ]]; then
     # The same store generated with every approval signed: what verification costs.
-    signed=$BENCH_DIR/hist-$n-signed
+    signed=$BENCH_DIR/hist-$n-$GEN_FORMAT-signed
     if [[ ! -f $signed/policy/policy.yaml ]]; then
       rm -rf "$signed"
       echo "generating $n signed changes with history into $signed ..." >&2
