@@ -394,6 +394,7 @@ impl Decoder<'_> {
                 "template" => c.template = self.text(v, &key),
                 "template_digest" => c.template_digest = self.text(v, &key),
                 "proposed_policy" => c.proposed_policy = self.text_map(v, &key),
+                "policy_base" => c.policy_base = self.text(v, &key),
                 "schedule" => c.schedule = self.schedule(v),
                 "status" => c.status = self.parsed(v, &key, "enum"),
                 "approvals" => c.approvals = self.approvals(v),

@@ -25,6 +25,9 @@ pub const UNAUTHORIZED: &str = "policy-unauthorized";
 /// Rule id of a policy proposal applied before every governance role approved it.
 pub const GOVERNANCE: &str = "governance";
 
+/// Rule id of a policy proposal applied after `policy/` changed since it was proposed.
+pub const STALE: &str = "proposal-stale";
+
 /// The folder governed with the policy, relative to the store.
 pub const POLICY_DIR: &str = "policy";
 
@@ -50,10 +53,6 @@ impl Standing {
 #[derive(Debug, Clone)]
 struct Judged {
     standing: Standing,
-    /// The previous policy change on the first-parent line.
-    prev: Option<Oid>,
-    /// The policy folder's tree after this commit.
-    tree: Option<Oid>,
     /// The commit whose policy governs what comes after (this one, or the last that counts).
     governing: Oid,
 }
@@ -89,6 +88,35 @@ pub fn policy_files(
         Some(e) => Err(e.into()),
         None => Ok(out),
     }
+}
+
+/// Why `path` (relative to the store) may not be part of a policy proposal: only plain
+/// paths of files under `policy/` may (no `..`, `.`, empty or absolute parts, no
+/// backslashes or control characters), so applying one never writes anywhere else.
+pub fn path_problem(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let plain = parts.len() >= 2
+        && parts[0] == POLICY_DIR
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != ".." && *p != ".git")
+        && !path.chars().any(|c| c == '\\' || c.is_control());
+    (!plain).then(|| {
+        format!(
+            "{:?} is not a file under {POLICY_DIR}/: a policy proposal may hold only files under {POLICY_DIR}/ (no `..`, no links)",
+            path
+        )
+    })
+}
+
+/// Why `change`'s proposal could not be applied as it is, if it could not: a path outside
+/// `policy/`.
+pub fn proposal_problem(change: &ChangeRequest) -> Option<String> {
+    change
+        .proposed_policy
+        .as_ref()?
+        .keys()
+        .find_map(|p| path_problem(p))
 }
 
 /// The tree id of the store's `policy/` folder in `tree`.
@@ -264,8 +292,6 @@ impl<'r> Governance<'r> {
         let Some(parent) = commit.parent_ids().next() else {
             return Ok(Judged {
                 standing: Standing::Authorized("the first policy".into()),
-                prev: None,
-                tree,
                 governing: oid,
             });
         };
@@ -279,8 +305,6 @@ impl<'r> Governance<'r> {
         let judged = |standing: Standing| Judged {
             governing: if standing.counts() { oid } else { governing },
             standing,
-            prev,
-            tree,
         };
         if authority.governance.is_none() {
             return Ok(judged(Standing::Ungoverned));
@@ -288,20 +312,17 @@ impl<'r> Governance<'r> {
         if let Some(why) = self.applied(&commit, &authority)? {
             return Ok(judged(Standing::Authorized(why)));
         }
-        // A return to content that counted before (a revert), on this line. Only governed
-        // content may be restored so: going back to a policy from before governance would
-        // switch governance off, which takes an approved proposal.
-        let mut back = prev;
-        while let Some(p) = back {
-            let Some(j) = self.judged.get(&p) else { break };
-            let (same, counts, prev_of) = (j.tree == tree, j.standing.counts(), j.prev);
-            if same && counts && self.policy_at(p)?.governance.is_some() {
-                return Ok(judged(Standing::Authorized(format!(
-                    "it restores the policy of {}, which was authorized",
-                    short(p)
-                ))));
-            }
-            back = prev_of;
+        // Undoing slipped-in commits: a return to exactly the policy that governs now (the
+        // last authorized one). Going back to any older version, even one authorized in
+        // its day, would restore what a later approved proposal removed (a revoked key, a
+        // retired template), so it takes a proposal.
+        let governing_tree = policy_tree(&self.repo.find_commit(governing)?.tree()?, &self.prefix)?;
+        // (The line's tree differs from the governing one only after a slipped-in commit.)
+        if tree == governing_tree {
+            return Ok(judged(Standing::Authorized(format!(
+                "it restores the policy that governs ({}), undoing commits that were not authorized",
+                short(governing)
+            ))));
         }
         // ...or a merge bringing a proposal applied on the other side.
         for side in commit.parent_ids().skip(1) {
@@ -341,32 +362,97 @@ impl<'r> Governance<'r> {
         self.auditor.policy_of(&tree)
     }
 
-    /// Why `commit` is an authorized `chg policy apply` under `authority`, if it is: its
-    /// trailers name a change in its tree that proposes exactly its policy folder, with
-    /// every governance role's approval counting.
+    /// Why `commit` is an authorized `chg policy apply` under `authority`, if it is: the
+    /// proposal's own implement step as chg makes it (one parent, its trailers, the step
+    /// replaying from the proposal's version at the parent: approved by every role its
+    /// priority needs, not rejected, signed where required), every governance role's
+    /// approval counting, based on the policy at the parent, with paths under `policy/`
+    /// only, and the proposal's history up to the parent verifying. A commit that merely
+    /// names a proposal is none of this.
     fn applied(&self, commit: &git2::Commit<'_>, authority: &Policy) -> Result<Option<String>> {
-        let trailers = crate::trailers::Trailers::parse(commit.message().unwrap_or(""));
-        let Some(id) = trailers.id else {
-            return Ok(None);
-        };
-        let tree = commit.tree()?;
-        let Some((path, Some(blob))) =
-            crate::layout::find_change(self.repo, &tree, &self.prefix, &id)?
-        else {
-            return Ok(None);
-        };
-        let bytes = self.repo.find_blob(blob)?.content().to_vec();
-        let decoded = crate::decode::decode_bytes(&path, &bytes);
-        let change = &decoded.change;
-        if !proposes(change, &policy_files(self.repo, &tree, &self.prefix)?) {
+        use crate::trailers::{Action, Trailers};
+        let trailers = Trailers::parse(&String::from_utf8_lossy(commit.message_raw_bytes()));
+        if commit.parent_count() != 1 || trailers.action() != Some(Action::Implement) {
             return Ok(None);
         }
-        if !missing_governance(change, authority).is_empty() {
+        let Some(id) = trailers.id.clone() else {
+            return Ok(None);
+        };
+        let (tree, parent) = (commit.tree()?, commit.parent(0)?);
+        let parent_tree = parent.tree()?;
+        let read = |t: &Tree<'_>| -> Result<Option<(String, ChangeRequest)>> {
+            let Some((path, Some(blob))) =
+                crate::layout::find_change(self.repo, t, &self.prefix, &id)?
+            else {
+                return Ok(None);
+            };
+            let bytes = self.repo.find_blob(blob)?.content().to_vec();
+            let decoded = crate::decode::decode_bytes(&path, &bytes);
+            Ok(decoded.parsed.then(|| (path, decoded.change)))
+        };
+        let (Some((path, after)), Some((_, before))) = (read(&tree)?, read(&parent_tree)?) else {
+            return Ok(None);
+        };
+        if !proposes(&after, &policy_files(self.repo, &tree, &self.prefix)?)
+            || proposal_problem(&after).is_some()
+        {
+            return Ok(None);
+        }
+        let base = policy_tree(&parent_tree, &self.prefix)?.map(|t| t.to_string());
+        if before.policy_base.is_some() && before.policy_base != base {
+            return Ok(None);
+        }
+        let author = commit.author();
+        let email = author.email().unwrap_or("");
+        let when = jiff::Timestamp::from_second(author.when().seconds()).unwrap_or_default();
+        let Ok((mut expected, _)) = crate::workflow::apply(
+            &before,
+            authority,
+            email,
+            when,
+            crate::workflow::Step::Implement,
+        ) else {
+            return Ok(None);
+        };
+        crate::signing::carry_signature(&after, &mut expected, "implement");
+        if expected != after || !missing_governance(&before, authority).is_empty() {
+            return Ok(None);
+        }
+        if !self.history_verifies(&id, &path, parent.id())? {
             return Ok(None);
         }
         Ok(Some(format!(
             "it applies {id}, approved by every governance role"
         )))
+    }
+
+    /// Whether every commit up to `upto` that changed the file at `path` (change `id`)
+    /// passes the audit with no exception for that change.
+    fn history_verifies(&self, id: &str, path: &str, upto: Oid) -> Result<bool> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(upto)?;
+        let mut auditor = crate::audit::Auditor::new(self.repo, &self.prefix);
+        for oid in walk {
+            let c = self.repo.find_commit(oid?)?;
+            let now = crate::store::commit::blob_at(&c.tree()?, path)?;
+            let before = match c.parents().next() {
+                Some(p) => crate::store::commit::blob_at(&p.tree()?, path)?,
+                None => None,
+            };
+            if now == before {
+                continue;
+            }
+            let verdict = auditor.commit(c.id(), 0)?;
+            let broken = verdict.entries.iter().filter(|e| e.id == id).any(|e| {
+                e.problems
+                    .iter()
+                    .any(|p| p.level == crate::audit::Level::Exception)
+            });
+            if broken {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod report;
 pub mod rules;
 pub mod schema;
 pub mod signing;
+pub mod standing;
 pub mod store;
 pub mod sync;
 pub mod templates;

@@ -553,6 +553,11 @@ pub struct ChangeRequest {
     /// `policy/`, by path relative to the store, as `chg policy propose` captured it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proposed_policy: Option<std::collections::BTreeMap<String, String>>,
+    /// For a policy change: the git tree id of `policy/` at HEAD when it was proposed.
+    /// Applying it after `policy/` changed is refused, so that a proposal never undoes
+    /// another one applied meanwhile (a key revocation, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_base: Option<String>,
     /// When it will run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -632,6 +637,7 @@ pub const ALL_FIELDS: &[&str] = &[
     "template",
     "template_digest",
     "proposed_policy",
+    "policy_base",
     "schedule",
     "status",
     "approvals",
@@ -783,6 +789,7 @@ impl ChangeRequest {
         for (key, value) in [
             ("template", &self.template),
             ("template_digest", &self.template_digest),
+            ("policy_base", &self.policy_base),
         ] {
             if let Some(v) = value {
                 let value = serde_json::to_string(v).expect("strings serialise");

@@ -96,6 +96,10 @@ pub fn change_schema(policy: &Policy) -> Value {
             json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "A policy change (chg policy propose): the proposed content of every file under policy/, by path"}),
         ),
         (
+            "policy_base",
+            text("A policy change: the git tree id of policy/ it was proposed against"),
+        ),
+        (
             "schedule",
             object(
                 SCHEDULE_KEYS,

@@ -1723,3 +1723,25 @@ fn overdue_findings(
     }
     Ok(out)
 }
+
+/// The history of change `id` as the audit index holds it (brought up to date with HEAD
+/// first): every commit that touched its file, oldest first, renumberings followed, each
+/// with what the audit found. The present's checks (overdue deadlines) are not in it.
+pub fn verified_history(
+    store: &crate::store::Store,
+    id: &str,
+    now: Timestamp,
+) -> Result<Vec<Entry>> {
+    Ok(read_index(store, false, now, |idx| history(idx, id))?.2)
+}
+
+/// Every exception of the audited history that concerns a change (brought up to date with
+/// HEAD first).
+pub fn history_exceptions(
+    store: &crate::store::Store,
+    now: Timestamp,
+) -> Result<Vec<AuditFinding>> {
+    let mut found = read_index(store, false, now, |idx| idx.findings())?.2;
+    found.retain(|f| f.level == Level::Exception && f.change.is_some());
+    Ok(found)
+}

@@ -352,6 +352,7 @@ pub fn run_with(
             ));
         }
         change.proposed_policy = proposal;
+        change.policy_base = store.committed_policy_tree()?;
     }
     if !a.draft && !a.no_input && interactive() {
         let missing = chg::validate::content_problems(&change, policy);

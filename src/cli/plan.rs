@@ -113,6 +113,14 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         at,
         &readable(&all, "checked for conflicts"),
     );
+    let now = super::context::now()?;
+    for (i, r) in store
+        .gate_refusals(&id, &loaded, now)?
+        .into_iter()
+        .enumerate()
+    {
+        reasons.insert(i, r);
+    }
     if let Some((commit, why)) = store.unauthorized_policy()? {
         reasons.insert(
             0,

@@ -112,6 +112,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
         let now = super::context::now()?;
         findings.extend(chg::validate::validate_files(root, &all, policy, Some(now)));
+        findings.extend(history_findings(store, now)?);
         let mut keep: Option<HashSet<String>> = None;
         if !a.targets.is_empty() {
             let mut set = HashSet::new();
@@ -214,6 +215,33 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Open changes whose committed history does not verify (a status, approval or record
+/// that chg's verified steps did not produce): the gate and implement refuse them.
+fn history_findings(store: &Store, now: jiff::Timestamp) -> Result<Vec<Finding>, Error> {
+    let mut out = Vec::new();
+    for id in chg::standing::with_breaks(store, now)? {
+        let Ok(cid) = id.parse::<chg::model::ChangeId>() else {
+            continue;
+        };
+        // A deleted or renumbered change has no file to report at.
+        let Ok(loaded) = store.load(&cid) else {
+            continue;
+        };
+        if loaded.change().status().is_terminal() {
+            continue;
+        }
+        if let Some(b) = chg::standing::of(store, &cid, now)?.open {
+            out.push(Finding::error(
+                loaded.rel.display().to_string(),
+                None,
+                chg::standing::UNVERIFIED,
+                format!("{}; the gate and implement refuse it", b.sentence(&id)),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn gh_escape_data(s: &str) -> String {

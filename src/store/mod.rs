@@ -926,6 +926,37 @@ impl Store {
         self.ensure_authorized_policy()
     }
 
+    /// Refuses unless the change's committed history verifies (see [`crate::standing`]):
+    /// a status, approval or record that chg's verified steps did not produce is not
+    /// believed.
+    pub fn ensure_verified(&self, id: &ChangeId, now: jiff::Timestamp) -> Result<()> {
+        match crate::standing::of(self, id, now)?.refusal(&id.to_string()) {
+            Some(r) => Err(r.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the gate may not believe `loaded` (empty: it may): the file differs from the
+    /// committed one, or its committed history does not verify.
+    pub fn gate_refusals(
+        &self,
+        id: &ChangeId,
+        loaded: &Loaded,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<crate::error::Refusal>> {
+        let head = commit::head_state(&self.repo)?.1;
+        if let Err(Error::Dirty(path)) = self.ensure_clean(loaded, head) {
+            return Ok(vec![crate::error::Refusal::new(
+                crate::standing::UNVERIFIED,
+                format!("{path} has uncommitted edits; the gate judges only what is committed"),
+            )]);
+        }
+        Ok(crate::standing::of(self, id, now)?
+            .refusal(&id.to_string())
+            .into_iter()
+            .collect())
+    }
+
     /// Refuses while the policy at HEAD was slipped in: no step may be judged by it.
     pub fn ensure_authorized_policy(&self) -> Result<()> {
         if let Some((commit, why)) = self.unauthorized_policy()? {
@@ -963,6 +994,16 @@ impl Store {
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
+            if p.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                return Err(Error::Usage(format!(
+                    "{rel} is a link; the policy holds files only (a link could bring content from outside policy/)"
+                )));
+            }
+            if let Some(why) = crate::governance::path_problem(&rel) {
+                return Err(Error::Usage(why));
+            }
             let bytes = decode::read_bounded(&p)
                 .map_err(|err| Error::io(format!("cannot read {rel}"), err))?;
             let text = String::from_utf8(bytes).map_err(|_| {
@@ -987,6 +1028,17 @@ impl Store {
             }
         }
         out
+    }
+
+    /// The git tree id of `policy/` at HEAD, as text (what a proposal is based on).
+    pub fn committed_policy_tree(&self) -> Result<Option<String>> {
+        Ok(match commit::head_state(&self.repo)?.1 {
+            Some(h) => {
+                crate::governance::policy_tree(&self.repo.find_commit(h)?.tree()?, &self.prefix)?
+                    .map(|t| t.to_string())
+            }
+            None => None,
+        })
     }
 
     /// The files under `policy/` at HEAD.
@@ -1061,9 +1113,29 @@ impl Store {
                 ),
             ));
         }
+        // After the governance check: its refusal is the more precise one.
+        self.ensure_verified(id, ctx.now)?;
+        if let Some(why) = crate::governance::proposal_problem(change) {
+            return Err(Error::refused(crate::governance::GOVERNANCE, why));
+        }
+        let base = self.committed_policy_tree()?;
+        if change.policy_base != base {
+            return Err(Error::refused(
+                crate::governance::STALE,
+                match &change.policy_base {
+                    Some(_) => format!(
+                        "policy/ changed since {id} was proposed, so applying it would undo what changed since; propose it again on the current policy (`chg policy propose`) and cancel {id}"
+                    ),
+                    None => format!(
+                        "{id} does not record the policy it was proposed against (it was filed by an older chg), so applying it could undo a later change; propose it again on the current policy (`chg policy propose`) and cancel {id}"
+                    ),
+                },
+            ));
+        }
+        // Judged by the policy that governs, as the governance check will judge the commit.
         let (next, mut transition) = workflow::apply(
             change,
-            &session.policy,
+            &authority,
             &ctx.actor.email,
             ctx.now,
             Step::Implement,
@@ -1177,6 +1249,9 @@ impl Store {
         let loaded = self.load(id)?;
         self.ensure_authorized_policy_for(loaded.change())?;
         self.ensure_clean(&loaded, session.head)?;
+        if matches!(step, Step::Implement) {
+            self.ensure_verified(id, ctx.now)?;
+        }
         let (next, transition) = workflow::apply(
             loaded.change(),
             &session.policy,

@@ -515,6 +515,8 @@ fn emergency_deadlines_late_or_never_and_a_close_without_review() {
 fn the_index_is_incremental_and_a_rewritten_history_is_reported() {
     let mut s = Store::new();
     closed_change(&mut s);
+    // implement brought the index up to date; start from none.
+    std::fs::remove_dir_all(s.root().join(".git/chg/audit")).unwrap();
     let r = s.chg("alice@example.com", &["audit"]).ok();
     assert!(
         r.stderr

@@ -360,6 +360,7 @@ fn the_gate_names_windows_tests_and_blocking_conflicts() {
     assert_eq!(
         rules,
         [
+            "unverified-history",
             "approval-digest",
             "testing-missing",
             "implemented-outside-window"

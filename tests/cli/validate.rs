@@ -529,13 +529,15 @@ fn a_clean_merge_that_changes_an_approved_plan_is_caught() {
         .map(|f| f["rule"].as_str().unwrap())
         .collect();
     assert!(rules.contains(&"approval-digest"), "{rules:?}");
-    // A chg edit back to the approved plan is not needed: restoring the text by hand clears it.
+    // A chg edit back to the approved plan is not needed: restoring the text by hand (and
+    // committing it) clears it, as the file is back at the version the approvals were for.
     s.rewrite(&id, |t| {
         t.replace(
             "Restart everything",
             "Upload the new certificate and reload",
         )
     });
+    s.git(&["commit", "-qam", "restore the approved plan"]);
     let (code, fs) = findings(&s);
     assert_eq!(code, 0, "{fs:#?}");
 }

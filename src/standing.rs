@@ -1,0 +1,168 @@
+//! A change's standing from verified history, not from what its file says about itself.
+//!
+//! A `status: approved` line, an approval record or a `requester:` field are claims: anyone
+//! with push access can write them with plain git. What chg believes is what its own
+//! verified steps produced: the change file's history, replayed commit by commit by the
+//! audit (each step judged by the policy and signers in force at its parent), has no
+//! exception. `chg gate`, `chg implement`, `chg policy apply` and `chg validate` ask here;
+//! the answers come from the audit index, so a warm clone pays only for new commits.
+
+use jiff::Timestamp;
+
+use crate::audit::{Entry, Level};
+use crate::error::{Refusal, Result};
+use crate::model::ChangeId;
+use crate::store::Store;
+
+/// Rule id: the change's history holds a step that chg's verified steps did not produce.
+pub const UNVERIFIED: &str = "unverified-history";
+
+/// One place where a change's history does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Break {
+    /// The audit's rule (`manual-status`, `signature`, `segregation-of-duties`, …).
+    pub rule: String,
+    /// The commit that introduced it.
+    pub commit: String,
+    /// The audit's sentence.
+    pub message: String,
+}
+
+impl Break {
+    /// The refusal gate and implement give for it.
+    pub fn refusal(&self, id: &str) -> Refusal {
+        Refusal::new(UNVERIFIED, self.sentence(id)).hint(
+            "revert the commits that did not verify (`git revert`), so that the file is back at the last version a chg step wrote, or cancel the change and file it again",
+        )
+    }
+
+    /// `ID's history does not verify: commit abcd1234 (rule): message`.
+    pub fn sentence(&self, id: &str) -> String {
+        format!(
+            "{id}'s history does not verify: commit {} ({}): {}",
+            &self.commit[..self.commit.len().min(8)],
+            self.rule,
+            self.message
+        )
+    }
+}
+
+/// What verified history says about one change.
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    /// Its history, oldest first (renumberings followed).
+    pub entries: Vec<Entry>,
+    /// Every exception in that history, oldest first.
+    pub breaks: Vec<Break>,
+    /// The exception the file as it is still stands on: the first one not undone, that is,
+    /// unless a later commit returned the file to exactly the version before it.
+    pub open: Option<Break>,
+    /// The clone is shallow: the history before its cut cannot be verified.
+    pub shallow: bool,
+}
+
+impl Standing {
+    /// The first reason not to believe the change's file, if any.
+    pub fn refusal(&self, id: &str) -> Option<Refusal> {
+        if let Some(b) = &self.open {
+            return Some(b.refusal(id));
+        }
+        if self.shallow {
+            return Some(
+                Refusal::new(
+                    UNVERIFIED,
+                    format!("{id}'s history cannot be verified in a shallow clone"),
+                )
+                .hint("fetch the whole history (`git fetch --unshallow`, or a fetch depth of 0 in CI)"),
+            );
+        }
+        if self.entries.is_empty() {
+            return Some(Refusal::new(
+                UNVERIFIED,
+                format!("{id} has no committed history: commit it first"),
+            ));
+        }
+        None
+    }
+
+    /// Who made the change's first version: the actor of its `new` step (or the author of
+    /// the commit that created its file by hand).
+    pub fn creator(&self) -> Option<&str> {
+        self.entries.first().map(|e| e.email.as_str())
+    }
+}
+
+fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {
+    e.problems
+        .iter()
+        .filter(|p| p.level == Level::Exception)
+        .map(|p| Break {
+            rule: p.rule.clone(),
+            commit: e.commit.clone(),
+            message: p.message.clone(),
+        })
+}
+
+/// The standing of change `id` at HEAD, from the audit index (brought up to date first).
+///
+/// The file is believed when every commit in its history verified, or when the file went
+/// back to exactly the version before the first commit that did not (a `git revert` of the
+/// commits that did not verify). Going back to any older version (a revert of a verified
+/// cancellation, say) is itself a commit that does not verify: it resurrects what a
+/// verified step ended.
+pub fn of(store: &Store, id: &ChangeId, now: Timestamp) -> Result<Standing> {
+    let entries = crate::audit::verified_history(store, &id.to_string(), now)?;
+    let repo = store.repo();
+    // The file's blob in the entry's commit, or in its first parent (the line it was made
+    // on, for a merge).
+    let blob = |e: &Entry, parent: bool| -> Result<Option<git2::Oid>> {
+        let Ok(oid) = git2::Oid::from_str(&e.commit) else {
+            return Ok(None);
+        };
+        let mut commit = repo.find_commit(oid)?;
+        if parent {
+            match commit.parents().next() {
+                Some(p) => commit = p,
+                None => return Ok(None),
+            }
+        }
+        crate::store::commit::blob_at(&commit.tree()?, &e.path)
+    };
+    let mut breaks = Vec::new();
+    // The open break, and the version before it that undoing it returns to.
+    let mut open: Option<(Break, Option<git2::Oid>)> = None;
+    for e in &entries {
+        let found: Vec<Break> = exceptions(e).collect();
+        breaks.extend(found.iter().cloned());
+        match &open {
+            Some((_, before)) => {
+                if blob(e, false)? == *before {
+                    open = None;
+                }
+            }
+            None => {
+                if let Some(first) = found.into_iter().next() {
+                    open = Some((first, blob(e, true)?));
+                }
+            }
+        }
+    }
+    Ok(Standing {
+        breaks,
+        open: open.map(|o| o.0),
+        shallow: !crate::store::commit::shallow_commits(repo).is_empty(),
+        entries,
+    })
+}
+
+/// The changes whose history holds an exception (for `chg validate`, which then asks
+/// [`of`] about each).
+pub fn with_breaks(store: &Store, now: Timestamp) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = crate::audit::history_exceptions(store, now)?
+        .into_iter()
+        .filter_map(|f| f.change)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
