@@ -11,7 +11,7 @@
 //! state-changing command ask here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use git2::{Oid, Repository, Tree};
 
@@ -180,23 +180,51 @@ pub fn missing_governance(change: &ChangeRequest, policy: &Policy) -> Vec<String
         .collect()
 }
 
+/// What judging policy changes has learnt, shared by the audit's parallel workers so that
+/// each policy change (and each walk back to one) is judged once per run.
+#[derive(Default)]
+pub struct Memo {
+    judged: Mutex<HashMap<Oid, Judged>>,
+    /// `last_change(commit)` answers, for every commit a walk went through.
+    last: Mutex<HashMap<Oid, Option<Oid>>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("governance::Memo")
+    }
+}
+
 /// Judges policy changes; remembers what it judged.
 pub struct Governance<'r> {
     repo: &'r Repository,
     prefix: String,
     auditor: crate::audit::Auditor<'r>,
-    judged: HashMap<Oid, Judged>,
+    memo: Arc<Memo>,
 }
 
 impl<'r> Governance<'r> {
     /// For the store at `prefix` in `repo`.
     pub fn new(repo: &'r Repository, prefix: &str) -> Self {
+        Self::with_memo(repo, prefix, Arc::default())
+    }
+
+    /// For the store at `prefix` in `repo`, sharing what others judged.
+    pub fn with_memo(repo: &'r Repository, prefix: &str, memo: Arc<Memo>) -> Self {
         Governance {
             repo,
             prefix: prefix.to_owned(),
-            auditor: crate::audit::Auditor::new(repo, prefix),
-            judged: HashMap::new(),
+            auditor: crate::audit::Auditor::with_memo(repo, prefix, memo.clone()),
+            memo,
         }
+    }
+
+    fn judged(&self, oid: Oid) -> Option<Judged> {
+        self.memo.judged.lock().ok()?.get(&oid).cloned()
+    }
+
+    fn is_judged(&self, oid: Oid) -> bool {
+        self.memo.judged.lock().is_ok_and(|m| m.contains_key(&oid))
     }
 
     /// The policy folder's tree in `commit`, and in its first parent.
@@ -223,20 +251,43 @@ impl<'r> Governance<'r> {
         let mut commit = self.repo.find_commit(from)?;
         // Each commit's parent is the next one looked at: its tree is read once.
         let mut now = policy_tree(&commit.tree()?, &self.prefix)?;
-        loop {
+        let mut seen = Vec::new();
+        let found = loop {
             let oid = commit.id();
-            if Some(oid) == known || self.judged.contains_key(&oid) {
+            if Some(oid) == known {
                 return Ok(Some(oid));
             }
+            if self.is_judged(oid) {
+                break Some(oid);
+            }
+            if let Some(answer) = self
+                .memo
+                .last
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&oid).copied())
+            {
+                break answer;
+            }
+            seen.push(oid);
             let Some(parent) = commit.parents().next() else {
-                return Ok(now.is_some().then_some(oid));
+                break now.is_some().then_some(oid);
             };
             let before = policy_tree(&parent.tree()?, &self.prefix)?;
             if before != now {
-                return Ok(Some(oid));
+                break Some(oid);
             }
             (commit, now) = (parent, before);
+        };
+        if let Ok(mut m) = self.memo.last.lock() {
+            if m.len() > 4_000_000 {
+                m.clear();
+            }
+            for oid in seen {
+                m.insert(oid, found);
+            }
         }
+        Ok(found)
     }
 
     /// How the policy at `commit` stands: the standing of the last policy change at or
@@ -246,16 +297,15 @@ impl<'r> Governance<'r> {
             return Ok(None);
         };
         self.judge_chain(last)?;
-        Ok(self.judged.get(&last).map(|j| (last, j.standing.clone())))
+        Ok(self.judged(last).map(|j| (last, j.standing)))
     }
 
     /// The standing of `oid`, a commit that changed the policy folder.
     pub fn standing_of(&mut self, oid: Oid) -> Result<Standing> {
         self.judge_chain(oid)?;
         Ok(self
-            .judged
-            .get(&oid)
-            .map(|j| j.standing.clone())
+            .judged(oid)
+            .map(|j| j.standing)
             .unwrap_or(Standing::Authorized("the first policy".into())))
     }
 
@@ -264,7 +314,7 @@ impl<'r> Governance<'r> {
         let mut chain = Vec::new();
         let mut at = Some(top);
         while let Some(oid) = at {
-            if self.judged.contains_key(&oid) {
+            if self.is_judged(oid) {
                 break;
             }
             chain.push(oid);
@@ -276,7 +326,9 @@ impl<'r> Governance<'r> {
         }
         for oid in chain.into_iter().rev() {
             let j = self.judge_one(oid)?;
-            self.judged.insert(oid, j);
+            if let Ok(mut m) = self.memo.judged.lock() {
+                m.insert(oid, j);
+            }
         }
         Ok(())
     }
@@ -297,7 +349,7 @@ impl<'r> Governance<'r> {
         };
         // The policy that governs this change: the parent's, unless the parent's policy
         // was slipped in, then the last that counted.
-        let governing = match prev.and_then(|p| self.judged.get(&p)) {
+        let governing = match prev.and_then(|p| self.judged(p)) {
             Some(j) => j.governing,
             None => parent,
         };
@@ -350,7 +402,7 @@ impl<'r> Governance<'r> {
     /// slipped in, then the last that counted.
     pub fn governing_policy(&mut self, commit: Oid) -> Result<Arc<Policy>> {
         let governing = match self.standing_at(commit)? {
-            Some((last, _)) => self.judged.get(&last).map_or(commit, |j| j.governing),
+            Some((last, _)) => self.judged(last).map_or(commit, |j| j.governing),
             None => commit,
         };
         self.policy_at(governing)
@@ -431,7 +483,8 @@ impl<'r> Governance<'r> {
     fn history_verifies(&self, id: &str, path: &str, upto: Oid) -> Result<bool> {
         let mut walk = self.repo.revwalk()?;
         walk.push(upto)?;
-        let mut auditor = crate::audit::Auditor::new(self.repo, &self.prefix);
+        let mut auditor =
+            crate::audit::Auditor::with_memo(self.repo, &self.prefix, self.memo.clone());
         for oid in walk {
             let c = self.repo.find_commit(oid?)?;
             let now = crate::store::commit::blob_at(&c.tree()?, path)?;

@@ -523,6 +523,17 @@ pub fn signature_verdicts<'c>(
     change: &'c ChangeRequest,
     policy: &Policy,
 ) -> Vec<(crate::signing::Record<'c>, crate::signing::Verdict)> {
+    signature_verdicts_since(change, policy, None)
+}
+
+/// [`signature_verdicts`], a key's time limits judged no earlier than `floor`: the time
+/// history proves the record was written after (its commit's place in history), so that
+/// a record backdated to before its key was retired does not revive the key.
+pub fn signature_verdicts_since<'c>(
+    change: &'c ChangeRequest,
+    policy: &Policy,
+    floor: Option<Timestamp>,
+) -> Vec<(crate::signing::Record<'c>, crate::signing::Verdict)> {
     let Some(signers) = policy.signers() else {
         return Vec::new();
     };
@@ -530,7 +541,8 @@ pub fn signature_verdicts<'c>(
         .into_iter()
         .filter(|r| r.signature.is_some() || policy.requires_signature(r.action))
         .map(|r| {
-            let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
+            let at = floor.map_or(r.statement.at, |f| f.max(r.statement.at));
+            let v = signers.verify(&r.actor, at, &r.statement.text(), r.signature);
             (r, v)
         })
         .collect()

@@ -263,7 +263,7 @@ struct Signer {
 #[derive(Debug, Default)]
 pub struct AllowedSigners {
     signers: Vec<Signer>,
-    verdicts: Mutex<HashMap<[u8; 32], Verdict>>,
+    verdicts: Mutex<HashMap<([u8; 32], i64), Verdict>>,
     proven: OnceLock<Arc<ProvenSignatures>>,
 }
 
@@ -385,6 +385,15 @@ impl AllowedSigners {
         })
     }
 
+    /// Whether any key listed for `email` is limited in time (`valid-after`,
+    /// `valid-before`): only then does the time a record is judged at matter.
+    pub fn has_time_limits(&self, email: &str) -> bool {
+        self.signers.iter().any(|s| {
+            (s.valid_after.is_some() || s.valid_before.is_some())
+                && principal_matches(&s.principals, email)
+        })
+    }
+
     /// Whether `key` (OpenSSH public key text) may sign for `email` at `at`.
     pub fn lists(&self, email: &str, at: Timestamp, key: &str) -> bool {
         let Ok(k) = PublicKey::from_openssh(key.trim()) else {
@@ -406,12 +415,14 @@ impl AllowedSigners {
             return Verdict::Missing;
         };
         let key = ProvenSignatures::key(actor, statement, signature);
-        if let Some(v) = self.verdicts.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        // A key's validity depends on the time it is judged at: part of the verdict's key.
+        let mem = (key, at.as_second());
+        if let Some(v) = self.verdicts.lock().ok().and_then(|m| m.get(&mem).cloned()) {
             return v;
         }
         let v = self.judge(actor, at, statement, signature, key);
         if let Ok(mut m) = self.verdicts.lock() {
-            m.insert(key, v.clone());
+            m.insert(mem, v.clone());
         }
         v
     }

@@ -231,6 +231,9 @@ impl Syncing<'_> {
                 report.pushed = count_between(repo, tip, upstream)?;
             }
             if tip != head {
+                if !repo.graph_descendant_of(tip, head)? {
+                    crate::audit::index::Index::forget_replaced(repo, self.store.prefix(), head)?;
+                }
                 commit::advance(
                     repo,
                     head,

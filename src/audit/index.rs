@@ -233,6 +233,34 @@ impl Index {
         Ok((Index { dir, meta }, update))
     }
 
+    /// Forgets what the index of the current branch reached when `chg sync` replaced local
+    /// commits that were never pushed by their replays (not a rewrite of shared history:
+    /// nobody else saw them). The next update starts again; rewrites seen are kept.
+    pub fn forget_replaced(repo: &Repository, prefix: &str, old_tip: Oid) -> Result<()> {
+        let (branch, _) = head_of(repo)?;
+        let root = repo.path().join("chg").join("audit");
+        let dir = root.join(folder_name(&branch, prefix));
+        let Some(mut meta) = read_meta(&dir) else {
+            return Ok(());
+        };
+        let lock = File::create(root.join("lock"))
+            .map_err(|e| Error::io("opening the audit index lock", e))?;
+        lock.lock()
+            .map_err(|e| Error::io("locking the audit index", e))?;
+        let reached = meta.tip.as_deref().and_then(|t| Oid::from_str(t).ok());
+        let local = reached
+            .is_some_and(|t| t == old_tip || repo.graph_descendant_of(old_tip, t).unwrap_or(false));
+        if !local {
+            return Ok(());
+        }
+        clear(&dir)?;
+        meta.tip = None;
+        meta.commits = 0;
+        meta.emergencies.clear();
+        meta.files.clear();
+        write_meta(&dir, &meta)
+    }
+
     /// Marks the rewrites as reported: `chg audit` has shown each as an exception once.
     pub fn acknowledge_rewrites(&mut self) -> Result<()> {
         if self.meta.rewrites.iter().all(|r| r.reported) {

@@ -244,12 +244,13 @@ pub fn audit_commits(
 ) -> Result<Vec<CommitAudit>> {
     use rayon::prelude::*;
     const CHUNK: usize = 512;
+    let memo = Arc::new(crate::governance::Memo::default());
     let chunks: Vec<Vec<CommitAudit>> = oids
         .par_chunks(CHUNK)
         .enumerate()
         .map(|(ci, chunk)| {
             let repo = Repository::open(git_dir)?;
-            let mut auditor = Auditor::new(&repo, prefix);
+            let mut auditor = Auditor::with_memo(&repo, prefix, memo.clone());
             chunk
                 .iter()
                 .enumerate()
@@ -279,6 +280,11 @@ pub struct Auditor<'r> {
     signed_policies: HashMap<PolicyKey, Arc<Policy>>,
     /// Judges policy changes (SPEC section 10), made when the first one is met.
     governance: Option<Box<crate::governance::Governance<'r>>>,
+    /// What judging policy changes learnt, shared with the other workers of a run.
+    memo: Arc<crate::governance::Memo>,
+    /// The policies of [`Auditor::policy_of`] without the catalogue's history: what a
+    /// change filed on top of that tree could be filed from.
+    filing_policies: HashMap<Oid, Arc<Policy>>,
 }
 
 /// The verdict on a commit where a shallow clone's history is cut: its parents are not
@@ -312,7 +318,17 @@ struct Item {
 impl<'r> Auditor<'r> {
     /// An auditor for the store at `prefix` (`""` or `sub/`) in `repo`.
     pub fn new(repo: &'r Repository, prefix: &str) -> Self {
+        Self::with_memo(repo, prefix, Arc::default())
+    }
+
+    /// An auditor sharing what judging policy changes learnt with others.
+    pub fn with_memo(
+        repo: &'r Repository,
+        prefix: &str,
+        memo: Arc<crate::governance::Memo>,
+    ) -> Self {
         Auditor {
+            memo,
             repo,
             prefix: prefix.to_owned(),
             policies: HashMap::new(),
@@ -321,7 +337,99 @@ impl<'r> Auditor<'r> {
             shallow: crate::store::commit::shallow_commits(repo),
             signed_policies: HashMap::new(),
             governance: None,
+            filing_policies: HashMap::new(),
         }
+    }
+
+    /// The earliest time a record written by this commit can have been made, as history
+    /// proves it: not before its parent's commit time, nor before the commit that put the
+    /// policy at the parent in place (the one that retired a key, say; authorized, or the
+    /// audit reports it). Only worked out when a signer of `change` has a key limited in
+    /// time, the one case where the time matters.
+    fn time_floor(
+        &mut self,
+        facts: &Facts<'_>,
+        policy: &Policy,
+        change: &ChangeRequest,
+    ) -> Result<Option<Timestamp>> {
+        let Some(signers) = policy.signers() else {
+            return Ok(None);
+        };
+        let limited = crate::signing::records(change)
+            .iter()
+            .any(|r| r.signature.is_some() && signers.has_time_limits(&r.actor));
+        if !limited {
+            return Ok(None);
+        }
+        let commit = self.repo.find_commit(facts.oid)?;
+        let Some(parent) = commit.parents().next() else {
+            return Ok(None);
+        };
+        let time = |c: &Commit<'_>| Timestamp::from_second(c.committer().when().seconds()).ok();
+        let mut floor = time(&parent);
+        let governance = self.governance.get_or_insert_with(|| {
+            Box::new(crate::governance::Governance::with_memo(
+                self.repo,
+                &self.prefix,
+                self.memo.clone(),
+            ))
+        });
+        if let Some(last) = governance.last_change(parent.id(), None)? {
+            let c = self.repo.find_commit(last)?;
+            floor = floor.max(time(&c));
+        }
+        Ok(floor)
+    }
+
+    /// The policy a standard change filed on top of `tree` is judged by: its templates in
+    /// force there and no earlier version (SPEC section 11).
+    fn filing_policy(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
+        if let Some(p) = self.filing_policies.get(&tree.id()) {
+            return Ok(p.clone());
+        }
+        let mut p = (*self.policy_of(tree)?).clone();
+        p.template_history = None;
+        let p = Arc::new(p);
+        if self.filing_policies.len() > 1024 {
+            self.filing_policies.clear();
+        }
+        self.filing_policies.insert(tree.id(), p.clone());
+        Ok(p)
+    }
+
+    /// Why the template a standard change was filed from at this commit does not count:
+    /// not in force at the parent, or in force only through a policy commit that was not
+    /// authorized (a version slipped in and reverted, say). `None` when it counts.
+    fn filing_problem(
+        &mut self,
+        facts: &Facts<'_>,
+        after: &ChangeRequest,
+    ) -> Result<Option<String>> {
+        let parent = facts.parents.first().unwrap_or(&facts.tree).clone();
+        let policy = self.filing_policy(&parent)?;
+        if let Some(why) = crate::templates::problem(after, &policy) {
+            return Ok(Some(why));
+        }
+        if after.template.is_none() || policy.governance.is_none() {
+            return Ok(None);
+        }
+        let Some(parent_commit) = self.repo.find_commit(facts.oid)?.parent_ids().next() else {
+            return Ok(None);
+        };
+        let governance = self.governance.get_or_insert_with(|| {
+            Box::new(crate::governance::Governance::with_memo(
+                self.repo,
+                &self.prefix,
+                self.memo.clone(),
+            ))
+        });
+        Ok(match governance.standing_at(parent_commit)? {
+            Some((at, crate::governance::Standing::Unauthorized(_))) => Some(format!(
+                "it was filed from a template in force only through {}, a policy commit that was not authorized",
+                &at.to_string()[..8]
+            )),
+            _ => None,
+        })
     }
 
     fn policy(&mut self, blob: Option<Oid>) -> Result<(Arc<Policy>, bool)> {
@@ -448,7 +556,11 @@ impl<'r> Auditor<'r> {
         };
         if policy_changed {
             let governance = self.governance.get_or_insert_with(|| {
-                Box::new(crate::governance::Governance::new(self.repo, &self.prefix))
+                Box::new(crate::governance::Governance::with_memo(
+                    self.repo,
+                    &self.prefix,
+                    self.memo.clone(),
+                ))
             });
             if let crate::governance::Standing::Unauthorized(why) = governance.standing_of(oid)? {
                 out.findings.push(facts.finding(
@@ -544,8 +656,13 @@ impl<'r> Auditor<'r> {
             )),
             _ => {
                 let after = after.as_deref().and_then(|a| a.as_ref().ok());
+                let floor = match after {
+                    Some(a) if facts.by_chg => self.time_floor(facts, policy, a)?,
+                    _ => None,
+                };
                 let ctx = Ctx {
                     policy,
+                    floor,
                     email: &facts.email,
                     when: facts.when,
                     item: &item,
@@ -560,6 +677,29 @@ impl<'r> Auditor<'r> {
                 }
                 problems.extend(ctx.check_digests());
                 problems.extend(ctx.check_risk());
+                if let Some(after) = after
+                    && after.model() == ChangeModel::Standard
+                {
+                    let filing = before.is_none_or(|b| {
+                        b.template != after.template
+                            || b.template_digest != after.template_digest
+                            || b.model() != ChangeModel::Standard
+                    });
+                    let why = if filing {
+                        self.filing_problem(facts, after)?
+                    } else if crate::templates::problem(before.unwrap_or(after), policy).is_none() {
+                        // A fixed value edited since: judged by the version it recorded.
+                        crate::templates::problem(after, policy)
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        problems.push(Problem::exception(
+                            crate::templates::STANDARD_TEMPLATE,
+                            format!("not a standard change of the catalogue: {why}"),
+                        ));
+                    }
+                }
                 let started =
                     |c: &ChangeRequest| matches!(c.status(), Status::Implementing | Status::Closed);
                 if let Some(a) = after
@@ -920,6 +1060,9 @@ fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> std::cmp::Orderi
 /// Everything one check of one change file at one commit needs.
 struct Ctx<'a> {
     policy: &'a Policy,
+    /// The earliest time the history proves this commit was made after, where a signer's
+    /// key is limited in time (see [`Auditor::time_floor`]).
+    floor: Option<Timestamp>,
     email: &'a str,
     when: Timestamp,
     item: &'a Item,
@@ -1052,7 +1195,7 @@ impl Ctx<'_> {
             .into_iter()
             .map(|r| r.statement.text())
             .collect();
-        crate::rules::signature_verdicts(after, self.policy)
+        crate::rules::signature_verdicts_since(after, self.policy, self.floor)
             .into_iter()
             .filter(|(r, _)| !old.contains(&r.statement.text()))
             .filter_map(|(r, v)| {
