@@ -481,9 +481,11 @@ impl Policy {
             {
                 continue;
             }
-            let hint = crate::finding::suggest(principal, members.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            // Anyone may sign (requesters and implementers hold no role); an email close
+            // to a member's is worth a look (a typo would leave that member unable to sign).
+            let Some(close) = crate::finding::suggest(principal, members.iter().copied()) else {
+                continue;
+            };
             let line = text
                 .lines()
                 .position(|l| {
@@ -493,11 +495,15 @@ impl Policy {
                     line: u32::try_from(n + 1).unwrap_or(u32::MAX),
                     column: 1,
                 });
-            findings.push(Finding::error(
+            findings.push(Finding::warning(
                 &file,
                 line,
                 "signature",
-                format!("{principal} (key {fingerprint}) is in no role of the policy{hint}"),
+                format!(
+                    "{} (key {fingerprint}) is in no role of the policy, and close to the member {}: is it a typo?",
+                    crate::text::ascii_escaped(principal),
+                    crate::text::ascii_escaped(close)
+                ),
             ));
         }
         signing.signers = Some(std::sync::Arc::new(signers));

@@ -139,6 +139,30 @@ pub const APPROVAL_ROLE: &str = "approval-role";
 /// Rule id: the requester deciding on their own change, or one person in two roles.
 pub const SEGREGATION: &str = "segregation-of-duties";
 
+/// Segregation of duties on proven identities: why `approver` may not approve content that
+/// history shows they made (they filed the change, or made the material edit that gave it
+/// this content; `content` is that edit's author and commit), whatever the file's
+/// `requester:` says. Approving what one wrote is self-review.
+pub fn proven_author_approves(
+    approver: &str,
+    creator: Option<&str>,
+    content: Option<(&str, &str)>,
+) -> Option<String> {
+    let same = |who: &str| who.eq_ignore_ascii_case(approver);
+    if creator.is_some_and(same) {
+        return Some(format!(
+            "{approver} filed this change (its first version is their commit) and may not approve it (segregation of duties)"
+        ));
+    }
+    match content {
+        Some((who, commit)) if same(who) => Some(format!(
+            "{approver} made the content being approved (commit {}) and may not approve it (segregation of duties)",
+            &commit[..commit.len().min(8)]
+        )),
+        _ => None,
+    }
+}
+
 /// Why `actor` may not decide on `change` at all: they requested it (segregation of duties).
 pub fn requester_refusal(
     change: &ChangeRequest,

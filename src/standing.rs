@@ -88,7 +88,29 @@ impl Standing {
     /// Who made the change's first version: the actor of its `new` step (or the author of
     /// the commit that created its file by hand).
     pub fn creator(&self) -> Option<&str> {
-        self.entries.first().map(|e| e.email.as_str())
+        self.entries
+            .iter()
+            .find(|e| e.material)
+            .map(|e| e.email.as_str())
+    }
+
+    /// The author and commit of the last material edit (the content approvals vouch for).
+    pub fn content_author(&self) -> Option<(&str, &str)> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.material)
+            .map(|e| (e.email.as_str(), e.commit.as_str()))
+    }
+
+    /// Why `actor` may not approve the change as it is: history shows they made it
+    /// (segregation of duties on proven identities), when the policy asks for it.
+    pub fn approval_refusal(&self, actor: &str, policy: &crate::policy::Policy) -> Option<Refusal> {
+        if !policy.segregation_of_duties {
+            return None;
+        }
+        crate::rules::proven_author_approves(actor, self.creator(), self.content_author())
+            .map(|why| Refusal::new(crate::rules::SEGREGATION, why))
     }
 }
 

@@ -86,6 +86,23 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// An identifier such as an email with every character outside printable ASCII escaped
+/// (`\u{430}`), so that a look-alike (a Cyrillic `а` for a Latin `a`) shows as what it is.
+pub fn ascii_escaped(text: &str) -> Cow<'_, str> {
+    if text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            escape(&mut out, c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `text` on one line, for line-oriented records (`file:line:column: rule: message`): a
 /// newline or tab shown as `\n` or `\t`, and [`terminal_safe`].
 pub fn one_line(text: &str) -> Cow<'_, str> {

@@ -38,7 +38,7 @@ use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
 use crate::text::{hex, sha256_hex};
 
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// What judges commits for the index (the audit engine, in [`super`]).
 pub trait Engine {
@@ -46,6 +46,15 @@ pub trait Engine {
     fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>>;
     /// The verdicts on `batch`, the first numbered `seq`.
     fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>>;
+    /// Adds to `verdicts` (in history order) what only a change's earlier history shows;
+    /// `earlier` gives a change's entries from before this update, `state` is carried from
+    /// batch to batch.
+    fn history(
+        &self,
+        verdicts: &mut [CommitAudit],
+        state: &mut super::HistoryState,
+        earlier: &dyn Fn(&str) -> Result<Option<Vec<Entry>>>,
+    ) -> Result<()>;
 }
 /// Commits audited between two writes of the index, bounding memory on long histories.
 const BATCH: usize = 10_000;
@@ -209,8 +218,21 @@ impl Index {
         {
             let oids = engine.commits(head, hide)?;
             let mut writer = Appender::new(&dir, &meta.files);
+            // What the index held before this update, for changes' earlier history.
+            let stored = Index {
+                dir: dir.clone(),
+                meta: meta.clone(),
+            };
+            let earlier = |id: &str| -> Result<Option<Vec<Entry>>> {
+                if hide.is_none() {
+                    return Ok(Some(Vec::new()));
+                }
+                stored.log(id)
+            };
+            let mut state = super::HistoryState::default();
             for batch in oids.chunks(BATCH) {
-                let verdicts = engine.verdicts(batch, meta.commits)?;
+                let mut verdicts = engine.verdicts(batch, meta.commits)?;
+                engine.history(&mut verdicts, &mut state, &earlier)?;
                 if !writer.append(&verdicts)? {
                     // A file it was to extend does not verify: start again from nothing.
                     drop(lock);

@@ -123,6 +123,86 @@ pub struct Entry {
     /// For `chg renumber`: the file (and so the id) the change had before this commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renumbered_from: Option<String>,
+    /// The commit created the change or changed its material content (what approvals
+    /// vouch for): its author made the content that later approvals approve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub material: bool,
+    /// The policy at the commit's parent asked for segregation of duties.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sod: bool,
+}
+
+/// Who made each change's content so far, carried through an index update in history
+/// order: the actor of its first version and the author of its last material edit.
+#[derive(Debug, Default)]
+pub struct HistoryState {
+    authors: HashMap<String, Authors>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Authors {
+    creator: Option<String>,
+    content: Option<(String, String)>,
+}
+
+impl Authors {
+    fn after(&mut self, e: &Entry) {
+        if e.material {
+            if self.creator.is_none() {
+                self.creator = Some(e.email.clone());
+            }
+            self.content = Some((e.email.clone(), e.commit.clone()));
+        }
+    }
+}
+
+/// Segregation of duties judged on who made what, as history shows it (not on the
+/// `requester:` field a file claims): an approval by the change's creator or by the author
+/// of the content it approves is an exception.
+fn history_pass(
+    verdicts: &mut [CommitAudit],
+    state: &mut HistoryState,
+    earlier: &dyn Fn(&str) -> Result<Option<Vec<Entry>>>,
+) -> Result<()> {
+    for v in verdicts.iter_mut() {
+        let mut found = Vec::new();
+        for e in v.entries.iter_mut() {
+            if !state.authors.contains_key(&e.id) {
+                let mut a = Authors::default();
+                for old in earlier(&e.id)?.unwrap_or_default() {
+                    a.after(&old);
+                }
+                state.authors.insert(e.id.clone(), a);
+            }
+            let a = state.authors.get_mut(&e.id).expect("inserted above");
+            let reported = e.problems.iter().any(|p| p.rule == rules::SEGREGATION);
+            if e.by_chg && e.sod && e.action == "approve" && !reported {
+                let content = a
+                    .content
+                    .as_ref()
+                    .map(|(who, c)| (who.as_str(), c.as_str()));
+                if let Some(why) =
+                    rules::proven_author_approves(&e.email, a.creator.as_deref(), content)
+                {
+                    let p = Problem::exception(rules::SEGREGATION, why);
+                    found.push(AuditFinding {
+                        level: p.level,
+                        rule: p.rule.clone(),
+                        change: Some(e.id.clone()),
+                        path: Some(e.path.clone()),
+                        commit: e.commit.clone(),
+                        author: e.email.clone(),
+                        when: e.when,
+                        message: p.message.clone(),
+                    });
+                    e.problems.push(p);
+                }
+            }
+            a.after(e);
+        }
+        v.findings.extend(found);
+    }
+    Ok(())
 }
 
 impl Entry {
@@ -649,6 +729,17 @@ impl<'r> Auditor<'r> {
             None => None,
         };
         let mut problems = Vec::new();
+        let material = match (before, after.as_deref()) {
+            (None, Some(Ok(_))) => true,
+            (Some(b), Some(Ok(a))) => {
+                !b.material_differences(a).is_empty()
+                    || b.template != a.template
+                    || b.template_digest != a.template_digest
+                    || b.risk_assessment != a.risk_assessment
+                    || b.proposed_policy != a.proposed_policy
+            }
+            _ => false,
+        };
         match after.as_deref() {
             Some(Err(why)) => problems.push(Problem::exception(
                 "malformed-file",
@@ -750,6 +841,8 @@ impl<'r> Auditor<'r> {
             by_chg: mine,
             problems,
             renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
+            material,
+            sod: mine && policy.segregation_of_duties,
         });
         Ok(())
     }
@@ -1625,6 +1718,15 @@ impl index::Engine for Judge<'_> {
 
     fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
         audit_commits(self.repo.path(), self.prefix, batch, seq)
+    }
+
+    fn history(
+        &self,
+        verdicts: &mut [CommitAudit],
+        state: &mut HistoryState,
+        earlier: &dyn Fn(&str) -> Result<Option<Vec<Entry>>>,
+    ) -> Result<()> {
+        history_pass(verdicts, state, earlier)
     }
 }
 

@@ -865,7 +865,16 @@ impl Store {
         let Some(head) = commit::head_state(&self.repo)?.1 else {
             return Ok(None);
         };
-        let path = self.repo.commondir().join("chg").join("policy-standing");
+        // One answer per store: two stores in one repository have two policies.
+        let name = if self.prefix.is_empty() {
+            "policy-standing".to_owned()
+        } else {
+            format!(
+                "policy-standing~{}",
+                &crate::text::sha256_hex(self.prefix.as_bytes())[..16]
+            )
+        };
+        let path = self.repo.commondir().join("chg").join(name);
         // `HEAD LAST-CHANGE-or-none ok|unauthorized WHY`
         let kept = std::fs::read_to_string(&path).ok().and_then(|t| {
             let mut f = t.trim_end().splitn(4, ' ');
@@ -1249,7 +1258,8 @@ impl Store {
         let loaded = self.load(id)?;
         self.ensure_authorized_policy_for(loaded.change())?;
         self.ensure_clean(&loaded, session.head)?;
-        if matches!(step, Step::Implement) {
+        let implement = matches!(step, Step::Implement);
+        if implement {
             self.ensure_verified(id, ctx.now)?;
         }
         let (next, transition) = workflow::apply(
@@ -1259,6 +1269,13 @@ impl Store {
             ctx.now,
             step,
         )?;
+        // After the life cycle's own refusals, which say it in the file's words.
+        if transition.action == Action::Approve {
+            let standing = crate::standing::of(self, id, ctx.now)?;
+            if let Some(r) = standing.approval_refusal(&ctx.actor.email, &session.policy) {
+                return Err(r.into());
+            }
+        }
         // Overlaps with other changes are judged here, under the lock, so two schedules
         // racing for one system cannot both pass a check that blocks.
         let warnings = match &next.schedule {

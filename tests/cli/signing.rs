@@ -337,7 +337,6 @@ fn hostile_allowed_signers_files_get_findings_with_places() {
             format!("em@example.com cert-authority {key}\n"),
             "cert-authority",
         ),
-        (format!("mallory@example.com {key}\n"), "in no role"),
         (
             format!("em@example.com valid-before=\"2025\" {key}\n"),
             "is not a time",
@@ -350,6 +349,30 @@ fn hostile_allowed_signers_files_get_findings_with_places() {
         std::fs::write(&file, &text).unwrap();
         let r = s.chg("alice@example.com", &["validate"]).code(1);
         assert!(r.stdout.contains(want), "{text}: {}", r.stdout);
+    }
+    // Anyone may sign (requesters hold no role): a signer in no role is fine, unless the
+    // email is close to a member's, which is worth a warning (with the look-alike escaped).
+    for (who, want) in [
+        ("mallory@example.com", None),
+        ("em@examp1e.com", Some("em@examp1e.com (key SHA256:")),
+        (
+            "em@ex\u{430}mple.com",
+            Some("em@ex\\u{430}mple.com (key SHA256:"),
+        ),
+    ] {
+        std::fs::write(&file, format!("em@example.com {key}\n{who} {key}\n")).unwrap();
+        let r = s.chg("alice@example.com", &["validate"]).ok();
+        match want {
+            None => assert!(!r.stdout.contains("signature"), "{who}: {}", r.stdout),
+            Some(w) => assert!(
+                r.stdout
+                    .contains("allowed_signers:2:1: signature: warning: ")
+                    && r.stdout.contains(w)
+                    && r.stdout.contains("close to the member em@example.com"),
+                "{who}: {}",
+                r.stdout
+            ),
+        }
     }
     // A valid-before in the past: em's key no longer signs.
     std::fs::write(
