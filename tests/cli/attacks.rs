@@ -1,0 +1,329 @@
+//! The attacker of issue 22: push access and their own SSH key, nobody else's. They write
+//! with plain git (`GIT_AUTHOR_*` as they please) and run chg with `CHG_NOW` set back. Each
+//! attack must be refused by `chg gate` and `chg implement` and reported by `chg validate`
+//! and `chg audit`, each with its rule, in the clone where it was made and in a fresh clone
+//! (the caches under `.git/chg/` are not trusted for it).
+
+use std::path::Path;
+
+use super::{Store, assert_unchanged};
+
+/// What every reader must say about an attacked change.
+struct Caught<'a> {
+    /// The change.
+    id: &'a str,
+    /// When the gate and implement are tried.
+    at: &'a str,
+    /// A rule among the gate's reasons, and among implement's words (its message).
+    gate: &'a str,
+    /// Words of implement's refusal.
+    implement: &'a str,
+    /// The rule validate reports for the change's file.
+    validate: &'a str,
+    /// An audit exception that is new since before the attack.
+    audit: &'a str,
+}
+
+/// The audit's exceptions, as (rule, change).
+fn exceptions(s: &Store) -> Vec<(String, String)> {
+    let r = s.chg("alice@example.com", &["audit", "--format", "json"]);
+    assert!(r.code == 0 || r.code == 1, "audit failed: {}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "exception")
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_owned(),
+                f["change"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A clone of `s` made afresh (no `.git/chg/` caches), at the same time.
+fn fresh_clone(s: &Store) -> Store {
+    let c = Store::bare();
+    std::fs::remove_dir(c.root()).unwrap();
+    let ok = std::process::Command::new("git")
+        .args(["clone", "-q"])
+        .arg(s.root())
+        .arg(c.root())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", c.dir.path().join("home"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    Store {
+        dir: c.dir,
+        now: s.now.clone(),
+    }
+}
+
+fn gate_rules(s: &Store, id: &str, at: &str) -> (i32, Vec<String>, String) {
+    let r = s.chg("bob@example.com", &["gate", id, "--at", at, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|_| panic!("gate printed no JSON: {}{}", r.stdout, r.stderr));
+    let rules = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap().to_owned())
+        .collect();
+    (r.code, rules, r.stdout)
+}
+
+/// Gate and implement refuse, validate and audit report, with their rules, here and in a
+/// fresh clone. `before` is the audit's exceptions from before the attack.
+fn assert_caught(s: &Store, c: &Caught<'_>, before: &[(String, String)]) {
+    let fresh = fresh_clone(s);
+    for (store, clone) in [(s, "existing clone"), (&fresh, "fresh clone")] {
+        let (code, rules, out) = gate_rules(store, c.id, c.at);
+        assert_eq!(code, 1, "{clone}: the gate opened: {out}");
+        assert!(
+            rules.iter().any(|r| r == c.gate),
+            "{clone}: gate without {}: {out}",
+            c.gate
+        );
+        let snapshot = store.snapshot();
+        let mut cmd = store.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "bob@example.com");
+        let r = super::run_output(
+            cmd.env("CHG_NOW", c.at)
+                .args(["implement", c.id])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(r.code, 1, "{clone}: implement: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(c.implement),
+            "{clone}: implement without `{}`: {}",
+            c.implement,
+            r.stderr
+        );
+        assert_unchanged(store, &snapshot);
+        let r = store.chg("alice@example.com", &["validate"]).code(1);
+        assert!(
+            r.stdout.contains(&format!(": {}: ", c.validate)),
+            "{clone}: validate without {}: {}",
+            c.validate,
+            r.stdout
+        );
+        let now = exceptions(store);
+        let new: Vec<&(String, String)> = now.iter().filter(|e| !before.contains(e)).collect();
+        assert!(
+            new.iter().any(|(rule, _)| rule == c.audit),
+            "{clone}: audit without a new {}: {new:?}",
+            c.audit
+        );
+    }
+}
+
+/// A store with one medium change approved by em and cm and scheduled; its id.
+fn approved() -> (Store, String) {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    (s, id)
+}
+
+const AT: &str = "2025-03-11T09:30:00Z";
+
+/// Edits the change file with `f` and commits it with plain git as mallory.
+fn forge(s: &Store, id: &str, message: &str, f: impl FnOnce(String) -> String) {
+    s.rewrite(id, f);
+    mallory_commit(s, message);
+}
+
+fn mallory_commit(s: &Store, message: &str) {
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd.args(["commit", "-qam", message]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_status_flipped_by_hand_is_not_believed() {
+    // Nobody approved: the status line is all the attacker changed.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    let before = exceptions(&s);
+    forge(&s, &id, "approved", |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(manual-status)",
+        validate: "unverified-history",
+        audit: "manual-status",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn a_status_flipped_with_one_of_two_approvals_is_not_believed() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    let before = exceptions(&s);
+    forge(&s, &id, "approved", |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(manual-status)",
+        validate: "unverified-history",
+        audit: "manual-status",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn an_approved_change_copied_under_a_new_id_is_not_believed() {
+    let (s, id) = approved();
+    let before = exceptions(&s);
+    let copy = id.replace("-001", "-002");
+    let text = s.read(&id).replace(&id, &copy);
+    let path = s.file(&id).with_file_name(format!("{copy}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    s.git(&["add", "."]);
+    mallory_commit(&s, "a copy");
+    let caught = Caught {
+        id: &copy,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(manual-status)",
+        validate: "unverified-history",
+        audit: "manual-status",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn a_cancellation_undone_with_git_revert_is_not_believed() {
+    let (s, id) = approved();
+    s.chg("alice@example.com", &["cancel", &id, "--reason", "not needed"])
+        .ok();
+    let before = exceptions(&s);
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd
+        .args(["revert", "--no-edit", "HEAD"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.read(&id).contains("status: approved"));
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(manual-status)",
+        validate: "unverified-history",
+        audit: "manual-status",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn a_reverted_hand_edit_restores_the_change_and_nothing_older_does() {
+    // Undoing the commit that did not verify returns the file to the last version a chg
+    // step wrote: the change is believed again.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    forge(&s, &id, "approved", |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    s.git(&["revert", "--no-edit", "HEAD"]);
+    let (code, rules, out) = gate_rules(&s, &id, AT);
+    assert_eq!(code, 1);
+    assert_eq!(rules, ["implemented-unapproved"], "{out}");
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    let (code, _, out) = gate_rules(&s, &id, AT);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn the_creator_of_a_change_cannot_approve_it_whatever_requester_says() {
+    // cm writes a change file by hand naming alice as its requester (a copy of one of
+    // hers), then approves it as change-manager.
+    let s = Store::new();
+    let template = s
+        .chg("alice@example.com", &super::new_args("Hers"))
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let id = template.replace("-001", "-002");
+    let text = s.read(&template).replace(&template, &id);
+    std::fs::write(s.file(&template).with_file_name(format!("{id}.yaml")), text).unwrap();
+    s.git(&["add", "."]);
+    let mut cmd = s.cmd(Path::new("git"), "cm@example.com");
+    assert!(
+        cmd.args(["commit", "-qm", "for alice"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let before = s.snapshot();
+    let r = s.chg("cm@example.com", &["approve", &id]).code(1);
+    assert!(
+        r.stderr.contains("cm@example.com filed this change")
+            && r.stderr.contains("segregation of duties"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+    // Whoever made the content (a material edit) may not approve it either.
+    let other = s.chg("alice@example.com", &super::new_args("Other")).ok().stdout;
+    let other = other.trim();
+    s.chg("cm@example.com", &["set", other, "rollback_plan=Restore the backup"])
+        .ok();
+    let r = s.chg("cm@example.com", &["approve", other]).code(1);
+    assert!(
+        r.stderr.contains("cm@example.com made the content being approved"),
+        "{}",
+        r.stderr
+    );
+
+    // The approval made anyway, on a side branch whose policy has no segregation of duties,
+    // and brought over with its chg trailers (a cherry-pick): the replay passes (requester:
+    // says alice), but history shows cm filed it.
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    let before = exceptions(&s);
+    s.git(&["checkout", "-qb", "side"]);
+    s.edit_policy("no segregation", |t| {
+        t.replace("segregation_of_duties: true", "segregation_of_duties: false")
+    });
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    let approval = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    s.git(&["checkout", "-q", "main"]);
+    let mut cmd = s.cmd(Path::new("git"), "cm@example.com");
+    let o = cmd.args(["cherry-pick", &approval]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.git(&["branch", "-qD", "side"]);
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(segregation-of-duties)",
+        validate: "unverified-history",
+        audit: "segregation-of-duties",
+    };
+    assert_caught(&s, &caught, &before);
+}
