@@ -33,7 +33,11 @@ pub fn change_problems(
     out.extend(rules::time_problems(change));
     out.extend(rules::signature_problems(change, policy));
     if let Some(why) = crate::governance::proposal_problem(change) {
-        out.push(problem("proposed_policy", crate::governance::GOVERNANCE, why));
+        out.push(problem(
+            "proposed_policy",
+            crate::governance::GOVERNANCE,
+            why,
+        ));
     }
     out
 }

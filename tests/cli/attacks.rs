@@ -214,14 +214,14 @@ fn an_approved_change_copied_under_a_new_id_is_not_believed() {
 #[test]
 fn a_cancellation_undone_with_git_revert_is_not_believed() {
     let (s, id) = approved();
-    s.chg("alice@example.com", &["cancel", &id, "--reason", "not needed"])
-        .ok();
+    s.chg(
+        "alice@example.com",
+        &["cancel", &id, "--reason", "not needed"],
+    )
+    .ok();
     let before = exceptions(&s);
     let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
-    let o = cmd
-        .args(["revert", "--no-edit", "HEAD"])
-        .output()
-        .unwrap();
+    let o = cmd.args(["revert", "--no-edit", "HEAD"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(s.read(&id).contains("status: approved"));
     let caught = Caught {
@@ -289,13 +289,20 @@ fn the_creator_of_a_change_cannot_approve_it_whatever_requester_says() {
     );
     assert_unchanged(&s, &before);
     // Whoever made the content (a material edit) may not approve it either.
-    let other = s.chg("alice@example.com", &super::new_args("Other")).ok().stdout;
+    let other = s
+        .chg("alice@example.com", &super::new_args("Other"))
+        .ok()
+        .stdout;
     let other = other.trim();
-    s.chg("cm@example.com", &["set", other, "rollback_plan=Restore the backup"])
-        .ok();
+    s.chg(
+        "cm@example.com",
+        &["set", other, "rollback_plan=Restore the backup"],
+    )
+    .ok();
     let r = s.chg("cm@example.com", &["approve", other]).code(1);
     assert!(
-        r.stderr.contains("cm@example.com made the content being approved"),
+        r.stderr
+            .contains("cm@example.com made the content being approved"),
         "{}",
         r.stderr
     );
@@ -308,7 +315,10 @@ fn the_creator_of_a_change_cannot_approve_it_whatever_requester_says() {
     let before = exceptions(&s);
     s.git(&["checkout", "-qb", "side"]);
     s.edit_policy("no segregation", |t| {
-        t.replace("segregation_of_duties: true", "segregation_of_duties: false")
+        t.replace(
+            "segregation_of_duties: true",
+            "segregation_of_duties: false",
+        )
     });
     s.chg("cm@example.com", &["approve", &id]).ok();
     let approval = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
@@ -326,4 +336,229 @@ fn the_creator_of_a_change_cannot_approve_it_whatever_requester_says() {
         audit: "segregation-of-duties",
     };
     assert_caught(&s, &caught, &before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Governance
+
+/// A governed store (security-team-lead), one template, and a medium change approved by em
+/// and cm and scheduled; its id.
+fn governed() -> (Store, String) {
+    let s = Store::new();
+    write_policy_file(&s, "templates/tls.yaml", TLS);
+    s.git(&["add", "policy"]);
+    s.git(&["commit", "-qm", "a catalogue"]);
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    (s, id)
+}
+
+const TLS: &str = "description: Renew a certificate\nbusiness_justification: Expiry\nchange_type: configuration\npriority: low\nrisk_level: low\nimplementation_plan: Upload and reload\nrollback_plan: Reload the previous certificate\nvariable: [title, affected_systems]\n";
+
+fn write_policy_file(s: &Store, rel: &str, text: &str) {
+    let path = s.root().join("policy").join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Edits the work tree's policy with `f` and files it as a proposal (as alice); its id.
+fn propose(s: &Store, f: impl FnOnce(String) -> String) -> String {
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, f(text)).unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend_from_slice(&super::COMPLETE[1..]);
+    let id = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.git(&["checkout", "-q", "--", "policy"]);
+    id
+}
+
+fn approve_all(s: &Store, id: &str) {
+    for who in ["em", "cm", "sec-lead"] {
+        s.chg(&format!("{who}@example.com"), &["approve", id]).ok();
+    }
+}
+
+fn add_to_change_managers(who: &str) -> impl FnOnce(String) -> String + '_ {
+    move |t: String| {
+        t.replace(
+            "change-manager: [cm@example.com]",
+            &format!("change-manager: [cm@example.com, {who}]"),
+        )
+    }
+}
+
+/// Commits the work tree as mallory with this message (plain git, any trailers).
+fn mallory_commit_all(s: &Store, message: &str) {
+    s.git(&["add", "-A"]);
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd.args(["commit", "-qm", message]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A policy that no authorized step produced is at HEAD: every reader says so.
+fn assert_policy_caught(s: &Store, id: &str, before: &[(String, String)]) {
+    let caught = Caught {
+        id,
+        at: AT,
+        gate: "policy-unauthorized",
+        implement: "no step is judged by it",
+        validate: "policy-unauthorized",
+        audit: "policy-unauthorized",
+    };
+    assert_caught(s, &caught, before);
+    // No step at all is taken under it.
+    let snapshot = s.snapshot();
+    let r = s.chg("alice@example.com", super::COMPLETE).code(1);
+    assert!(r.stderr.contains("no step is judged by it"), "{}", r.stderr);
+    assert_unchanged(s, &snapshot);
+}
+
+#[test]
+fn a_commit_that_merely_names_a_rejected_proposal_is_not_an_apply() {
+    let (s, id) = governed();
+    let proposal = propose(&s, add_to_change_managers("mallory@example.com"));
+    s.chg("em@example.com", &["approve", &proposal]).ok();
+    s.chg("sec-lead@example.com", &["approve", &proposal]).ok();
+    s.chg("cm@example.com", &["reject", &proposal, "--comment", "no"])
+        .ok();
+    let before = exceptions(&s);
+    // The proposed policy written by hand, the proposal marked implementing, and every
+    // trailer chg would write.
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, add_to_change_managers("mallory@example.com")(text)).unwrap();
+    s.rewrite(&proposal, |t| {
+        t.replace("status: rejected", "status: implementing")
+    });
+    mallory_commit_all(
+        &s,
+        &format!(
+            "{proposal}: implement\n\nChg-Id: {proposal}\nChg-Action: implement\nChg-Actor: mallory@example.com\nChg-From: approved\nChg-To: implementing\n"
+        ),
+    );
+    assert_policy_caught(&s, &id, &before);
+    let r = s.chg("mallory@example.com", &["approve", &id]).code(1);
+    assert!(r.stderr.contains("no step is judged by it"), "{}", r.stderr);
+}
+
+#[test]
+fn a_proposal_applied_after_the_policy_changed_is_refused() {
+    let (s, _) = governed();
+    let first = propose(&s, add_to_change_managers("carol@example.com"));
+    let second = propose(&s, add_to_change_managers("dave@example.com"));
+    approve_all(&s, &first);
+    approve_all(&s, &second);
+    for p in [&first, &second] {
+        s.schedule(p, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+            .ok();
+    }
+    let mut s = s;
+    s.at(AT);
+    s.chg("alice@example.com", &["policy", "apply", &first])
+        .ok();
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["policy", "apply", &second])
+        .code(1);
+    assert!(
+        r.stderr.contains("changed since") && r.stderr.contains("propose it again"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+    // carol, whom the first added, stays.
+    assert!(
+        std::fs::read_to_string(s.root().join("policy/policy.yaml"))
+            .unwrap()
+            .contains("carol@example.com")
+    );
+}
+
+#[test]
+fn proposed_paths_stay_under_policy() {
+    let (mut s, _) = governed();
+    let proposal = propose(&s, add_to_change_managers("carol@example.com"));
+    // Edited by hand before any approval (a note): a workflow file among the proposal's.
+    s.rewrite(&proposal, |t| {
+        t.replace(
+            "proposed_policy:\n",
+            "proposed_policy:\n  .github/workflows/x.yml: \"on: push\"\n",
+        )
+    });
+    s.git(&["commit", "-qam", "more"]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout.contains(": governance: ") && r.stdout.contains(".github/workflows/x.yml"),
+        "{}",
+        r.stdout
+    );
+    approve_all(&s, &proposal);
+    s.schedule(&proposal, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["policy", "apply", &proposal])
+        .code(1);
+    assert!(
+        r.stderr.contains("only files under policy/"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+    // A link under policy/ is refused when proposing.
+    std::os::unix::fs::symlink("/etc/passwd", s.root().join("policy/passwd")).unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend_from_slice(&super::COMPLETE[1..]);
+    let before = s.snapshot();
+    let r = s.chg("alice@example.com", &args).code(2);
+    assert!(r.stderr.contains("is a link"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn a_rollback_to_an_older_authorized_policy_is_unauthorized() {
+    let (mut s, id) = governed();
+    // carol was a change manager; an approved proposal removes her.
+    let add = propose(&s, add_to_change_managers("carol@example.com"));
+    approve_all(&s, &add);
+    s.schedule(&add, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    s.chg("alice@example.com", &["policy", "apply", &add]).ok();
+    let with_carol = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let remove = propose(&s, |t| {
+        t.replace(
+            "change-manager: [cm@example.com, carol@example.com]",
+            "change-manager: [cm@example.com]",
+        )
+    });
+    approve_all(&s, &remove);
+    s.schedule(&remove, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.chg("alice@example.com", &["policy", "apply", &remove])
+        .ok();
+    s.chg("alice@example.com", &["validate"]).ok();
+    let before = exceptions(&s);
+    // The policy of the day carol was in, restored by a plain commit.
+    s.git(&["checkout", "-q", &with_carol, "--", "policy"]);
+    mallory_commit_all(
+        &s,
+        &format!("Revert \"remove carol\"\n\nThis reverts the policy to {with_carol}."),
+    );
+    assert_policy_caught(&s, &id, &before);
+    let r = s.chg("carol@example.com", &["approve", &id]).code(1);
+    assert!(r.stderr.contains("no step is judged by it"), "{}", r.stderr);
 }
