@@ -284,7 +284,12 @@ fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>,
 /// standard change, or is self-declared history): no template named, one not in force (nor,
 /// for a template changed since, the version it recorded), or a fixed field changed.
 pub fn problem(change: &ChangeRequest, policy: &Policy) -> Option<String> {
-    if change.model() != ChangeModel::Standard || policy.legacy_standard_changes {
+    // A store without a catalogue keeps the rules from before catalogues for changes that
+    // name no template; one that names a template is judged by the catalogue even when it
+    // is gone (a retired template pre-approves nothing).
+    if change.model() != ChangeModel::Standard
+        || policy.legacy_standard_changes && change.template.is_none()
+    {
         return None;
     }
     let Some(name) = &change.template else {

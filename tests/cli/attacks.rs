@@ -562,3 +562,291 @@ fn a_rollback_to_an_older_authorized_policy_is_unauthorized() {
     let r = s.chg("carol@example.com", &["approve", &id]).code(1);
     assert!(r.stderr.contains("no step is judged by it"), "{}", r.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// Standard changes from the catalogue
+
+/// Files a standard change from the `tls` template as alice, scheduled; its id.
+fn standard(s: &Store) -> String {
+    let id = s
+        .chg(
+            "alice@example.com",
+            &[
+                "new",
+                "--template",
+                "tls",
+                "--title",
+                "Renew edge",
+                "--system",
+                "edge-proxy",
+            ],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    id
+}
+
+/// A hand-written copy of change `id` under the next free number, committed by mallory,
+/// edited by `f`; the copy's id.
+fn hand_copy(s: &Store, id: &str, n: u32, f: impl FnOnce(String) -> String) -> String {
+    let copy = format!("{}-{n:03}", &id[..id.len() - 4]);
+    let text = f(s.read(id).replace(id, &copy));
+    std::fs::write(s.file(id).with_file_name(format!("{copy}.yaml")), text).unwrap();
+    mallory_commit_all(s, "a routine renewal");
+    copy
+}
+
+#[test]
+fn a_template_retired_by_an_approved_proposal_preapproves_nothing() {
+    let (mut s, _) = governed();
+    let filed = standard(&s);
+    // The catalogue's only template is retired through governance.
+    std::fs::remove_file(s.root().join("policy/templates/tls.yaml")).unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend_from_slice(&super::COMPLETE[1..]);
+    let retire = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    approve_all(&s, &retire);
+    s.schedule(&retire, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    s.chg("alice@example.com", &["policy", "apply", &retire])
+        .ok();
+    let before = exceptions(&s);
+    // mallory files a "standard" change by hand naming the retired version.
+    let copy = hand_copy(&s, &filed, 9, |t| t);
+    let caught = Caught {
+        id: &copy,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(standard-template)",
+        validate: "unverified-history",
+        audit: "standard-template",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn a_template_slipped_in_and_reverted_preapproves_nothing() {
+    let (mut s, _) = governed();
+    let filed = standard(&s);
+    let evil = TLS.replace("Renew a certificate", "Open SSH to the world");
+    write_policy_file(&s, "templates/tls.yaml", &evil);
+    mallory_commit_all(&s, "tweak the template");
+    let slipped = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let digest = chg::templates::digest(evil.as_bytes());
+    let copy = hand_copy(&s, &filed, 9, |t| {
+        let old = t
+            .lines()
+            .find(|l| l.starts_with("template_digest: "))
+            .unwrap()
+            .to_owned();
+        t.replace(&old, &format!("template_digest: {digest}"))
+            .replace("Renew a certificate", "Open SSH to the world")
+    });
+    // The policy is put back: the slipped-in commit is undone, the change stays.
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd
+        .args(["revert", "--no-edit", &slipped])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.at(AT);
+    // The audit had the slipped-in policy already; what is new is the change's.
+    let before: Vec<(String, String)> = exceptions(&s)
+        .into_iter()
+        .filter(|(rule, _)| rule != "standard-template")
+        .collect();
+    let caught = Caught {
+        id: &copy,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(standard-template)",
+        validate: "unverified-history",
+        audit: "standard-template",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn a_fixed_value_edited_by_hand_is_reported_by_every_reader() {
+    let (s, _) = governed();
+    let id = standard(&s);
+    let before = exceptions(&s);
+    forge(&s, &id, "a better plan", |t| {
+        t.replace("Upload and reload", "Upload, reload, and open port 22")
+    });
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(standard-template)",
+        validate: "standard-template",
+        audit: "standard-template",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signatures
+
+#[test]
+fn a_retired_key_is_not_revived_by_backdating() {
+    let mut s = Store::new();
+    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "sec-lead"]
+        .iter()
+        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
+        .collect();
+    let signers: Vec<(&str, &Path)> = keys
+        .iter()
+        .map(|(w, k)| (w.as_str(), k.as_path()))
+        .collect();
+    s.enable_signing(&signers, &[]);
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    let sign = |s: &Store, who: &str, args: &[&str]| {
+        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
+        s.signed(who, key, args)
+    };
+    let id = s.new_change(&[]);
+    s.schedule(&id, "2025-03-13T09:00:00Z", "2025-03-13T11:00:00Z")
+        .ok();
+    // em's key is retired from the 12th, through an approved proposal applied on the 12th.
+    let p = s.root().join("policy/allowed_signers");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace(
+            "em@example.com ",
+            "em@example.com valid-before=\"20250312\" ",
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["policy", "propose"];
+    args.extend_from_slice(&super::COMPLETE[1..]);
+    let retire = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.git(&["checkout", "-q", "--", "policy"]);
+    for who in ["em@example.com", "cm@example.com", "sec-lead@example.com"] {
+        sign(&s, who, &["approve", &retire]).ok();
+    }
+    s.schedule(&retire, "2025-03-12T09:00:00Z", "2025-03-12T11:00:00Z")
+        .ok();
+    s.at("2025-03-12T10:00:00Z");
+    s.chg("alice@example.com", &["policy", "apply", &retire])
+        .ok();
+    s.chg("alice@example.com", &["validate"]).ok();
+    // Today em's key is refused...
+    s.at("2025-03-12T10:30:00Z");
+    let r = sign(&s, "em@example.com", &["approve", &id]).code(1);
+    assert!(r.stderr.contains("do not list"), "{}", r.stderr);
+    // ...so em backdates the approval to the 11th, when the key was still good.
+    let before = exceptions(&s);
+    s.at("2025-03-11T12:00:00Z");
+    sign(&s, "em@example.com", &["approve", &id]).ok();
+    sign(&s, "cm@example.com", &["approve", &id]).ok();
+    let caught = Caught {
+        id: &id,
+        at: "2025-03-13T09:30:00Z",
+        gate: "unverified-history",
+        implement: "(signature)",
+        validate: "unverified-history",
+        audit: "signature",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn requesters_and_implementers_sign_without_a_role() {
+    let mut s = Store::new();
+    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "alice", "bob"]
+        .iter()
+        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
+        .collect();
+    let signers: Vec<(&str, &Path)> = keys
+        .iter()
+        .map(|(w, k)| (w.as_str(), k.as_path()))
+        .collect();
+    s.enable_signing(&signers, &["implement", "close", "cancel"]);
+    s.chg("alice@example.com", &["validate"]).ok();
+    let sign = |s: &Store, who: &str, args: &[&str]| {
+        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
+        s.signed(who, key, args)
+    };
+    let id = s.new_change(&[]);
+    sign(&s, "em@example.com", &["approve", &id]).ok();
+    sign(&s, "cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    sign(&s, "bob@example.com", &["implement", &id]).ok();
+    sign(
+        &s,
+        "bob@example.com",
+        &["close", &id, "--outcome", "successful"],
+    )
+    .ok();
+    let other = s.new_change(&[]);
+    sign(
+        &s,
+        "alice@example.com",
+        &["cancel", &other, "--reason", "later"],
+    )
+    .ok();
+    let text = s.read(&id);
+    assert_eq!(text.matches("BEGIN SSH SIGNATURE").count(), 4, "{text}");
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+}
+
+#[test]
+fn two_stores_in_one_repository_judge_their_own_policy() {
+    let s = Store::bare();
+    s.git(&["init", "-q", "-b", "main"]);
+    for team in ["a", "b"] {
+        s.chg("alice@example.com", &["init", &format!("teams/{team}")])
+            .ok();
+        let p = s.root().join(format!("teams/{team}/policy/policy.yaml"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            format!("{text}governance:\n  roles: [security-team-lead]\n"),
+        )
+        .unwrap();
+        s.git(&["commit", "-qam", "adopt governance"]);
+    }
+    // A member slipped into team b's policy.
+    let p = s.root().join("teams/b/policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, add_to_change_managers("mallory@example.com")(text)).unwrap();
+    mallory_commit_all(&s, "b: one more manager");
+    let in_team = |team: &str, args: &[&str]| {
+        let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com");
+        super::run_output(
+            cmd.current_dir(s.root().join(format!("teams/{team}")))
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    // Team a's run first (its answer kept for this HEAD), then team b's.
+    assert_eq!(in_team("a", &["validate"]).code, 0);
+    let r = in_team("b", &["validate"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("policy-unauthorized"), "{}", r.stdout);
+    assert_eq!(in_team("a", &["validate"]).code, 0);
+}

@@ -8,7 +8,7 @@ use super::{Store, assert_unchanged};
 
 impl Store {
     /// A fresh ed25519 key for `who`; returns the private key's path (`.pub` beside it).
-    fn keygen(&self, who: &str) -> PathBuf {
+    pub(super) fn keygen(&self, who: &str) -> PathBuf {
         let path = self.dir.path().join(format!("key-{who}"));
         let ok = std::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", who, "-f"])
@@ -20,7 +20,7 @@ impl Store {
         path
     }
 
-    fn public(&self, key: &Path) -> String {
+    pub(super) fn public(&self, key: &Path) -> String {
         std::fs::read_to_string(key.with_extension("pub"))
             .unwrap()
             .trim()
@@ -28,7 +28,7 @@ impl Store {
     }
 
     /// Turns signing on for approvals (and `more` actions) with these signers, by a commit.
-    fn enable_signing(&self, signers: &[(&str, &Path)], more: &[&str]) {
+    pub(super) fn enable_signing(&self, signers: &[(&str, &Path)], more: &[&str]) {
         let lines: String = signers
             .iter()
             .map(|(who, key)| format!("{who} {}\n", self.public(key)))
@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// `chg ARGS` as `who`, signing with `key`.
-    fn signed(&self, who: &str, key: &Path, args: &[&str]) -> super::Run {
+    pub(super) fn signed(&self, who: &str, key: &Path, args: &[&str]) -> super::Run {
         self.git(&["config", "user.signingkey", key.to_str().unwrap()]);
         let r = self.chg(who, args);
         self.git(&["config", "--unset", "user.signingkey"]);
