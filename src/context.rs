@@ -167,6 +167,34 @@ pub fn parse_git_date(text: &str) -> Option<Timestamp> {
     None
 }
 
+/// [`parse_git_date`], and the forms git also takes without a zone (`2025-03-10 12:00`,
+/// `2025-03-10T12:00:00`: civil time in `tz`, the user's zone, as git reads them) and git's
+/// raw `SECONDS OFFSET`.
+pub fn parse_git_date_in(text: &str, tz: &jiff::tz::TimeZone) -> Option<Timestamp> {
+    if let Some(t) = parse_git_date(text) {
+        return Some(t);
+    }
+    let t = text.trim();
+    if let Some((secs, offset)) = t.split_once(' ')
+        && let Ok(secs) = secs.parse::<i64>()
+        && offset.len() == 5
+        && offset_is_real(t)
+    {
+        return Timestamp::from_second(secs).ok();
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(civil) = jiff::civil::DateTime::strptime(fmt, t) {
+            return civil.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
+        }
+    }
+    None
+}
+
 /// Whether a trailing UTC offset (`+01:00`, `-0530`) is one a clock can have: at most 14
 /// hours. Parsers accept up to 25 hours, and git's fsck rejects such a commit.
 pub(crate) fn offset_is_real(t: &str) -> bool {

@@ -440,7 +440,7 @@ impl<'r> Governance<'r> {
             };
             let bytes = self.repo.find_blob(blob)?.content().to_vec();
             let decoded = crate::decode::decode_bytes(&path, &bytes);
-            Ok(decoded.parsed.then(|| (path, decoded.change)))
+            Ok(decoded.parsed.then_some((path, decoded.change)))
         };
         let (Some((path, after)), Some((_, before))) = (read(&tree)?, read(&parent_tree)?) else {
             return Ok(None);

@@ -471,6 +471,9 @@ impl AllowedSigners {
     }
 }
 
+/// The smallest RSA modulus chg accepts (OpenSSH refuses smaller keys since 8.8).
+const MIN_RSA_BITS: usize = 2048;
+
 /// One line: `principals [options] keytype base64 [comment]`.
 fn parse_line(line: &str) -> std::result::Result<Signer, String> {
     let (principals, rest) = split_field(line);
@@ -498,6 +501,16 @@ fn parse_line(line: &str) -> std::result::Result<Signer, String> {
         valid_before: None,
     };
     signer.fingerprint = signer.key.fingerprint(HashAlg::Sha256).to_string();
+    if let Some(rsa) = signer.key.key_data().rsa() {
+        // Leading zero bytes of the modulus do not count towards its size.
+        let n = rsa.n.as_positive_bytes().unwrap_or(rsa.n.as_bytes());
+        let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+        if bits < MIN_RSA_BITS {
+            return Err(format!(
+                "an RSA key of {bits} bits is too weak to prove anything (at least {MIN_RSA_BITS} bits, as OpenSSH requires; ed25519 is better)"
+            ));
+        }
+    }
     for opt in split_options(options) {
         let (name, value) = match opt.split_once('=') {
             Some((n, v)) => (n.to_ascii_lowercase(), Some(v.trim_matches('"').to_owned())),

@@ -143,10 +143,12 @@ pub fn apply(
         id: id_of(change),
         status: change.status(),
     };
-    // A step that records the present must not record it before what the change holds.
+    // A step that records the present (in the file, or as its commit's time) must not
+    // record it before what the change holds.
     let records_time = matches!(
         step,
-        Step::Approve { .. }
+        Step::Edit { .. }
+            | Step::Approve { .. }
             | Step::Reject { .. }
             | Step::Implement
             | Step::Close { .. }
@@ -240,6 +242,16 @@ impl Acting<'_> {
             Decision::Rejected => (Action::Reject, "reject"),
         };
         let role = decide_role(self.change, self.policy, self.actor, role, verb)?;
+        // An approval vouches for the risk the change declares: not for one below what its
+        // own answers to the questionnaire score.
+        if decision == Decision::Approved
+            && let Some(p) = crate::rules::risk_problems(self.change, self.policy).first()
+        {
+            return Err(Error::Refused(crate::error::Refusal::new(
+                crate::rules::RISK,
+                format!("{} cannot be approved as it is: {}", self.id, p.message),
+            )));
+        }
         let mut next = self.change.clone();
         next.approvals.push(Approval {
             by: self.actor.to_owned(),

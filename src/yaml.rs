@@ -257,6 +257,15 @@ pub fn parse_full(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlEr
             }
             Event::Scalar(text, style, anchor, tag) => {
                 check_tag(tag.as_deref(), pos)?;
+                // An escape (`"\0"`) can put a NUL into text that git, terminals and C
+                // tools all cut short: no field may hold one.
+                if text.contains('\0') {
+                    return Err(YamlError {
+                        pos: Some(pos),
+                        message: "a value contains a NUL character (\\0), which no field may hold"
+                            .into(),
+                    });
+                }
                 let plain = style == ScalarStyle::Plain && tag.is_none();
                 let value = if plain && matches!(&*text, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null

@@ -621,19 +621,36 @@ impl<'r> Auditor<'r> {
         };
 
         let mut out = CommitAudit::default();
-        if old_pol != new_pol && !facts.brought(&policy_path, new_pol)? {
-            let (_, valid) = self.policy(new_pol)?;
-            out.findings
-                .extend(facts.policy_findings(&policy_path, valid));
-        }
-        // Anything under policy/ changed outside `chg policy apply` under a governed policy.
+        // Anything under policy/ (the policy, the allowed signers, the templates).
+        let dir = format!("{}{}", self.prefix, crate::governance::POLICY_DIR);
+        let new_tree = crate::governance::policy_tree(&facts.tree, &self.prefix)?;
         let policy_changed = match facts.parents.first() {
-            Some(parent) => {
-                crate::governance::policy_tree(parent, &self.prefix)?
-                    != crate::governance::policy_tree(&facts.tree, &self.prefix)?
-            }
+            Some(parent) => crate::governance::policy_tree(parent, &self.prefix)? != new_tree,
             None => false,
         };
+        let mut brought = false;
+        for other in facts.parents.iter().skip(1) {
+            brought |= crate::governance::policy_tree(other, &self.prefix)? == new_tree;
+        }
+        if (policy_changed || old_pol != new_pol) && !brought {
+            let mut files = Vec::new();
+            diff_path(
+                self.repo,
+                facts.parents.first(),
+                Some(&facts.tree),
+                &dir,
+                &mut files,
+            )?;
+            let files: Vec<String> = files.into_iter().map(|f| f.0).collect();
+            let valid = if old_pol != new_pol {
+                self.policy(new_pol)?.1
+            } else {
+                true
+            };
+            out.findings
+                .extend(facts.policy_findings(&policy_path, &files, valid));
+        }
+        // Anything under policy/ changed outside `chg policy apply` under a governed policy.
         if policy_changed {
             let governance = self.governance.get_or_insert_with(|| {
                 Box::new(crate::governance::Governance::with_memo(
@@ -647,7 +664,7 @@ impl<'r> Auditor<'r> {
                     Level::Exception,
                     crate::governance::UNAUTHORIZED,
                     None,
-                    Some(format!("{}{}/", self.prefix, crate::governance::POLICY_DIR)),
+                    Some(format!("{dir}/")),
                     format!(
                         "{why}; revert it, or propose it with `chg policy propose` and apply it once approved"
                     ),
@@ -658,8 +675,42 @@ impl<'r> Auditor<'r> {
             out.findings
                 .extend(facts.trailer_findings(&items, old_pol == new_pol));
         }
+        // A policy commit that names a change without touching its file (a forged apply)
+        // shows in that change's log, so that `chg log` of a proposal tells all.
+        let named = facts.trailers.id.clone().filter(|id| {
+            policy_changed && !items.iter().any(|i| id_of_path(&i.path) == id.as_str())
+        });
         for item in items {
             self.item(&facts, &policy, item, seq, &mut out)?;
+        }
+        if let Some(id) = named
+            && let Some((path, _)) =
+                crate::layout::find_change(self.repo, &facts.tree, &self.prefix, &id)?
+        {
+            out.entries.push(Entry {
+                seq,
+                commit: facts.oid.to_string(),
+                when: facts.when,
+                author: facts.author.clone(),
+                email: facts.email.clone(),
+                id,
+                path,
+                action: "policy".into(),
+                role: None,
+                from: None,
+                to: None,
+                subject: facts.subject.clone(),
+                by_chg: false,
+                problems: vec![Problem::note(
+                    "policy-change",
+                    format!(
+                        "this commit names the change in its trailers and changed {dir}/ without changing the change's file"
+                    ),
+                )],
+                renumbered_from: None,
+                material: false,
+                sod: false,
+            });
         }
         Ok(out)
     }
@@ -919,17 +970,30 @@ impl<'r> Facts<'r> {
     }
 
     /// A note for a change of the policy, and an exception when the new one is not usable.
-    fn policy_findings(&self, policy_path: &str, valid: bool) -> Vec<AuditFinding> {
+    fn policy_findings(
+        &self,
+        policy_path: &str,
+        files: &[String],
+        valid: bool,
+    ) -> Vec<AuditFinding> {
         let how = match (&self.trailers.action, self.by_chg) {
             (Some(a), true) => format!("by chg {a}"),
             _ => "by a commit without chg trailers".to_owned(),
+        };
+        let what = match files {
+            [one] if one == policy_path => String::new(),
+            [] => String::new(),
+            many => format!(" ({})", many.join(", ")),
         };
         let mut out = vec![self.finding(
             Level::Note,
             "policy-change",
             None,
-            Some(policy_path.to_owned()),
-            format!("the policy was changed {how}; later commits are judged by it"),
+            Some(match files {
+                [one] => one.clone(),
+                _ => policy_path.to_owned(),
+            }),
+            format!("the policy was changed {how}{what}; later commits are judged by it"),
         )];
         if !valid {
             out.push(self.finding(
@@ -1593,23 +1657,39 @@ impl Ctx<'_> {
                 },
             ));
         }
-        for (rule, differs, what) in [
+        // (had it before, has it after): a revert removes what a step wrote.
+        let how = |had: bool, has: bool| match (had, has) {
+            (true, false) => "removed",
+            (false, true) => "written",
+            _ => "altered",
+        };
+        for (rule, differs, what, verb) in [
             (
                 "manual-implementation",
                 before.implementation != after.implementation,
                 "implementation",
+                how(
+                    before.implementation.is_some(),
+                    after.implementation.is_some(),
+                ),
             ),
-            ("manual-review", before.review != after.review, "review"),
+            (
+                "manual-review",
+                before.review != after.review,
+                "review",
+                how(before.review.is_some(), after.review.is_some()),
+            ),
             (
                 "manual-cancellation",
                 before.cancellation != after.cancellation,
                 "cancellation",
+                how(before.cancellation.is_some(), after.cancellation.is_some()),
             ),
         ] {
             if differs {
                 out.push(Problem::exception(
                     rule,
-                    format!("the {what} record was written without chg"),
+                    format!("the {what} record was {verb} without chg"),
                 ));
             }
         }

@@ -17,19 +17,35 @@ fn env_nonempty(key: &str) -> Option<String> {
 /// the record and the commit agree), else the clock.
 pub fn now() -> Result<Timestamp, Error> {
     if let Some(v) = env_nonempty("CHG_NOW") {
-        return chg::context::parse_git_date(&v)
-            .map(whole_seconds)
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "CHG_NOW=`{v}` is not a timestamp (like 2025-01-27T10:30:00Z)"
-                ))
-            });
+        return git_date(&v).map(whole_seconds).ok_or_else(|| {
+            Error::Usage(format!(
+                "CHG_NOW=`{v}` is not a timestamp (like 2025-01-27T10:30:00Z)"
+            ))
+        });
     }
-    if let Some(t) = env_nonempty("GIT_AUTHOR_DATE").and_then(|v| chg::context::parse_git_date(&v))
-    {
+    if let Some(t) = env_date("GIT_AUTHOR_DATE")? {
         return Ok(whole_seconds(t));
     }
     Ok(whole_seconds(Timestamp::now()))
+}
+
+/// A date as git reads `GIT_AUTHOR_DATE`: with a zone, or civil time in the user's zone.
+fn git_date(v: &str) -> Option<Timestamp> {
+    chg::context::parse_git_date_in(v, &jiff::tz::TimeZone::system())
+}
+
+/// `GIT_AUTHOR_DATE` or `GIT_COMMITTER_DATE` where set; one git would refuse is refused
+/// (exit 2), as git refuses it, rather than silently replaced by the clock.
+fn env_date(key: &str) -> Result<Option<Timestamp>, Error> {
+    match env_nonempty(key) {
+        None => Ok(None),
+        Some(v) => git_date(&v).map(Some).ok_or_else(|| {
+            Error::Usage(format!(
+                "{key}=`{}` is not a date git accepts (like 2025-01-27T10:30:00Z or \"2025-01-27 10:30\")",
+                v.escape_debug()
+            ))
+        }),
+    }
 }
 
 /// How long to wait for another chg process: `CHG_LOCK_TIMEOUT` seconds, default 30.
@@ -43,20 +59,9 @@ pub fn lock_timeout() -> Duration {
 /// `GIT_<role>_NAME`/`_EMAIL`, else `user.name`/`user.email`, else `EMAIL` for the email,
 /// unless `user.useConfigOnly` forbids guessing (then git refuses, and so does chg).
 fn git_ident(repo: Option<&Repository>, role: &str) -> Result<Identity, Error> {
-    let config = match repo {
-        Some(r) => r.config().ok(),
-        None => git2::Config::open_default().ok(),
-    };
-    let get = |key: &str| {
-        config
-            .as_ref()
-            .and_then(|c| c.get_string(key).ok())
-            .filter(|v| !v.trim().is_empty())
-    };
-    let config_only = config
-        .as_ref()
-        .and_then(|c| c.get_bool("user.useConfigOnly").ok())
-        .unwrap_or(false);
+    let config = super::gitconfig::GitConfig::of(repo);
+    let get = |key: &str| config.string(key).filter(|v| !v.trim().is_empty());
+    let config_only = config.bool("user.useConfigOnly").unwrap_or(false);
     let name = env_nonempty(&format!("GIT_{role}_NAME")).or_else(|| get("user.name"));
     let email = env_nonempty(&format!("GIT_{role}_EMAIL"))
         .or_else(|| get("user.email"))
@@ -83,9 +88,7 @@ pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
         Err(Error::NoIdentity) => actor.clone(),
         Err(e) => return Err(e),
     };
-    let committed_at = env_nonempty("GIT_COMMITTER_DATE")
-        .and_then(|v| chg::context::parse_git_date(&v))
-        .unwrap_or(now);
+    let committed_at = env_date("GIT_COMMITTER_DATE")?.map_or(now, whole_seconds);
     let ctx = Context::new(actor, now)
         .committed_by(committer, committed_at)
         .waiting(lock_timeout());

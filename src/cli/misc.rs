@@ -24,9 +24,20 @@ pub fn init(a: InitArgs) -> CmdResult {
             .map_err(|e| chg::Error::io("cannot read the current folder", e))?,
     };
     let repo = super::context::git_dir_repository(&path)?;
+    // The folder may not exist yet: the repository it will be in is found from the
+    // nearest folder that does.
+    let absolute = std::env::current_dir()
+        .map_err(|e| chg::Error::io("cannot read the current folder", e))?
+        .join(&path);
+    let existing = absolute
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(&absolute)
+        .to_path_buf();
     let ctx = match &repo {
         Some(r) => super::context::for_repo(Some(r))?,
-        None => super::context::for_path(&path)?,
+        None if git2::Repository::discover(&existing).is_err() => new_repository_context(&path)?,
+        None => super::context::for_path(&existing)?,
     };
     let (store, commit) = Store::init(&ctx, &path, repo)?;
     for notice in store.take_notices() {
@@ -38,6 +49,26 @@ pub fn init(a: InitArgs) -> CmdResult {
         short(&commit.to_string())
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The context inside a repository made for the store at `path`: made first, so that the
+/// identity is the one git would use there (`includeIf "gitdir:…"` in the user's config),
+/// and taken away again when there is none, leaving nothing behind.
+fn new_repository_context(path: &std::path::Path) -> Result<chg::Context, chg::Error> {
+    let existed = path.exists();
+    std::fs::create_dir_all(path)
+        .map_err(|e| chg::Error::io(format!("cannot create {}", path.display()), e))?;
+    let made = git2::Repository::init(path);
+    let result = made
+        .map_err(chg::Error::from)
+        .and_then(|r| super::context::for_repo(Some(&r)));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(path.join(".git"));
+        if !existed {
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+    result
 }
 
 /// Print static shell completions (bash, zsh, fish, elvish, powershell).

@@ -6,6 +6,7 @@ mod audit;
 mod complete;
 mod context;
 mod edit;
+mod gitconfig;
 mod grid;
 mod help;
 mod json;

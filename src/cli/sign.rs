@@ -14,16 +14,15 @@ use git2::Repository;
 
 /// How git would sign a commit in `repo`, if `commit.gpgsign` is on.
 pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>, Error> {
-    let config = repo.config()?.snapshot()?;
-    if !config.get_bool("commit.gpgsign").unwrap_or(false) {
+    let config = super::gitconfig::GitConfig::of(Some(repo));
+    if !config.bool("commit.gpgsign").unwrap_or(false) {
         return Ok(None);
     }
     let format = config
-        .get_string("gpg.format")
-        .unwrap_or_else(|_| "openpgp".into());
+        .string("gpg.format")
+        .unwrap_or_else(|| "openpgp".into());
     let key = config
-        .get_string("user.signingkey")
-        .ok()
+        .string("user.signingkey")
         .filter(|k| !k.trim().is_empty());
     let signer: Arc<dyn CommitSigner> = match format.as_str() {
         "ssh" => {
@@ -34,8 +33,8 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
             };
             Arc::new(Ssh {
                 program: config
-                    .get_string("gpg.ssh.program")
-                    .unwrap_or_else(|_| "ssh-keygen".into()),
+                    .string("gpg.ssh.program")
+                    .unwrap_or_else(|| "ssh-keygen".into()),
                 key,
                 namespace: "git",
             })
@@ -47,9 +46,9 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
                 ("gpg.program", "gpg")
             };
             let program = config
-                .get_string(program_key)
-                .or_else(|_| config.get_string("gpg.program"))
-                .unwrap_or_else(|_| default.into());
+                .string(program_key)
+                .or_else(|| config.string("gpg.program"))
+                .unwrap_or_else(|| default.into());
             Arc::new(Gpg { program, key })
         }
         other => {
@@ -64,18 +63,17 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
 /// The signer of records (SPEC section 9): the SSH key git would sign with
 /// (`user.signingkey`), whatever `gpg.format` says for commits; `None` without one.
 pub fn record_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
-    let config = repo.config()?.snapshot()?;
+    let config = super::gitconfig::GitConfig::of(Some(repo));
     let Some(key) = config
-        .get_string("user.signingkey")
-        .ok()
+        .string("user.signingkey")
         .filter(|k| !k.trim().is_empty())
     else {
         return Ok(None);
     };
     Ok(Some(Arc::new(Ssh {
         program: config
-            .get_string("gpg.ssh.program")
-            .unwrap_or_else(|_| "ssh-keygen".into()),
+            .string("gpg.ssh.program")
+            .unwrap_or_else(|| "ssh-keygen".into()),
         key,
         namespace: chg::signing::NAMESPACE,
     })))
@@ -158,6 +156,9 @@ impl Ssh {
             .output()
             .map_err(|e| Error::io(format!("cannot run {} to sign the commit", self.program), e))?;
         if !out.status.success() {
+            if self.namespace == chg::signing::NAMESPACE {
+                return Err(record_failed(&self.program, &self.key, &out.stderr));
+            }
             return Err(failed(&self.program, &out.stderr));
         }
         let mut sig = data.into_os_string();
@@ -213,6 +214,25 @@ fn failed(program: &str, stderr: &[u8]) -> Error {
         .unwrap_or("no reason given");
     Error::Usage(format!(
         "{program} could not sign the commit ({}); nothing was changed (commit.gpgsign is on: fix the key, or turn signing off with git config commit.gpgsign false)",
+        why.trim()
+    ))
+}
+
+/// A record that could not be signed: the key git config names is the one to fix (a
+/// public key whose private half is in no agent, most often), not commit signing.
+fn record_failed(program: &str, key: &str, stderr: &[u8]) -> Error {
+    let why = String::from_utf8_lossy(stderr);
+    let why = why
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no reason given");
+    let hint = if key.ends_with(".pub") || key.starts_with("key::") {
+        "a public key signs only through ssh-agent: add its private half (ssh-add), or set user.signingkey to the private key file"
+    } else {
+        "check the key file and its passphrase"
+    };
+    Error::Usage(format!(
+        "{program} could not sign the record with user.signingkey {key} ({}); nothing was changed ({hint})",
         why.trim()
     ))
 }

@@ -172,7 +172,16 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
             .checked_add(d.to_signed())
             .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
     }
-    super::parse_bound(text)
+    let t = super::parse_bound(text)?;
+    // Files and commits record whole seconds: rounding would record another time than the
+    // one given.
+    if t.subsec_nanosecond() != 0 {
+        return Err(Error::Usage(format!(
+            "`{text}` has a fraction of a second; chg records whole seconds (write {})",
+            chg::model::format_timestamp(t)
+        )));
+    }
+    Ok(t)
 }
 
 pub fn done(o: store::Outcome) -> CmdResult {

@@ -11,6 +11,7 @@ mod outputs;
 mod plan;
 mod risk;
 mod signing;
+mod small;
 mod sync;
 mod templates;
 mod validate;

@@ -133,7 +133,16 @@ fn unanswered_or_misanswered_questionnaires_are_refused_and_reported() {
         "{}",
         r.stdout
     );
-    s.chg("cm@example.com", &["approve", &id]).ok();
+    // Nobody can approve it as it is: an approval vouches for the risk declared.
+    let before = s.snapshot();
+    let r = s.chg("cm@example.com", &["approve", &id]).code(1);
+    assert!(
+        r.stderr
+            .contains("cannot be approved as it is: risk_level low is below medium"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
     s.schedule(&id, "2025-03-10T10:00:00Z", "2025-03-10T12:00:00Z")
         .code(0);
     s.at("2025-03-10T10:30:00Z");

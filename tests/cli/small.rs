@@ -1,0 +1,275 @@
+//! The small things an attacker or a careful user trips over (issue 22, point 8): each one
+//! exits with the right code and a clear sentence, and changes nothing when it refuses.
+
+use std::path::Path;
+
+use super::{Store, assert_unchanged, new_args, run_output};
+
+fn chg_env(
+    s: &Store,
+    who: &str,
+    env: &[(&str, &str)],
+    remove: &[&str],
+    args: &[&str],
+) -> super::Run {
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), who);
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_output(cmd.args(args).output().unwrap())
+}
+
+#[test]
+fn a_nul_in_a_field_is_refused_with_its_place() {
+    let s = Store::new();
+    let from = s.dir.path().join("nul.yaml");
+    std::fs::write(&from, "title: \"a\\0b\"\n").unwrap();
+    let before = s.snapshot();
+    let mut args = new_args("x");
+    args.retain(|a| *a != "--title" && *a != "x");
+    args.extend(["--from", from.to_str().unwrap()]);
+    let r = s.chg("alice@example.com", &args).code(2);
+    assert!(
+        r.stderr
+            .contains("nul.yaml:1:8: yaml: a value contains a NUL character"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn a_fraction_of_a_second_is_refused_or_judged_never_a_failure() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    let r = s
+        .schedule(&id, "2025-03-11T09:00:00.5Z", "2025-03-11T10:00:00Z")
+        .code(2);
+    assert!(
+        r.stderr.contains("has a fraction of a second")
+            && r.stderr.contains("2025-03-11T09:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+    // Judging at a fraction records nothing: the gate answers.
+    s.chg(
+        "alice@example.com",
+        &["gate", &id, "--at", "2025-03-11T09:00:00.25Z"],
+    )
+    .code(1);
+}
+
+#[test]
+fn an_edit_dated_before_the_request_is_refused_like_every_step() {
+    let mut s = Store::new();
+    let id = s.new_change(&[]);
+    s.at("2025-03-09T10:00:00Z");
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["set", &id, "title=Earlier"])
+        .code(1);
+    assert!(r.stderr.contains("later than now"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn git_author_date_is_read_as_git_reads_it() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    // Without a zone: the user's local time, as git takes it (TZ here: two hours east).
+    chg_env(
+        &s,
+        "em@example.com",
+        &[("GIT_AUTHOR_DATE", "2025-03-11 12:00"), ("TZ", "XYZ-2")],
+        &["CHG_NOW"],
+        &["approve", &id],
+    )
+    .ok();
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%aI"]).trim(),
+        "2025-03-11T10:00:00Z"
+    );
+    assert!(
+        s.read(&id).contains("at: 2025-03-11T10:00:00Z"),
+        "{}",
+        s.read(&id)
+    );
+    // One git refuses is refused, not replaced by the clock.
+    let before = s.snapshot();
+    let r = chg_env(
+        &s,
+        "cm@example.com",
+        &[("GIT_AUTHOR_DATE", "garbage")],
+        &["CHG_NOW"],
+        &["approve", &id],
+    )
+    .code(2);
+    assert!(
+        r.stderr
+            .contains("GIT_AUTHOR_DATE=`garbage` is not a date git accepts"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn configuration_from_the_environment_is_honoured() {
+    // `git -c user.email=…` and GIT_CONFIG_COUNT reach chg as they reach git.
+    let s = Store::new();
+    let r = chg_env(
+        &s,
+        "ignored@example.com",
+        &[
+            ("GIT_CONFIG_COUNT", "2"),
+            ("GIT_CONFIG_KEY_0", "user.email"),
+            ("GIT_CONFIG_VALUE_0", "zed@example.com"),
+            ("GIT_CONFIG_KEY_1", "user.name"),
+            ("GIT_CONFIG_VALUE_1", "Zed"),
+        ],
+        &["GIT_AUTHOR_EMAIL", "GIT_AUTHOR_NAME"],
+        &new_args("From the environment"),
+    )
+    .ok();
+    let id = r.stdout.trim().to_owned();
+    assert!(
+        s.read(&id).contains("requester: zed@example.com"),
+        "{}",
+        s.read(&id)
+    );
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%an <%ae>"]).trim(),
+        "Zed <zed@example.com>"
+    );
+}
+
+#[test]
+fn init_uses_the_identity_git_would_use_in_the_new_repository() {
+    let s = Store::bare();
+    let home = s.dir.path().join("home");
+    std::fs::write(
+        home.join(".gitconfig"),
+        "[user]\n\temail = private@example.com\n\tname = Ann\n[includeIf \"gitdir:~/work/\"]\n\tpath = ~/work.inc\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("work.inc"),
+        "[user]\n\temail = ann@work.example\n",
+    )
+    .unwrap();
+    let target = home.join("work/store");
+    let r = chg_env(
+        &s,
+        "x@example.com",
+        &[],
+        &[
+            "GIT_AUTHOR_EMAIL",
+            "GIT_AUTHOR_NAME",
+            "GIT_COMMITTER_EMAIL",
+            "GIT_COMMITTER_NAME",
+        ],
+        &["init", target.to_str().unwrap()],
+    )
+    .ok();
+    let _ = r;
+    let o = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%ae"])
+        .current_dir(&target)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "ann@work.example"
+    );
+}
+
+#[test]
+fn a_short_rsa_key_is_refused_with_its_reason() {
+    let s = Store::new();
+    let key = s.dir.path().join("rsa1024");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    s.enable_signing(&[("em@example.com", &key)], &[]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout.contains("allowed_signers:1:1:")
+            && r.stdout.contains("an RSA key of 1024 bits is too weak"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_public_signing_key_without_its_private_half_names_the_key_not_commit_signing() {
+    let s = Store::new();
+    let em = s.keygen("em");
+    s.enable_signing(&[("em@example.com", &em)], &[]);
+    let id = s.new_change(&[]);
+    std::fs::remove_file(&em).unwrap();
+    let before = s.snapshot();
+    let r = s
+        .signed(
+            "em@example.com",
+            &em.with_extension("pub"),
+            &["approve", &id],
+        )
+        .code(2);
+    assert!(
+        r.stderr.contains("could not sign the record")
+            && r.stderr.contains("ssh-add")
+            && !r.stderr.contains("commit.gpgsign"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
+
+#[test]
+fn the_audit_says_what_a_plain_commit_did_to_the_policy_and_records() {
+    let s = Store::new();
+    // A template committed by hand is a policy change like any other (a note, ungoverned).
+    let t = s.root().join("policy/templates/tls.yaml");
+    std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+    std::fs::write(&t, "description: d\nbusiness_justification: j\nchange_type: configuration\npriority: low\nrisk_level: low\nimplementation_plan: p\nrollback_plan: r\nvariable: [title, affected_systems]\n").unwrap();
+    s.git(&["add", "policy"]);
+    s.git(&["commit", "-qm", "a template"]);
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        r.stdout.contains("note: policy-change: the policy was changed by a commit without chg trailers (policy/templates/tls.yaml)"),
+        "{}",
+        r.stdout
+    );
+    // A reverted cancellation: the record was removed, not written.
+    let id = s.new_change(&[]);
+    s.chg("alice@example.com", &["cancel", &id, "--reason", "no"])
+        .ok();
+    s.git(&["revert", "--no-edit", "HEAD"]);
+    let r = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(
+        r.stdout
+            .contains("manual-cancellation: the cancellation record was removed without chg"),
+        "{}",
+        r.stdout
+    );
+    // A commit naming a change in its trailers while changing only policy/ shows in its log.
+    std::fs::write(&t, "description: changed\nbusiness_justification: j\nchange_type: configuration\npriority: low\nrisk_level: low\nimplementation_plan: p\nrollback_plan: r\nvariable: [title, affected_systems]\n").unwrap();
+    s.git(&[
+        "commit",
+        "-qam",
+        &format!("apply\n\nChg-Id: {id}\nChg-Action: implement\n"),
+    ]);
+    let head = s.git(&["rev-parse", "--short=8", "HEAD"]);
+    let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
+    assert!(log.contains(head.trim()), "{log}");
+}
