@@ -80,6 +80,8 @@ pub const IMPLEMENTATION_KEYS: &[&str] = &[
 ];
 /// Keys of `review`.
 pub const REVIEW_KEYS: &[&str] = &["by", "at", "summary"];
+/// Keys of `content_signature`.
+pub const CONTENT_SIGNATURE_KEYS: &[&str] = &["action", "by", "at", "digest", "signature"];
 /// Keys of `cancellation`.
 pub const CANCELLATION_KEYS: &[&str] = &["by", "at", "reason", "signature"];
 
@@ -395,6 +397,7 @@ impl Decoder<'_> {
                 "template_digest" => c.template_digest = self.text(v, &key),
                 "proposed_policy" => c.proposed_policy = self.text_map(v, &key),
                 "policy_base" => c.policy_base = self.text(v, &key),
+                "content_signature" => c.content_signature = self.content_signature(v),
                 "schedule" => c.schedule = self.schedule(v),
                 "status" => c.status = self.parsed(v, &key, "enum"),
                 "approvals" => c.approvals = self.approvals(v),
@@ -593,6 +596,36 @@ impl Decoder<'_> {
             by: by?,
             at: at?,
             summary: summary?,
+        })
+    }
+
+    fn content_signature(&mut self, node: &Node) -> Option<crate::model::ContentRecord> {
+        let name = "content_signature";
+        self.place(&name, node);
+        node.as_map()?;
+        let (mut action, mut by, mut at, mut digest, mut signature) =
+            (None, None, None, None, None);
+        let entries = self.mapping(node, &name, CONTENT_SIGNATURE_KEYS);
+        for &(key, v) in &entries {
+            let path = format_args!("content_signature.{key}");
+            match key {
+                "action" => action = self.text(v, &path),
+                "by" => by = self.text(v, &path),
+                "at" => at = self.timestamp(v, &path),
+                "digest" => digest = self.text(v, &path),
+                _ => signature = self.text(v, &path),
+            }
+        }
+        let action = self.required(action, node, &entries, &name, "action");
+        let by = self.required(by, node, &entries, &name, "by");
+        let at = self.required(at, node, &entries, &name, "at");
+        let digest = self.required(digest, node, &entries, &name, "digest");
+        Some(crate::model::ContentRecord {
+            action: action?,
+            by: by?,
+            at: at?,
+            digest: digest?,
+            signature,
         })
     }
 

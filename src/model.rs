@@ -483,6 +483,26 @@ pub struct Cancellation {
     pub signature: Option<String>,
 }
 
+/// Who vouches for a change's content as it is (SPEC section 9, `new` and `edit` in
+/// `signing.required_for`): the requester when it was filed, then whoever made each
+/// material edit. Written by `chg new`, `chg edit` and `chg set` where the policy requires
+/// those signed; older records stay in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentRecord {
+    /// `new` or `edit`.
+    pub action: String,
+    /// Who wrote the content.
+    pub by: String,
+    /// When.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: Timestamp,
+    /// The material digest of the content vouched for.
+    pub digest: String,
+    /// The SSH signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
 /// One change request file (SPEC section 2). Field order is the file's canonical order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ChangeRequest {
@@ -558,6 +578,9 @@ pub struct ChangeRequest {
     /// another one applied meanwhile (a key revocation, say).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_base: Option<String>,
+    /// The signed record of who wrote the content as it is, where the policy requires it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_signature: Option<ContentRecord>,
     /// When it will run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -638,6 +661,7 @@ pub const ALL_FIELDS: &[&str] = &[
     "template_digest",
     "proposed_policy",
     "policy_base",
+    "content_signature",
     "schedule",
     "status",
     "approvals",

@@ -886,7 +886,7 @@ impl Checker<'_> {
                 self.err(
                     at(a),
                     format!(
-                        "`{}` is not an action chg signs (approve, reject, implement, close, cancel){hint}",
+                        "`{}` is not an action chg signs (new, edit, approve, reject, implement, close, cancel){hint}",
                         a.value
                     ),
                 );

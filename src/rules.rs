@@ -572,6 +572,48 @@ pub fn signature_verdicts_since<'c>(
         .collect()
 }
 
+/// Why the content record a commit by `actor` left on `after` does not vouch for it (SPEC
+/// section 9, `new` and `edit` in `signing.required_for`): a record the commit wrote must be
+/// `actor`'s, for this action and this content; content filed or materially edited where
+/// the policy requires it signed must come with such a record. Its signature is judged with
+/// the other records. `before` is `None` for a change the commit created.
+pub fn content_record_problem(
+    before: Option<&ChangeRequest>,
+    after: &ChangeRequest,
+    actor: &str,
+    policy: &Policy,
+) -> Option<String> {
+    let action = if before.is_none() { "new" } else { "edit" };
+    let digest = after.material_digest();
+    let changed = before.is_none_or(|b| b.material_digest() != digest);
+    let written = match before {
+        None => after.content_signature.is_some(),
+        Some(b) => b.content_signature != after.content_signature,
+    };
+    match (&after.content_signature, written) {
+        (Some(r), true) => {
+            let requester = after.requester.as_deref().unwrap_or("");
+            if !r.by.eq_ignore_ascii_case(actor)
+                || r.action != action
+                || r.digest != digest
+                || action == "new" && !requester.eq_ignore_ascii_case(&r.by)
+            {
+                return Some(format!(
+                    "the content record says {} by {} for {}, but this commit is {action} by {actor} of {}",
+                    r.action, r.by, r.digest, digest
+                ));
+            }
+            None
+        }
+        (None, true) => Some("the content record was removed".into()),
+        _ if changed && policy.requires_signature(action) => Some(format!(
+            "the content was {} without {actor}'s signed record (signing.required_for has {action})",
+            if action == "new" { "filed" } else { "edited" }
+        )),
+        _ => None,
+    }
+}
+
 /// The approvals (by index) that do not count because the policy requires approvals to be
 /// signed and theirs is missing or does not verify.
 pub fn unsigned_approvals(change: &ChangeRequest, policy: &Policy) -> Vec<usize> {

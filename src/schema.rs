@@ -100,6 +100,31 @@ pub fn change_schema(policy: &Policy) -> Value {
             text("A policy change: the git tree id of policy/ it was proposed against"),
         ),
         (
+            "content_signature",
+            object(
+                crate::decode::CONTENT_SIGNATURE_KEYS,
+                &["action", "by", "at", "digest"],
+                vec![
+                    (
+                        "action",
+                        json!({"enum": ["new", "edit"], "description": "new: filed; edit: a material edit"}),
+                    ),
+                    ("by", text(email)),
+                    ("at", timestamp("When")),
+                    (
+                        "digest",
+                        text("The material digest of the content vouched for"),
+                    ),
+                    (
+                        "signature",
+                        signature(
+                            "The SSH signature; written by chg new, edit and set where the policy requires it",
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
             "schedule",
             object(
                 SCHEDULE_KEYS,

@@ -25,7 +25,15 @@ pub const NAMESPACE: &str = "chg";
 pub const SIGNATURE: &str = "signature";
 
 /// The actions a policy may require signatures for.
-pub const SIGNABLE: &[&str] = &["approve", "reject", "implement", "close", "cancel"];
+pub const SIGNABLE: &[&str] = &[
+    "new",
+    "edit",
+    "approve",
+    "reject",
+    "implement",
+    "close",
+    "cancel",
+];
 
 /// Signs records for the acting person (the CLI: `ssh-keygen -Y sign` with the key git
 /// would use). The library runs no program and holds no key.
@@ -204,6 +212,17 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             statement: st,
             signature: a.signature.as_deref(),
             approval: Some(i),
+        });
+    }
+    if let Some(c) = &change.content_signature {
+        let action = if c.action == "new" { "new" } else { "edit" };
+        out.push(Record {
+            path: "content_signature.signature".into(),
+            action,
+            actor: c.by.clone(),
+            statement: Statement::base(change, action, &c.by, c.at, c.digest.clone()),
+            signature: c.signature.as_deref(),
+            approval: None,
         });
     }
     if let Some(imp) = &change.implementation {
@@ -706,6 +725,11 @@ pub fn set_signature(change: &mut ChangeRequest, action: &str, signature: String
                 c.signature = Some(signature);
             }
         }
+        "new" | "edit" => {
+            if let Some(c) = &mut change.content_signature {
+                c.signature = Some(signature);
+            }
+        }
         _ => {}
     }
 }
@@ -740,6 +764,9 @@ pub fn carry_signature(from: &ChangeRequest, to: &mut ChangeRequest, action: &st
                 t.signature.clone_from(&f.signature);
             }
         }
+        // The content record is written beside the step (where the policy requires it),
+        // not by the step itself: it is carried whole and judged on its own.
+        "new" | "edit" => to.content_signature.clone_from(&from.content_signature),
         _ => {}
     }
 }

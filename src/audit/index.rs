@@ -11,7 +11,7 @@
 //! - `meta.json`: format, chg version, store prefix, the tip reached, commits audited,
 //!   emergency changes seen, rewrites detected;
 //! - `findings.jsonl`: every finding, oldest first;
-//! - `log/<PREFIX>-<year>-<n>.jsonl`: `chg log` entries, 1,000 change numbers per file, so
+//! - `log/<PREFIX>-<year>-<n>.jsonl`: `chg log` entries, 100 change numbers per file, so
 //!   one change's history is a read of one small file.
 //!
 //! The cache is never a source of truth: `meta.json` carries its own SHA-256 and, for each
@@ -38,7 +38,7 @@ use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
 use crate::text::{hex, sha256_hex};
 
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// What judges commits for the index (the audit engine, in [`super`]).
 pub trait Engine {
@@ -321,7 +321,12 @@ impl Index {
 
     /// The history of change `id`, oldest first; `None` when its file does not verify.
     pub fn log(&self, id: &str) -> Result<Option<Vec<Entry>>> {
-        let Some(mut entries) = self.read::<Entry>(&format!("log/{}", bucket(id)))? else {
+        // Only the lines that name the id are parsed (the file is still verified whole):
+        // serde_json writes `"id":"…"` without spaces, and an id needs no escaping.
+        let needle = format!("\"id\":{}", serde_json::to_string(id).unwrap_or_default());
+        let Some(mut entries) =
+            self.read_lines::<Entry>(&format!("log/{}", bucket(id)), Some(&needle))?
+        else {
             return Ok(None);
         };
         entries.retain(|e| e.id == id);
@@ -353,6 +358,15 @@ impl Index {
 
     /// The lines of the cache file `name`, as far as `meta.json` covers it, if they verify.
     fn read<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<Vec<T>>> {
+        self.read_lines(name, None)
+    }
+
+    /// [`Index::read`], parsing only the lines that contain `needle` when one is given.
+    fn read_lines<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        needle: Option<&str>,
+    ) -> Result<Option<Vec<T>>> {
         let Some(check) = self.meta.files.get(name) else {
             return Ok(Some(Vec::new()));
         };
@@ -372,7 +386,12 @@ impl Index {
             return Ok(None);
         }
         let mut out = Vec::new();
-        for line in covered.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let wanted =
+            |l: &[u8]| needle.is_none_or(|n| l.windows(n.len()).any(|w| w == n.as_bytes()));
+        for line in covered
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty() && wanted(l))
+        {
             match serde_json::from_slice(line) {
                 Ok(v) => out.push(v),
                 Err(_) => return Ok(None),
@@ -420,12 +439,13 @@ fn folder_name(branch: &str, prefix: &str) -> String {
     format!("{}~{}", &name[..start], sha256_hex(name.as_bytes()))
 }
 
-/// The log file of a change id: 1,000 numbers per file.
+/// The log file of a change id: 100 numbers per file, so that the one change's history
+/// that gate and implement read is a small file to verify.
 fn bucket(id: &str) -> String {
     match id.rsplit_once('-') {
         Some((head, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
             let n: u64 = n.parse().unwrap_or(0);
-            format!("{}-{}.jsonl", encode(head), n / 1000)
+            format!("{}-{}.jsonl", encode(head), n / 100)
         }
         _ => "other.jsonl".to_owned(),
     }

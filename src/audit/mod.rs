@@ -1268,6 +1268,7 @@ impl Ctx<'_> {
         }
         if action == "new" {
             out.extend(self.check_new(after));
+            out.extend(self.content_checks(None, after));
             return out;
         }
         let Some(before) = self.before else {
@@ -1303,6 +1304,9 @@ impl Ctx<'_> {
             }
         };
         out.extend(self.new_record_signatures(before, after));
+        if action == "edit" {
+            out.extend(self.content_checks(Some(before), after));
+        }
         // A replay cannot sign: the new record's signature is taken from the commit (and
         // judged on its own above); any other difference, older signatures included, is one.
         let replayed = workflow::apply(before, self.policy, self.email, self.when, step).map(
@@ -1341,6 +1345,35 @@ impl Ctx<'_> {
                 }
             }
             Ok(_) => {}
+        }
+        out
+    }
+
+    /// Who vouches for the content (SPEC section 9, `new` and `edit`): a content record the
+    /// commit wrote must be the author's, for this content, validly signed; content filed or
+    /// edited where the policy requires it signed must come with one.
+    fn content_checks(
+        &self,
+        before: Option<&ChangeRequest>,
+        after: &ChangeRequest,
+    ) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Some(why) = rules::content_record_problem(before, after, self.email, self.policy) {
+            out.push(Problem::exception(crate::signing::SIGNATURE, why));
+            return out;
+        }
+        let written = before.is_none_or(|b| b.content_signature != after.content_signature);
+        if written && after.content_signature.is_some() {
+            // (for a new file, any record at all is written by this commit)
+            let empty = ChangeRequest::default();
+            out.extend(
+                self.new_record_signatures(before.unwrap_or(&empty), after)
+                    .into_iter()
+                    .filter(|p| {
+                        p.message.starts_with("the new record")
+                            || p.message.starts_with("the edit record")
+                    }),
+            );
         }
         out
     }
@@ -1612,6 +1645,7 @@ impl Ctx<'_> {
             ));
             return out;
         };
+        out.extend(self.content_checks(self.before, after));
         let empty = ChangeRequest::default();
         let created = self.before.is_none();
         let before = self.before.unwrap_or(&empty);

@@ -688,6 +688,7 @@ impl Store {
                 rel.display()
             )));
         }
+        let change = vouch(ctx, policy, None, change)?;
         let text = edit::render_new(&change)?;
         let transition = Transition::new(Action::New, status, status);
         self.finish(ctx, &session, rel, text, change, transition, true)
@@ -752,6 +753,7 @@ impl Store {
                 new: Box::new(wanted.clone()),
             },
         )?;
+        let next = vouch(ctx, &session.policy, Some(loaded.change()), next)?;
         let text = if next == wanted {
             new_text.to_owned()
         } else {
@@ -1291,11 +1293,41 @@ impl Store {
             _ => Vec::new(),
         };
         let next = sign_record(ctx, &session.policy, next, &transition)?;
+        let next = if transition.action == Action::Edit {
+            vouch(ctx, &session.policy, Some(loaded.change()), next)?
+        } else {
+            next
+        };
         let text = edit::apply(&loaded.text, loaded.change(), &next)?;
         let mut outcome = self.finish(ctx, &session, loaded.rel, text, next, transition, false)?;
         outcome.warnings = warnings;
         Ok(outcome)
     }
+}
+
+/// Where the policy requires `new` or `edit` signed (SPEC section 9): records, and signs,
+/// that the actor wrote the content of `next` (filed it when `before` is `None`, edited it
+/// otherwise). Only content that changed gets a new record; refused, before anything is
+/// written, without a usable key.
+fn vouch(
+    ctx: &Context,
+    policy: &Policy,
+    before: Option<&ChangeRequest>,
+    mut next: ChangeRequest,
+) -> Result<ChangeRequest> {
+    let action = if before.is_none() { "new" } else { "edit" };
+    let digest = next.material_digest();
+    if !policy.requires_signature(action) || before.is_some_and(|b| b.material_digest() == digest) {
+        return Ok(next);
+    }
+    next.content_signature = Some(crate::model::ContentRecord {
+        action: action.to_owned(),
+        by: ctx.actor.email.clone(),
+        at: ctx.now,
+        digest,
+        signature: None,
+    });
+    sign(ctx, policy, next, action)
 }
 
 /// Signs the record `transition` wrote into `next`, where the policy requires it (SPEC
@@ -1304,13 +1336,24 @@ impl Store {
 fn sign_record(
     ctx: &Context,
     policy: &Policy,
-    mut next: ChangeRequest,
+    next: ChangeRequest,
     transition: &Transition,
 ) -> Result<ChangeRequest> {
     let action = transition.action.as_str();
-    if !policy.requires_signature(action) {
+    // Content records are written and signed by `vouch`, only when content changed.
+    if !policy.requires_signature(action) || matches!(action, "new" | "edit") {
         return Ok(next);
     }
+    sign(ctx, policy, next, action)
+}
+
+/// Signs the record of `action` last written into `next`.
+fn sign(
+    ctx: &Context,
+    policy: &Policy,
+    mut next: ChangeRequest,
+    action: &str,
+) -> Result<ChangeRequest> {
     let signer = ctx
         .record_signer
         .as_deref()

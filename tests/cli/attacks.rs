@@ -850,3 +850,83 @@ fn two_stores_in_one_repository_judge_their_own_policy() {
     assert!(r.stdout.contains("policy-unauthorized"), "{}", r.stdout);
     assert_eq!(in_team("a", &["validate"]).code, 0);
 }
+
+#[test]
+fn requests_and_edits_can_be_proven() {
+    let s = Store::new();
+    let keys: Vec<(String, std::path::PathBuf)> = ["alice", "em", "cm"]
+        .iter()
+        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
+        .collect();
+    let signers: Vec<(&str, &Path)> = keys
+        .iter()
+        .map(|(w, k)| (w.as_str(), k.as_path()))
+        .collect();
+    s.enable_signing(&signers, &["new", "edit"]);
+    let sign = |s: &Store, who: &str, args: &[&str]| {
+        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
+        s.signed(who, key, args)
+    };
+    // Filing without a key is refused, changing nothing.
+    let before = s.snapshot();
+    let r = s.chg("alice@example.com", super::COMPLETE).code(2);
+    assert!(r.stderr.contains("user.signingkey"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    let id = sign(&s, "alice@example.com", super::COMPLETE)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let text = s.read(&id);
+    assert!(
+        text.contains("content_signature:\n  action: new\n  by: alice@example.com\n"),
+        "{text}"
+    );
+    // A material edit is signed by its author; a schedule (not content) needs no record.
+    sign(
+        &s,
+        "em@example.com",
+        &["set", &id, "rollback_plan=Restore the backup"],
+    )
+    .ok();
+    assert!(
+        s.read(&id)
+            .contains("  action: edit\n  by: em@example.com\n"),
+        "{}",
+        s.read(&id)
+    );
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    sign(&s, "cm@example.com", &["approve", &id]).ok();
+    // em wrote the content now, and may not approve it.
+    let r = sign(&s, "em@example.com", &["approve", &id]).code(1);
+    assert!(
+        r.stderr.contains("em@example.com made the content"),
+        "{}",
+        r.stderr
+    );
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+
+    // mallory files a change by hand in alice's name: nobody signed the request.
+    let before = exceptions(&s);
+    let copy = id.replace("-001", "-002");
+    let forged = s.read(&id).replace(&id, &copy);
+    let forged: String = forged
+        .split("content_signature:")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(s.file(&id).with_file_name(format!("{copy}.yaml")), forged).unwrap();
+    mallory_commit_all(&s, "for alice");
+    let caught = Caught {
+        id: &copy,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(signature)",
+        validate: "unverified-history",
+        audit: "signature",
+    };
+    assert_caught(&s, &caught, &before);
+}
