@@ -140,6 +140,9 @@ pub struct Policy {
     pub emergency_approve_within: Option<Duration>,
     /// Post-implementation review deadline for emergency changes.
     pub emergency_review_within: Option<Duration>,
+    /// The roles whose members may file a change as an emergency or relabel one so
+    /// (`emergency.declared_by`); `None`: anyone may, as before.
+    pub emergency_declared_by: Option<Vec<String>>,
     /// `close` needs a review for these outcomes.
     pub review_outcomes: Vec<Outcome>,
     /// … these models.
@@ -316,6 +319,7 @@ struct RawRule {
 struct RawEmergency {
     approve_within: Option<Duration>,
     review_within: Option<Duration>,
+    declared_by: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -687,6 +691,11 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
     c.testing(&raw.testing.required_for, &change_types);
     let roles = c.roles(&raw.roles);
     let governance = raw.governance.as_ref().map(|g| c.governance(g, &roles));
+    let emergency_declared_by = raw
+        .emergency
+        .declared_by
+        .as_ref()
+        .map(|list| c.known_roles("emergency.declared_by", list, &roles));
     let risk = raw.risk.as_ref().map(|r| c.risk(r));
     let a = &raw.approvals;
     let emergency_approvals = c.approval_rule("emergency", &a.emergency, false, &roles);
@@ -734,6 +743,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         segregation_of_duties: raw.segregation_of_duties,
         emergency_approve_within: raw.emergency.approve_within,
         emergency_review_within: raw.emergency.review_within,
+        emergency_declared_by,
         review_outcomes: raw.review_required_for.outcomes,
         review_models: raw.review_required_for.change_models,
         review_risks: raw.review_required_for.risk_levels,
@@ -835,8 +845,18 @@ impl Checker<'_> {
                 "governance.roles is empty: name the roles whose approval every policy change needs, or remove governance".into(),
             );
         }
+        self.known_roles("governance.roles", &raw.value.roles, roles)
+    }
+
+    /// A list of roles (`what` names it in messages): each must be a role of the policy.
+    fn known_roles(
+        &mut self,
+        what: &str,
+        list: &[Spanned<String>],
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
-        for role in &raw.value.roles {
+        for role in list {
             if roles.contains_key(&role.value) {
                 out.push(role.value.clone());
                 continue;
@@ -846,7 +866,7 @@ impl Checker<'_> {
                 .unwrap_or_default();
             self.err(
                 at(role),
-                format!("governance.roles names unknown role `{}`{hint}", role.value),
+                format!("{what} names unknown role `{}`{hint}", role.value),
             );
         }
         out

@@ -163,6 +163,36 @@ pub fn proven_author_approves(
     }
 }
 
+/// Rule id: a change filed as an emergency, or relabelled one, by someone the policy does
+/// not let declare emergencies.
+pub const EMERGENCY_DECLARATION: &str = "emergency-declaration";
+
+/// Why `actor` may not make `after` an emergency change (filed so when `before` is `None`,
+/// relabelled from another model otherwise): `emergency.declared_by` names the roles that
+/// may, and `actor` holds none of them. The emergency model skips approval before
+/// implementation, so declaring one is a decision of its own.
+pub fn emergency_declaration_refusal(
+    before: Option<&ChangeRequest>,
+    after: &ChangeRequest,
+    actor: &str,
+    policy: &Policy,
+) -> Option<Refusal> {
+    let declared = after.model() == ChangeModel::Emergency
+        && before.is_none_or(|b| b.model() != ChangeModel::Emergency);
+    let roles = policy.emergency_declared_by.as_ref()?;
+    if !declared || roles.iter().any(|r| policy.is_member(r, actor)) {
+        return None;
+    }
+    Some(Refusal::new(
+        EMERGENCY_DECLARATION,
+        format!(
+            "{actor} may not declare {} an emergency: emergency.declared_by lets only {} do so",
+            id_of(after),
+            roles.join(", ")
+        ),
+    ))
+}
+
 /// Why `actor` may not decide on `change` at all: they requested it (segregation of duties).
 pub fn requester_refusal(
     change: &ChangeRequest,

@@ -819,6 +819,12 @@ impl<'r> Auditor<'r> {
                 }
                 problems.extend(ctx.check_digests());
                 problems.extend(ctx.check_risk());
+                if let Some(a) = after
+                    && let Some(r) =
+                        rules::emergency_declaration_refusal(before, a, &facts.email, policy)
+                {
+                    problems.push(Problem::exception(r.rule, r.message));
+                }
                 if let Some(after) = after
                     && after.model() == ChangeModel::Standard
                 {

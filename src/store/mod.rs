@@ -688,6 +688,11 @@ impl Store {
                 rel.display()
             )));
         }
+        if let Some(r) =
+            crate::rules::emergency_declaration_refusal(None, &change, &ctx.actor.email, policy)
+        {
+            return Err(r.into());
+        }
         let change = vouch(ctx, policy, None, change)?;
         let text = edit::render_new(&change)?;
         let transition = Transition::new(Action::New, status, status);
@@ -753,6 +758,14 @@ impl Store {
                 new: Box::new(wanted.clone()),
             },
         )?;
+        if let Some(r) = crate::rules::emergency_declaration_refusal(
+            Some(loaded.change()),
+            &next,
+            &ctx.actor.email,
+            &session.policy,
+        ) {
+            return Err(r.into());
+        }
         let next = vouch(ctx, &session.policy, Some(loaded.change()), next)?;
         let text = if next == wanted {
             new_text.to_owned()
@@ -1294,6 +1307,14 @@ impl Store {
         };
         let next = sign_record(ctx, &session.policy, next, &transition)?;
         let next = if transition.action == Action::Edit {
+            if let Some(r) = crate::rules::emergency_declaration_refusal(
+                Some(loaded.change()),
+                &next,
+                &ctx.actor.email,
+                &session.policy,
+            ) {
+                return Err(r.into());
+            }
             vouch(ctx, &session.policy, Some(loaded.change()), next)?
         } else {
             next

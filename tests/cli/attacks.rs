@@ -930,3 +930,62 @@ fn requests_and_edits_can_be_proven() {
     };
     assert_caught(&s, &caught, &before);
 }
+
+#[test]
+fn only_those_the_policy_names_declare_an_emergency() {
+    let s = Store::new();
+    s.edit_policy("emergencies are declared by the security lead", |t| {
+        t.replace(
+            "  review_within: 48h",
+            "  review_within: 48h\n  declared_by: [security-team-lead]",
+        )
+    });
+    s.chg("alice@example.com", &["validate"]).ok();
+    let emergency = ["--emergency", "--priority", "critical", "--risk", "high"];
+    let before = s.snapshot();
+    let mut args = super::COMPLETE.to_vec();
+    args.extend(emergency);
+    let r = s.chg("alice@example.com", &args).code(1);
+    assert!(
+        r.stderr.contains("alice@example.com may not declare")
+            && r.stderr.contains("security-team-lead"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+    s.chg("sec-lead@example.com", &args).ok();
+    let id = s.new_change(&[]);
+    let before = s.snapshot();
+    let r = s
+        .chg("alice@example.com", &["set", &id, "change_model=emergency"])
+        .code(1);
+    assert!(r.stderr.contains("may not declare"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    // Relabelled by hand to skip approval: an edit before any approval, otherwise a note.
+    let before = exceptions(&s);
+    forge(&s, &id, "it is urgent", |t| {
+        t.replace("change_model: normal", "change_model: emergency")
+    });
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(emergency-declaration)",
+        validate: "unverified-history",
+        audit: "emergency-declaration",
+    };
+    assert_caught(&s, &caught, &before);
+    // An unknown role in the list is a policy finding with its place.
+    s.edit_policy("typo", |t| {
+        t.replace(
+            "declared_by: [security-team-lead]",
+            "declared_by: [security-lead]",
+        )
+    });
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout.contains("emergency.declared_by names unknown role `security-lead`; did you mean `security-team`?"),
+        "{}",
+        r.stdout
+    );
+}
