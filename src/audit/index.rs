@@ -250,8 +250,12 @@ impl Index {
             let done: Vec<_> = writer.finish().collect();
             meta.files.extend(done);
         }
-        meta.tip = head.map(|h| h.to_string());
-        write_meta(&dir, &meta)?;
+        let tip = head.map(|h| h.to_string());
+        // Nothing new (the common case for gate and implement): the meta file stays as it is.
+        if update.rebuilt || update.audited > 0 || meta.tip != tip {
+            meta.tip = tip;
+            write_meta(&dir, &meta)?;
+        }
         Ok((Index { dir, meta }, update))
     }
 

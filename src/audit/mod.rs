@@ -363,8 +363,9 @@ pub struct Auditor<'r> {
     /// What judging policy changes learnt, shared with the other workers of a run.
     memo: Arc<crate::governance::Memo>,
     /// The policies of [`Auditor::policy_of`] without the catalogue's history: what a
-    /// change filed on top of that tree could be filed from.
-    filing_policies: HashMap<Oid, Arc<Policy>>,
+    /// change filed on top of that tree could be filed from (keyed by the policy's
+    /// address: `policy_of` hands out one value per policy, signers and templates).
+    filing_policies: HashMap<usize, (Arc<Policy>, Arc<Policy>)>,
 }
 
 /// The verdict on a commit where a shallow clone's history is cut: its parents are not
@@ -464,16 +465,16 @@ impl<'r> Auditor<'r> {
     /// The policy a standard change filed on top of `tree` is judged by: its templates in
     /// force there and no earlier version (SPEC section 11).
     fn filing_policy(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
-        if let Some(p) = self.filing_policies.get(&tree.id()) {
+        let full = self.policy_of(tree)?;
+        let key = Arc::as_ptr(&full) as usize;
+        if let Some((_, p)) = self.filing_policies.get(&key) {
             return Ok(p.clone());
         }
-        let mut p = (*self.policy_of(tree)?).clone();
+        let mut p = (*full).clone();
         p.template_history = None;
         let p = Arc::new(p);
-        if self.filing_policies.len() > 1024 {
-            self.filing_policies.clear();
-        }
-        self.filing_policies.insert(tree.id(), p.clone());
+        // The full policy is kept beside it, so that its address is not reused.
+        self.filing_policies.insert(key, (full, p.clone()));
         Ok(p)
     }
 
