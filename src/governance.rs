@@ -242,7 +242,19 @@ impl<'r> Governance<'r> {
     pub fn changes_policy(&self, oid: Oid) -> Result<bool> {
         let c = self.repo.find_commit(oid)?;
         let (now, before) = self.trees(&c)?;
-        Ok(now != before && (now.is_some() || c.parent_count() > 0))
+        Ok(now != before && (now.is_some() || c.parent_count() > 0)
+            || self.merge_differs(&c, now)?)
+    }
+
+    /// Whether `commit` is a merge whose policy differs from a parent other than the first
+    /// (whichever parent comes first, every line's policy counts).
+    fn merge_differs(&self, commit: &git2::Commit<'_>, now: Option<Oid>) -> Result<bool> {
+        for p in commit.parents().skip(1) {
+            if policy_tree(&p.tree()?, &self.prefix)? != now {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The last commit at or before `from` on its first-parent line that changed the
@@ -274,7 +286,7 @@ impl<'r> Governance<'r> {
                 break now.is_some().then_some(oid);
             };
             let before = policy_tree(&parent.tree()?, &self.prefix)?;
-            if before != now {
+            if before != now || self.merge_differs(&commit, now)? {
                 break Some(oid);
             }
             (commit, now) = (parent, before);
@@ -347,6 +359,9 @@ impl<'r> Governance<'r> {
                 governing: oid,
             });
         };
+        if commit.parent_count() > 1 {
+            return self.judge_merge(&commit, tree);
+        }
         // The policy that governs this change: the parent's, unless the parent's policy
         // was slipped in, then the last that counted.
         let governing = match prev.and_then(|p| self.judged(p)) {
@@ -376,26 +391,104 @@ impl<'r> Governance<'r> {
                 short(governing)
             ))));
         }
-        // ...or a merge bringing a proposal applied on the other side.
-        for side in commit.parent_ids().skip(1) {
-            let side_commit = self.repo.find_commit(side)?;
-            if policy_tree(&side_commit.tree()?, &self.prefix)? != tree {
-                continue;
-            }
-            if let Some(intro) = self.last_change(side, None)? {
-                let c = self.repo.find_commit(intro)?;
-                if let Some(why) = self.applied(&c, &authority)? {
-                    return Ok(judged(Standing::Authorized(format!(
-                        "it merges {}: {why}",
-                        short(intro)
-                    ))));
-                }
-            }
-        }
         Ok(judged(Standing::Unauthorized(format!(
             "{} changed the policy without `chg policy apply` of an approved proposal",
             short(oid)
         ))))
+    }
+
+    /// The commit whose policy governs what is made on top of `at`: the last policy change
+    /// at or before it that counted (or `at` itself when nothing ever changed the policy).
+    fn governing_commit(&mut self, at: Oid) -> Result<Oid> {
+        Ok(match self.last_change(at, None)? {
+            Some(last) => {
+                self.judge_chain(last)?;
+                self.judged(last).map_or(at, |j| j.governing)
+            }
+            None => at,
+        })
+    }
+
+    /// Judges a merge whose policy differs from one of its parents'. Every parent line is
+    /// held to the policy that governs it, whichever parent comes first (a merge names its
+    /// parents in any order it likes): the merge may leave a governed line's policy only
+    /// for the one that governs it, or for the policy another parent brings when that
+    /// policy was authorized after the first line's (a proposal applied on a branch made
+    /// from it). A policy from a line that does not descend from the governed one (a new
+    /// root, or a branch from before governance) is `policy-unauthorized`.
+    fn judge_merge(&mut self, commit: &git2::Commit<'_>, tree: Option<Oid>) -> Result<Judged> {
+        let oid = commit.id();
+        struct Line {
+            parent: Oid,
+            tree: Option<Oid>,
+            governing: Oid,
+            governing_tree: Option<Oid>,
+            governed: bool,
+        }
+        let mut lines = Vec::new();
+        for parent in commit.parent_ids() {
+            let governing = self.governing_commit(parent)?;
+            lines.push(Line {
+                parent,
+                tree: policy_tree(&self.repo.find_commit(parent)?.tree()?, &self.prefix)?,
+                governing,
+                governing_tree: policy_tree(
+                    &self.repo.find_commit(governing)?.tree()?,
+                    &self.prefix,
+                )?,
+                governed: self.policy_at(governing)?.governance.is_some(),
+            });
+        }
+        let mut governed_any = false;
+        for (i, line) in lines.iter().enumerate() {
+            if line.tree == tree || !line.governed {
+                continue;
+            }
+            governed_any = true;
+            if line.governing_tree == tree {
+                continue;
+            }
+            let mut newer = false;
+            for (j, other) in lines.iter().enumerate() {
+                if j != i
+                    && other.tree == tree
+                    && other.governing_tree == tree
+                    && (other.governing == line.governing
+                        || self
+                            .repo
+                            .graph_descendant_of(other.governing, line.governing)?)
+                {
+                    newer = true;
+                }
+            }
+            if !newer {
+                return Ok(Judged {
+                    standing: Standing::Unauthorized(format!(
+                        "{} merges in a policy that does not govern {} (it did not come through `chg policy apply` on that line)",
+                        short(oid),
+                        short(line.parent)
+                    )),
+                    governing: line.governing,
+                });
+            }
+        }
+        let standing = if governed_any {
+            Standing::Authorized(format!(
+                "it merges a policy authorized on {}",
+                lines
+                    .iter()
+                    .filter(|l| l.tree == tree)
+                    .map(|l| short(l.governing))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else {
+            Standing::Ungoverned
+        };
+        Ok(Judged {
+            standing,
+            governing: oid,
+        })
     }
 
     /// The policy that governs changes made on top of `commit`: its own, unless it was

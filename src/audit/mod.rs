@@ -630,8 +630,13 @@ impl<'r> Auditor<'r> {
             None => false,
         };
         let mut brought = false;
+        // A merge is judged against every parent (see `governance`): its own note only
+        // where it differs from the first.
+        let mut merge_differs = false;
         for other in facts.parents.iter().skip(1) {
-            brought |= crate::governance::policy_tree(other, &self.prefix)? == new_tree;
+            let t = crate::governance::policy_tree(other, &self.prefix)?;
+            brought |= t == new_tree;
+            merge_differs |= t != new_tree;
         }
         if (policy_changed || old_pol != new_pol) && !brought {
             let mut files = Vec::new();
@@ -652,7 +657,7 @@ impl<'r> Auditor<'r> {
                 .extend(facts.policy_findings(&policy_path, &files, valid));
         }
         // Anything under policy/ changed outside `chg policy apply` under a governed policy.
-        if policy_changed {
+        if policy_changed || merge_differs {
             let governance = self.governance.get_or_insert_with(|| {
                 Box::new(crate::governance::Governance::with_memo(
                     self.repo,
@@ -675,6 +680,9 @@ impl<'r> Auditor<'r> {
         if self.ours(&facts) {
             out.findings
                 .extend(facts.trailer_findings(&items, old_pol == new_pol));
+        }
+        if facts.merge {
+            self.brought_records(&facts, &items, seq, &mut out)?;
         }
         // A policy commit that names a change without touching its file (a forged apply)
         // shows in that change's log, so that `chg log` of a proposal tells all.
@@ -714,6 +722,97 @@ impl<'r> Auditor<'r> {
             });
         }
         Ok(out)
+    }
+
+    /// What a merge brings into a line: change files as another parent made them, whose
+    /// records were judged on that branch by its own policy. They enter this line here, so
+    /// they are judged again by the policy of the merge (after `governance` has held the
+    /// merge's policy to every parent's): records added without the signatures it
+    /// requires, approvals by people outside their role or by the requester, a status the
+    /// approvals do not reach, a standard change from a template not in its catalogue. The
+    /// line receiving them is each parent whose policy the merge keeps (every parent when
+    /// it keeps none), whichever comes first.
+    fn brought_records(
+        &mut self,
+        facts: &Facts<'_>,
+        items: &[Item],
+        seq: u64,
+        out: &mut CommitAudit,
+    ) -> Result<()> {
+        let new_tree = crate::governance::policy_tree(&facts.tree, &self.prefix)?;
+        let mut receiving = Vec::new();
+        for p in &facts.parents {
+            if crate::governance::policy_tree(p, &self.prefix)? == new_tree {
+                receiving.push(p.clone());
+            }
+        }
+        if receiving.is_empty() {
+            receiving = facts.parents.clone();
+        }
+        let policy = self.policy_of(&facts.tree.clone())?;
+        let filing = self.filing_policy(&facts.tree.clone())?;
+        let dir = format!("{}changes", self.prefix);
+        let mut seen: Vec<String> = items.iter().map(|i| i.path.clone()).collect();
+        for parent in &receiving {
+            let mut changed = Vec::new();
+            diff_path(
+                self.repo,
+                Some(parent),
+                Some(&facts.tree),
+                &dir,
+                &mut changed,
+            )?;
+            for (path, old, new) in changed {
+                let Some(new) = new.filter(|_| path.ends_with(".yaml")) else {
+                    continue;
+                };
+                if seen.contains(&path) {
+                    continue;
+                }
+                seen.push(path.clone());
+                let before = match old {
+                    Some(b) => self.decode(b, &path)?,
+                    None => Arc::new(Err(String::new())),
+                };
+                let before = before.as_ref().as_ref().ok();
+                let after = self.decode(new, &path)?;
+                let Ok(after) = after.as_ref() else { continue };
+                let problems = brought_problems(before, after, &policy, &filing);
+                if problems.is_empty() {
+                    continue;
+                }
+                let id = id_of_path(&path).to_owned();
+                for p in &problems {
+                    out.findings.push(facts.finding(
+                        p.level,
+                        &p.rule,
+                        Some(id.clone()),
+                        Some(path.clone()),
+                        p.message.clone(),
+                    ));
+                }
+                out.entries.push(Entry {
+                    seq,
+                    commit: facts.oid.to_string(),
+                    when: facts.when,
+                    author: facts.author.clone(),
+                    email: facts.email.clone(),
+                    id,
+                    path,
+                    action: "merge".into(),
+                    role: None,
+                    from: None,
+                    to: None,
+                    subject: facts.subject.clone(),
+                    by_chg: false,
+                    problems,
+                    renumbered_from: None,
+                    material: false,
+                    sod: false,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the commit's chg trailers speak for this store. A repository may hold more
@@ -1777,6 +1876,89 @@ impl Ctx<'_> {
         }
         out
     }
+}
+
+/// The problems of a change file as a merge brings it into a line (see
+/// [`Auditor::brought_records`]), judged by `policy` (and `filing`, its catalogue without
+/// history) against the line's own version `before`.
+fn brought_problems(
+    before: Option<&ChangeRequest>,
+    after: &ChangeRequest,
+    policy: &Policy,
+    filing: &Policy,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let why = |m: String| format!("brought by a merge: {m}, under the policy it was merged into");
+    let empty = ChangeRequest::default();
+    let old: Vec<String> = crate::signing::records(before.unwrap_or(&empty))
+        .into_iter()
+        .map(|r| r.statement.text())
+        .collect();
+    for (r, v) in rules::signature_verdicts(after, policy) {
+        if old.contains(&r.statement.text()) {
+            continue;
+        }
+        if let Some(w) = v.problem(&r.actor) {
+            out.push(Problem::exception(
+                crate::signing::SIGNATURE,
+                why(format!("the {} record by {}: {w}", r.action, r.actor)),
+            ));
+        }
+    }
+    let had = |a: &crate::model::Approval| before.is_some_and(|b| b.approvals.contains(a));
+    for a in after.approvals.iter().filter(|a| !had(a)) {
+        if !policy.is_member(&a.role, &a.by) {
+            out.push(Problem::exception(
+                rules::APPROVAL_ROLE,
+                why(format!(
+                    "{} decided as {} without being a member",
+                    a.by, a.role
+                )),
+            ));
+        }
+        let requester = after.requester.as_deref().unwrap_or("");
+        if policy.segregation_of_duties && a.by.eq_ignore_ascii_case(requester) {
+            out.push(Problem::exception(
+                rules::SEGREGATION,
+                why(format!("{} decided on their own change", a.by)),
+            ));
+        }
+    }
+    let decided = |c: &ChangeRequest| {
+        matches!(
+            c.status(),
+            Status::Approved | Status::Implementing | Status::Closed
+        )
+    };
+    if decided(after)
+        && !before.is_some_and(decided)
+        && after.model() == ChangeModel::Normal
+        && !rules::missing_roles(after, policy).is_empty()
+    {
+        out.push(Problem::exception(
+            "implemented-unapproved",
+            why(format!(
+                "it is {} but still needs approval by {}",
+                after.status(),
+                rules::missing_roles(after, policy).join(", ")
+            )),
+        ));
+    }
+    let filed = before.is_none_or(|b| {
+        b.template != after.template
+            || b.template_digest != after.template_digest
+            || b.model() != ChangeModel::Standard
+    });
+    if after.model() == ChangeModel::Standard
+        && filed
+        && let Some(w) = crate::templates::problem(after, filing)
+    {
+        out.push(Problem::exception(
+            crate::templates::STANDARD_TEMPLATE,
+            why(format!("not a standard change of the catalogue: {w}")),
+        ));
+    }
+    out
 }
 
 /// `change` with each approval that records no digest given the digest of the content as it

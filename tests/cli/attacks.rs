@@ -989,3 +989,186 @@ fn only_those_the_policy_names_declare_an_emergency() {
         r.stdout
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Merges: every parent line is held to its own governing policy
+
+/// A signed, governed store: em, cm, sec-lead and mallory have keys (mallory's for her own
+/// email); one medium change by alice, approved by em and cm, scheduled; one by mallory,
+/// scheduled, unapproved. Returns the store, the keys and mallory's change.
+fn signed_governed() -> (Store, Vec<(String, std::path::PathBuf)>, String) {
+    let s = Store::new();
+    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "sec-lead", "mallory"]
+        .iter()
+        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
+        .collect();
+    let signers: Vec<(&str, &Path)> = keys
+        .iter()
+        .map(|(w, k)| (w.as_str(), k.as_path()))
+        .collect();
+    s.enable_signing(&signers, &[]);
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    let id = s
+        .chg("mallory@example.com", super::COMPLETE)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    (s, keys, id)
+}
+
+/// Moves main to a merge made on `side` with `side` as its first parent and main second,
+/// keeping `side`'s policy: a fast-forward of main, no force needed.
+fn merge_main_into_side_and_fast_forward(s: &Store) {
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd
+        .args([
+            "merge",
+            "-q",
+            "--no-edit",
+            "--allow-unrelated-histories",
+            "-X",
+            "ours",
+            "main",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.git(&["checkout", "-q", "main"]);
+    s.git(&["merge", "-q", "--ff-only", "side"]);
+}
+
+#[test]
+fn a_policy_taken_over_by_swapping_a_merges_parents_is_unauthorized() {
+    for from_root in [true, false] {
+        let (s, keys, id) = signed_governed();
+        let before = exceptions(&s);
+        // mallory's own line: a new root, or a branch from before governance, holding
+        // main's policy with her key listed for em and cm.
+        if from_root {
+            s.git(&["checkout", "-q", "--orphan", "side"]);
+            s.git(&["rm", "-q", "-r", "--cached", "."]);
+            s.git(&["clean", "-qfdx", "-e", "policy"]);
+        } else {
+            let init = s
+                .git(&["rev-list", "--max-parents=0", "HEAD"])
+                .trim()
+                .to_owned();
+            s.git(&["checkout", "-q", "-b", "side", &init]);
+            s.git(&["checkout", "main", "--", "policy"]);
+        }
+        let mallory = s.public(&keys[3].1);
+        let p = s.root().join("policy/allowed_signers");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            format!("{text}em@example.com {mallory}\ncm@example.com {mallory}\n"),
+        )
+        .unwrap();
+        mallory_commit_all(&s, "policy");
+        merge_main_into_side_and_fast_forward(&s);
+        assert!(s.read(&id).contains("status: pending_approval"));
+        // Her key now "is" em's and cm's: the approvals are refused under that policy.
+        for who in ["em@example.com", "cm@example.com"] {
+            let r = s.signed(who, &keys[3].1, &["approve", &id]).code(1);
+            assert!(
+                r.stderr.contains("merges in a policy that does not govern"),
+                "{}",
+                r.stderr
+            );
+        }
+        let caught = Caught {
+            id: &id,
+            at: AT,
+            gate: "policy-unauthorized",
+            implement: "merges in a policy that does not govern",
+            validate: "policy-unauthorized",
+            audit: "policy-unauthorized",
+        };
+        assert_caught(&s, &caught, &before);
+    }
+}
+
+#[test]
+fn records_a_merge_brings_are_judged_by_the_policy_they_enter() {
+    let s = Store::new();
+    let cm = s.keygen("cm");
+    s.enable_signing(&[("cm@example.com", &cm)], &[]);
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    // A branch from before signing and governance: approvals there need no signature.
+    let init = s
+        .git(&["rev-list", "--max-parents=0", "HEAD"])
+        .trim()
+        .to_owned();
+    s.git(&["checkout", "-q", "-b", "side", &init]);
+    let id = s
+        .chg("mallory@example.com", &super::new_args("On the side"))
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.git(&["checkout", "-q", "main"]);
+    let before = exceptions(&s);
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd
+        .args(["merge", "-q", "--no-edit", "side"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let caught = Caught {
+        id: &id,
+        at: AT,
+        gate: "unverified-history",
+        implement: "(signature)",
+        validate: "unverified-history",
+        audit: "signature",
+    };
+    assert_caught(&s, &caught, &before);
+}
+
+#[test]
+fn ordinary_merges_stay_clean() {
+    // A branch whose changes were approved under the same policy, and a branch where a
+    // proposal was applied after it left main: both merge without an exception.
+    let (mut s, _) = governed();
+    s.git(&["checkout", "-q", "-b", "feature"]);
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.git(&["checkout", "-q", "main"]);
+    std::fs::write(s.root().join("NOTES"), "first\n").unwrap();
+    s.git(&["add", "NOTES"]);
+    s.git(&["commit", "-qm", "meanwhile on main"]);
+    s.git(&["merge", "-q", "--no-edit", "feature"]);
+    s.git(&["checkout", "-q", "-b", "policy-change"]);
+    let proposal = propose(&s, add_to_change_managers("carol@example.com"));
+    approve_all(&s, &proposal);
+    s.schedule(&proposal, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    s.chg("alice@example.com", &["policy", "apply", &proposal])
+        .ok();
+    s.git(&["checkout", "-q", "main"]);
+    std::fs::write(s.root().join("NOTES"), "meanwhile\n").unwrap();
+    s.git(&["add", "NOTES"]);
+    s.git(&["commit", "-qm", "meanwhile on main"]);
+    s.git(&["merge", "-q", "--no-edit", "policy-change"]);
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(!r.stdout.contains("policy-unauthorized"), "{}", r.stdout);
+    let (code, _, out) = gate_rules(&s, &id, "2025-03-11T09:30:00Z");
+    assert_eq!(code, 1, "{out}"); // no schedule: only the schedule closes it
+    assert!(
+        !out.contains("unverified-history") && !out.contains("policy-unauthorized"),
+        "{out}"
+    );
+}
