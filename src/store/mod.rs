@@ -157,7 +157,25 @@ impl Store {
         };
         loop {
             if dir.join(POLICY_PATH).is_file() {
-                return Store::at(repo, dir.to_path_buf(), wait);
+                // A store inside another store's folder is most likely planted: whoever
+                // runs chg from below it would be judged by a policy the outer store's
+                // governance never saw. Said on every command found this way.
+                let outer = dir
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|p| p.starts_with(&top))
+                    .find(|p| p.join(POLICY_PATH).is_file())
+                    .map(Path::to_path_buf);
+                let store = Store::at(repo, dir.to_path_buf(), wait)?;
+                if let Some(outer) = outer {
+                    store.notices.borrow_mut().push(format!(
+                        "chg: warning: this store ({}) lies inside the store at {}; its policy is not governed by that store's. If you meant the outer store, run chg from its folder or with --repo {}",
+                        dir.display(),
+                        outer.display(),
+                        outer.display()
+                    ));
+                }
+                return Ok(store);
             }
             if dir == top {
                 return Err(Error::NoStore(start.clone()));

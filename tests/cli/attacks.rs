@@ -1172,3 +1172,27 @@ fn ordinary_merges_stay_clean() {
         "{out}"
     );
 }
+
+#[test]
+fn a_store_planted_inside_another_is_pointed_out() {
+    let s = Store::new();
+    let inner = s.root().join("services/web");
+    std::fs::create_dir_all(&inner).unwrap();
+    s.chg("mallory@example.com", &["init", inner.to_str().unwrap()])
+        .ok();
+    let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "mallory@example.com");
+    let r = super::run_output(
+        cmd.current_dir(&inner)
+            .args(["validate"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        r.stderr.contains("lies inside the store at") && r.stderr.contains("--repo"),
+        "{}",
+        r.stderr
+    );
+    // From the outer store's folder, nothing to say.
+    let r = s.chg("alice@example.com", &["validate"]).ok();
+    assert!(!r.stderr.contains("lies inside"), "{}", r.stderr);
+}
