@@ -98,7 +98,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     }
     if let Some((commit, why)) = store.unauthorized_policy()? {
         findings.push(Finding::error(
-            POLICY_PATH,
+            policy_file_changed_by(store, commit).unwrap_or_else(|| POLICY_PATH.to_owned()),
             None,
             chg::governance::UNAUTHORIZED,
             format!(
@@ -242,6 +242,29 @@ fn history_findings(store: &Store, now: jiff::Timestamp) -> Result<Vec<Finding>,
         }
     }
     Ok(out)
+}
+
+/// The first file under `policy/` that `commit` changed (against its first parent), relative
+/// to the store: where a finding about that commit belongs (an allowed signers or template
+/// change is not a change of policy.yaml).
+fn policy_file_changed_by(store: &Store, commit: git2::Oid) -> Option<String> {
+    let repo = store.repo();
+    let c = repo.find_commit(commit).ok()?;
+    let tree = c.tree().ok()?;
+    let parent = c.parent(0).ok().and_then(|p| p.tree().ok());
+    let dir = store.repo_path(std::path::Path::new("policy"));
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(&dir);
+    let diff = repo
+        .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))
+        .ok()?;
+    let prefix = store.repo_path(std::path::Path::new(""));
+    let found = diff.deltas().find_map(|d| {
+        let p = d.new_file().path().or(d.old_file().path())?;
+        let p = p.to_string_lossy().replace('\\', "/");
+        p.strip_prefix(&prefix).map(str::to_owned)
+    });
+    found
 }
 
 fn gh_escape_data(s: &str) -> String {

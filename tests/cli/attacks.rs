@@ -1181,12 +1181,7 @@ fn a_store_planted_inside_another_is_pointed_out() {
     s.chg("mallory@example.com", &["init", inner.to_str().unwrap()])
         .ok();
     let mut cmd = s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "mallory@example.com");
-    let r = super::run_output(
-        cmd.current_dir(&inner)
-            .args(["validate"])
-            .output()
-            .unwrap(),
-    );
+    let r = super::run_output(cmd.current_dir(&inner).args(["validate"]).output().unwrap());
     assert!(
         r.stderr.contains("lies inside the store at") && r.stderr.contains("--repo"),
         "{}",

@@ -273,3 +273,23 @@ fn the_audit_says_what_a_plain_commit_did_to_the_policy_and_records() {
     let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
     assert!(log.contains(head.trim()), "{log}");
 }
+
+#[test]
+fn a_slipped_in_policy_file_is_reported_where_it_is() {
+    let s = Store::new();
+    s.edit_policy("adopt governance", |t| {
+        format!("{t}governance:\n  roles: [security-team-lead]\n")
+    });
+    let t = s.root().join("policy/templates/tls.yaml");
+    std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+    std::fs::write(&t, "description: d\nbusiness_justification: j\nchange_type: configuration\npriority: low\nrisk_level: low\nimplementation_plan: p\nrollback_plan: r\nvariable: [title, affected_systems]\n").unwrap();
+    s.git(&["add", "policy"]);
+    s.git(&["commit", "-qm", "a template"]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout
+            .contains("policy/templates/tls.yaml: policy-unauthorized: "),
+        "{}",
+        r.stdout
+    );
+}
