@@ -259,12 +259,11 @@ fn policy_file_changed_by(store: &Store, commit: git2::Oid) -> Option<String> {
         .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut opts))
         .ok()?;
     let prefix = store.repo_path(std::path::Path::new(""));
-    let found = diff.deltas().find_map(|d| {
+    diff.deltas().find_map(|d| {
         let p = d.new_file().path().or(d.old_file().path())?;
         let p = p.to_string_lossy().replace('\\', "/");
         p.strip_prefix(&prefix).map(str::to_owned)
-    });
-    found
+    })
 }
 
 fn gh_escape_data(s: &str) -> String {
