@@ -76,6 +76,12 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
 ')
   pfile=$(git ls-files "changes/*/$pending.yaml")
   afile=$(git ls-files "changes/*/$approved.yaml")
+  # Approve, implement and gate read the change's verified history from the audit index:
+  # every run starts from the index as it is at the generated tip (a reset to that tip with
+  # the index of a later commit would read as a rewritten history and rebuild it).
+  "$CHG" audit >/dev/null 2>&1 || true
+  rm -rf "$BENCH_DIR/warm-chg" && cp -a .git/chg "$BENCH_DIR/warm-chg"
+  reset="git reset -q --hard $base && rm -rf .git/chg && cp -a $BENCH_DIR/warm-chg .git/chg"
 
   # chg approve vs git add && git commit of the very same edit.
   GIT_AUTHOR_EMAIL=$member "$CHG" approve "$pending" --role "$role" >/dev/null
@@ -95,6 +101,11 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   PREP="$reset" measure "chg new (id allocation)" new \
     env GIT_AUTHOR_EMAIL=dev1@example.com "$CHG" new --title "Bench change" --description d \
     --justification j --type feature --priority low --risk low --system api --plan p --rollback r
+  $reset
+
+  measure "chg gate ID (audit index warm)" gate "$CHG" gate "$approved" --at "$at"
+  PREP="rm -rf .git/chg/audit" R=1 WARM=0 measure "chg gate ID (fresh clone: builds the index)" gate-cold \
+    "$CHG" gate "$approved" --at "$at"
   $reset
 
   measure "chg show ID" show "$CHG" show "$closed"
