@@ -110,11 +110,14 @@ pub struct Report {
     pub head: String,
 }
 
-/// Runs `git` (the user's own) in the work tree.
-fn git(workdir: &Path, args: &[&str]) -> Result<std::process::Output> {
+/// Runs `git` (the user's own) on the store's repository: named explicitly, so that a
+/// `GIT_DIR` or `GIT_WORK_TREE` the process inherited cannot point it elsewhere.
+fn git(repo: &Repository, workdir: &Path, args: &[&str]) -> Result<std::process::Output> {
     Command::new("git")
         .args(args)
         .current_dir(workdir)
+        .env("GIT_DIR", repo.path())
+        .env("GIT_WORK_TREE", workdir)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -207,7 +210,7 @@ impl Syncing<'_> {
             if Some(tip) != upstream {
                 let refspec = format!("{tip}:refs/heads/{remote_branch}");
                 commit::failpoint("sync-before-push");
-                let o = git(&workdir, &["push", "--quiet", &remote, &refspec])?;
+                let o = git(repo, &workdir, &["push", "--quiet", &remote, &refspec])?;
                 if !o.status.success() {
                     let why = stderr_of(&o);
                     let raced = ["rejected", "fetch first", "non-fast-forward", "lock"]
@@ -260,6 +263,7 @@ impl Syncing<'_> {
         let mut tries = 1;
         loop {
             let o = git(
+                self.repo(),
                 workdir,
                 &["fetch", "--quiet", "--no-tags", remote, &refspec],
             )?;

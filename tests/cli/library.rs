@@ -49,12 +49,32 @@ fn change(title: &str) -> ChangeRequest {
     }
 }
 
+/// `git` with nothing of the caller's environment (no `GIT_DIR`, no global
+/// `commit.gpgsign`, no dates), as `who`, at a pinned time.
+fn plain_git(cwd: &std::path::Path, who: &str) -> std::process::Command {
+    let home = std::env::temp_dir().join("chg-library-test-home");
+    let _ = std::fs::create_dir_all(&home);
+    let mut cmd = std::process::Command::new("git");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2025-03-10T12:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2025-03-10T12:00:00Z")
+        .args([
+            "-c",
+            &format!("user.name={who}"),
+            "-c",
+            &format!("user.email={who}"),
+        ])
+        .current_dir(cwd);
+    cmd
+}
+
 /// Plain git in `cwd`, as mallory (who is in no role).
 fn git(cwd: &std::path::Path, args: &[&str]) {
-    let o = std::process::Command::new("git")
-        .args(["-c", "user.name=m", "-c", "user.email=mallory@example.com"])
+    let o = plain_git(cwd, "mallory@example.com")
         .args(args)
-        .current_dir(cwd)
         .output()
         .unwrap();
     assert!(
@@ -230,12 +250,7 @@ fn audit_judges_a_history_made_in_process_and_finds_a_hand_made_approval() {
 fn sync_replays_steps_made_for_two_people_onto_the_remote() {
     let dir = tempfile::tempdir().unwrap();
     let git = |cwd: &std::path::Path, args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .unwrap();
+        let o = plain_git(cwd, "t@example.com").args(args).output().unwrap();
         assert!(
             o.status.success(),
             "git {args:?}: {}",
