@@ -24,8 +24,8 @@ struct Caught<'a> {
     audit: &'a str,
 }
 
-/// The audit's exceptions, as (rule, change).
-fn exceptions(s: &Store) -> Vec<(String, String)> {
+/// The audit's exceptions, as (rule, change, commit).
+pub(super) fn exceptions(s: &Store) -> Vec<(String, String, String)> {
     let r = s.chg("alice@example.com", &["audit", "--format", "json"]);
     assert!(r.code == 0 || r.code == 1, "audit failed: {}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -38,13 +38,14 @@ fn exceptions(s: &Store) -> Vec<(String, String)> {
             (
                 f["rule"].as_str().unwrap().to_owned(),
                 f["change"].as_str().unwrap_or("").to_owned(),
+                f["commit"].as_str().unwrap_or("").to_owned(),
             )
         })
         .collect()
 }
 
 /// A clone of `s` made afresh (no `.git/chg/` caches), at the same time.
-fn fresh_clone(s: &Store) -> Store {
+pub(super) fn fresh_clone(s: &Store) -> Store {
     let c = Store::bare();
     std::fs::remove_dir(c.root()).unwrap();
     let ok = std::process::Command::new("git")
@@ -78,7 +79,7 @@ fn gate_rules(s: &Store, id: &str, at: &str) -> (i32, Vec<String>, String) {
 
 /// Gate and implement refuse, validate and audit report, with their rules, here and in a
 /// fresh clone. `before` is the audit's exceptions from before the attack.
-fn assert_caught(s: &Store, c: &Caught<'_>, before: &[(String, String)]) {
+fn assert_caught(s: &Store, c: &Caught<'_>, before: &[(String, String, String)]) {
     let fresh = fresh_clone(s);
     for (store, clone) in [(s, "existing clone"), (&fresh, "fresh clone")] {
         let (code, rules, out) = gate_rules(store, c.id, c.at);
@@ -112,9 +113,10 @@ fn assert_caught(s: &Store, c: &Caught<'_>, before: &[(String, String)]) {
             r.stdout
         );
         let now = exceptions(store);
-        let new: Vec<&(String, String)> = now.iter().filter(|e| !before.contains(e)).collect();
+        let new: Vec<&(String, String, String)> =
+            now.iter().filter(|e| !before.contains(e)).collect();
         assert!(
-            new.iter().any(|(rule, _)| rule == c.audit),
+            new.iter().any(|(rule, _, _)| rule == c.audit),
             "{clone}: audit without a new {}: {new:?}",
             c.audit
         );
@@ -408,7 +410,7 @@ fn mallory_commit_all(s: &Store, message: &str) {
 }
 
 /// A policy that no authorized step produced is at HEAD: every reader says so.
-fn assert_policy_caught(s: &Store, id: &str, before: &[(String, String)]) {
+fn assert_policy_caught(s: &Store, id: &str, before: &[(String, String, String)]) {
     let caught = Caught {
         id,
         at: AT,
@@ -661,9 +663,9 @@ fn a_template_slipped_in_and_reverted_preapproves_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     s.at(AT);
     // The audit had the slipped-in policy already; what is new is the change's.
-    let before: Vec<(String, String)> = exceptions(&s)
+    let before: Vec<(String, String, String)> = exceptions(&s)
         .into_iter()
-        .filter(|(rule, _)| rule != "standard-template")
+        .filter(|(rule, _, _)| rule != "standard-template")
         .collect();
     let caught = Caught {
         id: &copy,

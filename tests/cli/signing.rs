@@ -254,6 +254,7 @@ fn forged_records_are_found_by_validate_gate_and_audit() {
     all.push(("from another change", good.replace(&em_sig, &copied)));
     s.at("2025-03-11T09:30:00Z");
     for (what, text) in all {
+        let exceptions_before = super::attacks::exceptions(&s);
         std::fs::write(s.file(&id), &text).unwrap();
         s.git(&["commit", "-qam", &format!("forge: {what}")]);
         let r = s.chg("alice@example.com", &["validate", &id]).code(1);
@@ -261,15 +262,17 @@ fn forged_records_are_found_by_validate_gate_and_audit() {
         let r = s
             .chg(
                 "bob@example.com",
-                &["gate", &id, "--at", "2025-03-11T09:30:00Z"],
+                &["gate", &id, "--at", "2025-03-11T09:30:00Z", "--json"],
             )
             .code(1);
-        assert!(
-            r.stdout.contains("signe"),
-            "{what}: {}{}",
-            r.stdout,
-            r.stderr
-        );
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let rules: Vec<&str> = v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules[0], "unverified-history", "{what}: {}", r.stdout);
         let before = s.snapshot();
         let r = s.chg("bob@example.com", &["implement", &id]).code(1);
         // Every forgery is a plain commit: its history does not verify.
@@ -279,12 +282,17 @@ fn forged_records_are_found_by_validate_gate_and_audit() {
             r.stderr
         );
         assert_unchanged(&s, &before);
-        let r = s.chg("alice@example.com", &["audit"]).code(1);
-        assert!(
-            r.stdout.contains("manual-approval") || r.stdout.contains("signature"),
-            "{what}: {}",
-            r.stdout
-        );
+        // The audit's new exceptions: this forgery's own, not the earlier ones'.
+        let new: Vec<(String, String)> = super::attacks::exceptions(&s)
+            .into_iter()
+            .filter(|e| !exceptions_before.contains(e))
+            .map(|(rule, change, _)| (rule, change))
+            .collect();
+        let mut want = vec![("manual-approval".to_owned(), id.clone())];
+        if what == "older content" {
+            want.push(("manual-edit-approved".to_owned(), id.clone()));
+        }
+        assert_eq!(new, want, "{what}");
         std::fs::write(s.file(&id), &good).unwrap();
         s.git(&["commit", "-qam", "restore"]);
     }
@@ -588,4 +596,56 @@ fn a_governance_approval_counts_only_when_validly_signed() {
         r.stderr
     );
     assert_unchanged(&s, &before);
+}
+
+#[test]
+fn a_chg_looking_approval_with_someone_elses_signature_is_caught_by_its_signature() {
+    // Everything about the commit is what chg would write, the trailers included; only the
+    // signature is em's, under cm's approval. Nothing but the signature check can tell.
+    let s = Store::new();
+    let (em, cm) = (s.keygen("em"), s.keygen("cm"));
+    s.enable_signing(&[("em@example.com", &em), ("cm@example.com", &cm)], &[]);
+    let id = s.new_change(&[]);
+    s.signed("em@example.com", &em, &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    // What cm's approval would be, made in a scratch clone.
+    let scratch = super::attacks::fresh_clone(&s);
+    scratch
+        .signed("cm@example.com", &cm, &["approve", &id])
+        .ok();
+    let real = scratch.read(&id);
+    let sig_of = |text: &str, n: usize| -> String {
+        let start = text.match_indices("  signature: |").nth(n).unwrap().0;
+        let end = text[start..].find("-----END SSH SIGNATURE-----").unwrap() + start + 27;
+        text[start..end].to_owned()
+    };
+    let forged = real.replace(&sig_of(&real, 1), &sig_of(&real, 0));
+    let before = super::attacks::exceptions(&s);
+    std::fs::write(s.file(&id), forged).unwrap();
+    s.git(&["add", "."]);
+    let mut cmd = s.cmd(Path::new("git"), "cm@example.com");
+    let message = format!(
+        "{id}: approve (change-manager)\n\nChg-Id: {id}\nChg-Action: approve\nChg-Actor: cm@example.com\nChg-Role: change-manager\nChg-From: pending_approval\nChg-To: approved\n"
+    );
+    assert!(
+        cmd.args(["commit", "-qm", &message])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let new: Vec<String> = super::attacks::exceptions(&s)
+        .into_iter()
+        .filter(|e| !before.contains(e))
+        .map(|(rule, _, _)| rule)
+        .collect();
+    let audit = s.chg("alice@example.com", &["audit"]).stdout;
+    assert_eq!(new, ["signature"], "{audit}");
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["gate", &id, "--at", "2025-03-11T09:30:00Z"],
+        )
+        .code(1);
+    assert!(r.stdout.contains("(signature)"), "{}", r.stdout);
 }
