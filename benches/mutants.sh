@@ -63,13 +63,9 @@ file: src/store/mod.rs
 === gate: a change whose history does not verify
 file: src/store/mod.rs
 ---
-        Ok(crate::standing::of(self, id, now)?
-            .refusal(&id.to_string())
-            .into_iter()
-            .collect())
+        out.extend(crate::standing::of(self, id, now)?.refusal(&id.to_string()));
 +++
-        let _ = now;
-        Ok(Vec::new())
+        let _ = id;
 === standing: an exception in a change's history is not undone by later steps
 file: src/standing.rs
 ---
@@ -189,6 +185,12 @@ file: src/store/mod.rs
     if !policy.requires_signature(action) || matches!(action, "new" | "edit") {
 +++
     if true || matches!(action, "new" | "edit") {
+=== gate: a change that records a step dated in the future
+file: src/store/mod.rs
+---
+                .take(1)
++++
+                .take(0)
 === the time order of steps
 file: src/workflow.rs
 ---

@@ -480,14 +480,40 @@ impl Policy {
         let (signers, mut findings) = crate::signing::AllowedSigners::parse(&file, &text);
         let members: Vec<&str> = self.roles.values().flatten().map(String::as_str).collect();
         for (principal, fingerprint) in signers.principals() {
-            if crate::signing::is_pattern(principal)
-                || members.iter().any(|m| m.eq_ignore_ascii_case(principal))
-            {
+            if crate::signing::is_pattern(principal) {
+                // One key for every matching email: role members' approvals included.
+                let covered: Vec<&str> = members
+                    .iter()
+                    .copied()
+                    .filter(|m| crate::signing::covers(principal, m))
+                    .collect();
+                if !covered.is_empty() {
+                    findings.push(Finding::warning(
+                        &file,
+                        None,
+                        "signature",
+                        format!(
+                            "the pattern {} lets key {fingerprint} sign for {}: anyone holding it approves as them",
+                            crate::text::ascii_escaped(principal),
+                            covered.join(", ")
+                        ),
+                    ));
+                }
+                continue;
+            }
+            // Exactly, as OpenSSH matches principals: `CM@example.com` signs for nobody
+            // named cm@example.com.
+            if members.contains(&principal) {
                 continue;
             }
             // Anyone may sign (requesters and implementers hold no role); an email close
             // to a member's is worth a look (a typo would leave that member unable to sign).
-            let Some(close) = crate::finding::suggest(principal, members.iter().copied()) else {
+            let Some(close) = members
+                .iter()
+                .copied()
+                .find(|m| m.eq_ignore_ascii_case(principal))
+                .or_else(|| crate::finding::suggest(principal, members.iter().copied()))
+            else {
                 continue;
             };
             let line = text

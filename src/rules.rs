@@ -790,6 +790,48 @@ fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
     out
 }
 
+/// How far ahead of the present a recorded time may be (clocks of different machines).
+pub const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+/// Times `change` records that lie in the future at `now` (beyond [`CLOCK_SKEW`]), rule
+/// `time-order` at the field. An emergency's implementation dated ahead (`CHG_NOW=2106-…`)
+/// would push its approval and review deadlines out of reach: an error. Other times are
+/// warnings (a clock ahead, or a check run at an earlier `--at`/`CHG_NOW`).
+pub fn future_problems(change: &ChangeRequest, now: Timestamp) -> Vec<Problem> {
+    let limit = now.checked_add(CLOCK_SKEW).unwrap_or(now);
+    recorded_times(change)
+        .into_iter()
+        .filter(|(_, t)| *t > limit)
+        .map(|(field, t)| {
+            let deadlines =
+                change.model() == ChangeModel::Emergency && field == "implementation.started_at";
+            let p = problem(
+                field.clone(),
+                TIME_ORDER,
+                format!(
+                    "{} records {field} {}, in the future (now {}); a step cannot be dated ahead{}",
+                    id_of(change),
+                    crate::model::format_timestamp(t),
+                    crate::model::format_timestamp(now),
+                    if deadlines {
+                        ", or its emergency deadlines would never come"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            if deadlines {
+                p
+            } else {
+                Problem {
+                    severity: Severity::Warning,
+                    ..p
+                }
+            }
+        })
+        .collect()
+}
+
 /// Why a step at `now` may not be recorded on `change`: it would be earlier than a time
 /// already recorded (a clock set back, or `CHG_NOW` in the past), and reports would then
 /// show negative durations.

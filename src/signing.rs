@@ -613,6 +613,12 @@ fn openssh_time(v: &str) -> std::result::Result<Timestamp, String> {
         .ok_or_else(bad)
 }
 
+/// Whether the principals `pattern` (as an allowed signers line writes them) cover `email`.
+pub fn covers(pattern: &str, email: &str) -> bool {
+    let list: Vec<String> = pattern.split(',').map(str::to_owned).collect();
+    principal_matches(&list, email)
+}
+
 /// OpenSSH's principal match: comma-separated patterns with `*` and `?`, `!` negating.
 fn principal_matches(patterns: &[String], email: &str) -> bool {
     let mut matched = false;
@@ -630,8 +636,10 @@ fn principal_matches(patterns: &[String], email: &str) -> bool {
 
 /// Glob with `*` and `?`, case-insensitive as emails are compared elsewhere in chg.
 fn pattern_matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let t: Vec<char> = text.to_lowercase().chars().collect();
+    // Case matters, as it does for `ssh-keygen -Y verify -I`: chg must accept exactly
+    // what an auditor's own check with OpenSSH accepts.
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
         if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
@@ -834,7 +842,16 @@ mod tests {
     #[test]
     fn patterns_follow_openssh() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(principal_matches(&p(&["*@example.com"]), "Ann@Example.com"));
+        assert!(principal_matches(&p(&["*@example.com"]), "Ann@example.com"));
+        // Case matters, as for `ssh-keygen -Y verify -I`.
+        assert!(!principal_matches(
+            &p(&["*@example.com"]),
+            "Ann@Example.com"
+        ));
+        assert!(!principal_matches(
+            &p(&["CM@EXAMPLE.COM"]),
+            "cm@example.com"
+        ));
         assert!(!principal_matches(
             &p(&["*@example.com", "!eve@example.com"]),
             "eve@example.com"

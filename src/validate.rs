@@ -31,6 +31,9 @@ pub fn change_problems(
     out.extend(status_problems(change, policy));
     out.extend(emergency_problems(change, policy, now));
     out.extend(rules::time_problems(change));
+    if let Some(now) = now {
+        out.extend(rules::future_problems(change, now));
+    }
     out.extend(rules::signature_problems(change, policy));
     if let Some(why) = crate::governance::proposal_problem(change) {
         out.push(problem(

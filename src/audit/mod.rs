@@ -2248,6 +2248,24 @@ fn overdue_findings(
     let mut list: Vec<&Emergency> = latest.into_values().collect();
     list.sort_by(|a, b| (a.when, &a.id).cmp(&(b.when, &b.id)));
     let mut out = Vec::new();
+    let limit = now.checked_add(rules::CLOCK_SKEW).unwrap_or(now);
+    for e in list.iter().filter(|e| e.when > limit) {
+        // Dated ahead, its deadlines would never come: reported against the present.
+        out.push(AuditFinding {
+            level: Level::Exception,
+            rule: rules::TIME_ORDER.into(),
+            change: Some(e.id.clone()),
+            path: Some(e.path.clone()),
+            commit: e.commit.clone(),
+            author: e.author.clone(),
+            when: e.when,
+            message: format!(
+                "the emergency implementation is dated {}, in the future (now {}): its approval and review deadlines would never come",
+                format_timestamp(e.when),
+                format_timestamp(now)
+            ),
+        });
+    }
     for e in list {
         let Some(blob) = crate::store::commit::blob_at(&tree, &e.path)? else {
             continue;

@@ -993,10 +993,15 @@ impl Store {
                 format!("{path} has uncommitted edits; the gate judges only what is committed"),
             )]);
         }
-        Ok(crate::standing::of(self, id, now)?
-            .refusal(&id.to_string())
-            .into_iter()
-            .collect())
+        let mut out: Vec<crate::error::Refusal> =
+            crate::rules::future_problems(loaded.change(), now)
+                .into_iter()
+                .filter(|p| p.severity == crate::finding::Severity::Error)
+                .take(1)
+                .map(|p| crate::error::Refusal::new(crate::rules::TIME_ORDER, p.message))
+                .collect();
+        out.extend(crate::standing::of(self, id, now)?.refusal(&id.to_string()));
+        Ok(out)
     }
 
     /// Refuses while the policy at HEAD was slipped in: no step may be judged by it.

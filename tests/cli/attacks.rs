@@ -1193,3 +1193,29 @@ fn a_store_planted_inside_another_is_pointed_out() {
     let r = s.chg("alice@example.com", &["validate"]).ok();
     assert!(!r.stderr.contains("lies inside"), "{}", r.stderr);
 }
+
+#[test]
+fn a_step_dated_in_the_future_does_not_push_its_deadlines_out_of_reach() {
+    // An emergency implemented with CHG_NOW in 2106: its approvals would never be overdue.
+    let mut s = Store::new();
+    let id = s.new_change(&["--emergency", "--priority", "critical", "--risk", "high"]);
+    s.at("2106-01-01T00:00:00Z");
+    s.chg("mallory@example.com", &["implement", &id]).ok();
+    s.at(AT);
+    let (code, rules, out) = gate_rules(&s, &id, AT);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(rules[0], "time-order", "{out}");
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout.contains("implementation.started_at") && r.stdout.contains(": time-order: "),
+        "{}",
+        r.stdout
+    );
+    let found = exceptions(&s);
+    assert!(
+        found
+            .iter()
+            .any(|(rule, change, _)| rule == "time-order" && change == &id),
+        "{found:?}"
+    );
+}
