@@ -587,14 +587,17 @@ impl<'r> Auditor<'r> {
         }
         let b = self.repo.find_blob(blob)?;
         let d = decode::decode_bytes_with(path, b.content(), false);
-        let d = Arc::new(if d.parsed {
-            Ok(d.change)
-        } else {
-            Err(d
-                .findings
-                .first()
+        // A file chg cannot read as a change (an unknown key in an approval, a value of
+        // the wrong type) stops the gate for that change: whoever committed it is named.
+        let broken = d.findings.iter().find(|f| {
+            f.is_error() && matches!(f.rule, "unknown-key" | "type" | "yaml" | "encoding")
+        });
+        let d = Arc::new(match broken {
+            None if d.parsed => Ok(d.change),
+            found => Err(found
+                .or(d.findings.first())
                 .map(|f| f.to_string())
-                .unwrap_or_else(|| "unreadable".into()))
+                .unwrap_or_else(|| "unreadable".into())),
         });
         self.decoded.insert(blob, d.clone());
         Ok(d)

@@ -293,3 +293,27 @@ fn a_slipped_in_policy_file_is_reported_where_it_is() {
         r.stdout
     );
 }
+
+#[test]
+fn a_commit_that_leaves_a_change_unreadable_is_named_by_the_audit() {
+    // An unknown key slipped into someone's approval stops their gate: the audit says who.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.rewrite(&id, |t| t.replace("  digest:", "  extra: 1\n  digest:"));
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    assert!(
+        cmd.args(["commit", "-qam", "x"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    s.chg("bob@example.com", &["gate", &id]).code(2);
+    let r = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(
+        r.stdout.contains("mallory@example.com: malformed-file: ")
+            && r.stdout.contains("unknown key `extra` in approvals[0]"),
+        "{}",
+        r.stdout
+    );
+}
