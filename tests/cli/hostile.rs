@@ -62,7 +62,13 @@ fn git_dir_and_git_work_tree_are_honoured_as_git_does() {
             .unwrap(),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(s.read(&id).contains("status: approved") || s.read(&id).contains("em@example.com"));
+    // em's approval is in the file (a medium change still waits for change-manager).
+    let text = s.read(&id);
+    assert!(
+        text.contains("- by: em@example.com\n  role: engineering-manager")
+            && text.contains("status: pending_approval"),
+        "{text}"
+    );
     assert_eq!(s.git(&["status", "--porcelain"]), "");
     s.fsck();
 }
