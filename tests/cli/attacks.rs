@@ -1222,3 +1222,27 @@ fn a_step_dated_in_the_future_does_not_push_its_deadlines_out_of_reach() {
         "{found:?}"
     );
 }
+
+#[test]
+fn an_approved_proposal_applied_by_hand_is_not_an_apply() {
+    // Every role approved it, but the commit is not its implement step (no implementer, no
+    // schedule checked): the policy it writes is unauthorized until chg applies it.
+    let (mut s, id) = governed();
+    let proposal = propose(&s, add_to_change_managers("carol@example.com"));
+    approve_all(&s, &proposal);
+    // Scheduled, and committed inside its window: chg's own apply would be allowed here.
+    s.schedule(&proposal, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at(AT);
+    let before = exceptions(&s);
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, add_to_change_managers("carol@example.com")(text)).unwrap();
+    mallory_commit_all(
+        &s,
+        &format!(
+            "{proposal}: implement\n\nChg-Id: {proposal}\nChg-Action: implement\nChg-Actor: mallory@example.com\nChg-From: approved\nChg-To: implementing\n"
+        ),
+    );
+    assert_policy_caught(&s, &id, &before);
+}
