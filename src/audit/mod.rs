@@ -699,30 +699,18 @@ impl<'r> Auditor<'r> {
             && let Some((path, _)) =
                 crate::layout::find_change(self.repo, &facts.tree, &self.prefix, &id)?
         {
-            out.entries.push(Entry {
+            out.entries.push(facts.plain_entry(
                 seq,
-                commit: facts.oid.to_string(),
-                when: facts.when,
-                author: facts.author.clone(),
-                email: facts.email.clone(),
                 id,
                 path,
-                action: "policy".into(),
-                role: None,
-                from: None,
-                to: None,
-                subject: facts.subject.clone(),
-                by_chg: false,
-                problems: vec![Problem::note(
+                "policy",
+                vec![Problem::note(
                     "policy-change",
                     format!(
                         "this commit names the change in its trailers and changed {dir}/ without changing the change's file"
                     ),
                 )],
-                renumbered_from: None,
-                material: false,
-                sod: false,
-            });
+            ));
         }
         Ok(out)
     }
@@ -794,25 +782,8 @@ impl<'r> Auditor<'r> {
                         p.message.clone(),
                     ));
                 }
-                out.entries.push(Entry {
-                    seq,
-                    commit: facts.oid.to_string(),
-                    when: facts.when,
-                    author: facts.author.clone(),
-                    email: facts.email.clone(),
-                    id,
-                    path,
-                    action: "merge".into(),
-                    role: None,
-                    from: None,
-                    to: None,
-                    subject: facts.subject.clone(),
-                    by_chg: false,
-                    problems,
-                    renumbered_from: None,
-                    material: false,
-                    sod: false,
-                });
+                out.entries
+                    .push(facts.plain_entry(seq, id, path, "merge", problems));
             }
         }
         Ok(())
@@ -1056,6 +1027,37 @@ impl<'r> Facts<'r> {
             }
         }
         Ok(false)
+    }
+
+    /// A log entry for a change this commit concerns without a chg step of its own (a
+    /// merge bringing it, a policy commit naming it).
+    fn plain_entry(
+        &self,
+        seq: u64,
+        id: String,
+        path: String,
+        action: &str,
+        problems: Vec<Problem>,
+    ) -> Entry {
+        Entry {
+            seq,
+            commit: self.oid.to_string(),
+            when: self.when,
+            author: self.author.clone(),
+            email: self.email.clone(),
+            id,
+            path,
+            action: action.into(),
+            role: None,
+            from: None,
+            to: None,
+            subject: self.subject.clone(),
+            by_chg: false,
+            problems,
+            renumbered_from: None,
+            material: false,
+            sod: false,
+        }
     }
 
     fn finding(

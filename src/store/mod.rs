@@ -776,15 +776,7 @@ impl Store {
                 new: Box::new(wanted.clone()),
             },
         )?;
-        if let Some(r) = crate::rules::emergency_declaration_refusal(
-            Some(loaded.change()),
-            &next,
-            &ctx.actor.email,
-            &session.policy,
-        ) {
-            return Err(r.into());
-        }
-        let next = vouch(ctx, &session.policy, Some(loaded.change()), next)?;
+        let next = edited(ctx, &session.policy, loaded.change(), next)?;
         let text = if next == wanted {
             new_text.to_owned()
         } else {
@@ -1330,15 +1322,7 @@ impl Store {
         };
         let next = sign_record(ctx, &session.policy, next, &transition)?;
         let next = if transition.action == Action::Edit {
-            if let Some(r) = crate::rules::emergency_declaration_refusal(
-                Some(loaded.change()),
-                &next,
-                &ctx.actor.email,
-                &session.policy,
-            ) {
-                return Err(r.into());
-            }
-            vouch(ctx, &session.policy, Some(loaded.change()), next)?
+            edited(ctx, &session.policy, loaded.change(), next)?
         } else {
             next
         };
@@ -1347,6 +1331,22 @@ impl Store {
         outcome.warnings = warnings;
         Ok(outcome)
     }
+}
+
+/// What every edit (`chg edit`, `chg set`) of `before` into `next` must pass beside the
+/// life cycle: who may declare an emergency, and the signed record of who wrote the content.
+fn edited(
+    ctx: &Context,
+    policy: &Policy,
+    before: &ChangeRequest,
+    next: ChangeRequest,
+) -> Result<ChangeRequest> {
+    if let Some(r) =
+        crate::rules::emergency_declaration_refusal(Some(before), &next, &ctx.actor.email, policy)
+    {
+        return Err(r.into());
+    }
+    vouch(ctx, policy, Some(before), next)
 }
 
 /// Where the policy requires `new` or `edit` signed (SPEC section 9): records, and signs,

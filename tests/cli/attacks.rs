@@ -8,6 +8,38 @@ use std::path::Path;
 
 use super::{Store, assert_unchanged};
 
+/// SSH keys made for some people, turned on as the store's allowed signers.
+struct Keys(Vec<(String, std::path::PathBuf)>);
+
+impl Keys {
+    /// Keys for `names` (`em` is em@example.com), listed in a policy commit that requires
+    /// signatures for approve, reject and `more`.
+    fn signing(s: &Store, names: &[&str], more: &[&str]) -> Keys {
+        let keys = Keys(
+            names
+                .iter()
+                .map(|w| (format!("{w}@example.com"), s.keygen(w)))
+                .collect(),
+        );
+        let signers: Vec<(&str, &Path)> = keys
+            .0
+            .iter()
+            .map(|(w, k)| (w.as_str(), k.as_path()))
+            .collect();
+        s.enable_signing(&signers, more);
+        keys
+    }
+
+    fn key(&self, who: &str) -> &Path {
+        &self.0.iter().find(|(w, _)| w == who).unwrap().1
+    }
+
+    /// `chg ARGS` as `who`, signing with their key.
+    fn sign(&self, s: &Store, who: &str, args: &[&str]) -> super::Run {
+        s.signed(who, self.key(who), args)
+    }
+}
+
 /// What every reader must say about an attacked change.
 struct Caught<'a> {
     /// The change.
@@ -706,22 +738,11 @@ fn a_fixed_value_edited_by_hand_is_reported_by_every_reader() {
 #[test]
 fn a_retired_key_is_not_revived_by_backdating() {
     let mut s = Store::new();
-    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "sec-lead"]
-        .iter()
-        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
-        .collect();
-    let signers: Vec<(&str, &Path)> = keys
-        .iter()
-        .map(|(w, k)| (w.as_str(), k.as_path()))
-        .collect();
-    s.enable_signing(&signers, &[]);
+    let keys = Keys::signing(&s, &["em", "cm", "sec-lead"], &[]);
     s.edit_policy("adopt governance", |t| {
         format!("{t}governance:\n  roles: [security-team-lead]\n")
     });
-    let sign = |s: &Store, who: &str, args: &[&str]| {
-        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
-        s.signed(who, key, args)
-    };
+    let sign = |s: &Store, who: &str, args: &[&str]| keys.sign(s, who, args);
     let id = s.new_change(&[]);
     s.schedule(&id, "2025-03-13T09:00:00Z", "2025-03-13T11:00:00Z")
         .ok();
@@ -777,20 +798,13 @@ fn a_retired_key_is_not_revived_by_backdating() {
 #[test]
 fn requesters_and_implementers_sign_without_a_role() {
     let mut s = Store::new();
-    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "alice", "bob"]
-        .iter()
-        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
-        .collect();
-    let signers: Vec<(&str, &Path)> = keys
-        .iter()
-        .map(|(w, k)| (w.as_str(), k.as_path()))
-        .collect();
-    s.enable_signing(&signers, &["implement", "close", "cancel"]);
+    let keys = Keys::signing(
+        &s,
+        &["em", "cm", "alice", "bob"],
+        &["implement", "close", "cancel"],
+    );
     s.chg("alice@example.com", &["validate"]).ok();
-    let sign = |s: &Store, who: &str, args: &[&str]| {
-        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
-        s.signed(who, key, args)
-    };
+    let sign = |s: &Store, who: &str, args: &[&str]| keys.sign(s, who, args);
     let id = s.new_change(&[]);
     sign(&s, "em@example.com", &["approve", &id]).ok();
     sign(&s, "cm@example.com", &["approve", &id]).ok();
@@ -859,19 +873,8 @@ fn two_stores_in_one_repository_judge_their_own_policy() {
 #[test]
 fn requests_and_edits_can_be_proven() {
     let s = Store::new();
-    let keys: Vec<(String, std::path::PathBuf)> = ["alice", "em", "cm"]
-        .iter()
-        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
-        .collect();
-    let signers: Vec<(&str, &Path)> = keys
-        .iter()
-        .map(|(w, k)| (w.as_str(), k.as_path()))
-        .collect();
-    s.enable_signing(&signers, &["new", "edit"]);
-    let sign = |s: &Store, who: &str, args: &[&str]| {
-        let key = &keys.iter().find(|(w, _)| w == who).unwrap().1;
-        s.signed(who, key, args)
-    };
+    let keys = Keys::signing(&s, &["alice", "em", "cm"], &["new", "edit"]);
+    let sign = |s: &Store, who: &str, args: &[&str]| keys.sign(s, who, args);
     // Filing without a key is refused, changing nothing.
     let before = s.snapshot();
     let r = s.chg("alice@example.com", super::COMPLETE).code(2);
@@ -1001,17 +1004,9 @@ fn only_those_the_policy_names_declare_an_emergency() {
 /// A signed, governed store: em, cm, sec-lead and mallory have keys (mallory's for her own
 /// email); one medium change by alice, approved by em and cm, scheduled; one by mallory,
 /// scheduled, unapproved. Returns the store, the keys and mallory's change.
-fn signed_governed() -> (Store, Vec<(String, std::path::PathBuf)>, String) {
+fn signed_governed() -> (Store, Keys, String) {
     let s = Store::new();
-    let keys: Vec<(String, std::path::PathBuf)> = ["em", "cm", "sec-lead", "mallory"]
-        .iter()
-        .map(|w| (format!("{w}@example.com"), s.keygen(w)))
-        .collect();
-    let signers: Vec<(&str, &Path)> = keys
-        .iter()
-        .map(|(w, k)| (w.as_str(), k.as_path()))
-        .collect();
-    s.enable_signing(&signers, &[]);
+    let keys = Keys::signing(&s, &["em", "cm", "sec-lead", "mallory"], &[]);
     s.edit_policy("adopt governance", |t| {
         format!("{t}governance:\n  roles: [security-team-lead]\n")
     });
@@ -1066,7 +1061,7 @@ fn a_policy_taken_over_by_swapping_a_merges_parents_is_unauthorized() {
             s.git(&["checkout", "-q", "-b", "side", &init]);
             s.git(&["checkout", "main", "--", "policy"]);
         }
-        let mallory = s.public(&keys[3].1);
+        let mallory = s.public(keys.key("mallory@example.com"));
         let p = s.root().join("policy/allowed_signers");
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(
@@ -1079,7 +1074,9 @@ fn a_policy_taken_over_by_swapping_a_merges_parents_is_unauthorized() {
         assert!(s.read(&id).contains("status: pending_approval"));
         // Her key now "is" em's and cm's: the approvals are refused under that policy.
         for who in ["em@example.com", "cm@example.com"] {
-            let r = s.signed(who, &keys[3].1, &["approve", &id]).code(1);
+            let r = s
+                .signed(who, keys.key("mallory@example.com"), &["approve", &id])
+                .code(1);
             assert!(
                 r.stderr.contains("merges in a policy that does not govern"),
                 "{}",
