@@ -1243,3 +1243,49 @@ fn an_approved_proposal_applied_by_hand_is_not_an_apply() {
     );
     assert_policy_caught(&s, &id, &before);
 }
+
+#[test]
+fn planted_caches_fool_no_fresh_clone_and_no_full_audit() {
+    // Whoever can write .git/ can plant cache entries (README: authoritative checks run in
+    // fresh clones). Planted here: the audit index claims it has judged the forgery already.
+    let (s, id) = approved();
+    let before = exceptions(&s);
+    forge(&s, &id, "approved", |t| {
+        t.replace("status: approved", "status: implementing")
+    });
+    let dir = std::fs::read_dir(s.root().join(".git/chg/audit"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let meta = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let json = text.trim_end().rsplit_once('\n').unwrap().0;
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["tip"] = serde_json::Value::String(s.git(&["rev-parse", "HEAD"]).trim().to_owned());
+    let json = serde_json::to_string(&v).unwrap();
+    let sum = chg::text::sha256_hex(json.as_bytes());
+    std::fs::write(&meta, format!("{json}\n{sum}\n")).unwrap();
+    // The clone with the planted index is fooled (that is what planting means)...
+    let r = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        r.stdout.lines().all(|l| !l.contains("manual-status")),
+        "{}",
+        r.stdout
+    );
+    // ...a full audit and a fresh clone are not.
+    let r = s.chg("alice@example.com", &["audit", "--full"]).code(1);
+    assert!(r.stdout.contains("manual-status"), "{}", r.stdout);
+    let fresh = fresh_clone(&s);
+    let found = exceptions(&fresh);
+    assert!(
+        found.iter().any(|(rule, change, _)| rule == "manual-status"
+            && change == &id
+            && !before.iter().any(|b| b.0 == *rule)),
+        "{found:?}"
+    );
+    let (code, rules, out) = gate_rules(&fresh, &id, AT);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(rules[0], "unverified-history", "{out}");
+}
