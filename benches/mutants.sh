@@ -234,8 +234,18 @@ for i in picked:
             continue
         run = subprocess.run(["cargo", "test", "--locked", "--all-features", "-q", "--", "--test-threads=2"],
                              cwd=root, capture_output=True, text=True)
-        failed = [l.split()[1] for l in run.stdout.splitlines()
-                  if l.startswith("test ") and l.endswith("FAILED")]
+        # With -q, the failing tests are listed under "failures:", one per indented line.
+        failed, listing = [], False
+        for l in run.stdout.splitlines():
+            if l == "failures:":
+                listing = True
+            elif listing and l.startswith("    ") and " " not in l.strip():
+                failed.append(l.strip())
+            elif listing and l.startswith("test result"):
+                listing = False
+        failed = sorted(set(failed))
+        if not failed and "error[" in run.stderr:
+            failed = ["(a test target failed to build)"]
         secs = time.time() - t0
         if run.returncode == 0:
             print(f"{i:3}  SURVIVED  {what}  ({secs:.0f} s)")
