@@ -476,6 +476,23 @@ fn the_schema_accepts_what_validate_accepts() {
         assert!(props.contains_key(key), "{key} missing from the schema");
     }
     assert_eq!(props["change_type"]["enum"][0], "security");
+    // An independent validator accepts what chg writes and refuses what validate refuses.
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let as_json =
+        |text: &str| serde_json::to_value(chg::decode::decode_str("c.yaml", text).change).unwrap();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    for text in [GOOD.to_owned(), s.read(&id)] {
+        let doc = as_json(&text);
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{text}");
+    }
+    let mut bad = as_json(GOOD);
+    bad["priority"] = "urgent".into();
+    assert!(!validator.is_valid(&bad));
+    let mut bad = as_json(GOOD);
+    bad["rollback"] = "a typo for rollback_plan".into();
+    assert!(!validator.is_valid(&bad));
 }
 
 #[test]
