@@ -112,7 +112,12 @@ pub fn man(a: ManArgs) -> CmdResult {
     let pages =
         super::help::man_pages().map_err(|e| chg::Error::io("cannot render the man pages", e))?;
     let Some(dir) = a.out else {
-        out(&String::from_utf8_lossy(&pages[0].1))?;
+        // chg(1) itself (the pages are sorted by name: `chg-approve.1` comes before it).
+        let top = pages
+            .iter()
+            .find(|(name, _)| name == "chg.1")
+            .ok_or_else(|| chg::Error::Internal("no chg.1 page".into()))?;
+        out(&String::from_utf8_lossy(&top.1))?;
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(&dir)

@@ -1196,18 +1196,53 @@ fn init_makes_a_repository_when_needed_and_refuses_twice() {
 #[test]
 fn completions_and_man_page() {
     let s = Store::bare();
-    let r = s.chg("alice@example.com", &["completions", "bash"]).ok();
+    // Every command of the help, in every shell's script and in the man page.
+    let top = s.chg("alice@example.com", &["--help"]).ok().stdout;
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 20, "{top}");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = s.chg("alice@example.com", &["completions", shell]).ok();
+        for c in &commands {
+            assert!(r.stdout.contains(c), "{shell} completion lacks {c}");
+        }
+    }
+    let bash = s
+        .chg("alice@example.com", &["completions", "bash"])
+        .ok()
+        .stdout;
     assert!(
-        r.stdout.contains("_chg()"),
-        "{}",
-        &r.stdout[..200.min(r.stdout.len())]
+        bash.contains("_chg()") && bash.contains("complete -F _chg"),
+        "{bash}"
     );
-    let r = s.chg("alice@example.com", &["man"]).ok();
+    let script = s.dir.path().join("chg.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let man = s.chg("alice@example.com", &["man"]).ok().stdout;
     assert!(
-        r.stdout.contains(".TH chg"),
+        man.starts_with(".ie") || man.contains(".TH chg"),
         "{}",
-        &r.stdout[..200.min(r.stdout.len())]
+        &man[..200]
     );
+    for c in &commands {
+        assert!(man.contains(c), "the man page does not mention {c}");
+    }
 }
 
 #[test]
