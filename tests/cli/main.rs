@@ -1334,37 +1334,35 @@ fn a_transition_killed_at_any_step_is_finished_or_undone_by_the_next_chg() {
 #[test]
 fn the_help_reference_is_stable() {
     let s = Store::bare();
-    let commands = [
-        "",
-        "init",
-        "new",
-        "submit",
-        "approve",
-        "reject",
-        "set",
-        "edit",
-        "schedule",
-        "implement",
-        "close",
-        "cancel",
-        "renumber",
-        "sync",
-        "show",
-        "list",
-        "log",
-        "validate",
-        "gate",
-        "calendar",
-        "cab",
-        "report",
-        "audit",
-        "audit export",
-        "schema",
-        "completions",
-        "man",
-    ];
+    // Every command and subcommand, as the help lists them: a new one cannot be left out.
+    let listed = |help: &str| -> Vec<String> {
+        help.split("Commands:")
+            .nth(1)
+            .map(|rest| rest.split("Options:").next().unwrap_or(""))
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut commands = vec![String::new()];
+    let mut i = 0;
+    while i < commands.len() {
+        let mut args: Vec<&str> = commands[i].split_whitespace().collect();
+        args.push("--help");
+        let help = s.chg("alice@example.com", &args).ok().stdout;
+        let parent = commands[i].clone();
+        for sub in listed(&help) {
+            commands.push(format!("{parent} {sub}").trim().to_owned());
+        }
+        i += 1;
+    }
+    assert!(commands.len() > 25, "{commands:?}");
     let mut reference = String::new();
-    for c in commands {
+    for c in &commands {
         let mut args: Vec<&str> = c.split_whitespace().collect();
         args.push("--help");
         let r = s.chg("alice@example.com", &args).ok();
