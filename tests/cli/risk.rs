@@ -146,9 +146,24 @@ fn unanswered_or_misanswered_questionnaires_are_refused_and_reported() {
     s.schedule(&id, "2025-03-10T10:00:00Z", "2025-03-10T12:00:00Z")
         .code(0);
     s.at("2025-03-10T10:30:00Z");
-    s.chg("bob@example.com", &["implement", &id]).code(1);
+    let r = s.chg("bob@example.com", &["implement", &id]).code(1);
+    assert!(r.stderr.contains("below medium"), "{}", r.stderr);
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["gate", &id, "--at", "2025-03-10T10:30:00Z", "--json"],
+        )
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<&str> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"risk"), "{}", r.stdout);
     let r = s.chg("alice@example.com", &["audit"]).code(1);
-    assert!(r.stdout.contains("risk"), "{}", r.stdout);
+    assert!(r.stdout.contains(": risk: "), "{}", r.stdout);
 }
 
 #[test]

@@ -162,8 +162,29 @@ fn every_fixed_field_tampered_by_hand_is_found() {
             .code(1);
         assert!(r.stdout.contains("standard-template"), "{to}: {}", r.stdout);
         let before = s.snapshot();
-        s.chg("bob@example.com", &["implement", &id]).code(1);
+        let r = s.chg("bob@example.com", &["implement", &id]).code(1);
+        assert!(
+            r.stderr.contains("(standard-template)")
+                || r.stderr.contains("conforming standard change"),
+            "{to}: {}",
+            r.stderr
+        );
         assert_unchanged(&s, &before);
+        // The audit names the tampering commit with the rule.
+        let r = s
+            .chg("alice@example.com", &["audit", "--format", "json"])
+            .code(1);
+        let tamper = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert!(
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| { f["rule"] == "standard-template" && f["commit"] == tamper.as_str() }),
+            "{to}: {}",
+            r.stdout
+        );
         std::fs::write(s.file(&id), &good).unwrap();
         s.git(&["commit", "-qam", "restore"]);
     }

@@ -534,6 +534,20 @@ fn a_clean_merge_that_changes_an_approved_plan_is_caught() {
     // Neither the gate nor implement accepts it, and audit names the merge.
     let gate = s.chg("alice@example.com", &["gate", &id, "--json"]).code(1);
     assert!(gate.stdout.contains("approval-digest"), "{}", gate.stdout);
+    let before = s.snapshot();
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "bob@example.com",
+    );
+    let r = super::run_output(
+        cmd.env("CHG_NOW", "2025-03-11T09:30:00Z")
+            .args(["implement", &id])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("history does not verify"), "{}", r.stderr);
+    super::assert_unchanged(&s, &before);
     let audit = s
         .chg("alice@example.com", &["audit", "--format", "json"])
         .code(1);
