@@ -649,3 +649,68 @@ fn a_chg_looking_approval_with_someone_elses_signature_is_caught_by_its_signatur
         .code(1);
     assert!(r.stdout.contains("(signature)"), "{}", r.stdout);
 }
+
+#[test]
+fn a_planted_proof_fools_no_fresh_clone() {
+    // `.git/chg/proven-signatures` spares the arithmetic of signatures already proven; whoever
+    // can write .git/ can plant a proof for a corrupted signature. A fresh clone has none.
+    let (s, id, _em, _cm) = signed_store();
+    let good = s.read(&id);
+    let start = good.match_indices("  signature: |").nth(1).unwrap().0;
+    let end = good[start..].find("-----END SSH SIGNATURE-----").unwrap() + start + 27;
+    let sig = &good[start..end];
+    let corrupted = good.replace(sig, &sig.replacen("AAAA", "AAAB", 1));
+    std::fs::write(s.file(&id), &corrupted).unwrap();
+    s.git(&["commit", "-qam", "corrupt cm's signature"]);
+    // The proof chg would keep for that record, planted by hand.
+    let change = chg::decode::decode_str("c.yaml", &corrupted).change;
+    let record = chg::signing::records(&change)
+        .into_iter()
+        .find(|r| r.actor == "cm@example.com")
+        .unwrap();
+    let key = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"chg proven signature v1\0");
+        for part in [
+            record.actor.as_str(),
+            record.statement.text().as_str(),
+            record.signature.unwrap().trim(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize()
+    };
+    let path = s.root().join(".git/chg/proven-signatures");
+    let mut kept =
+        std::fs::read(&path).unwrap_or_else(|_| chg::signing::ProvenSignatures::HEADER.to_vec());
+    kept.extend_from_slice(&key);
+    std::fs::write(&path, kept).unwrap();
+    // The planted clone takes the proof (that is what planting means: README, "Speed")...
+    let r = s.chg("alice@example.com", &["validate", &id]).code(1);
+    assert!(
+        !r.stdout
+            .contains(": signature: the approve record by cm@example.com")
+            && r.stdout.contains(": unverified-history: "),
+        "{}",
+        r.stdout
+    );
+    // ...a fresh clone verifies the signature itself.
+    let fresh = super::attacks::fresh_clone(&s);
+    let r = fresh.chg("alice@example.com", &["validate", &id]).code(1);
+    assert!(
+        r.stdout
+            .contains(": signature: the approve record by cm@example.com"),
+        "{}",
+        r.stdout
+    );
+    // And in the planted clone the gate still refuses: the history does not verify.
+    let r = s
+        .chg(
+            "bob@example.com",
+            &["gate", &id, "--at", "2025-03-11T09:30:00Z"],
+        )
+        .code(1);
+    assert!(r.stdout.contains("unverified-history"), "{}", r.stdout);
+}
