@@ -659,7 +659,14 @@ fn a_planted_proof_fools_no_fresh_clone() {
     let start = good.match_indices("  signature: |").nth(1).unwrap().0;
     let end = good[start..].find("-----END SSH SIGNATURE-----").unwrap() + start + 27;
     let sig = &good[start..end];
-    let corrupted = good.replace(sig, &sig.replacen("AAAA", "AAAB", 1));
+    // One character of the signature's last bytes changed: still an SSHSIG, not a valid one.
+    let lines: Vec<&str> = sig.lines().collect();
+    let last = lines[lines.len() - 2];
+    let mut chars: Vec<char> = last.chars().collect();
+    let at = chars.len() / 2;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    let changed: String = chars.into_iter().collect();
+    let corrupted = good.replace(sig, &sig.replace(last, &changed));
     std::fs::write(s.file(&id), &corrupted).unwrap();
     s.git(&["commit", "-qam", "corrupt cm's signature"]);
     // The proof chg would keep for that record, planted by hand.
