@@ -167,9 +167,11 @@ file: src/workflow.rs
 === approve: the requester may not approve
 file: src/rules.rs
 ---
-                Decider::Requester => {
+    if requester_refusal(change, policy, actor, "approve").is_some() {
+        out.push(Decider::Requester);
+    }
 +++
-                Decider::Requester if false => {
+    let _ = requester_refusal(change, policy, actor, "approve");
 === signatures: the arithmetic of a signature
 file: src/signing.rs
 ---
