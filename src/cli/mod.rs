@@ -494,7 +494,14 @@ pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Some(t) = text.parse::<jiff::civil::Date>().ok().and_then(midnight) {
+    // A date alone is exactly `YYYY-MM-DD`: jiff's date parser also takes a date with a
+    // time and drops the time, which recorded 10:30 local as midnight UTC.
+    if let Some(t) = text
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .filter(|_| text.len() == 10)
+        .and_then(midnight)
+    {
         return Ok(t);
     }
     if let Some(t) = format!("{text}-01")

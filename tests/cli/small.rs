@@ -317,3 +317,39 @@ fn a_commit_that_leaves_a_change_unreadable_is_named_by_the_audit() {
         r.stdout
     );
 }
+
+#[test]
+fn a_local_time_is_the_users_not_midnight_utc() {
+    // Issue 24, point 1: `2031-02-03T10:30` was recorded as 2031-02-03T00:00:00Z.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let berlin = [("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")];
+    for (start, recorded) in [
+        ("2031-02-03T10:30", "start: 2031-02-03T09:30:00Z"),
+        ("2031-02-04 10:30", "start: 2031-02-04T09:30:00Z"),
+        ("2031-02-05T10:00:00", "start: 2031-02-05T09:00:00Z"),
+        ("2031-02-06", "start: 2031-02-06T00:00:00Z"),
+    ] {
+        chg_env(
+            &s,
+            "alice@example.com",
+            &berlin,
+            &[],
+            &["schedule", &id, "--start", start, "--end", "+1h"],
+        )
+        .ok();
+        assert!(s.read(&id).contains(recorded), "{start}: {}", s.read(&id));
+    }
+    let r = chg_env(
+        &s,
+        "alice@example.com",
+        &berlin,
+        &[],
+        &["gate", &id, "--at", "2031-02-06T01:30", "--json"],
+    );
+    assert!(
+        r.stdout.contains("\"at\": \"2031-02-06T00:30:00Z\""),
+        "{}",
+        r.stdout
+    );
+}
