@@ -17,6 +17,8 @@
 //! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
 //! - [`signing`]: signed records: statements, allowed signers, verdicts.
+//! - [`standing`]: what verified history says about a change (gate, implement, validate).
+//! - [`governance`]: whether each policy change was authorized, merges included.
 //! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
 #![warn(missing_docs)]
 
