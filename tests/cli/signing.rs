@@ -252,6 +252,14 @@ fn forged_records_are_found_by_validate_gate_and_audit() {
     let copied = sig_of(&s.read(&other), 0);
     let mut all = forgeries;
     all.push(("from another change", good.replace(&em_sig, &copied)));
+    // cm's signed approval turned into a rejection: the signature was for another action.
+    let cm_at = good.rfind("- by: cm@example.com").unwrap();
+    let mut reused = good.clone();
+    reused.replace_range(
+        cm_at..,
+        &good[cm_at..].replacen("decision: approved", "decision: rejected", 1),
+    );
+    all.push(("another action", reused));
     s.at("2025-03-11T09:30:00Z");
     for (what, text) in all {
         let exceptions_before = super::attacks::exceptions(&s);

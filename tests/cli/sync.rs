@@ -759,7 +759,10 @@ fn eight_people_in_parallel_converge_with_every_step_once() {
     alice.chg(&["cancel", &cancelled, "--reason", "later"]).ok();
     alice.chg(&["sync"]).ok();
     let log = t.remote_log("%(trailers:key=Chg-Action,valueonly,separator=)");
-    assert!(log.lines().any(|l| l == "reject") && log.lines().any(|l| l == "cancel"), "{log}");
+    assert!(
+        log.lines().any(|l| l == "reject") && log.lines().any(|l| l == "cancel"),
+        "{log}"
+    );
     // Ids are unique (validate reports duplicates), and the history audits clean.
     clones[0].chg(&["validate"]).ok();
     clones[0].chg(&["audit"]).ok();
