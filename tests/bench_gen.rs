@@ -8,6 +8,8 @@ fn run(program: &str, dir: &Path, home: &Path, args: &[&str]) -> (i32, String, S
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("CHG_NOW", "2026-01-15T12:00:00Z")

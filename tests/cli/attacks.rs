@@ -84,6 +84,8 @@ pub(super) fn fresh_clone(s: &Store) -> Store {
     let c = Store::bare();
     std::fs::remove_dir(c.root()).unwrap();
     let ok = std::process::Command::new("git")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .args(["clone", "-q"])
         .arg(s.root())
         .arg(c.root())

@@ -180,6 +180,8 @@ fn init_uses_the_identity_git_would_use_in_the_new_repository() {
     let o = std::process::Command::new("git")
         .args(["log", "-1", "--format=%ae"])
         .current_dir(&target)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .env("HOME", &home)
         .output()
         .unwrap();

@@ -554,9 +554,12 @@ fn write_history(
     })?;
     pack.finish()?;
     let git = |args: &[&str]| -> anyhow::Result<()> {
+        // The store's own repository, whatever GIT_DIR the caller had.
         let status = std::process::Command::new("git")
             .args(args)
             .current_dir(out)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
             .status()?;
         anyhow::ensure!(status.success(), "git {} failed", args.join(" "));
         Ok(())
@@ -681,6 +684,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let status = std::process::Command::new("git")
         .args(["init", "-q", "-b", "main"])
         .arg(out)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .status()?;
     anyhow::ensure!(status.success(), "git init failed");
     let mut policy = Policy::default_policy();
