@@ -117,7 +117,14 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
         if !a.targets.is_empty() {
             let mut set = HashSet::new();
             for t in &a.targets {
-                if let Ok(id) = t.parse::<chg::model::ChangeId>() {
+                // An existing file first; then an id as every command takes it (`6`,
+                // `2025-6`, `chg-2025-6`).
+                let as_id = if std::path::Path::new(t).exists() {
+                    None
+                } else {
+                    super::parse_id(t).ok()
+                };
+                if let Some(id) = as_id {
                     let rel = store.find(&id)?;
                     set.insert(rel.display().to_string());
                 } else {

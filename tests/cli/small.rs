@@ -355,3 +355,15 @@ fn a_local_time_is_the_users_not_midnight_utc() {
         r.stdout
     );
 }
+
+#[test]
+fn validate_takes_ids_as_every_command_does() {
+    // Issue 24, point 6: `chg validate 1` said "neither a change id nor an existing file".
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    for short in ["1", "2025-1", "chg-2025-1", id.as_str()] {
+        s.chg("alice@example.com", &["validate", short]).ok();
+    }
+    let r = s.chg("alice@example.com", &["validate", "7"]).code(2);
+    assert!(r.stderr.contains("no change CHG-2025-007"), "{}", r.stderr);
+}
