@@ -367,3 +367,26 @@ fn validate_takes_ids_as_every_command_does() {
     let r = s.chg("alice@example.com", &["validate", "7"]).code(2);
     assert!(r.stderr.contains("no change CHG-2025-007"), "{}", r.stderr);
 }
+
+#[test]
+fn validate_without_history_checks_the_files_only() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    // A plain commit that changes approved content, then puts the status back by hand.
+    s.rewrite(&id, |t| {
+        t.replace("Reload the previous certificate", "None")
+    });
+    s.git(&["commit", "-qam", "by hand"]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(r.stdout.contains(": unverified-history: "), "{}", r.stdout);
+    let r = s
+        .chg("alice@example.com", &["validate", "--no-history"])
+        .code(1);
+    assert!(
+        !r.stdout.contains("unverified-history") && r.stdout.contains(": approval-digest: "),
+        "{}",
+        r.stdout
+    );
+}
