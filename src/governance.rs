@@ -249,6 +249,10 @@ impl<'r> Governance<'r> {
     /// Whether `commit` is a merge whose policy differs from a parent other than the first
     /// (whichever parent comes first, every line's policy counts).
     fn merge_differs(&self, commit: &git2::Commit<'_>, now: Option<Oid>) -> Result<bool> {
+        // (Checked first: skipping the first parent would read it again.)
+        if commit.parent_count() < 2 {
+            return Ok(false);
+        }
         for p in commit.parents().skip(1) {
             if policy_tree(&p.tree()?, &self.prefix)? != now {
                 return Ok(true);
