@@ -101,7 +101,7 @@ pub(super) fn fresh_clone(s: &Store) -> Store {
     }
 }
 
-fn gate_rules(s: &Store, id: &str, at: &str) -> (i32, Vec<String>, String) {
+pub(super) fn gate_rules(s: &Store, id: &str, at: &str) -> (i32, Vec<String>, String) {
     let r = s.chg("bob@example.com", &["gate", id, "--at", at, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|_| panic!("gate printed no JSON: {}{}", r.stdout, r.stderr));

@@ -326,20 +326,7 @@ fn json_narrowed_by_fields_or_jq() {
 fn help_has_examples_and_every_command_has_a_man_page() {
     let s = Store::new();
     let top = s.chg("alice@example.com", &["--help"]).ok().stdout;
-    let commands: Vec<String> = top
-        .split("Commands:")
-        .nth(1)
-        .unwrap()
-        .split("Options:")
-        .next()
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("  "))
-        .filter(|l| !l.starts_with(' '))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .map(str::to_owned)
-        .collect();
+    let commands = super::listed_commands(&top);
     assert!(commands.len() > 20, "{top}");
     for c in &commands {
         let help = s.chg("alice@example.com", &[c, "--help"]).ok().stdout;

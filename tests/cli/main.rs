@@ -283,6 +283,21 @@ fn new_args(title: &str) -> Vec<&str> {
     ]
 }
 
+/// The commands a `--help` text lists under "Commands:" (without `help`).
+fn listed_commands(help: &str) -> Vec<String> {
+    help.split("Commands:")
+        .nth(1)
+        .map(|rest| rest.split("Options:").next().unwrap_or(""))
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 fn assert_unchanged(s: &Store, before: &Snapshot) {
     let after = s.snapshot();
     assert_eq!(before.0, after.0, "HEAD moved");
@@ -1198,24 +1213,15 @@ fn completions_and_man_page() {
     let s = Store::bare();
     // Every command of the help, in every shell's script and in the man page.
     let top = s.chg("alice@example.com", &["--help"]).ok().stdout;
-    let commands: Vec<&str> = top
-        .split("Commands:")
-        .nth(1)
-        .unwrap()
-        .split("Options:")
-        .next()
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("  "))
-        .filter(|l| !l.starts_with(' '))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
+    let commands = listed_commands(&top);
     assert!(commands.len() > 20, "{top}");
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let r = s.chg("alice@example.com", &["completions", shell]).ok();
         for c in &commands {
-            assert!(r.stdout.contains(c), "{shell} completion lacks {c}");
+            assert!(
+                r.stdout.contains(c.as_str()),
+                "{shell} completion lacks {c}"
+            );
         }
     }
     let bash = s
@@ -1241,7 +1247,10 @@ fn completions_and_man_page() {
         &man[..200]
     );
     for c in &commands {
-        assert!(man.contains(c), "the man page does not mention {c}");
+        assert!(
+            man.contains(c.as_str()),
+            "the man page does not mention {c}"
+        );
     }
 }
 
@@ -1335,19 +1344,6 @@ fn a_transition_killed_at_any_step_is_finished_or_undone_by_the_next_chg() {
 fn the_help_reference_is_stable() {
     let s = Store::bare();
     // Every command and subcommand, as the help lists them: a new one cannot be left out.
-    let listed = |help: &str| -> Vec<String> {
-        help.split("Commands:")
-            .nth(1)
-            .map(|rest| rest.split("Options:").next().unwrap_or(""))
-            .unwrap_or("")
-            .lines()
-            .filter_map(|l| l.strip_prefix("  "))
-            .filter(|l| !l.starts_with(' '))
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|c| *c != "help")
-            .map(str::to_owned)
-            .collect()
-    };
     let mut commands = vec![String::new()];
     let mut i = 0;
     while i < commands.len() {
@@ -1355,7 +1351,7 @@ fn the_help_reference_is_stable() {
         args.push("--help");
         let help = s.chg("alice@example.com", &args).ok().stdout;
         let parent = commands[i].clone();
-        for sub in listed(&help) {
+        for sub in listed_commands(&help) {
             commands.push(format!("{parent} {sub}").trim().to_owned());
         }
         i += 1;

@@ -267,20 +267,9 @@ fn forged_records_are_found_by_validate_gate_and_audit() {
         s.git(&["commit", "-qam", &format!("forge: {what}")]);
         let r = s.chg("alice@example.com", &["validate", &id]).code(1);
         assert!(r.stdout.contains(": signature: "), "{what}: {}", r.stdout);
-        let r = s
-            .chg(
-                "bob@example.com",
-                &["gate", &id, "--at", "2025-03-11T09:30:00Z", "--json"],
-            )
-            .code(1);
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        let rules: Vec<&str> = v["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["rule"].as_str().unwrap())
-            .collect();
-        assert_eq!(rules[0], "unverified-history", "{what}: {}", r.stdout);
+        let (code, rules, out) = super::attacks::gate_rules(&s, &id, "2025-03-11T09:30:00Z");
+        assert_eq!(code, 1, "{what}: {out}");
+        assert_eq!(rules[0], "unverified-history", "{what}: {out}");
         let before = s.snapshot();
         let r = s.chg("bob@example.com", &["implement", &id]).code(1);
         // Every forgery is a plain commit: its history does not verify.
