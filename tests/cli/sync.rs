@@ -763,6 +763,22 @@ fn eight_people_in_parallel_converge_with_every_step_once() {
         log.lines().any(|l| l == "reject") && log.lines().any(|l| l == "cancel"),
         "{log}"
     );
+    // Two people file a change each before syncing: the same id; the second sync moves its
+    // change to the next free one.
+    let bob = clones.iter().find(|c| c.who == "bob@example.com").unwrap();
+    bob.chg(&["sync"]).ok();
+    let mine = alice.new_change("same id, alice");
+    let theirs = bob.new_change("same id, bob");
+    assert_eq!(mine, theirs);
+    alice.chg(&["sync"]).ok();
+    let r = bob.chg(&["sync", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v["renumbered"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.stdout
+    );
     // Ids are unique (validate reports duplicates), and the history audits clean.
     clones[0].chg(&["validate"]).ok();
     clones[0].chg(&["audit"]).ok();
