@@ -508,11 +508,19 @@ impl Policy {
             }
             // Anyone may sign (requesters and implementers hold no role); an email close
             // to a member's is worth a look (a typo would leave that member unable to sign).
+            // Close means a typo or a look-alike (two characters at most), not a colleague
+            // at the same domain (`alice@` is not `sec1@`).
             let Some(close) = members
                 .iter()
                 .copied()
-                .find(|m| m.eq_ignore_ascii_case(principal))
-                .or_else(|| crate::finding::suggest(principal, members.iter().copied()))
+                .map(|m| {
+                    let d =
+                        strsim::damerau_levenshtein(&m.to_lowercase(), &principal.to_lowercase());
+                    (d, m)
+                })
+                .filter(|(d, _)| *d <= 2)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, m)| m)
             else {
                 continue;
             };

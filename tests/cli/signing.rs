@@ -359,6 +359,8 @@ fn hostile_allowed_signers_files_get_findings_with_places() {
     // email is close to a member's, which is worth a warning (with the look-alike escaped).
     for (who, want) in [
         ("mallory@example.com", None),
+        // A colleague at the same domain is not a look-alike of sec1@example.com.
+        ("alice@example.com", None),
         ("em@examp1e.com", Some("em@examp1e.com (key SHA256:")),
         (
             "em@ex\u{430}mple.com",
