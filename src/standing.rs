@@ -52,8 +52,6 @@ impl Break {
 pub struct Standing {
     /// Its history, oldest first (renumberings followed).
     pub entries: Vec<Entry>,
-    /// Every exception in that history, oldest first.
-    pub breaks: Vec<Break>,
     /// The exception the file as it is still stands on: the first one not undone, that is,
     /// unless a later commit returned the file to exactly the version before it.
     pub open: Option<Break>,
@@ -134,6 +132,11 @@ fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {
 /// verified step ended.
 pub fn of(store: &Store, id: &ChangeId, now: Timestamp) -> Result<Standing> {
     let entries = crate::audit::verified_history(store, &id.to_string(), now)?;
+    from_history(store, entries)
+}
+
+/// The standing that `entries` (a change's history from the audit index) give.
+fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
     let repo = store.repo();
     // The file's blob in the entry's commit, or in its first parent (the line it was made
     // on, for a merge).
@@ -150,12 +153,9 @@ pub fn of(store: &Store, id: &ChangeId, now: Timestamp) -> Result<Standing> {
         }
         crate::store::commit::blob_at(&commit.tree()?, &e.path)
     };
-    let mut breaks = Vec::new();
     // The open break, and the version before it that undoing it returns to.
     let mut open: Option<(Break, Option<git2::Oid>)> = None;
     for e in &entries {
-        let found: Vec<Break> = exceptions(e).collect();
-        breaks.extend(found.iter().cloned());
         match &open {
             Some((_, before)) => {
                 if blob(e, false)? == *before {
@@ -163,28 +163,27 @@ pub fn of(store: &Store, id: &ChangeId, now: Timestamp) -> Result<Standing> {
                 }
             }
             None => {
-                if let Some(first) = found.into_iter().next() {
+                if let Some(first) = exceptions(e).next() {
                     open = Some((first, blob(e, true)?));
                 }
             }
         }
     }
     Ok(Standing {
-        breaks,
         open: open.map(|o| o.0),
         shallow: !crate::store::commit::shallow_commits(repo).is_empty(),
         entries,
     })
 }
 
-/// The changes whose history holds an exception (for `chg validate`, which then asks
-/// [`of`] about each).
-pub fn with_breaks(store: &Store, now: Timestamp) -> Result<Vec<String>> {
-    let mut ids: Vec<String> = crate::audit::history_exceptions(store, now)?
-        .into_iter()
-        .filter_map(|f| f.change)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+/// The changes whose history holds an exception still open, with it (for `chg validate`):
+/// the audit index read once for all of them.
+pub fn open_breaks(store: &Store, now: Timestamp) -> Result<Vec<(String, Break)>> {
+    let mut out = Vec::new();
+    for (id, entries) in crate::audit::histories_with_exceptions(store, now)? {
+        if let Some(b) = from_history(store, entries)?.open {
+            out.push((id, b));
+        }
+    }
+    Ok(out)
 }

@@ -448,18 +448,24 @@ impl<'r> Auditor<'r> {
         };
         let time = |c: &Commit<'_>| Timestamp::from_second(c.committer().when().seconds()).ok();
         let mut floor = time(&parent);
-        let governance = self.governance.get_or_insert_with(|| {
-            Box::new(crate::governance::Governance::with_memo(
-                self.repo,
-                &self.prefix,
-                self.memo.clone(),
-            ))
-        });
+        let governance = self.governance();
         if let Some(last) = governance.last_change(parent.id(), None)? {
             let c = self.repo.find_commit(last)?;
             floor = floor.max(time(&c));
         }
         Ok(floor)
+    }
+
+    /// The judge of policy changes, made when first needed, sharing this run's memo.
+    fn governance(&mut self) -> &mut crate::governance::Governance<'r> {
+        let (repo, prefix, memo) = (self.repo, &self.prefix, &self.memo);
+        self.governance.get_or_insert_with(|| {
+            Box::new(crate::governance::Governance::with_memo(
+                repo,
+                prefix,
+                memo.clone(),
+            ))
+        })
     }
 
     /// The policy a standard change filed on top of `tree` is judged by: its templates in
@@ -497,13 +503,7 @@ impl<'r> Auditor<'r> {
         let Some(parent_commit) = self.repo.find_commit(facts.oid)?.parent_ids().next() else {
             return Ok(None);
         };
-        let governance = self.governance.get_or_insert_with(|| {
-            Box::new(crate::governance::Governance::with_memo(
-                self.repo,
-                &self.prefix,
-                self.memo.clone(),
-            ))
-        });
+        let governance = self.governance();
         Ok(match governance.standing_at(parent_commit)? {
             Some((at, crate::governance::Standing::Unauthorized(_))) => Some(format!(
                 "it was filed from a template in force only through {}, a policy commit that was not authorized",
@@ -661,13 +661,7 @@ impl<'r> Auditor<'r> {
         }
         // Anything under policy/ changed outside `chg policy apply` under a governed policy.
         if policy_changed || merge_differs {
-            let governance = self.governance.get_or_insert_with(|| {
-                Box::new(crate::governance::Governance::with_memo(
-                    self.repo,
-                    &self.prefix,
-                    self.memo.clone(),
-                ))
-            });
+            let governance = self.governance();
             if let crate::governance::Standing::Unauthorized(why) = governance.standing_of(oid)? {
                 out.findings.push(facts.finding(
                     Level::Exception,
@@ -2306,13 +2300,31 @@ pub fn verified_history(
     Ok(read_index(store, false, now, |idx| history(idx, id))?.2)
 }
 
-/// Every exception of the audited history that concerns a change (brought up to date with
-/// HEAD first).
-pub fn history_exceptions(
+/// The history of every change that an exception of the audited history concerns, by id
+/// (the index brought up to date with HEAD first, and read once).
+pub fn histories_with_exceptions(
     store: &crate::store::Store,
     now: Timestamp,
-) -> Result<Vec<AuditFinding>> {
-    let mut found = read_index(store, false, now, |idx| idx.findings())?.2;
-    found.retain(|f| f.level == Level::Exception && f.change.is_some());
-    Ok(found)
+) -> Result<Vec<(String, Vec<Entry>)>> {
+    Ok(read_index(store, false, now, |idx| {
+        let Some(found) = idx.findings()? else {
+            return Ok(None);
+        };
+        let mut ids: Vec<String> = found
+            .into_iter()
+            .filter(|f| f.level == Level::Exception)
+            .filter_map(|f| f.change)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(entries) = history(idx, &id)? else {
+                return Ok(None);
+            };
+            out.push((id, entries));
+        }
+        Ok(Some(out))
+    })?
+    .2)
 }

@@ -234,7 +234,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
 /// that chg's verified steps did not produce): the gate and implement refuse them.
 fn history_findings(store: &Store, now: jiff::Timestamp) -> Result<Vec<Finding>, Error> {
     let mut out = Vec::new();
-    for id in chg::standing::with_breaks(store, now)? {
+    for (id, b) in chg::standing::open_breaks(store, now)? {
         let Ok(cid) = id.parse::<chg::model::ChangeId>() else {
             continue;
         };
@@ -245,14 +245,12 @@ fn history_findings(store: &Store, now: jiff::Timestamp) -> Result<Vec<Finding>,
         if loaded.change().status().is_terminal() {
             continue;
         }
-        if let Some(b) = chg::standing::of(store, &cid, now)?.open {
-            out.push(Finding::error(
-                loaded.rel.display().to_string(),
-                None,
-                chg::standing::UNVERIFIED,
-                format!("{}; the gate and implement refuse it", b.sentence(&id)),
-            ));
-        }
+        out.push(Finding::error(
+            loaded.rel.display().to_string(),
+            None,
+            chg::standing::UNVERIFIED,
+            format!("{}; the gate and implement refuse it", b.sentence(&id)),
+        ));
     }
     Ok(out)
 }

@@ -48,10 +48,10 @@ impl Store {
         (serde_json::from_str(&r.stdout).unwrap(), r.code)
     }
 
-    /// The (rule, change) of every exception.
-    fn exceptions(&self) -> Vec<(String, String)> {
+    /// The (rule, change, commit) of every exception; exit 1 exactly when there is one.
+    pub(super) fn exceptions(&self) -> Vec<(String, String, String)> {
         let (v, code) = self.audit(&[]);
-        let list: Vec<(String, String)> = v["findings"]
+        let list: Vec<(String, String, String)> = v["findings"]
             .as_array()
             .unwrap()
             .iter()
@@ -60,6 +60,7 @@ impl Store {
                 (
                     f["rule"].as_str().unwrap().to_owned(),
                     f["change"].as_str().unwrap_or("-").to_owned(),
+                    f["commit"].as_str().unwrap_or("").to_owned(),
                 )
             })
             .collect();
@@ -73,7 +74,7 @@ fn assert_exceptions(s: &Store, want: &[(&str, &str)]) {
     let found = s.exceptions();
     let found: Vec<(&str, &str)> = found
         .iter()
-        .map(|(r, c)| (r.as_str(), c.as_str()))
+        .map(|(r, c, _)| (r.as_str(), c.as_str()))
         .collect();
     assert_eq!(found, want);
 }
