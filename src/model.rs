@@ -778,11 +778,18 @@ impl ChangeRequest {
                 let hint = crate::finding::suggest(field, CONTENT_FIELDS.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                return Err(if ALL_FIELDS.contains(&field) {
-                    format!("`{field}` is written by chg transitions and cannot be set directly")
-                } else {
-                    format!("`{field}` is not a change field{hint}")
-                });
+                return Err(
+                    if field == "risk_assessment" || field.starts_with("risk_assessment.") {
+                        "the risk questionnaire is answered with `--answer ID=yes|no` (repeatable)"
+                            .into()
+                    } else if ALL_FIELDS.contains(&field) {
+                        format!(
+                            "`{field}` is written by chg transitions and cannot be set directly"
+                        )
+                    } else {
+                        format!("`{field}` is not a change field{hint}")
+                    },
+                );
             }
         }
         Ok(())
@@ -877,18 +884,29 @@ impl ChangeRequest {
             "testing_required" => self.testing_required = from.testing_required,
             "test_plan" => self.test_plan = from.test_plan.clone(),
             "test_environment" => self.test_environment = from.test_environment.clone(),
+            "risk_assessment" => self.risk_assessment = from.risk_assessment.clone(),
             _ => {}
         }
     }
 
     /// The content fields (of [`CONTENT_FIELDS`]) whose values differ.
     pub fn content_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
-        self.differences(CONTENT_FIELDS, other)
+        let mut out = self.differences(CONTENT_FIELDS, other);
+        if self.risk_assessment != other.risk_assessment {
+            out.push("risk_assessment");
+        }
+        out
     }
 
-    /// The material fields whose values differ between two versions of a change.
+    /// The material fields whose values differ between two versions of a change (the risk
+    /// answers included: they are material, SPEC section 11, though kept out of
+    /// [`MATERIAL_FIELDS`], whose order the digest follows).
     pub fn material_differences(&self, other: &ChangeRequest) -> Vec<&'static str> {
-        self.differences(MATERIAL_FIELDS, other)
+        let mut out = self.differences(MATERIAL_FIELDS, other);
+        if self.risk_assessment != other.risk_assessment {
+            out.push("risk_assessment");
+        }
+        out
     }
 
     fn differences(&self, fields: &[&'static str], other: &ChangeRequest) -> Vec<&'static str> {

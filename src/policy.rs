@@ -183,6 +183,10 @@ pub struct RiskQuestionnaire {
     pub questions: Vec<RiskQuestion>,
     /// The lowest score for medium, high and critical.
     pub levels: BTreeMap<RiskLevel, u32>,
+    /// Set for a change submitted before the policy asked the questionnaire
+    /// ([`Policy::for_intake`]): answers are then optional, and checked where given.
+    #[serde(skip)]
+    pub waived: bool,
 }
 
 /// One question of the questionnaire.
@@ -198,6 +202,17 @@ pub struct RiskQuestion {
 }
 
 impl RiskQuestionnaire {
+    /// The problem of a change that answers none of the questions (the finding's text is
+    /// this exactly, so a reader can tell it from the others).
+    pub fn unanswered_message(&self, id: &str) -> String {
+        let ids: Vec<&str> = self.questions.iter().map(|x| x.id.as_str()).collect();
+        format!(
+            "the policy's risk questionnaire is not answered ({}); answer each yes or no: `chg set {id} --answer {}=yes|no …` (or in `chg edit {id}`)",
+            ids.join(", "),
+            ids.first().copied().unwrap_or("QUESTION")
+        )
+    }
+
     /// The score of `answers` (the weights of the questions answered yes).
     pub fn score(&self, answers: &BTreeMap<String, bool>) -> u32 {
         self.questions
@@ -412,6 +427,23 @@ pub fn saphyr_finding(file: &str, err: &serde_saphyr::Error) -> Finding {
 }
 
 impl Policy {
+    /// The policy as it applies to a change, given whether the risk questionnaire is due
+    /// from it ([`crate::standing::Standing::questionnaire_due`]). A change submitted before
+    /// the policy asked the questionnaire keeps the rules of its day: its risk level was
+    /// declared as the policy then asked, and answers are optional (checked where given).
+    pub fn for_intake(&self, questionnaire_due: bool) -> std::borrow::Cow<'_, Policy> {
+        match &self.risk {
+            Some(q) if !questionnaire_due && !q.waived => {
+                let mut p = self.clone();
+                if let Some(q) = &mut p.risk {
+                    q.waived = true;
+                }
+                std::borrow::Cow::Owned(p)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// Reads and checks a policy. Errors come back as findings with places; warnings are
     /// returned beside a usable policy.
     pub fn parse(file: &str, text: &str) -> Result<(Policy, Vec<Finding>), Vec<Finding>> {
@@ -864,7 +896,11 @@ impl Checker<'_> {
             }
             last = Some((*level, *min));
         }
-        RiskQuestionnaire { questions, levels }
+        RiskQuestionnaire {
+            questions,
+            levels,
+            waived: false,
+        }
     }
 
     /// `governance`: at least one role, each a role of the policy.

@@ -695,8 +695,10 @@ pub fn signature_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Proble
 pub const RISK: &str = "risk";
 
 /// The risk questionnaire's verdict (SPEC section 11): with `risk` in the policy, a change
-/// not filed from a template answers every question, and its `risk_level` is never below
-/// the level its score gives. A closed, rejected or cancelled change keeps its day's rules.
+/// not filed from a template answers every question once it leaves draft, and its
+/// `risk_level` is never below the level its score gives. A closed, rejected or cancelled
+/// change keeps its day's rules, as does one submitted before the policy asked the
+/// questionnaire ([`Policy::for_intake`]): its answers are checked only where given.
 pub fn risk_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
     let Some(q) = &policy.risk else {
         return Vec::new();
@@ -705,15 +707,14 @@ pub fn risk_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
         return Vec::new();
     }
     let Some(answers) = &change.risk_assessment else {
-        let ids: Vec<&str> = q.questions.iter().map(|x| x.id.as_str()).collect();
-        return vec![problem(
-            "risk_assessment",
-            RISK,
-            format!(
-                "the policy's risk questionnaire is not answered ({}); answer each yes or no (chg new asks at a terminal, or --answer ID=yes|no)",
-                ids.join(", ")
-            ),
-        )];
+        if q.waived || change.status() == Status::Draft {
+            return Vec::new();
+        }
+        let id = change
+            .id
+            .as_ref()
+            .map_or("ID".to_owned(), ToString::to_string);
+        return vec![problem("risk_assessment", RISK, q.unanswered_message(&id))];
     };
     let mut out = Vec::new();
     for id in answers.keys() {

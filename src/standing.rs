@@ -101,6 +101,13 @@ impl Standing {
             .map(|e| (e.email.as_str(), e.commit.as_str()))
     }
 
+    /// Whether the policy's risk questionnaire is due from the change: it is unless its
+    /// history shows it submitted (filed pending, or taken out of draft) under a policy
+    /// that did not ask it. A change not yet submitted is judged by today's policy.
+    pub fn questionnaire_due(&self) -> bool {
+        questionnaire_due(&self.entries)
+    }
+
     /// Why `actor` may not approve the change as it is: history shows they made it
     /// (segregation of duties on proven identities), when the policy asks for it.
     pub fn approval_refusal(&self, actor: &str, policy: &crate::policy::Policy) -> Option<Refusal> {
@@ -110,6 +117,11 @@ impl Standing {
         crate::rules::proven_author_approves(actor, self.creator(), self.content_author())
             .map(|why| Refusal::new(crate::rules::SEGREGATION, why))
     }
+}
+
+/// [`Standing::questionnaire_due`] of a history.
+fn questionnaire_due(entries: &[Entry]) -> bool {
+    entries.iter().find_map(|e| e.submitted).unwrap_or(true)
 }
 
 fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {
@@ -174,6 +186,50 @@ fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
         shallow: !crate::store::commit::shallow_commits(repo).is_empty(),
         entries,
     })
+}
+
+/// Of the changes `ids`, those submitted before the policy asked its risk questionnaire
+/// (see [`Standing::questionnaire_due`]): the audit index read once for all of them.
+pub fn questionnaire_waived(
+    store: &Store,
+    ids: &[String],
+    now: Timestamp,
+) -> Result<std::collections::BTreeSet<String>> {
+    Ok(crate::audit::histories(store, ids, now)?
+        .into_iter()
+        .filter(|(_, entries)| !questionnaire_due(entries))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// `findings` (of `chg validate`) less the unanswered questionnaires of changes submitted
+/// before the policy asked it: they keep the rules of their day. Only those changes'
+/// histories are read.
+pub fn waive_questionnaires(
+    store: &Store,
+    policy: &crate::policy::Policy,
+    mut findings: Vec<crate::finding::Finding>,
+    now: Timestamp,
+) -> Result<Vec<crate::finding::Finding>> {
+    let Some(q) = &policy.risk else {
+        return Ok(findings);
+    };
+    let unanswered = |f: &crate::finding::Finding| {
+        f.rule == crate::rules::RISK
+            && f.id
+                .as_ref()
+                .is_some_and(|id| f.message == q.unanswered_message(id))
+    };
+    let mut ids: Vec<String> = findings
+        .iter()
+        .filter(|f| unanswered(f))
+        .filter_map(|f| f.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let waived = questionnaire_waived(store, &ids, now)?;
+    findings.retain(|f| !(unanswered(f) && f.id.as_ref().is_some_and(|id| waived.contains(id))));
+    Ok(findings)
 }
 
 /// The changes whose history holds an exception still open, with it (for `chg validate`):

@@ -221,8 +221,11 @@ impl Acting<'_> {
         if self.status != Status::Draft {
             return self.lifecycle("only a draft can be submitted");
         }
+        // Judged as it will be: what a draft may leave open (the questionnaire) is due now.
+        let mut submitted = self.change.clone();
+        submitted.status = Some(Status::PendingApproval);
         require_complete(
-            self.change,
+            &submitted,
             self.policy,
             &format!("{} cannot be submitted", self.id),
         )?;

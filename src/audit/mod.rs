@@ -130,6 +130,11 @@ pub struct Entry {
     /// The policy at the commit's parent asked for segregation of duties.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sod: bool,
+    /// For the commit that took the change out of draft (filed it pending, or submitted
+    /// it): whether the policy at its parent asked the risk questionnaire. A change
+    /// submitted before the policy asked it keeps the rules of its day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<bool>,
 }
 
 /// Who made each change's content so far, carried through an index update in history
@@ -968,6 +973,15 @@ impl<'r> Auditor<'r> {
             renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
             material,
             sod: mine && policy.segregation_of_duties,
+            submitted: match after.as_deref() {
+                Some(Ok(a))
+                    if a.status() != Status::Draft
+                        && before.is_none_or(|b| b.status() == Status::Draft) =>
+                {
+                    Some(policy.risk.is_some())
+                }
+                _ => None,
+            },
         });
         Ok(())
     }
@@ -1051,6 +1065,7 @@ impl<'r> Facts<'r> {
             renumbered_from: None,
             material: false,
             sod: false,
+            submitted: None,
         }
     }
 
@@ -1414,13 +1429,15 @@ impl Ctx<'_> {
         }
         // A replay cannot sign: the new record's signature is taken from the commit (and
         // judged on its own above); any other difference, older signatures included, is one.
-        let replayed = workflow::apply(before, self.policy, self.email, self.when, step).map(
-            |(expected, t)| {
+        // An unanswered questionnaire is `check_risk`'s to report, once, where it began; a
+        // change submitted before the policy asked it keeps the rules of its day.
+        let policy = self.policy.for_intake(before.risk_assessment.is_some());
+        let replayed =
+            workflow::apply(before, &policy, self.email, self.when, step).map(|(expected, t)| {
                 let mut expected = without_legacy_digests(expected, after);
                 crate::signing::carry_signature(after, &mut expected, action);
                 (expected, t)
-            },
-        );
+            });
         match replayed {
             Err(e) => {
                 if !out.iter().any(|p| p.level == Level::Exception) {
@@ -1639,6 +1656,10 @@ impl Ctx<'_> {
                 }
             }
             "implement" => {
+                // An unanswered questionnaire is reported where it began (`check_risk`, at
+                // the submission the policy asked it of); here only the answers given.
+                let waived = p.for_intake(before.risk_assessment.is_some());
+                let p = &*waived;
                 for r in rules::risk_problems(before, p) {
                     out.push(Problem::exception(
                         rules::RISK,
@@ -2298,6 +2319,29 @@ pub fn verified_history(
     now: Timestamp,
 ) -> Result<Vec<Entry>> {
     Ok(read_index(store, false, now, |idx| history(idx, id))?.2)
+}
+
+/// The histories of the changes `ids` (the index brought up to date with HEAD first, and
+/// read once).
+pub fn histories(
+    store: &crate::store::Store,
+    ids: &[String],
+    now: Timestamp,
+) -> Result<Vec<(String, Vec<Entry>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(read_index(store, false, now, |idx| {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(entries) = history(idx, id)? else {
+                return Ok(None);
+            };
+            out.push((id.clone(), entries));
+        }
+        Ok(Some(out))
+    })?
+    .2)
 }
 
 /// The history of every change that an exception of the audited history concerns, by id

@@ -205,7 +205,10 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Submit(a) => transitions::submit(open()?.0, a),
         Command::Approve(a) => transitions::approve(open()?.0, a),
         Command::Reject(a) => transitions::reject(open()?.0, a),
-        Command::Set(a) => transitions::set(open()?.0, a),
+        Command::Set(a) => {
+            let (store, policy) = open()?;
+            transitions::set(store, &policy, a)
+        }
         Command::Edit(a) => edit::run(open()?.0, a),
         Command::Schedule(a) => {
             let (store, policy) = open()?;

@@ -120,7 +120,7 @@ fn from_file(path: &std::path::Path) -> Result<ChangeRequest, Error> {
 }
 
 /// Records `--answer ID=yes|no` answers; at a terminal, asks the questions still open.
-fn answer(
+pub(super) fn answer(
     change: &mut ChangeRequest,
     policy: &Policy,
     given: &[String],
@@ -288,21 +288,48 @@ fn merge(a: &NewArgs) -> Result<ChangeRequest, Error> {
 /// Asks for each missing required field. Only called at a terminal.
 fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
     use super::prompt;
+    // The level the questionnaire's answers score: the lowest the policy accepts, so the
+    // only levels offered, and the default.
+    let scored = policy
+        .risk
+        .as_ref()
+        .zip(c.risk_assessment.as_ref())
+        .map(|(q, answers)| q.level(q.score(answers)));
     for field in &policy.required_fields {
         if c.has_field(field) || field == "requester" {
             continue;
         }
-        let choices: Option<Vec<String>> = match field.as_str() {
-            "change_type" => Some(policy.change_types.clone()),
-            "change_model" => Some(ChangeModel::names().iter().map(|s| s.to_string()).collect()),
-            "priority" => Some(Priority::names().iter().map(|s| s.to_string()).collect()),
-            "urgency" => Some(Urgency::names().iter().map(|s| s.to_string()).collect()),
-            "risk_level" => Some(RiskLevel::names().iter().map(|s| s.to_string()).collect()),
-            _ => None,
+        let names = |all: Vec<&str>| all.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        // No default where pressing Enter would choose for the person (type, priority,
+        // urgency); never the most severe item.
+        let (choices, default): (Option<Vec<String>>, Option<String>) = match field.as_str() {
+            "change_type" => (Some(policy.change_types.clone()), None),
+            "change_model" => (Some(names(ChangeModel::names())), Some("normal".into())),
+            "priority" => (Some(names(Priority::names())), None),
+            "urgency" => (Some(names(Urgency::names())), None),
+            "risk_level" => match scored {
+                Some(floor) => (
+                    Some(
+                        RiskLevel::ALL
+                            .iter()
+                            .filter(|l| **l >= floor)
+                            .map(ToString::to_string)
+                            .collect(),
+                    ),
+                    Some(floor.to_string()),
+                ),
+                None => (Some(names(RiskLevel::names())), None),
+            },
+            _ => (None, None),
         };
-        let label = field.replace('_', " ");
+        let label = match (field.as_str(), scored) {
+            ("risk_level", Some(floor)) => {
+                format!("risk level (your answers score {floor}; this or higher)")
+            }
+            _ => field.replace('_', " "),
+        };
         let value = match choices {
-            Some(items) => prompt::choose(&label, &items)?,
+            Some(items) => prompt::choose(&label, &items, default.as_deref())?,
             None if field == "affected_systems" => {
                 prompt::text(&format!("{label} (comma-separated)"))?
             }
@@ -321,6 +348,32 @@ fn prompt_missing(c: &mut ChangeRequest, policy: &Policy) -> Result<(), Error> {
         c.testing_required = Some(true);
     }
     Ok(())
+}
+
+/// A change type as the prompt takes it: a policy type named exactly (any case) or by a
+/// unique beginning (`config` for `configuration`); anything else is left for the rules to
+/// report with their did-you-mean.
+fn expand_type(c: &mut ChangeRequest, policy: &Policy) {
+    if let Some(t) = &c.change_type
+        && let Some(full) = super::prompt::unique_match(&policy.change_types, t)
+    {
+        c.change_type = Some(full.to_owned());
+    }
+}
+
+/// Keeps what was typed at the prompts when filing fails, so nothing typed is lost: the
+/// file to resume from, under `.git/chg/`.
+fn keep_typed(store: &Store, change: &ChangeRequest) -> Option<String> {
+    let dir = store.repo().path().join("chg");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join("new.yaml");
+    let mut kept = change.clone();
+    kept.id = None;
+    kept.status = None;
+    let text = chg::edit::render_new(&kept).ok()?;
+    chg::store::commit::atomic_write(&path, text.as_bytes()).ok()?;
+    let shown = path.strip_prefix(store.root()).unwrap_or(&path);
+    Some(shown.display().to_string())
 }
 
 pub fn run(store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
@@ -354,14 +407,56 @@ pub fn run_with(
         change.proposed_policy = proposal;
         change.policy_base = store.committed_policy_tree()?;
     }
+    expand_type(&mut change, policy);
+    // At a terminal, a declared level below what the answers score is asked again rather
+    // than refused after every other question.
+    if ask
+        && let (Some(q), Some(answers), Some(declared)) =
+            (&policy.risk, &change.risk_assessment, change.risk_level)
+        && declared < q.level(q.score(answers))
+    {
+        eprintln!(
+            "chg: your answers score {}, above the risk level {declared} given",
+            q.level(q.score(answers))
+        );
+        change.risk_level = None;
+    }
+    let mut prompted = ask;
     if !a.draft && !a.no_input && interactive() {
         let missing = chg::validate::content_problems(&change, policy);
         if !missing.is_empty() {
             prompt_missing(&mut change, policy)?;
+            prompted = true;
         }
     }
+    if let Some(q) = &policy.risk
+        && !a.draft
+        && change.template.is_none()
+        && change.risk_assessment.is_none()
+    {
+        let first = q.questions.first().map_or("QUESTION", |x| x.id.as_str());
+        return Err(Error::Usage(format!(
+            "the policy's risk questionnaire is not answered ({}); give --answer {first}=yes|no for each question (chg new asks them at a terminal), or file a --draft",
+            q.questions
+                .iter()
+                .map(|x| x.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let typed = prompted.then(|| change.clone());
     let o = store
         .create(&super::context::for_store(store)?, change, a.draft)
+        .map_err(|e| {
+            // What was typed at the prompts survives a refusal: the next run resumes it.
+            let Some(kept) = typed.as_ref().and_then(|c| keep_typed(store, c)) else {
+                return e;
+            };
+            eprintln!(
+                "chg: what you typed is kept in {kept}; fix what is said below and run `chg new --from {kept}`"
+            );
+            e
+        })
         .map_err(|e| match e {
             Error::Invalid { summary, findings } if summary.starts_with("missing required") => {
                 Error::Invalid {
@@ -373,6 +468,12 @@ pub fn run_with(
             }
             e => e,
         })?;
+    // Resumed from what a failed run kept: it is filed now.
+    if let Some(from) = &a.from
+        && from.canonicalize().ok() == store.repo().path().join("chg/new.yaml").canonicalize().ok()
+    {
+        let _ = std::fs::remove_file(from);
+    }
     let id = o.change.id_text();
     out(&format!("{id}\n"))?;
     // stdout stays the id alone for scripts; the file is for the person.

@@ -105,34 +105,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         Some(t) => parse_bound(t)?,
         None => super::context::now()?,
     };
-    let loaded = store.load(&id)?;
-    let all = store.load_where(conflicts::can_conflict)?;
-    let mut reasons = chg::rules::gate(
-        loaded.change(),
-        policy,
-        at,
-        &readable(&all, "checked for conflicts"),
-    );
-    let now = super::context::now()?;
-    for (i, r) in store
-        .gate_refusals(&id, &loaded, now)?
-        .into_iter()
-        .enumerate()
-    {
-        reasons.insert(i, r);
-    }
-    if let Some((commit, why)) = store.unauthorized_policy()? {
-        reasons.insert(
-            0,
-            chg::error::Refusal::new(
-                chg::governance::UNAUTHORIZED,
-                format!(
-                    "{why}; nothing is deployed under it until it is reverted (`git revert {}`) or proposed and applied",
-                    &commit.to_string()[..8]
-                ),
-            ),
-        );
-    }
+    let reasons = store.gate(&id, policy, at, super::context::now()?)?;
     let open = reasons.is_empty();
     if a.json.on() || a.format == super::show::TextFormat::Json {
         out_json(&json!({

@@ -35,34 +35,56 @@ pub fn text(label: &str) -> Result<String, Error> {
     }
 }
 
-/// One of `items` (by name, unique prefix or number; empty takes the first).
-pub fn choose(label: &str, items: &[String]) -> Result<String, Error> {
-    let Some(first) = items.first() else {
+/// One of `items` (by name, unique prefix or number); an empty answer takes `default`, or
+/// asks again where there is none (a default is a suggestion, never the most severe choice
+/// made for someone who pressed Enter).
+pub fn choose(label: &str, items: &[String], default: Option<&str>) -> Result<String, Error> {
+    if items.is_empty() {
         return text(label);
-    };
+    }
     loop {
-        let question = format!("{label} [{}] (default {first}): ", items.join(", "));
+        let question = match default {
+            Some(d) => format!("{label} [{}] (default {d}): ", items.join(", ")),
+            None => format!("{label} [{}]: ", items.join(", ")),
+        };
         let answer = read_answer(&question)?.ok_or_else(aborted)?;
         if answer.is_empty() {
-            return Ok(first.clone());
+            match default {
+                Some(d) => return Ok(d.to_owned()),
+                None => {
+                    eprintln!("  choose one (Ctrl-D to give up)");
+                    continue;
+                }
+            }
         }
         if let Ok(n) = answer.parse::<usize>()
             && (1..=items.len()).contains(&n)
         {
             return Ok(items[n - 1].clone());
         }
-        let matching: Vec<&String> = items
-            .iter()
-            .filter(|i| i.eq_ignore_ascii_case(&answer) || i.starts_with(&answer))
-            .collect();
-        match matching.as_slice() {
-            [one] => return Ok((*one).clone()),
-            _ => eprintln!(
+        match unique_match(items, &answer) {
+            Some(one) => return Ok(one.to_owned()),
+            None => eprintln!(
                 "  `{}` is not one of: {}",
                 chg::text::one_line(&answer),
                 items.join(", ")
             ),
         }
+    }
+}
+
+/// The item `answer` names: equal ignoring case, else the only one it begins.
+pub fn unique_match<'a>(items: &'a [String], answer: &str) -> Option<&'a str> {
+    if let Some(exact) = items.iter().find(|i| i.eq_ignore_ascii_case(answer)) {
+        return Some(exact);
+    }
+    let lower = answer.to_ascii_lowercase();
+    let mut matching = items
+        .iter()
+        .filter(|i| !lower.is_empty() && i.to_ascii_lowercase().starts_with(&lower));
+    match (matching.next(), matching.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
     }
 }
 

@@ -74,8 +74,12 @@ pub struct SetArgs {
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
     id: String,
     /// FIELD=VALUE pairs; an empty VALUE clears the field.
-    #[arg(required = true, value_name = "FIELD=VALUE")]
+    #[arg(required_unless_present = "answers", value_name = "FIELD=VALUE")]
     assignments: Vec<String>,
+    /// An answer to the policy's risk questionnaire (repeatable): ID=yes or ID=no. A change
+    /// filed before the policy asked the questionnaire may answer it this way.
+    #[arg(long = "answer", value_name = "ID=yes|no")]
+    answers: Vec<String>,
 }
 
 /// Set the window in which the change will be implemented.
@@ -251,10 +255,11 @@ pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
     done(o)
 }
 
-pub fn set(store: &Store, a: SetArgs) -> CmdResult {
+pub fn set(store: &Store, policy: &Policy, a: SetArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let current = store.load(&id)?;
     let mut new = current.change().clone();
+    super::new::answer(&mut new, policy, &a.answers, false)?;
     for assignment in &a.assignments {
         let (field, value) = assignment.split_once('=').ok_or_else(|| {
             Error::Usage(format!(

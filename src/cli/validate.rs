@@ -115,7 +115,12 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
         let now = super::context::now()?;
-        findings.extend(chg::validate::validate_files(root, &all, policy, Some(now)));
+        findings.extend(chg::standing::waive_questionnaires(
+            store,
+            policy,
+            chg::validate::validate_files(root, &all, policy, Some(now)),
+            now,
+        )?);
         if !a.no_history {
             findings.extend(history_findings(store, now)?);
         }

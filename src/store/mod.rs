@@ -680,20 +680,25 @@ impl Store {
                 .filter(|p| p.rule == "required")
                 .map(|p| p.path.clone())
                 .collect();
-            let summary = if fields.len() == problems.len() {
-                format!("missing required field(s): {}", fields.join(", "))
+            // One sentence says what is wrong; several problems are listed below it, each
+            // once.
+            let (summary, listed) = if fields.len() == problems.len() {
+                (
+                    format!("missing required field(s): {}", fields.join(", ")),
+                    Vec::new(),
+                )
+            } else if problems.len() == 1 {
+                (
+                    format!("the change is not valid: {}", problems[0].message),
+                    Vec::new(),
+                )
             } else {
-                // The first sentence says what is wrong; the rest are listed below it.
-                match problems.len() {
-                    1 => format!("the change is not valid: {}", problems[0].message),
-                    n => format!(
-                        "the change is not valid: {} (and {} more problem(s))",
-                        problems[0].message,
-                        n - 1
-                    ),
-                }
+                (
+                    format!("the change is not valid ({} problems):", problems.len()),
+                    problems,
+                )
             };
-            let findings = problems
+            let findings = listed
                 .into_iter()
                 .map(|p| Finding::error("(new change)", None, p.rule, p.message))
                 .collect();
@@ -970,29 +975,59 @@ impl Store {
         }
     }
 
-    /// Why the gate may not believe `loaded` (empty: it may): the file differs from the
-    /// committed one, or its committed history does not verify.
-    pub fn gate_refusals(
+    /// Every reason change `id` may not be deployed at `at` (empty: the gate is open), as
+    /// `chg gate` and the server answer it: the policy at HEAD slipped in, the file differs
+    /// from the committed one, its committed history does not verify, a step dated in the
+    /// future, then the implement rules and blocking overlaps ([`crate::rules::gate`]),
+    /// judged by `policy` as it applies to the change ([`Policy::for_intake`]).
+    pub fn gate(
         &self,
         id: &ChangeId,
-        loaded: &Loaded,
+        policy: &Policy,
+        at: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<crate::error::Refusal>> {
+        use crate::error::Refusal;
+        let loaded = self.load(id)?;
+        let mut out: Vec<Refusal> = Vec::new();
+        if let Some((commit, why)) = self.unauthorized_policy()? {
+            out.push(Refusal::new(
+                crate::governance::UNAUTHORIZED,
+                format!(
+                    "{why}; nothing is deployed under it until it is reverted (`git revert {}`) or proposed and applied",
+                    &commit.to_string()[..8]
+                ),
+            ));
+        }
         let head = commit::head_state(&self.repo)?.1;
-        if let Err(Error::Dirty(path)) = self.ensure_clean(loaded, head) {
-            return Ok(vec![crate::error::Refusal::new(
+        if let Err(Error::Dirty(path)) = self.ensure_clean(&loaded, head) {
+            out.push(Refusal::new(
                 crate::standing::UNVERIFIED,
                 format!("{path} has uncommitted edits; the gate judges only what is committed"),
-            )]);
+            ));
+            return Ok(out);
         }
-        let mut out: Vec<crate::error::Refusal> =
+        out.extend(
             crate::rules::future_problems(loaded.change(), now)
                 .into_iter()
                 .filter(|p| p.severity == crate::finding::Severity::Error)
                 .take(1)
-                .map(|p| crate::error::Refusal::new(crate::rules::TIME_ORDER, p.message))
-                .collect();
-        out.extend(crate::standing::of(self, id, now)?.refusal(&id.to_string()));
+                .map(|p| Refusal::new(crate::rules::TIME_ORDER, p.message)),
+        );
+        let standing = crate::standing::of(self, id, now)?;
+        out.extend(standing.refusal(&id.to_string()));
+        let all = self.load_where(crate::conflicts::can_conflict)?;
+        let others: Vec<&ChangeRequest> = all
+            .iter()
+            .filter(|l| l.decoded.parsed)
+            .map(Loaded::change)
+            .collect();
+        out.extend(crate::rules::gate(
+            loaded.change(),
+            &policy.for_intake(standing.questionnaire_due()),
+            at,
+            &others,
+        ));
         Ok(out)
     }
 
@@ -1292,19 +1327,29 @@ impl Store {
         if implement {
             self.ensure_verified(id, ctx.now)?;
         }
-        let (next, transition) = workflow::apply(
-            loaded.change(),
-            &session.policy,
-            &ctx.actor.email,
-            ctx.now,
-            step,
-        )?;
+        let approve = matches!(step, Step::Approve { .. });
+        // The questionnaire is due from a change unless history shows it submitted before
+        // the policy asked it; a submission is judged by today's policy.
+        let unanswered = session.policy.risk.is_some()
+            && loaded.change().risk_assessment.is_none()
+            && !matches!(step, Step::Submit);
+        let standing = if approve || unanswered {
+            Some(crate::standing::of(self, id, ctx.now)?)
+        } else {
+            None
+        };
+        let policy = session.policy.for_intake(
+            standing
+                .as_ref()
+                .is_none_or(crate::standing::Standing::questionnaire_due),
+        );
+        let (next, transition) =
+            workflow::apply(loaded.change(), &policy, &ctx.actor.email, ctx.now, step)?;
         // After the life cycle's own refusals, which say it in the file's words.
-        if transition.action == Action::Approve {
-            let standing = crate::standing::of(self, id, ctx.now)?;
-            if let Some(r) = standing.approval_refusal(&ctx.actor.email, &session.policy) {
-                return Err(r.into());
-            }
+        if let Some(standing) = standing.as_ref().filter(|_| approve)
+            && let Some(r) = standing.approval_refusal(&ctx.actor.email, &policy)
+        {
+            return Err(r.into());
         }
         // Overlaps with other changes are judged here, under the lock, so two schedules
         // racing for one system cannot both pass a check that blocks.

@@ -802,7 +802,7 @@ fn new_says_first_what_is_wrong() {
                 "--justification",
                 "j",
                 "--type",
-                "featur",
+                "feture",
                 "--priority",
                 "low",
                 "--risk",
@@ -818,9 +818,56 @@ fn new_says_first_what_is_wrong() {
         .code(2);
     let first = r.stderr.lines().next().unwrap();
     assert!(
-        first.starts_with("chg: error: the change is not valid: change_type `featur`")
+        first.starts_with("chg: error: the change is not valid: change_type `feture`")
             && first.contains("did you mean `feature`?"),
         "{first}"
+    );
+    // Said once: a single problem is the error's sentence, not also a finding under it.
+    assert_eq!(r.stderr.matches("feture").count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn a_change_type_is_taken_by_its_unique_beginning_as_the_prompt_takes_it() {
+    let s = Store::new();
+    let mut args = vec![
+        "new",
+        "--title",
+        "t",
+        "--description",
+        "d",
+        "--justification",
+        "j",
+        "--priority",
+        "low",
+        "--risk",
+        "low",
+        "--system",
+        "api",
+        "--plan",
+        "p",
+        "--rollback",
+        "r",
+        "--type",
+    ];
+    args.push("config");
+    let id = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(
+        s.read(&id).contains("change_type: configuration"),
+        "{}",
+        s.read(&id)
+    );
+    // Ambiguous or unknown: refused with the policy's types, nothing filed.
+    *args.last_mut().unwrap() = "c";
+    let r = s.chg("alice@example.com", &args).code(2);
+    assert!(
+        r.stderr.contains("is not one of the policy's change types"),
+        "{}",
+        r.stderr
     );
 }
 
@@ -1277,14 +1324,17 @@ fn interactive_new_prompts_for_missing_fields_in_a_terminal() {
     ]);
     let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
     p.exp_string("low").unwrap();
-    p.send("\r").unwrap(); // the first choice: critical
+    // No default: Enter does not choose the most severe priority for anyone.
+    p.send("\r").unwrap();
     p.flush().unwrap();
+    p.exp_string("choose one").unwrap();
+    p.send_line("hi").unwrap(); // a unique beginning
     p.exp_string("rollback plan").unwrap();
     p.send_line("Revert the deploy").unwrap();
     p.exp_string("CHG-2025-001").unwrap();
     p.exp_eof().unwrap();
     let text = s.read("CHG-2025-001");
-    assert!(text.contains("priority: critical"), "{text}");
+    assert!(text.contains("priority: high"), "{text}");
     assert!(text.contains("rollback_plan: Revert the deploy"), "{text}");
 }
 

@@ -199,9 +199,18 @@ fn new_asks_the_questions_at_a_terminal() {
     p.send_line("").unwrap();
     p.exp_string("migrate or delete data?").unwrap();
     p.send_line("no").unwrap();
-    // Low is below the score's medium: refused, saying so.
-    p.exp_string("below medium").unwrap();
+    // Low is below the score's medium: asked again, offering only what the policy accepts,
+    // the scored level by default.
+    p.exp_string("your answers score medium, above the risk level low given")
+        .unwrap();
+    p.exp_string("[medium, high, critical] (default medium)")
+        .unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("CHG-2025-001").unwrap();
     p.exp_eof().unwrap();
+    assert!(s.read("CHG-2025-001").contains("risk_level: medium"));
+    s.chg("cm@example.com", &["cancel", "1", "--reason", "again"])
+        .ok();
     let mut cmd = s.cmd(
         std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
         "alice@example.com",
@@ -215,11 +224,198 @@ fn new_asks_the_questions_at_a_terminal() {
         p.exp_string("[y/N]").unwrap();
         p.send_line(answer).unwrap();
     }
-    p.exp_string("CHG-2025-001").unwrap();
+    p.exp_string("CHG-2025-002").unwrap();
     p.exp_eof().unwrap();
-    let text = s.read("CHG-2025-001");
+    let text = s.read("CHG-2025-002");
     assert!(
         text.contains("risk_assessment:") && text.contains("customer_facing: true"),
         "{text}"
+    );
+}
+
+/// A refusal after the prompts keeps what was typed, and `--from` the kept file resumes it.
+#[test]
+fn a_refused_interactive_new_keeps_what_was_typed() {
+    let s = with_questionnaire();
+    // Only the security-team lead may declare an emergency: refused at the end.
+    s.edit_policy("declared_by", |t| {
+        t.replacen(
+            "\nemergency:\n",
+            "\nemergency:\n  declared_by: [security-team-lead]\n",
+            1,
+        )
+    });
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    let mut args = new_args("Typed with care");
+    args.retain(|a| *a != "--rollback" && *a != "r");
+    args.push("--emergency");
+    cmd.env("TERM", "dumb").args(&args);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    for _ in 0..4 {
+        p.exp_string("[y/N]").unwrap();
+        p.send_line("n").unwrap();
+    }
+    p.exp_string("rollback plan").unwrap();
+    p.send_line("A rollback written at length").unwrap();
+    p.exp_string("what you typed is kept in .git/chg/new.yaml")
+        .unwrap();
+    p.exp_eof().unwrap();
+    let kept = std::fs::read_to_string(s.root().join(".git/chg/new.yaml")).unwrap();
+    assert!(
+        kept.contains("rollback_plan: A rollback written at length")
+            && kept.contains("customer_facing: false"),
+        "{kept}"
+    );
+    assert!(!s.root().join("changes/2025").exists());
+    let r = s.chg(
+        "alice@example.com",
+        &["new", "--from", ".git/chg/new.yaml", "--model", "normal"],
+    );
+    let id = r.ok().stdout.trim().to_owned();
+    assert!(s.read(&id).contains("A rollback written at length"));
+    assert!(!s.root().join(".git/chg/new.yaml").exists());
+}
+
+/// Adopting the questionnaire strands no open change: those submitted before it keep the
+/// rules of their day (answers optional, checked where given); a draft submitted after it
+/// answers it; `chg set --answer` and `chg edit` answer it.
+#[test]
+fn adopting_the_questionnaire_keeps_open_changes_moving() {
+    let s = Store::new();
+    let old = s.new_change(&[]);
+    let draft = s.new_change(&["--draft"]);
+    s.edit_policy("a risk questionnaire", |t| format!("{t}{RISK}"));
+    // Validate, set, schedule, approve, gate and implement all take the older change.
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("alice@example.com", &["set", &old, "risk_level=medium"])
+        .ok();
+    s.chg(
+        "alice@example.com",
+        &[
+            "schedule",
+            &old,
+            "--start",
+            "2025-03-11T10:00:00Z",
+            "--end",
+            "+1h",
+        ],
+    )
+    .ok();
+    for who in ["em@example.com", "cm@example.com"] {
+        s.chg(who, &["approve", &old]).ok();
+    }
+    let gate = s.chg(
+        "alice@example.com",
+        &["gate", &old, "--at", "2025-03-11T10:30:00Z"],
+    );
+    assert_eq!(gate.code, 0, "{}", gate.stdout);
+    // Its answers, once given, are checked: low answers never lower the declared level, and
+    // yes to everything is above it.
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "set",
+                &old,
+                "--answer",
+                "data_migration=yes",
+                "--answer",
+                "customer_facing=yes",
+                "--answer",
+                "untested_rollback=no",
+                "--answer",
+                "security_control=no",
+            ],
+        )
+        .code(1);
+    assert!(r.stderr.contains("below high"), "{}", r.stderr);
+    // The draft is submitted under the questionnaire: it must answer.
+    let r = s.chg("alice@example.com", &["submit", &draft]).code(1);
+    assert!(
+        r.stderr
+            .contains(&format!("chg set {draft} --answer customer_facing=yes|no")),
+        "{}",
+        r.stderr
+    );
+    let mut answers = vec!["set", draft.as_str()];
+    for a in [
+        "customer_facing=no",
+        "untested_rollback=no",
+        "security_control=no",
+        "data_migration=no",
+    ] {
+        answers.extend(["--answer", a]);
+    }
+    s.chg("alice@example.com", &answers).ok();
+    s.chg("alice@example.com", &["submit", &draft]).ok();
+    s.chg("alice@example.com", &["validate"]).ok();
+    let audit = s.chg("alice@example.com", &["audit"]);
+    assert_eq!(audit.code, 0, "{}", audit.stdout);
+    // A draft submitted by hand under the questionnaire without answers is not of the
+    // older day: validate and audit report it.
+    let late = s.new_change(&["--draft"]);
+    s.rewrite(&late, |t| {
+        t.replace("status: draft", "status: pending_approval")
+    });
+    s.git(&["commit", "-qam", "submitted by hand"]);
+    let r = s.chg("alice@example.com", &["validate", &late]).code(1);
+    assert!(
+        r.stdout.contains("risk questionnaire is not answered"),
+        "{}",
+        r.stdout
+    );
+    let audit = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(audit.stdout.contains("risk"), "{}", audit.stdout);
+}
+
+#[test]
+fn a_draft_needs_no_answers_until_it_is_submitted() {
+    let s = with_questionnaire();
+    let r = s.chg("alice@example.com", &["new", "--draft", "--title", "Idea"]);
+    let id = r.ok().stdout.trim().to_owned();
+    s.chg("alice@example.com", &["validate"]).ok();
+    let r = s.chg("alice@example.com", &["submit", &id]).code(1);
+    assert!(
+        r.stderr.contains("risk questionnaire is not answered"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `chg edit` answers the questionnaire: the answers are content (it said "nothing to
+/// change").
+#[test]
+fn edit_answers_the_questionnaire() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.edit_policy("a risk questionnaire", |t| format!("{t}{RISK}"));
+    let script = s.dir.path().join("answer.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'risk_assessment: {customer_facing: false, untested_rollback: false, security_control: false, data_migration: false}\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = s.cmd(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+        "alice@example.com",
+    );
+    let o = cmd
+        .env("EDITOR", script.display().to_string())
+        .args(["edit", &id])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        s.read(&id).contains("data_migration: false"),
+        "{}",
+        s.read(&id)
     );
 }
