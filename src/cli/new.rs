@@ -447,15 +447,13 @@ pub fn run_with(
     let typed = prompted.then(|| change.clone());
     let o = store
         .create(&super::context::for_store(store)?, change, a.draft)
-        .map_err(|e| {
+        .inspect_err(|_| {
             // What was typed at the prompts survives a refusal: the next run resumes it.
-            let Some(kept) = typed.as_ref().and_then(|c| keep_typed(store, c)) else {
-                return e;
-            };
-            eprintln!(
-                "chg: what you typed is kept in {kept}; fix what is said below and run `chg new --from {kept}`"
-            );
-            e
+            if let Some(kept) = typed.as_ref().and_then(|c| keep_typed(store, c)) {
+                eprintln!(
+                    "chg: what you typed is kept in {kept}; fix what is said below and run `chg new --from {kept}`"
+                );
+            }
         })
         .map_err(|e| match e {
             Error::Invalid { summary, findings } if summary.starts_with("missing required") => {
