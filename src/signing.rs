@@ -490,6 +490,86 @@ impl AllowedSigners {
     }
 }
 
+/// An allowed signers file `text` with a line for `email` and the public key `key` (OpenSSH
+/// form, as in a `.pub` file) added at its end, and the key's type and fingerprint, for
+/// `chg policy signers add`. Refused: an email that is not one principal, a key that does
+/// not parse or is weak, and the same key listed for the email already.
+pub fn with_signer(
+    text: &str,
+    email: &str,
+    key: &str,
+) -> std::result::Result<(String, String), String> {
+    if email.is_empty()
+        || email.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, ',' | '"'))
+        || is_pattern(email)
+    {
+        return Err(format!(
+            "`{email}` is not one email: a signer is named by the email they act as (no spaces, commas, quotes or patterns)"
+        ));
+    }
+    let key = key.trim();
+    if key.contains("PRIVATE KEY") {
+        return Err("that is a private key: give its public half (the .pub file)".into());
+    }
+    let line = format!("{email} {}", key.lines().next().unwrap_or(""));
+    let signer = parse_line(&line)?;
+    let (existing, _) = AllowedSigners::parse("allowed_signers", text);
+    if existing
+        .signers
+        .iter()
+        .any(|s| s.principals.iter().any(|p| p == email) && s.fingerprint == signer.fingerprint)
+    {
+        return Err(format!(
+            "{email} is already listed with this key ({})",
+            signer.fingerprint
+        ));
+    }
+    // The comment is left out: the email names the person, and a comment is unverified.
+    let entry = format!(
+        "{email} {}",
+        signer
+            .key
+            .to_openssh()
+            .map_err(|e| format!("cannot write the key: {e}"))?
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut out = text.to_owned();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&entry);
+    out.push('\n');
+    Ok((
+        out,
+        format!("{} {}", signer.key.algorithm(), signer.fingerprint),
+    ))
+}
+
+/// An allowed signers file `text` without the lines that list `email` alone (with the key
+/// of fingerprint `fingerprint`, where given), and how many went; for `chg policy signers
+/// remove`. Lines naming others too are left: removing a shared line is for a person.
+pub fn without_signer(text: &str, email: &str, fingerprint: Option<&str>) -> (String, usize) {
+    let mut out = String::with_capacity(text.len());
+    let mut removed = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        let drop = !t.starts_with('#')
+            && !t.is_empty()
+            && parse_line(t).is_ok_and(|s| {
+                s.principals == [email] && fingerprint.is_none_or(|f| s.fingerprint == f)
+            });
+        if drop {
+            removed += 1;
+        } else {
+            out.push_str(line);
+        }
+    }
+    (out, removed)
+}
+
 /// The smallest RSA modulus chg accepts (OpenSSH refuses smaller keys since 8.8).
 const MIN_RSA_BITS: usize = 2048;
 
@@ -685,7 +765,7 @@ pub fn sign_record(
         return Err(Error::Refused(crate::error::Refusal::new(
             SIGNATURE,
             format!(
-                "the allowed signers do not list {fingerprint} for {actor}; add the key through a policy change, or sign with the key listed for you (user.signingkey)"
+                "the allowed signers do not list {fingerprint} for {actor}; add the key through a policy change, or sign with the key listed for you (--signing-key, CHG_SIGNING_KEY or git config user.signingkey)"
             ),
         )));
     }

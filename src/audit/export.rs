@@ -268,6 +268,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
     };
     let tree = repo.find_commit(head)?.tree()?;
     let policy = super::Auditor::new(repo, store.prefix()).policy_of(&tree)?;
+    let signing = signing_periods(repo, store.prefix(), &report.findings, req.since, req.until)?;
     let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
     let no_entries = Vec::new();
@@ -367,7 +368,12 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         2,
         (
             "controls.md".into(),
-            super::controls::markdown(&period_refs, population).into_bytes(),
+            format!(
+                "{}{}",
+                super::controls::markdown(&period_refs, population),
+                signing_markdown(&signing)
+            )
+            .into_bytes(),
         ),
     );
     let controls: Vec<serde_json::Value> = super::controls::CONTROLS
@@ -405,6 +411,12 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             "notes": owned.len() - exceptions,
         },
         "controls": controls,
+        "signing": signing.iter().map(|p| json!({
+            "from": format_timestamp(p.from),
+            "until": format_timestamp(p.until),
+            "policy_commit": p.commit,
+            "required_for": p.required_for,
+        })).collect::<Vec<_>>(),
         "files": hashes,
     });
     let manifest =
@@ -420,6 +432,79 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         population,
         exceptions,
     })
+}
+
+/// One stretch of the period under one policy version: which records had to be signed.
+struct SigningPeriod {
+    from: Timestamp,
+    until: Timestamp,
+    commit: String,
+    required_for: Vec<String>,
+}
+
+/// The policy versions in force over `since..until` (from the audit's policy-change notes,
+/// each version read at its commit), with the records each required signed: an auditor
+/// sees for which stretch approvals prove who made them and for which they are claims.
+fn signing_periods(
+    repo: &git2::Repository,
+    prefix: &str,
+    findings: &[AuditFinding],
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<SigningPeriod>> {
+    // In history order, as the audit lists them (commit times may tie or go backwards).
+    let changes: Vec<(Timestamp, &str)> = findings
+        .iter()
+        .filter(|f| f.rule == "policy-change")
+        .map(|f| (f.when, f.commit.as_str()))
+        .collect();
+    let mut auditor = super::Auditor::new(repo, prefix);
+    let mut out: Vec<SigningPeriod> = Vec::new();
+    for (i, (when, commit)) in changes.iter().enumerate() {
+        let end = changes.get(i + 1).map_or(until, |n| n.0);
+        let (from, to) = ((*when).max(since), end.min(until));
+        // A version replaced within the same second still governed nothing: skipped; the
+        // last version always shows.
+        if from > to || (from == to && i + 1 < changes.len()) {
+            continue;
+        }
+        let Ok(oid) = Oid::from_str(commit) else {
+            continue;
+        };
+        let policy = auditor.policy_of(&repo.find_commit(oid)?.tree()?)?;
+        out.push(SigningPeriod {
+            from,
+            until: to,
+            commit: (*commit).to_owned(),
+            required_for: policy
+                .signing
+                .as_ref()
+                .map(|s| s.required_for.clone())
+                .unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// The signing periods as a section of controls.md.
+fn signing_markdown(periods: &[SigningPeriod]) -> String {
+    let mut s = String::from(
+        "\n## Signed records\n\nWhich records the policy in force required to carry their maker's SSH signature (checked by chg, verifiable with `ssh-keygen -Y verify`); where none, records name people without proving who made them.\n\n",
+    );
+    for p in periods {
+        s.push_str(&format!(
+            "- {} to {} (policy of commit {}): {}\n",
+            format_timestamp(p.from),
+            format_timestamp(p.until),
+            &p.commit[..p.commit.len().min(8)],
+            if p.required_for.is_empty() {
+                "no signatures required".to_owned()
+            } else {
+                format!("signed: {}", p.required_for.join(", "))
+            }
+        ));
+    }
+    s
 }
 
 /// The SHA-256 of `bytes`, in lower-case hex.

@@ -656,13 +656,14 @@ impl<'r> Auditor<'r> {
                 &mut files,
             )?;
             let files: Vec<String> = files.into_iter().map(|f| f.0).collect();
-            let valid = if old_pol != new_pol {
-                self.policy(new_pol)?.1
-            } else {
-                true
-            };
-            out.findings
-                .extend(facts.policy_findings(&policy_path, &files, valid));
+            let (written, valid) = self.policy(new_pol)?;
+            let valid = valid || old_pol == new_pol;
+            out.findings.extend(facts.policy_findings(
+                &policy_path,
+                &files,
+                valid,
+                written.signing.as_ref().map(|s| s.required_for.as_slice()),
+            ));
         }
         // Anything under policy/ changed outside `chg policy apply` under a governed policy.
         if policy_changed || merge_differs {
@@ -1095,7 +1096,16 @@ impl<'r> Facts<'r> {
         policy_path: &str,
         files: &[String],
         valid: bool,
+        signing: Option<&[String]>,
     ) -> Vec<AuditFinding> {
+        // Which records carry proof of who made them from here on: an auditor reads the
+        // periods signing was in force from these notes.
+        let signed = match signing {
+            Some(actions) if !actions.is_empty() => {
+                format!("; signatures required for {}", actions.join(", "))
+            }
+            _ => "; it requires no signatures, so records from here on name people without proving who made them".to_owned(),
+        };
         let how = match (&self.trailers.action, self.by_chg) {
             (Some(a), true) => format!("by chg {a}"),
             _ => "by a commit without chg trailers".to_owned(),
@@ -1113,7 +1123,7 @@ impl<'r> Facts<'r> {
                 [one] => one.clone(),
                 _ => policy_path.to_owned(),
             }),
-            format!("the policy was changed {how}{what}; later commits are judged by it"),
+            format!("the policy was changed {how}{what}; later commits are judged by it{signed}"),
         )];
         if !valid {
             out.push(self.finding(

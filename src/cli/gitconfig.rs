@@ -4,6 +4,14 @@
 
 use git2::Repository;
 
+/// `--signing-key` / `CHG_SIGNING_KEY`: `user.signingkey` for this run, above every config.
+static SIGNING_KEY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the key `--signing-key` gave, once, before any configuration is read.
+pub fn set_signing_key(key: Option<String>) {
+    let _ = SIGNING_KEY.set(key);
+}
+
 /// The configuration chg reads its git settings from.
 pub struct GitConfig {
     files: Option<git2::Config>,
@@ -28,6 +36,11 @@ impl GitConfig {
 
     /// The value of `key` (`user.email`, `branch.main.remote`), as git would read it.
     pub fn string(&self, key: &str) -> Option<String> {
+        if same_key(key, "user.signingkey")
+            && let Some(k) = SIGNING_KEY.get().and_then(Option::as_ref)
+        {
+            return Some(k.clone());
+        }
         if let Some((_, v)) = self.overrides.iter().rev().find(|(k, _)| same_key(k, key)) {
             return Some(v.clone());
         }

@@ -57,6 +57,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = grid::ColorWhen::Auto, value_name = "WHEN", hide_possible_values = true)]
     color: grid::ColorWhen,
 
+    /// Your SSH key for signed records and commits, as git's `-c user.signingkey=`: a
+    /// private key file, a public key file whose private half is in ssh-agent, or
+    /// `key::ssh-ed25519 AAAA…`. Overrides `user.signingkey` from git config.
+    #[arg(long, global = true, env = "CHG_SIGNING_KEY", value_name = "KEY")]
+    signing_key: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -137,6 +143,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CmdResult {
     grid::set_color(cli.color);
+    gitconfig::set_signing_key(cli.signing_key.clone().filter(|k| !k.trim().is_empty()));
     // Reading commands page at a terminal; commands that prompt or act do not.
     if matches!(
         cli.command,
@@ -284,7 +291,7 @@ fn hint(e: &Error) -> Option<String> {
         }
         Error::NoIdentity => "set one with `git config --global user.name \"Your Name\"` and `git config --global user.email you@example.com` (or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL)".into(),
         Error::Locked(_) => "try again (or raise CHG_LOCK_TIMEOUT)".into(),
-        Error::NoSigningKey(_) => "set your SSH key as git finds it: `git config user.signingkey ~/.ssh/id_ed25519.pub` (a key file, a public key whose private half is in ssh-agent, or key::ssh-ed25519 AAAA…)".into(),
+        Error::NoSigningKey(_) => "give your SSH key: `--signing-key ~/.ssh/id_ed25519` or CHG_SIGNING_KEY for this run, or `git config user.signingkey ~/.ssh/id_ed25519.pub` (a key file, a public key whose private half is in ssh-agent, or key::ssh-ed25519 AAAA…)".into(),
         Error::Ambiguous { what: "role", .. } => "choose one with --role".into(),
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
         Error::Refused(r) => match r.rule {

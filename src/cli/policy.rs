@@ -8,7 +8,7 @@ use chg::policy::{POLICY_PATH, Policy};
 use chg::store::Store;
 use clap::{Args, Subcommand};
 
-use super::{CmdResult, new, transitions};
+use super::{CmdResult, new, out, transitions};
 
 /// Change the policy through an approved change request.
 ///
@@ -30,6 +30,31 @@ enum PolicyCommand {
     /// Commit an approved proposal's content under policy/: the proposal's implement step,
     /// in one commit. Needs every governance role's approval and the schedule's window.
     Apply(transitions::IdArgs),
+    /// Prepare a change to the allowed signers (policy/allowed_signers) in the work tree,
+    /// for `chg policy propose` (or a commit, while the policy is not governed).
+    #[command(subcommand)]
+    Signers(SignersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignersCommand {
+    /// Add a person's SSH public key: `chg policy signers add EMAIL ~/.ssh/id_ed25519.pub`
+    /// (`-` reads the key from standard input).
+    Add {
+        /// The email the person acts as (their git user.email).
+        email: String,
+        /// Their public key file (the .pub), or `-`.
+        key: std::path::PathBuf,
+    },
+    /// Remove a person's keys (or only the one with this fingerprint). Records they
+    /// signed stay valid: each is judged by the signers in force when it was written.
+    Remove {
+        /// The email whose lines go.
+        email: String,
+        /// Only the key with this fingerprint (SHA256:…).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
 }
 
 pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
@@ -74,7 +99,74 @@ pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
             transitions::done(o)?;
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Signers(c) => signers(store, policy, c),
     }
+}
+
+/// `chg policy signers add|remove`: edits the allowed signers file in the work tree and
+/// says how the edit becomes policy (a proposal under governance, else a commit).
+fn signers(store: &Store, policy: &Policy, c: SignersCommand) -> CmdResult {
+    let rel = policy.signing.as_ref().map_or_else(
+        || "policy/allowed_signers".to_owned(),
+        |s| s.allowed_signers.clone(),
+    );
+    let path = store.root().join(&rel);
+    let text = match std::fs::read(&path) {
+        Ok(b) => {
+            String::from_utf8(b).map_err(|_| Error::Usage(format!("{rel} is not UTF-8 text")))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(format!("cannot read {rel}"), e)),
+    };
+    let (next, said) = match c {
+        SignersCommand::Add { email, key } => {
+            let key_text = if key.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut t)
+                    .map_err(|e| Error::io("cannot read the key from standard input", e))?;
+                t
+            } else {
+                std::fs::read_to_string(&key).map_err(|e| {
+                    Error::Usage(format!("cannot read the key file {}: {e}", key.display()))
+                })?
+            };
+            let (next, what) = chg::signing::with_signer(&text, &email, &key_text)
+                .map_err(|why| Error::Usage(format!("{}: {why}", key.display())))?;
+            (next, format!("added {email} ({what})"))
+        }
+        SignersCommand::Remove { email, fingerprint } => {
+            let (next, n) = chg::signing::without_signer(&text, &email, fingerprint.as_deref());
+            if n == 0 {
+                return Err(Error::Usage(format!(
+                    "{rel} has no line for {email} alone{}",
+                    fingerprint
+                        .map(|f| format!(" with key {f}"))
+                        .unwrap_or_default()
+                )));
+            }
+            (next, format!("removed {n} line(s) for {email}"))
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    chg::store::commit::atomic_write(&path, next.as_bytes())?;
+    let mut msg = format!("{rel}: {said} (in the work tree, not committed)\n");
+    if policy.signing.is_none() {
+        msg.push_str(&format!(
+            "The policy has no `signing` section yet: add it to policy/policy.yaml with the same edit, so that records are signed and checked:\n  signing:\n    allowed_signers: {rel}\n    required_for: [approve, reject]\n"
+        ));
+    }
+    if policy.governance.is_some() {
+        msg.push_str("Next: chg policy propose --title \"Allowed signers\" --justification \"…\" (plus the fields your policy requires); once approved, chg policy apply ID\n");
+    } else {
+        msg.push_str(&format!(
+            "Next: git add {rel} policy/policy.yaml && git commit -m \"Allowed signers\" (with governance in the policy, chg policy propose instead)\n"
+        ));
+    }
+    out(&msg)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// List the standard-change catalogue: each template of policy/templates/, what it fixes

@@ -92,6 +92,16 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
             }
             Err(f) => (None, f),
         };
+    if let Some(p) = &policy
+        && p.signing.as_ref().is_none_or(|s| s.required_for.is_empty())
+    {
+        findings.push(Finding::warning(
+            POLICY_PATH,
+            None,
+            "signing",
+            "the policy requires no signatures: approvals name people without proving who made them (anyone who can push can write one); add `signing` (README: Signed records)",
+        ));
+    }
     if store.policy_has_uncommitted_edits()? {
         findings.push(Finding::warning(
             POLICY_PATH,
@@ -170,7 +180,11 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
             });
         }
         if let Some(keep) = keep {
-            findings.retain(|f| keep.contains(&f.file) || f.file.starts_with("policy/"));
+            // The policy's own problems bear on every file; the store-wide warning that
+            // nothing is signed is said by a whole-store run, not on every pull request.
+            findings.retain(|f| {
+                keep.contains(&f.file) || (f.file.starts_with("policy/") && f.rule != "signing")
+            });
         }
     }
     findings

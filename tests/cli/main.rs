@@ -861,8 +861,8 @@ fn a_change_type_is_taken_by_its_unique_beginning_as_the_prompt_takes_it() {
         "{}",
         s.read(&id)
     );
-    // Ambiguous or unknown: refused with the policy's types, nothing filed.
-    *args.last_mut().unwrap() = "c";
+    // Unknown: refused with the policy's types, nothing filed.
+    *args.last_mut().unwrap() = "cfg";
     let r = s.chg("alice@example.com", &args).code(2);
     assert!(
         r.stderr.contains("is not one of the policy's change types"),

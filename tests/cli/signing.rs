@@ -78,7 +78,7 @@ fn a_signed_life_cycle_verifies_everywhere_and_with_plain_ssh_keygen() {
     .ok();
     s.chg("alice@example.com", &["validate"]).ok();
     let r = s.chg("alice@example.com", &["audit"]).ok();
-    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    assert!(!r.stdout.contains(": signature: "), "{}", r.stdout);
     let log = s.chg("alice@example.com", &["log", &id]).ok().stdout;
     assert!(log.contains("[signed SHA256:"), "{log}");
     let pack = s.export_2025();
@@ -322,7 +322,7 @@ fn a_key_removed_from_the_allowed_signers_no_longer_counts() {
     s.chg("bob@example.com", &["implement", &id]).code(1);
     // The old approval was valid when it was given: audit does not call it forged.
     let r = s.chg("alice@example.com", &["audit"]).ok();
-    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    assert!(!r.stdout.contains(": signature: "), "{}", r.stdout);
     let _ = cm;
 }
 
@@ -477,7 +477,7 @@ fn signed_implement_close_and_cancel_records_verify_and_refuse_without_a_key() {
     assert!(s.read(&other).contains("BEGIN SSH SIGNATURE"));
     s.chg("alice@example.com", &["validate"]).ok();
     let r = s.chg("alice@example.com", &["audit"]).ok();
-    assert!(!r.stdout.contains("signature"), "{}", r.stdout);
+    assert!(!r.stdout.contains(": signature: "), "{}", r.stdout);
     // The implementation record signed by bob cannot be claimed by alice.
     assert!(text.contains("implementer: bob@example.com"), "{text}");
     let forged = text.replace(
@@ -719,4 +719,139 @@ fn a_planted_proof_fools_no_fresh_clone() {
         )
         .code(1);
     assert!(r.stdout.contains("unverified-history"), "{}", r.stdout);
+}
+
+/// The README's signed walkthrough from one clone: keys added the governed way with `chg
+/// policy signers add`, each approver signing with `--signing-key` or `CHG_SIGNING_KEY` as
+/// git takes `-c user.signingkey=`.
+#[test]
+fn two_approvers_sign_from_one_clone_with_keys_added_by_chg() {
+    let s = Store::new();
+    let (alice, em, cm) = (s.keygen("alice"), s.keygen("em"), s.keygen("cm"));
+    // Without signing, validate warns that approvals are claims.
+    let r = s.chg("alice@example.com", &["validate"]).ok();
+    assert!(
+        r.stdout
+            .contains("warning: the policy requires no signatures"),
+        "{}",
+        r.stdout
+    );
+    for (who, key) in [
+        ("alice@example.com", &alice),
+        ("em@example.com", &em),
+        ("cm@example.com", &cm),
+    ] {
+        let pub_key = key.with_extension("pub");
+        let r = s
+            .chg(
+                "alice@example.com",
+                &["policy", "signers", "add", who, pub_key.to_str().unwrap()],
+            )
+            .ok();
+        assert!(
+            r.stdout
+                .contains(&format!("added {who} (ssh-ed25519 SHA256:")),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("has no `signing` section yet"),
+            "{}",
+            r.stdout
+        );
+    }
+    // Refused, the file unchanged: a key listed twice, a private key, a pattern, no key.
+    let signers = s.root().join("policy/allowed_signers");
+    let before = std::fs::read_to_string(&signers).unwrap();
+    let cm_pub = cm.with_extension("pub");
+    for (who, key) in [
+        ("cm@example.com", cm_pub.to_str().unwrap()),
+        ("cm@example.com", cm.to_str().unwrap()),
+        ("*@example.com", cm_pub.to_str().unwrap()),
+        ("cm@example.com", "/nonexistent.pub"),
+    ] {
+        let r = s
+            .chg("alice@example.com", &["policy", "signers", "add", who, key])
+            .code(2);
+        assert!(r.stderr.starts_with("chg: error: "), "{}", r.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&signers).unwrap(), before);
+    s.edit_policy("sign approvals", |t| {
+        format!("{t}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [approve, reject]\n")
+    });
+    s.git(&["add", "policy/allowed_signers"]);
+    s.git(&["commit", "-qm", "allowed signers"]);
+    let r = s.chg("alice@example.com", &["validate"]).ok();
+    assert!(!r.stdout.contains("requires no signatures"), "{}", r.stdout);
+    let id = s.new_change(&[]);
+    let em_key = em.to_str().unwrap();
+    s.chg("em@example.com", &["--signing-key", em_key, "approve", &id])
+        .ok();
+    let o = s
+        .cmd(
+            std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+            "cm@example.com",
+        )
+        .env("CHG_SIGNING_KEY", &cm)
+        .args(["approve", &id])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.read(&id).matches("BEGIN SSH SIGNATURE").count(), 2);
+    // Someone else's key for cm's approval: refused as rule signature.
+    let id2 = s.new_change(&[]);
+    let r = s
+        .chg(
+            "cm@example.com",
+            &["--signing-key", em_key, "approve", &id2],
+        )
+        .code(1);
+    assert!(
+        r.stderr.contains("the allowed signers do not list"),
+        "{}",
+        r.stderr
+    );
+    s.chg("alice@example.com", &["validate"]).ok();
+    let audit = s.chg("alice@example.com", &["audit"]).ok();
+    assert!(
+        audit
+            .stdout
+            .contains("signatures required for approve, reject"),
+        "{}",
+        audit.stdout
+    );
+    assert!(
+        audit.stdout.contains("it requires no signatures"),
+        "{}",
+        audit.stdout
+    );
+    // The evidence pack says for which stretch signing was in force.
+    let pack = s.export_2025();
+    let controls = std::fs::read_to_string(pack.join("controls.md")).unwrap();
+    assert!(
+        controls.contains("## Signed records") && controls.contains("signed: approve, reject"),
+        "{controls}"
+    );
+    // Removing a key: cm's lines go, the others stay.
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["policy", "signers", "remove", "cm@example.com"],
+        )
+        .ok();
+    assert!(
+        r.stdout.contains("removed 1 line(s) for cm@example.com"),
+        "{}",
+        r.stdout
+    );
+    let now = std::fs::read_to_string(&signers).unwrap();
+    assert!(
+        !now.contains("cm@example.com") && now.contains("em@example.com"),
+        "{now}"
+    );
+    s.chg(
+        "alice@example.com",
+        &["policy", "signers", "remove", "cm@example.com"],
+    )
+    .code(2);
 }
