@@ -168,9 +168,8 @@ pub fn missing_governance(change: &ChangeRequest, policy: &Policy) -> Vec<String
         .iter()
         .flatten()
         .filter(|role| {
-            !change.approvals.iter().enumerate().any(|(i, a)| {
-                a.decision == crate::model::Decision::Approved
-                    && &a.role == *role
+            !change.standing_approvals().any(|(i, a)| {
+                &a.role == *role
                     && policy.is_member(role, &a.by)
                     && !stale.contains(&i)
                     && !unsigned.contains(&i)

@@ -134,6 +134,7 @@ vocabulary!(
     Decision, "decision" {
         Approved => "approved",
         Rejected => "rejected",
+        Withdrawn => "withdrawn",
     }
 );
 
@@ -407,7 +408,8 @@ pub struct Approval {
     pub by: String,
     /// The role the approver acted in.
     pub role: String,
-    /// Approved or rejected.
+    /// Approved or rejected; withdrawn for a record that withdraws the same person's
+    /// earlier approval for the same role (see [`ChangeRequest::withdrawals`]).
     pub decision: Decision,
     /// When.
     #[serde(serialize_with = "ser_ts")]
@@ -852,16 +854,56 @@ impl ChangeRequest {
     pub fn stale_approvals(&self) -> Vec<usize> {
         let mut now = None;
         let history = self.status().is_terminal();
-        (0..self.approvals.len())
+        // A withdrawn approval vouches for nothing, stale or not.
+        self.standing_approvals()
+            .map(|(i, _)| i)
             .filter(|&i| {
                 let a = &self.approvals[i];
-                a.decision == Decision::Approved
-                    && match &a.digest {
-                        Some(d) => *d != *now.get_or_insert_with(|| self.material_digest()),
-                        None => !history,
-                    }
+                match &a.digest {
+                    Some(d) => *d != *now.get_or_insert_with(|| self.material_digest()),
+                    None => !history,
+                }
             })
             .collect()
+    }
+
+    /// Each withdrawal record (by index) with the approval it withdraws: the latest approval
+    /// before it by the same person (emails compare without case) for the same role that
+    /// is not already withdrawn; `None` when there is none (a record chg never writes).
+    /// The one reading of withdrawals: every count of approvals goes through
+    /// [`ChangeRequest::standing_approvals`], which is built on it.
+    pub fn withdrawals(&self) -> Vec<(usize, Option<usize>)> {
+        let mut standing: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        for (i, a) in self.approvals.iter().enumerate() {
+            match a.decision {
+                Decision::Approved => standing.push(i),
+                Decision::Rejected => {}
+                Decision::Withdrawn => {
+                    let found = standing.iter().rposition(|&j| {
+                        let b = &self.approvals[j];
+                        b.role == a.role && b.by.eq_ignore_ascii_case(&a.by)
+                    });
+                    out.push((i, found.map(|k| standing.remove(k))));
+                }
+            }
+        }
+        out
+    }
+
+    /// The approvals (by index) that stand: decision approved, and not withdrawn by a later
+    /// record of the same person for the same role. Whether they count for a role (member,
+    /// digest, signature) is the rules' to judge.
+    pub fn standing_approvals(&self) -> impl Iterator<Item = (usize, &Approval)> {
+        let withdrawn: Vec<usize> = self
+            .withdrawals()
+            .into_iter()
+            .filter_map(|(_, a)| a)
+            .collect();
+        self.approvals
+            .iter()
+            .enumerate()
+            .filter(move |(i, a)| a.decision == Decision::Approved && !withdrawn.contains(i))
     }
 
     /// Sets one content field (of [`CONTENT_FIELDS`]) to `from`'s value, as it is.

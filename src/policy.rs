@@ -582,9 +582,14 @@ impl Policy {
 
     /// Whether records of `action` must be signed.
     pub fn requires_signature(&self, action: &str) -> bool {
-        self.signing
-            .as_ref()
-            .is_some_and(|s| s.required_for.iter().any(|a| a == action))
+        // Withdrawing an approval undoes a signed decision: it is proven as the decision
+        // was, whether or not the policy names it.
+        let also = (action == "withdraw").then_some("approve");
+        self.signing.as_ref().is_some_and(|s| {
+            s.required_for
+                .iter()
+                .any(|a| a == action || Some(a.as_str()) == also)
+        })
     }
 
     /// The allowed signers, once attached.
@@ -976,7 +981,7 @@ impl Checker<'_> {
                 self.err(
                     at(a),
                     format!(
-                        "`{}` is not an action chg signs (new, edit, approve, reject, implement, close, cancel){hint}",
+                        "`{}` is not an action chg signs (new, edit, approve, reject, withdraw, implement, close, cancel){hint}",
                         a.value
                     ),
                 );

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde::Serialize;
 
-use crate::model::{ChangeModel, ChangeRequest, Decision, Outcome, Priority, Status};
+use crate::model::{ChangeModel, ChangeRequest, Outcome, Priority, Status};
 use crate::policy::Policy;
 
 /// A period: `2025`, `2025-Q1` or `2025-01`, as `[since, until)` in UTC.
@@ -198,10 +198,9 @@ pub fn approved_at(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp>
         return None;
     }
     change
-        .approvals
-        .iter()
-        .filter(|a| a.decision == Decision::Approved && required.contains(&a.role))
-        .map(|a| a.at)
+        .standing_approvals()
+        .filter(|(_, a)| required.contains(&a.role))
+        .map(|(_, a)| a.at)
         .max()
 }
 
@@ -469,7 +468,7 @@ pub fn svg_bars(title: &str, labels: &[String], series: &[(&str, &str, Vec<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Approval, Implementation, sample_change};
+    use crate::model::{Approval, Decision, Implementation, sample_change};
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -121,17 +121,38 @@ pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem>
 // ---------------------------------------------------------------------------------------
 // Approvals: roles and segregation of duties
 
-/// Roles the policy requires that have no approval yet by a member of the role.
+/// Roles the policy requires that have no standing approval yet by a member of the role
+/// (one not withdrawn: [`ChangeRequest::standing_approvals`]).
 pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
     policy
         .required_roles(change)
         .into_iter()
         .filter(|role| {
-            !change.approvals.iter().any(|a| {
-                a.decision == Decision::Approved && &a.role == role && policy.is_member(role, &a.by)
-            })
+            !change
+                .standing_approvals()
+                .any(|(_, a)| &a.role == role && policy.is_member(role, &a.by))
         })
         .collect()
+}
+
+/// Rule id: a withdrawal of an approval that is not the withdrawer's to withdraw.
+pub const WITHDRAWAL: &str = "withdrawal";
+
+/// Why `actor` may not withdraw an approval of `change` for `role`: they have no standing
+/// approval for it. Only the person who approved may withdraw, and only their own.
+pub fn withdrawal_refusal(change: &ChangeRequest, actor: &str, role: &str) -> Option<Refusal> {
+    let mine = change
+        .standing_approvals()
+        .any(|(_, a)| a.role == role && a.by.eq_ignore_ascii_case(actor));
+    (!mine).then(|| {
+        Refusal::new(
+            WITHDRAWAL,
+            format!(
+                "{actor} has no approval of {} as {role} to withdraw; only the person who approved may withdraw it",
+                id_of(change)
+            ),
+        )
+    })
 }
 
 /// Rule id: an approval or rejection by someone outside the role.
@@ -310,8 +331,26 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
     let mut out = Vec::new();
     let required = policy.required_roles(change);
     let stale = change.stale_approvals();
+    let withdrawals = change.withdrawals();
+    // Approval j was withdrawn by a record before i: the role may decide again at i.
+    let withdrawn_before =
+        |j: usize, i: usize| withdrawals.iter().any(|&(w, a)| a == Some(j) && w < i);
     for (i, a) in change.approvals.iter().enumerate() {
         let base = format!("approvals[{i}]");
+        if a.decision == Decision::Withdrawn {
+            // A withdrawal is judged by what it withdraws, not as a decision of its own.
+            if withdrawals.iter().any(|&(w, x)| w == i && x.is_none()) {
+                out.push(problem(
+                    format!("{base}.by"),
+                    WITHDRAWAL,
+                    format!(
+                        "{} withdraws an approval as {} that they had not given (or had already withdrawn); only the person who approved may withdraw it",
+                        a.by, a.role
+                    ),
+                ));
+            }
+            continue;
+        }
         if stale.contains(&i) && a.digest.is_none() {
             out.push(problem(
                 base.clone(),
@@ -331,7 +370,9 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
                 ),
             ));
         }
-        if let Some(first) = change.approvals[..i].iter().position(|b| b.role == a.role) {
+        if let Some(first) = change.approvals[..i].iter().enumerate().position(|(j, b)| {
+            b.role == a.role && b.decision != Decision::Withdrawn && !withdrawn_before(j, i)
+        }) {
             out.push(problem(
                 format!("{base}.role"),
                 "approval",
@@ -481,7 +522,15 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
     if !unsigned.is_empty() {
         let who: Vec<String> = unsigned
             .iter()
-            .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
+            .map(|&i| {
+                let a = &change.approvals[i];
+                let what = if a.decision == Decision::Withdrawn {
+                    " (a withdrawal)"
+                } else {
+                    ""
+                };
+                format!("{} as {}{what}", a.by, a.role)
+            })
             .collect();
         push(
             crate::signing::SIGNATURE,
@@ -646,13 +695,19 @@ pub fn content_record_problem(
 
 /// The approvals (by index) that do not count because the policy requires approvals to be
 /// signed and theirs is missing or does not verify.
+/// Withdrawals are judged as approvals are: a withdrawal that is required signed and is not
+/// is in the list, so gate and implement name it.
 pub fn unsigned_approvals(change: &ChangeRequest, policy: &Policy) -> Vec<usize> {
-    if !policy.requires_signature("approve") {
+    if !policy.requires_signature("approve") && !policy.requires_signature("withdraw") {
         return Vec::new();
     }
     signature_verdicts(change, policy)
         .into_iter()
-        .filter(|(r, v)| r.action == "approve" && !v.is_valid())
+        .filter(|(r, v)| {
+            matches!(r.action, "approve" | "withdraw")
+                && policy.requires_signature(r.action)
+                && !v.is_valid()
+        })
         .filter_map(|(r, _)| r.approval)
         .collect()
 }
@@ -873,6 +928,16 @@ pub fn time_problems(change: &ChangeRequest) -> Vec<Problem> {
     let request = change.request_date.map(|t| ("request", t));
     for (i, a) in change.approvals.iter().enumerate() {
         check(format!("approvals[{i}].at"), a.at, request);
+    }
+    // A withdrawal follows the approval it withdraws.
+    for (w, a) in change.withdrawals() {
+        if let Some(a) = a {
+            check(
+                format!("approvals[{w}].at"),
+                change.approvals[w].at,
+                Some(("approval it withdraws", change.approvals[a].at)),
+            );
+        }
     }
     let imp = change.implementation.as_ref();
     let started = imp.and_then(|i| i.started_at);
@@ -1101,6 +1166,48 @@ mod tests {
         assert!(
             crate::validate::change_problems(&c, &policy, Some(ts("9999-12-30T21:00:00Z"))).len()
                 < 100
+        );
+    }
+
+    #[test]
+    fn a_withdrawal_follows_the_approval_it_withdraws_and_only_the_approver_withdraws() {
+        let policy = Policy::default_policy();
+        let mut c = crate::model::sample_change();
+        let record = |by: &str, decision, at: &str| Approval {
+            by: by.into(),
+            role: "engineering-manager".into(),
+            decision,
+            at: ts(at),
+            comments: None,
+            conditions: vec![],
+            digest: Some(c.material_digest()),
+            signature: None,
+        };
+        c.approvals = vec![
+            record("em@example.com", Decision::Approved, "2025-03-02T10:00:00Z"),
+            record(
+                "em@example.com",
+                Decision::Withdrawn,
+                "2025-03-02T09:00:00Z",
+            ),
+            record(
+                "cm@example.com",
+                Decision::Withdrawn,
+                "2025-03-02T11:00:00Z",
+            ),
+        ];
+        let found: Vec<(&str, String)> = time_problems(&c)
+            .iter()
+            .chain(&approval_problems(&c, &policy))
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.rule, p.path.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (TIME_ORDER, "approvals[1].at".to_owned()),
+                (WITHDRAWAL, "approvals[2].by".to_owned())
+            ]
         );
     }
 

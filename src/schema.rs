@@ -148,7 +148,7 @@ pub fn change_schema(policy: &Policy) -> Value {
             json!({"type": "array", "items": object(APPROVAL_KEYS, &["by", "role", "decision", "at"], vec![
                 ("by", text(email)),
                 ("role", json!({"type": "string", "enum": policy.roles.keys().collect::<Vec<_>>()})),
-                ("decision", one_of(Decision::names(), "approved or rejected")),
+                ("decision", one_of(Decision::names(), "approved, rejected, or withdrawn (an approval withdrawn by its approver)")),
                 ("at", timestamp("When")),
                 ("comments", json!({"type": "string"})),
                 ("conditions", json!({"type": "array", "items": {"type": "string"}})),

@@ -30,6 +30,7 @@ pub const SIGNABLE: &[&str] = &[
     "edit",
     "approve",
     "reject",
+    "withdraw",
     "implement",
     "close",
     "cancel",
@@ -113,11 +114,11 @@ pub struct Statement {
     pub requested_by: String,
     /// The change's request time.
     pub requested_at: Option<Timestamp>,
-    /// `approve`, `reject`, `implement`, `close`, `cancel`.
+    /// `approve`, `reject`, `withdraw`, `implement`, `close`, `cancel`.
     pub action: String,
-    /// The role decided for (approve, reject).
+    /// The role decided for (approve, reject, withdraw).
     pub role: Option<String>,
-    /// `approved`/`rejected`, or the outcome of a close.
+    /// `approved`/`rejected`/`withdrawn`, or the outcome of a close.
     pub decision: Option<String>,
     /// Who acted.
     pub actor: String,
@@ -199,8 +200,9 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
         let action = match a.decision {
             crate::model::Decision::Approved => "approve",
             crate::model::Decision::Rejected => "reject",
+            crate::model::Decision::Withdrawn => "withdraw",
         };
-        // An approval is signed over the content it approved, which its digest names.
+        // A decision is signed over the content it was made on, which its digest names.
         let d = a.digest.clone().unwrap_or_else(digest);
         let mut st = Statement::base(change, action, &a.by, a.at, d);
         st.role = Some(a.role.clone());
@@ -793,7 +795,7 @@ pub fn new_record<'c>(change: &'c ChangeRequest, action: &str) -> Option<Record<
 /// Puts `signature` on the record `action` wrote last into `change`.
 pub fn set_signature(change: &mut ChangeRequest, action: &str, signature: String) {
     match action {
-        "approve" | "reject" => {
+        "approve" | "reject" | "withdraw" => {
             if let Some(a) = change.approvals.last_mut() {
                 a.signature = Some(signature);
             }
@@ -828,7 +830,7 @@ pub fn set_signature(change: &mut ChangeRequest, action: &str, signature: String
 /// record's own content is the same; where it is not, it does not verify and is reported.
 pub fn carry_signature(from: &ChangeRequest, to: &mut ChangeRequest, action: &str) {
     match action {
-        "approve" | "reject" => {
+        "approve" | "reject" | "withdraw" => {
             if let (Some(f), Some(t)) = (from.approvals.last(), to.approvals.last_mut())
                 && f.by == t.by
                 && f.role == t.role

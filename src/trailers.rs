@@ -21,6 +21,8 @@ pub enum Action {
     Approve,
     /// A rejection.
     Reject,
+    /// An approver withdrew their own approval.
+    Withdraw,
     /// Content changed.
     Edit,
     /// The window was set.
@@ -37,12 +39,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, in life-cycle order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Init,
         Action::New,
         Action::Submit,
         Action::Approve,
         Action::Reject,
+        Action::Withdraw,
         Action::Edit,
         Action::Schedule,
         Action::Implement,
@@ -59,6 +62,7 @@ impl Action {
             Action::Submit => "submit",
             Action::Approve => "approve",
             Action::Reject => "reject",
+            Action::Withdraw => "withdraw",
             Action::Edit => "edit",
             Action::Schedule => "schedule",
             Action::Implement => "implement",
@@ -105,7 +109,7 @@ pub mod key {
     pub const ACTION: &str = "Chg-Action";
     /// Who acted (the commit's author email).
     pub const ACTOR: &str = "Chg-Actor";
-    /// The role of an approval or rejection.
+    /// The role of an approval, rejection or withdrawal.
     pub const ROLE: &str = "Chg-Role";
     /// The status before.
     pub const FROM: &str = "Chg-From";

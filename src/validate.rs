@@ -236,7 +236,9 @@ fn emergency_problems(
     let mut out = Vec::new();
     if let Some(deadline) = rules::emergency_approval_deadline(change, policy) {
         for (i, a) in change.approvals.iter().enumerate() {
-            if rules::emergency_approval_late(change, policy, a.at).is_some() {
+            if a.decision != Decision::Withdrawn
+                && rules::emergency_approval_late(change, policy, a.at).is_some()
+            {
                 out.push(Problem {
                     severity: Severity::Warning,
                     ..problem(

@@ -36,6 +36,14 @@ pub enum Step {
         /// Why.
         comment: String,
     },
+    /// The actor withdraws their own approval (GitHub's "dismiss review"): a `withdrawn`
+    /// record is appended, the approval stays in the file as history.
+    Withdraw {
+        /// The role approved for; inferred when the actor approved for exactly one.
+        role: Option<String>,
+        /// Why.
+        comment: String,
+    },
     /// New content (from `set` or `edit`).
     Edit {
         /// The whole new version as the person wants it.
@@ -150,6 +158,7 @@ pub fn apply(
         Step::Edit { .. }
             | Step::Approve { .. }
             | Step::Reject { .. }
+            | Step::Withdraw { .. }
             | Step::Implement
             | Step::Close { .. }
             | Step::Cancel { .. }
@@ -169,6 +178,7 @@ pub fn apply(
             }
             a.decide(role, Decision::Rejected, Some(comment), Vec::new())
         }
+        Step::Withdraw { role, comment } => a.withdraw(role, comment),
         Step::Edit { new } => edit(change, policy, *new),
         Step::Schedule {
             start,
@@ -243,6 +253,7 @@ impl Acting<'_> {
         let (action, verb) = match decision {
             Decision::Approved => (Action::Approve, "approve"),
             Decision::Rejected => (Action::Reject, "reject"),
+            Decision::Withdrawn => unreachable!("a withdrawal is not a decision"),
         };
         let role = decide_role(self.change, self.policy, self.actor, role, verb)?;
         // An approval vouches for the risk the change declares: not for one below what its
@@ -267,7 +278,7 @@ impl Acting<'_> {
             signature: None,
         });
         let to = match decision {
-            Decision::Rejected => Status::Rejected,
+            Decision::Rejected | Decision::Withdrawn => Status::Rejected,
             Decision::Approved
                 if self.status == Status::PendingApproval
                     && missing_roles(&next, self.policy).is_empty() =>
@@ -278,6 +289,84 @@ impl Acting<'_> {
         };
         next.status = Some(to);
         let mut t = Transition::new(action, self.status, to);
+        t.role = Some(role);
+        Ok((next, t))
+    }
+
+    /// The actor's own standing approval, for `role` (inferred when they approved for one
+    /// role only), withdrawn before implementation starts. A change that no longer has its
+    /// required approvals goes back to pending_approval in the same step.
+    fn withdraw(&self, role: Option<String>, comment: String) -> Applied {
+        if !matches!(self.status, Status::PendingApproval | Status::Approved) {
+            return self.lifecycle(
+                "an approval can be withdrawn only while the change is pending approval or approved",
+            );
+        }
+        if comment.trim().is_empty() {
+            return Err(Error::Usage(
+                "a withdrawal needs a comment saying why".into(),
+            ));
+        }
+        let mine: Vec<&str> = self
+            .change
+            .standing_approvals()
+            .filter(|(_, a)| a.by.eq_ignore_ascii_case(self.actor))
+            .map(|(_, a)| a.role.as_str())
+            .collect();
+        let role = match role {
+            Some(r) if !self.policy.roles.contains_key(&r) => {
+                let hint = suggest(&r, self.policy.roles.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(Error::Usage(format!(
+                    "`{r}` is not a role in the policy{hint}"
+                )));
+            }
+            Some(r) => r,
+            None => match mine.as_slice() {
+                [one] => (*one).to_owned(),
+                [] => {
+                    return refuse(
+                        rules::WITHDRAWAL,
+                        format!("{} has no approval of {} to withdraw", self.actor, self.id),
+                    );
+                }
+                several => {
+                    return Err(Error::Ambiguous {
+                        message: format!(
+                            "{} approved {} for several roles ({})",
+                            self.actor,
+                            self.id,
+                            several.join(", ")
+                        ),
+                        what: "role",
+                        choices: several.iter().map(|r| (*r).to_owned()).collect(),
+                    });
+                }
+            },
+        };
+        if let Some(r) = rules::withdrawal_refusal(self.change, self.actor, &role) {
+            return Err(r.into());
+        }
+        let mut next = self.change.clone();
+        next.approvals.push(Approval {
+            by: self.actor.to_owned(),
+            role: role.clone(),
+            decision: Decision::Withdrawn,
+            at: self.now,
+            comments: Some(comment),
+            conditions: Vec::new(),
+            digest: Some(self.change.material_digest()),
+            signature: None,
+        });
+        let to = if self.status == Status::Approved && !missing_roles(&next, self.policy).is_empty()
+        {
+            Status::PendingApproval
+        } else {
+            self.status
+        };
+        next.status = Some(to);
+        let mut t = Transition::new(Action::Withdraw, self.status, to);
         t.role = Some(role);
         Ok((next, t))
     }
@@ -415,6 +504,10 @@ pub fn step_between(
                 .and_then(|a| a.comments.clone())
                 .unwrap_or_else(|| "(none)".into()),
         },
+        Action::Withdraw => Step::Withdraw {
+            role,
+            comment: added.and_then(|a| a.comments.clone()).unwrap_or_default(),
+        },
         Action::Edit => {
             let mut new = after.clone();
             new.id = before.id.clone();
@@ -521,11 +614,12 @@ fn decide_role(
         return Err(r.into());
     }
     let required = policy.required_roles(change);
+    // A withdrawn approval leaves its role open, to anyone and to the same person again.
     let filled = |r: &str| {
         change
-            .approvals
-            .iter()
-            .find(|a| a.role == r && a.decision == Decision::Approved)
+            .standing_approvals()
+            .map(|(_, a)| a)
+            .find(|a| a.role == r)
     };
     let role = match role {
         Some(role) => {
@@ -673,19 +767,27 @@ fn edit(
         fields: Some(changed.join(", ")),
         ..Trailers::default()
     };
-    if !material.is_empty() && !change.approvals.is_empty() {
-        let voided: Vec<String> = change
-            .approvals
-            .iter()
-            .map(|a| format!("{} ({})", a.role, a.by))
-            .collect();
+    // Only standing approvals are voided; withdrawn ones already count for nothing and stay
+    // as the history of who withdrew and why.
+    let voided: Vec<String> = change
+        .standing_approvals()
+        .map(|(_, a)| format!("{} ({})", a.role, a.by))
+        .collect();
+    if !material.is_empty() && !voided.is_empty() {
         t_notes.push(format!(
             "Material content changed after approval ({}): approvals voided: {}. The change needs approval again.",
             material.join(", "),
             voided.join(", ")
         ));
         extra.voided = Some(voided.join(", "));
-        next.approvals.clear();
+        let standing: Vec<usize> = change.standing_approvals().map(|(i, _)| i).collect();
+        next.approvals = change
+            .approvals
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !standing.contains(i))
+            .map(|(_, a)| a.clone())
+            .collect();
         to = Status::PendingApproval;
     }
     next.status = Some(to);
@@ -804,6 +906,60 @@ mod tests {
             approve(&pending(), "em@example.com", Some("cab")),
             Err(Error::Usage(_))
         ));
+    }
+
+    #[test]
+    fn a_withdrawn_approval_stops_counting_for_every_reader_and_may_be_given_again() {
+        let withdraw = |c: &ChangeRequest, who: &str, role: Option<&str>| {
+            step(
+                c,
+                who,
+                Step::Withdraw {
+                    role: role.map(str::to_owned),
+                    comment: "not rehearsed".into(),
+                },
+            )
+        };
+        let (c, _) = approve(&pending(), "em@example.com", None).unwrap();
+        let (c, _) = approve(&c, "cm@example.com", None).unwrap();
+        refused(
+            withdraw(&c, "em@example.com", Some("change-manager")),
+            "no approval",
+        );
+        refused(withdraw(&c, "sec1@example.com", None), "no approval");
+        let (w, t) = withdraw(&c, "CM@example.com", None).unwrap();
+        assert_eq!((t.from, t.to), (Status::Approved, Status::PendingApproval));
+        assert_eq!(t.role.as_deref(), Some("change-manager"));
+        assert_eq!(w.approvals.len(), 3, "the approval stays as history");
+        assert_eq!(
+            missing_roles(&w, &Policy::default_policy()),
+            ["change-manager"]
+        );
+        refused(withdraw(&w, "cm@example.com", None), "no approval");
+        // A material edit voids the standing approval and keeps the withdrawn history.
+        let mut material = w.clone();
+        material.rollback_plan = Some("restore".into());
+        let (edited, t) = step(
+            &w,
+            "alice@example.com",
+            Step::Edit {
+                new: Box::new(material),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            t.extra.voided.as_deref(),
+            Some("engineering-manager (em@example.com)")
+        );
+        assert_eq!(edited.approvals.len(), 2);
+        assert_eq!(edited.standing_approvals().count(), 0);
+        // Given again: not approving twice for the role.
+        let (again, t) = approve(&w, "cm@example.com", None).unwrap();
+        assert_eq!(t.to, Status::Approved);
+        assert!(rules::approval_problems(&again, &Policy::default_policy()).is_empty());
+        let mut started = again.clone();
+        started.status = Some(Status::Implementing);
+        refused(withdraw(&started, "cm@example.com", None), "implementing");
     }
 
     #[test]

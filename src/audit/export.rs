@@ -305,10 +305,10 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 format!(
                     "{}{}={} at {}",
                     a.role,
-                    if a.decision == Decision::Rejected {
-                        " (rejected)"
-                    } else {
-                        ""
+                    match a.decision {
+                        Decision::Approved => "",
+                        Decision::Rejected => " (rejected)",
+                        Decision::Withdrawn => " (withdrawn)",
                     },
                     a.by,
                     format_timestamp(a.at)

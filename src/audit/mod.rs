@@ -1665,6 +1665,22 @@ impl Ctx<'_> {
                     out.extend(self.late_approval(before));
                 }
             }
+            // Only the approver withdraws, only their own approval for that role; when the
+            // change may still be withdrawn from is the replay's (life cycle) to say.
+            "withdraw" => {
+                let Some(role) = role else {
+                    return vec![Problem::exception(
+                        "trailer-mismatch",
+                        "chg `withdraw` without a Chg-Role trailer",
+                    )];
+                };
+                if let Some(r) = rules::withdrawal_refusal(before, actor, role) {
+                    out.push(Problem::exception(
+                        r.rule,
+                        format!("withdraw of {id} as {role}: {}", r.message),
+                    ));
+                }
+            }
             "implement" => {
                 // An unanswered questionnaire is reported where it began (`check_risk`, at
                 // the submission the policy asked it of); here only the answers given.
@@ -1735,9 +1751,8 @@ impl Ctx<'_> {
         let now = after.material_digest();
         let before_digest = self.before.map(ChangeRequest::material_digest);
         let stale: Vec<_> = after
-            .approvals
-            .iter()
-            .filter(|a| a.decision == Decision::Approved)
+            .standing_approvals()
+            .map(|(_, a)| a)
             .filter(|a| a.digest.as_ref().is_some_and(|d| *d != now))
             .filter(|a| {
                 // Already stale before this commit: reported where it happened.
@@ -1810,10 +1825,10 @@ impl Ctx<'_> {
                     } else {
                         ", not a member of that role"
                     };
-                    let verb = if a.decision == Decision::Approved {
-                        "approval"
-                    } else {
-                        "rejection"
+                    let verb = match a.decision {
+                        Decision::Approved => "approval",
+                        Decision::Rejected => "rejection",
+                        Decision::Withdrawn => "withdrawal",
                     };
                     format!("{verb} by {} as {}{outsider}", a.by, a.role)
                 })
@@ -1873,10 +1888,7 @@ impl Ctx<'_> {
             return out;
         }
         let material = before.material_differences(after);
-        let was_approved = before
-            .approvals
-            .iter()
-            .any(|a| a.decision == Decision::Approved);
+        let was_approved = before.standing_approvals().next().is_some();
         if !material.is_empty() && was_approved {
             out.push(Problem::exception(
                 "manual-edit-approved",
@@ -1936,7 +1948,12 @@ fn brought_problems(
         }
     }
     let had = |a: &crate::model::Approval| before.is_some_and(|b| b.approvals.contains(a));
-    for a in after.approvals.iter().filter(|a| !had(a)) {
+    // A withdrawal is no decision: who may withdraw is the life cycle's (and validate's).
+    for a in after
+        .approvals
+        .iter()
+        .filter(|a| !had(a) && a.decision != Decision::Withdrawn)
+    {
         if !policy.is_member(&a.role, &a.by) {
             out.push(Problem::exception(
                 rules::APPROVAL_ROLE,

@@ -26,6 +26,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("reject", "chg reject 12 --comment \"Not this quarter\""),
     (
+        "withdraw",
+        "chg withdraw 12 --comment \"The rollback was not rehearsed after all\"\nchg withdraw 12 --role change-manager --comment \"Approved the wrong change\"",
+    ),
+    (
         "set",
         "chg set 12 priority=high\nchg set 12 affected_systems=api,billing test_plan=\"Run the smoke suite\"\nchg set 12 impact_scope=           # an empty value clears the field",
     ),

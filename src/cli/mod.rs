@@ -75,6 +75,7 @@ enum Command {
     Submit(transitions::IdArgs),
     Approve(transitions::ApproveArgs),
     Reject(transitions::RejectArgs),
+    Withdraw(transitions::WithdrawArgs),
     Set(transitions::SetArgs),
     Edit(edit::EditArgs),
     Schedule(transitions::ScheduleArgs),
@@ -212,6 +213,7 @@ fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult
         Command::Submit(a) => transitions::submit(open()?.0, a),
         Command::Approve(a) => transitions::approve(open()?.0, a),
         Command::Reject(a) => transitions::reject(open()?.0, a),
+        Command::Withdraw(a) => transitions::withdraw(open()?.0, a),
         Command::Set(a) => {
             let (store, policy) = open()?;
             transitions::set(store, &policy, a)

@@ -217,8 +217,28 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     if required.is_empty() && policy.is_preapproved(c) {
         s.push_str("  pre-approved (standard change)\n");
     }
+    let comment = |a: &chg::model::Approval| {
+        a.comments
+            .as_deref()
+            .map(|c| format!(" - {c}"))
+            .unwrap_or_default()
+    };
     for role in &required {
-        match c.approvals.iter().find(|a| &a.role == role) {
+        // The approval that stands for the role, else the role's last decision (a rejection
+        // or a withdrawal), as every other reader counts them.
+        let standing = c
+            .standing_approvals()
+            .map(|(_, a)| a)
+            .find(|a| &a.role == role);
+        let last = c.approvals.iter().rfind(|a| &a.role == role);
+        match standing.or(last) {
+            Some(a) if a.decision == chg::model::Decision::Withdrawn => s.push_str(&format!(
+                "  [ ] {role}: waiting (approval withdrawn by {} at {}{}{})\n",
+                a.by,
+                when(a.at),
+                mark(a),
+                comment(a)
+            )),
             Some(a) => s.push_str(&format!(
                 "  [{}] {role}: {} at {}{}{}\n",
                 if a.decision == chg::model::Decision::Approved {
@@ -229,10 +249,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
                 a.by,
                 when(a.at),
                 mark(a),
-                a.comments
-                    .as_deref()
-                    .map(|c| format!(" - {c}"))
-                    .unwrap_or_default()
+                comment(a)
             )),
             None => s.push_str(&format!("  [ ] {role}: waiting\n")),
         }

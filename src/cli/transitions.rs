@@ -63,6 +63,24 @@ pub struct RejectArgs {
     role: Option<String>,
 }
 
+/// Withdraw your own approval before implementation starts (as a dismissed review).
+///
+/// The approval stays in the file as history, followed by a `withdrawn` record with your
+/// reason, signed where the policy requires approvals signed. A change that no longer has
+/// every required approval goes back to pending_approval. You may approve again later.
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {
+    /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
+    id: String,
+    /// Why (required: the audit trail keeps the reason).
+    #[arg(long, short = 'm')]
+    comment: String,
+    /// The role whose approval you withdraw (needed only if you approved for several).
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::complete::roles))]
+    role: Option<String>,
+}
+
 /// Change content fields: `chg set CHG-2025-001 priority=high affected_systems=api,db`.
 ///
 /// Editing material content (title, description, justification, type, model, priority,
@@ -248,6 +266,20 @@ pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
         ));
     }
     let step = Step::Reject {
+        role: a.role,
+        comment: a.comment,
+    };
+    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
+    done(o)
+}
+
+pub fn withdraw(store: &Store, a: WithdrawArgs) -> CmdResult {
+    if a.comment.trim().is_empty() {
+        return Err(Error::Usage(
+            "a withdrawal needs a --comment saying why".into(),
+        ));
+    }
+    let step = Step::Withdraw {
         role: a.role,
         comment: a.comment,
     };

@@ -7,7 +7,7 @@ use super::*;
 impl Store {
     /// Commits everything in the work tree as `who` at `when` with `message`, as a person
     /// with plain git would (no chg).
-    fn commit_by_hand(&self, who: &str, when: &str, message: &str) -> String {
+    pub(super) fn commit_by_hand(&self, who: &str, when: &str, message: &str) -> String {
         let name = who.split('@').next().unwrap();
         let run = |args: &[&str]| {
             let o = self
@@ -27,7 +27,7 @@ impl Store {
 
     /// Commits everything as a chg `action` by `who` at `when` would look, trailers and all
     /// (a forgery: the content is whatever the test wrote).
-    fn forge(
+    pub(super) fn forge(
         &self,
         id: &str,
         action: &str,
@@ -80,7 +80,7 @@ fn assert_exceptions(s: &Store, want: &[(&str, &str)]) {
 }
 
 /// Trailers of a chg transition, for forged commits.
-fn trailers(
+pub(super) fn trailers(
     id: &str,
     action: &str,
     actor: &str,

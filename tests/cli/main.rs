@@ -15,6 +15,7 @@ mod small;
 mod sync;
 mod templates;
 mod validate;
+mod withdraw;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
