@@ -223,3 +223,21 @@ fn new_asks_the_questions_at_a_terminal() {
         "{text}"
     );
 }
+
+#[test]
+fn show_gives_the_answers_the_risk_level_came_from() {
+    // Issue 24: show printed the level and hid the answers a reviewer checks it against.
+    let s = with_questionnaire();
+    let id = new_with(&s, &["customer_facing"], "medium")
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
+    assert!(
+        show.contains(
+            "\nrisk_assessment:\n  customer_facing: yes\n  data_migration: no\n  security_control: no\n  untested_rollback: no\n"
+        ),
+        "{show}"
+    );
+}
