@@ -90,8 +90,8 @@ pub struct ListArgs {
     /// At most this many rows, after sorting.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Sort by id, requested, priority, risk, status or title; a leading - reverses
-    /// (default: id; at a terminal, -requested).
+    /// Sort by id, requested, priority, risk, status or title; priority and risk put the
+    /// most severe first; a leading - reverses (default: id; at a terminal, -requested).
     #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
     sort: Option<String>,
     #[command(flatten)]
