@@ -324,7 +324,8 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     }
     if let Some(x) = &c.cancellation {
         s.push_str(&format!(
-            "\ncancelled: by {} at {}: {}\n",
+            // The reason on its own line, as a review's summary: free text past 80 columns.
+            "\ncancelled: by {} at {}\n  {}\n",
             x.by,
             when(x.at),
             x.reason
