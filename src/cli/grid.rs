@@ -1,7 +1,12 @@
 //! Tables as gh and jj print them: at a terminal, borderless columns aligned and fitted to
-//! its width (one text column gives way, cut with `…`; ids and times never do), the status
-//! coloured when colour is on; piped, tab-separated rows under one header line, so
-//! `chg list | awk -F'\t' '{print $1}'` and `grep` see whole rows.
+//! its width, the status coloured when colour is on; piped, tab-separated rows under one
+//! header line, so `chg list | awk -F'\t' '{print $1}'` and `grep` see whole rows (coloured
+//! only when asked: `--color always`, CLICOLOR_FORCE).
+//!
+//! Fitting gives up the least of what people read the table for: first what each table
+//! says it can spare (a time's "(3d ago)" note, then whole optional columns), then the free
+//! text (a title, a verdict) is cut with `…`. Ids, emails, roles, statuses and times are
+//! never cut: a line that cannot hold them is let run past the width rather than lie.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -13,17 +18,18 @@ use unicode_width::UnicodeWidthStr;
 pub enum Target {
     /// A terminal this many columns wide, with or without colour.
     Terminal { width: usize, color: bool },
-    /// A pipe or a file: tab-separated values.
-    Pipe,
+    /// A pipe or a file: tab-separated values, coloured only when forced.
+    Pipe { color: bool },
 }
 
 /// `--color`: when to colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorWhen {
-    /// At a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    /// At a terminal (or wherever, with CLICOLOR_FORCE set), unless NO_COLOR is set.
     #[default]
     Auto,
-    /// Always.
+    /// Always, piped too, NO_COLOR or not: a flag given for this run outranks the
+    /// environment (as the NO_COLOR convention, cargo and ripgrep have it).
     Always,
     /// Never.
     Never,
@@ -36,7 +42,9 @@ pub fn set_color(when: ColorWhen) {
     let _ = COLOR.set(when);
 }
 
-/// Whether to colour stdout, by `--color`, NO_COLOR and CLICOLOR_FORCE (in that order).
+/// Whether to colour stdout: `--color always|never` decides; under `auto`, NO_COLOR (set,
+/// not empty) turns colour off, else CLICOLOR_FORCE (set, not `0`) turns it on, else it is
+/// on at a terminal.
 pub fn color_on() -> bool {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
     match COLOR.get().copied().unwrap_or_default() {
@@ -57,20 +65,13 @@ pub fn target() -> Target {
             color: color_on(),
         }
     } else {
-        Target::Pipe
+        Target::Pipe { color: color_on() }
     }
 }
 
-/// For documents made of several tables (a report, an agenda): aligned wherever they go,
-/// fitted to the terminal when there is one.
-pub fn document_target() -> Target {
-    match target() {
-        Target::Pipe => Target::Terminal {
-            width: usize::MAX,
-            color: color_on(),
-        },
-        t => t,
-    }
+/// Whether stdout is a terminal (tables aligned for people) rather than a pipe.
+pub fn at_terminal() -> bool {
+    matches!(target(), Target::Terminal { .. })
 }
 
 /// The terminal's width: the window's, else COLUMNS, else 80.
@@ -91,17 +92,35 @@ pub fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// A table: a header, rows of cells, the column that gives way, the column coloured as a
-/// status.
+/// A table: a header, rows of cells, what may give way to fit a terminal, the column
+/// coloured as a status.
 #[derive(Debug, Clone)]
 pub struct Grid {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
     /// Columns that may be cut with `…`, the first given way first.
     flex: Vec<usize>,
-    /// Columns left out at a terminal too narrow for them, the first given first.
-    optional: Vec<usize>,
+    /// What is left out at a terminal too narrow for the table even with every flexible
+    /// column cut, the first given first.
+    spare: Vec<Spare>,
     status: Option<usize>,
+}
+
+/// Something a table can do without at a narrow terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    /// A whole column.
+    Column(usize),
+    /// The ` (…)` note that ends the cells of a column.
+    Note(usize),
+}
+
+/// How a table fits a width: the columns shown, each one's width, the columns whose
+/// notes are left out.
+struct Layout {
+    shown: Vec<usize>,
+    widths: Vec<usize>,
+    noteless: Vec<usize>,
 }
 
 /// Between columns.
@@ -118,7 +137,7 @@ impl Grid {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
             flex: Vec::new(),
-            optional: Vec::new(),
+            spare: Vec::new(),
             status: None,
         }
     }
@@ -131,9 +150,18 @@ impl Grid {
     }
 
     /// Column `col` is left out at a terminal too narrow for the table even with every
-    /// flexible column cut (piped rows keep every column).
+    /// flexible column cut (piped rows keep every column). Spares (this and [`Grid::note`])
+    /// go in the order they are declared.
     pub fn optional(mut self, col: usize) -> Grid {
-        self.optional.push(col);
+        self.spare.push(Spare::Column(col));
+        self
+    }
+
+    /// The cells of column `col` may end in a note in parentheses (`2025-03-10 (2d ago)`),
+    /// left out like an optional column: what the note says can be worked out from the
+    /// rest of the cell.
+    pub fn note(mut self, col: usize) -> Grid {
+        self.spare.push(Spare::Note(col));
         self
     }
 
@@ -157,64 +185,93 @@ impl Grid {
         self.rows.len()
     }
 
+    /// Whether column `col` is shown at `target` (piped rows keep every column).
+    pub fn shows(&self, col: usize, target: Target) -> bool {
+        match target {
+            Target::Pipe { .. } => true,
+            Target::Terminal { width, .. } => self.layout(width).shown.contains(&col),
+        }
+    }
+
     /// The table as text for `target`.
     pub fn render(&self, target: Target) -> String {
         match target {
-            Target::Pipe => self.tsv(),
+            Target::Pipe { color } => self.tsv(color),
             Target::Terminal { width, color } => self.aligned(width, color),
         }
     }
 
-    fn tsv(&self) -> String {
+    fn paint(&self, text: String, i: usize, header: bool, color: bool) -> String {
+        match (color, header, self.status) {
+            (true, true, _) => format!("\x1b[1m{text}\x1b[0m"),
+            (true, false, Some(col)) if col == i => paint_status(&text),
+            _ => text,
+        }
+    }
+
+    fn tsv(&self, color: bool) -> String {
         let mut s = String::new();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
-            let cells: Vec<String> = row.iter().map(|c| c.replace('\t', " ")).collect();
+        for (r, row) in std::iter::once(&self.header).chain(&self.rows).enumerate() {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.paint(c.replace('\t', " "), i, r == 0, color))
+                .collect();
             s.push_str(&cells.join("\t"));
             s.push('\n');
         }
         s
     }
 
-    fn aligned(&self, width: usize, color: bool) -> String {
-        let n = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.width()).collect();
-        for row in &self.rows {
-            for (i, c) in row.iter().enumerate().take(n) {
-                widths[i] = widths[i].max(c.width());
-            }
+    /// The cell as shown: without its note when the column's notes are left out.
+    fn cell<'a>(&self, row: &'a [String], i: usize, noteless: &[usize]) -> &'a str {
+        let text = row.get(i).map(String::as_str).unwrap_or("");
+        if noteless.contains(&i) {
+            without_note(text)
+        } else {
+            text
         }
-        let mut shown: Vec<usize> = (0..n).collect();
+    }
+
+    fn layout(&self, width: usize) -> Layout {
+        let n = self.header.len();
+        let natural = |noteless: &[usize]| {
+            let mut widths: Vec<usize> = self.header.iter().map(|h| h.width()).collect();
+            for row in &self.rows {
+                for (i, w) in widths.iter_mut().enumerate() {
+                    *w = (*w).max(self.cell(row, i, noteless).width());
+                }
+            }
+            widths
+        };
         let total = |widths: &[usize], shown: &[usize]| {
             shown.iter().map(|&i| widths[i]).sum::<usize>() + GAP * shown.len().saturating_sub(1)
         };
-        // The main text (the first flexible column) keeps room to be read before optional
-        // columns are left out for it; the others may go down to a few letters.
-        let floor = |i: usize| {
-            let min = if self.flex.first() == Some(&i) {
-                READABLE
-            } else {
-                MIN_FLEX
-            };
-            min.min(widths[i])
-        };
-        // The fewest columns dropped so that cutting the flexible ones can fit the width.
-        for &drop in &self.optional {
-            let least: usize = shown
-                .iter()
-                .map(|&i| {
-                    if self.flex.contains(&i) {
-                        floor(i)
-                    } else {
-                        widths[i]
-                    }
+        // The main text (the first flexible column) keeps room to be read before anything
+        // spare is left out for it; the others may go down to a few letters.
+        let least = |widths: &[usize], shown: &[usize]| {
+            let floors: Vec<usize> = (0..n)
+                .map(|i| match self.flex.iter().position(|&f| f == i) {
+                    Some(0) => READABLE.min(widths[i]),
+                    Some(_) => MIN_FLEX.min(widths[i]),
+                    None => widths[i],
                 })
-                .sum::<usize>()
-                + GAP * shown.len().saturating_sub(1);
-            if least <= width {
+                .collect();
+            total(&floors, shown)
+        };
+        let mut shown: Vec<usize> = (0..n).collect();
+        let mut noteless = Vec::new();
+        // The fewest spares given up so that cutting the flexible columns can fit.
+        for spare in &self.spare {
+            if least(&natural(&noteless), &shown) <= width {
                 break;
             }
-            shown.retain(|&i| i != drop);
+            match *spare {
+                Spare::Column(c) => shown.retain(|&i| i != c),
+                Spare::Note(c) => noteless.push(c),
+            }
         }
+        let mut widths = natural(&noteless);
         // Then the widest flexible column gives way, a column at a time.
         while total(&widths, &shown) > width {
             let Some(&widest) = self
@@ -227,19 +284,26 @@ impl Grid {
             };
             widths[widest] -= 1;
         }
+        Layout {
+            shown,
+            widths,
+            noteless,
+        }
+    }
+
+    fn aligned(&self, width: usize, color: bool) -> String {
+        let Layout {
+            shown,
+            widths,
+            noteless,
+        } = self.layout(width);
         let mut s = String::new();
         let line = |s: &mut String, row: &[String], header: bool| {
             let last = shown.last().copied().unwrap_or(0);
             for &i in &shown {
-                let cell = row.get(i).map(String::as_str).unwrap_or("");
-                let text = cut(cell, widths[i]);
+                let text = cut(self.cell(row, i, &noteless), widths[i]);
                 let pad = widths[i].saturating_sub(text.width());
-                let painted = match (color, header, self.status) {
-                    (true, true, _) => format!("\x1b[1m{text}\x1b[0m"),
-                    (true, false, Some(col)) if col == i => paint_status(&text),
-                    _ => text,
-                };
-                s.push_str(&painted);
+                s.push_str(&self.paint(text, i, header, color));
                 if i != last {
                     s.push_str(&" ".repeat(pad + GAP));
                 }
@@ -251,6 +315,14 @@ impl Grid {
             line(&mut s, row, false);
         }
         s
+    }
+}
+
+/// `text` without the ` (…)` note it ends with, if any.
+fn without_note(text: &str) -> &str {
+    match text.rfind(" (") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text,
     }
 }
 
@@ -362,8 +434,45 @@ mod tests {
     }
 
     #[test]
+    fn notes_go_before_facts_and_come_back_when_there_is_room() {
+        let mut g = Grid::new(&["WHEN", "WHO", "ROLE"]).note(0);
+        g.push(vec![
+            "2026-11-28 10:00 (3d ago)".into(),
+            "someone.long@example.com".into(),
+            "engineering-manager".into(),
+        ]);
+        let narrow = g.render(Target::Terminal {
+            width: 70,
+            color: false,
+        });
+        assert!(
+            narrow.contains("2026-11-28 10:00  someone.long@example.com  engineering-manager"),
+            "{narrow}"
+        );
+        let wide = g.render(Target::Terminal {
+            width: 200,
+            color: false,
+        });
+        assert!(wide.contains("(3d ago)"), "{wide}");
+    }
+
+    #[test]
+    fn piped_rows_are_coloured_only_when_asked() {
+        let text = sample().render(Target::Pipe { color: true });
+        assert!(
+            text.contains("\t\x1b[33mpending_approval\x1b[0m\t"),
+            "{text:?}"
+        );
+        assert!(
+            !sample()
+                .render(Target::Pipe { color: false })
+                .contains('\x1b')
+        );
+    }
+
+    #[test]
     fn piped_rows_are_tab_separated_under_one_header() {
-        let text = sample().render(Target::Pipe);
+        let text = sample().render(Target::Pipe { color: false });
         insta::assert_snapshot!(text);
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().all(|l| l.split('\t').count() == 4), "{text}");

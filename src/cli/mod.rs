@@ -44,28 +44,34 @@ use jiff::Timestamp;
     args_override_self = true
 )]
 pub struct Cli {
+    // The global options under a heading of their own, after each command's options (as jj
+    // does), rather than interleaved with them in every `--help`.
     /// The store to use (a folder with policy/policy.yaml); default: found from the current folder.
-    #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH")]
+    #[arg(long, global = true, env = "CHG_REPO", value_name = "PATH", help_heading = GLOBAL)]
     repo: Option<PathBuf>,
 
     /// Never send output through a pager (at a terminal, long output goes through
     /// CHG_PAGER, else PAGER, else less).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     no_pager: bool,
 
-    /// When to colour output: auto (at a terminal, unless NO_COLOR is set), always, never.
-    #[arg(long, global = true, value_enum, default_value_t = grid::ColorWhen::Auto, value_name = "WHEN", hide_possible_values = true)]
+    /// When to colour output: auto (at a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// colours piped output too), always (piped too, NO_COLOR or not), never.
+    #[arg(long, global = true, value_enum, default_value_t = grid::ColorWhen::Auto, value_name = "WHEN", hide_possible_values = true, help_heading = GLOBAL)]
     color: grid::ColorWhen,
 
     /// Your SSH key for signed records and commits, as git's `-c user.signingkey=`: a
     /// private key file, a public key file whose private half is in ssh-agent, or
     /// `key::ssh-ed25519 AAAA…`. Overrides `user.signingkey` from git config.
-    #[arg(long, global = true, env = "CHG_SIGNING_KEY", value_name = "KEY")]
+    #[arg(long, global = true, env = "CHG_SIGNING_KEY", value_name = "KEY", help_heading = GLOBAL)]
     signing_key: Option<String>,
 
     #[command(subcommand)]
     command: Command,
 }
+
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global Options";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -347,12 +353,53 @@ fn out_unfiltered(text: &str) -> Result<(), Error> {
     }
 }
 
-/// The zone people read times in: UTC with --utc, else the local one.
-pub(crate) fn zone(utc: bool) -> jiff::tz::TimeZone {
-    if utc {
-        jiff::tz::TimeZone::UTC
-    } else {
-        jiff::tz::TimeZone::system()
+/// How people read times, the same in `show`, `list`, `log`, `calendar` and `cab`: in the
+/// local zone to the minute, `2025-03-10 11:00` (whether or not that zone is UTC); with
+/// `--utc`, RFC 3339 as the files hold them (to copy into a flag). JSON is always RFC 3339.
+pub(crate) struct Times {
+    /// None with --utc.
+    tz: Option<jiff::tz::TimeZone>,
+}
+
+impl Times {
+    pub(crate) fn new(utc: bool) -> Times {
+        Times {
+            tz: (!utc).then(jiff::tz::TimeZone::system),
+        }
+    }
+
+    /// A moment: `2025-03-10 11:00`.
+    pub(crate) fn at(&self, t: Timestamp) -> String {
+        match &self.tz {
+            Some(tz) => t
+                .to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string(),
+            None => chg::model::format_timestamp(t),
+        }
+    }
+
+    /// A day: `2025-03-10`.
+    pub(crate) fn day(&self, t: Timestamp) -> String {
+        let tz = self.tz.clone().unwrap_or(jiff::tz::TimeZone::UTC);
+        t.to_zoned(tz).strftime("%Y-%m-%d").to_string()
+    }
+
+    /// A window: `2025-03-13 10:00-12:00` when it ends the day it starts; whole days
+    /// (a freeze) as `2025-12-20 to 2026-01-04`; else both ends in full.
+    pub(crate) fn span(&self, start: Timestamp, end: Timestamp) -> String {
+        let Some(tz) = &self.tz else {
+            return format!("{} to {}", self.at(start), self.at(end));
+        };
+        let (s, e) = (start.to_zoned(tz.clone()), end.to_zoned(tz.clone()));
+        let midnight = |z: &jiff::Zoned| z.time() == jiff::civil::Time::midnight();
+        if s.date() == e.date() {
+            format!("{}-{}", self.at(start), e.strftime("%H:%M"))
+        } else if midnight(&s) && midnight(&e) {
+            format!("{} to {}", s.date(), e.date())
+        } else {
+            format!("{} to {}", self.at(start), self.at(end))
+        }
     }
 }
 
@@ -364,7 +411,8 @@ pub(crate) fn ago(t: Timestamp, now: Timestamp) -> String {
         s @ 60..3600 => (s / 60, "minute"),
         s @ 3600..86_400 => (s / 3600, "hour"),
         s @ 86_400..2_592_000 => (s / 86_400, "day"),
-        s @ 2_592_000..31_536_000 => (s / 2_592_000, "month"),
+        // Twelve 30-day months fall short of a year: say 11 months, not 12.
+        s @ 2_592_000..31_536_000 => ((s / 2_592_000).min(11), "month"),
         s => (s / 31_536_000, "year"),
     };
     let plural = if n == 1 { "" } else { "s" };

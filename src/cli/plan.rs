@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use super::grid::{Grid, document_target};
+use super::grid::{Grid, target};
 use super::{CmdResult, out, out_json, out_table, parse_bound, parse_id, readable};
 
 /// For deploy pipelines: exit 0 only if the change may be implemented now.
@@ -97,8 +97,6 @@ pub enum CabFormat {
     Json,
 }
 
-use super::zone;
-
 pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     let id = parse_id(&a.id)?;
     let at = match &a.at {
@@ -162,14 +160,24 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
         CalendarFormat::Json => out_json(&events)?,
         CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
         CalendarFormat::Table => {
-            let tz = zone(a.utc);
-            let mut t = Grid::new(&["START", "END", "KIND", "WHAT"]).flex(3);
+            // One compact WHEN (the end's date only when it is another day), the change's
+            // id in a column of its own so that only the title is ever cut; the kind goes
+            // first at a narrow terminal (an id, "Maintenance window", "Freeze:" say it).
+            let times = super::Times::new(a.utc);
+            let mut t = Grid::new(&["WHEN", "KIND", "ID", "WHAT"])
+                .flex(3)
+                .optional(1);
             for e in &events {
+                let change = e.kind == "change";
+                let title = e.summary.strip_prefix(&format!("{}: ", e.uid));
                 t.push(vec![
-                    calendar::local(e.start, &tz),
-                    calendar::local(e.end, &tz),
+                    times.span(e.start, e.end),
                     e.kind.to_owned(),
-                    e.summary.clone(),
+                    if change { e.uid.clone() } else { String::new() },
+                    match title {
+                        Some(title) if change => title.to_owned(),
+                        _ => e.summary.clone(),
+                    },
                 ]);
             }
             out_table(&t, Some(format!("{} event(s)", t.len())))?;
@@ -190,26 +198,26 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         .load_where(|c| c.status() == Status::PendingApproval || conflicts::can_conflict(c))?;
     let everyone = readable(&all, "on the agenda");
     let mut groups: BTreeMap<Priority, Vec<&ChangeRequest>> = BTreeMap::new();
+    // A pre-approved standard change awaits nobody: it is not the board's to approve.
+    let mut preapproved = 0;
     for c in &everyone {
         if c.status() == Status::PendingApproval
             && c.request_date.is_none_or(|d| d < day_end)
             && let Some(p) = c.priority
         {
-            groups.entry(p).or_default().push(c);
+            if policy.is_preapproved(c) && chg::rules::missing_roles(c, policy).is_empty() {
+                preapproved += 1;
+            } else {
+                groups.entry(p).or_default().push(c);
+            }
         }
     }
-    let tz = zone(a.utc);
+    let times = super::Times::new(a.utc);
     let row = |c: &ChangeRequest| -> Vec<String> {
         let window = c
             .schedule
             .as_ref()
-            .map(|s| {
-                format!(
-                    "{} to {}",
-                    calendar::local(s.start, &tz),
-                    calendar::local(s.end, &tz)
-                )
-            })
+            .map(|s| times.span(s.start, s.end))
             .unwrap_or_else(|| "not scheduled".into());
         let clashes: Vec<String> = c
             .schedule
@@ -276,14 +284,21 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 serde_json::json!({"priority": p.as_str(), "changes": changes})
             })
             .collect();
-        out_json(&serde_json::json!({"date": day.to_string(), "total": total, "agenda": agenda}))?;
+        out_json(
+            &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": agenda}),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
+    let aside = if preapproved > 0 {
+        format!(" ({preapproved} pre-approved standard change(s) not listed)")
+    } else {
+        String::new()
+    };
     let mut s = match format {
         CabFormat::Markdown => {
-            format!("# CAB agenda, {day}\n\n{total} change(s) awaiting approval.\n")
+            format!("# CAB agenda, {day}\n\n{total} change(s) awaiting approval{aside}.\n")
         }
-        _ => format!("CAB agenda for {day}: {total} change(s) awaiting approval\n"),
+        _ => format!("CAB agenda for {day}: {total} change(s) awaiting approval{aside}\n"),
     };
     for p in Priority::ALL {
         let Some(list) = groups.get(p) else { continue };
@@ -300,18 +315,20 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 }
             }
             _ => {
+                // Ids, risks and the roles awaited are never cut; the title is. At a
+                // narrow terminal the systems go first (the conflicts name them), then
+                // the conflicts, the window and the risk.
                 let mut t = Grid::new(&header)
                     .flex(1)
                     .flex(3)
-                    .flex(5)
-                    .flex(6)
-                    .optional(2)
                     .optional(3)
-                    .optional(5);
+                    .optional(5)
+                    .optional(4)
+                    .optional(2);
                 for c in list {
                     t.push(row(c));
                 }
-                s.push_str(&format!("\n{p} priority\n{}", t.render(document_target())));
+                s.push_str(&format!("\n{p} priority\n{}", t.render(target())));
             }
         }
     }

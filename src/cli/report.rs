@@ -8,7 +8,7 @@ use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
-use super::grid::{Grid, document_target};
+use super::grid::{self, Grid};
 use super::{CmdResult, csv_field, out, out_json, parse_bound, readable};
 
 /// Figures for a period, each against the policy's targets.
@@ -149,7 +149,7 @@ fn tables(r: &Report, period: &str) -> String {
             t.push(vec![by.to_owned(), k.clone(), n.to_string()]);
         }
     }
-    s.push_str(&t.render(document_target()));
+    s.push_str(&t.render(grid::target()));
     s.push('\n');
     let mut t = Grid::new(&[
         "APPROVAL TIME",
@@ -179,7 +179,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(a.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(document_target()));
+    s.push_str(&t.render(grid::target()));
     s.push('\n');
     let mut t = Grid::new(&["RATE", "VALUE", "OF", "TARGET", ""]);
     for m in &r.rates {
@@ -191,7 +191,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(m.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(document_target()));
+    s.push_str(&t.render(grid::target()));
     s
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::model::{ChangeRequest, format_timestamp};
+use chg::model::{ChangeRequest, RiskLevel, format_timestamp};
 use chg::policy::Policy;
 use chg::store::Store;
 use clap::{Args, ValueEnum};
@@ -90,8 +90,8 @@ pub struct ListArgs {
     /// At most this many rows, after sorting.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Sort by id, requested, priority, risk, status or title; a leading - reverses
-    /// (default: id; at a terminal, -requested).
+    /// Sort by id, requested, priority, risk, status or title; priority and risk put the
+    /// most severe first; a leading - reverses (default: id; at a terminal, -requested).
     #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
     sort: Option<String>,
     #[command(flatten)]
@@ -144,8 +144,8 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         out_json(&change_json(policy, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let tz = super::zone(a.utc);
-    let when = |t: jiff::Timestamp| chg::calendar::local(t, &tz);
+    let times = super::Times::new(a.utc);
+    let when = |t: jiff::Timestamp| times.at(t);
     let mut s = String::new();
     s.push_str(&format!(
         "{id}  {}\n",
@@ -156,6 +156,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         "status",
         "change_type",
         "change_model",
+        "template",
         "priority",
         "urgency",
         "risk_level",
@@ -168,10 +169,31 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     ] {
         let v = match (field, c.request_date) {
             ("request_date", Some(t)) => Some(when(t)),
+            // The catalogue entry it was filed from, and which version of it.
+            ("template", _) => c.template.as_ref().map(|t| match &c.template_digest {
+                // `sha256:` and enough of the hash to tell versions apart.
+                Some(d) => format!("{t} (digest {})", d.chars().take(19).collect::<String>()),
+                None => t.clone(),
+            }),
             _ => c.field_text(field),
         };
         if let Some(v) = v {
             s.push_str(&format!("{:<18}{v}\n", format!("{field}:")));
+        }
+    }
+    if let Some(p) = &c.policy_base {
+        // A file's text, not a commit chg read: cut by characters, never mid-character.
+        let base: String = p.chars().take(8).collect();
+        s.push_str(&format!("{:<18}{base}\n", "policy_base:"));
+    }
+    // The answers the risk level was worked out from: a reviewer checks them, not the level.
+    if let Some(answers) = c.risk_assessment.as_ref().filter(|m| !m.is_empty()) {
+        s.push_str("\nrisk_assessment:\n");
+        for (question, yes) in answers {
+            s.push_str(&format!(
+                "  {question}: {}\n",
+                if *yes { "yes" } else { "no" }
+            ));
         }
     }
     for field in [
@@ -190,9 +212,8 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     }
     if let Some(sch) = &c.schedule {
         s.push_str(&format!(
-            "\nschedule: {} to {}{}\n",
-            when(sch.start),
-            when(sch.end),
+            "\nschedule: {}{}\n",
+            times.span(sch.start, sch.end),
             if sch.maintenance_window {
                 " (maintenance window)"
             } else {
@@ -200,29 +221,50 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             }
         ));
     }
+    if let Some(r) = &c.content_signature {
+        s.push_str(&format!(
+            "\ncontent_signature: {} by {} at {}{}\n",
+            r.action,
+            r.by,
+            when(r.at),
+            if r.signature.is_none() {
+                " (no signature)"
+            } else {
+                ""
+            }
+        ));
+    }
     let required = policy.required_roles(c);
     // A mark per approval where signing concerns it: signed by which key, or why not.
-    let marks: std::collections::HashMap<usize, String> = chg::rules::signature_verdicts(c, policy)
-        .into_iter()
-        .filter_map(|(r, v)| r.approval.map(|i| (i, format!(" [{}]", v.mark()))))
+    let verdicts = chg::rules::signature_verdicts(c, policy);
+    let marks: std::collections::HashMap<usize, String> = verdicts
+        .iter()
+        .filter_map(|(r, v)| r.approval.map(|i| (i, v.mark())))
         .collect();
-    let mark = |a: &chg::model::Approval| {
-        c.approvals
-            .iter()
-            .position(|x| std::ptr::eq(x, a))
-            .and_then(|i| marks.get(&i).cloned())
-            .unwrap_or_default()
-    };
+    // One short line per approval (who, for which role, when), what goes with it below,
+    // indented: a fingerprint or a comment on the same line ran past 80 columns.
+    let decision =
+        |s: &mut String, box_: &str, role: &str, a: &chg::model::Approval, extra: &str| {
+            s.push_str(&format!(
+                "  [{box_}] {role}: {} at {}{extra}\n",
+                a.by,
+                when(a.at)
+            ));
+            let i = c.approvals.iter().position(|x| std::ptr::eq(x, a));
+            if let Some(m) = i.and_then(|i| marks.get(&i)) {
+                s.push_str(&format!("      {m}\n"));
+            }
+            if let Some(text) = &a.comments {
+                s.push_str(&format!("      {}\n", chg::text::one_line(text)));
+            }
+            for cond in &a.conditions {
+                s.push_str(&format!("      condition: {}\n", chg::text::one_line(cond)));
+            }
+        };
     s.push_str("\napprovals:\n");
     if required.is_empty() && policy.is_preapproved(c) {
         s.push_str("  pre-approved (standard change)\n");
     }
-    let comment = |a: &chg::model::Approval| {
-        a.comments
-            .as_deref()
-            .map(|c| format!(" - {c}"))
-            .unwrap_or_default()
-    };
     for role in &required {
         // The approval that stands for the role, else the role's last decision (a rejection
         // or a withdrawal), as every other reader counts them.
@@ -232,35 +274,22 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             .find(|a| &a.role == role);
         let last = c.approvals.iter().rfind(|a| &a.role == role);
         match standing.or(last) {
-            Some(a) if a.decision == chg::model::Decision::Withdrawn => s.push_str(&format!(
-                "  [ ] {role}: waiting (approval withdrawn by {} at {}{}{})\n",
-                a.by,
-                when(a.at),
-                mark(a),
-                comment(a)
-            )),
-            Some(a) => s.push_str(&format!(
-                "  [{}] {role}: {} at {}{}{}\n",
-                if a.decision == chg::model::Decision::Approved {
+            Some(a) if a.decision == chg::model::Decision::Withdrawn => {
+                decision(&mut s, " ", role, a, " withdrew the approval; waiting");
+            }
+            Some(a) => {
+                let box_ = if a.decision == chg::model::Decision::Approved {
                     "x"
                 } else {
                     "-"
-                },
-                a.by,
-                when(a.at),
-                mark(a),
-                comment(a)
-            )),
+                };
+                decision(&mut s, box_, role, a, "");
+            }
             None => s.push_str(&format!("  [ ] {role}: waiting\n")),
         }
     }
     for a in c.approvals.iter().filter(|a| !required.contains(&a.role)) {
-        s.push_str(&format!(
-            "  [?] {}: {} at {} (role not required)\n",
-            a.role,
-            a.by,
-            when(a.at)
-        ));
+        decision(&mut s, "?", &a.role, a, " (role not required)");
     }
     if let Some(imp) = &c.implementation {
         s.push_str("\nimplementation:\n");
@@ -272,6 +301,9 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         }
         if let Some(v) = imp.completed_at {
             s.push_str(&format!("  completed_at: {}\n", when(v)));
+        }
+        if let Some(v) = &imp.closed_by {
+            s.push_str(&format!("  closed_by:    {v}\n"));
         }
         if let Some(v) = imp.outcome {
             s.push_str(&format!("  outcome:      {v}\n"));
@@ -288,12 +320,22 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             r.summary
         ));
     }
+    // The other signed records (content, implement, close, cancel), judged as approvals are.
+    let others: Vec<String> = verdicts
+        .iter()
+        .filter(|(r, _)| r.approval.is_none())
+        .map(|(r, v)| format!("  {} by {}: {}\n", r.action, r.actor, v.mark()))
+        .collect();
+    if !others.is_empty() {
+        s.push_str(&format!("\nsignatures:\n{}", others.concat()));
+    }
     if let Some(proposal) = &c.proposed_policy {
         s.push_str(&proposal_diff(store, proposal)?);
     }
     if let Some(x) = &c.cancellation {
         s.push_str(&format!(
-            "\ncancelled: by {} at {}: {}\n",
+            // The reason on its own line, as a review's summary: free text past 80 columns.
+            "\ncancelled: by {} at {}\n  {}\n",
             x.by,
             when(x.at),
             x.reason
@@ -303,7 +345,17 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A date bound: a plain date means its midnight UTC.
+/// How severe a priority or a risk is, 0 the most (critical): `--sort priority` and `--sort
+/// risk` both put the most severe first (`-` puts it last); a change without one comes last.
+fn severity(c: &ChangeRequest, key: &str) -> usize {
+    let rank = match key {
+        "priority" => c.priority.map(|p| p as usize),
+        // Risk levels are declared least severe first.
+        _ => c.risk_level.map(|r| RiskLevel::ALL.len() - 1 - r as usize),
+    };
+    rank.unwrap_or(usize::MAX)
+}
+
 /// Whether `change` waits for an approval in a role `me` holds, and `me` may give it.
 fn awaits(change: &ChangeRequest, policy: &Policy, me: &str) -> bool {
     change.status() == chg::model::Status::PendingApproval
@@ -370,9 +422,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         && a.until.is_none()
         && requester.is_none()
         && !a.awaiting_me);
-    let at_terminal = matches!(super::grid::target(), super::grid::Target::Terminal { .. })
-        && !a.json.on()
-        && a.format == ListFormat::Table;
+    let at_terminal = super::grid::at_terminal() && !a.json.on() && a.format == ListFormat::Table;
     let open_only = at_terminal && !a.all && !filtered;
     let (descending, key) = if at_terminal && a.sort.is_none() {
         (true, "requested".to_owned())
@@ -410,8 +460,8 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         let (x, y) = (x.change(), y.change());
         let order = match key.as_str() {
             "requested" => x.request_date.cmp(&y.request_date),
-            "priority" => x.priority.cmp(&y.priority),
-            "risk" => x.risk_level.cmp(&y.risk_level),
+            // Severity sorts agree: most severe first (critical, then high, ...), unknown last.
+            "priority" | "risk" => severity(x, &key).cmp(&severity(y, &key)),
             "status" => x.field_text("status").cmp(&y.field_text("status")),
             "title" => x.title.cmp(&y.title),
             _ => std::cmp::Ordering::Equal,
@@ -483,16 +533,17 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             .optional(2)
             .optional(5)
             .optional(4)
+            .note(6)
             .status(1);
             let now = super::context::now()?;
-            let tz = super::zone(a.utc);
+            let times = super::Times::new(a.utc);
             for l in &rows {
                 let c = l.change();
                 let f = |k: &str| c.field_text(k).unwrap_or_default();
                 let date = c
                     .request_date
                     .map(|d| {
-                        let day = d.to_zoned(tz.clone()).strftime("%Y-%m-%d").to_string();
+                        let day = times.day(d);
                         if at_terminal && !a.utc {
                             format!("{day} ({})", super::ago_short(d, now))
                         } else {
@@ -565,21 +616,20 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             }
         }
     }
-    // At a terminal: local time and how long ago; piped: UTC, as in files.
+    // Local times as everywhere; at a terminal with how long ago, the first thing left out
+    // when the table is too wide for the facts (who, role, commit), which are never cut.
     let now = super::context::now()?;
-    let tz = super::zone(a.utc);
-    let people = !a.utc && matches!(super::grid::target(), super::grid::Target::Terminal { .. });
+    let times = super::Times::new(a.utc);
+    let target = super::grid::target();
+    let people = !a.utc && matches!(target, super::grid::Target::Terminal { .. });
     let stamp = |t: jiff::Timestamp| {
         if people {
-            let local = t
-                .to_zoned(tz.clone())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string();
-            format!("{local} ({})", super::ago_short(t, now))
+            format!("{} ({})", times.at(t), super::ago_short(t, now))
         } else {
-            format_timestamp(t)
+            times.at(t)
         }
     };
+    const AUDIT: usize = 6;
     let mut t = Grid::new(&[
         "WHEN",
         "WHO",
@@ -589,10 +639,11 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         "COMMIT",
         "AUDIT",
     ])
-    .flex(6)
-    .flex(3)
-    .flex(1)
-    .optional(4);
+    .flex(AUDIT)
+    .flex(2)
+    .note(0)
+    .optional(4)
+    .optional(AUDIT);
     let mut details = String::new();
     for e in &entries {
         let mark = e.role.as_ref().and_then(|role| {
@@ -633,10 +684,15 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     {
         details.push_str(&proposal_diff(store, proposal)?);
     }
+    // The verdicts' column left out at a narrow terminal: the problems below still name
+    // every rule; say so when there are none, rather than leave the reader guessing.
+    if details.is_empty() && !t.shows(AUDIT, target) && !entries.is_empty() {
+        details.push_str("audit: ok, every step\n");
+    }
     out_table(&t, None)?;
     // Below the table at a terminal; piped, stdout stays rows (the JSON has it all).
     if !details.is_empty() {
-        if matches!(super::grid::target(), super::grid::Target::Pipe) {
+        if matches!(target, super::grid::Target::Pipe { .. }) {
             eprint!("{}", chg::text::terminal_safe(&details));
         } else {
             out(&format!("\n{details}"))?;

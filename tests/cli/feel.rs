@@ -407,8 +407,9 @@ fn people_read_local_times_and_how_long_ago() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let local = show(&[]);
+    // The form every table uses: local, to the minute, no zone.
     assert!(
-        local.contains("request_date:     2025-03-10 11:00 CET"),
+        local.contains("request_date:     2025-03-10 11:00\n"),
         "{local}"
     );
     let utc = show(&["--utc"]);
@@ -416,17 +417,15 @@ fn people_read_local_times_and_how_long_ago() {
         utc.contains("request_date:     2025-03-10T10:00:00Z"),
         "{utc}"
     );
-    // At a terminal, list and log say how long ago; JSON stays UTC.
-    let mut cmd = s.cmd(
-        std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
-        "alice@example.com",
-    );
-    cmd.env("TERM", "dumb")
-        .env("CHG_PAGER", "")
-        .args(["log", "1"]);
-    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
-    let text = p.exp_eof().unwrap();
+    // At a terminal wide enough, list and log say how long ago; piped, the same local
+    // time without it; JSON stays UTC.
+    let text = at_terminal(&s, 200, false, &["log", "1"]);
     assert!(text.contains("2025-03-10 10:00 (2d ago)"), "{text}");
+    let piped = s.chg("alice@example.com", &["log", "1"]).ok().stdout;
+    assert!(
+        piped.contains("\n2025-03-10 10:00\talice@example.com\t"),
+        "{piped}"
+    );
     let json = s
         .chg("alice@example.com", &["show", "1", "--json"])
         .ok()
@@ -557,4 +556,196 @@ fn every_table_at_80_and_200_columns_with_and_without_colour() {
         }
     }
     insta::assert_snapshot!(all);
+}
+
+#[test]
+fn at_80_columns_ids_emails_and_roles_are_whole_and_only_titles_give_way() {
+    // Issue 24: at 80 columns log cut `em@example.…` and `engineering-…`, cab cut the
+    // roles awaited, calendar spent 44 columns on two timestamps.
+    let mut s = three();
+    s.schedule("2", "2025-03-13T10:00:00Z", "2025-03-13T12:00:00Z")
+        .ok();
+    let mut args = super::COMPLETE.to_vec();
+    args[2] = "Resize the Postgres cluster volumes ahead of the quarter-end batch jobs";
+    let long = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    s.schedule(&long, "2025-03-14T22:00:00Z", "2025-03-15T01:00:00Z")
+        .ok();
+    s.at("2025-03-12T11:00:00Z");
+    let log = at_terminal(&s, 80, false, &["log", "1"]);
+    for fact in [
+        "alice@example.com",
+        "em@example.com",
+        "cm@example.com",
+        "engineering-manager",
+        "change-manager",
+    ] {
+        assert!(log.contains(fact), "{fact}:\n{log}");
+    }
+    assert!(!log.contains('…') && log.contains("audit: ok"), "{log}");
+    // At 120 the transitions fit too, once the "(2d ago)" notes make room.
+    let log = at_terminal(&s, 120, false, &["log", "1"]);
+    assert!(
+        log.contains("pending_approval -> approved") && !log.contains('…'),
+        "{log}"
+    );
+    let cab = at_terminal(&s, 80, false, &["cab", "--for", "2025-03-12"]);
+    for id in ["CHG-2025-002", "CHG-2025-003", &long] {
+        assert!(cab.contains(id), "{id}:\n{cab}");
+    }
+    assert_eq!(
+        cab.matches("engineering-manager, change-manager").count(),
+        3,
+        "{cab}"
+    );
+    assert!(cab.contains("Resize the Postgres"), "{cab}");
+    let calendar = at_terminal(&s, 80, false, &["calendar", "--from", "2025-03-12"]);
+    // The end's date only when it is another day; the kind left out before the title is
+    // cut (ids and titles say it).
+    let row = |id: &str| {
+        calendar
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_default()
+    };
+    assert!(
+        row("CHG-2025-002").starts_with("2025-03-13 10:00-12:00 ")
+            && row("CHG-2025-002").ends_with("  CHG-2025-002  Rotate TLS certificates"),
+        "{calendar}"
+    );
+    assert!(
+        row(&long).starts_with(&format!(
+            "2025-03-14 22:00 to 2025-03-15 01:00  {long}  Resize"
+        )),
+        "{calendar}"
+    );
+    for text in [&cab, &calendar] {
+        for line in text.lines().filter(|l| l.contains('…')) {
+            assert!(line.contains("Resize the Postgres"), "cut: {line}");
+        }
+    }
+}
+
+#[test]
+fn show_list_log_calendar_and_cab_read_times_alike() {
+    let mut s = three();
+    s.schedule("2", "2025-03-13T10:00:00Z", "2025-03-13T12:00:00Z")
+        .ok();
+    s.at("2025-03-12T11:00:00Z");
+    // On a machine whose zone is UTC too: not RFC 3339 in show and dates in list.
+    let show = s.chg("alice@example.com", &["show", "2"]).ok().stdout;
+    assert!(
+        show.contains("request_date:     2025-03-11 10:00\n")
+            && show.contains("schedule: 2025-03-13 10:00-12:00\n"),
+        "{show}"
+    );
+    let show = s.chg("alice@example.com", &["show", "1"]).ok().stdout;
+    assert!(
+        show.contains("  [x] change-manager: cm@example.com at 2025-03-10 10:00\n"),
+        "{show}"
+    );
+    let log = s.chg("alice@example.com", &["log", "1"]).ok().stdout;
+    assert!(log.contains("\n2025-03-10 10:00\t"), "{log}");
+    let cab = s
+        .chg("alice@example.com", &["cab", "--for", "2025-03-12"])
+        .ok()
+        .stdout;
+    assert!(cab.contains("\t2025-03-13 10:00-12:00\t"), "{cab}");
+    let list = s.chg("alice@example.com", &["list"]).ok().stdout;
+    assert!(list.contains("\t2025-03-11\t"), "{list}");
+    // --utc: the files' RFC 3339; JSON always.
+    let show = s
+        .chg("alice@example.com", &["show", "2", "--utc"])
+        .ok()
+        .stdout;
+    assert!(
+        show.contains("schedule: 2025-03-13T10:00:00Z to 2025-03-13T12:00:00Z"),
+        "{show}"
+    );
+}
+
+#[test]
+fn severity_sorts_put_the_most_severe_first() {
+    let s = Store::new();
+    for (priority, risk) in [("low", "critical"), ("critical", "low"), ("medium", "high")] {
+        let mut args = super::COMPLETE.to_vec();
+        args[10] = priority;
+        args[12] = risk;
+        s.chg("alice@example.com", &args).ok();
+    }
+    let sorted = |key: &str| {
+        ids(&s
+            .chg("alice@example.com", &["list", "--sort", key])
+            .ok()
+            .stdout)
+    };
+    assert_eq!(
+        sorted("priority"),
+        ["CHG-2025-002", "CHG-2025-003", "CHG-2025-001"]
+    );
+    assert_eq!(
+        sorted("risk"),
+        ["CHG-2025-001", "CHG-2025-003", "CHG-2025-002"]
+    );
+    assert_eq!(
+        sorted("-risk"),
+        ["CHG-2025-002", "CHG-2025-003", "CHG-2025-001"]
+    );
+}
+
+#[test]
+fn colour_when_forced_even_piped() {
+    let s = three();
+    let list = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = s.cmd(
+            std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+            "alice@example.com",
+        );
+        cmd.envs(env.iter().copied()).arg("list").args(extra);
+        let o = cmd.output().unwrap();
+        String::from_utf8_lossy(&o.stdout).contains('\x1b')
+    };
+    assert!(!list(&[], &[]));
+    assert!(list(&["--color", "always"], &[]));
+    // The flag given for this run outranks NO_COLOR; CLICOLOR_FORCE does not.
+    assert!(list(&["--color", "always"], &[("NO_COLOR", "1")]));
+    assert!(list(&[], &[("CLICOLOR_FORCE", "1")]));
+    assert!(!list(&[], &[("CLICOLOR_FORCE", "0")]));
+    assert!(!list(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]));
+    assert!(!list(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]));
+}
+
+#[test]
+fn report_and_cab_piped_are_tab_separated_like_list() {
+    let s = three();
+    let cab = s
+        .chg("alice@example.com", &["cab", "--for", "2025-03-12"])
+        .ok()
+        .stdout;
+    assert!(
+        cab.contains("\nID\tTITLE\tRISK\tSYSTEMS\tWINDOW\tCONFLICTS\tAWAITING\n")
+            && cab.contains("\nCHG-2025-002\tRotate TLS certificates\tlow\t"),
+        "{cab}"
+    );
+    let report = s.chg("alice@example.com", &["report"]).ok().stdout;
+    assert!(
+        report.contains("\nBY\tVALUE\tCHANGES\n") && report.contains("\nstatus\tapproved\t1\n"),
+        "{report}"
+    );
+    assert!(!report.contains("  "), "{report}");
+}
+
+#[test]
+fn global_options_come_last_under_their_own_heading() {
+    let s = Store::new();
+    let help = s.chg("alice@example.com", &["list", "--help"]).ok().stdout;
+    let global = help.find("\nGlobal Options:\n").expect(&help);
+    for flag in ["--repo", "--no-pager", "--color"] {
+        assert!(help.find(flag).unwrap() > global, "{flag}:\n{help}");
+    }
+    assert!(help.find("--status").unwrap() < global, "{help}");
 }

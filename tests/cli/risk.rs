@@ -419,3 +419,21 @@ fn edit_answers_the_questionnaire() {
         s.read(&id)
     );
 }
+
+#[test]
+fn show_gives_the_answers_the_risk_level_came_from() {
+    // Issue 24: show printed the level and hid the answers a reviewer checks it against.
+    let s = with_questionnaire();
+    let id = new_with(&s, &["customer_facing"], "medium")
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
+    assert!(
+        show.contains(
+            "\nrisk_assessment:\n  customer_facing: yes\n  data_migration: no\n  security_control: no\n  untested_rollback: no\n"
+        ),
+        "{show}"
+    );
+}

@@ -256,3 +256,41 @@ fn bad_templates_get_findings_with_places() {
         assert!(r.stdout.contains(want), "{want}: {}", r.stdout);
     }
 }
+
+#[test]
+fn a_preapproved_standard_change_is_not_on_the_cab_agenda_and_show_names_its_template() {
+    // Issue 24: cab listed pre-approved standard changes as awaiting approval, by nobody.
+    let s = with_catalogue();
+    let standard = file_from_template(&s);
+    let normal = s.new_change(&[]);
+    let cab = s
+        .chg("alice@example.com", &["cab", "--for", "2025-03-10"])
+        .ok()
+        .stdout;
+    assert!(
+        cab.contains(&normal)
+            && !cab.contains(&standard)
+            && cab.contains(
+                "1 change(s) awaiting approval (1 pre-approved standard change(s) not listed)"
+            ),
+        "{cab}"
+    );
+    let json = s
+        .chg(
+            "alice@example.com",
+            &["cab", "--for", "2025-03-10", "--json"],
+        )
+        .ok()
+        .stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), v["preapproved"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let show = s.chg("alice@example.com", &["show", &standard]).ok().stdout;
+    assert!(
+        show.contains("template:         rotate-tls-certificate (digest sha256:")
+            && show.contains("pre-approved (standard change)"),
+        "{show}"
+    );
+}
