@@ -245,11 +245,15 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     // indented: a fingerprint or a comment on the same line ran past 80 columns.
     let decision =
         |s: &mut String, box_: &str, role: &str, a: &chg::model::Approval, extra: &str| {
-            s.push_str(&format!(
-                "  [{box_}] {role}: {} at {}{extra}\n",
-                a.by,
-                when(a.at)
-            ));
+            s.push_str(&if a.decision == chg::model::Decision::Withdrawn {
+                format!(
+                    "  [{box_}] {role}: waiting (approval withdrawn by {} at {}){extra}\n",
+                    a.by,
+                    when(a.at)
+                )
+            } else {
+                format!("  [{box_}] {role}: {} at {}{extra}\n", a.by, when(a.at))
+            });
             let i = c.approvals.iter().position(|x| std::ptr::eq(x, a));
             if let Some(m) = i.and_then(|i| marks.get(&i)) {
                 s.push_str(&format!("      {m}\n"));
@@ -275,7 +279,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         let last = c.approvals.iter().rfind(|a| &a.role == role);
         match standing.or(last) {
             Some(a) if a.decision == chg::model::Decision::Withdrawn => {
-                decision(&mut s, " ", role, a, " withdrew the approval; waiting");
+                decision(&mut s, " ", role, a, "");
             }
             Some(a) => {
                 let box_ = if a.decision == chg::model::Decision::Approved {
