@@ -442,6 +442,12 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
 // ---------------------------------------------------------------------------------------
 // Schedules, windows and implementation
 
+/// Rule id: a normal or standard change with no schedule to be implemented in.
+pub const UNSCHEDULED: &str = "unscheduled";
+
+/// Rule id: a step the life cycle does not allow from the change's status.
+pub const LIFECYCLE: &str = "lifecycle";
+
 /// Why a schedule is not allowed by the windows, if it is not (freeze, maintenance window),
 /// where the policy's `conflicts:` says they block.
 pub fn schedule_problem(
@@ -467,8 +473,8 @@ pub fn schedule_problem(
 }
 
 /// Every reason the change may not start implementation at `now` (empty: it may). Rules:
-/// `implemented-unapproved`, `approval-digest`, `testing-missing`,
-/// `implemented-outside-schedule`, `implemented-outside-window`, `implemented-in-freeze`.
+/// `lifecycle`, `implemented-unapproved`, `approval-digest`, `testing-missing`,
+/// `unscheduled`, `implemented-outside-schedule`, `implemented-outside-window`, `implemented-in-freeze`.
 pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<Refusal> {
     let id = id_of(change);
     let status = change.status();
@@ -491,7 +497,13 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
             format!("{id} is not a conforming standard change: {why}"),
         );
     }
-    if !approved_enough {
+    if status.is_terminal() || status == Status::Implementing {
+        // Not a missing approval: the life cycle has ended (or the step was taken).
+        push(
+            LIFECYCLE,
+            format!("{id} is {status} and cannot be implemented"),
+        );
+    } else if !approved_enough {
         push(
             "implemented-unapproved",
             match status {
@@ -553,10 +565,7 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
     }
     if model != ChangeModel::Emergency {
         match &change.schedule {
-            None => push(
-                "implemented-outside-schedule",
-                format!("{id} has no schedule"),
-            ),
+            None => push(UNSCHEDULED, format!("{id} has no schedule")),
             Some(s) if now < s.start || now > s.end => push(
                 "implemented-outside-schedule",
                 format!(

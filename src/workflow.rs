@@ -123,8 +123,7 @@ impl Transition {
     }
 }
 
-/// Rule id: the life cycle does not allow the step from the change's status.
-pub const LIFECYCLE: &str = "lifecycle";
+pub use crate::rules::LIFECYCLE;
 
 fn refuse<T>(rule: &'static str, msg: impl Into<String>) -> Result<T> {
     Err(Error::Refused(Refusal::new(rule, msg)))
@@ -1063,11 +1062,7 @@ mod tests {
         let mut c = pending();
         let why = implement_refusals(&c, &p, ts(NOW));
         let rules: Vec<&str> = why.iter().map(|w| w.rule).collect();
-        assert_eq!(
-            rules,
-            ["implemented-unapproved", "implemented-outside-schedule"],
-            "{why:?}"
-        );
+        assert_eq!(rules, ["implemented-unapproved", "unscheduled"], "{why:?}");
         assert!(why[0].message.contains("not approved yet"), "{why:?}");
         assert!(why[1].message.contains("no schedule"), "{why:?}");
         c.status = Some(Status::Approved);

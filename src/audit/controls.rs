@@ -31,6 +31,7 @@ const LIFECYCLE: &[&str] = &[
     "approval-digest",
     "approval-survived-edit",
     "implemented-unapproved",
+    "unscheduled",
     "implemented-outside-schedule",
     "implemented-outside-window",
     "implemented-in-freeze",

@@ -304,7 +304,7 @@ fn hint(e: &Error) -> Option<String> {
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
         Error::Refused(r) => match r.rule {
             chg::rules::REVIEW_MISSING => "add --review TEXT".into(),
-            "implemented-outside-schedule" if r.message.ends_with("has no schedule") => {
+            chg::rules::UNSCHEDULED => {
                 let id = r.message.split_whitespace().next().unwrap_or("ID");
                 format!("set one with `chg schedule {id} --start TIME --end TIME`")
             }
@@ -522,9 +522,54 @@ fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
 /// A time flag (`--since`, `--until`, `--from`, `--to`, `--at`, `--for`), as every one of
 /// them takes it: an RFC 3339 time; a date (its midnight UTC) or a month (its first day);
 /// a local wall-clock time (2025-01-28T03:00); `now`, `today` (midnight UTC); or a time
-/// relative to now (`+2h`, `-7d`).
+/// relative to now (`+2h`, `-7d`). Anything but an RFC 3339 time with its offset and `now`
+/// is echoed on stderr as chg understood it, in the local zone and in UTC: a time read
+/// another way than meant is seen before it matters.
 pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
-    let now = context::now()?;
+    let t = read_time(text)?;
+    if text != "now" && text.parse::<Timestamp>().is_err() {
+        eprintln!("chg: `{}` is {}", chg::text::one_line(text), understood(t));
+    }
+    Ok(t)
+}
+
+/// A time as chg understood it: the local zone's wall clock and abbreviation, then UTC,
+/// `2031-02-03 10:30 CET (2031-02-03T09:30:00Z)`.
+pub(crate) fn understood(t: Timestamp) -> String {
+    let local = t.to_zoned(local_zone().unwrap_or(jiff::tz::TimeZone::UTC));
+    format!(
+        "{} ({})",
+        local.strftime("%Y-%m-%d %H:%M %Z"),
+        chg::model::format_timestamp(t)
+    )
+}
+
+/// The local zone (`TZ`, else the system's). A `TZ` that chg cannot read is an error, not
+/// UTC in disguise: a local time read in the wrong zone would be recorded wrong.
+pub(crate) fn local_zone() -> Result<jiff::tz::TimeZone, Error> {
+    jiff::tz::TimeZone::try_system()
+        .ok()
+        .filter(|tz| tz.iana_name() != Some("Etc/Unknown"))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "TZ={} is not a time zone chg can read, so a local time cannot be placed; set an IANA zone (TZ=Europe/Berlin), a POSIX rule with its transitions, or give the time with its offset (2025-01-31T03:00:00+01:00)",
+                std::env::var("TZ").unwrap_or_default()
+            ))
+        })
+}
+
+/// [`parse_bound`] without the echo.
+pub(crate) fn read_time(text: &str) -> Result<Timestamp, Error> {
+    read_time_at(text, context::now()?, local_zone)
+}
+
+/// [`read_time`] at `now`, with the local zone from `zone` (asked only for a wall-clock
+/// time): every form a time flag takes, in one pure function.
+fn read_time_at(
+    text: &str,
+    now: Timestamp,
+    zone: impl FnOnce() -> Result<jiff::tz::TimeZone, Error>,
+) -> Result<Timestamp, Error> {
     let midnight = |d: jiff::civil::Date| {
         d.to_zoned(jiff::tz::TimeZone::UTC)
             .ok()
@@ -572,10 +617,23 @@ pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
     {
         return Ok(t);
     }
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>()
-        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system())
-    {
-        return Ok(z.timestamp());
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        let tz = zone()?;
+        // A wall-clock time the clocks skip or pass twice (daylight saving) is refused
+        // rather than moved: the window must be the one the person meant.
+        return tz
+            .to_ambiguous_zoned(dt)
+            .unambiguous()
+            .map(|z| z.timestamp())
+            .map_err(|_| {
+                Error::Usage(format!(
+                    "`{text}` does not name one moment in {} (the clocks skip or repeat that hour); give it with its offset, like {}",
+                    tz.iana_name().unwrap_or("the local zone"),
+                    dt.to_zoned(tz.clone())
+                        .map(|z| z.timestamp().to_string())
+                        .unwrap_or_else(|_| "2025-03-30T01:30:00Z".into())
+                ))
+            });
     }
     Err(Error::Usage(format!(
         "`{text}` is not a time (use 2025-01-31, 2025-01, 2025-01-31T02:00:00Z, local 2025-01-31T03:00, now, today, +2h or -7d)"
@@ -615,6 +673,109 @@ mod tests {
 
     use super::*;
     use clap::CommandFactory;
+    use proptest::prelude::*;
+
+    fn zone(name: &'static str) -> impl FnOnce() -> Result<jiff::tz::TimeZone, Error> {
+        move || Ok(jiff::tz::TimeZone::get(name).unwrap())
+    }
+
+    /// A wall-clock time away from any daylight-saving change, and a zone.
+    fn wall_clock() -> impl Strategy<Value = (jiff::civil::DateTime, &'static str)> {
+        (
+            2000i16..2090,
+            1i8..=12,
+            1i8..=28,
+            0i8..24,
+            0i8..60,
+            0i8..60,
+            prop::sample::select(vec![
+                "UTC",
+                "Europe/Berlin",
+                "America/New_York",
+                "Asia/Kolkata",
+                "Australia/Lord_Howe",
+                "Pacific/Chatham",
+            ]),
+        )
+            .prop_map(|(y, mo, d, h, mi, s, z)| (jiff::civil::datetime(y, mo, d, h, mi, s, 0), z))
+            .prop_filter("one moment in its zone", |(dt, z)| {
+                jiff::tz::TimeZone::get(z)
+                    .unwrap()
+                    .to_ambiguous_zoned(*dt)
+                    .unambiguous()
+                    .is_ok()
+            })
+    }
+
+    proptest! {
+        /// Every way to write a local wall-clock time is that time in the local zone, never
+        /// midnight, never UTC in disguise (issue 24: 10:30 was recorded as 00:00Z).
+        #[test]
+        fn a_local_time_in_any_form_is_that_time_in_the_local_zone((dt, z) in wall_clock()) {
+            let want = jiff::tz::TimeZone::get(z).unwrap().to_zoned(dt).unwrap().timestamp();
+            let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+            let date = dt.date();
+            let (h, m, sec) = (dt.hour(), dt.minute(), dt.second());
+            let mut forms = vec![
+                format!("{date}T{h:02}:{m:02}:{sec:02}"),
+                format!("{date} {h:02}:{m:02}:{sec:02}"),
+            ];
+            if sec == 0 {
+                forms.push(format!("{date}T{h:02}:{m:02}"));
+                forms.push(format!("{date} {h:02}:{m:02}"));
+            }
+            for form in forms {
+                prop_assert_eq!(read_time_at(&form, now, zone(z)).unwrap(), want, "{}", form);
+            }
+            // With an offset or Z, the zone does not matter.
+            let utc = want.to_string();
+            prop_assert_eq!(read_time_at(&utc, now, zone(z)).unwrap(), want);
+            let offset = want.to_zoned(jiff::tz::TimeZone::get(z).unwrap()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            prop_assert_eq!(read_time_at(&offset, now, zone(z)).unwrap(), want, "{}", offset);
+        }
+
+        /// A date is its midnight UTC and a month its first day, in every zone (periods are
+        /// UTC, like the store's month folders); the local zone is not even asked.
+        #[test]
+        fn a_date_or_month_is_its_utc_midnight((dt, _z) in wall_clock()) {
+            let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+            let no_zone = || -> Result<jiff::tz::TimeZone, Error> { panic!("asked for the zone") };
+            let date = dt.date();
+            let want = date.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+            prop_assert_eq!(read_time_at(&date.to_string(), now, no_zone).unwrap(), want);
+            let month = format!("{:04}-{:02}", date.year(), date.month());
+            let first = date.first_of_month().to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+            prop_assert_eq!(read_time_at(&month, now, no_zone).unwrap(), first);
+        }
+
+        /// `+N` and `-N` with a unit count from now.
+        #[test]
+        fn a_relative_time_counts_from_now(n in 0i64..10_000, unit in prop::sample::select(vec![("m", 60i64), ("h", 3600), ("d", 86_400)])) {
+            let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+            let no_zone = || -> Result<jiff::tz::TimeZone, Error> { panic!("asked for the zone") };
+            let later = read_time_at(&format!("+{n}{}", unit.0), now, no_zone).unwrap();
+            prop_assert_eq!(later.as_second() - now.as_second(), n * unit.1);
+            let earlier = read_time_at(&format!("-{n}{}", unit.0), now, no_zone).unwrap();
+            prop_assert_eq!(now.as_second() - earlier.as_second(), n * unit.1);
+        }
+    }
+
+    #[test]
+    fn a_skipped_or_repeated_wall_clock_time_is_refused_not_moved() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        for t in ["2031-03-30T02:30", "2031-10-26 02:30"] {
+            let e = read_time_at(t, now, zone("Europe/Berlin")).unwrap_err();
+            assert!(e.to_string().contains("does not name one moment"), "{e}");
+        }
+        for bad in [
+            "2031-02-03 25:00",
+            "2031-02-30",
+            "yesterday",
+            "2031-02-03T10:30 CET",
+        ] {
+            assert!(read_time_at(bad, now, zone("UTC")).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

@@ -194,7 +194,7 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
             .checked_add(d.to_signed())
             .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
     }
-    let t = super::parse_bound(text)?;
+    let t = super::read_time(text)?;
     // Files and commits record whole seconds: rounding would record another time than the
     // one given.
     if t.subsec_nanosecond() != 0 {
@@ -379,12 +379,19 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
         },
     )?;
     let warnings = std::mem::take(&mut o.warnings);
-    // Say what window was set: `now` and `+2h` are resolved here.
+    // Say what window was set (`now`, `+2h` and local times are resolved here), in the
+    // local zone and in UTC; a window already over is said, not silently accepted.
     eprintln!(
-        "chg: {id} scheduled {} to {} (UTC)",
-        chg::model::format_timestamp(start),
-        chg::model::format_timestamp(end)
+        "chg: {id} scheduled {} to {}",
+        super::understood(start),
+        super::understood(end)
     );
+    if end <= now {
+        eprintln!(
+            "chg: warning: this window ended {}; implement and the gate refuse outside it (schedule it again to move it)",
+            super::ago(end, now)
+        );
+    }
     let code = done(o)?;
     for c in &warnings {
         eprintln!(

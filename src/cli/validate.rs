@@ -103,11 +103,17 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
         ));
     }
     if store.policy_has_uncommitted_edits()? {
+        // Under governance a commit of them would be unauthorized: the way in is a proposal.
+        let governed = store.policy().is_ok_and(|p| p.governance.is_some());
         findings.push(Finding::warning(
             POLICY_PATH,
             None,
             "policy-uncommitted",
-            "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed",
+            if governed {
+                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD; the policy is governed, so they take effect through `chg policy propose` and, once approved, `chg policy apply` (a plain commit would be policy-unauthorized)"
+            } else {
+                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed"
+            },
         ));
     }
     if let Some((commit, why)) = store.unauthorized_policy()? {

@@ -359,7 +359,7 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
             ("segregation-of-duties", &b),
             ("approval-role", &b),
             ("implemented-unapproved", &c),
-            ("implemented-outside-schedule", &c),
+            ("unscheduled", &c),
             ("trailer-mismatch", &d),
             ("multiple-files", &e),
             ("manual-status", &f),

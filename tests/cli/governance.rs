@@ -340,3 +340,23 @@ fn governance_names_known_roles() {
         r.stdout
     );
 }
+
+#[test]
+fn uncommitted_policy_edits_under_governance_are_pointed_at_a_proposal_not_a_commit() {
+    // Issue 24, point 6: validate told a proposer to commit, which governance forbids.
+    let s = governed();
+    let p = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("timeout: 7d", "timeout: 5d")).unwrap();
+    let r = s.chg("alice@example.com", &["validate"]).ok();
+    assert!(
+        r.stdout.contains("policy-uncommitted") && r.stdout.contains("chg policy propose"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("until they are committed"),
+        "{}",
+        r.stdout
+    );
+}

@@ -68,7 +68,7 @@ fn the_gate_opens_only_inside_the_schedule_of_an_approved_change() {
         r.stdout
     );
     assert!(
-        r.stdout.contains("implemented-outside-schedule: "),
+        r.stdout.contains("unscheduled: ") && !r.stdout.contains("implemented-outside-schedule"),
         "{}",
         r.stdout
     );

@@ -357,6 +357,132 @@ fn a_local_time_is_the_users_not_midnight_utc() {
 }
 
 #[test]
+fn every_time_flag_says_what_it_understood_and_refuses_a_zone_it_cannot_read() {
+    // Issue 24, point 1: what chg understood is echoed in the user's zone and in UTC.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    let berlin = [("TZ", "Europe/Berlin")];
+    let r = chg_env(
+        &s,
+        "alice@example.com",
+        &berlin,
+        &[],
+        &[
+            "schedule",
+            &id,
+            "--start",
+            "2031-02-03 10:30",
+            "--end",
+            "+1h",
+        ],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "{id} scheduled 2031-02-03 10:30 CET (2031-02-03T09:30:00Z) to 2031-02-03 11:30 CET (2031-02-03T10:30:00Z)"
+        )),
+        "{}",
+        r.stderr
+    );
+    for (flag_args, said) in [
+        (
+            vec!["gate", id.as_str(), "--at", "2031-02-03 10:45"],
+            "`2031-02-03 10:45` is 2031-02-03 10:45 CET (2031-02-03T09:45:00Z)",
+        ),
+        (
+            vec!["list", "--since", "2025-03"],
+            "`2025-03` is 2025-03-01 01:00 CET (2025-03-01T00:00:00Z)",
+        ),
+        (
+            vec!["report", "--since", "2025-03-01", "--until", "+1d"],
+            "`+1d` is 2025-03-11 11:00 CET (2025-03-11T10:00:00Z)",
+        ),
+    ] {
+        let r = chg_env(&s, "alice@example.com", &berlin, &[], &flag_args);
+        assert!(r.stderr.contains(said), "{flag_args:?}: {}", r.stderr);
+    }
+    // An RFC 3339 time says itself: no echo.
+    let r = chg_env(
+        &s,
+        "alice@example.com",
+        &berlin,
+        &[],
+        &["gate", &id, "--at", "2031-02-03T09:45:00Z"],
+    );
+    assert!(!r.stderr.contains(" is "), "{}", r.stderr);
+    // A TZ chg cannot read is an error, never UTC in disguise; a skipped hour is refused.
+    let before = s.snapshot();
+    for (tz, start) in [
+        ("CET-1CEST", "2031-02-03 10:30"),
+        ("Nowhere/Land", "2031-02-03 10:30"),
+        ("Europe/Berlin", "2031-03-30 02:30"),
+    ] {
+        let r = chg_env(
+            &s,
+            "alice@example.com",
+            &[("TZ", tz)],
+            &[],
+            &["schedule", &id, "--start", start, "--end", "+1h"],
+        )
+        .code(2);
+        assert!(r.stderr.starts_with("chg: error: "), "{tz}: {}", r.stderr);
+    }
+    assert_unchanged(&s, &before);
+    // A window already over is accepted, and said.
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "schedule",
+                &id,
+                "--start",
+                "2025-03-01T10:00:00Z",
+                "--end",
+                "+1h",
+            ],
+        )
+        .ok();
+    assert!(
+        r.stderr.contains("warning: this window ended 8 days ago"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_gate_names_what_is_missing() {
+    // Issue 24, point 6: `implemented-unapproved: … is closed`, and
+    // `implemented-outside-schedule` for a change with no schedule.
+    let mut s = Store::new();
+    let id = s.new_change(&[]);
+    let r = s.chg("alice@example.com", &["gate", &id]).code(1);
+    assert!(r.stdout.contains("  unscheduled: "), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("implemented-outside-schedule"),
+        "{}",
+        r.stdout
+    );
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    s.at("2025-03-11T09:30:00Z");
+    s.chg("bob@example.com", &["implement", &id]).ok();
+    s.chg(
+        "bob@example.com",
+        &["close", &id, "--outcome", "successful"],
+    )
+    .ok();
+    let r = s.chg("alice@example.com", &["gate", &id]).code(1);
+    assert!(
+        r.stdout.contains("  lifecycle: ") && r.stdout.contains("is closed"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("implemented-unapproved"), "{}", r.stdout);
+}
+
+#[test]
 fn validate_takes_ids_as_every_command_does() {
     // Issue 24, point 6: `chg validate 1` said "neither a change id nor an existing file".
     let s = Store::new();
