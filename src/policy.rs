@@ -24,6 +24,24 @@ pub const POLICY_PATH: &str = "policy/policy.yaml";
 /// The policy `chg init` writes: the project's seed rules (SPEC section 3).
 pub const DEFAULT_POLICY: &str = include_str!("default_policy.yaml");
 
+/// The default policy as `chg init` writes it at `now`: its holiday freeze is the coming
+/// (or current) year-end one, not one that has already ended.
+pub fn default_policy_at(now: jiff::Timestamp) -> String {
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    // Before 4 January, the freeze that began last December is still the current one.
+    let year = if (today.month(), today.day()) < (1, 4) {
+        today.year() - 1
+    } else {
+        today.year()
+    };
+    DEFAULT_POLICY
+        .replace("2025-12-20T00:00:00Z", &format!("{year}-12-20T00:00:00Z"))
+        .replace(
+            "2026-01-04T00:00:00Z",
+            &format!("{}-01-04T00:00:00Z", year + 1),
+        )
+}
+
 /// Approvals needed for one priority (or for the emergency model).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApprovalRule {
@@ -1241,6 +1259,25 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_writes_the_coming_year_end_freeze_not_an_ended_one() {
+        for (now, start, end) in [
+            ("2025-03-10T10:00:00Z", "2025-12-20", "2026-01-04"),
+            ("2026-12-05T10:00:00Z", "2026-12-20", "2027-01-04"),
+            ("2027-01-02T10:00:00Z", "2026-12-20", "2027-01-04"),
+            ("2027-01-04T00:00:00Z", "2027-12-20", "2028-01-04"),
+        ] {
+            let text = default_policy_at(now.parse().unwrap());
+            let (p, _) = Policy::parse(POLICY_PATH, &text).unwrap();
+            let f = &p.freezes[0];
+            assert_eq!(
+                (f.start.to_string(), f.end.to_string()),
+                (format!("{start}T00:00:00Z"), format!("{end}T00:00:00Z")),
+                "{now}"
+            );
+        }
+    }
 
     fn errors(text: &str) -> Vec<Finding> {
         Policy::parse("policy.yaml", text).unwrap_err()

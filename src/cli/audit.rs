@@ -56,23 +56,13 @@ enum AuditCommand {
 pub struct ExportArgs {
     /// The period: a year (2025), a quarter (2025-Q1) or a month (2025-01), as chg report
     /// takes it; or give --since and --until.
-    #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present_all = ["since", "until"])]
+    #[arg(long, conflicts_with_all = ["since", "until"])]
     period: Option<String>,
     /// First instant of the period (a date meaning its midnight UTC, RFC 3339, now, -90d…).
-    #[arg(
-        long,
-        value_name = "DATE",
-        requires = "until",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     since: Option<String>,
     /// First instant after the period.
-    #[arg(
-        long,
-        value_name = "DATE",
-        requires = "since",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "DATE", allow_hyphen_values = true)]
     until: Option<String>,
     /// The folder to write (created; must be empty if it exists).
     #[arg(long, value_name = "DIR")]
@@ -174,8 +164,11 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
     let (since, until) = match (&a.period, &a.since, &a.until) {
         (Some(p), _, _) => chg::report::parse_period(p).map_err(Error::Usage)?,
         (None, Some(s), Some(u)) => (parse_bound(s)?, parse_bound(u)?),
+        // Said here rather than by clap, which named only --period while either form does.
         _ => {
-            return Err(Error::Usage("give --period, or --since and --until".into()));
+            return Err(Error::Usage(
+                "say which period to export: --period 2025-Q1 (a year, quarter or month), or --since DATE --until DATE".into(),
+            ));
         }
     };
     if until <= since {

@@ -243,11 +243,9 @@ impl Store {
         };
         let store = Store::at(repo, path, ctx.lock_timeout)?;
         let _lock = store.lock(ctx.lock_timeout)?;
+        let policy = crate::policy::default_policy_at(ctx.now);
         let files = [
-            FileWrite::write(
-                format!("{}{POLICY_PATH}", store.prefix),
-                crate::policy::DEFAULT_POLICY.as_bytes(),
-            ),
+            FileWrite::write(format!("{}{POLICY_PATH}", store.prefix), policy.as_bytes()),
             FileWrite::write(format!("{}changes/.gitkeep", store.prefix), Vec::new()),
         ];
         let message = format!(

@@ -516,3 +516,20 @@ fn validate_without_history_checks_the_files_only() {
         r.stdout
     );
 }
+
+#[test]
+fn audit_export_asks_for_a_period_in_either_form() {
+    // Issue 24, point 8: without a period it said `--period` is required, while the README
+    // (and the command) take --since and --until too.
+    let s = Store::new();
+    for args in [vec![], vec!["--since", "2025-01-01"]] {
+        let mut all = vec!["audit", "export", "--out", "pack"];
+        all.extend(args);
+        let r = s.chg("alice@example.com", &all).code(2);
+        assert!(
+            r.stderr.contains("--period 2025-Q1") && r.stderr.contains("--since DATE --until DATE"),
+            "{}",
+            r.stderr
+        );
+    }
+}
