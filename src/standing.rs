@@ -119,9 +119,14 @@ impl Standing {
     }
 }
 
-/// [`Standing::questionnaire_due`] of a history.
+/// [`Standing::questionnaire_due`] of a history: the last submission decides (a merge that
+/// brings a change submitted on a branch submits it again into the receiving line).
 fn questionnaire_due(entries: &[Entry]) -> bool {
-    entries.iter().find_map(|e| e.submitted).unwrap_or(true)
+    entries
+        .iter()
+        .rev()
+        .find_map(|e| e.submitted)
+        .unwrap_or(true)
 }
 
 fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {

@@ -769,7 +769,14 @@ impl<'r> Auditor<'r> {
                 let after = self.decode(new, &path)?;
                 let Ok(after) = after.as_ref() else { continue };
                 let problems = brought_problems(before, after, &policy, &filing);
-                if problems.is_empty() {
+                // A change the merge brings in submitted is submitted into this line here,
+                // under its policy: a branch made before the questionnaire does not carry
+                // the older rules in (`Standing::questionnaire_due` reads the last one).
+                let submitted = (policy.risk.is_some()
+                    && after.status() != Status::Draft
+                    && before.is_none_or(|b| b.status() == Status::Draft))
+                .then_some(true);
+                if problems.is_empty() && submitted.is_none() {
                     continue;
                 }
                 let id = id_of_path(&path).to_owned();
@@ -782,8 +789,9 @@ impl<'r> Auditor<'r> {
                         p.message.clone(),
                     ));
                 }
-                out.entries
-                    .push(facts.plain_entry(seq, id, path, "merge", problems));
+                let mut entry = facts.plain_entry(seq, id, path, "merge", problems);
+                entry.submitted = submitted;
+                out.entries.push(entry);
             }
         }
         Ok(())

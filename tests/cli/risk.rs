@@ -437,3 +437,42 @@ fn show_gives_the_answers_the_risk_level_came_from() {
         "{show}"
     );
 }
+
+/// A branch made before the questionnaire does not carry the older rules in: a change it
+/// brings in submitted is submitted into main by the merge, under main's policy.
+#[test]
+fn a_merge_brings_a_change_in_under_the_questionnaire_of_its_line() {
+    let s = Store::new();
+    let old = s.new_change(&[]);
+    s.git(&["checkout", "-qb", "feature"]);
+    let branch = s.new_change(&["--title", "Filed on a branch"]);
+    s.git(&["checkout", "-q", "main"]);
+    s.edit_policy("a risk questionnaire", |t| format!("{t}{RISK}"));
+    s.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "feature",
+        "-m",
+        "Merge the feature branch",
+    ]);
+    let r = s.chg("alice@example.com", &["validate"]).code(1);
+    assert!(
+        r.stdout.contains(&format!("chg set {branch} --answer")) && !r.stdout.contains(&old),
+        "{}",
+        r.stdout
+    );
+    let gate = s.chg("alice@example.com", &["gate", &branch]).code(1);
+    assert!(gate.stdout.contains("  risk: "), "{}", gate.stdout);
+    let mut answers = vec!["set", branch.as_str()];
+    for a in [
+        "customer_facing=no",
+        "untested_rollback=no",
+        "security_control=no",
+        "data_migration=no",
+    ] {
+        answers.extend(["--answer", a]);
+    }
+    s.chg("alice@example.com", &answers).ok();
+    s.chg("alice@example.com", &["validate"]).ok();
+}
