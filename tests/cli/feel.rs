@@ -153,7 +153,7 @@ fn the_small_things_say_what_happened() {
         .ok();
     assert!(
         r.stderr
-            .contains("scheduled 2025-03-10T10:00:00Z to 2025-03-10T12:00:00Z"),
+            .contains("scheduled 2025-03-10 10:00 UTC (2025-03-10T10:00:00Z) to 2025-03-10 12:00 UTC (2025-03-10T12:00:00Z)"),
         "{}",
         r.stderr
     );
