@@ -2277,7 +2277,8 @@ fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
 }
 
 /// Overdue emergency approvals and reviews, judged on the change files at HEAD under the
-/// policy at HEAD.
+/// policy in force when the emergency began (at the parent of the commit that started its
+/// implementation): a later policy that retired an approver does not undo her approval.
 fn overdue_findings(
     store: &crate::store::Store,
     idx: &index::Index,
@@ -2299,7 +2300,7 @@ fn overdue_findings(
         return Ok(Vec::new());
     }
     let mut auditor = Auditor::new(repo, store.prefix());
-    let policy = auditor.policy_of(&tree)?;
+    let head_policy = auditor.policy_of(&tree)?;
     let mut list: Vec<&Emergency> = latest.into_values().collect();
     list.sort_by(|a, b| (a.when, &a.id).cmp(&(b.when, &b.id)));
     let mut out = Vec::new();
@@ -2328,6 +2329,16 @@ fn overdue_findings(
         let decoded = auditor.decode(blob, &e.path)?;
         let Ok(change) = decoded.as_ref() else {
             continue;
+        };
+        let started = Oid::from_str(&e.commit)
+            .ok()
+            .and_then(|oid| repo.find_commit(oid).ok())
+            .and_then(|c| c.parents().next())
+            .map(|p| p.tree())
+            .transpose()?;
+        let policy = match started {
+            Some(t) => auditor.policy_of(&t)?,
+            None => head_policy.clone(),
         };
         for p in overdue(change, &policy, now) {
             out.push(AuditFinding {
