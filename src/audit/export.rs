@@ -93,12 +93,91 @@ fn in_period(c: &ChangeRequest, entries: &[Entry], since: Timestamp, until: Time
     times.into_iter().any(within)
 }
 
-/// Each signable record's signature as the policy judges it: `approve change-manager by
-/// cm@example.com: signed SHA256:…` (or unsigned, or INVALID signature).
-fn signature_marks(c: &ChangeRequest, policy: &Policy) -> Vec<String> {
-    crate::rules::signature_verdicts(c, policy)
+/// The policies a change's records were written under (SPEC section 7: every record is
+/// judged by the policy and signers in force at the parent of the commit that wrote it),
+/// read from its history: by record (its signature path), and the policy of its last
+/// decision (for the approval rules). Records history does not show fall back to HEAD's.
+struct DayPolicies {
+    by_record: HashMap<String, std::sync::Arc<Policy>>,
+    last_decision: Option<std::sync::Arc<Policy>>,
+}
+
+fn day_policies(
+    auditor: &mut super::Auditor<'_>,
+    repo: &Repository,
+    entries: &[Entry],
+) -> Result<DayPolicies> {
+    let mut out = DayPolicies {
+        by_record: HashMap::new(),
+        last_decision: None,
+    };
+    let mut decisions = 0;
+    for e in entries {
+        let Ok(oid) = Oid::from_str(&e.commit) else {
+            continue;
+        };
+        let commit = repo.find_commit(oid)?;
+        let Some(blob) = crate::store::commit::blob_at(&commit.tree()?, &e.path)? else {
+            continue;
+        };
+        let version = auditor.decode(blob, &e.path)?;
+        let Ok(version) = version.as_ref() else {
+            continue;
+        };
+        let new: Vec<String> = crate::signing::records(version)
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|p| !out.by_record.contains_key(p))
+            .collect();
+        let more_decisions = version.approvals.len() > decisions;
+        decisions = decisions.max(version.approvals.len());
+        if new.is_empty() && !more_decisions {
+            continue;
+        }
+        let Some(parent) = commit.parents().next() else {
+            continue;
+        };
+        let policy = auditor.policy_of(&parent.tree()?)?;
+        if more_decisions {
+            out.last_decision = Some(policy.clone());
+        }
+        for p in new {
+            out.by_record.insert(p, policy.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Each signable record's signature as the policy of its day judges it: `approve
+/// change-manager by cm@example.com: signed SHA256:…` (or unsigned, or INVALID signature).
+fn signature_marks(c: &ChangeRequest, head: &Policy, day: &DayPolicies) -> Vec<String> {
+    // Each record's verdict under the policy it was written under; verdicts are computed
+    // once per distinct policy.
+    let mut verdicts: Vec<(String, crate::signing::Record<'_>, crate::signing::Verdict)> =
+        Vec::new();
+    let mut policies: Vec<&Policy> = vec![head];
+    for p in day.by_record.values() {
+        if !policies.iter().any(|q| std::ptr::eq(*q, &**p)) {
+            policies.push(p);
+        }
+    }
+    for policy in policies {
+        for (r, v) in crate::rules::signature_verdicts(c, policy) {
+            let written_under = day.by_record.get(&r.path).map_or(head, |p| &**p);
+            if std::ptr::eq(written_under, policy) {
+                verdicts.push((r.path.clone(), r, v));
+            }
+        }
+    }
+    // In the file's order.
+    let order: Vec<String> = crate::signing::records(c)
         .into_iter()
-        .map(|(r, v)| {
+        .map(|r| r.path)
+        .collect();
+    verdicts.sort_by_key(|(p, _, _)| order.iter().position(|o| o == p));
+    verdicts
+        .into_iter()
+        .map(|(_, r, v)| {
             let role = r
                 .statement
                 .role
@@ -267,7 +346,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         ));
     };
     let tree = repo.find_commit(head)?.tree()?;
-    let policy = super::Auditor::new(repo, store.prefix()).policy_of(&tree)?;
+    let mut auditor = super::Auditor::new(repo, store.prefix());
+    let policy = auditor.policy_of(&tree)?;
     let signing = signing_periods(repo, store.prefix(), &report.findings, req.since, req.until)?;
     let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
@@ -297,6 +377,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         }
         population += 1;
         let findings = by_change.get(id.as_str()).cloned().unwrap_or_default();
+        let day = day_policies(&mut auditor, repo, entries)?;
+        let marks = signature_marks(c, &policy, &day);
         let imp = c.implementation.clone().unwrap_or_default();
         let approvals: Vec<String> = c
             .approvals
@@ -332,7 +414,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
             ts(c.review.as_ref().map(|r| r.at)),
             (c.model() == ChangeModel::Emergency).to_string(),
-            segregation(c, &policy),
+            segregation(c, day.last_decision.as_deref().unwrap_or(&policy)),
             findings
                 .iter()
                 .filter(|f| f.level == Level::Exception)
@@ -343,14 +425,14 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 .map(|e| e.commit.as_str())
                 .collect::<Vec<_>>()
                 .join(" "),
-            signature_marks(c, &policy).join("; "),
+            marks.join("; "),
         ];
         let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
         pop.push_str(&row.join(","));
         pop.push('\n');
         files.push((
             format!("changes/{id}.md"),
-            evidence_md(c, path, entries, &findings, &signature_marks(c, &policy)).into_bytes(),
+            evidence_md(c, path, entries, &findings, &marks).into_bytes(),
         ));
     }
     let exceptions = period_findings
