@@ -33,6 +33,10 @@ pub struct Request {
     pub full: bool,
     /// The present.
     pub now: Timestamp,
+    /// Export from a shallow clone anyway, marked partial.
+    pub allow_partial: bool,
+    /// Who will sign the manifest (email, OpenSSH public key), named in it.
+    pub signer: Option<(String, String)>,
 }
 
 /// The pack: file names (relative, `/`-separated) and contents, `manifest.json` and
@@ -148,6 +152,39 @@ fn day_policies(
     Ok(out)
 }
 
+/// The changes whose file a commit deleted without chg (`manual-delete`) and no file at HEAD
+/// holds again: their last known state, read from the deleting commit's parent.
+fn deleted_changes(
+    auditor: &mut super::Auditor<'_>,
+    repo: &Repository,
+    findings: &[AuditFinding],
+    present: &[(String, ChangeRequest, Option<String>)],
+) -> Result<Vec<(String, ChangeRequest, Option<String>)>> {
+    let mut out: Vec<(String, ChangeRequest, Option<String>)> = Vec::new();
+    for f in findings.iter().filter(|f| f.rule == "manual-delete") {
+        let (Some(id), Some(path)) = (&f.change, &f.path) else {
+            continue;
+        };
+        let here = |c: &ChangeRequest| c.id.as_ref().is_some_and(|x| x.to_string() == *id);
+        if present.iter().any(|(_, c, _)| here(c)) || out.iter().any(|(_, c, _)| here(c)) {
+            continue;
+        }
+        let Ok(oid) = Oid::from_str(&f.commit) else {
+            continue;
+        };
+        let Some(parent) = repo.find_commit(oid)?.parents().next() else {
+            continue;
+        };
+        let Some(blob) = crate::store::commit::blob_at(&parent.tree()?, path)? else {
+            continue;
+        };
+        if let Ok(c) = auditor.decode(blob, path)?.as_ref() {
+            out.push((path.clone(), c.clone(), Some(f.commit.clone())));
+        }
+    }
+    Ok(out)
+}
+
 /// Each signable record's signature as the policy of its day judges it: `approve
 /// change-manager by cm@example.com: signed SHA256:…` (or unsigned, or INVALID signature).
 fn signature_marks(c: &ChangeRequest, head: &Policy, day: &DayPolicies) -> Vec<String> {
@@ -214,6 +251,7 @@ fn evidence_md(
     entries: &[Entry],
     findings: &[&AuditFinding],
     marks: &[String],
+    deleted: Option<&str>,
 ) -> String {
     let id = c.id_text();
     let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
@@ -222,6 +260,12 @@ fn evidence_md(
         "# {id}: {}\n\nFile: `{path}`\n\n## Request\n\n| Field | Value |\n| --- | --- |\n",
         cell(&text("title"))
     );
+    if let Some(commit) = deleted {
+        s.insert_str(
+            s.find("## Request").unwrap_or(0),
+            &format!("**Deleted** by commit `{commit}` without chg (audit exception `manual-delete`); shown as it was last known.\n\n"),
+        );
+    }
     for f in [
         "requester",
         "request_date",
@@ -237,8 +281,20 @@ fn evidence_md(
         "business_justification",
         "implementation_plan",
         "rollback_plan",
+        "template",
+        "template_digest",
     ] {
         s.push_str(&format!("| {f} | {} |\n", cell(&text(f))));
+    }
+    if let Some(answers) = &c.risk_assessment {
+        let list: Vec<String> = answers
+            .iter()
+            .map(|(q, a)| format!("{q}: {}", if *a { "yes" } else { "no" }))
+            .collect();
+        s.push_str(&format!(
+            "| risk_assessment | {} |\n",
+            cell(&list.join(", "))
+        ));
     }
     if let Some(sch) = &c.schedule {
         s.push_str(&format!("| schedule | {sch} |\n"));
@@ -247,18 +303,23 @@ fn evidence_md(
     if c.approvals.is_empty() {
         s.push_str("None recorded.\n");
     } else {
-        s.push_str("| Role | By | Decision | At | Comments | Conditions |\n| --- | --- | --- | --- | --- | --- |\n");
+        s.push_str("| Role | By | Decision | At | Comments | Conditions | Digest of the content decided on |\n| --- | --- | --- | --- | --- | --- | --- |\n");
         for a in &c.approvals {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | `{}` |\n",
                 a.role,
                 a.by,
                 a.decision,
                 format_timestamp(a.at),
                 cell(a.comments.as_deref().unwrap_or("")),
-                cell(&a.conditions.join("; "))
+                cell(&a.conditions.join("; ")),
+                a.digest.as_deref().unwrap_or("-")
             ));
         }
+        s.push_str(&format!(
+            "\nThe content's digest now: `{}` (an approval counts only for the content its digest names).\n",
+            c.material_digest()
+        ));
         // One line per signed or signature-required record, with the key's fingerprint.
         for m in marks {
             s.push_str(&format!("\nSignature: {}\n", cell(m)));
@@ -297,6 +358,34 @@ fn evidence_md(
             cell(&x.reason)
         ));
     }
+    // The signatures themselves, so a record can be checked with plain ssh-keygen from the
+    // pack alone (the statement's lines are in the README; it ends with a newline).
+    let signed: Vec<crate::signing::Record<'_>> = crate::signing::records(c)
+        .into_iter()
+        .filter(|r| r.signature.is_some())
+        .collect();
+    if !signed.is_empty() {
+        s.push_str("\n## Signatures\n");
+        for r in signed {
+            s.push_str(&format!(
+                "\n`{}` ({} by {}), over the statement:\n\n```\n{}```\n\n```\n{}\n```\n",
+                r.path,
+                r.action,
+                r.actor,
+                r.statement.text(),
+                r.signature.unwrap_or("").trim_end()
+            ));
+        }
+    }
+    if let Some(files) = &c.proposed_policy {
+        s.push_str("\n## Proposed policy (the content approved)\n");
+        for (name, text) in files {
+            s.push_str(&format!(
+                "\n`{name}`:\n\n```yaml\n{}\n```\n",
+                text.trim_end()
+            ));
+        }
+    }
     s.push_str("\n## History (from git)\n\n| When | Who | Action | Role | From -> To | Commit | Audit |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for e in entries {
         s.push_str(&format!(
@@ -329,6 +418,14 @@ fn evidence_md(
 
 /// Builds the evidence pack for the store's branch.
 pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
+    // A shallow clone holds only part of the history: its population and verdicts would
+    // be incomplete while looking whole.
+    let partial = !crate::store::commit::shallow_commits(store.repo()).is_empty();
+    if partial && !req.allow_partial {
+        return Err(Error::Usage(
+            "this clone is shallow, so the history behind the pack is incomplete; fetch the whole history (`git fetch --unshallow`, or a fetch depth of 0 in CI), or pass --allow-partial to mark the pack as partial".into(),
+        ));
+    }
     let (report, idx, logs) = super::run_with_index(
         store,
         &super::Options {
@@ -349,7 +446,20 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
     let mut auditor = super::Auditor::new(repo, store.prefix());
     let policy = auditor.policy_of(&tree)?;
     let signing = signing_periods(repo, store.prefix(), &report.findings, req.since, req.until)?;
-    let mut changes = changes_at(repo, &tree, &format!("{}changes", store.prefix()))?;
+    let range = period_commits(repo, head, req.since, req.until)?;
+    let mut changes: Vec<(String, ChangeRequest, Option<String>)> =
+        changes_at(repo, &tree, &format!("{}changes", store.prefix()))?
+            .into_iter()
+            .map(|(p, c)| (p, c, None))
+            .collect();
+    // A change file deleted other than by chg stays in the population of every period it
+    // touched, with its last known state and the commit that deleted it.
+    changes.extend(deleted_changes(
+        &mut auditor,
+        repo,
+        &report.findings,
+        &changes,
+    )?);
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
     let no_entries = Vec::new();
     let period_findings: Vec<&AuditFinding> = report
@@ -366,10 +476,10 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut pop = String::from(
-        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits,signatures\n",
+        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits,signatures,affected_systems,template,template_digest,schedule_start,schedule_end,testing_required,test_plan,test_environment,closed_by,reviewer,final_approval,deleted_by\n",
     );
     let mut population = 0;
-    for (path, c) in &changes {
+    for (path, c, deleted) in &changes {
         let id = c.id_text();
         let entries = logs.get(&id).unwrap_or(&no_entries);
         if !in_period(c, entries, req.since, req.until) {
@@ -426,13 +536,26 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 .collect::<Vec<_>>()
                 .join(" "),
             marks.join("; "),
+            c.affected_systems.join(" "),
+            c.template.clone().unwrap_or_default(),
+            c.template_digest.clone().unwrap_or_default(),
+            ts(c.schedule.as_ref().map(|x| x.start)),
+            ts(c.schedule.as_ref().map(|x| x.end)),
+            c.field_text("testing_required").unwrap_or_default(),
+            c.test_plan.clone().unwrap_or_default(),
+            c.test_environment.clone().unwrap_or_default(),
+            imp.closed_by.clone().unwrap_or_default(),
+            c.review.as_ref().map(|r| r.by.clone()).unwrap_or_default(),
+            // When the last approval that stands was given: the change's sign-off.
+            ts(c.standing_approvals().map(|(_, a)| a.at).max()),
+            deleted.clone().unwrap_or_default(),
         ];
         let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
         pop.push_str(&row.join(","));
         pop.push('\n');
         files.push((
             format!("changes/{id}.md"),
-            evidence_md(c, path, entries, &findings, &marks).into_bytes(),
+            evidence_md(c, path, entries, &findings, &marks, deleted.as_deref()).into_bytes(),
         ));
     }
     let exceptions = period_findings
@@ -471,6 +594,45 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         })
         .collect();
 
+    // The policy, allowed signers and templates of every version in force in the period:
+    // the auditor tests roles, signatures and templates from the pack alone.
+    for p in &signing {
+        let Ok(oid) = Oid::from_str(&p.commit) else {
+            continue;
+        };
+        let t = repo.find_commit(oid)?.tree()?;
+        let dir = format!("{}policy", store.prefix());
+        if let Ok(e) = t.get_path(std::path::Path::new(&dir)) {
+            let sub = repo.find_tree(e.id())?;
+            let mut found: Vec<(String, Oid)> = Vec::new();
+            sub.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+                if e.kind() == Some(ObjectType::Blob) {
+                    found.push((format!("{parent}{}", e.name().unwrap_or("")), e.id()));
+                }
+                git2::TreeWalkResult::Ok
+            })?;
+            for (rel, blob) in found {
+                files.push((
+                    format!("policy-versions/{}/policy/{rel}", &p.commit[..12]),
+                    repo.find_blob(blob)?.content().to_vec(),
+                ));
+            }
+        }
+    }
+    if partial {
+        files.push((
+            "PARTIAL".into(),
+            b"This pack was exported from a shallow clone (--allow-partial): the history before the clone's cut is missing, so the population and the verdicts may be incomplete.\n".to_vec(),
+        ));
+        for (name, bytes) in files.iter_mut() {
+            if name.ends_with(".md") {
+                let mut marked =
+                    b"> **Partial**: exported from a shallow clone; see PARTIAL.\n\n".to_vec();
+                marked.extend_from_slice(bytes);
+                *bytes = marked;
+            }
+        }
+    }
     let hashes: Vec<serde_json::Value> = files
         .iter()
         .map(|(p, b)| json!({"path": p, "bytes": b.len(), "sha256": sha256(b)}))
@@ -482,9 +644,30 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         "generated_at": format_timestamp(req.now),
         "repository": {
             "head": head.to_string(),
+            "branch": branch_name(repo),
+            "remote": remote_url(repo),
+            "root_commits": root_commits(repo, head)?,
+            "shallow": partial,
             "store": if store.prefix().is_empty() { "." } else { store.prefix() },
             "commits_audited": report.commits,
         },
+        "partial": partial,
+        "signer": req.signer.as_ref().map(|(email, key)| json!({
+            "email": email,
+            "key": key,
+            "signature": "manifest.json.sig (SSHSIG, namespace chg-evidence)",
+        })),
+        "period_commits": {
+            "first": range.first().map(|c| c.to_string()),
+            "last": range.last().map(|c| c.to_string()),
+            "count": range.len(),
+        },
+        "policy_versions": signing.iter().map(|p| json!({
+            "commit": p.commit,
+            "from": format_timestamp(p.from),
+            "until": format_timestamp(p.until),
+            "files": format!("policy-versions/{}/", &p.commit[..p.commit.len().min(12)]),
+        })).collect::<Vec<_>>(),
         "period": {"since": format_timestamp(req.since), "until": format_timestamp(req.until)},
         "rows": {
             "population": population,
@@ -514,6 +697,68 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         population,
         exceptions,
     })
+}
+
+/// The branch HEAD is on, if any.
+fn branch_name(repo: &Repository) -> Option<String> {
+    let head = repo.head().ok()?;
+    if !head.is_branch() {
+        return None;
+    }
+    head.shorthand().ok().map(str::to_owned)
+}
+
+/// The URL of the remote the branch tracks, else of `origin`, if any, without credentials
+/// (the pack is handed to others).
+fn remote_url(repo: &Repository) -> Option<String> {
+    let config = repo.config().ok()?;
+    let name = branch_name(repo)
+        .and_then(|b| config.get_string(&format!("branch.{b}.remote")).ok())
+        .unwrap_or_else(|| "origin".into());
+    let url = repo.find_remote(&name).ok()?.url().ok()?.to_owned();
+    // `https://user:token@host/x` → `https://host/x`.
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return Some(format!("{scheme}://{}", &rest[at + 1..]));
+        }
+    }
+    Some(url)
+}
+
+/// The root commits behind HEAD (where the history begins).
+fn root_commits(repo: &Repository, head: Oid) -> Result<Vec<String>> {
+    let mut walk = repo.revwalk()?;
+    walk.push(head)?;
+    let mut out = Vec::new();
+    for oid in walk {
+        let oid = oid?;
+        if repo.find_commit(oid)?.parent_count() == 0 {
+            out.push(oid.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The commits behind HEAD made in the period (by commit time), oldest first.
+fn period_commits(
+    repo: &Repository,
+    head: Oid,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Oid>> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TIME | git2::Sort::REVERSE)?;
+    walk.push(head)?;
+    let mut out = Vec::new();
+    for oid in walk {
+        let oid = oid?;
+        let t = repo.find_commit(oid)?.time().seconds();
+        if t >= since.as_second() && t < until.as_second() {
+            out.push(oid);
+        }
+    }
+    Ok(out)
 }
 
 /// One stretch of the period under one policy version: which records had to be signed.

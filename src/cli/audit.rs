@@ -70,6 +70,10 @@ pub struct ExportArgs {
     /// Re-verify every commit instead of using the audit index.
     #[arg(long)]
     full: bool,
+    /// Export from a shallow clone anyway: the pack is marked partial (manifest, PARTIAL,
+    /// every page).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 /// Output formats of `audit`.
@@ -190,6 +194,16 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
         )));
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // With a key (--signing-key, CHG_SIGNING_KEY, user.signingkey), the manifest is
+    // signed: it names every file's SHA-256, so the signature covers the whole pack.
+    let signer = super::sign::evidence_signer(store.repo())?;
+    let named = match &signer {
+        Some(s) => Some((
+            super::context::identity(Some(store.repo()))?.email,
+            s.public_key()?,
+        )),
+        None => None,
+    };
     let pack = audit::export::build(
         store,
         &audit::export::Request {
@@ -198,8 +212,17 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             command,
             full: a.full,
             now: super::context::now()?,
+            allow_partial: a.allow_partial,
+            signer: named.clone(),
         },
     )?;
+    let signature = match (
+        &signer,
+        pack.files.iter().find(|(n, _)| n == "manifest.json"),
+    ) {
+        (Some(s), Some((_, manifest))) => Some(s.sign(manifest)?),
+        _ => None,
+    };
     for (rel, bytes) in &pack.files {
         let path = a.out.join(rel);
         if let Some(dir) = path.parent() {
@@ -207,6 +230,16 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
         chg::store::commit::atomic_write(&path, bytes)?;
+    }
+    if let (Some(sig), Some((email, _))) = (&signature, &named) {
+        chg::store::commit::atomic_write(&a.out.join("manifest.json.sig"), sig.as_bytes())?;
+        eprintln!(
+            "chg: signed manifest.json as {email} (manifest.json.sig); check it with `ssh-keygen -Y verify -n chg-evidence -I {email} -f ALLOWED_SIGNERS -s manifest.json.sig < manifest.json`"
+        );
+    } else {
+        eprintln!(
+            "chg: the pack is not signed; give a key (--signing-key, CHG_SIGNING_KEY or user.signingkey) to sign its manifest"
+        );
     }
     out(&format!(
         "wrote {} ({} change(s) in the population, {} exception(s), {} files; verify with `sha256sum -c SHA256SUMS` inside it)\n",

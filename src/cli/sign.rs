@@ -63,6 +63,19 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
 /// The signer of records (SPEC section 9): the SSH key git would sign with
 /// (`user.signingkey`), whatever `gpg.format` says for commits; `None` without one.
 pub fn record_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
+    signer_for(repo, chg::signing::NAMESPACE)
+}
+
+/// The signer of evidence packs: the same key, under the namespace `chg-evidence`, so a
+/// pack's signature can never pass for a record's, nor a record's for a pack's.
+pub fn evidence_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
+    signer_for(repo, "chg-evidence")
+}
+
+fn signer_for(
+    repo: &Repository,
+    namespace: &'static str,
+) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
     let config = super::gitconfig::GitConfig::of(Some(repo));
     let Some(key) = config
         .string("user.signingkey")
@@ -75,7 +88,7 @@ pub fn record_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>,
             .string("gpg.ssh.program")
             .unwrap_or_else(|| "ssh-keygen".into()),
         key,
-        namespace: chg::signing::NAMESPACE,
+        namespace,
     })))
 }
 

@@ -118,3 +118,164 @@ fn october_records_are_judged_by_octobers_policy_in_a_december_pack() {
     assert!(!exceptions.contains("exception,"), "{exceptions}");
     s.chg("alice@example.com", &["audit"]).ok();
 }
+
+#[test]
+fn a_change_deleted_by_hand_stays_in_the_population_of_its_period() {
+    let mut s = Store::new();
+    s.at("2025-10-06T09:00:00Z");
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.at("2025-11-03T09:00:00Z");
+    std::fs::remove_file(s.file(&id)).unwrap();
+    s.git(&["commit", "-qam", "tidy up"]);
+    let deleter = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    s.at("2025-12-15T09:00:00Z");
+    let pack = export(&s, "pack", &["--period", "2025-10"]);
+    let population = std::fs::read_to_string(pack.join("population.csv")).unwrap();
+    let row = population
+        .lines()
+        .find(|l| l.starts_with(id.as_str()))
+        .unwrap_or_else(|| panic!("{id} left the population:\n{population}"));
+    assert!(row.ends_with(&deleter), "{row}");
+    let page = std::fs::read_to_string(pack.join(format!("changes/{id}.md"))).unwrap();
+    assert!(
+        page.contains(&format!("**Deleted** by commit `{deleter}`")),
+        "{page}"
+    );
+    // Its exception is in the pack of the period it was deleted in.
+    let november = export(&s, "november", &["--period", "2025-11"]);
+    let exceptions = std::fs::read_to_string(november.join("exceptions.csv")).unwrap();
+    assert!(exceptions.contains("manual-delete"), "{exceptions}");
+}
+
+#[test]
+fn a_shallow_clone_exports_no_pack_unless_marked_partial() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    let clone = s.dir.path().join("shallow");
+    let url = format!("file://{}", s.root().display());
+    let ok = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(&clone)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let run = |args: &[&str]| {
+        let mut cmd = s.cmd(
+            std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
+            "alice@example.com",
+        );
+        super::run_output(cmd.current_dir(&clone).args(args).output().unwrap())
+    };
+    let r = run(&["audit", "export", "--period", "2025", "--out", "pack"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("shallow") && r.stderr.contains("--unshallow"),
+        "{}",
+        r.stderr
+    );
+    assert!(!clone.join("pack").exists());
+    let r = run(&[
+        "audit",
+        "export",
+        "--period",
+        "2025",
+        "--out",
+        "pack",
+        "--allow-partial",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest = std::fs::read_to_string(clone.join("pack/manifest.json")).unwrap();
+    assert!(manifest.contains("\"partial\": true"), "{manifest}");
+    assert!(clone.join("pack/PARTIAL").exists());
+    let page = std::fs::read_to_string(clone.join(format!("pack/changes/{id}.md"))).unwrap();
+    assert!(page.starts_with("> **Partial**"), "{page}");
+}
+
+#[test]
+fn a_signed_pack_verifies_with_plain_ssh_keygen_and_fails_once_a_row_is_removed() {
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+    let key = s.keygen("alice");
+    let out = s.dir.path().join("pack");
+    let r = s
+        .chg(
+            "alice@example.com",
+            &[
+                "--signing-key",
+                key.to_str().unwrap(),
+                "audit",
+                "export",
+                "--period",
+                "2025",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert!(
+        r.stderr
+            .contains("signed manifest.json as alice@example.com"),
+        "{}",
+        r.stderr
+    );
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    for field in [
+        "\"branch\": \"main\"",
+        "\"root_commits\"",
+        "\"period_commits\"",
+        "\"policy_versions\"",
+        "\"signer\"",
+    ] {
+        assert!(manifest.contains(field), "{field}: {manifest}");
+    }
+    let allowed = s.dir.path().join("allowed");
+    std::fs::write(&allowed, format!("alice@example.com {}\n", s.public(&key))).unwrap();
+    let verify = |manifest: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ssh-keygen")
+            .args([
+                "-Y",
+                "verify",
+                "-n",
+                "chg-evidence",
+                "-I",
+                "alice@example.com",
+                "-f",
+            ])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(out.join("manifest.json.sig"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(manifest).unwrap();
+        child.wait().unwrap().success()
+    };
+    assert!(verify(manifest.as_bytes()));
+    // One row removed and the sums recomputed: the manifest no longer matches its signature.
+    let population = std::fs::read_to_string(out.join("population.csv")).unwrap();
+    let cut: String = population
+        .lines()
+        .take(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let old = super::sha256_hex(population.as_bytes());
+    let new = super::sha256_hex(cut.as_bytes());
+    let forged = manifest.replace(&old, &new);
+    assert_ne!(forged, manifest);
+    assert!(!verify(forged.as_bytes()));
+    // The pack's own policy files are there to test roles and signatures from.
+    assert!(
+        std::fs::read_dir(out.join("policy-versions"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+}

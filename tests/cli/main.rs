@@ -1557,3 +1557,12 @@ fn a_transition_waits_for_an_index_lock_held_for_a_moment() {
     assert!(r.stderr.contains("index.lock"), "{}", r.stderr);
     assert_unchanged(&s, &before);
 }
+
+/// The SHA-256 of `bytes` in lower-case hex, as the evidence pack's manifest writes it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
