@@ -681,16 +681,28 @@ impl Policy {
     pub fn is_member(&self, role: &str, email: &str) -> bool {
         self.roles
             .get(role)
-            .is_some_and(|m| m.iter().any(|x| x.eq_ignore_ascii_case(email)))
+            .is_some_and(|m| m.iter().any(|x| self.same_person(x, email)))
     }
 
     /// The roles `email` holds.
     pub fn roles_of(&self, email: &str) -> Vec<&str> {
         self.roles
             .iter()
-            .filter(|(_, m)| m.iter().any(|x| x.eq_ignore_ascii_case(email)))
+            .filter(|(_, m)| m.iter().any(|x| self.same_person(x, email)))
             .map(|(r, _)| r.as_str())
             .collect()
+    }
+
+    /// Whether a role member's email names the acting email. With signing, exactly: a
+    /// person is proven by an allowed-signers principal, which ssh-keygen matches exactly,
+    /// so a key listed for `CM@example.com` must not make anyone `cm@example.com`'s role.
+    /// Without signing, emails are claims either way and case is forgiven.
+    fn same_person(&self, member: &str, email: &str) -> bool {
+        if self.signing.is_some() {
+            member == email
+        } else {
+            member.eq_ignore_ascii_case(email)
+        }
     }
 
     /// Whether closing with this outcome needs a review.

@@ -501,8 +501,16 @@ pub fn with_signer(
     email: &str,
     key: &str,
 ) -> std::result::Result<(String, String), String> {
-    if email.is_empty()
-        || email.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, ',' | '"'))
+    // One address: local@domain, nothing OpenSSH would read otherwise (a leading `#` is a
+    // comment there, a backslash or quote changes the field).
+    let one_address = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    });
+    if !one_address
+        || email.starts_with('#')
+        || email.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | '"' | '\\' | '\'')
+        })
         || is_pattern(email)
     {
         return Err(format!(

@@ -743,6 +743,7 @@ impl<'r> Auditor<'r> {
         let policy = self.policy_of(&facts.tree.clone())?;
         let filing = self.filing_policy(&facts.tree.clone())?;
         let dir = format!("{}changes", self.prefix);
+        let mut drops = self.merge_drops(facts)?;
         let mut seen: Vec<String> = items.iter().map(|i| i.path.clone()).collect();
         for parent in &receiving {
             let mut changed = Vec::new();
@@ -768,7 +769,8 @@ impl<'r> Auditor<'r> {
                 let before = before.as_ref().as_ref().ok();
                 let after = self.decode(new, &path)?;
                 let Ok(after) = after.as_ref() else { continue };
-                let problems = brought_problems(before, after, &policy, &filing);
+                let mut problems = brought_problems(before, after, &policy, &filing);
+                problems.extend(drops.remove(&path).unwrap_or_default());
                 // A change the merge brings in submitted is submitted into this line here,
                 // under its policy: a branch made before the questionnaire does not carry
                 // the older rules in (`Standing::questionnaire_due` reads the last one).
@@ -794,7 +796,122 @@ impl<'r> Auditor<'r> {
                 out.entries.push(entry);
             }
         }
+        // What the merge dropped from files it otherwise left alone or deleted.
+        for (path, problems) in drops {
+            let id = id_of_path(&path).to_owned();
+            for p in &problems {
+                out.findings.push(facts.finding(
+                    p.level,
+                    &p.rule,
+                    Some(id.clone()),
+                    Some(path.clone()),
+                    p.message.clone(),
+                ));
+            }
+            out.entries
+                .push(facts.plain_entry(seq, id, path, "merge", problems));
+        }
         Ok(())
+    }
+
+    /// What a merge drops, by change file: records a parent's line added since the merge
+    /// base (decisions, implementation, completion, review, cancellation), or a whole file
+    /// it added, that the merge's result no longer has. Each line's steps were audited on
+    /// it; a merge that takes an older version (`git checkout side -- changes`, `-s ours`)
+    /// or deletes the file would undo them without a step of its own.
+    fn merge_drops(
+        &mut self,
+        facts: &Facts<'_>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<Problem>>> {
+        let commit = self.repo.find_commit(facts.oid)?;
+        let parents: Vec<Oid> = commit.parent_ids().collect();
+        let base = match self.repo.merge_base_many(&parents) {
+            Ok(b) => Some(self.repo.find_commit(b)?.tree()?),
+            Err(_) => None,
+        };
+        let dir = format!("{}changes", self.prefix);
+        let mut paths: Vec<String> = Vec::new();
+        for p in &facts.parents {
+            let mut changed = Vec::new();
+            diff_path(self.repo, Some(p), Some(&facts.tree), &dir, &mut changed)?;
+            paths.extend(changed.into_iter().map(|c| c.0));
+        }
+        paths.retain(|p| p.ends_with(".yaml"));
+        paths.sort();
+        paths.dedup();
+        let mut out: std::collections::BTreeMap<String, Vec<Problem>> =
+            std::collections::BTreeMap::new();
+        for path in paths {
+            let result = crate::store::commit::blob_at(&facts.tree, &path)?;
+            let result_version = match result {
+                Some(b) => Some(self.decode(b, &path)?),
+                None => None,
+            };
+            let base_version = match &base {
+                Some(t) => match crate::store::commit::blob_at(t, &path)? {
+                    Some(b) => Some(self.decode(b, &path)?),
+                    None => None,
+                },
+                None => None,
+            };
+            let base_records = base_version
+                .as_deref()
+                .and_then(|v| v.as_ref().ok())
+                .map(step_records)
+                .unwrap_or_default();
+            for (n, parent) in facts.parents.iter().enumerate() {
+                let Some(blob) = crate::store::commit::blob_at(parent, &path)? else {
+                    continue;
+                };
+                if Some(blob) == result {
+                    continue;
+                }
+                let version = self.decode(blob, &path)?;
+                let Ok(version) = version.as_ref() else {
+                    continue;
+                };
+                let added: Vec<String> = step_records(version)
+                    .into_iter()
+                    .filter(|r| !base_records.contains(r))
+                    .collect();
+                let line = if n == 0 {
+                    "the first parent's line".to_owned()
+                } else {
+                    format!("the line of parent {}", n + 1)
+                };
+                match result_version.as_deref().map(|v| v.as_ref().ok()) {
+                    None if base_version.is_none() || !added.is_empty() => {
+                        out.entry(path.clone())
+                            .or_default()
+                            .push(Problem::exception(
+                                "manual-delete",
+                                format!("the merge deleted {path}, which {line} had"),
+                            ));
+                    }
+                    Some(Some(r)) => {
+                        let kept = step_records(r);
+                        let lost: Vec<&String> =
+                            added.iter().filter(|x| !kept.contains(*x)).collect();
+                        if !lost.is_empty() {
+                            out.entry(path.clone())
+                                .or_default()
+                                .push(Problem::exception(
+                                    "manual-status",
+                                    format!(
+                                        "the merge dropped what {line} recorded: {}",
+                                        lost.iter()
+                                            .map(|s| s.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join("; ")
+                                    ),
+                                ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the commit's chg trailers speak for this store. A repository may hold more
@@ -862,6 +979,16 @@ impl<'r> Auditor<'r> {
             None => None,
         };
         let mut problems = Vec::new();
+        // The commit that took the change out of draft: whether the questionnaire was due.
+        let submitted = match after.as_deref() {
+            Some(Ok(a))
+                if a.status() != Status::Draft
+                    && before.is_none_or(|b| b.status() == Status::Draft) =>
+            {
+                Some(self.asks_questionnaire(facts, policy)?)
+            }
+            _ => None,
+        };
         let material = match (before, after.as_deref()) {
             (None, Some(Ok(_))) => true,
             (Some(b), Some(Ok(a))) => {
@@ -901,6 +1028,15 @@ impl<'r> Auditor<'r> {
                 }
                 problems.extend(ctx.check_digests());
                 problems.extend(ctx.check_risk());
+                if submitted == Some(true)
+                    && policy.risk.is_none()
+                    && after.is_some_and(|a| a.risk_assessment.is_none() && a.template.is_none())
+                {
+                    problems.push(Problem::exception(
+                        rules::RISK,
+                        "submitted without answering the risk questionnaire of the policy that governs here (the policy in force at the parent was not authorized, so it cannot exempt it)",
+                    ));
+                }
                 if let Some(a) = after
                     && let Some(r) =
                         rules::emergency_declaration_refusal(before, a, &facts.email, policy)
@@ -982,18 +1118,68 @@ impl<'r> Auditor<'r> {
             renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
             material,
             sod: mine && policy.segregation_of_duties,
-            submitted: match after.as_deref() {
-                Some(Ok(a))
-                    if a.status() != Status::Draft
-                        && before.is_none_or(|b| b.status() == Status::Draft) =>
-                {
-                    Some(policy.risk.is_some())
-                }
-                _ => None,
-            },
+            submitted,
         });
         Ok(())
     }
+
+    /// Whether the policy that governs at the commit's parent asks the risk questionnaire:
+    /// the policy in force there, or, where that one was slipped in (not authorized), the
+    /// last authorized one, so that a policy slipped in and reverted cannot exempt the
+    /// changes submitted under it.
+    fn asks_questionnaire(&mut self, facts: &Facts<'_>, policy: &Policy) -> Result<bool> {
+        if policy.risk.is_some() {
+            return Ok(true);
+        }
+        let Some(parent) = self.repo.find_commit(facts.oid)?.parent_ids().next() else {
+            return Ok(false);
+        };
+        let governance = self.governance();
+        Ok(match governance.standing_at(parent)? {
+            Some((_, crate::governance::Standing::Unauthorized(_))) => {
+                governance.governing_policy(parent)?.risk.is_some()
+            }
+            _ => false,
+        })
+    }
+}
+
+/// The steps a version of a change records, one line each, to tell whether a later version
+/// still has them: decisions (approvals, rejections, withdrawals), implementation start
+/// and completion, review and cancellation.
+fn step_records(c: &ChangeRequest) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .approvals
+        .iter()
+        .map(|a| {
+            format!(
+                "{} for {} by {} at {}",
+                a.decision,
+                a.role,
+                a.by,
+                format_timestamp(a.at)
+            )
+        })
+        .collect();
+    if let Some(i) = &c.implementation {
+        if let Some(t) = i.started_at {
+            out.push(format!(
+                "implement by {} at {}",
+                i.implementer.as_deref().unwrap_or("?"),
+                format_timestamp(t)
+            ));
+        }
+        if let Some(t) = i.completed_at {
+            out.push(format!("close at {}", format_timestamp(t)));
+        }
+    }
+    if let Some(r) = &c.review {
+        out.push(format!("review by {} at {}", r.by, format_timestamp(r.at)));
+    }
+    if let Some(x) = &c.cancellation {
+        out.push(format!("cancel by {} at {}", x.by, format_timestamp(x.at)));
+    }
+    out
 }
 
 /// What one commit says about itself: who, when, its trailers, its trees.

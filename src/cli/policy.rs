@@ -130,8 +130,27 @@ fn signers(store: &Store, policy: &Policy, c: SignersCommand) -> CmdResult {
                     Error::Usage(format!("cannot read the key file {}: {e}", key.display()))
                 })?
             };
-            let (next, what) = chg::signing::with_signer(&text, &email, &key_text)
-                .map_err(|why| Error::Usage(format!("{}: {why}", key.display())))?;
+            let (next, what) =
+                chg::signing::with_signer(&text, &email, &key_text).map_err(|why| {
+                    // The email's problems are the email's; the rest are the key file's.
+                    Error::Usage(if why.starts_with('`') {
+                        why
+                    } else {
+                        format!("{}: {why}", key.display())
+                    })
+                })?;
+            // Principals match exactly: a key for `CM@example.com` is not the role
+            // member `cm@example.com`'s, and gives no role.
+            for members in policy.roles.values() {
+                if let Some(m) = members
+                    .iter()
+                    .find(|m| *m != &email && m.eq_ignore_ascii_case(&email))
+                {
+                    eprintln!(
+                        "chg: warning: {email} differs from the role member {m} only in case; signers are matched exactly, so this key will not sign as {m} (write it as the member is written)"
+                    );
+                }
+            }
             (next, format!("added {email} ({what})"))
         }
         SignersCommand::Remove { email, fingerprint } => {

@@ -1208,3 +1208,139 @@ fn planted_caches_fool_no_fresh_clone_and_no_full_audit() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(rules[0], "unverified-history", "{out}");
 }
+
+/// Runs git as mallory in `s`, asserting success.
+fn mallory_git(s: &Store, args: &[&str]) {
+    let mut cmd = s.cmd(Path::new("git"), "mallory@example.com");
+    let o = cmd.args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_merge_that_takes_an_older_version_does_not_undo_a_withdrawal_or_a_cancellation() {
+    // Second attacker session, H1: `git merge --no-commit side; git checkout side --
+    // changes` took the version from before cm withdrew, and the gate opened.
+    for (undone, args) in [
+        ("withdrawn", vec!["withdraw", "--comment", "not yet"]),
+        ("cancel", vec!["cancel", "--reason", "superseded"]),
+    ] {
+        let (s, id) = approved();
+        s.git(&["branch", "side"]);
+        let mut step = vec![args[0], id.as_str()];
+        step.extend(&args[1..]);
+        s.chg("cm@example.com", &step).ok();
+        let before = exceptions(&s);
+        mallory_git(&s, &["checkout", "-q", "side"]);
+        mallory_git(&s, &["commit", "-q", "--allow-empty", "-m", "chore"]);
+        mallory_git(&s, &["checkout", "-q", "main"]);
+        mallory_git(&s, &["merge", "-q", "--no-commit", "side"]);
+        mallory_git(&s, &["checkout", "side", "--", "changes"]);
+        mallory_git(&s, &["commit", "-qm", "Merge branch side"]);
+        assert!(!s.read(&id).contains(undone), "{undone}: {}", s.read(&id));
+        assert_caught(&s, &Caught::history(&id, "manual-status"), &before);
+    }
+}
+
+#[test]
+fn a_merge_that_deletes_a_change_is_reported_and_keeps_it_in_the_population() {
+    // H1b: a rejected change deleted inside a merge left no trace.
+    let s = Store::new();
+    s.git(&["branch", "side"]);
+    let id = s.new_change(&[]);
+    s.chg("em@example.com", &["reject", &id, "--comment", "no"])
+        .ok();
+    mallory_git(&s, &["checkout", "-q", "side"]);
+    mallory_git(&s, &["commit", "-q", "--allow-empty", "-m", "chore"]);
+    mallory_git(&s, &["checkout", "-q", "main"]);
+    mallory_git(&s, &["merge", "-q", "--no-commit", "side"]);
+    mallory_git(&s, &["rm", "-q", s.file(&id).to_str().unwrap()]);
+    mallory_git(&s, &["commit", "-qm", "Merge branch side"]);
+    let found = exceptions(&s);
+    assert!(
+        found
+            .iter()
+            .any(|(rule, change, _)| rule == "manual-delete" && *change == id),
+        "{found:?}"
+    );
+    let pack = s.export_2025();
+    let population = std::fs::read_to_string(pack.join("population.csv")).unwrap();
+    assert!(population.contains(&id), "{population}");
+}
+
+#[test]
+fn a_policy_slipped_in_and_reverted_exempts_no_change_from_the_questionnaire() {
+    // H2: a change filed by hand under a slipped-in policy without `risk`, then the policy
+    // reverted: the change kept the older rules, and cm could approve it unanswered.
+    let (s, _) = governed();
+    let questions = "risk:\n  questions:\n    - {id: customer_facing, ask: \"Customers notice?\", weight: 3}\n  levels: {medium: 3, high: 6, critical: 9}\n";
+    let p = propose(&s, |t| format!("{t}{questions}"));
+    approve_all(&s, &p);
+    s.schedule(&p, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
+        .ok();
+    let mut s = s;
+    s.at(AT);
+    s.chg("alice@example.com", &["policy", "apply", &p]).ok();
+    let before = exceptions(&s);
+    // Mallory slips in the policy without the questionnaire, files a change by hand under
+    // it, and reverts the policy.
+    let policy = s.root().join("policy/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace(questions, "")).unwrap();
+    mallory_commit_all(&s, "tidy the policy");
+    let slipped = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let id = "CHG-2025-099";
+    let file = s.root().join(format!("changes/2025/03/{id}.yaml"));
+    std::fs::write(
+        &file,
+        format!("id: {id}\ntitle: Open the database port\ndescription: d\nbusiness_justification: j\nrequester: mallory@example.com\nrequest_date: {AT}\nchange_type: feature\nchange_model: normal\npriority: low\nrisk_level: low\naffected_systems: [db]\nimplementation_plan: p\nrollback_plan: r\nstatus: pending_approval\n"),
+    )
+    .unwrap();
+    mallory_git(&s, &["add", "changes"]);
+    mallory_commit(&s, "file a change");
+    mallory_git(&s, &["revert", "--no-edit", &slipped]);
+    let r = s.chg("cm@example.com", &["approve", id]).code(1);
+    assert!(
+        r.stderr.contains("risk questionnaire is not answered"),
+        "{}",
+        r.stderr
+    );
+    let found = exceptions(&s);
+    assert!(
+        found
+            .iter()
+            .any(|(rule, change, _)| rule == "risk" && change == id)
+            && found.len() > before.len(),
+        "{found:?}"
+    );
+    let (code, rules, out) = gate_rules(&s, id, AT);
+    assert_eq!(code, 1, "{out}");
+    assert!(rules.iter().any(|r| r == "risk"), "{out}");
+}
+
+#[test]
+fn a_key_listed_for_an_email_in_another_case_is_not_a_role_members() {
+    // H3: role members matched ignoring case, principals exactly: a key listed for
+    // CM@example.com let mallory approve as change-manager.
+    let (s, id) = {
+        let s = Store::new();
+        let id = s.new_change(&["--priority", "low"]);
+        (s, id)
+    };
+    let (mallory, cm) = (s.keygen("mallory"), s.keygen("cm"));
+    s.enable_signing(
+        &[("cm@example.com", &cm), ("CM@example.com", &mallory)],
+        &[],
+    );
+    let before = s.snapshot();
+    let r = s
+        .signed("CM@example.com", &mallory, &["approve", &id])
+        .code(1);
+    assert!(r.stderr.contains("holds none of the roles"), "{}", r.stderr);
+    assert_unchanged(&s, &before);
+    // The same email in the role's own spelling signs as before.
+    s.signed("cm@example.com", &cm, &["approve", &id]).ok();
+}
