@@ -3,6 +3,7 @@
 
 mod attacks;
 mod audit;
+mod deploy;
 mod feel;
 mod governance;
 mod hostile;
