@@ -12,8 +12,8 @@ use jiff::Timestamp;
 
 use crate::finding::{Finding, suggest};
 use crate::model::{
-    ALL_FIELDS, Approval, Cancellation, ChangeId, ChangeRequest, Decision, Implementation, Review,
-    Schedule, parse_timestamp,
+    ALL_FIELDS, Approval, Cancellation, ChangeId, ChangeRequest, Decision, Deployment,
+    Implementation, Review, Schedule, parse_timestamp,
 };
 use crate::yaml::{self, Limits, Node, Pos, Value};
 
@@ -82,6 +82,8 @@ pub const IMPLEMENTATION_KEYS: &[&str] = &[
 pub const REVIEW_KEYS: &[&str] = &["by", "at", "summary"];
 /// Keys of `content_signature`.
 pub const CONTENT_SIGNATURE_KEYS: &[&str] = &["action", "by", "at", "digest", "signature"];
+/// Keys of one deployment.
+pub const DEPLOYMENT_KEYS: &[&str] = &["commit", "environment", "run", "at", "by", "signature"];
 /// Keys of `cancellation`.
 pub const CANCELLATION_KEYS: &[&str] = &["by", "at", "reason", "signature"];
 
@@ -404,6 +406,7 @@ impl Decoder<'_> {
                 "implementation" => c.implementation = self.implementation(v),
                 "review" => c.review = self.review(v),
                 "cancellation" => c.cancellation = self.cancellation(v),
+                "deployments" => c.deployments = self.deployments(v),
                 _ => unreachable!("mapping() returns allowed keys only"),
             }
             if self.out.findings.len() > before
@@ -627,6 +630,67 @@ impl Decoder<'_> {
             digest: digest?,
             signature,
         })
+    }
+
+    fn deployments(&mut self, node: &Node) -> Vec<Deployment> {
+        self.place(&"deployments", node);
+        let items = match &node.value {
+            Value::Null => return Vec::new(),
+            Value::Seq(items) => items,
+            _ => {
+                self.error(
+                    node.pos,
+                    "type",
+                    format!("deployments must be a list, not {}", node.kind()),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let base = format_args!("deployments[{i}]");
+            self.place(&base, item);
+            let (mut commit, mut environment, mut run, mut at, mut by, mut signature) =
+                (None, None, None, None, None, None);
+            let entries = self.mapping(item, &base, DEPLOYMENT_KEYS);
+            for &(key, v) in &entries {
+                let path = format_args!("deployments[{i}].{key}");
+                match key {
+                    "commit" => commit = self.text(v, &path),
+                    "environment" => environment = self.text(v, &path),
+                    "run" => run = self.text(v, &path),
+                    "at" => at = self.timestamp(v, &path),
+                    "by" => by = self.text(v, &path),
+                    _ => signature = self.text(v, &path),
+                }
+            }
+            if item.as_map().is_none() {
+                continue;
+            }
+            let commit = self.required(commit, item, &entries, &base, "commit");
+            let environment = self.required(environment, item, &entries, &base, "environment");
+            let at = self.required(at, item, &entries, &base, "at");
+            let by = self.required(by, item, &entries, &base, "by");
+            if let (Some(commit), Some(environment), Some(at), Some(by)) =
+                (commit, environment, at, by)
+            {
+                let d = Deployment {
+                    commit,
+                    environment,
+                    run,
+                    at,
+                    by,
+                    signature,
+                };
+                // A record that cannot be reconciled (a short id, a name with spaces) is
+                // malformed, as an unknown enum value is.
+                for problem in d.problems() {
+                    self.error(item.pos, "type", format!("deployments[{i}]: {problem}"));
+                }
+                out.push(d);
+            }
+        }
+        out
     }
 
     fn cancellation(&mut self, node: &Node) -> Option<Cancellation> {

@@ -485,6 +485,79 @@ pub struct Cancellation {
     pub signature: Option<String>,
 }
 
+/// One deployment of the change's work, recorded by `chg deploy` while its gate was open:
+/// what an auditor reconciles a CI/CD system's deployments against. Not material content:
+/// recording one voids no approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    /// The deployed commit, 40 lowercase hex digits (resolved by `chg deploy` where the store's
+    /// repository has it; a commit of another repository is given in full).
+    pub commit: String,
+    /// Where it went (`production`): a plain name.
+    pub environment: String,
+    /// The CI/CD run that deployed it, a URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// When it was recorded.
+    #[serde(serialize_with = "ser_ts")]
+    pub at: Timestamp,
+    /// Who recorded it.
+    pub by: String,
+    /// The signature, where the policy requires one for `deploy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Deployment {
+    /// Why `commit` is not a full commit id as a deployment records it (40 lowercase hex
+    /// digits: a prefix may later match another commit, and reconciliation compares ids).
+    pub fn commit_problem(commit: &str) -> Option<String> {
+        let full = commit.len() == 40
+            && commit
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (!full).then(|| {
+            format!("`{commit}` is not a full commit id (40 lowercase hexadecimal digits)")
+        })
+    }
+
+    /// Why `environment` is not a plain name (letters, digits, `.`, `_`, `-`; at most 64).
+    pub fn environment_problem(environment: &str) -> Option<String> {
+        let plain = !environment.is_empty()
+            && environment.len() <= 64
+            && environment.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+            });
+        (!plain).then(|| {
+            format!(
+                "`{environment}` is not an environment name (letters, digits, `.`, `_` and `-`, starting with a letter or digit)"
+            )
+        })
+    }
+
+    /// Why `run` is not a URL a reader can follow (http or https, no spaces).
+    pub fn run_problem(run: &str) -> Option<String> {
+        let rest = run
+            .strip_prefix("https://")
+            .or_else(|| run.strip_prefix("http://"));
+        let ok = rest.is_some_and(|r| !r.is_empty() && !r.chars().any(char::is_whitespace));
+        (!ok).then(|| format!("`{run}` is not an http(s) URL"))
+    }
+
+    /// Every problem of this record's form.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = [
+            Self::commit_problem(&self.commit),
+            Self::environment_problem(&self.environment),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.extend(self.run.as_deref().and_then(Self::run_problem));
+        out
+    }
+}
+
 /// Who vouches for a change's content as it is (SPEC section 9, `new` and `edit` in
 /// `signing.required_for`): the requester when it was filed, then whoever made each
 /// material edit. Written by `chg new`, `chg edit` and `chg set` where the policy requires
@@ -601,6 +674,9 @@ pub struct ChangeRequest {
     /// Written by cancel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellation: Option<Cancellation>,
+    /// Appended by deploy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Deployment>,
 }
 
 /// The fields a person writes; everything else is written by `chg` as the change moves.
@@ -670,6 +746,7 @@ pub const ALL_FIELDS: &[&str] = &[
     "implementation",
     "review",
     "cancellation",
+    "deployments",
 ];
 
 impl ChangeRequest {

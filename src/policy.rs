@@ -862,7 +862,13 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
 }
 
 /// Fields that chg's transitions write: a policy cannot require them of a new change.
-const WRITTEN_BY_TRANSITIONS: &[&str] = &["approvals", "implementation", "review", "cancellation"];
+const WRITTEN_BY_TRANSITIONS: &[&str] = &[
+    "approvals",
+    "implementation",
+    "review",
+    "cancellation",
+    "deployments",
+];
 
 /// The policy's self-checks, one section at a time, each error with its place.
 struct Checker<'f> {

@@ -624,6 +624,26 @@ pub fn gate(
     why
 }
 
+/// Rule id: a deployment recorded while the change's gate was closed.
+pub const DEPLOY_GATE: &str = "deployment-gate";
+
+/// The refusal of a deployment of `id` at `at` while the gate gives `reasons`: every reason,
+/// each with its own rule, as `chg gate` lists them.
+pub fn deploy_refusal(id: &str, at: Timestamp, reasons: &[Refusal]) -> Refusal {
+    let why: Vec<String> = reasons
+        .iter()
+        .map(|r| format!("{}: {}", r.rule, r.message))
+        .collect();
+    Refusal::new(
+        DEPLOY_GATE,
+        format!(
+            "{id} is not cleared to deploy at {} (its gate is closed), so no deployment is recorded: {}",
+            crate::model::format_timestamp(at),
+            why.join("; ")
+        ),
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Signatures (SPEC section 9)
 
@@ -852,6 +872,9 @@ fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
     if let Some(c) = &change.cancellation {
         out.push(("cancellation.at".to_owned(), c.at));
     }
+    for (i, d) in change.deployments.iter().enumerate() {
+        out.push((format!("deployments[{i}].at"), d.at));
+    }
     out
 }
 
@@ -966,6 +989,9 @@ pub fn time_problems(change: &ChangeRequest) -> Vec<Problem> {
     }
     if let Some(c) = &change.cancellation {
         check("cancellation.at".into(), c.at, request);
+    }
+    for (i, d) in change.deployments.iter().enumerate() {
+        check(format!("deployments[{i}].at"), d.at, request);
     }
     out
 }

@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::decode::{
-    APPROVAL_KEYS, CANCELLATION_KEYS, IMPLEMENTATION_KEYS, REVIEW_KEYS, SCHEDULE_KEYS,
+    APPROVAL_KEYS, CANCELLATION_KEYS, DEPLOYMENT_KEYS, IMPLEMENTATION_KEYS, REVIEW_KEYS,
+    SCHEDULE_KEYS,
 };
 use crate::model::{
     ALL_FIELDS, ChangeModel, Decision, Outcome, Priority, RiskLevel, Status, Urgency,
@@ -212,6 +213,17 @@ pub fn change_schema(policy: &Policy) -> Value {
                     ),
                 ],
             ),
+        ),
+        (
+            "deployments",
+            json!({"type": "array", "description": "Deployments recorded by chg deploy while the change's gate was open", "items": object(DEPLOYMENT_KEYS, &["commit", "environment", "at", "by"], vec![
+                ("commit", json!({"type": "string", "pattern": "^[0-9a-f]{40}$", "description": "The deployed commit, in full"})),
+                ("environment", json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "description": "Where it was deployed"})),
+                ("run", json!({"type": "string", "pattern": "^https?://\\S+$", "description": "The CI/CD run that deployed it"})),
+                ("at", timestamp("When it was recorded")),
+                ("by", text(email)),
+                ("signature", signature("The SSH signature; written by chg deploy where the policy requires it")),
+            ])}),
         ),
     ];
     debug_assert_eq!(props.len(), ALL_FIELDS.len());

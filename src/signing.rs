@@ -34,6 +34,7 @@ pub const SIGNABLE: &[&str] = &[
     "implement",
     "close",
     "cancel",
+    "deploy",
 ];
 
 /// Signs records for the acting person (the CLI: `ssh-keygen -Y sign` with the key git
@@ -126,6 +127,10 @@ pub struct Statement {
     pub at: Timestamp,
     /// The material digest of the content acted on.
     pub digest: String,
+    /// Lines only some actions have, after all the others (a deployment's commit,
+    /// environment and run): empty for every other action, whose statements therefore stay
+    /// byte for byte what they were before deployments existed.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Statement {
@@ -150,6 +155,9 @@ impl Statement {
         line("actor", &self.actor);
         line("at", &format_timestamp(self.at));
         line("digest", &self.digest);
+        for (k, v) in &self.extra {
+            line(k, v);
+        }
         s
     }
 
@@ -169,6 +177,7 @@ impl Statement {
             actor: actor.to_owned(),
             at,
             digest,
+            extra: Vec::new(),
         }
     }
 }
@@ -258,6 +267,24 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             actor: c.by.clone(),
             statement: Statement::base(change, "cancel", &c.by, c.at, digest()),
             signature: c.signature.as_deref(),
+            approval: None,
+        });
+    }
+    for (i, d) in change.deployments.iter().enumerate() {
+        let mut st = Statement::base(change, "deploy", &d.by, d.at, digest());
+        // What was deployed where: a signature cannot be moved to another commit, another
+        // environment or another run's evidence.
+        st.extra = vec![
+            ("deployed-commit", d.commit.clone()),
+            ("environment", d.environment.clone()),
+            ("run", d.run.clone().unwrap_or_default()),
+        ];
+        out.push(Record {
+            path: format!("deployments[{i}].signature"),
+            action: "deploy",
+            actor: d.by.clone(),
+            statement: st,
+            signature: d.signature.as_deref(),
             approval: None,
         });
     }
@@ -828,6 +855,11 @@ pub fn set_signature(change: &mut ChangeRequest, action: &str, signature: String
                 c.signature = Some(signature);
             }
         }
+        "deploy" => {
+            if let Some(d) = change.deployments.last_mut() {
+                d.signature = Some(signature);
+            }
+        }
         _ => {}
     }
 }
@@ -865,6 +897,15 @@ pub fn carry_signature(from: &ChangeRequest, to: &mut ChangeRequest, action: &st
         // The content record is written beside the step (where the policy requires it),
         // not by the step itself: it is carried whole and judged on its own.
         "new" | "edit" => to.content_signature.clone_from(&from.content_signature),
+        "deploy" => {
+            if let (Some(f), Some(t)) = (from.deployments.last(), to.deployments.last_mut())
+                && f.commit == t.commit
+                && f.environment == t.environment
+                && f.at == t.at
+            {
+                t.signature.clone_from(&f.signature);
+            }
+        }
         _ => {}
     }
 }
@@ -984,10 +1025,29 @@ mod tests {
             actor: "cm@example.com".into(),
             at: "2025-03-10T11:00:00Z".parse().unwrap(),
             digest: "sha256:00".into(),
+            extra: Vec::new(),
         };
-        assert_eq!(
-            st.text(),
-            "chg signed record v1\nchange-requested-by: alice@example.com\nchange-requested-at: 2025-03-10T10:00:00Z\naction: approve\nrole: change-manager\ndecision: approved\nactor: cm@example.com\nat: 2025-03-10T11:00:00Z\ndigest: sha256:00\n"
+        let approval = "chg signed record v1\nchange-requested-by: alice@example.com\nchange-requested-at: 2025-03-10T10:00:00Z\naction: approve\nrole: change-manager\ndecision: approved\nactor: cm@example.com\nat: 2025-03-10T11:00:00Z\ndigest: sha256:00\n";
+        assert_eq!(st.text(), approval);
+        // A deployment's lines come after every line the other actions sign, which stay.
+        let deploy = Statement {
+            action: "deploy".into(),
+            role: None,
+            decision: None,
+            extra: vec![
+                ("deployed-commit", "a".repeat(40)),
+                ("environment", "production".into()),
+                ("run", String::new()),
+            ],
+            ..st
+        };
+        assert!(
+            deploy.text().ends_with(&format!(
+                "digest: sha256:00\ndeployed-commit: {}\nenvironment: production\nrun: \n",
+                "a".repeat(40)
+            )),
+            "{}",
+            deploy.text()
         );
     }
 }

@@ -35,11 +35,13 @@ pub enum Action {
     Cancel,
     /// Moved to another id.
     Renumber,
+    /// A deployment recorded (the status stays).
+    Deploy,
 }
 
 impl Action {
     /// Every action, in life-cycle order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::Init,
         Action::New,
         Action::Submit,
@@ -52,6 +54,7 @@ impl Action {
         Action::Close,
         Action::Cancel,
         Action::Renumber,
+        Action::Deploy,
     ];
 
     /// The word in `Chg-Action`.
@@ -69,6 +72,7 @@ impl Action {
             Action::Close => "close",
             Action::Cancel => "cancel",
             Action::Renumber => "renumber",
+            Action::Deploy => "deploy",
         }
     }
 

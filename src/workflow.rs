@@ -74,6 +74,16 @@ pub enum Step {
         /// Why.
         reason: String,
     },
+    /// A deployment of the change's work, recorded while its gate is open (the status
+    /// stays).
+    Deploy {
+        /// The deployed commit, in full (40 hex digits).
+        commit: String,
+        /// Where.
+        environment: String,
+        /// The CI/CD run, a URL.
+        run: Option<String>,
+    },
 }
 
 /// Gives a change a new id (`chg renumber`, or a sync moving a step onto an id that is free
@@ -161,6 +171,7 @@ pub fn apply(
             | Step::Implement
             | Step::Close { .. }
             | Step::Cancel { .. }
+            | Step::Deploy { .. }
     );
     // The step's own refusal says more (a cancelled change is cancelled, whatever the
     // clock), so it is judged first; the time order only stops a step that could be taken.
@@ -191,6 +202,11 @@ pub fn apply(
             review,
         } => a.close(outcome, test_results, review),
         Step::Cancel { reason } => a.cancel(reason),
+        Step::Deploy {
+            commit,
+            environment,
+            run,
+        } => a.deploy(commit, environment, run),
     };
     if applied.is_ok()
         && records_time
@@ -478,6 +494,42 @@ impl Acting<'_> {
     }
 }
 
+impl Acting<'_> {
+    /// Appends a deployment, only while the change's gate is open at `now`. The gate's
+    /// rules that need only the change and the policy are judged here (so a replay judges
+    /// them too); the store judges the whole gate, overlaps and history included, first.
+    fn deploy(&self, commit: String, environment: String, run: Option<String>) -> Applied {
+        let record = crate::model::Deployment {
+            commit,
+            environment,
+            run,
+            at: self.now,
+            by: self.actor.to_owned(),
+            signature: None,
+        };
+        if let Some(problem) = record.problems().into_iter().next() {
+            return Err(Error::Usage(problem));
+        }
+        let closed = rules::gate(self.change, self.policy, self.now, &[]);
+        if !closed.is_empty() {
+            return Err(rules::deploy_refusal(&self.id, self.now, &closed).into());
+        }
+        let (mut next, mut t) = self.to(Action::Deploy, self.status);
+        t.notes.push(format!(
+            "Deployed {} to {}{}.",
+            record.commit,
+            record.environment,
+            record
+                .run
+                .as_deref()
+                .map(|r| format!(" (run {r})"))
+                .unwrap_or_default()
+        ));
+        next.deployments.push(record);
+        Ok((next, t))
+    }
+}
+
 /// The step that took `before` to `after`, as a chg commit's trailers name it (`action`,
 /// `role`), with the details (comment, outcome, …) read from the version after. Used to
 /// replay a commit: by audit to check it, by sync to bring it onto another history.
@@ -518,6 +570,7 @@ pub fn step_between(
             new.implementation = before.implementation.clone();
             new.review = before.review.clone();
             new.cancellation = before.cancellation.clone();
+            new.deployments = before.deployments.clone();
             Step::Edit { new: Box::new(new) }
         }
         Action::Schedule => {
@@ -560,6 +613,19 @@ pub fn step_between(
                 .map(|c| c.reason.clone())
                 .unwrap_or_default(),
         },
+        Action::Deploy => {
+            let added = (after.deployments.len() == before.deployments.len() + 1)
+                .then(|| after.deployments.last())
+                .flatten();
+            let Some(d) = added else {
+                return Err("chg `deploy` adds exactly one deployment record".into());
+            };
+            Step::Deploy {
+                commit: d.commit.clone(),
+                environment: d.environment.clone(),
+                run: d.run.clone(),
+            }
+        }
         other => {
             return Err(format!(
                 "`Chg-Action: {other}` is not a step on a change's content"
@@ -708,6 +774,7 @@ const MANAGED: &[&str] = &[
     "review",
     "cancellation",
     "schedule",
+    "deployments",
 ];
 
 fn managed_differences(a: &ChangeRequest, b: &ChangeRequest) -> Vec<&'static str> {
@@ -720,6 +787,7 @@ fn managed_differences(a: &ChangeRequest, b: &ChangeRequest) -> Vec<&'static str
             "review" => a.review != b.review,
             "cancellation" => a.cancellation != b.cancellation,
             "schedule" => a.schedule != b.schedule,
+            "deployments" => a.deployments != b.deployments,
             other => a.field_text(other) != b.field_text(other),
         })
         .collect()

@@ -37,6 +37,8 @@ pub struct Request {
     pub allow_partial: bool,
     /// Who will sign the manifest (email, OpenSSH public key), named in it.
     pub signer: Option<(String, String)>,
+    /// Deployments from a CI/CD system to reconcile (`--deployments`), already read.
+    pub deployments: Option<Vec<super::reconcile::Deployed>>,
 }
 
 /// The pack: file names (relative, `/`-separated) and contents, `manifest.json` and
@@ -633,6 +635,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             }
         }
     }
+    let deployments = reconcile_into(req, &changes, &mut files);
+    let exceptions = exceptions + deployments["unreconciled"].as_u64().unwrap_or(0) as usize;
     let hashes: Vec<serde_json::Value> = files
         .iter()
         .map(|(p, b)| json!({"path": p, "bytes": b.len(), "sha256": sha256(b)}))
@@ -676,6 +680,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             "notes": owned.len() - exceptions,
         },
         "controls": controls,
+        "deployments": deployments,
         "signing": signing.iter().map(|p| json!({
             "from": format_timestamp(p.from),
             "until": format_timestamp(p.until),
@@ -759,6 +764,38 @@ fn period_commits(
         }
     }
     Ok(out)
+}
+
+/// With `--deployments`: `deployments.csv` (each deployment in the period and the change
+/// that records it, or `unreconciled`), and each unreconciled one appended to
+/// `exceptions.csv`. The counts, for the manifest (`null` without `--deployments`).
+fn reconcile_into(
+    req: &Request,
+    changes: &[(String, ChangeRequest, Option<String>)],
+    files: &mut Vec<(String, Vec<u8>)>,
+) -> serde_json::Value {
+    use super::reconcile;
+    let Some(all) = &req.deployments else {
+        return serde_json::Value::Null;
+    };
+    let deployed: Vec<reconcile::Deployed> = all
+        .iter()
+        .filter(|d| d.time >= req.since && d.time < req.until)
+        .cloned()
+        .collect();
+    let changes: Vec<ChangeRequest> = changes.iter().map(|(_, c, _)| c.clone()).collect();
+    let matched = reconcile::reconcile(&deployed, &changes);
+    let found = reconcile::findings(&matched);
+    if let Some((_, bytes)) = files.iter_mut().find(|(p, _)| p == "exceptions.csv") {
+        // The rows without findings_csv's header line.
+        let rows = findings_csv(&found);
+        bytes.extend_from_slice(rows.split_once('\n').map_or("", |(_, r)| r).as_bytes());
+    }
+    files.push((
+        "deployments.csv".into(),
+        reconcile::csv(&matched).into_bytes(),
+    ));
+    json!({"rows": matched.len(), "reconciled": matched.len() - found.len(), "unreconciled": found.len()})
 }
 
 /// One stretch of the period under one policy version: which records had to be signed.

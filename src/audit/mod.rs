@@ -17,6 +17,7 @@
 pub mod controls;
 pub mod export;
 pub mod index;
+pub mod reconcile;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1893,6 +1894,23 @@ impl Ctx<'_> {
                     ));
                 }
             }
+            // The gate as the policy at the parent judged it at the commit's time: the rules
+            // of the change and the policy (overlaps with other changes are the gate's at
+            // the time, not replayed here).
+            "deploy" => {
+                let waived = p.for_intake(before.risk_assessment.is_some());
+                for r in rules::gate(before, &waived, self.when, &[]) {
+                    out.push(Problem::exception(
+                        rules::DEPLOY_GATE,
+                        format!(
+                            "{id} deployed at {} while its gate was closed: {}: {}",
+                            format_timestamp(self.when),
+                            r.rule,
+                            r.message
+                        ),
+                    ));
+                }
+            }
             "close" => {
                 if let Some(outcome) = after.implementation.as_ref().and_then(|i| i.outcome)
                     && let Some(r) =
@@ -2033,6 +2051,24 @@ impl Ctx<'_> {
                     "approvals removed or altered without chg".to_owned()
                 } else {
                     format!("written without chg: {}", added.join("; "))
+                },
+            ));
+        }
+        // A deployment record is evidence that the gate was open: only `chg deploy`, which
+        // checks it, writes one.
+        if before.deployments != after.deployments {
+            let added: Vec<String> = after
+                .deployments
+                .iter()
+                .filter(|d| !before.deployments.contains(d))
+                .map(|d| format!("{} to {} by {}", d.commit, d.environment, d.by))
+                .collect();
+            out.push(Problem::exception(
+                "manual-deployment",
+                if added.is_empty() {
+                    "deployment records removed or altered without chg".to_owned()
+                } else {
+                    format!("deployment written without chg: {}", added.join("; "))
                 },
             ));
         }

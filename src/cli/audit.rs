@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::audit::{self, AuditFinding, Level};
+use chg::audit::{self, AuditFinding, Level, reconcile};
 use chg::model::format_timestamp;
 use chg::store::Store;
 use clap::{Args, Subcommand, ValueEnum};
@@ -46,6 +46,29 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     Export(ExportArgs),
+    Reconcile(ReconcileArgs),
+}
+
+/// Reconcile a CI/CD system's deployments (or release tags) against the changes' records.
+///
+/// FILE is CSV with a header naming commit, environment and time (other columns are
+/// ignored), or JSON: an array of objects with those keys (by the .json extension or a
+/// leading `[`). A deployment reconciles when a change committed at HEAD records it with
+/// `chg deploy`: the same commit (equal, or a unique prefix of 7 or more hex digits either
+/// way), the same environment, and the time inside the change's open gate (its schedule
+/// window, or from implementation start to close; an emergency change from its request to
+/// its close). Each other deployment is an exception `unreconciled-deployment`: exit 1.
+/// A malformed file: exit 2, naming its line.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The deployments (CSV or JSON).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: AuditFormat,
+    #[command(flatten)]
+    json: super::json::JsonArgs,
 }
 
 /// Write the evidence pack for a period, for an auditor to take away.
@@ -74,6 +97,10 @@ pub struct ExportArgs {
     /// every page).
     #[arg(long)]
     allow_partial: bool,
+    /// Deployments from the CI/CD system to reconcile (as `chg audit reconcile` reads
+    /// them): the pack gets deployments.csv, and the unreconciled ones as exceptions.
+    #[arg(long, value_name = "FILE")]
+    deployments: Option<PathBuf>,
 }
 
 /// Output formats of `audit`.
@@ -88,8 +115,10 @@ pub enum AuditFormat {
 }
 
 pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
-    if let Some(AuditCommand::Export(e)) = a.command {
-        return export(store, e);
+    match a.command {
+        Some(AuditCommand::Export(e)) => return export(store, e),
+        Some(AuditCommand::Reconcile(r)) => return reconcile(store, r),
+        None => {}
     }
     let opts = audit::Options {
         since: a.since.as_deref().map(parse_bound).transpose()?,
@@ -147,6 +176,57 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
     })
 }
 
+/// The deployments of `path`, read and parsed (exit 2 with its line when malformed).
+fn read_deployments(path: &std::path::Path) -> Result<Vec<reconcile::Deployed>, Error> {
+    let bytes = chg::decode::read_bounded(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    reconcile::parse(&path.display().to_string(), &bytes)
+}
+
+fn reconcile(store: &Store, a: ReconcileArgs) -> CmdResult {
+    let deployed = read_deployments(&a.file)?;
+    let changes = reconcile::changes_at_head(store)?;
+    let matched = reconcile::reconcile(&deployed, &changes);
+    let findings = reconcile::findings(&matched);
+    let exceptions = findings.len();
+    match if a.json.on() {
+        AuditFormat::Json
+    } else {
+        a.format
+    } {
+        AuditFormat::Json => out_json(&serde_json::json!({
+            "deployments": matched.iter().map(|r| serde_json::json!({
+                "commit": r.deployed.commit,
+                "environment": r.deployed.environment,
+                "time": format_timestamp(r.deployed.time),
+                "source": r.deployed.place,
+                "change": r.change,
+            })).collect::<Vec<_>>(),
+            "exceptions": exceptions,
+            "findings": findings,
+        }))?,
+        AuditFormat::Csv => out(&audit::export::findings_csv(&findings))?,
+        AuditFormat::Text => {
+            let mut s = String::new();
+            for f in &findings {
+                s.push_str(&text_line(f));
+                s.push('\n');
+            }
+            out(&s)?;
+            eprintln!(
+                "chg audit reconcile: {} deployment(s), {} recorded by a change, {exceptions} exception(s)",
+                matched.len(),
+                matched.len() - exceptions
+            );
+        }
+    }
+    Ok(if exceptions > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn text_line(f: &AuditFinding) -> String {
     format!(
         "{} {} {} {}: {}{}: {}",
@@ -193,6 +273,8 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             a.out.display()
         )));
     }
+    // Read before anything is written: a malformed file stops the export.
+    let deployments = a.deployments.as_deref().map(read_deployments).transpose()?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     // With a key (--signing-key, CHG_SIGNING_KEY, user.signingkey), the manifest is
     // signed: it names every file's SHA-256, so the signature covers the whole pack.
@@ -214,6 +296,7 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             now: super::context::now()?,
             allow_partial: a.allow_partial,
             signer: named.clone(),
+            deployments,
         },
     )?;
     let signature = match (

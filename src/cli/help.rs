@@ -51,6 +51,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("cancel", "chg cancel 12 --reason \"Superseded by 2026-14\""),
     (
+        "deploy",
+        "chg gate 12 && ./deploy.sh && chg deploy 12 --commit \"$GITHUB_SHA\" --environment production \\\n  --run \"$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID\"",
+    ),
+    (
         "renumber",
         "chg renumber CHG-2026-012 --file changes/2026/12/CHG-2026-012.yaml",
     ),
@@ -106,7 +110,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "audit export",
-        "chg audit export --period 2026-Q4 --out pack/\n(cd pack && sha256sum -c SHA256SUMS)",
+        "chg audit export --period 2026-Q4 --out pack/\n(cd pack && sha256sum -c SHA256SUMS)\nchg audit export --period 2026-Q4 --out pack/ --deployments deployments.csv",
+    ),
+    (
+        "audit reconcile",
+        "chg audit reconcile deployments.csv           # commit,environment,time from the CI/CD system\nchg audit reconcile releases.json --format csv",
     ),
     ("schema", "chg schema > .chg/change.schema.json"),
     (

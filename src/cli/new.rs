@@ -110,6 +110,7 @@ fn from_file(path: &std::path::Path) -> Result<ChangeRequest, Error> {
         ("implementation", c.implementation.is_some()),
         ("review", c.review.is_some()),
         ("cancellation", c.cancellation.is_some()),
+        ("deployments", !c.deployments.is_empty()),
     ];
     if let Some((name, _)) = managed.iter().find(|(_, set)| *set) {
         return Err(Error::Usage(format!(

@@ -324,7 +324,24 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             r.summary
         ));
     }
-    // The other signed records (content, implement, close, cancel), judged as approvals are.
+    if !c.deployments.is_empty() {
+        s.push_str("\ndeployments:\n");
+        for d in &c.deployments {
+            // The full commit on its own line: with the rest it would pass 80 columns.
+            s.push_str(&format!(
+                "  {} at {} by {}\n    commit: {}\n",
+                d.environment,
+                when(d.at),
+                d.by,
+                d.commit
+            ));
+            if let Some(run) = &d.run {
+                s.push_str(&format!("    run: {run}\n"));
+            }
+        }
+    }
+    // The other signed records (content, implement, close, cancel, deploy), judged as
+    // approvals are.
     let others: Vec<String> = verdicts
         .iter()
         .filter(|(r, _)| r.approval.is_none())
@@ -620,6 +637,16 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
             }
         }
     }
+    // What each deployment step recorded, found as approvals' marks are: by who and when.
+    let mut deployed: std::collections::HashMap<(String, String), String> = Default::default();
+    if let Ok(loaded) = store.load(&id) {
+        for d in &loaded.change().deployments {
+            deployed.insert(
+                (d.by.to_lowercase(), format_timestamp(d.at)),
+                format!("{} {}", d.environment, short(&d.commit)),
+            );
+        }
+    }
     // Local times as everywhere; at a terminal with how long ago, the first thing left out
     // when the table is too wide for the facts (who, role, commit), which are never cut.
     let now = super::context::now()?;
@@ -669,9 +696,13 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
         t.push(vec![
             stamp(e.when),
             e.email.clone(),
-            match mark {
-                Some(m) => format!("{} [{m}]", e.action),
-                None => e.action.clone(),
+            match (
+                mark,
+                deployed.get(&(e.email.to_lowercase(), format_timestamp(e.when))),
+            ) {
+                (Some(m), _) => format!("{} [{m}]", e.action),
+                (None, Some(d)) if e.action == "deploy" => format!("deploy {d}"),
+                _ => e.action.clone(),
             },
             e.role.clone().unwrap_or_default(),
             match (&e.from, &e.to) {

@@ -170,6 +170,30 @@ pub struct CancelArgs {
     reason: String,
 }
 
+/// Record a deployment of the change's work, for a deploy pipeline after it deployed.
+///
+/// Allowed only while the change's gate is open now (`chg gate ID` exits 0): the change
+/// is implementing, or approved and inside its window, with every approval standing. The
+/// record (commit, environment, run, time, you) is appended to `deployments:`; the status
+/// stays and approvals are kept. `chg audit reconcile` matches a CI/CD system's deployments
+/// against these records.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The change id.
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::ids))]
+    id: String,
+    /// The deployed commit: any revision this repository knows (a short id, a tag,
+    /// HEAD), recorded as its full id; a commit of another repository in full (40 hex).
+    #[arg(long, value_name = "SHA")]
+    commit: String,
+    /// Where it was deployed (a plain name, like production).
+    #[arg(long, value_name = "ENV")]
+    environment: String,
+    /// The CI/CD run that deployed it (an http(s) URL).
+    #[arg(long, value_name = "URL")]
+    run: Option<String>,
+}
+
 /// Move a change to the next free id of its year, for an id claimed twice (two pull
 /// requests merged without chg). The content and the approvals stay; the commit records the
 /// old id in a `Chg-Renumbered-From` trailer and `chg log` follows it.
@@ -432,6 +456,44 @@ pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
         &parse_id(&a.id)?,
         Step::Cancel { reason: a.reason },
     )?;
+    done(o)
+}
+
+/// The full id of the deployed commit: the store's repository resolves what it knows (the
+/// code is often kept beside its changes); anything else must already be a full id, since a
+/// prefix chg cannot check could later match another commit.
+fn deployed_commit(store: &Store, rev: &str) -> Result<String, Error> {
+    let rev = rev.trim();
+    if let Ok(commit) = store
+        .repo()
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+    {
+        return Ok(commit.id().to_string());
+    }
+    let full = rev.to_ascii_lowercase();
+    if chg::model::Deployment::commit_problem(&full).is_none() {
+        return Ok(full);
+    }
+    Err(Error::Usage(format!(
+        "`{rev}` is not a commit of this repository, nor a full commit id; give the deployed commit's 40 hex digits"
+    )))
+}
+
+pub fn deploy(store: &Store, a: DeployArgs) -> CmdResult {
+    let id = parse_id(&a.id)?;
+    let step = Step::Deploy {
+        commit: deployed_commit(store, &a.commit)?,
+        environment: a.environment.trim().to_owned(),
+        run: a.run.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()),
+    };
+    let o = store.transition(&super::context::for_store(store)?, &id, step)?;
+    if let Some(d) = o.change.deployments.last() {
+        eprintln!(
+            "chg: {id} deployed {} to {} recorded",
+            d.commit, d.environment
+        );
+    }
     done(o)
 }
 

@@ -1325,6 +1325,16 @@ impl Store {
         if implement {
             self.ensure_verified(id, ctx.now)?;
         }
+        // A deployment is recorded only where `chg gate` would have let it through, judged
+        // now, under the lock: the gate's own verdict, every reason said.
+        if matches!(step, Step::Deploy { .. }) {
+            let reasons = self.gate(id, &session.policy, ctx.now, ctx.now)?;
+            if !reasons.is_empty() {
+                return Err(
+                    crate::rules::deploy_refusal(&id.to_string(), ctx.now, &reasons).into(),
+                );
+            }
+        }
         let approve = matches!(step, Step::Approve { .. });
         // The questionnaire is due from a change unless history shows it submitted before
         // the policy asked it; a submission is judged by today's policy.

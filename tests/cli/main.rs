@@ -3,6 +3,7 @@
 
 mod attacks;
 mod audit;
+mod deploy;
 mod evidence;
 mod feel;
 mod governance;
