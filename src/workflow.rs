@@ -417,6 +417,14 @@ impl Acting<'_> {
 
     fn implement(&self) -> Applied {
         implement_allowed(self.change, self.policy, self.now)?;
+        // Judged on the file's requester here (a replay knows no more); the store adds the
+        // creator history proves.
+        if let Some(r) = rules::implementer_refusals(self.change, self.policy, self.actor, None)
+            .into_iter()
+            .next()
+        {
+            return Err(r.into());
+        }
         let (mut next, t) = self.to(Action::Implement, Status::Implementing);
         let imp = next
             .implementation
@@ -437,6 +445,13 @@ impl Acting<'_> {
         }
         let review = review.filter(|r| !r.trim().is_empty());
         if let Some(r) = rules::review_refusal(self.change, self.policy, outcome, review.is_some())
+        {
+            return Err(r.into());
+        }
+        // The review's author is the closer.
+        if review.is_some()
+            && let Some(r) =
+                rules::implementer_reviews_refusal(self.change, self.policy, self.actor)
         {
             return Err(r.into());
         }
@@ -682,6 +697,12 @@ fn decide_role(
     if let Some(r) = rules::decider_refusals(change, policy, actor, &role, verb)
         .into_iter()
         .next()
+    {
+        return Err(r.into());
+    }
+    // An emergency change is approved after implementation: not by its implementer.
+    if verb == "approve"
+        && let Some(r) = rules::implementer_approves_refusal(change, policy, actor)
     {
         return Err(r.into());
     }

@@ -110,19 +110,54 @@ fn signature_marks(c: &ChangeRequest, policy: &Policy) -> Vec<String> {
         .collect()
 }
 
-/// Segregation of duties for one change under the policy at HEAD: `pass`, or `fail: why`
-/// (the approval rules of `chg validate`).
-fn segregation(c: &ChangeRequest, policy: &Policy) -> String {
-    let why: Vec<String> = crate::validate::approval_problems(c, policy)
+/// Segregation of duties for one change under the policy at HEAD. For population.csv:
+/// `pass`, or `fail: why; …` (the approval rules of `chg validate` beside segregation, then
+/// each check of the policy that failed, named: `approver implements: …`). For the change's
+/// evidence: a section with one line per check (`pass`, `fail: …`, or allowed by the
+/// policy), so an auditor sees what was checked, not only what failed.
+fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String, String) {
+    use crate::policy::SodCheck;
+    // Whoever history shows filed the change (as `Standing::creator` reads it).
+    let creator = entries
+        .iter()
+        .find(|e| e.material)
+        .map(|e| e.email.as_str());
+    let failures = crate::rules::segregation_failures(c, policy, creator);
+    let mut why: Vec<String> = crate::validate::approval_problems(c, policy)
         .into_iter()
-        .filter(|p| p.severity == crate::finding::Severity::Error)
+        .filter(|p| p.severity == crate::finding::Severity::Error && p.rule != "segregation")
         .map(|p| p.message)
         .collect();
-    if why.is_empty() {
-        "pass".into()
+    why.extend(failures.iter().map(|(k, w)| format!("{}: {w}", k.label())));
+    let column = if why.is_empty() {
+        "pass".to_owned()
     } else {
         format!("fail: {}", why.join("; "))
+    };
+    let mut md = String::from(
+        "
+## Segregation of duties
+
+| Check | Verdict |
+| --- | --- |
+",
+    );
+    for check in SodCheck::ALL {
+        let failed: Vec<&str> = failures
+            .iter()
+            .filter(|(k, _)| *k == check)
+            .map(|(_, w)| w.as_str())
+            .collect();
+        let verdict = if !policy.segregation_of_duties.forbids(check) {
+            "allowed by the policy".to_owned()
+        } else if failed.is_empty() {
+            "pass".to_owned()
+        } else {
+            format!("fail: {}", failed.join("; ").replace('|', "\\|"))
+        };
+        md.push_str(&format!("| {} | {verdict} |\n", check.label()));
     }
+    (column, md)
 }
 
 fn ts(t: Option<Timestamp>) -> String {
@@ -315,6 +350,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 )
             })
             .collect();
+        let (sod, sod_md) = segregation(c, entries, &policy);
         let row = [
             id.clone(),
             c.title.clone().unwrap_or_default(),
@@ -332,7 +368,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
             ts(c.review.as_ref().map(|r| r.at)),
             (c.model() == ChangeModel::Emergency).to_string(),
-            segregation(c, &policy),
+            sod,
             findings
                 .iter()
                 .filter(|f| f.level == Level::Exception)
@@ -350,7 +386,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         pop.push('\n');
         files.push((
             format!("changes/{id}.md"),
-            evidence_md(c, path, entries, &findings, &signature_marks(c, &policy)).into_bytes(),
+            (evidence_md(c, path, entries, &findings, &signature_marks(c, &policy)) + &sod_md)
+                .into_bytes(),
         ));
     }
     let exceptions = period_findings
