@@ -1078,6 +1078,45 @@ mod tests {
     }
 
     #[test]
+    fn segregation_keeps_approver_requester_implementer_and_reviewer_apart_where_asked() {
+        use crate::policy::SodCheck;
+        let mut p = Policy::default_policy();
+        let (c, _) = approve(&pending(), "em@example.com", None).unwrap();
+        let (mut c, _) = approve(&c, "cm@example.com", None).unwrap();
+        c.schedule = Some(Schedule {
+            start: ts("2025-03-02T09:00:00Z"),
+            end: ts("2025-03-02T11:00:00Z"),
+            maintenance_window: false,
+        });
+        let run = |p: &Policy, c: &ChangeRequest, who: &str, s: Step| apply(c, p, who, ts(NOW), s);
+        let requester = c.requester.clone().unwrap();
+        // `true` (the default) forbids none of these.
+        assert!(run(&p, &c, "em@example.com", Step::Implement).is_ok());
+        assert!(run(&p, &c, &requester, Step::Implement).is_ok());
+        for check in [
+            SodCheck::ApproverImplements,
+            SodCheck::RequesterImplements,
+            SodCheck::ImplementerReviews,
+        ] {
+            p.segregation_of_duties.forbid(check, true);
+        }
+        for who in ["EM@example.com", requester.as_str()] {
+            let r = run(&p, &c, who, Step::Implement).unwrap_err();
+            assert_eq!(r.rule(), Some(rules::SEGREGATION), "{who}: {r}");
+        }
+        let (c, _) = run(&p, &c, "bob@example.com", Step::Implement).unwrap();
+        let close = |review: Option<&str>| Step::Close {
+            outcome: Outcome::Successful,
+            test_results: None,
+            review: review.map(str::to_owned),
+        };
+        let r = run(&p, &c, "bob@example.com", close(Some("fine"))).unwrap_err();
+        assert_eq!(r.rule(), Some(rules::SEGREGATION), "{r}");
+        assert!(run(&p, &c, "bob@example.com", close(None)).is_ok());
+        assert!(run(&p, &c, "cm@example.com", close(Some("fine"))).is_ok());
+    }
+
+    #[test]
     fn implement_needs_approval_schedule_no_freeze_and_a_test_plan() {
         let p = Policy::default_policy();
         let mut c = pending();
