@@ -134,14 +134,7 @@ fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String
     } else {
         format!("fail: {}", why.join("; "))
     };
-    let mut md = String::from(
-        "
-## Segregation of duties
-
-| Check | Verdict |
-| --- | --- |
-",
-    );
+    let mut md = String::from("\n## Segregation of duties\n\n| Check | Verdict |\n| --- | --- |\n");
     for check in SodCheck::ALL {
         let failed: Vec<&str> = failures
             .iter()
