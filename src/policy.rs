@@ -152,8 +152,8 @@ pub struct Policy {
     pub emergency_approvals: Option<ApprovalRule>,
     /// Standard changes need no approval.
     pub standard_changes_preapproved: bool,
-    /// The requester may not approve; one person fills one role per change.
-    pub segregation_of_duties: bool,
+    /// Which duties one person may combine on one change (`segregation_of_duties`).
+    pub segregation_of_duties: Segregation,
     /// Retroactive approval deadline after an emergency implementation starts.
     pub emergency_approve_within: Option<Duration>,
     /// Post-implementation review deadline for emergency changes.
@@ -191,6 +191,104 @@ pub struct Policy {
     /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
     /// when the policy is not governed (policy changes are notes, as before).
     pub governance: Option<Vec<String>>,
+}
+
+/// One pair of duties segregation of duties may keep apart on one change: a key of the
+/// policy's `segregation_of_duties` mapping (`false` forbids it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SodCheck {
+    /// The requester (or whoever history shows filed or wrote the content) approves.
+    RequesterApproves,
+    /// One person approves in two roles (`false`: one person fills one role per change;
+    /// the key is the contract's spelling).
+    OneRolePerPerson,
+    /// Someone with a standing approval of the change implements it.
+    ApproverImplements,
+    /// The requester (or whoever history shows filed it) implements it.
+    RequesterImplements,
+    /// The implementer writes the post-implementation review.
+    ImplementerReviews,
+}
+
+impl SodCheck {
+    /// Every check, in the policy's order.
+    pub const ALL: [SodCheck; 5] = [
+        SodCheck::RequesterApproves,
+        SodCheck::OneRolePerPerson,
+        SodCheck::ApproverImplements,
+        SodCheck::RequesterImplements,
+        SodCheck::ImplementerReviews,
+    ];
+
+    /// The policy's key (`approver_implements`).
+    pub fn key(self) -> &'static str {
+        match self {
+            SodCheck::RequesterApproves => "requester_approves",
+            SodCheck::OneRolePerPerson => "one_role_per_person",
+            SodCheck::ApproverImplements => "approver_implements",
+            SodCheck::RequesterImplements => "requester_implements",
+            SodCheck::ImplementerReviews => "implementer_reviews",
+        }
+    }
+
+    /// The key in words (`approver implements`), for people and evidence.
+    pub fn label(self) -> &'static str {
+        match self {
+            SodCheck::RequesterApproves => "requester approves",
+            SodCheck::OneRolePerPerson => "one person in two roles",
+            SodCheck::ApproverImplements => "approver implements",
+            SodCheck::RequesterImplements => "requester implements",
+            SodCheck::ImplementerReviews => "implementer reviews",
+        }
+    }
+}
+
+/// The policy's `segregation_of_duties`: which duties one person may not combine on one
+/// change. `true` forbids what it always did (the requester approving, one person in two
+/// roles); `false` forbids nothing; a mapping names each check, and a key it leaves out
+/// keeps its `true` meaning, so that spelling out one check never loosens the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segregation {
+    forbidden: [bool; 5],
+}
+
+impl Segregation {
+    /// What `segregation_of_duties: true` (the default) or `false` means.
+    pub fn from_flag(on: bool) -> Segregation {
+        let mut s = Segregation {
+            forbidden: [false; 5],
+        };
+        if on {
+            s.forbid(SodCheck::RequesterApproves, true);
+            s.forbid(SodCheck::OneRolePerPerson, true);
+        }
+        s
+    }
+
+    /// Whether the policy forbids `check`.
+    pub fn forbids(&self, check: SodCheck) -> bool {
+        self.forbidden[check as usize]
+    }
+
+    /// Sets whether `check` is forbidden.
+    pub fn forbid(&mut self, check: SodCheck, forbidden: bool) {
+        self.forbidden[check as usize] = forbidden;
+    }
+
+    /// The checks forbidden, in the policy's order.
+    pub fn forbidden(&self) -> Vec<SodCheck> {
+        SodCheck::ALL
+            .into_iter()
+            .filter(|c| self.forbids(*c))
+            .collect()
+    }
+}
+
+impl Default for Segregation {
+    fn default() -> Self {
+        Segregation::from_flag(true)
+    }
 }
 
 /// The policy's `risk` questionnaire: yes/no questions with weights, and the lowest score
@@ -278,8 +376,8 @@ struct RawPolicy {
     approvals: RawApprovals,
     #[serde(default = "yes")]
     standard_changes_preapproved: bool,
-    #[serde(default = "yes")]
-    segregation_of_duties: bool,
+    #[serde(default)]
+    segregation_of_duties: RawSegregation,
     #[serde(default)]
     emergency: RawEmergency,
     #[serde(default)]
@@ -317,6 +415,45 @@ struct RawSigning {
     allowed_signers: Spanned<String>,
     #[serde(default)]
     required_for: Vec<Spanned<String>>,
+}
+
+/// `segregation_of_duties` as written: a bool, or a mapping whose keys keep their places
+/// (checked by [`Checker::segregation`], so an unknown key is reported where it is).
+enum RawSegregation {
+    Flag(bool),
+    Map(Vec<(Spanned<String>, bool)>),
+}
+
+impl Default for RawSegregation {
+    fn default() -> Self {
+        RawSegregation::Flag(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSegregation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSegregation;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or a mapping of checks to true or false")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawSegregation, E> {
+                Ok(RawSegregation::Flag(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawSegregation, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    out.push((k, map.next_value::<bool>()?));
+                }
+                Ok(RawSegregation::Map(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn yes() -> bool {
@@ -841,7 +978,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         approvals,
         emergency_approvals,
         standard_changes_preapproved: raw.standard_changes_preapproved,
-        segregation_of_duties: raw.segregation_of_duties,
+        segregation_of_duties: c.segregation(&raw.segregation_of_duties),
         emergency_approve_within: raw.emergency.approve_within,
         emergency_review_within: raw.emergency.review_within,
         emergency_declared_by,
@@ -1028,6 +1165,35 @@ impl Checker<'_> {
             required_for,
             signers: None,
         }
+    }
+
+    /// `segregation_of_duties`: a bool, or a mapping of known checks.
+    fn segregation(&mut self, raw: &RawSegregation) -> Segregation {
+        let pairs = match raw {
+            RawSegregation::Flag(on) => return Segregation::from_flag(*on),
+            RawSegregation::Map(pairs) => pairs,
+        };
+        let mut s = Segregation::default();
+        let keys = || SodCheck::ALL.into_iter().map(SodCheck::key);
+        for (key, allowed) in pairs {
+            match SodCheck::ALL.into_iter().find(|c| c.key() == key.value) {
+                Some(check) => s.forbid(check, !allowed),
+                None => {
+                    let hint = suggest(&key.value, keys())
+                        .map(|k| format!("; did you mean `{k}`?"))
+                        .unwrap_or_default();
+                    self.err(
+                        at(key),
+                        format!(
+                            "`{}` is not a check of segregation_of_duties ({}){hint}",
+                            key.value,
+                            keys().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        s
     }
 
     fn err(&mut self, p: Option<Pos>, msg: String) {
@@ -1382,6 +1548,54 @@ mod tests {
             "{f:?}"
         );
         assert_eq!(f[0].pos.map(|p| p.line), Some(2), "{f:?}");
+    }
+
+    #[test]
+    fn segregation_of_duties_is_a_flag_or_a_mapping_with_unknown_keys_at_their_place() {
+        use SodCheck::*;
+        let with = |v: &str| {
+            DEFAULT_POLICY.replace(
+                "segregation_of_duties: true",
+                &format!("segregation_of_duties: {v}"),
+            )
+        };
+        let forbidden = |v: &str| {
+            Policy::parse("policy.yaml", &with(v))
+                .unwrap()
+                .0
+                .segregation_of_duties
+                .forbidden()
+        };
+        assert_eq!(forbidden("true"), [RequesterApproves, OneRolePerPerson]);
+        assert_eq!(forbidden("false"), []);
+        // Keys left out keep what `true` means: naming one check never loosens the others.
+        assert_eq!(
+            forbidden("{approver_implements: false}"),
+            [RequesterApproves, OneRolePerPerson, ApproverImplements]
+        );
+        assert_eq!(
+            forbidden("{requester_approves: true, implementer_reviews: false}"),
+            [OneRolePerPerson, ImplementerReviews]
+        );
+        let f = errors(&with(
+            "\n  approver_implements: false\n  aprover_reviews: false",
+        ));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "policy", "{f:?}");
+        assert!(
+            f[0].message
+                .contains("`aprover_reviews` is not a check of segregation_of_duties"),
+            "{f:?}"
+        );
+        let line = with("")
+            .lines()
+            .position(|l| l.starts_with("segregation_of_duties"));
+        assert_eq!(
+            f[0].pos.map(|p| (p.line, p.column)),
+            Some((u32::try_from(line.unwrap()).unwrap() + 3, 3)),
+            "{f:?}"
+        );
+        assert!(!errors(&with("{approver_implements: maybe}")).is_empty());
     }
 
     #[test]

@@ -111,7 +111,10 @@ impl Standing {
     /// Why `actor` may not approve the change as it is: history shows they made it
     /// (segregation of duties on proven identities), when the policy asks for it.
     pub fn approval_refusal(&self, actor: &str, policy: &crate::policy::Policy) -> Option<Refusal> {
-        if !policy.segregation_of_duties {
+        if !policy
+            .segregation_of_duties
+            .forbids(crate::policy::SodCheck::RequesterApproves)
+        {
             return None;
         }
         crate::rules::proven_author_approves(actor, self.creator(), self.content_author())

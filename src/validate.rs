@@ -28,6 +28,7 @@ pub fn change_problems(
     let mut out = identity_problems(change, policy);
     out.extend(schedule_problems(change, policy));
     out.extend(approval_problems(change, policy));
+    out.extend(rules::duty_problems(change, policy));
     out.extend(status_problems(change, policy));
     out.extend(emergency_problems(change, policy, now));
     out.extend(rules::time_problems(change));

@@ -433,6 +433,14 @@ impl Acting<'_> {
 
     fn implement(&self) -> Applied {
         implement_allowed(self.change, self.policy, self.now)?;
+        // Judged on the file's requester here (a replay knows no more); the store adds the
+        // creator history proves.
+        if let Some(r) = rules::implementer_refusals(self.change, self.policy, self.actor, None)
+            .into_iter()
+            .next()
+        {
+            return Err(r.into());
+        }
         let (mut next, t) = self.to(Action::Implement, Status::Implementing);
         let imp = next
             .implementation
@@ -453,6 +461,13 @@ impl Acting<'_> {
         }
         let review = review.filter(|r| !r.trim().is_empty());
         if let Some(r) = rules::review_refusal(self.change, self.policy, outcome, review.is_some())
+        {
+            return Err(r.into());
+        }
+        // The review's author is the closer.
+        if review.is_some()
+            && let Some(r) =
+                rules::implementer_reviews_refusal(self.change, self.policy, self.actor)
         {
             return Err(r.into());
         }
@@ -748,6 +763,12 @@ fn decide_role(
     if let Some(r) = rules::decider_refusals(change, policy, actor, &role, verb)
         .into_iter()
         .next()
+    {
+        return Err(r.into());
+    }
+    // An emergency change is approved after implementation: not by its implementer.
+    if verb == "approve"
+        && let Some(r) = rules::implementer_approves_refusal(change, policy, actor)
     {
         return Err(r.into());
     }
@@ -1122,6 +1143,45 @@ mod tests {
             ),
             Err(Error::Usage(_))
         ));
+    }
+
+    #[test]
+    fn segregation_keeps_approver_requester_implementer_and_reviewer_apart_where_asked() {
+        use crate::policy::SodCheck;
+        let mut p = Policy::default_policy();
+        let (c, _) = approve(&pending(), "em@example.com", None).unwrap();
+        let (mut c, _) = approve(&c, "cm@example.com", None).unwrap();
+        c.schedule = Some(Schedule {
+            start: ts("2025-03-02T09:00:00Z"),
+            end: ts("2025-03-02T11:00:00Z"),
+            maintenance_window: false,
+        });
+        let run = |p: &Policy, c: &ChangeRequest, who: &str, s: Step| apply(c, p, who, ts(NOW), s);
+        let requester = c.requester.clone().unwrap();
+        // `true` (the default) forbids none of these.
+        assert!(run(&p, &c, "em@example.com", Step::Implement).is_ok());
+        assert!(run(&p, &c, &requester, Step::Implement).is_ok());
+        for check in [
+            SodCheck::ApproverImplements,
+            SodCheck::RequesterImplements,
+            SodCheck::ImplementerReviews,
+        ] {
+            p.segregation_of_duties.forbid(check, true);
+        }
+        for who in ["EM@example.com", requester.as_str()] {
+            let r = run(&p, &c, who, Step::Implement).unwrap_err();
+            assert_eq!(r.rule(), Some(rules::SEGREGATION), "{who}: {r}");
+        }
+        let (c, _) = run(&p, &c, "bob@example.com", Step::Implement).unwrap();
+        let close = |review: Option<&str>| Step::Close {
+            outcome: Outcome::Successful,
+            test_results: None,
+            review: review.map(str::to_owned),
+        };
+        let r = run(&p, &c, "bob@example.com", close(Some("fine"))).unwrap_err();
+        assert_eq!(r.rule(), Some(rules::SEGREGATION), "{r}");
+        assert!(run(&p, &c, "bob@example.com", close(None)).is_ok());
+        assert!(run(&p, &c, "cm@example.com", close(Some("fine"))).is_ok());
     }
 
     #[test]

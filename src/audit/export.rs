@@ -101,11 +101,12 @@ fn in_period(c: &ChangeRequest, entries: &[Entry], since: Timestamp, until: Time
 
 /// The policies a change's records were written under (SPEC section 7: every record is
 /// judged by the policy and signers in force at the parent of the commit that wrote it),
-/// read from its history: by record (its signature path), and the policy of its last
-/// decision (for the approval rules). Records history does not show fall back to HEAD's.
+/// read from its history: by record (its signature path), and the policy of the last
+/// commit that added a record (for segregation of duties, judged on the change as its last
+/// step left it). Records history does not show fall back to HEAD's.
 struct DayPolicies {
     by_record: HashMap<String, std::sync::Arc<Policy>>,
-    last_decision: Option<std::sync::Arc<Policy>>,
+    last_record: Option<std::sync::Arc<Policy>>,
 }
 
 fn day_policies(
@@ -115,7 +116,7 @@ fn day_policies(
 ) -> Result<DayPolicies> {
     let mut out = DayPolicies {
         by_record: HashMap::new(),
-        last_decision: None,
+        last_record: None,
     };
     let mut decisions = 0;
     for e in entries {
@@ -144,9 +145,7 @@ fn day_policies(
             continue;
         };
         let policy = auditor.policy_of(&parent.tree()?)?;
-        if more_decisions {
-            out.last_decision = Some(policy.clone());
-        }
+        out.last_record = Some(policy.clone());
         for p in new {
             out.by_record.insert(p, policy.clone());
         }
@@ -228,19 +227,47 @@ fn signature_marks(c: &ChangeRequest, head: &Policy, day: &DayPolicies) -> Vec<S
         .collect()
 }
 
-/// Segregation of duties for one change under the policy at HEAD: `pass`, or `fail: why`
-/// (the approval rules of `chg validate`).
-fn segregation(c: &ChangeRequest, policy: &Policy) -> String {
-    let why: Vec<String> = crate::validate::approval_problems(c, policy)
+/// Segregation of duties for one change under the policy at HEAD. For population.csv:
+/// `pass`, or `fail: why; …` (the approval rules of `chg validate` beside segregation, then
+/// each check of the policy that failed, named: `approver implements: …`). For the change's
+/// evidence: a section with one line per check (`pass`, `fail: …`, or allowed by the
+/// policy), so an auditor sees what was checked, not only what failed.
+fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String, String) {
+    use crate::policy::SodCheck;
+    // Whoever history shows filed the change (as `Standing::creator` reads it).
+    let creator = entries
+        .iter()
+        .find(|e| e.material)
+        .map(|e| e.email.as_str());
+    let failures = crate::rules::segregation_failures(c, policy, creator);
+    let mut why: Vec<String> = crate::validate::approval_problems(c, policy)
         .into_iter()
-        .filter(|p| p.severity == crate::finding::Severity::Error)
+        .filter(|p| p.severity == crate::finding::Severity::Error && p.rule != "segregation")
         .map(|p| p.message)
         .collect();
-    if why.is_empty() {
-        "pass".into()
+    why.extend(failures.iter().map(|(k, w)| format!("{}: {w}", k.label())));
+    let column = if why.is_empty() {
+        "pass".to_owned()
     } else {
         format!("fail: {}", why.join("; "))
+    };
+    let mut md = String::from("\n## Segregation of duties\n\n| Check | Verdict |\n| --- | --- |\n");
+    for check in SodCheck::ALL {
+        let failed: Vec<&str> = failures
+            .iter()
+            .filter(|(k, _)| *k == check)
+            .map(|(_, w)| w.as_str())
+            .collect();
+        let verdict = if !policy.segregation_of_duties.forbids(check) {
+            "allowed by the policy".to_owned()
+        } else if failed.is_empty() {
+            "pass".to_owned()
+        } else {
+            format!("fail: {}", failed.join("; ").replace('|', "\\|"))
+        };
+        md.push_str(&format!("| {} | {verdict} |\n", check.label()));
     }
+    (column, md)
 }
 
 fn ts(t: Option<Timestamp>) -> String {
@@ -509,6 +536,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
                 )
             })
             .collect();
+        // Segregation of duties by the policy of the change's last step (its day's).
+        let (sod, sod_md) = segregation(c, entries, day.last_record.as_deref().unwrap_or(&policy));
         let row = [
             id.clone(),
             c.title.clone().unwrap_or_default(),
@@ -526,7 +555,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
             ts(c.review.as_ref().map(|r| r.at)),
             (c.model() == ChangeModel::Emergency).to_string(),
-            segregation(c, day.last_decision.as_deref().unwrap_or(&policy)),
+            sod,
             findings
                 .iter()
                 .filter(|f| f.level == Level::Exception)
@@ -557,7 +586,8 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         pop.push('\n');
         files.push((
             format!("changes/{id}.md"),
-            evidence_md(c, path, entries, &findings, &marks, deleted.as_deref()).into_bytes(),
+            (evidence_md(c, path, entries, &findings, &marks, deleted.as_deref()) + &sod_md)
+                .into_bytes(),
         ));
     }
     let exceptions = period_findings

@@ -38,7 +38,7 @@ use super::{AuditFinding, CommitAudit, Emergency, Entry};
 use crate::error::{Error, Result};
 use crate::text::{hex, sha256_hex};
 
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 
 /// What judges commits for the index (the audit engine, in [`super`]).
 pub trait Engine {

@@ -30,7 +30,7 @@ use crate::decode;
 use crate::error::Result;
 use crate::layout::id_of_path;
 use crate::model::{ChangeModel, ChangeRequest, Decision, Status, format_timestamp};
-use crate::policy::{POLICY_PATH, Policy};
+use crate::policy::{POLICY_PATH, Policy, SodCheck};
 use crate::rules;
 use crate::trailers::{Action, Trailers};
 use crate::validate;
@@ -128,9 +128,14 @@ pub struct Entry {
     /// vouch for): its author made the content that later approvals approve.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub material: bool,
-    /// The policy at the commit's parent asked for segregation of duties.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sod: bool,
+    /// For a chg approval, and for a commit that recorded an implementer: the segregation
+    /// of duties checks the policy at the commit's parent forbade, for [`history_pass`] to
+    /// judge on who history shows filed the change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sod: Vec<SodCheck>,
+    /// The implementer the commit recorded (by `chg implement` or by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementer: Option<String>,
     /// For the commit that took the change out of draft (filed it pending, or submitted
     /// it): whether the policy at its parent asked the risk questionnaire. A change
     /// submitted before the policy asked it keeps the rules of its day.
@@ -164,7 +169,8 @@ impl Authors {
 
 /// Segregation of duties judged on who made what, as history shows it (not on the
 /// `requester:` field a file claims): an approval by the change's creator or by the author
-/// of the content it approves is an exception.
+/// of the content it approves, and an implementation by its creator, are exceptions where
+/// the policy at the commit's parent forbade them.
 fn history_pass(
     verdicts: &mut [CommitAudit],
     state: &mut HistoryState,
@@ -182,27 +188,35 @@ fn history_pass(
             }
             let a = state.authors.get_mut(&e.id).expect("inserted above");
             let reported = e.problems.iter().any(|p| p.rule == rules::SEGREGATION);
-            if e.by_chg && e.sod && e.action == "approve" && !reported {
+            let forbids = |c| e.sod.contains(&c);
+            let why = if reported {
+                None
+            } else if e.by_chg && e.action == "approve" && forbids(SodCheck::RequesterApproves) {
                 let content = a
                     .content
                     .as_ref()
                     .map(|(who, c)| (who.as_str(), c.as_str()));
-                if let Some(why) =
-                    rules::proven_author_approves(&e.email, a.creator.as_deref(), content)
-                {
-                    let p = Problem::exception(rules::SEGREGATION, why);
-                    found.push(AuditFinding {
-                        level: p.level,
-                        rule: p.rule.clone(),
-                        change: Some(e.id.clone()),
-                        path: Some(e.path.clone()),
-                        commit: e.commit.clone(),
-                        author: e.email.clone(),
-                        when: e.when,
-                        message: p.message.clone(),
-                    });
-                    e.problems.push(p);
-                }
+                rules::proven_author_approves(&e.email, a.creator.as_deref(), content)
+            } else if let Some(who) = &e.implementer
+                && forbids(SodCheck::RequesterImplements)
+            {
+                rules::proven_creator_implements(who, a.creator.as_deref())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let p = Problem::exception(rules::SEGREGATION, why);
+                found.push(AuditFinding {
+                    level: p.level,
+                    rule: p.rule.clone(),
+                    change: Some(e.id.clone()),
+                    path: Some(e.path.clone()),
+                    commit: e.commit.clone(),
+                    author: e.email.clone(),
+                    when: e.when,
+                    message: p.message.clone(),
+                });
+                e.problems.push(p);
             }
             a.after(e);
         }
@@ -744,7 +758,8 @@ impl<'r> Auditor<'r> {
         let policy = self.policy_of(&facts.tree.clone())?;
         let filing = self.filing_policy(&facts.tree.clone())?;
         let dir = format!("{}changes", self.prefix);
-        let mut drops = self.merge_drops(facts)?;
+        let own: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+        let mut drops = self.merge_drops(facts, &own)?;
         let mut seen: Vec<String> = items.iter().map(|i| i.path.clone()).collect();
         for parent in &receiving {
             let mut changed = Vec::new();
@@ -820,9 +835,12 @@ impl<'r> Auditor<'r> {
     /// it added, that the merge's result no longer has. Each line's steps were audited on
     /// it; a merge that takes an older version (`git checkout side -- changes`, `-s ours`)
     /// or deletes the file would undo them without a step of its own.
+    /// `own` are the merge's own edits, judged against the first parent as any commit's;
+    /// for them only the other parents' lines are compared here.
     fn merge_drops(
         &mut self,
         facts: &Facts<'_>,
+        own: &[&str],
     ) -> Result<std::collections::BTreeMap<String, Vec<Problem>>> {
         let commit = self.repo.find_commit(facts.oid)?;
         let parents: Vec<Oid> = commit.parent_ids().collect();
@@ -861,6 +879,9 @@ impl<'r> Auditor<'r> {
                 .map(step_records)
                 .unwrap_or_default();
             for (n, parent) in facts.parents.iter().enumerate() {
+                if n == 0 && own.contains(&path.as_str()) {
+                    continue;
+                }
                 let Some(blob) = crate::store::commit::blob_at(parent, &path)? else {
                     continue;
                 };
@@ -1095,6 +1116,10 @@ impl<'r> Auditor<'r> {
         }
         let tr = &facts.trailers;
         let renumbered = tr.action() == Some(Action::Renumber) && tr.renumbered_from.is_some();
+        let implementer = match after.as_deref() {
+            Some(Ok(a)) => recorded_implementer(before, a),
+            _ => None,
+        };
         out.entries.push(Entry {
             seq,
             commit: facts.oid.to_string(),
@@ -1118,7 +1143,12 @@ impl<'r> Auditor<'r> {
             problems,
             renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
             material,
-            sod: mine && policy.segregation_of_duties,
+            sod: if (mine && tr.action() == Some(Action::Approve)) || implementer.is_some() {
+                policy.segregation_of_duties.forbidden()
+            } else {
+                Vec::new()
+            },
+            implementer,
             submitted,
         });
         Ok(())
@@ -1260,7 +1290,8 @@ impl<'r> Facts<'r> {
             problems,
             renumbered_from: None,
             material: false,
-            sod: false,
+            sod: Vec::new(),
+            implementer: None,
             submitted: None,
         }
     }
@@ -1621,6 +1652,7 @@ impl Ctx<'_> {
         let before = &legacy;
         let role = tr.role.clone();
         out.extend(self.policy_checks(action, role.as_deref(), before, after));
+        out.extend(self.duty_checks(Some(before), after));
         let step = match workflow::step_between(typed, role, before, after) {
             Ok(s) => s,
             Err(m) => {
@@ -1928,6 +1960,38 @@ impl Ctx<'_> {
         out
     }
 
+    /// Segregation of duties beyond approvals, for chg's steps and hand-made commits alike:
+    /// an implementer the commit recorded who approved or requested the change, an
+    /// approval it added by the change's implementer, a review it wrote by the implementer.
+    /// The creator history proves is [`history_pass`]'s to judge.
+    fn duty_checks(&self, before: Option<&ChangeRequest>, after: &ChangeRequest) -> Vec<Problem> {
+        let p = self.policy;
+        let mut out: Vec<Problem> = Vec::new();
+        if let Some(who) = recorded_implementer(before, after) {
+            out.extend(
+                rules::implementer_failures(after, p, &who, None)
+                    .into_iter()
+                    .map(|(_, why)| Problem::exception(rules::SEGREGATION, why)),
+            );
+        } else if let Some(before) = before {
+            out.extend(
+                after
+                    .approvals
+                    .iter()
+                    .filter(|a| a.decision == Decision::Approved && !before.approvals.contains(a))
+                    .filter_map(|a| rules::implementer_approves_refusal(before, p, &a.by))
+                    .map(|r| Problem::exception(r.rule, r.message)),
+            );
+        }
+        if let Some(r) = &after.review
+            && before.and_then(|b| b.review.as_ref()) != Some(r)
+            && let Some(x) = rules::implementer_reviews_refusal(after, p, &r.by)
+        {
+            out.push(Problem::exception(x.rule, x.message));
+        }
+        out
+    }
+
     fn late_approval(&self, before: &ChangeRequest) -> Option<Problem> {
         let deadline = rules::emergency_approval_late(before, self.policy, self.when)?;
         Some(Problem::exception(
@@ -2009,6 +2073,7 @@ impl Ctx<'_> {
             return out;
         };
         out.extend(self.content_checks(self.before, after));
+        out.extend(self.duty_checks(self.before, after));
         let empty = ChangeRequest::default();
         let created = self.before.is_none();
         let before = self.before.unwrap_or(&empty);
@@ -2150,6 +2215,17 @@ impl Ctx<'_> {
     }
 }
 
+/// The implementer `after` records that `before` did not (a commit that implemented the
+/// change, or rewrote who did).
+fn recorded_implementer(before: Option<&ChangeRequest>, after: &ChangeRequest) -> Option<String> {
+    let of = |c: &ChangeRequest| {
+        c.implementation
+            .as_ref()
+            .and_then(|i| i.implementer.clone())
+    };
+    of(after).filter(|who| before.and_then(of).as_ref() != Some(who))
+}
+
 /// The problems of a change file as a merge brings it into a line (see
 /// [`Auditor::brought_records`]), judged by `policy` (and `filing`, its catalogue without
 /// history) against the line's own version `before`.
@@ -2194,7 +2270,11 @@ fn brought_problems(
             ));
         }
         let requester = after.requester.as_deref().unwrap_or("");
-        if policy.segregation_of_duties && a.by.eq_ignore_ascii_case(requester) {
+        if policy
+            .segregation_of_duties
+            .forbids(SodCheck::RequesterApproves)
+            && a.by.eq_ignore_ascii_case(requester)
+        {
             out.push(Problem::exception(
                 rules::SEGREGATION,
                 why(format!("{} decided on their own change", a.by)),

@@ -380,10 +380,12 @@ fn severity(c: &ChangeRequest, key: &str) -> usize {
 /// Whether `change` waits for an approval in a role `me` holds, and `me` may give it.
 fn awaits(change: &ChangeRequest, policy: &Policy, me: &str) -> bool {
     change.status() == chg::model::Status::PendingApproval
-        && !change
-            .requester
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case(me) && policy.segregation_of_duties)
+        && !change.requester.as_deref().is_some_and(|r| {
+            r.eq_ignore_ascii_case(me)
+                && policy
+                    .segregation_of_duties
+                    .forbids(chg::policy::SodCheck::RequesterApproves)
+        })
         && chg::rules::missing_roles(change, policy)
             .iter()
             .any(|role| policy.is_member(role, me))

@@ -1322,9 +1322,6 @@ impl Store {
         self.ensure_authorized_policy_for(loaded.change())?;
         self.ensure_clean(&loaded, session.head)?;
         let implement = matches!(step, Step::Implement);
-        if implement {
-            self.ensure_verified(id, ctx.now)?;
-        }
         // A deployment is recorded only where `chg gate` would have let it through, judged
         // now, under the lock: the gate's own verdict, every reason said.
         if matches!(step, Step::Deploy { .. }) {
@@ -1341,11 +1338,14 @@ impl Store {
         let unanswered = session.policy.risk.is_some()
             && loaded.change().risk_assessment.is_none()
             && !matches!(step, Step::Submit);
-        let standing = if approve || unanswered {
+        let standing = if approve || unanswered || implement {
             Some(crate::standing::of(self, id, ctx.now)?)
         } else {
             None
         };
+        if implement && let Some(r) = standing.as_ref().and_then(|st| st.refusal(&id.to_string())) {
+            return Err(r.into());
+        }
         let policy = session.policy.for_intake(
             standing
                 .as_ref()
@@ -1356,6 +1356,19 @@ impl Store {
         // After the life cycle's own refusals, which say it in the file's words.
         if let Some(standing) = standing.as_ref().filter(|_| approve)
             && let Some(r) = standing.approval_refusal(&ctx.actor.email, &policy)
+        {
+            return Err(r.into());
+        }
+        // Whoever history shows filed the change is its requester too, whatever the file says.
+        if let Some(standing) = standing.as_ref().filter(|_| implement)
+            && let Some(r) = crate::rules::implementer_refusals(
+                loaded.change(),
+                &policy,
+                &ctx.actor.email,
+                standing.creator(),
+            )
+            .into_iter()
+            .next()
         {
             return Err(r.into());
         }

@@ -14,6 +14,7 @@ mod plan;
 mod risk;
 mod signing;
 mod small;
+mod sod;
 mod sync;
 mod templates;
 mod validate;
