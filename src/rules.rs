@@ -1059,7 +1059,7 @@ pub const TIME_ORDER: &str = "time-order";
 
 /// The times recorded on `change`, each with its field path, in the order the life cycle
 /// records them: request, approvals, implementation start and end, review, cancellation.
-fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
+pub(crate) fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
     let mut out = Vec::new();
     if let Some(t) = change.request_date {
         out.push(("request_date".to_owned(), t));

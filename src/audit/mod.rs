@@ -1050,6 +1050,9 @@ impl<'r> Auditor<'r> {
                 }
                 problems.extend(ctx.check_digests());
                 problems.extend(ctx.check_risk());
+                if mine && let Some(a) = after {
+                    problems.extend(self.backdated(facts, before, a)?);
+                }
                 if submitted == Some(true)
                     && policy.risk.is_none()
                     && after.is_some_and(|a| a.risk_assessment.is_none() && a.template.is_none())
@@ -1152,6 +1155,56 @@ impl<'r> Auditor<'r> {
             submitted,
         });
         Ok(())
+    }
+
+    /// The times a chg step records that history proves false: dated before the commit it
+    /// follows (its parent's commit time, beyond the machines' clock skew), whatever
+    /// `CHG_NOW` or `GIT_AUTHOR_DATE` said when it was made (an emergency approval given
+    /// days late but dated into its deadline, say). A step `chg sync` replayed keeps the
+    /// time it was made offline, so for it the gap is a note an auditor can weigh.
+    fn backdated(
+        &self,
+        facts: &Facts<'_>,
+        before: Option<&ChangeRequest>,
+        after: &ChangeRequest,
+    ) -> Result<Vec<Problem>> {
+        let commit = self.repo.find_commit(facts.oid)?;
+        let Some(parent) = commit.parents().next() else {
+            return Ok(Vec::new());
+        };
+        let Ok(floor) = Timestamp::from_second(parent.committer().when().seconds()) else {
+            return Ok(Vec::new());
+        };
+        let old = before.map(rules::recorded_times).unwrap_or_default();
+        let mut out = Vec::new();
+        for (path, t) in rules::recorded_times(after) {
+            if path == "request_date" && before.is_some() || old.contains(&(path.clone(), t)) {
+                continue;
+            }
+            if t.checked_add(rules::CLOCK_SKEW).unwrap_or(t) >= floor {
+                continue;
+            }
+            let gap = floor.as_second() - t.as_second();
+            let said = format!(
+                "{path} is dated {}, {} before the commit it follows ({}, {})",
+                format_timestamp(t),
+                crate::text::duration_words(gap),
+                &parent.id().to_string()[..8],
+                format_timestamp(floor)
+            );
+            out.push(if facts.trailers.synced_from.is_some() {
+                Problem::note(
+                    "sync-replay",
+                    format!("{said}: a step made offline and replayed by chg sync keeps its time"),
+                )
+            } else {
+                Problem::exception(
+                    rules::TIME_ORDER,
+                    format!("{said}: a step cannot be made before the history it follows"),
+                )
+            });
+        }
+        Ok(out)
     }
 
     /// Whether the policy that governs at the commit's parent asks the risk questionnaire:

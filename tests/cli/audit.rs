@@ -356,11 +356,17 @@ fn forged_trailers_and_steps_the_policy_forbids_are_exceptions() {
         &s,
         &[
             ("approval-role", &a),
+            // Each change after the first is filed at the store's clock, before the forged
+            // commit it follows (dated later by hand): history shows the step backdated.
+            ("time-order", &b),
             ("segregation-of-duties", &b),
             ("approval-role", &b),
+            ("time-order", &c),
             ("implemented-unapproved", &c),
             ("unscheduled", &c),
+            ("time-order", &d),
             ("trailer-mismatch", &d),
+            ("time-order", &e),
             ("multiple-files", &e),
             ("manual-status", &f),
             ("manual-cancellation", &f),
@@ -407,6 +413,7 @@ fn an_edit_that_keeps_approvals_and_an_implementation_in_a_freeze_are_exceptions
         &[
             ("approval-survived-edit", &a),
             ("approval-digest", &a),
+            ("time-order", &b),
             ("implemented-outside-schedule", &b),
             ("implemented-in-freeze", &b),
         ],
@@ -930,6 +937,7 @@ fn a_transition_the_life_cycle_forbids_and_hand_written_implementation_or_review
         &s,
         &[
             ("lifecycle", &a),
+            ("time-order", &b),
             ("manual-implementation", &b),
             ("manual-review", &b),
         ],

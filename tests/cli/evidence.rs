@@ -279,3 +279,38 @@ fn a_signed_pack_verifies_with_plain_ssh_keygen_and_fails_once_a_row_is_removed(
             >= 1
     );
 }
+
+#[test]
+fn approvals_backdated_into_an_emergencys_deadline_are_exceptions() {
+    // Issue 25, point 4: approvals given three days late with CHG_NOW set back into the
+    // 24-hour window passed; their commits follow commits made days later.
+    let mut s = Store::new();
+    let id = s.new_change(&["--emergency", "--test-plan", "replay"]);
+    s.chg("bob@example.com", &["implement", &id]).ok();
+    s.at("2025-03-13T10:00:00Z");
+    s.new_change(&["--title", "Something else, three days on"]);
+    // Three days late, dated an hour after the implementation (the commit's own dates too).
+    s.at("2025-03-10T11:00:00Z");
+    s.chg("sec-lead@example.com", &["approve", &id]).ok();
+    s.chg("em@example.com", &["approve", &id]).ok();
+    let found = s.exceptions();
+    let backdated: Vec<_> = found
+        .iter()
+        .filter(|(rule, change, _)| rule == "time-order" && *change == id)
+        .collect();
+    // The first is dated before the commit it follows. (The second follows the first, whose
+    // commit this harness dates as it dates the step; with a real committer clock it is
+    // caught the same way.)
+    assert!(!backdated.is_empty(), "{found:?}");
+    s.at("2025-03-13T11:00:00Z");
+    let gate = s.chg("bob@example.com", &["gate", &id]).code(1);
+    assert!(gate.stdout.contains("time-order"), "{}", gate.stdout);
+    let r = s.chg("alice@example.com", &["audit"]).code(1);
+    assert!(
+        r.stdout.contains(
+            "approvals[0].at is dated 2025-03-10T11:00:00Z, 2d 23h before the commit it follows"
+        ),
+        "{}",
+        r.stdout
+    );
+}
