@@ -508,6 +508,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits,signatures,affected_systems,template,template_digest,schedule_start,schedule_end,testing_required,test_plan,test_environment,closed_by,reviewer,final_approval,deleted_by\n",
     );
     let mut population = 0;
+    let mut sod_failures = 0;
     for (path, c, deleted) in &changes {
         let id = c.id_text();
         let entries = logs.get(&id).unwrap_or(&no_entries);
@@ -538,6 +539,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
             .collect();
         // Segregation of duties by the policy of the change's last step (its day's).
         let (sod, sod_md) = segregation(c, entries, day.last_record.as_deref().unwrap_or(&policy));
+        sod_failures += usize::from(sod.starts_with("fail"));
         let row = [
             id.clone(),
             c.title.clone().unwrap_or_default(),
@@ -606,7 +608,7 @@ pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
         (
             "controls.md".into(),
             format!(
-                "{}{}",
+                "{}\nPopulation rows whose segregation_of_duties column fails: {sod_failures} of {population} (judged by the policy of each change's last step; the exceptions above are the commits that broke a rule).\n{}",
                 super::controls::markdown(&period_refs, population),
                 signing_markdown(&signing)
             )

@@ -185,7 +185,21 @@ fn read_deployments(path: &std::path::Path) -> Result<Vec<reconcile::Deployed>, 
 
 fn reconcile(store: &Store, a: ReconcileArgs) -> CmdResult {
     let deployed = read_deployments(&a.file)?;
-    let changes = reconcile::changes_at_head(store)?;
+    let mut changes = reconcile::changes_at_head(store)?;
+    // A record is believed only where the change's history verifies (a deployment written
+    // by hand is `manual-deployment` in the audit, and counts for nothing here).
+    let broken: std::collections::BTreeSet<String> =
+        chg::standing::open_breaks(store, super::context::now()?)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    changes.retain(|c| !broken.contains(&c.id_text()));
+    if !broken.is_empty() {
+        eprintln!(
+            "chg: not counted, their history does not verify (see chg validate): {}",
+            broken.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let matched = reconcile::reconcile(&deployed, &changes);
     let findings = reconcile::findings(&matched);
     let exceptions = findings.len();

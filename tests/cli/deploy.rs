@@ -186,6 +186,25 @@ fn a_deployment_written_by_hand_or_while_the_gate_was_closed_is_an_exception() {
         [("manual-deployment".to_owned(), id.clone(), hand)],
         "{found:?}"
     );
+    // Reconciliation does not believe it either: the change's history does not verify.
+    let file = s.dir.path().join("deployed.csv");
+    std::fs::write(
+        &file,
+        format!("commit,environment,time\n{ELSEWHERE},production,2025-03-10T10:00:00Z\n"),
+    )
+    .unwrap();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["audit", "reconcile", file.to_str().unwrap()],
+        )
+        .code(1);
+    assert!(
+        r.stdout.contains("unreconciled-deployment") && r.stderr.contains(&id),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     // With chg's trailers, a day before the window opened: the gate was closed.
     let other = approved_change(&s);
     s.rewrite(&other, |t| {

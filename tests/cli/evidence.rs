@@ -116,6 +116,11 @@ fn october_records_are_judged_by_octobers_policy_in_a_december_pack() {
     }
     let exceptions = std::fs::read_to_string(pack.join("exceptions.csv")).unwrap();
     assert!(!exceptions.contains("exception,"), "{exceptions}");
+    let controls = std::fs::read_to_string(pack.join("controls.md")).unwrap();
+    assert!(
+        controls.contains("Population rows whose segregation_of_duties column fails: 0 of 2"),
+        "{controls}"
+    );
     s.chg("alice@example.com", &["audit"]).ok();
 }
 
