@@ -194,14 +194,27 @@ fn times(group: &str, mut v: Vec<f64>, target: Option<f64>) -> Times {
 /// When the change got its last required approval, if it has them all.
 pub fn approved_at(change: &ChangeRequest, policy: &Policy) -> Option<Timestamp> {
     let required = policy.required_roles(change);
-    if required.is_empty() || !crate::rules::missing_roles(change, policy).is_empty() {
+    if required.is_empty() {
         return None;
     }
-    change
-        .standing_approvals()
-        .filter(|(_, a)| required.contains(&a.role))
-        .map(|(_, a)| a.at)
-        .max()
+    if crate::rules::missing_roles(change, policy).is_empty() {
+        return change
+            .standing_approvals()
+            .filter(|(_, a)| required.contains(&a.role))
+            .map(|(_, a)| a.at)
+            .max();
+    }
+    // Approved in its day by roles a later policy changed (an approver retired since): its
+    // approval time is still its last standing approval's, as the day's policy counted it.
+    // (An emergency may run before its approvals: only a normal change's status says so.)
+    use crate::model::{ChangeModel, Status};
+    (change.model() == ChangeModel::Normal
+        && matches!(
+            change.status(),
+            Status::Approved | Status::Implementing | Status::Closed
+        ))
+    .then(|| change.standing_approvals().map(|(_, a)| a.at).max())
+    .flatten()
 }
 
 /// Builds the report over the changes requested in `[since, until)`.

@@ -319,3 +319,37 @@ fn approvals_backdated_into_an_emergencys_deadline_are_exceptions() {
         r.stdout
     );
 }
+
+#[test]
+fn a_report_made_after_an_approver_retired_still_counts_her_approvals() {
+    let (mut s, normal, _) = october();
+    let before = s
+        .chg(
+            "alice@example.com",
+            &["report", "--period", "2025-10", "--json"],
+        )
+        .ok()
+        .stdout;
+    november(&mut s);
+    s.at("2025-12-15T09:00:00Z");
+    let after = s
+        .chg(
+            "alice@example.com",
+            &["report", "--period", "2025-10", "--json"],
+        )
+        .ok()
+        .stdout;
+    let approval = |json: &str| {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["approval_time"].clone()
+    };
+    assert_eq!(approval(&before), approval(&after), "{normal}: {after}");
+    let medium = approval(&after)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "medium")
+        .unwrap()["count"]
+        .clone();
+    assert_eq!(medium, 1, "{after}");
+}
