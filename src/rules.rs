@@ -578,7 +578,7 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
         }) {
             out.push(problem(
                 format!("{base}.role"),
-                "approval",
+                APPROVAL_ROLE,
                 format!(
                     "the role {} decided twice (approvals {} and {})",
                     a.role,
@@ -590,7 +590,7 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
         if !policy.roles.contains_key(&a.role) {
             out.push(problem(
                 format!("{base}.role"),
-                "approval",
+                APPROVAL_ROLE,
                 format!("approval for unknown role `{}`", a.role),
             ));
             continue;
@@ -600,7 +600,7 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
                 severity: Severity::Warning,
                 ..problem(
                     format!("{base}.role"),
-                    "approval",
+                    APPROVAL_ROLE,
                     format!(
                         "the role {} is not required for this change (required: {})",
                         a.role,
@@ -613,23 +613,23 @@ pub fn approval_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem
                 )
             });
         }
-        // validate's names and sentences for these rules predate the shared ones; it
-        // describes a recorded approval rather than refusing an attempt.
+        // The audit's rule ids; validate describes a recorded approval rather than refusing
+        // an attempt, so its sentences differ.
         for d in deciders(change, &change.approvals[..i], policy, &a.by, &a.role) {
             let (rule, message) = match d {
                 Decider::Requester => (
-                    "segregation",
+                    SEGREGATION,
                     format!(
                         "{} requested this change and may not approve it (segregation of duties)",
                         a.by
                     ),
                 ),
                 Decider::NotMember => (
-                    "approval",
+                    APPROVAL_ROLE,
                     format!("{} is not a member of the role {}", a.by, a.role),
                 ),
                 Decider::OtherRole(other) => (
-                    "segregation",
+                    SEGREGATION,
                     format!(
                         "{} fills two roles on this change ({other} and {}); one person fills one role per change",
                         a.by, a.role

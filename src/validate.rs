@@ -644,8 +644,8 @@ mod tests {
             signature: None,
         }];
         let got = rules(&c);
-        assert!(got.contains(&"segregation"), "{got:?}");
-        assert!(got.contains(&"approval"), "{got:?}");
+        assert!(got.contains(&"segregation-of-duties"), "{got:?}");
+        assert!(got.contains(&"approval-role"), "{got:?}");
         assert!(got.contains(&"status"), "{got:?}");
     }
 

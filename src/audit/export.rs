@@ -242,7 +242,9 @@ fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String
     let failures = crate::rules::segregation_failures(c, policy, creator);
     let mut why: Vec<String> = crate::validate::approval_problems(c, policy)
         .into_iter()
-        .filter(|p| p.severity == crate::finding::Severity::Error && p.rule != "segregation")
+        .filter(|p| {
+            p.severity == crate::finding::Severity::Error && p.rule != crate::rules::SEGREGATION
+        })
         .map(|p| p.message)
         .collect();
     why.extend(failures.iter().map(|(k, w)| format!("{}: {w}", k.label())));

@@ -156,7 +156,7 @@ fn each_rule_flags_the_right_place() {
             Some(3),
         ),
         (
-            "approval",
+            "approval-role",
             (
                 "status: pending_approval",
                 "status: pending_approval\napprovals:\n  - {by: mallory@example.com, role: change-manager, decision: approved, at: 2025-03-09T09:00:00Z}",
@@ -165,7 +165,7 @@ fn each_rule_flags_the_right_place() {
             Some(10),
         ),
         (
-            "approval",
+            "approval-role",
             (
                 "status: pending_approval",
                 "status: pending_approval\napprovals:\n  - {by: cm@example.com, role: cab, decision: approved, at: 2025-03-09T09:00:00Z}",
@@ -174,7 +174,7 @@ fn each_rule_flags_the_right_place() {
             Some(32),
         ),
         (
-            "approval",
+            "approval-role",
             (
                 "status: pending_approval",
                 "status: pending_approval\napprovals:\n  - {by: cm@example.com, role: change-manager, decision: approved, at: 2025-03-09T09:00:00Z}\n  - {by: cm@example.com, role: change-manager, decision: approved, at: 2025-03-09T10:00:00Z}",
@@ -183,7 +183,7 @@ fn each_rule_flags_the_right_place() {
             Some(32),
         ),
         (
-            "segregation",
+            "segregation-of-duties",
             ("requester: alice@example.com", "requester: cm@example.com"),
             None,
             None,
@@ -226,7 +226,7 @@ fn each_rule_flags_the_right_place() {
         let s = Store::new();
         let text = GOOD.replacen(from, to, 1);
         assert_ne!(text, GOOD, "{rule}: the edit {from:?} did not apply");
-        let text = if *rule == "segregation" {
+        let text = if *rule == "segregation-of-duties" {
             text.replace("status: pending_approval", "status: pending_approval\napprovals:\n  - {by: cm@example.com, role: change-manager, decision: approved, at: 2025-03-09T09:00:00Z}")
         } else {
             text
