@@ -14,6 +14,8 @@
 //! - [`audit`]: the history checked against the life cycle and the policy of its time.
 //! - [`history`]: commit trailers.
 //! - [`conflicts`] and [`calendar`]: scheduling conflicts, free slots, windows and freezes.
+//! - [`query`]: which changes a reader asks for (filters, awaiting a person, overdue
+//!   approvals, sort, pages): under `chg list`, `chg cab`, `chg report` and the API.
 //! - [`report`]: figures for a period against the policy's targets.
 //! - [`schema`]: a JSON Schema of change files for editors and other tools.
 //! - [`signing`]: signed records: statements, allowed signers, verdicts.
@@ -34,6 +36,7 @@ pub mod governance;
 pub mod layout;
 pub mod model;
 pub mod policy;
+pub mod query;
 pub mod report;
 pub mod rules;
 pub mod schema;

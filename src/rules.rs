@@ -135,6 +135,57 @@ pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
         .collect()
 }
 
+/// What a change's verified history tells the approval rules, beside what its file says:
+/// who made it (segregation of duties on proven identities), whether the risk
+/// questionnaire is due ([`Policy::for_intake`]) and when it was submitted (approval
+/// deadlines). Read from the audit index by [`crate::standing`]; the default knows nothing
+/// beyond the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// Who made the change's first version.
+    pub creator: Option<String>,
+    /// The author and commit of the last material edit: the content approvals vouch for.
+    pub content_author: Option<(String, String)>,
+    /// Whether the policy's risk questionnaire is due from the change.
+    pub questionnaire_due: bool,
+    /// When the change last left draft (filed pending, or submitted).
+    pub submitted_at: Option<Timestamp>,
+}
+
+impl Default for Provenance {
+    /// Nothing known beyond the file: no proven author, the questionnaire due (as for a
+    /// change not yet submitted), no submission time.
+    fn default() -> Self {
+        Provenance {
+            creator: None,
+            content_author: None,
+            questionnaire_due: true,
+            submitted_at: None,
+        }
+    }
+}
+
+/// Why `actor` may not approve `change` that history shows they made (segregation of
+/// duties on proven identities, when the policy forbids the requester approving).
+pub fn proven_author_refusal(
+    provenance: &Provenance,
+    policy: &Policy,
+    actor: &str,
+) -> Option<Refusal> {
+    if !policy
+        .segregation_of_duties
+        .forbids(SodCheck::RequesterApproves)
+    {
+        return None;
+    }
+    let content = provenance
+        .content_author
+        .as_ref()
+        .map(|(who, commit)| (who.as_str(), commit.as_str()));
+    proven_author_approves(actor, provenance.creator.as_deref(), content)
+        .map(|why| Refusal::new(SEGREGATION, why))
+}
+
 /// Rule id: a withdrawal of an approval that is not the withdrawer's to withdraw.
 pub const WITHDRAWAL: &str = "withdrawal";
 

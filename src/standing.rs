@@ -108,18 +108,41 @@ impl Standing {
         questionnaire_due(&self.entries)
     }
 
-    /// Why `actor` may not approve the change as it is: history shows they made it
-    /// (segregation of duties on proven identities), when the policy asks for it.
-    pub fn approval_refusal(&self, actor: &str, policy: &crate::policy::Policy) -> Option<Refusal> {
-        if !policy
-            .segregation_of_duties
-            .forbids(crate::policy::SodCheck::RequesterApproves)
-        {
-            return None;
-        }
-        crate::rules::proven_author_approves(actor, self.creator(), self.content_author())
-            .map(|why| Refusal::new(crate::rules::SEGREGATION, why))
+    /// What the approval rules need from this history ([`crate::rules::Provenance`]).
+    pub fn provenance(&self) -> crate::rules::Provenance {
+        provenance(&self.entries)
     }
+}
+
+/// [`Standing::provenance`] of a history.
+fn provenance(entries: &[Entry]) -> crate::rules::Provenance {
+    let material = || entries.iter().filter(|e| e.material);
+    crate::rules::Provenance {
+        creator: material().next().map(|e| e.email.clone()),
+        content_author: material()
+            .next_back()
+            .map(|e| (e.email.clone(), e.commit.clone())),
+        questionnaire_due: questionnaire_due(entries),
+        // The last step that took the change out of draft.
+        submitted_at: entries
+            .iter()
+            .rev()
+            .find(|e| e.submitted.is_some())
+            .map(|e| e.when),
+    }
+}
+
+/// The [`crate::rules::Provenance`] of each of the changes `ids`, by id: the audit index
+/// read once for all of them.
+pub fn provenances(
+    store: &Store,
+    ids: &[String],
+    now: Timestamp,
+) -> Result<std::collections::HashMap<String, crate::rules::Provenance>> {
+    Ok(crate::audit::histories(store, ids, now)?
+        .into_iter()
+        .map(|(id, entries)| (id, provenance(&entries)))
+        .collect())
 }
 
 /// [`Standing::questionnaire_due`] of a history: the last submission decides (a merge that

@@ -12,6 +12,7 @@ use crate::model::{
 };
 use crate::policy::Policy;
 use crate::rules;
+pub use crate::rules::Provenance;
 pub use crate::rules::{implement_refusals, missing_roles};
 use crate::trailers::{Action, Trailers};
 
@@ -152,11 +153,25 @@ pub fn apply(
     now: Timestamp,
     step: Step,
 ) -> Result<(ChangeRequest, Transition)> {
+    apply_with(change, policy, actor, now, step, &Provenance::default())
+}
+
+/// [`apply`], knowing what verified history says about the change: an approval is then
+/// refused to whoever history shows made it, as [`approvable_roles`] says.
+pub fn apply_with(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    now: Timestamp,
+    step: Step,
+    provenance: &Provenance,
+) -> Result<(ChangeRequest, Transition)> {
     let a = Acting {
         change,
         policy,
         actor,
         now,
+        provenance,
         id: id_of(change),
         status: change.status(),
     };
@@ -223,6 +238,7 @@ struct Acting<'a> {
     policy: &'a Policy,
     actor: &'a str,
     now: Timestamp,
+    provenance: &'a Provenance,
     id: String,
     status: Status,
 }
@@ -270,17 +286,14 @@ impl Acting<'_> {
             Decision::Rejected => (Action::Reject, "reject"),
             Decision::Withdrawn => unreachable!("a withdrawal is not a decision"),
         };
-        let role = decide_role(self.change, self.policy, self.actor, role, verb)?;
-        // An approval vouches for the risk the change declares: not for one below what its
-        // own answers to the questionnaire score.
-        if decision == Decision::Approved
-            && let Some(p) = crate::rules::risk_problems(self.change, self.policy).first()
-        {
-            return Err(Error::Refused(crate::error::Refusal::new(
-                crate::rules::RISK,
-                format!("{} cannot be approved as it is: {}", self.id, p.message),
-            )));
-        }
+        let role = decide_role(
+            self.change,
+            self.policy,
+            self.actor,
+            role,
+            verb,
+            self.provenance,
+        )?;
         let mut next = self.change.clone();
         next.approvals.push(Approval {
             by: self.actor.to_owned(),
@@ -659,48 +672,148 @@ fn require_complete(change: &ChangeRequest, policy: &Policy, what: &str) -> Resu
     refuse("required", format!("{what}: {}", list.join("; ")))
 }
 
-/// Which role an approval or rejection is for, after every check of who may act.
-fn decide_role(
+/// The roles `person` may approve `change` for now: each role the change still needs for
+/// which `chg approve` would accept them (empty: the change does not await them). The one
+/// rule for "who is awaited": approve infers its role from it, and the query layer
+/// ([`crate::query`]) lists by it, so the two cannot disagree. `provenance` is what verified
+/// history says about the change ([`Provenance::default`] when unknown).
+pub fn approvable_roles(
+    change: &ChangeRequest,
+    policy: &Policy,
+    person: &str,
+    provenance: &Provenance,
+) -> Vec<String> {
+    let policy = policy.for_intake(provenance.questionnaire_due);
+    open_roles(change, &policy, person, "approve", provenance)
+}
+
+/// The required roles for which `actor` may `verb` (approve, reject) `change` now.
+fn open_roles(
     change: &ChangeRequest,
     policy: &Policy,
     actor: &str,
-    role: Option<String>,
     verb: &str,
-) -> Result<String> {
+    provenance: &Provenance,
+) -> Vec<String> {
+    policy
+        .required_roles(change)
+        .into_iter()
+        .filter(|role| role_refusal(change, policy, actor, role, verb, provenance).is_none())
+        .collect()
+}
+
+/// Why `actor` may not `verb` `change` in any role: its status, a pre-approved standard
+/// change, or their own request.
+fn decision_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    verb: &str,
+) -> Option<Error> {
     let id = id_of(change);
     let status = change.status();
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
     if verb == "approve" && status != Status::PendingApproval && !retroactive {
-        return refuse(
+        return Some(Error::Refused(Refusal::new(
             LIFECYCLE,
             match status {
                 Status::Draft => format!("{id} is a draft; submit it before approving"),
                 Status::Approved => format!("{id} is already approved by every required role"),
                 _ => format!("{id} is {status} and can no longer be approved"),
             },
-        );
+        )));
     }
     if policy.is_preapproved(change) {
-        return refuse(
+        return Some(Error::Refused(Refusal::new(
             "preapproved",
             format!(
                 "{id} is a standard change, pre-approved by the policy; there is nothing to {verb}"
             ),
-        );
+        )));
     }
-    // The requester is refused before any role is inferred: whatever role, the answer is no.
-    if let Some(r) = rules::requester_refusal(change, policy, actor, verb) {
-        return Err(r.into());
+    rules::requester_refusal(change, policy, actor, verb).map(Error::Refused)
+}
+
+/// The standing approval that fills `role` (a withdrawn one leaves the role open, to anyone
+/// and to the same person again).
+fn filled<'c>(change: &'c ChangeRequest, role: &str) -> Option<&'c Approval> {
+    change
+        .standing_approvals()
+        .map(|(_, a)| a)
+        .find(|a| a.role == role)
+}
+
+/// The first reason `actor` may not `verb` `change` for `role`, in the order approve says
+/// them: the decision at all, the role, who fills it, then (to approve) the content's risk
+/// and who history shows made it.
+fn role_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: &str,
+    verb: &str,
+    provenance: &Provenance,
+) -> Option<Error> {
+    let id = id_of(change);
+    if let Some(e) = decision_refusal(change, policy, actor, verb) {
+        return Some(e);
     }
     let required = policy.required_roles(change);
-    // A withdrawn approval leaves its role open, to anyone and to the same person again.
-    let filled = |r: &str| {
-        change
-            .standing_approvals()
-            .map(|(_, a)| a)
-            .find(|a| a.role == r)
-    };
+    if !required.iter().any(|r| r == role) {
+        return Some(Error::Refused(Refusal::new(
+            "role-not-required",
+            format!(
+                "{id} does not need the role {role} (required: {})",
+                required.join(", ")
+            ),
+        )));
+    }
+    if let Some(a) = filled(change, role) {
+        return Some(Error::Refused(Refusal::new(
+            "approval-duplicate",
+            format!("the role {role} has already approved {id} (by {})", a.by),
+        )));
+    }
+    if let Some(r) = rules::decider_refusals(change, policy, actor, role, verb)
+        .into_iter()
+        .next()
+    {
+        return Some(r.into());
+    }
+    if verb != "approve" {
+        return None;
+    }
+    // An emergency change is approved after implementation: not by its implementer.
+    if let Some(r) = rules::implementer_approves_refusal(change, policy, actor) {
+        return Some(r.into());
+    }
+    // An approval vouches for the risk the change declares: not for one below what its
+    // own answers to the questionnaire score.
+    if let Some(p) = rules::risk_problems(change, policy).first() {
+        return Some(Error::Refused(Refusal::new(
+            rules::RISK,
+            format!("{id} cannot be approved as it is: {}", p.message),
+        )));
+    }
+    rules::proven_author_refusal(provenance, policy, actor).map(Error::Refused)
+}
+
+/// Which role an approval or rejection is for, after every check of who may act: the one
+/// role [`open_roles`] leaves, or the one named.
+fn decide_role(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: Option<String>,
+    verb: &str,
+    provenance: &Provenance,
+) -> Result<String> {
+    let id = id_of(change);
+    // Refused before any role is inferred: whatever role, the answer is no.
+    if let Some(e) = decision_refusal(change, policy, actor, verb) {
+        return Err(e);
+    }
     let role = match role {
         Some(role) => {
             if !policy.roles.contains_key(&role) {
@@ -714,65 +827,49 @@ fn decide_role(
             role
         }
         None => {
-            let held: Vec<&String> = required
-                .iter()
-                .filter(|r| policy.is_member(r, actor))
-                .collect();
-            let open: Vec<&&String> = held.iter().filter(|r| filled(r).is_none()).collect();
-            match (held.len(), open.len()) {
-                (0, _) => {
-                    return refuse(
-                        rules::APPROVAL_ROLE,
-                        format!(
-                            "{actor} holds none of the roles that must {verb} {id} ({})",
-                            required.join(", ")
-                        ),
-                    );
+            let open = open_roles(change, policy, actor, verb, provenance);
+            match open.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    // Nothing is open to them: the role whose refusal says why, the one
+                    // they hold that is not filled yet, else the first they hold.
+                    let required = policy.required_roles(change);
+                    let held: Vec<&String> = required
+                        .iter()
+                        .filter(|r| policy.is_member(r, actor))
+                        .collect();
+                    let Some(first) = held.first() else {
+                        return refuse(
+                            rules::APPROVAL_ROLE,
+                            format!(
+                                "{actor} holds none of the roles that must {verb} {id} ({})",
+                                required.join(", ")
+                            ),
+                        );
+                    };
+                    (*held
+                        .iter()
+                        .find(|r| filled(change, r).is_none())
+                        .unwrap_or(first))
+                    .clone()
                 }
-                (_, 1) => (**open[0]).clone(),
-                (_, 0) => (*held[0]).clone(),
                 _ => {
-                    let choices: Vec<String> = open.iter().map(|r| (**r).clone()).collect();
                     return Err(Error::Ambiguous {
                         message: format!(
                             "{actor} holds several roles that must {verb} {id} ({})",
-                            choices.join(", ")
+                            open.join(", ")
                         ),
                         what: "role",
-                        choices,
+                        choices: open,
                     });
                 }
             }
         }
     };
-    if !required.contains(&role) {
-        return refuse(
-            "role-not-required",
-            format!(
-                "{id} does not need the role {role} (required: {})",
-                required.join(", ")
-            ),
-        );
+    match role_refusal(change, policy, actor, &role, verb, provenance) {
+        Some(e) => Err(e),
+        None => Ok(role),
     }
-    if let Some(a) = filled(&role) {
-        return refuse(
-            "approval-duplicate",
-            format!("the role {role} has already approved {id} (by {})", a.by),
-        );
-    }
-    if let Some(r) = rules::decider_refusals(change, policy, actor, &role, verb)
-        .into_iter()
-        .next()
-    {
-        return Err(r.into());
-    }
-    // An emergency change is approved after implementation: not by its implementer.
-    if verb == "approve"
-        && let Some(r) = rules::implementer_approves_refusal(change, policy, actor)
-    {
-        return Err(r.into());
-    }
-    Ok(role)
 }
 
 /// Refuses unless the change may start implementation at `now`: the first of

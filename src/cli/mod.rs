@@ -505,13 +505,17 @@ fn readable<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg::model
 
 /// The files that decoded; a warning on stderr counts the others.
 fn readable_files<'a>(all: &'a [chg::store::Loaded], what: &str) -> Vec<&'a chg::store::Loaded> {
-    let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
+    warn_unreadable(all.iter().filter(|l| !l.decoded.parsed).count(), what);
+    all.iter().filter(|l| l.decoded.parsed).collect()
+}
+
+/// The warning that `unreadable` change files are not `what` (listed, counted, ...).
+fn warn_unreadable(unreadable: usize, what: &str) {
     if unreadable > 0 {
         eprintln!(
             "chg: warning: {unreadable} change file(s) could not be read and are not {what}; run `chg validate`"
         );
     }
-    all.iter().filter(|l| l.decoded.parsed).collect()
 }
 
 /// A JSON document on stdout.

@@ -1,13 +1,11 @@
 //! Planning: `chg gate` for deploy pipelines, `chg calendar`, `chg cab`.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use chg::Error;
 use chg::calendar;
-use chg::conflicts;
-use chg::model::{ChangeRequest, Priority, Status};
 use chg::policy::Policy;
+use chg::query::AgendaItem;
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 use jiff::tz::TimeZone;
@@ -193,39 +191,21 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         None => now,
     };
     let day_end = date + jiff::SignedDuration::from_hours(24);
-    // The agenda, and whatever its changes can conflict with.
-    let all = store
-        .load_where(|c| c.status() == Status::PendingApproval || conflicts::can_conflict(c))?;
-    let everyone = readable(&all, "on the agenda");
-    let mut groups: BTreeMap<Priority, Vec<&ChangeRequest>> = BTreeMap::new();
-    // A pre-approved standard change awaits nobody: it is not the board's to approve.
-    let mut preapproved = 0;
-    for c in &everyone {
-        if c.status() == Status::PendingApproval
-            && c.request_date.is_none_or(|d| d < day_end)
-            && let Some(p) = c.priority
-        {
-            if policy.is_preapproved(c) && chg::rules::missing_roles(c, policy).is_empty() {
-                preapproved += 1;
-            } else {
-                groups.entry(p).or_default().push(c);
-            }
-        }
-    }
+    let agenda = chg::query::agenda(store, policy, day_end)?;
+    super::warn_unreadable(agenda.unreadable, "on the agenda");
+    let preapproved = agenda.preapproved;
     let times = super::Times::new(a.utc);
-    let row = |c: &ChangeRequest| -> Vec<String> {
+    let row = |item: &AgendaItem| -> Vec<String> {
+        let c = &item.change;
         let window = c
             .schedule
             .as_ref()
             .map(|s| times.span(s.start, s.end))
             .unwrap_or_else(|| "not scheduled".into());
-        let clashes: Vec<String> = c
-            .schedule
-            .as_ref()
-            .map(|s| conflicts::conflicts(c, s, &everyone, policy))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|k| match k.other {
+        let clashes: Vec<String> = item
+            .conflicts
+            .iter()
+            .map(|k| match &k.other {
                 Some(o) => format!("{o} ({})", k.systems.join(", ")),
                 None => k.kind.to_owned(),
             })
@@ -241,7 +221,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
             } else {
                 clashes.join("; ")
             },
-            chg::rules::missing_roles(c, policy).join(", "),
+            item.awaiting.join(", "),
         ]
     };
     let header = [
@@ -254,7 +234,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         "AWAITING",
     ];
     let day = date.to_zoned(TimeZone::UTC).date();
-    let total: usize = groups.values().map(Vec::len).sum();
+    let total: usize = agenda.groups.iter().map(|(_, list)| list.len()).sum();
     let format = if a.json.on() {
         CabFormat::Json
     } else {
@@ -262,14 +242,15 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     };
     if format == CabFormat::Json {
         // Times in UTC, as in every JSON chg writes.
-        let agenda: Vec<serde_json::Value> = Priority::ALL
+        let groups: Vec<serde_json::Value> = agenda
+            .groups
             .iter()
-            .filter_map(|p| groups.get(p).map(|list| (p, list)))
             .map(|(p, list)| {
                 let changes: Vec<serde_json::Value> = list
                     .iter()
-                    .map(|c| {
-                        let cells = row(c);
+                    .map(|item| {
+                        let c = &item.change;
+                        let cells = row(item);
                         serde_json::json!({
                             "id": c.id_text(),
                             "title": c.title,
@@ -277,7 +258,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                             "affected_systems": c.affected_systems,
                             "schedule": c.schedule,
                             "conflicts": cells[5],
-                            "awaiting": chg::rules::missing_roles(c, policy),
+                            "awaiting": item.awaiting,
                         })
                     })
                     .collect();
@@ -285,7 +266,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
             })
             .collect();
         out_json(
-            &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": agenda}),
+            &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": groups}),
         )?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -300,8 +281,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         }
         _ => format!("CAB agenda for {day}: {total} change(s) awaiting approval{aside}\n"),
     };
-    for p in Priority::ALL {
-        let Some(list) = groups.get(p) else { continue };
+    for (p, list) in &agenda.groups {
         match format {
             CabFormat::Markdown => {
                 s.push_str(&format!(
@@ -309,8 +289,9 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                     header.join(" | "),
                     " --- |".repeat(header.len())
                 ));
-                for c in list {
-                    let cells: Vec<String> = row(c).iter().map(|v| v.replace('|', "\\|")).collect();
+                for item in list {
+                    let cells: Vec<String> =
+                        row(item).iter().map(|v| v.replace('|', "\\|")).collect();
                     s.push_str(&format!("| {} |\n", cells.join(" | ")));
                 }
             }
@@ -325,8 +306,8 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                     .optional(5)
                     .optional(4)
                     .optional(2);
-                for c in list {
-                    t.push(row(c));
+                for item in list {
+                    t.push(row(item));
                 }
                 s.push_str(&format!("\n{p} priority\n{}", t.render(target())));
             }

@@ -9,7 +9,7 @@ use chg::store::Store;
 use clap::{Args, ValueEnum};
 
 use super::grid::{self, Grid};
-use super::{CmdResult, csv_field, out, out_json, parse_bound, readable};
+use super::{CmdResult, csv_field, out, out_json, parse_bound};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -58,9 +58,8 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
             a.until.as_deref().map(parse_bound).transpose()?,
         ),
     };
-    let all = store.load_all()?;
-    let changes = readable(&all, "counted");
-    let r = report::build(&changes, policy, since, until);
+    let (r, unreadable) = chg::query::report(store, policy, since, until)?;
+    super::warn_unreadable(unreadable, "counted");
     let period = period_label(&a, &r);
     match if a.json.on() {
         ReportFormat::Json

@@ -3,16 +3,15 @@
 use std::process::ExitCode;
 
 use chg::Error;
-use chg::model::{ChangeRequest, RiskLevel, format_timestamp};
+use chg::model::{ChangeRequest, format_timestamp};
 use chg::policy::Policy;
+use chg::query::{Query, Sort, SortKey};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::grid::Grid;
-use super::{
-    CmdResult, csv_field, out, out_json, out_table, parse_bound, parse_id, readable_files, short,
-};
+use super::{CmdResult, csv_field, out, out_json, out_table, parse_bound, parse_id, short};
 
 /// Show one change, readable, or as JSON.
 #[derive(Debug, Args)]
@@ -80,9 +79,13 @@ pub struct ListArgs {
     /// Only changes you filed.
     #[arg(long, conflicts_with = "requester")]
     mine: bool,
-    /// Only changes waiting for an approval in a role you hold (and did not request).
+    /// Only changes you may approve now, for a role you hold (as `chg approve` judges it).
     #[arg(long)]
     awaiting_me: bool,
+    /// Only changes whose approval is overdue: pending longer than the policy's timeout for
+    /// their priority, counted from submission.
+    #[arg(long)]
+    overdue: bool,
     /// Closed, rejected and cancelled changes too, and no limit (at a terminal, chg list
     /// shows the 30 most recent open changes unless asked otherwise).
     #[arg(long)]
@@ -366,41 +369,17 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How severe a priority or a risk is, 0 the most (critical): `--sort priority` and `--sort
-/// risk` both put the most severe first (`-` puts it last); a change without one comes last.
-fn severity(c: &ChangeRequest, key: &str) -> usize {
-    let rank = match key {
-        "priority" => c.priority.map(|p| p as usize),
-        // Risk levels are declared least severe first.
-        _ => c.risk_level.map(|r| RiskLevel::ALL.len() - 1 - r as usize),
-    };
-    rank.unwrap_or(usize::MAX)
-}
-
-/// Whether `change` waits for an approval in a role `me` holds, and `me` may give it.
-fn awaits(change: &ChangeRequest, policy: &Policy, me: &str) -> bool {
-    change.status() == chg::model::Status::PendingApproval
-        && !change.requester.as_deref().is_some_and(|r| {
-            r.eq_ignore_ascii_case(me)
-                && policy
-                    .segregation_of_duties
-                    .forbids(chg::policy::SodCheck::RequesterApproves)
-        })
-        && chg::rules::missing_roles(change, policy)
-            .iter()
-            .any(|role| policy.is_member(role, me))
-}
-
-fn check_values<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<(), Error> {
-    for v in values {
-        v.parse::<T>().map_err(Error::Usage)?;
-    }
-    Ok(())
+/// Each of `values` parsed, or the first one's usage error.
+fn parse_all<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<Vec<T>, Error> {
+    values
+        .iter()
+        .map(|v| v.parse::<T>().map_err(Error::Usage))
+        .collect()
 }
 
 pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
-    check_values::<chg::model::Status>(&a.status)?;
-    check_values::<chg::model::Priority>(&a.priority)?;
+    let statuses = parse_all::<chg::model::Status>(&a.status)?;
+    let priorities = parse_all::<chg::model::Priority>(&a.priority)?;
     for t in &a.change_type {
         if !policy.change_types.contains(t) {
             let hint = chg::finding::suggest(t, policy.change_types.iter().map(String::as_str))
@@ -412,20 +391,12 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             )));
         }
     }
-    let (descending, key) = match a.sort.as_deref() {
-        Some(s) => (s.starts_with('-'), s.trim_start_matches('-').to_owned()),
-        None => (false, "id".to_owned()),
-    };
-    const SORTS: &[&str] = &["id", "requested", "priority", "risk", "status", "title"];
-    if !SORTS.contains(&key.as_str()) {
-        let hint = chg::finding::suggest(&key, SORTS.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "--sort `{key}` is not one of: {}{hint}",
-            SORTS.join(", ")
-        )));
-    }
+    let sort = a
+        .sort
+        .as_deref()
+        .map(str::parse::<Sort>)
+        .transpose()
+        .map_err(|e| Error::Usage(format!("--sort {e}")))?;
     let me = if a.mine || a.awaiting_me {
         Some(super::context::identity(Some(store.repo()))?.email)
     } else {
@@ -444,58 +415,43 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         && a.since.is_none()
         && a.until.is_none()
         && requester.is_none()
-        && !a.awaiting_me);
+        && !a.awaiting_me
+        && !a.overdue);
     let at_terminal = super::grid::at_terminal() && !a.json.on() && a.format == ListFormat::Table;
     let open_only = at_terminal && !a.all && !filtered;
-    let (descending, key) = if at_terminal && a.sort.is_none() {
-        (true, "requested".to_owned())
-    } else {
-        (descending, key)
+    let sort = match sort {
+        Some(sort) => sort,
+        None if at_terminal => Sort {
+            key: SortKey::Requested,
+            descending: true,
+        },
+        None => Sort::default(),
     };
     let limit = match a.limit {
         Some(n) => Some(n),
         None if at_terminal && !a.all => Some(TERMINAL_LIMIT),
         None => None,
     };
-    let since = a.since.as_deref().map(parse_bound).transpose()?;
-    let until = a.until.as_deref().map(parse_bound).transpose()?;
-    let wanted = |c: &chg::model::ChangeRequest| {
-        let has = |list: &[String], v: Option<String>| {
-            list.is_empty() || v.is_some_and(|v| list.contains(&v))
-        };
-        has(&a.status, c.field_text("status"))
-            && has(&a.change_type, c.change_type.clone())
-            && has(&a.priority, c.field_text("priority"))
-            && (a.system.is_empty() || c.affected_systems.iter().any(|s| a.system.contains(s)))
-            && since.is_none_or(|s| c.request_date.is_some_and(|d| d >= s))
-            && until.is_none_or(|u| c.request_date.is_some_and(|d| d < u))
-            && requester.as_deref().is_none_or(|r| {
-                c.requester
-                    .as_deref()
-                    .is_some_and(|x| x.eq_ignore_ascii_case(r))
-            })
-            && (!open_only || !c.status().is_terminal())
-            && (!a.awaiting_me || me.as_deref().is_some_and(|me| awaits(c, policy, me)))
+    let query = Query {
+        statuses,
+        types: a.change_type.clone(),
+        priorities,
+        systems: a.system.clone(),
+        requester,
+        since: a.since.as_deref().map(parse_bound).transpose()?,
+        until: a.until.as_deref().map(parse_bound).transpose()?,
+        open_only,
+        awaiting: if a.awaiting_me { me } else { None },
+        overdue: a.overdue,
+        sort,
+        limit,
+        ..Query::default()
     };
-    let all = store.load_where(wanted)?;
-    let mut rows = readable_files(&all, "listed");
-    rows.sort_by(|x, y| {
-        let (x, y) = (x.change(), y.change());
-        let order = match key.as_str() {
-            "requested" => x.request_date.cmp(&y.request_date),
-            // Severity sorts agree: most severe first (critical, then high, ...), unknown last.
-            "priority" | "risk" => severity(x, &key).cmp(&severity(y, &key)),
-            "status" => x.field_text("status").cmp(&y.field_text("status")),
-            "title" => x.title.cmp(&y.title),
-            _ => std::cmp::Ordering::Equal,
-        };
-        let order = order.then(x.id.cmp(&y.id));
-        if descending { order.reverse() } else { order }
-    });
-    let total = rows.len();
-    if let Some(n) = limit {
-        rows.truncate(n);
-    }
+    let now = super::context::now()?;
+    let page = query.run(store, policy, now)?;
+    super::warn_unreadable(page.unreadable, "listed");
+    let total = page.total;
+    let rows: Vec<&chg::store::Loaded> = page.rows.iter().map(|r| &r.item).collect();
     if rows.len() < total {
         eprintln!(
             "chg: showing {} of {total} {}change(s); --limit N or --all for more",
@@ -558,7 +514,6 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             .optional(4)
             .note(6)
             .status(1);
-            let now = super::context::now()?;
             let times = super::Times::new(a.utc);
             for l in &rows {
                 let c = l.change();

@@ -1351,14 +1351,21 @@ impl Store {
                 .as_ref()
                 .is_none_or(crate::standing::Standing::questionnaire_due),
         );
-        let (next, transition) =
-            workflow::apply(loaded.change(), &policy, &ctx.actor.email, ctx.now, step)?;
-        // After the life cycle's own refusals, which say it in the file's words.
-        if let Some(standing) = standing.as_ref().filter(|_| approve)
-            && let Some(r) = standing.approval_refusal(&ctx.actor.email, &policy)
-        {
-            return Err(r.into());
-        }
+        // An approval is judged with what history says about who made the change, by the
+        // same rule that says whom a change awaits ([`workflow::approvable_roles`]).
+        let provenance = standing
+            .as_ref()
+            .filter(|_| approve)
+            .map(crate::standing::Standing::provenance)
+            .unwrap_or_default();
+        let (next, transition) = workflow::apply_with(
+            loaded.change(),
+            &policy,
+            &ctx.actor.email,
+            ctx.now,
+            step,
+            &provenance,
+        )?;
         // Whoever history shows filed the change is its requester too, whatever the file says.
         if let Some(standing) = standing.as_ref().filter(|_| implement)
             && let Some(r) = crate::rules::implementer_refusals(

@@ -11,6 +11,7 @@ mod hostile;
 mod library;
 mod outputs;
 mod plan;
+mod query;
 mod risk;
 mod signing;
 mod small;
