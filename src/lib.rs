@@ -46,6 +46,7 @@ pub mod store;
 pub mod sync;
 pub mod templates;
 pub mod text;
+pub mod time;
 pub mod trailers;
 pub mod validate;
 pub mod workflow;

@@ -337,26 +337,7 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-/// Formats a timestamp the way files store it: RFC 3339, UTC, whole seconds.
-pub fn format_timestamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `+02:00`).
-pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
-    if !crate::context::offset_is_real(text.trim()) {
-        return Err(format!(
-            "`{}` has a UTC offset no clock has (at most 14 hours)",
-            text.escape_debug()
-        ));
-    }
-    text.trim().parse::<Timestamp>().map_err(|_| {
-        format!(
-            "`{}` is not an RFC 3339 timestamp with a time zone (like 2025-01-27T10:30:00Z)",
-            text.escape_debug()
-        )
-    })
-}
+pub use crate::time::{format_timestamp, parse_timestamp};
 
 /// Serializes a timestamp the way files store it.
 pub(crate) fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
