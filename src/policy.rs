@@ -794,7 +794,18 @@ impl Policy {
     pub fn is_preapproved(&self, change: &ChangeRequest) -> bool {
         change.model() == ChangeModel::Standard
             && self.standard_changes_preapproved
-            && crate::templates::problem(change, self).is_none()
+            && self.template_problem(change).is_none()
+    }
+
+    /// Why a standard change does not conform to this policy's catalogue (see
+    /// [`crate::templates::problem`]).
+    pub fn template_problem(&self, change: &ChangeRequest) -> Option<String> {
+        crate::templates::problem(
+            change,
+            &self.templates,
+            self.template_history.as_deref(),
+            self.legacy_standard_changes,
+        )
     }
 
     /// Reads the catalogue (`files`: every file under `policy/templates/`, by store path)
@@ -803,8 +814,14 @@ impl Policy {
     pub fn attach_templates(&mut self, files: Vec<(String, Vec<u8>)>) -> Vec<Finding> {
         let mut findings = Vec::new();
         let mut templates = BTreeMap::new();
+        let testing = |t: &str| self.testing_required_for(t);
+        let requirements = crate::templates::Requirements {
+            change_types: &self.change_types,
+            required_fields: &self.required_fields,
+            testing_for: &testing,
+        };
         for (path, bytes) in files {
-            let (t, f) = crate::templates::parse(&path, &bytes, self);
+            let (t, f) = crate::templates::parse(&path, &bytes, &requirements);
             findings.extend(f);
             if let Some(t) = t {
                 templates.insert(t.name.clone(), t);

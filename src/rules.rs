@@ -57,7 +57,7 @@ pub fn content_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem>
     // A standard change names a template in force and keeps what it fixes; a closed,
     // rejected or cancelled one keeps the rules of its day.
     if !change.status().is_terminal()
-        && let Some(why) = crate::templates::problem(change, policy)
+        && let Some(why) = policy.template_problem(change)
     {
         let field = if change.template.is_some() {
             "template"
@@ -745,7 +745,7 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
     for p in risk_problems(change, policy) {
         push(RISK, format!("{id}: {}", p.message));
     }
-    if let Some(why) = crate::templates::problem(change, policy) {
+    if let Some(why) = policy.template_problem(change) {
         push(
             crate::templates::STANDARD_TEMPLATE,
             format!("{id} is not a conforming standard change: {why}"),

@@ -5,7 +5,6 @@
 
 use crate::finding::Finding;
 use crate::model::{CONTENT_FIELDS, ChangeModel, ChangeRequest};
-use crate::policy::Policy;
 use crate::yaml::{self, Pos, Value};
 
 /// Rule id of a standard change that names no template in force or breaks a fixed field.
@@ -98,16 +97,35 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", crate::text::sha256_hex(bytes))
 }
 
+/// What the policy asks of every template, handed in by the policy that reads its
+/// catalogue (so that this module parses templates and knows no policy).
+pub struct Requirements<'a> {
+    /// The policy's change types.
+    pub change_types: &'a [String],
+    /// The fields every change must have.
+    pub required_fields: &'a [String],
+    /// Whether changes of a type need testing (and so a test plan).
+    pub testing_for: &'a dyn Fn(&str) -> bool,
+}
+
 /// Reads one template file (`path` is `policy/templates/NAME.yaml`), checking it against
 /// `policy` with places: an unknown field, a `variable` naming no content field or a fixed
 /// one, a fixed value the policy refuses, a required field neither fixed nor variable.
-pub fn parse(path: &str, bytes: &[u8], policy: &Policy) -> (Option<Template>, Vec<Finding>) {
+pub fn parse(
+    path: &str,
+    bytes: &[u8],
+    policy: &Requirements<'_>,
+) -> (Option<Template>, Vec<Finding>) {
     read(path, bytes, Some(policy))
 }
 
 /// [`parse`], checked against `policy` when there is one (an earlier version is read
 /// without: it passed the policy of its day).
-fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>, Vec<Finding>) {
+fn read(
+    path: &str,
+    bytes: &[u8],
+    policy: Option<&Requirements<'_>>,
+) -> (Option<Template>, Vec<Finding>) {
     let rule = STANDARD_TEMPLATE;
     let name = path
         .strip_prefix(TEMPLATES_DIR)
@@ -244,7 +262,7 @@ fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>,
             || !CONTENT_FIELDS.contains(&f)
             || f == "change_model"
     };
-    for f in &policy.required_fields {
+    for f in policy.required_fields {
         if !covered(f) {
             findings.push(Finding::error(
                 path,
@@ -257,7 +275,7 @@ fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>,
     let testing = fixed
         .change_type
         .as_deref()
-        .is_some_and(|t| policy.testing_required_for(t))
+        .is_some_and(|t| (policy.testing_for)(t))
         || fixed.testing_required == Some(true);
     if testing && !covered("test_plan") {
         findings.push(Finding::error(
@@ -283,13 +301,16 @@ fn read(path: &str, bytes: &[u8], policy: Option<&Policy>) -> (Option<Template>,
 /// Why a standard change does not conform to the catalogue (`None` when it does, is not a
 /// standard change, or is self-declared history): no template named, one not in force (nor,
 /// for a template changed since, the version it recorded), or a fixed field changed.
-pub fn problem(change: &ChangeRequest, policy: &Policy) -> Option<String> {
+pub fn problem(
+    change: &ChangeRequest,
+    in_force: &std::collections::BTreeMap<String, Template>,
+    history: Option<&TemplateHistory>,
+    legacy: bool,
+) -> Option<String> {
     // A store without a catalogue keeps the rules from before catalogues for changes that
     // name no template; one that names a template is judged by the catalogue even when it
     // is gone (a retired template pre-approves nothing).
-    if change.model() != ChangeModel::Standard
-        || policy.legacy_standard_changes && change.template.is_none()
-    {
+    if change.model() != ChangeModel::Standard || legacy && change.template.is_none() {
         return None;
     }
     let Some(name) = &change.template else {
@@ -303,11 +324,11 @@ pub fn problem(change: &ChangeRequest, policy: &Policy) -> Option<String> {
             "a standard change must be filed from a template of the policy (chg new --template NAME); self-declared standard changes are not pre-approved".into(),
         );
     };
-    let in_force = policy.templates.get(name);
+    let in_force = in_force.get(name);
     let recorded = change.template_digest.as_deref();
     let template = match (in_force, recorded) {
         (Some(t), Some(d)) if t.digest == d => t,
-        (_, Some(d)) => match policy.template_history.as_ref().and_then(|h| h.find(d)) {
+        (_, Some(d)) => match history.and_then(|h| h.find(d)) {
             Some(t) if &t.name == name => t,
             _ => {
                 return Some(match in_force {

@@ -514,7 +514,7 @@ impl<'r> Auditor<'r> {
     ) -> Result<Option<String>> {
         let parent = facts.parents.first().unwrap_or(&facts.tree).clone();
         let policy = self.filing_policy(&parent)?;
-        if let Some(why) = crate::templates::problem(after, &policy) {
+        if let Some(why) = policy.template_problem(after) {
             return Ok(Some(why));
         }
         if after.template.is_none() || policy.governance.is_none() {
@@ -1078,9 +1078,9 @@ impl<'r> Auditor<'r> {
                     });
                     let why = if filing {
                         self.filing_problem(facts, after)?
-                    } else if crate::templates::problem(before.unwrap_or(after), policy).is_none() {
+                    } else if policy.template_problem(before.unwrap_or(after)).is_none() {
                         // A fixed value edited since: judged by the version it recorded.
-                        crate::templates::problem(after, policy)
+                        policy.template_problem(after)
                     } else {
                         None
                     };
@@ -2361,7 +2361,7 @@ fn brought_problems(
     });
     if after.model() == ChangeModel::Standard
         && filed
-        && let Some(w) = crate::templates::problem(after, filing)
+        && let Some(w) = filing.template_problem(after)
     {
         out.push(Problem::exception(
             crate::templates::STANDARD_TEMPLATE,
