@@ -32,6 +32,7 @@ pub mod decode;
 pub mod edit;
 pub mod error;
 pub mod finding;
+pub mod git;
 pub mod governance;
 pub mod layout;
 pub mod model;

@@ -11,8 +11,8 @@ use jiff::Timestamp;
 
 use crate::audit::{Entry, Level};
 use crate::error::{Refusal, Result};
+use crate::git::Located;
 use crate::model::ChangeId;
-use crate::store::Store;
 
 /// Rule id: the change's history holds a step that chg's verified steps did not produce.
 pub const UNVERIFIED: &str = "unverified-history";
@@ -135,7 +135,7 @@ fn provenance(entries: &[Entry]) -> crate::rules::Provenance {
 /// The [`crate::rules::Provenance`] of each of the changes `ids`, by id: the audit index
 /// read once for all of them.
 pub fn provenances(
-    store: &Store,
+    store: &dyn Located,
     ids: &[String],
     now: Timestamp,
 ) -> Result<std::collections::HashMap<String, crate::rules::Provenance>> {
@@ -173,13 +173,13 @@ fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {
 /// commits that did not verify). Going back to any older version (a revert of a verified
 /// cancellation, say) is itself a commit that does not verify: it resurrects what a
 /// verified step ended.
-pub fn of(store: &Store, id: &ChangeId, now: Timestamp) -> Result<Standing> {
+pub fn of(store: &dyn Located, id: &ChangeId, now: Timestamp) -> Result<Standing> {
     let entries = crate::audit::verified_history(store, &id.to_string(), now)?;
     from_history(store, entries)
 }
 
 /// The standing that `entries` (a change's history from the audit index) give.
-fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
+fn from_history(store: &dyn Located, entries: Vec<Entry>) -> Result<Standing> {
     let repo = store.repo();
     // The file's blob in the entry's commit, or in its first parent (the line it was made
     // on, for a merge).
@@ -194,7 +194,7 @@ fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
                 None => return Ok(None),
             }
         }
-        crate::store::commit::blob_at(&commit.tree()?, &e.path)
+        crate::git::blob_at(&commit.tree()?, &e.path)
     };
     // The open break, and the version before it that undoing it returns to.
     let mut open: Option<(Break, Option<git2::Oid>)> = None;
@@ -214,7 +214,7 @@ fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
     }
     Ok(Standing {
         open: open.map(|o| o.0),
-        shallow: !crate::store::commit::shallow_commits(repo).is_empty(),
+        shallow: !crate::git::shallow_commits(repo).is_empty(),
         entries,
     })
 }
@@ -222,7 +222,7 @@ fn from_history(store: &Store, entries: Vec<Entry>) -> Result<Standing> {
 /// Of the changes `ids`, those submitted before the policy asked its risk questionnaire
 /// (see [`Standing::questionnaire_due`]): the audit index read once for all of them.
 pub fn questionnaire_waived(
-    store: &Store,
+    store: &dyn Located,
     ids: &[String],
     now: Timestamp,
 ) -> Result<std::collections::BTreeSet<String>> {
@@ -237,7 +237,7 @@ pub fn questionnaire_waived(
 /// before the policy asked it: they keep the rules of their day. Only those changes'
 /// histories are read.
 pub fn waive_questionnaires(
-    store: &Store,
+    store: &dyn Located,
     policy: &crate::policy::Policy,
     mut findings: Vec<crate::finding::Finding>,
     now: Timestamp,
@@ -265,7 +265,7 @@ pub fn waive_questionnaires(
 
 /// The changes whose history holds an exception still open, with it (for `chg validate`):
 /// the audit index read once for all of them.
-pub fn open_breaks(store: &Store, now: Timestamp) -> Result<Vec<(String, Break)>> {
+pub fn open_breaks(store: &dyn Located, now: Timestamp) -> Result<Vec<(String, Break)>> {
     let mut out = Vec::new();
     for (id, entries) in crate::audit::histories_with_exceptions(store, now)? {
         if let Some(b) = from_history(store, entries)?.open {

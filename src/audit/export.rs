@@ -124,7 +124,7 @@ fn day_policies(
             continue;
         };
         let commit = repo.find_commit(oid)?;
-        let Some(blob) = crate::store::commit::blob_at(&commit.tree()?, &e.path)? else {
+        let Some(blob) = crate::git::blob_at(&commit.tree()?, &e.path)? else {
             continue;
         };
         let version = auditor.decode(blob, &e.path)?;
@@ -176,7 +176,7 @@ fn deleted_changes(
         let Some(parent) = repo.find_commit(oid)?.parents().next() else {
             continue;
         };
-        let Some(blob) = crate::store::commit::blob_at(&parent.tree()?, path)? else {
+        let Some(blob) = crate::git::blob_at(&parent.tree()?, path)? else {
             continue;
         };
         if let Ok(c) = auditor.decode(blob, path)?.as_ref() {
@@ -448,10 +448,10 @@ fn evidence_md(
 }
 
 /// Builds the evidence pack for the store's branch.
-pub fn build(store: &crate::store::Store, req: &Request) -> Result<Pack> {
+pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
     // A shallow clone holds only part of the history: its population and verdicts would
     // be incomplete while looking whole.
-    let partial = !crate::store::commit::shallow_commits(store.repo()).is_empty();
+    let partial = !crate::git::shallow_commits(store.repo()).is_empty();
     if partial && !req.allow_partial {
         return Err(Error::Usage(
             "this clone is shallow, so the history behind the pack is incomplete; fetch the whole history (`git fetch --unshallow`, or a fetch depth of 0 in CI), or pass --allow-partial to mark the pack as partial".into(),

@@ -154,7 +154,7 @@ impl Index {
             emergencies: Vec::new(),
             rewrites: Vec::new(),
             files: BTreeMap::new(),
-            shallow: crate::store::commit::shallow_commits(repo)
+            shallow: crate::git::shallow_commits(repo)
                 .iter()
                 .map(Oid::to_string)
                 .collect(),
@@ -409,7 +409,7 @@ const FINDINGS: &str = "findings.jsonl";
 
 /// The branch HEAD is on (`HEAD` when detached) and its commit, if any.
 fn head_of(repo: &Repository) -> Result<(String, Option<Oid>)> {
-    let (name, oid) = crate::store::commit::head_state(repo)?;
+    let (name, oid) = crate::git::head_state(repo)?;
     Ok((name.unwrap_or_else(|| "HEAD".to_owned()), oid))
 }
 
@@ -474,7 +474,7 @@ fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
     text.push(b'\n');
     text.extend_from_slice(sum.as_bytes());
     text.push(b'\n');
-    crate::store::commit::atomic_write(&dir.join("meta.json"), &text)
+    crate::git::atomic_write(&dir.join("meta.json"), &text)
 }
 
 fn clear(dir: &Path) -> Result<()> {

@@ -16,6 +16,7 @@
 
 pub mod controls;
 pub mod export;
+pub mod governance;
 pub mod index;
 pub mod reconcile;
 
@@ -344,7 +345,7 @@ pub fn audit_commits(
 ) -> Result<Vec<CommitAudit>> {
     use rayon::prelude::*;
     const CHUNK: usize = 512;
-    let memo = Arc::new(crate::governance::Memo::default());
+    let memo = Arc::new(crate::audit::governance::Memo::default());
     let chunks: Vec<Vec<CommitAudit>> = oids
         .par_chunks(CHUNK)
         .enumerate()
@@ -379,9 +380,9 @@ pub struct Auditor<'r> {
     /// Policies with their allowed signers, by (policy blob, allowed signers blob).
     signed_policies: HashMap<PolicyKey, Arc<Policy>>,
     /// Judges policy changes (SPEC section 10), made when the first one is met.
-    governance: Option<Box<crate::governance::Governance<'r>>>,
+    governance: Option<Box<crate::audit::governance::Governance<'r>>>,
     /// What judging policy changes learnt, shared with the other workers of a run.
-    memo: Arc<crate::governance::Memo>,
+    memo: Arc<crate::audit::governance::Memo>,
     /// The policies of [`Auditor::policy_of`] without the catalogue's history: what a
     /// change filed on top of that tree could be filed from (keyed by the policy's
     /// address: `policy_of` hands out one value per policy, signers and templates).
@@ -426,7 +427,7 @@ impl<'r> Auditor<'r> {
     pub fn with_memo(
         repo: &'r Repository,
         prefix: &str,
-        memo: Arc<crate::governance::Memo>,
+        memo: Arc<crate::audit::governance::Memo>,
     ) -> Self {
         Auditor {
             memo,
@@ -435,7 +436,7 @@ impl<'r> Auditor<'r> {
             policies: HashMap::new(),
             default_policy: Arc::new(Policy::default_policy()),
             decoded: HashMap::new(),
-            shallow: crate::store::commit::shallow_commits(repo),
+            shallow: crate::git::shallow_commits(repo),
             signed_policies: HashMap::new(),
             governance: None,
             filing_policies: HashMap::new(),
@@ -477,10 +478,10 @@ impl<'r> Auditor<'r> {
     }
 
     /// The judge of policy changes, made when first needed, sharing this run's memo.
-    fn governance(&mut self) -> &mut crate::governance::Governance<'r> {
+    fn governance(&mut self) -> &mut crate::audit::governance::Governance<'r> {
         let (repo, prefix, memo) = (self.repo, &self.prefix, &self.memo);
         self.governance.get_or_insert_with(|| {
-            Box::new(crate::governance::Governance::with_memo(
+            Box::new(crate::audit::governance::Governance::with_memo(
                 repo,
                 prefix,
                 memo.clone(),
@@ -554,12 +555,12 @@ impl<'r> Auditor<'r> {
     /// The policy in `tree` (the default policy when it has none or it does not parse),
     /// with the allowed signers of the same tree attached.
     pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
-        let blob = crate::store::commit::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
+        let blob = crate::git::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
         let (policy, _) = self.policy(blob)?;
         let signers = match &policy.signing {
             Some(signing) => {
                 let path = format!("{}{}", self.prefix, signing.allowed_signers);
-                crate::store::commit::blob_at(tree, &path)?
+                crate::git::blob_at(tree, &path)?
             }
             None => None,
         };
@@ -634,10 +635,10 @@ impl<'r> Auditor<'r> {
         let items = self.changed_items(&facts)?;
         let policy_path = format!("{}{POLICY_PATH}", self.prefix);
         let old_pol = match &facts.parents.first() {
-            Some(t) => crate::store::commit::blob_at(t, &policy_path)?,
+            Some(t) => crate::git::blob_at(t, &policy_path)?,
             None => None,
         };
-        let new_pol = crate::store::commit::blob_at(&facts.tree, &policy_path)?;
+        let new_pol = crate::git::blob_at(&facts.tree, &policy_path)?;
         // Judged by the policy (and allowed signers) in force at the parent.
         let policy = match (facts.parents.first(), old_pol) {
             (Some(parent), Some(_)) => self.policy_of(parent)?,
@@ -861,13 +862,13 @@ impl<'r> Auditor<'r> {
         let mut out: std::collections::BTreeMap<String, Vec<Problem>> =
             std::collections::BTreeMap::new();
         for path in paths {
-            let result = crate::store::commit::blob_at(&facts.tree, &path)?;
+            let result = crate::git::blob_at(&facts.tree, &path)?;
             let result_version = match result {
                 Some(b) => Some(self.decode(b, &path)?),
                 None => None,
             };
             let base_version = match &base {
-                Some(t) => match crate::store::commit::blob_at(t, &path)? {
+                Some(t) => match crate::git::blob_at(t, &path)? {
                     Some(b) => Some(self.decode(b, &path)?),
                     None => None,
                 },
@@ -882,7 +883,7 @@ impl<'r> Auditor<'r> {
                 if n == 0 && own.contains(&path.as_str()) {
                     continue;
                 }
-                let Some(blob) = crate::store::commit::blob_at(parent, &path)? else {
+                let Some(blob) = crate::git::blob_at(parent, &path)? else {
                     continue;
                 };
                 if Some(blob) == result {
@@ -1309,7 +1310,7 @@ impl<'r> Facts<'r> {
     /// Whether a parent other than the first already had `blob` at `path`: a merge brought it.
     fn brought(&self, path: &str, blob: Option<Oid>) -> Result<bool> {
         for t in self.parents.iter().skip(1) {
-            if crate::store::commit::blob_at(t, path)? == blob {
+            if crate::git::blob_at(t, path)? == blob {
                 return Ok(true);
             }
         }
@@ -2445,7 +2446,7 @@ impl index::Engine for Judge<'_> {
 
 /// Brings the store's audit index up to date, judging what it has not seen.
 fn update_index(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     full: bool,
     now: Timestamp,
 ) -> Result<(index::Index, index::Update)> {
@@ -2461,7 +2462,7 @@ fn update_index(
 /// verify (a cache file emptied, garbled or cut short), rebuilds the index from the history
 /// once and reads again. A cache is never a source of truth.
 fn read_index<T>(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     full: bool,
     now: Timestamp,
     read: impl Fn(&index::Index) -> Result<Option<T>>,
@@ -2522,7 +2523,7 @@ impl Report {
 }
 
 /// Audits the history of the store's branch (incrementally, unless `opts.full`).
-pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
+pub fn run(store: &dyn crate::git::Located, opts: &Options) -> Result<Report> {
     Ok(run_with_index(store, opts, |_| Ok(Some(())))?.0)
 }
 
@@ -2530,7 +2531,7 @@ pub fn run(store: &crate::store::Store, opts: &Options) -> Result<Report> {
 /// (verified, like the findings). A rewrite of the history is an exception in the first
 /// audit that sees it, a note after.
 pub(crate) fn run_with_index<T>(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     opts: &Options,
     extra: impl Fn(&index::Index) -> Result<Option<T>>,
 ) -> Result<(Report, index::Index, T)> {
@@ -2582,7 +2583,7 @@ pub(crate) fn run_with_index<T>(
 /// The history of one change (from the index, brought up to date first), each step with
 /// what audit found wrong with it.
 pub fn change_log(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     id: &crate::model::ChangeId,
     now: Timestamp,
 ) -> Result<Vec<Entry>> {
@@ -2635,7 +2636,7 @@ fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
 /// policy in force when the emergency began (at the parent of the commit that started its
 /// implementation): a later policy that retired an approver does not undo her approval.
 fn overdue_findings(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     idx: &index::Index,
     only: Option<&str>,
     now: Timestamp,
@@ -2678,7 +2679,7 @@ fn overdue_findings(
         });
     }
     for e in list {
-        let Some(blob) = crate::store::commit::blob_at(&tree, &e.path)? else {
+        let Some(blob) = crate::git::blob_at(&tree, &e.path)? else {
             continue;
         };
         let decoded = auditor.decode(blob, &e.path)?;
@@ -2715,7 +2716,7 @@ fn overdue_findings(
 /// first): every commit that touched its file, oldest first, renumberings followed, each
 /// with what the audit found. The present's checks (overdue deadlines) are not in it.
 pub fn verified_history(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     id: &str,
     now: Timestamp,
 ) -> Result<Vec<Entry>> {
@@ -2725,7 +2726,7 @@ pub fn verified_history(
 /// The histories of the changes `ids` (the index brought up to date with HEAD first, and
 /// read once).
 pub fn histories(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     ids: &[String],
     now: Timestamp,
 ) -> Result<Vec<(String, Vec<Entry>)>> {
@@ -2748,7 +2749,7 @@ pub fn histories(
 /// The history of every change that an exception of the audited history concerns, by id
 /// (the index brought up to date with HEAD first, and read once).
 pub fn histories_with_exceptions(
-    store: &crate::store::Store,
+    store: &dyn crate::git::Located,
     now: Timestamp,
 ) -> Result<Vec<(String, Vec<Entry>)>> {
     Ok(read_index(store, false, now, |idx| {

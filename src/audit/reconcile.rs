@@ -409,9 +409,9 @@ pub fn csv(reconciled: &[Reconciled]) -> String {
 
 /// The change files committed at HEAD (unreadable ones left out: `chg validate` reports
 /// them).
-pub fn changes_at_head(store: &crate::store::Store) -> Result<Vec<ChangeRequest>> {
+pub fn changes_at_head(store: &dyn crate::git::Located) -> Result<Vec<ChangeRequest>> {
     let repo = store.repo();
-    let Some(head) = crate::store::commit::head_state(repo)?.1 else {
+    let Some(head) = crate::git::head_state(repo)?.1 else {
         return Ok(Vec::new());
     };
     let tree = repo.find_commit(head)?.tree()?;

@@ -8,6 +8,7 @@
 //! by the next chg process that takes the store lock. The commit is built from HEAD's tree,
 //! not from the index, so whatever else the user has staged stays staged and uncommitted.
 
+pub use crate::git::{atomic_write, blob_at, head_state, shallow_commits};
 use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
@@ -115,32 +116,6 @@ fn journal_path(repo: &Repository) -> PathBuf {
     repo.path().join("chg").join("txn.json")
 }
 
-/// Where HEAD points: the branch ref (None when detached) and the commit (None when unborn).
-pub fn head_state(repo: &Repository) -> Result<(Option<String>, Option<Oid>)> {
-    let head = repo.find_reference("HEAD")?;
-    match head.symbolic_target()? {
-        Some(name) => {
-            let name = name.to_owned();
-            match repo.refname_to_id(&name) {
-                Ok(id) => Ok((Some(name), Some(id))),
-                Err(e) if e.code() == ErrorCode::NotFound => Ok((Some(name), None)),
-                Err(e) => Err(e.into()),
-            }
-        }
-        None => Ok((None, head.target())),
-    }
-}
-
-/// The blob id of `path` in `tree`, walking one folder at a time.
-pub fn blob_at(tree: &Tree<'_>, path: &str) -> Result<Option<Oid>> {
-    match tree.get_path(Path::new(path)) {
-        Ok(entry) if entry.kind() == Some(ObjectType::Blob) => Ok(Some(entry.id())),
-        Ok(_) => Ok(None),
-        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `tree` with `path` set to `blob` (or removed), creating folders as needed.
 pub(crate) fn replace_path(
     repo: &Repository,
@@ -182,35 +157,6 @@ pub(crate) fn replace_path(
         }
     }
     Ok(builder.write()?)
-}
-
-/// Writes `content` to `path` atomically (a temporary file in the same folder, then rename).
-pub fn atomic_write(path: &Path, content: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".chg-");
-    // A new file gets the mode any program's new file gets (0666 less the umask, as git
-    // checks files out), not the private 0600 of a temporary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("cannot write in {}", dir.display()), e))?;
-    tmp.write_all(content)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("cannot replace {}", path.display()), e.error))?;
-    Ok(())
 }
 
 /// Puts `path` in the work tree as `blob` with `mode` says (or removes it for `None`).
@@ -642,18 +588,6 @@ fn entry_at(tree: &Tree<'_>, path: &str) -> Result<Option<(Oid, u32)>> {
         Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The commits where a shallow clone's history is cut (git's `shallow` file): their parents
-/// are not in the repository, so what they changed cannot be known.
-pub fn shallow_commits(repo: &Repository) -> Vec<Oid> {
-    let text = std::fs::read_to_string(repo.commondir().join("shallow")).unwrap_or_default();
-    let mut out: Vec<Oid> = text
-        .lines()
-        .filter_map(|l| Oid::from_str(l.trim()).ok())
-        .collect();
-    out.sort();
-    out
 }
 
 /// Whether a chg process died in the middle of a step (a journal is left). Cheap: one stat.

@@ -108,6 +108,16 @@ pub fn open_repository(path: &Path) -> Result<Repository> {
     Ok(repo)
 }
 
+impl crate::git::Located for Store {
+    fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
 impl Store {
     /// Finds the store: `explicit` (named by the caller), else the first folder from `start`
     /// upwards that has `policy/policy.yaml`, stopping at the work tree root. A step that a
@@ -922,7 +932,7 @@ impl Store {
         {
             return Ok(answer(*last, *ok, why.clone()));
         }
-        let mut g = crate::governance::Governance::new(&self.repo, &self.prefix);
+        let mut g = crate::audit::governance::Governance::new(&self.repo, &self.prefix);
         let since = kept.as_ref().map(|k| k.0);
         let (last, standing) = match g.last_change(head, since)? {
             Some(at) if Some(at) == since && !g.changes_policy(at)? => {
@@ -1170,7 +1180,7 @@ impl Store {
         }
         let authority = match head {
             Some(h) => {
-                let mut g = crate::governance::Governance::new(&self.repo, &self.prefix);
+                let mut g = crate::audit::governance::Governance::new(&self.repo, &self.prefix);
                 g.governing_policy(h)?
             }
             None => std::sync::Arc::new(session.policy.clone()),
