@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `chg` binary on temporary git repositories, with the identity
 //! and the clock pinned so that outputs are repeatable.
 
+mod architecture;
 mod attacks;
 mod audit;
 mod deploy;
