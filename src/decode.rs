@@ -501,20 +501,26 @@ impl Decoder<'_> {
         })
     }
 
-    fn approvals(&mut self, node: &Node) -> Vec<Approval> {
-        self.place(&"approvals", node);
-        let items = match &node.value {
-            Value::Null => return Vec::new(),
+    /// The items of the list field `name` (placed), or none with a `type` error when the
+    /// node is not a list.
+    fn records<'n, 'y>(&mut self, node: &'n Node<'y>, name: &'static str) -> &'n [Node<'y>] {
+        self.place(&name, node);
+        match &node.value {
+            Value::Null => &[],
             Value::Seq(items) => items,
             _ => {
                 self.error(
                     node.pos,
                     "type",
-                    format!("approvals must be a list, not {}", node.kind()),
+                    format!("{name} must be a list, not {}", node.kind()),
                 );
-                return Vec::new();
+                &[]
             }
-        };
+        }
+    }
+
+    fn approvals(&mut self, node: &Node) -> Vec<Approval> {
+        let items = self.records(node, "approvals");
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let base = format_args!("approvals[{i}]");
@@ -633,19 +639,7 @@ impl Decoder<'_> {
     }
 
     fn deployments(&mut self, node: &Node) -> Vec<Deployment> {
-        self.place(&"deployments", node);
-        let items = match &node.value {
-            Value::Null => return Vec::new(),
-            Value::Seq(items) => items,
-            _ => {
-                self.error(
-                    node.pos,
-                    "type",
-                    format!("deployments must be a list, not {}", node.kind()),
-                );
-                return Vec::new();
-            }
-        };
+        let items = self.records(node, "deployments");
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let base = format_args!("deployments[{i}]");

@@ -284,31 +284,29 @@ pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
 }
 
 pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
-    if a.comment.trim().is_empty() {
-        return Err(Error::Usage(
-            "a rejection needs a --comment saying why".into(),
-        ));
-    }
     let step = Step::Reject {
         role: a.role,
-        comment: a.comment,
+        comment: reason(a.comment, "a rejection")?,
     };
     let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
     done(o)
 }
 
 pub fn withdraw(store: &Store, a: WithdrawArgs) -> CmdResult {
-    if a.comment.trim().is_empty() {
-        return Err(Error::Usage(
-            "a withdrawal needs a --comment saying why".into(),
-        ));
-    }
     let step = Step::Withdraw {
         role: a.role,
-        comment: a.comment,
+        comment: reason(a.comment, "a withdrawal")?,
     };
     let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
     done(o)
+}
+
+/// The `--comment` a decision that undoes or refuses must give: an auditor asks why.
+fn reason(comment: String, what: &str) -> Result<String, Error> {
+    if comment.trim().is_empty() {
+        return Err(Error::Usage(format!("{what} needs a --comment saying why")));
+    }
+    Ok(comment)
 }
 
 pub fn set(store: &Store, policy: &Policy, a: SetArgs) -> CmdResult {
