@@ -540,7 +540,21 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
             })
             .collect();
         // Segregation of duties by the policy of the change's last step (its day's).
-        let (sod, sod_md) = segregation(c, entries, day.last_record.as_deref().unwrap_or(&policy));
+        let (mut sod, sod_md) =
+            segregation(c, entries, day.last_record.as_deref().unwrap_or(&policy));
+        // What the audit found against it (a duty broken on a branch and merged, say)
+        // fails it too, whatever the last step's policy allowed.
+        if !sod.starts_with("fail")
+            && let Some(f) = findings
+                .iter()
+                .find(|f| f.level == Level::Exception && f.rule == crate::rules::SEGREGATION)
+        {
+            sod = format!(
+                "fail: {} (commit {})",
+                f.message,
+                &f.commit[..f.commit.len().min(8)]
+            );
+        }
         sod_failures += usize::from(sod.starts_with("fail"));
         let row = [
             id.clone(),
@@ -711,7 +725,9 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
             "population": population,
             "evidence_files": population,
             "exceptions": exceptions,
-            "notes": owned.len() - exceptions,
+            // Counted, not subtracted: exceptions include unreconciled deployments, which
+            // are not audit findings.
+            "notes": owned.iter().filter(|f| f.level == Level::Note).count(),
         },
         "controls": controls,
         "deployments": deployments,

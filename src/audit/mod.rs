@@ -787,6 +787,7 @@ impl<'r> Auditor<'r> {
                 let after = self.decode(new, &path)?;
                 let Ok(after) = after.as_ref() else { continue };
                 let mut problems = brought_problems(before, after, &policy, &filing);
+                problems.extend(self.brought_late(parent, facts, before, after)?);
                 problems.extend(drops.remove(&path).unwrap_or_default());
                 // A change the merge brings in submitted is submitted into this line here,
                 // under its policy: a branch made before the questionnaire does not carry
@@ -1193,7 +1194,19 @@ impl<'r> Auditor<'r> {
                 &parent.id().to_string()[..8],
                 format_timestamp(floor)
             );
-            out.push(if facts.trailers.synced_from.is_some() {
+            // A replay names the local commit it replaced, which the line does not hold;
+            // naming one it holds (or none) is a claim with nothing behind it.
+            let replayed = facts.trailers.synced_from.as_deref().is_some_and(|c| {
+                Oid::from_str(c).is_ok_and(|c| {
+                    c != parent.id()
+                        && (self.repo.find_commit(c).is_err()
+                            || !self
+                                .repo
+                                .graph_descendant_of(parent.id(), c)
+                                .unwrap_or(true))
+                })
+            });
+            out.push(if replayed && gap <= REPLAY_GAP_SECS {
                 Problem::note(
                     "sync-replay",
                     format!("{said}: a step made offline and replayed by chg sync keeps its time"),
@@ -1206,6 +1219,44 @@ impl<'r> Auditor<'r> {
             });
         }
         Ok(out)
+    }
+
+    /// Records a merge brings into a line that claim a time long before the line's tip:
+    /// made on a branch from an old commit (so its own parent proves nothing) and dated into
+    /// a deadline, they entered history only now.
+    fn brought_late(
+        &self,
+        receiving: &Tree<'_>,
+        facts: &Facts<'_>,
+        before: Option<&ChangeRequest>,
+        after: &ChangeRequest,
+    ) -> Result<Vec<Problem>> {
+        let commit = self.repo.find_commit(facts.oid)?;
+        let tip = commit
+            .parents()
+            .find(|p| p.tree_id() == receiving.id())
+            .or_else(|| commit.parents().next());
+        let Some(tip) = tip else {
+            return Ok(Vec::new());
+        };
+        let floor = tip.committer().when().seconds();
+        let old = before.map(rules::recorded_times).unwrap_or_default();
+        Ok(rules::recorded_times(after)
+            .into_iter()
+            .filter(|(path, t)| path != "request_date" && !old.contains(&(path.clone(), *t)))
+            .filter(|(_, t)| floor - t.as_second() > REPLAY_GAP_SECS)
+            .map(|(path, t)| {
+                Problem::exception(
+                    rules::TIME_ORDER,
+                    format!(
+                        "{path} is dated {}, {} before the line's last commit ({}), but entered the line only with this merge: a record made on a branch is as late as the merge that brings it",
+                        format_timestamp(t),
+                        crate::text::duration_words(floor - t.as_second()),
+                        &tip.id().to_string()[..8]
+                    ),
+                )
+            })
+            .collect())
     }
 
     /// Whether the policy that governs at the commit's parent asks the risk questionnaire:
@@ -1228,6 +1279,10 @@ impl<'r> Auditor<'r> {
         })
     }
 }
+
+/// How long a step may claim to be older than the commit it follows when it came in by a
+/// `chg sync` replay or a merge: work done offline or on a branch for up to a day.
+const REPLAY_GAP_SECS: i64 = 24 * 3600;
 
 /// The steps a version of a change records, one line each, to tell whether a later version
 /// still has them: decisions (approvals, rejections, withdrawals), implementation start
@@ -2333,6 +2388,18 @@ fn brought_problems(
                 rules::SEGREGATION,
                 why(format!("{} decided on their own change", a.by)),
             ));
+        }
+    }
+    // An implementation or review the merge brings is judged by the line's duties too
+    // (one made on a branch whose policy was loosened for the purpose, say).
+    let brought_duty = before.is_none_or(|b| {
+        b.implementation.as_ref().map(|i| &i.implementer)
+            != after.implementation.as_ref().map(|i| &i.implementer)
+            || b.review != after.review
+    });
+    if brought_duty {
+        for p in rules::duty_problems(after, policy) {
+            out.push(Problem::exception(rules::SEGREGATION, why(p.message)));
         }
     }
     let decided = |c: &ChangeRequest| {

@@ -299,6 +299,9 @@ fn spans_text(c: &ChangeRequest) -> String {
     }
 }
 
+/// How far from a deployment's time its record may be written and still reconcile it.
+const RECORD_LAG_SECS: i64 = 24 * 3600;
+
 /// Each deployment with the change that records it, by the rule of the module's doc.
 pub fn reconcile(deployed: &[Deployed], changes: &[ChangeRequest]) -> Vec<Reconciled> {
     deployed
@@ -330,13 +333,39 @@ pub fn reconcile(deployed: &[Deployed], changes: &[ChangeRequest]) -> Vec<Reconc
                 .iter()
                 .filter(|(_, r)| r.environment.eq_ignore_ascii_case(&d.environment))
                 .collect();
-            let open = here.iter().find(|(c, _)| {
-                open_spans(c)
-                    .iter()
-                    .any(|(s, e)| *s <= d.time && e.is_none_or(|e| d.time <= e))
+            // Recorded when it was made: the pipeline runs `chg deploy` as it deploys (before
+            // or after, within a day). A record written long after (a window scheduled into
+            // the past, a change filed once the deployment was found) reconciles nothing.
+            let timely =
+                |r: &Deployment| (r.at.as_second() - d.time.as_second()).abs() <= RECORD_LAG_SECS;
+            let open = here.iter().find(|(c, r)| {
+                timely(r)
+                    && open_spans(c)
+                        .iter()
+                        .any(|(s, e)| *s <= d.time && e.is_none_or(|e| d.time <= e))
+            });
+            // Inside a window but recorded far from it: said as such (outside every window,
+            // the gate's reason is the one to give).
+            let late = here.iter().find(|(c, r)| {
+                !timely(r)
+                    && open_spans(c)
+                        .iter()
+                        .any(|(s, e)| *s <= d.time && e.is_none_or(|e| d.time <= e))
             });
             match (open, here.first()) {
                 (Some((c, _)), _) => out.change = Some(c.id_text()),
+                (None, Some(_)) if late.is_some() => {
+                    let (c, r) = late.expect("checked");
+                    out.near = Some(c.id_text());
+                    out.why = Some(format!(
+                        "{} recorded the deployment of {} to {} at {}, not when it was made ({}): a deployment is recorded by the pipeline that makes it, within a day",
+                        c.id_text(),
+                        d.commit,
+                        d.environment,
+                        format_timestamp(r.at),
+                        format_timestamp(d.time)
+                    ));
+                }
                 (None, Some((c, _))) => {
                     out.near = Some(c.id_text());
                     out.why = Some(format!(

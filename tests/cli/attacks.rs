@@ -1344,3 +1344,87 @@ fn a_key_listed_for_an_email_in_another_case_is_not_a_role_members() {
     // The same email in the role's own spelling signs as before.
     s.signed("cm@example.com", &cm, &["approve", &id]).ok();
 }
+
+#[test]
+fn a_late_emergency_approval_backdated_on_a_branch_or_as_a_replay_is_time_order() {
+    // Second attacker session on the evidence: (5) approvals made on a branch from the
+    // implement commit, dated into the deadline, merged days later; (6) a backdated approval
+    // whose commit claims to be a `chg sync` replay (Chg-Synced-From naming a commit the
+    // line holds).
+    for how in ["branch", "replay"] {
+        let mut s = Store::new();
+        let id = s.new_change(&["--emergency", "--test-plan", "replay"]);
+        s.chg("bob@example.com", &["implement", &id]).ok();
+        let implemented = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+        s.at("2025-03-14T10:00:00Z");
+        s.new_change(&["--title", "Days later"]);
+        let tip = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+        if how == "branch" {
+            s.git(&["checkout", "-q", "-b", "late", &implemented]);
+        }
+        s.at("2025-03-10T11:00:00Z");
+        s.chg("sec-lead@example.com", &["approve", &id]).ok();
+        if how == "branch" {
+            s.git(&["checkout", "-q", "main"]);
+            s.at("2025-03-14T11:00:00Z");
+            s.git(&["merge", "-q", "--no-ff", "-m", "Merge late", "late"]);
+        } else {
+            let message = format!(
+                "{}\nChg-Synced-From: {tip}\n",
+                s.git(&["log", "-1", "--format=%B"]).trim_end()
+            );
+            mallory_git(&s, &["commit", "-q", "--amend", "-m", &message]);
+        }
+        let found = exceptions(&s);
+        assert!(
+            found
+                .iter()
+                .any(|(rule, change, _)| rule == "time-order" && *change == id),
+            "{how}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn an_approver_implementing_on_a_branch_with_a_loosened_policy_is_caught_at_the_merge() {
+    // Second attacker session on the evidence (4): the branch loosens the policy, cm
+    // implements what cm approved, the branch restores the policy, the merge brings it in.
+    let s = Store::new();
+    s.edit_policy("forbid approvers implementing", |t| {
+        t.replace(
+            "segregation_of_duties: true",
+            "segregation_of_duties: {approver_implements: false}",
+        )
+    });
+    let id = s.new_change(&["--priority", "low"]);
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    s.schedule(&id, "2025-03-10T09:00:00Z", "2025-03-10T12:00:00Z")
+        .ok();
+    s.git(&["checkout", "-q", "-b", "side"]);
+    s.edit_policy("loosen", |t| {
+        t.replace(
+            "segregation_of_duties: {approver_implements: false}",
+            "segregation_of_duties: true",
+        )
+    });
+    s.chg("cm@example.com", &["implement", &id]).ok();
+    s.edit_policy("restore", |t| {
+        t.replace(
+            "segregation_of_duties: true",
+            "segregation_of_duties: {approver_implements: false}",
+        )
+    });
+    s.git(&["checkout", "-q", "main"]);
+    s.git(&["merge", "-q", "--no-ff", "-m", "Merge side", "side"]);
+    let found = exceptions(&s);
+    assert!(
+        found
+            .iter()
+            .any(|(rule, change, _)| rule == "segregation-of-duties" && *change == id),
+        "{found:?}"
+    );
+    let pack = s.export_2025();
+    let population = std::fs::read_to_string(pack.join("population.csv")).unwrap();
+    let row = population.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.contains("\"fail: brought by a merge"), "{row}");
+}

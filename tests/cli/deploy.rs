@@ -351,3 +351,55 @@ fn the_evidence_pack_carries_the_reconciliation() {
     assert_eq!(manifest["rows"]["exceptions"], 1);
     assert!(read("SHA256SUMS").contains("  deployments.csv\n"));
 }
+
+/// Second attacker session on the evidence: a deployment made long before its record (a
+/// window scheduled into the past after the fact, or an emergency filed by hand with its
+/// request backdated) reconciles nothing; an export with such a file does not crash.
+#[test]
+fn a_deployment_recorded_long_after_it_was_made_does_not_reconcile() {
+    let mut s = Store::new();
+    let id = approved_change(&s);
+    // The deployment happened on 1 March, ungated; on the 11th the window is moved over it.
+    s.at("2025-03-11T09:30:00Z");
+    s.schedule(&id, "2025-03-01T00:00:00Z", "2025-03-12T00:00:00Z")
+        .ok();
+    deploy(&s, &id, ELSEWHERE, "production").ok();
+    let file = s.dir.path().join("deployed.csv");
+    std::fs::write(
+        &file,
+        format!("commit,environment,time\n{ELSEWHERE},production,2025-03-01T03:00:00Z\n"),
+    )
+    .unwrap();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["audit", "reconcile", file.to_str().unwrap()],
+        )
+        .code(1);
+    assert!(
+        r.stdout
+            .contains("not when it was made (2025-03-01T03:00:00Z)"),
+        "{}",
+        r.stdout
+    );
+    // The pack for a month with no commit but that deployment: written, not a panic.
+    let out = s.dir.path().join("pack");
+    let r = s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2025-02-01",
+            "--until",
+            "2025-03-02",
+            "--deployments",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deployments = std::fs::read_to_string(out.join("deployments.csv")).unwrap();
+    assert!(deployments.contains("unreconciled"), "{deployments}");
+}
