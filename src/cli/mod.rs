@@ -304,13 +304,14 @@ fn hint(e: &Error) -> Option<String> {
         Error::NoSigningKey(_) => "give your SSH key: `--signing-key ~/.ssh/id_ed25519` or CHG_SIGNING_KEY for this run, or `git config user.signingkey ~/.ssh/id_ed25519.pub` (a key file, a public key whose private half is in ssh-agent, or key::ssh-ed25519 AAAA…)".into(),
         Error::Ambiguous { what: "role", .. } => "choose one with --role".into(),
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
-        Error::Refused(r) => match r.rule {
-            chg::rules::REVIEW_MISSING => "add --review TEXT".into(),
-            chg::rules::UNSCHEDULED => {
-                let id = r.message.split_whitespace().next().unwrap_or("ID");
+        Error::Refused(r) => match &r.remedy {
+            Some(chg::Remedy::Review) => "add --review TEXT".into(),
+            Some(chg::Remedy::Schedule(id)) => {
                 format!("set one with `chg schedule {id} --start TIME --end TIME`")
             }
-            "sync-stale" => "to sync everything else without it: chg sync --drop-stale".into(),
+            Some(chg::Remedy::DropStale) => {
+                "to sync everything else without it: chg sync --drop-stale".into()
+            }
             _ => return r.hint.clone(),
         },
         _ => return None,
