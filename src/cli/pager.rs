@@ -2,33 +2,44 @@
 //! `PAGER`, else `less` (with `LESS=FRX` unless set, so one screen prints and quits);
 //! `--no-pager`, a pipe, or a pager of `cat` or nothing writes straight to stdout.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::io::Write;
 
-/// What is held for the pager, when paging.
-static HELD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+use chg::Error;
 
-/// Starts holding stdout for the pager, when stdout is a terminal and a pager is set.
-pub fn begin(no_pager: bool) {
-    if no_pager || !std::io::stdout().is_terminal() || pager().is_none() {
-        return;
-    }
-    if let Ok(mut h) = HELD.lock() {
-        *h = Some(Vec::new());
-    }
+/// Where stdout's text goes for this run.
+pub struct Output {
+    /// What is held for the pager, when paging.
+    held: Option<Vec<u8>>,
 }
 
-/// Holds `bytes` when paging; false when they should be written to stdout now.
-pub fn hold(bytes: &[u8]) -> bool {
-    match HELD.lock() {
-        Ok(mut h) => match h.as_mut() {
-            Some(buf) => {
-                buf.extend_from_slice(bytes);
-                true
-            }
-            None => false,
-        },
-        Err(_) => false,
+impl Output {
+    /// Holds stdout for the pager when `page` (stdout is a terminal, the command reads)
+    /// and a pager is set.
+    pub fn new(page: bool) -> Output {
+        Output {
+            held: (page && pager().is_some()).then(Vec::new),
+        }
+    }
+
+    /// Writes `bytes` (or holds them for the pager); a closed pipe is not an error.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(held) = &mut self.held {
+            held.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::io("cannot write to stdout", e)),
+        }
+    }
+
+    /// Sends what was held through the pager (or to stdout if it cannot start), and waits.
+    pub fn finish(&mut self) {
+        if let Some(bytes) = self.held.take().filter(|b| !b.is_empty()) {
+            page(&bytes);
+        }
     }
 }
 
@@ -49,14 +60,10 @@ fn pager() -> Option<String> {
     (found && cmd != "cat").then_some(cmd)
 }
 
-/// Sends what was held through the pager (or to stdout if it cannot start), and waits.
-pub fn finish() {
-    let held = HELD.lock().ok().and_then(|mut h| h.take());
-    let Some(bytes) = held.filter(|b| !b.is_empty()) else {
-        return;
-    };
+/// Sends `bytes` through the pager (or to stdout if it cannot start), and waits.
+fn page(bytes: &[u8]) {
     let Some(cmd) = pager() else {
-        let _ = std::io::stdout().write_all(&bytes);
+        let _ = std::io::stdout().write_all(bytes);
         return;
     };
     let mut command = std::process::Command::new("sh");
@@ -74,12 +81,12 @@ pub fn finish() {
         Ok(mut child) => {
             if let Some(mut stdin) = child.stdin.take() {
                 // The reader quitting early (q in less) is not an error.
-                let _ = stdin.write_all(&bytes);
+                let _ = stdin.write_all(bytes);
             }
             let _ = child.wait();
         }
         Err(_) => {
-            let _ = std::io::stdout().write_all(&bytes);
+            let _ = std::io::stdout().write_all(bytes);
         }
     }
 }

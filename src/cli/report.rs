@@ -8,8 +8,8 @@ use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
-use super::grid::{self, Grid};
-use super::{CmdResult, csv_field, out, out_json, parse_bound};
+use super::grid::{Grid, Target};
+use super::{CmdResult, csv_field, ui::Ui};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -47,21 +47,21 @@ pub enum ReportFormat {
     Markdown,
 }
 
-pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
+pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
     let (since, until) = match &a.period {
         Some(p) => {
             let (s, u) = report::parse_period(p).map_err(Error::Usage)?;
             (Some(s), Some(u))
         }
         None => (
-            a.since.as_deref().map(parse_bound).transpose()?,
-            a.until.as_deref().map(parse_bound).transpose()?,
+            a.since.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
+            a.until.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
         ),
     };
     let (r, unreadable) = chg::query::report(store, policy, since, until)?;
     super::warn_unreadable(unreadable, "counted");
     let period = period_label(&a, &r);
-    match if a.json.on() {
+    match if ui.json(&a.json) {
         ReportFormat::Json
     } else {
         a.format
@@ -70,12 +70,12 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
             let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
             v["period"] = serde_json::json!(period);
             v["targets"] = serde_json::to_value(r.targets()).unwrap_or_default();
-            out_json(&v)?
+            ui.out_json(&v)?
         }
-        ReportFormat::Csv => out(&csv(&r))?,
+        ReportFormat::Csv => ui.out(&csv(&r))?,
         // Cells were made safe as they went into the tables; colour codes must survive.
-        ReportFormat::Table => super::out_unfiltered(&tables(&r, &period))?,
-        ReportFormat::Markdown => out(&markdown(&r, &period))?,
+        ReportFormat::Table => ui.out_unfiltered(&tables(&r, &period, ui.target()))?,
+        ReportFormat::Markdown => ui.out(&markdown(&r, &period))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -136,7 +136,7 @@ fn counts(r: &Report) -> Vec<(&'static str, &std::collections::BTreeMap<String, 
     ]
 }
 
-fn tables(r: &Report, period: &str) -> String {
+fn tables(r: &Report, period: &str, to: Target) -> String {
     let mut s = format!(
         "Changes requested in {}: {}\n\n",
         chg::text::terminal_safe(period),
@@ -148,7 +148,7 @@ fn tables(r: &Report, period: &str) -> String {
             t.push(vec![by.to_owned(), k.clone(), n.to_string()]);
         }
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s.push('\n');
     let mut t = Grid::new(&[
         "APPROVAL TIME",
@@ -178,7 +178,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(a.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s.push('\n');
     let mut t = Grid::new(&["RATE", "VALUE", "OF", "TARGET", ""]);
     for m in &r.rates {
@@ -190,7 +190,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(m.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s
 }
 
