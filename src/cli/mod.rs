@@ -613,8 +613,6 @@ fn read_time_at(
     )))
 }
 
-pub(crate) use chg::report::csv_field;
-
 /// The short form of a commit id.
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]

@@ -284,16 +284,11 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     for (p, list) in &agenda.groups {
         match format {
             CabFormat::Markdown => {
-                s.push_str(&format!(
-                    "\n## {p} priority\n\n| {} |\n|{}\n",
-                    header.join(" | "),
-                    " --- |".repeat(header.len())
-                ));
+                let mut t = chg::report::MarkdownTable::left(&header);
                 for item in list {
-                    let cells: Vec<String> =
-                        row(item).iter().map(|v| v.replace('|', "\\|")).collect();
-                    s.push_str(&format!("| {} |\n", cells.join(" | ")));
+                    t.row(row(item).iter().map(|v| v.replace('|', "\\|")));
                 }
+                s.push_str(&format!("\n## {p} priority\n\n{}", t.finish()));
             }
             _ => {
                 // Ids, risks and the roles awaited are never cut; the title is. At a

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use chg::Error;
 use chg::policy::Policy;
-use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
+use chg::report::Align::{Left, Right};
+use chg::report::{self, APPROVAL_BUCKETS, MarkdownTable, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
 use super::grid::{Grid, Target};
-use super::{CmdResult, csv_field, ui::Ui};
+use super::{CmdResult, ui::Ui};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -195,11 +196,11 @@ fn tables(r: &Report, period: &str, to: Target) -> String {
 }
 
 fn csv(r: &Report) -> String {
-    let mut s = String::from("section,name,value,target,met\n");
-    s.push_str(&format!("count,total,{},,\n", r.total));
+    let mut s = report::Csv::new(&["section", "name", "value", "target", "met"]);
+    s.row(["count", "total", &r.total.to_string(), "", ""]);
     for (by, map) in counts(r) {
         for (k, n) in map {
-            s.push_str(&format!("{by},{},{n},,\n", csv_field(k)));
+            s.row([by, k, &n.to_string(), "", ""]);
         }
     }
     for m in r.targets() {
@@ -208,15 +209,15 @@ fn csv(r: &Report) -> String {
         } else {
             "hours"
         };
-        s.push_str(&format!(
-            "{section},{},{},{},{}\n",
-            m.name,
+        s.row([
+            section.to_owned(),
+            m.name.to_string(),
             m.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
             m.target.map(|v| format!("{v:.4}")).unwrap_or_default(),
-            m.met.map(|b| b.to_string()).unwrap_or_default()
-        ));
+            m.met.map(|b| b.to_string()).unwrap_or_default(),
+        ]);
     }
-    s
+    s.finish()
 }
 
 fn markdown(r: &Report, period: &str) -> String {
@@ -224,11 +225,15 @@ fn markdown(r: &Report, period: &str) -> String {
         "# Change report: {period}\n\n{} changes requested.\n\n",
         r.total
     );
-    s.push_str("## Against the policy's targets\n\n| Figure | Value | Target | |\n| --- | ---: | ---: | --- |\n");
+    let mut t = MarkdownTable::new(&[
+        ("Figure", Left),
+        ("Value", Right),
+        ("Target", Right),
+        ("", Left),
+    ]);
     for m in r.targets() {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            m.name,
+        t.row([
+            m.name.to_string(),
             value(&m),
             target(&m),
             match (m.met, m.target) {
@@ -237,24 +242,35 @@ fn markdown(r: &Report, period: &str) -> String {
                 (None, None) => "no target",
                 (None, Some(_)) => "no data",
             }
-        ));
+            .to_owned(),
+        ]);
     }
-    s.push_str("\n## Counts\n\n| By | Value | Changes |\n| --- | --- | ---: |\n");
+    s.push_str("## Against the policy's targets\n\n");
+    s.push_str(&t.finish());
+    let mut t = MarkdownTable::new(&[("By", Left), ("Value", Left), ("Changes", Right)]);
     for (by, map) in counts(r) {
         for (k, n) in map {
-            s.push_str(&format!("| {by} | {k} | {n} |\n"));
+            t.row([by, k, &n.to_string()]);
         }
     }
-    s.push_str("\n## Approval time by priority\n\n| Priority | Changes | Average | Median |\n| --- | ---: | ---: | ---: |\n");
+    s.push_str("\n## Counts\n\n");
+    s.push_str(&t.finish());
+    let mut t = MarkdownTable::new(&[
+        ("Priority", Left),
+        ("Changes", Right),
+        ("Average", Right),
+        ("Median", Right),
+    ]);
     for a in &r.approval_time {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            a.group,
-            a.count,
+        t.row([
+            a.group.to_string(),
+            a.count.to_string(),
             hours(a.average_hours),
-            hours(a.median_hours)
-        ));
+            hours(a.median_hours),
+        ]);
     }
+    s.push_str("\n## Approval time by priority\n\n");
+    s.push_str(&t.finish());
     s.push_str("\n## Closed changes per week by outcome\n\n");
     let labels: Vec<String> = r.weekly.iter().map(|w| w.week.clone()).collect();
     let series = [

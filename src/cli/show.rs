@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::grid::Grid;
-use super::{CmdResult, csv_field, short, ui::Ui};
+use super::{CmdResult, short, ui::Ui};
 
 /// Show one change, readable, or as JSON.
 #[derive(Debug, Args)]
@@ -485,16 +485,14 @@ pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 "request_date",
                 "affected_systems",
             ];
-            let mut s = cols.join(",") + "\n";
+            let mut s = chg::report::Csv::new(&cols);
             for l in &rows {
-                let line: Vec<String> = cols
-                    .iter()
-                    .map(|f| csv_field(&l.change().field_text(f).unwrap_or_default()))
-                    .collect();
-                s.push_str(&line.join(","));
-                s.push('\n');
+                s.row(
+                    cols.iter()
+                        .map(|f| l.change().field_text(f).unwrap_or_default()),
+                );
             }
-            ui.out(&s)?;
+            ui.out(&s.finish())?;
         }
         ListFormat::Table => {
             let mut t = Grid::new(&[
