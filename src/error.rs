@@ -19,9 +19,23 @@ pub struct Refusal {
     pub rule: &'static str,
     /// One sentence.
     pub message: String,
-    /// What would help, in words that name no front end's flags; front ends may replace it
-    /// by their own (see the CLI's hints).
+    /// What would help, in words that name no front end's flags.
     pub hint: Option<String>,
+    /// The same help as a value, for a front end to say in its own words (the CLI names
+    /// its flags and commands) without reading the message.
+    pub remedy: Option<Remedy>,
+}
+
+/// What would turn a refusal into a yes, as a front end can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Give a post-implementation review with the close.
+    Review,
+    /// Schedule the change (its id) first.
+    Schedule(String),
+    /// Sync again, leaving out the steps that no longer apply.
+    DropStale,
 }
 
 impl Refusal {
@@ -31,12 +45,19 @@ impl Refusal {
             rule,
             message: message.into(),
             hint: None,
+            remedy: None,
         }
     }
 
     /// The same refusal with a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Refusal {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The same refusal with a remedy.
+    pub fn remedy(mut self, remedy: Remedy) -> Refusal {
+        self.remedy = Some(remedy);
         self
     }
 }

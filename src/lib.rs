@@ -54,4 +54,4 @@ pub mod workflow;
 pub mod yaml;
 
 pub use context::{Context, Identity};
-pub use error::{Error, Refusal, Result};
+pub use error::{Error, Refusal, Remedy, Result};

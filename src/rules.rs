@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 
 use crate::conflicts;
-use crate::error::Refusal;
+use crate::error::{Refusal, Remedy};
 use crate::finding::{Severity, suggest};
 use crate::model::{
     Approval, ChangeModel, ChangeRequest, Decision, Outcome, Schedule, Status, format_timestamp,
@@ -734,7 +734,16 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
     let status = change.status();
     let model = change.model();
     let mut why = Vec::new();
-    let mut push = |rule, message| why.push(Refusal::new(rule, message));
+    // Each refusal as it is made; the unscheduled one with what to do about it.
+    let mut push = |rule, message: String| {
+        let r = Refusal::new(rule, message);
+        why.push(if rule == UNSCHEDULED {
+            r.hint("schedule it first")
+                .remedy(Remedy::Schedule(id.to_string()))
+        } else {
+            r
+        })
+    };
     let approved_enough = match model {
         ChangeModel::Emergency => matches!(status, Status::PendingApproval | Status::Approved),
         _ if policy.is_preapproved(change) => {
@@ -1293,7 +1302,9 @@ pub fn review_refusal(
             id_of(change),
             why.join(", ")
         ),
-    ))
+    )
+    .hint("close it with a post-implementation review")
+    .remedy(Remedy::Review))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -347,7 +347,7 @@ impl Syncing<'_> {
                     } else {
                         String::new()
                     }
-                )).hint("sync again dropping the steps that no longer apply").into());
+                )).hint("sync again dropping the steps that no longer apply").remedy(crate::error::Remedy::DropStale).into());
             }
             plan.dropped = stale;
             plan.saved_ref = Some(saved);

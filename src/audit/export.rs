@@ -18,7 +18,7 @@ use crate::decode;
 use crate::error::{Error, Result};
 use crate::model::{ChangeModel, ChangeRequest, Decision, format_timestamp};
 use crate::policy::Policy;
-use crate::report::csv_field;
+use crate::report::{Csv, MarkdownTable, md_cell};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -253,7 +253,7 @@ fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String
     } else {
         format!("fail: {}", why.join("; "))
     };
-    let mut md = String::from("\n## Segregation of duties\n\n| Check | Verdict |\n| --- | --- |\n");
+    let mut md = MarkdownTable::left(&["Check", "Verdict"]);
     for check in SodCheck::ALL {
         let failed: Vec<&str> = failures
             .iter()
@@ -267,9 +267,12 @@ fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String
         } else {
             format!("fail: {}", failed.join("; ").replace('|', "\\|"))
         };
-        md.push_str(&format!("| {} | {verdict} |\n", check.label()));
+        md.row([check.label(), &verdict]);
     }
-    (column, md)
+    (
+        column,
+        format!("\n## Segregation of duties\n\n{}", md.finish()),
+    )
 }
 
 fn ts(t: Option<Timestamp>) -> String {
@@ -286,7 +289,7 @@ fn evidence_md(
 ) -> String {
     let id = c.id_text();
     let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let cell = md_cell;
     let mut s = format!(
         "# {id}: {}\n\nFile: `{path}`\n\n## Request\n\n| Field | Value |\n| --- | --- |\n",
         cell(&text("title"))
@@ -334,19 +337,27 @@ fn evidence_md(
     if c.approvals.is_empty() {
         s.push_str("None recorded.\n");
     } else {
-        s.push_str("| Role | By | Decision | At | Comments | Conditions | Digest of the content decided on |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+        let mut t = MarkdownTable::left(&[
+            "Role",
+            "By",
+            "Decision",
+            "At",
+            "Comments",
+            "Conditions",
+            "Digest of the content decided on",
+        ]);
         for a in &c.approvals {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | `{}` |\n",
-                a.role,
-                a.by,
-                a.decision,
+            t.row([
+                a.role.to_string(),
+                a.by.to_string(),
+                a.decision.to_string(),
                 format_timestamp(a.at),
                 cell(a.comments.as_deref().unwrap_or("")),
                 cell(&a.conditions.join("; ")),
-                a.digest.as_deref().unwrap_or("-")
-            ));
+                format!("`{}`", a.digest.as_deref().unwrap_or("-")),
+            ]);
         }
+        s.push_str(&t.finish());
         s.push_str(&format!(
             "\nThe content's digest now: `{}` (an approval counts only for the content its digest names).\n",
             c.material_digest()
@@ -417,19 +428,28 @@ fn evidence_md(
             ));
         }
     }
-    s.push_str("\n## History (from git)\n\n| When | Who | Action | Role | From -> To | Commit | Audit |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    let mut t = MarkdownTable::left(&[
+        "When",
+        "Who",
+        "Action",
+        "Role",
+        "From -> To",
+        "Commit",
+        "Audit",
+    ]);
     for e in entries {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | `{}` | {} |\n",
+        t.row([
             format_timestamp(e.when),
-            e.email,
-            e.action,
-            e.role.as_deref().unwrap_or(""),
-            e.status_change(),
-            e.commit,
-            e.verdict()
-        ));
+            e.email.to_string(),
+            e.action.to_string(),
+            e.role.as_deref().unwrap_or("").to_owned(),
+            e.status_change().to_string(),
+            format!("`{}`", e.commit),
+            e.verdict().to_string(),
+        ]);
     }
+    s.push_str("\n## History (from git)\n\n");
+    s.push_str(&t.finish());
     if !findings.is_empty() {
         s.push_str("\n## Audit findings\n\n");
         for f in findings {
@@ -506,9 +526,40 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
     }
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut pop = String::from(
-        "id,title,change_type,change_model,risk_level,priority,status,requester,request_date,approvals,implementer,implementation_start,implementation_end,outcome,review_date,emergency,segregation_of_duties,exceptions,commits,signatures,affected_systems,template,template_digest,schedule_start,schedule_end,testing_required,test_plan,test_environment,closed_by,reviewer,final_approval,deleted_by\n",
-    );
+    let mut pop = Csv::new(&[
+        "id",
+        "title",
+        "change_type",
+        "change_model",
+        "risk_level",
+        "priority",
+        "status",
+        "requester",
+        "request_date",
+        "approvals",
+        "implementer",
+        "implementation_start",
+        "implementation_end",
+        "outcome",
+        "review_date",
+        "emergency",
+        "segregation_of_duties",
+        "exceptions",
+        "commits",
+        "signatures",
+        "affected_systems",
+        "template",
+        "template_digest",
+        "schedule_start",
+        "schedule_end",
+        "testing_required",
+        "test_plan",
+        "test_environment",
+        "closed_by",
+        "reviewer",
+        "final_approval",
+        "deleted_by",
+    ]);
     let mut population = 0;
     let mut sod_failures = 0;
     for (path, c, deleted) in &changes {
@@ -599,9 +650,7 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
             ts(c.standing_approvals().map(|(_, a)| a.at).max()),
             deleted.clone().unwrap_or_default(),
         ];
-        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
-        pop.push_str(&row.join(","));
-        pop.push('\n');
+        pop.row(&row);
         files.push((
             format!("changes/{id}.md"),
             (evidence_md(c, path, entries, &findings, &marks, deleted.as_deref()) + &sod_md)
@@ -613,7 +662,7 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         .filter(|f| f.level == Level::Exception)
         .count();
     let owned: Vec<AuditFinding> = period_findings.iter().map(|f| (*f).clone()).collect();
-    files.insert(0, ("population.csv".into(), pop.into_bytes()));
+    files.insert(0, ("population.csv".into(), pop.finish().into_bytes()));
     files.insert(
         1,
         ("exceptions.csv".into(), findings_csv(&owned).into_bytes()),
@@ -928,7 +977,9 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Findings as CSV: `level,rule,change,path,commit,author,when,message`.
 pub fn findings_csv(findings: &[AuditFinding]) -> String {
-    let mut s = String::from("level,rule,change,path,commit,author,when,message\n");
+    let mut s = Csv::new(&[
+        "level", "rule", "change", "path", "commit", "author", "when", "message",
+    ]);
     for f in findings {
         let row = [
             f.level.as_str().to_owned(),
@@ -940,9 +991,7 @@ pub fn findings_csv(findings: &[AuditFinding]) -> String {
             format_timestamp(f.when),
             f.message.clone(),
         ];
-        let row: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
-        s.push_str(&row.join(","));
-        s.push('\n');
+        s.row(&row);
     }
-    s
+    s.finish()
 }

@@ -9,7 +9,7 @@ use chg::model::format_timestamp;
 use chg::store::Store;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{CmdResult, out, out_json, parse_bound, short};
+use super::{CmdResult, short, ui::Ui};
 
 /// Check the git history against the life cycle and the policy in force at each commit.
 ///
@@ -114,17 +114,17 @@ pub enum AuditFormat {
     Csv,
 }
 
-pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
+pub fn run(ui: &Ui, store: &Store, a: AuditArgs) -> CmdResult {
     match a.command {
-        Some(AuditCommand::Export(e)) => return export(store, e),
-        Some(AuditCommand::Reconcile(r)) => return reconcile(store, r),
+        Some(AuditCommand::Export(e)) => return export(ui, store, e),
+        Some(AuditCommand::Reconcile(r)) => return reconcile(ui, store, r),
         None => {}
     }
     let opts = audit::Options {
-        since: a.since.as_deref().map(parse_bound).transpose()?,
-        until: a.until.as_deref().map(parse_bound).transpose()?,
+        since: a.since.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
+        until: a.until.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
         full: a.full,
-        now: super::context::now()?,
+        now: ui.now()?,
     };
     let mut report = audit::run(store, &opts)?;
     if report.repaired {
@@ -137,26 +137,26 @@ pub fn run(store: &Store, a: AuditArgs) -> CmdResult {
     }
     let exceptions = report.exceptions();
     let notes = report.findings.len() - exceptions;
-    match if a.json.on() {
+    match if ui.json(&a.json) {
         AuditFormat::Json
     } else {
         a.format
     } {
-        AuditFormat::Json => out_json(&serde_json::json!({
+        AuditFormat::Json => ui.out_json(&serde_json::json!({
             "head": report.head,
             "commits": report.commits,
             "exceptions": exceptions,
             "notes": notes,
             "findings": report.findings,
         }))?,
-        AuditFormat::Csv => out(&audit::export::findings_csv(&report.findings))?,
+        AuditFormat::Csv => ui.out(&audit::export::findings_csv(&report.findings))?,
         AuditFormat::Text => {
             let mut s = String::new();
             for f in &report.findings {
                 s.push_str(&text_line(f));
                 s.push('\n');
             }
-            out(&s)?;
+            ui.out(&s)?;
             eprintln!(
                 "chg audit: {} commit(s) ({} verified now{}), {exceptions} exception(s), {notes} note(s)",
                 report.commits,
@@ -183,16 +183,15 @@ fn read_deployments(path: &std::path::Path) -> Result<Vec<reconcile::Deployed>, 
     reconcile::parse(&path.display().to_string(), &bytes)
 }
 
-fn reconcile(store: &Store, a: ReconcileArgs) -> CmdResult {
+fn reconcile(ui: &Ui, store: &Store, a: ReconcileArgs) -> CmdResult {
     let deployed = read_deployments(&a.file)?;
     let mut changes = reconcile::changes_at_head(store)?;
     // A record is believed only where the change's history verifies (a deployment written
     // by hand is `manual-deployment` in the audit, and counts for nothing here).
-    let broken: std::collections::BTreeSet<String> =
-        chg::standing::open_breaks(store, super::context::now()?)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+    let broken: std::collections::BTreeSet<String> = chg::standing::open_breaks(store, ui.now()?)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     changes.retain(|c| !broken.contains(&c.id_text()));
     if !broken.is_empty() {
         eprintln!(
@@ -203,12 +202,12 @@ fn reconcile(store: &Store, a: ReconcileArgs) -> CmdResult {
     let matched = reconcile::reconcile(&deployed, &changes);
     let findings = reconcile::findings(&matched);
     let exceptions = findings.len();
-    match if a.json.on() {
+    match if ui.json(&a.json) {
         AuditFormat::Json
     } else {
         a.format
     } {
-        AuditFormat::Json => out_json(&serde_json::json!({
+        AuditFormat::Json => ui.out_json(&serde_json::json!({
             "deployments": matched.iter().map(|r| serde_json::json!({
                 "commit": r.deployed.commit,
                 "environment": r.deployed.environment,
@@ -219,14 +218,14 @@ fn reconcile(store: &Store, a: ReconcileArgs) -> CmdResult {
             "exceptions": exceptions,
             "findings": findings,
         }))?,
-        AuditFormat::Csv => out(&audit::export::findings_csv(&findings))?,
+        AuditFormat::Csv => ui.out(&audit::export::findings_csv(&findings))?,
         AuditFormat::Text => {
             let mut s = String::new();
             for f in &findings {
                 s.push_str(&text_line(f));
                 s.push('\n');
             }
-            out(&s)?;
+            ui.out(&s)?;
             eprintln!(
                 "chg audit reconcile: {} deployment(s), {} recorded by a change, {exceptions} exception(s)",
                 matched.len(),
@@ -258,10 +257,10 @@ fn text_line(f: &AuditFinding) -> String {
     )
 }
 
-fn export(store: &Store, a: ExportArgs) -> CmdResult {
+fn export(ui: &Ui, store: &Store, a: ExportArgs) -> CmdResult {
     let (since, until) = match (&a.period, &a.since, &a.until) {
         (Some(p), _, _) => chg::report::parse_period(p).map_err(Error::Usage)?,
-        (None, Some(s), Some(u)) => (parse_bound(s)?, parse_bound(u)?),
+        (None, Some(s), Some(u)) => (ui.parse_bound(s)?, ui.parse_bound(u)?),
         // Said here rather than by clap, which named only --period while either form does.
         _ => {
             return Err(Error::Usage(
@@ -292,7 +291,7 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     // With a key (--signing-key, CHG_SIGNING_KEY, user.signingkey), the manifest is
     // signed: it names every file's SHA-256, so the signature covers the whole pack.
-    let signer = super::sign::evidence_signer(store.repo())?;
+    let signer = super::sign::evidence_signer(ui, store.repo())?;
     let named = match &signer {
         Some(s) => Some((
             super::context::identity(Some(store.repo()))?.email,
@@ -307,7 +306,7 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             until,
             command,
             full: a.full,
-            now: super::context::now()?,
+            now: ui.now()?,
             allow_partial: a.allow_partial,
             signer: named.clone(),
             deployments,
@@ -338,7 +337,7 @@ fn export(store: &Store, a: ExportArgs) -> CmdResult {
             "chg: the pack is not signed; give a key (--signing-key, CHG_SIGNING_KEY or user.signingkey) to sign its manifest"
         );
     }
-    out(&format!(
+    ui.out(&format!(
         "wrote {} ({} change(s) in the population, {} exception(s), {} files; verify with `sha256sum -c SHA256SUMS` inside it)\n",
         a.out.display(),
         pack.population,

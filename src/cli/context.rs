@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use chg::context::whole_seconds;
 use chg::store::Store;
+
+use super::ui::Ui;
 use chg::{Context, Error, Identity};
 use git2::Repository;
 use jiff::Timestamp;
@@ -14,7 +16,7 @@ fn env_nonempty(key: &str) -> Option<String> {
 }
 
 /// The time of the action: `CHG_NOW` (for tests and replays), else `GIT_AUTHOR_DATE` (so
-/// the record and the commit agree), else the clock.
+/// the record and the commit agree), else the clock. Read once per run, by [`Ui::now`].
 pub fn now() -> Result<Timestamp, Error> {
     if let Some(v) = env_nonempty("CHG_NOW") {
         return git_date(&v).map(whole_seconds).ok_or_else(|| {
@@ -59,7 +61,8 @@ pub fn lock_timeout() -> Duration {
 /// `GIT_<role>_NAME`/`_EMAIL`, else `user.name`/`user.email`, else `EMAIL` for the email,
 /// unless `user.useConfigOnly` forbids guessing (then git refuses, and so does chg).
 fn git_ident(repo: Option<&Repository>, role: &str) -> Result<Identity, Error> {
-    let config = super::gitconfig::GitConfig::of(repo);
+    // Names and emails only: the signing key given for this run plays no part.
+    let config = super::gitconfig::GitConfig::of(repo, None);
     let get = |key: &str| config.string(key).filter(|v| !v.trim().is_empty());
     let config_only = config.bool("user.useConfigOnly").unwrap_or(false);
     let name = env_nonempty(&format!("GIT_{role}_NAME")).or_else(|| get("user.name"));
@@ -77,12 +80,12 @@ pub fn identity(repo: Option<&Repository>) -> Result<Identity, Error> {
     git_ident(repo, "AUTHOR")
 }
 
-/// Who acts in `repo`, now: the author and the committer resolved as git resolves them
-/// (`GIT_AUTHOR_EMAIL=… chg approve` is committed by the configured user, as with git),
-/// the committer's time from `GIT_COMMITTER_DATE` where set, the lock timeout.
-pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
+/// Who acts in `repo`, at the run's instant: the author and the committer resolved as git
+/// resolves them (`GIT_AUTHOR_EMAIL=… chg approve` is committed by the configured user, as
+/// with git), the committer's time from `GIT_COMMITTER_DATE` where set, the lock timeout.
+pub fn for_repo(ui: &Ui, repo: Option<&Repository>) -> Result<Context, Error> {
     let actor = identity(repo)?;
-    let now = now()?;
+    let now = ui.now()?;
     let committer = match git_ident(repo, "COMMITTER") {
         Ok(c) => c,
         Err(Error::NoIdentity) => actor.clone(),
@@ -92,12 +95,20 @@ pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
     let ctx = Context::new(actor, now)
         .committed_by(committer, committed_at)
         .waiting(lock_timeout());
-    let ctx = match repo.map(super::sign::commit_signer).transpose()?.flatten() {
+    let ctx = match repo
+        .map(|r| super::sign::commit_signer(ui, r))
+        .transpose()?
+        .flatten()
+    {
         Some(signer) => ctx.signing_commits(signer),
         None => ctx,
     };
     Ok(
-        match repo.map(super::sign::record_signer).transpose()?.flatten() {
+        match repo
+            .map(|r| super::sign::record_signer(ui, r))
+            .transpose()?
+            .flatten()
+        {
             Some(signer) => ctx.signing_records(signer),
             None => ctx,
         },
@@ -105,14 +116,14 @@ pub fn for_repo(repo: Option<&Repository>) -> Result<Context, Error> {
 }
 
 /// [`for_repo`] for a store.
-pub fn for_store(store: &Store) -> Result<Context, Error> {
-    for_repo(Some(store.repo()))
+pub fn for_store(ui: &Ui, store: &Store) -> Result<Context, Error> {
+    for_repo(ui, Some(store.repo()))
 }
 
 /// [`for_repo`] for the repository that holds `path`, or the user's git config where there
 /// is none yet (`chg init` resolves who acts before it creates anything).
-pub fn for_path(path: &std::path::Path) -> Result<Context, Error> {
-    for_repo(Repository::discover(path).ok().as_ref())
+pub fn for_path(ui: &Ui, path: &std::path::Path) -> Result<Context, Error> {
+    for_repo(ui, Repository::discover(path).ok().as_ref())
 }
 
 /// The repository `GIT_DIR` names, with its work tree as git takes it (`GIT_WORK_TREE`,

@@ -6,7 +6,7 @@ use chg::Error;
 use chg::store::Store;
 use clap::Args;
 
-use super::{CmdResult, interactive, out, parse_id, short};
+use super::{CmdResult, interactive, short, ui::Ui};
 
 /// Edit a change's content in your editor ($VISUAL, else $EDITOR, else vi).
 ///
@@ -99,8 +99,8 @@ fn strip_marks(text: &str) -> String {
         .collect()
 }
 
-pub fn run(store: &Store, a: EditArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn run(ui: &Ui, store: &Store, a: EditArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let base = loaded.text.clone();
     // The file being edited lives at one place per change, so an edit that could not be
@@ -162,7 +162,7 @@ pub fn run(store: &Store, a: EditArgs) -> CmdResult {
             kept();
             return Ok(ExitCode::from(1));
         }
-        match store.edit_text(&super::context::for_store(store)?, &id, &base, &edited) {
+        match store.edit_text(&super::context::for_store(ui, store)?, &id, &base, &edited) {
             Ok(o) => {
                 let _ = std::fs::remove_file(&path);
                 let t = &o.transition;
@@ -175,7 +175,7 @@ pub fn run(store: &Store, a: EditArgs) -> CmdResult {
                 for n in &t.notes {
                     s.push_str(&format!("note: {n}\n"));
                 }
-                out(&s)?;
+                ui.out(&s)?;
                 return Ok(ExitCode::SUCCESS);
             }
             Err(Error::Invalid { summary, findings }) if interactive() => {

@@ -4,24 +4,19 @@
 
 use git2::Repository;
 
-/// `--signing-key` / `CHG_SIGNING_KEY`: `user.signingkey` for this run, above every config.
-static SIGNING_KEY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-
-/// Sets the key `--signing-key` gave, once, before any configuration is read.
-pub fn set_signing_key(key: Option<String>) {
-    let _ = SIGNING_KEY.set(key);
-}
-
 /// The configuration chg reads its git settings from.
 pub struct GitConfig {
     files: Option<git2::Config>,
     /// (key, value) pairs from the environment, later ones winning.
     overrides: Vec<(String, String)>,
+    /// `--signing-key` / `CHG_SIGNING_KEY`: `user.signingkey` for this run, above every config.
+    signing_key: Option<String>,
 }
 
 impl GitConfig {
-    /// `repo`'s configuration, or the user's outside a repository.
-    pub fn of(repo: Option<&Repository>) -> GitConfig {
+    /// `repo`'s configuration, or the user's outside a repository, with the signing key
+    /// given for this run.
+    pub fn of(repo: Option<&Repository>, signing_key: Option<String>) -> GitConfig {
         let files = match repo {
             Some(r) => r.config().and_then(|mut c| c.snapshot()).ok(),
             None => git2::Config::open_default()
@@ -31,13 +26,14 @@ impl GitConfig {
         GitConfig {
             files,
             overrides: overrides_from(|k| std::env::var(k).ok()),
+            signing_key,
         }
     }
 
     /// The value of `key` (`user.email`, `branch.main.remote`), as git would read it.
     pub fn string(&self, key: &str) -> Option<String> {
         if same_key(key, "user.signingkey")
-            && let Some(k) = SIGNING_KEY.get().and_then(Option::as_ref)
+            && let Some(k) = &self.signing_key
         {
             return Some(k.clone());
         }
@@ -159,6 +155,7 @@ mod tests {
         let c = GitConfig {
             files: None,
             overrides: overrides_from(env),
+            signing_key: None,
         };
         assert_eq!(c.string("user.email").as_deref(), Some("b@x"));
         assert_eq!(c.string("core.pager").as_deref(), Some("less"));

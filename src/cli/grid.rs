@@ -8,9 +8,6 @@
 //! text (a title, a verdict) is cut with `…`. Ids, emails, roles, statuses and times are
 //! never cut: a line that cannot hold them is let run past the width rather than lie.
 
-use std::io::IsTerminal;
-use std::sync::OnceLock;
-
 use unicode_width::UnicodeWidthStr;
 
 /// Where a table goes.
@@ -33,45 +30,6 @@ pub enum ColorWhen {
     Always,
     /// Never.
     Never,
-}
-
-static COLOR: OnceLock<ColorWhen> = OnceLock::new();
-
-/// Records the `--color` choice for the whole command.
-pub fn set_color(when: ColorWhen) {
-    let _ = COLOR.set(when);
-}
-
-/// Whether to colour stdout: `--color always|never` decides; under `auto`, NO_COLOR (set,
-/// not empty) turns colour off, else CLICOLOR_FORCE (set, not `0`) turns it on, else it is
-/// on at a terminal.
-pub fn color_on() -> bool {
-    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
-    match COLOR.get().copied().unwrap_or_default() {
-        ColorWhen::Always => true,
-        ColorWhen::Never => false,
-        ColorWhen::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && (set("CLICOLOR_FORCE") || std::io::stdout().is_terminal())
-        }
-    }
-}
-
-/// Where stdout's tables go now.
-pub fn target() -> Target {
-    if std::io::stdout().is_terminal() {
-        Target::Terminal {
-            width: terminal_width(),
-            color: color_on(),
-        }
-    } else {
-        Target::Pipe { color: color_on() }
-    }
-}
-
-/// Whether stdout is a terminal (tables aligned for people) rather than a pipe.
-pub fn at_terminal() -> bool {
-    matches!(target(), Target::Terminal { .. })
 }
 
 /// The terminal's width: the window's, else COLUMNS, else 80.

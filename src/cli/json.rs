@@ -2,8 +2,6 @@
 //! the fields narrow each object, the jq expression (jaq, a maintained jq in Rust) does
 //! the rest.
 
-use std::sync::OnceLock;
-
 use chg::Error;
 use clap::Args;
 use serde_json::Value;
@@ -26,22 +24,16 @@ pub struct JsonArgs {
     jq: Option<String>,
 }
 
-static ACTIVE: OnceLock<JsonArgs> = OnceLock::new();
-
 impl JsonArgs {
-    /// Whether JSON was asked for; records the switches for [`shape`].
+    /// Whether JSON was asked for.
     pub fn on(&self) -> bool {
-        let on = self.json.is_some() || self.jq.is_some();
-        if on {
-            let _ = ACTIVE.set(self.clone());
-        }
-        on
+        self.json.is_some() || self.jq.is_some()
     }
 }
 
-/// The JSON to print for `value`, narrowed and filtered as asked.
-pub fn shape(value: Value) -> Result<String, Error> {
-    let Some(args) = ACTIVE.get() else {
+/// The JSON to print for `value`, narrowed and filtered as `args` ask (none: all of it).
+pub fn shape(args: Option<&JsonArgs>, value: Value) -> Result<String, Error> {
+    let Some(args) = args else {
         return pretty(&value);
     };
     let value = match args.json.as_deref().filter(|f| !f.is_empty()) {

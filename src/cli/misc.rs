@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chg::store::Store;
 use clap::Args;
 
-use super::{CmdResult, out, short};
+use super::{CmdResult, short, ui::Ui};
 
 /// Create a store: policy/policy.yaml (the default policy) and changes/, in one commit.
 ///
@@ -17,7 +17,7 @@ pub struct InitArgs {
     path: Option<PathBuf>,
 }
 
-pub fn init(a: InitArgs) -> CmdResult {
+pub fn init(ui: &Ui, a: InitArgs) -> CmdResult {
     let path = match a.path {
         Some(p) => p,
         None => std::env::current_dir()
@@ -35,15 +35,17 @@ pub fn init(a: InitArgs) -> CmdResult {
         .unwrap_or(&absolute)
         .to_path_buf();
     let ctx = match &repo {
-        Some(r) => super::context::for_repo(Some(r))?,
-        None if git2::Repository::discover(&existing).is_err() => new_repository_context(&path)?,
-        None => super::context::for_path(&existing)?,
+        Some(r) => super::context::for_repo(ui, Some(r))?,
+        None if git2::Repository::discover(&existing).is_err() => {
+            new_repository_context(ui, &path)?
+        }
+        None => super::context::for_path(ui, &existing)?,
     };
     let (store, commit) = Store::init(&ctx, &path, repo)?;
     for notice in store.take_notices() {
         eprintln!("{notice}");
     }
-    out(&format!(
+    ui.out(&format!(
         "Initialized a chg store in {} (commit {}).\nEdit policy/policy.yaml to name your roles and their members, then file a change with `chg new`.\n",
         store.root().display(),
         short(&commit.to_string())
@@ -54,14 +56,14 @@ pub fn init(a: InitArgs) -> CmdResult {
 /// The context inside a repository made for the store at `path`: made first, so that the
 /// identity is the one git would use there (`includeIf "gitdir:…"` in the user's config),
 /// and taken away again when there is none, leaving nothing behind.
-fn new_repository_context(path: &std::path::Path) -> Result<chg::Context, chg::Error> {
+fn new_repository_context(ui: &Ui, path: &std::path::Path) -> Result<chg::Context, chg::Error> {
     let existed = path.exists();
     std::fs::create_dir_all(path)
         .map_err(|e| chg::Error::io(format!("cannot create {}", path.display()), e))?;
     let made = git2::Repository::init(path);
     let result = made
         .map_err(chg::Error::from)
-        .and_then(|r| super::context::for_repo(Some(&r)));
+        .and_then(|r| super::context::for_repo(ui, Some(&r)));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(path.join(".git"));
         if !existed {
@@ -89,11 +91,11 @@ pub struct CompletionsArgs {
     shell: clap_complete::Shell,
 }
 
-pub fn completions(a: CompletionsArgs) -> CmdResult {
+pub fn completions(ui: &Ui, a: CompletionsArgs) -> CmdResult {
     let mut cmd = super::help::command();
     let mut buf = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "chg", &mut buf);
-    out(&String::from_utf8_lossy(&buf))?;
+    ui.out(&String::from_utf8_lossy(&buf))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,7 +110,7 @@ pub struct ManArgs {
     out: Option<std::path::PathBuf>,
 }
 
-pub fn man(a: ManArgs) -> CmdResult {
+pub fn man(ui: &Ui, a: ManArgs) -> CmdResult {
     let pages =
         super::help::man_pages().map_err(|e| chg::Error::io("cannot render the man pages", e))?;
     let Some(dir) = a.out else {
@@ -117,7 +119,7 @@ pub fn man(a: ManArgs) -> CmdResult {
             .iter()
             .find(|(name, _)| name == "chg.1")
             .ok_or_else(|| chg::Error::Internal("no chg.1 page".into()))?;
-        out(&String::from_utf8_lossy(&top.1))?;
+        ui.out(&String::from_utf8_lossy(&top.1))?;
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(&dir)
@@ -140,11 +142,11 @@ pub fn man(a: ManArgs) -> CmdResult {
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 
-pub fn schema(store: Option<&Store>, _: SchemaArgs) -> CmdResult {
+pub fn schema(ui: &Ui, store: Option<&Store>, _: SchemaArgs) -> CmdResult {
     let policy = match store {
         Some(s) => s.policy()?,
         None => chg::policy::Policy::default_policy(),
     };
-    super::out_json(&chg::schema::change_schema(&policy))?;
+    ui.out_json(&chg::schema::change_schema(&policy))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -21,11 +21,14 @@ mod show;
 mod sign;
 mod sync;
 mod transitions;
+mod ui;
 mod validate;
 
 use std::io::{IsTerminal, Write};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+use ui::Ui;
 
 use chg::Error;
 use chg::policy::Policy;
@@ -150,10 +153,8 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CmdResult {
-    grid::set_color(cli.color);
-    gitconfig::set_signing_key(cli.signing_key.clone().filter(|k| !k.trim().is_empty()));
     // Reading commands page at a terminal; commands that prompt or act do not.
-    if matches!(
+    let reads = matches!(
         cli.command,
         Command::Show(_)
             | Command::List(_)
@@ -165,9 +166,8 @@ fn run(cli: Cli) -> CmdResult {
             | Command::Audit(_)
             | Command::Templates(_)
             | Command::Schema(_)
-    ) {
-        pager::begin(cli.no_pager);
-    }
+    );
+    let ui = Ui::new(cli.color, cli.signing_key.clone(), reads && !cli.no_pager);
     let repo = cli.repo.clone();
     // The store, once found, lives for the whole command so that what it noticed (a
     // repaired interrupted transition) is reported at the end, whatever the outcome.
@@ -189,11 +189,11 @@ fn run(cli: Cli) -> CmdResult {
     let open = || -> Result<(&Store, Policy), Error> {
         let store = find()?;
         let policy = store.policy()?;
-        let _ = ID_PREFIX.set(policy.id_prefix.clone());
+        ui.set_id_prefix(&policy.id_prefix);
         Ok((store, policy))
     };
-    let result = dispatch(cli.command, &find, &open);
-    pager::finish();
+    let result = dispatch(&ui, cli.command, &find, &open);
+    ui.finish();
     if let Some(store) = cell.get() {
         // A cache: failing to keep it costs the next run time, nothing else.
         let _ = store.keep_proven_signatures();
@@ -207,67 +207,67 @@ fn run(cli: Cli) -> CmdResult {
 type Find<'a> = dyn Fn() -> Result<&'a Store, Error> + 'a;
 type Open<'a> = dyn Fn() -> Result<(&'a Store, Policy), Error> + 'a;
 
-fn dispatch<'a>(command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult {
+fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult {
     match command {
-        Command::Init(a) => misc::init(a),
-        Command::Completions(a) => misc::completions(a),
-        Command::Man(a) => misc::man(a),
-        Command::Schema(a) => misc::schema(find().ok(), a),
+        Command::Init(a) => misc::init(ui, a),
+        Command::Completions(a) => misc::completions(ui, a),
+        Command::Man(a) => misc::man(ui, a),
+        Command::Schema(a) => misc::schema(ui, find().ok(), a),
         Command::New(a) => {
             let (store, policy) = open()?;
-            new::run(store, &policy, *a)
+            new::run(ui, store, &policy, *a)
         }
-        Command::Submit(a) => transitions::submit(open()?.0, a),
-        Command::Approve(a) => transitions::approve(open()?.0, a),
-        Command::Reject(a) => transitions::reject(open()?.0, a),
-        Command::Withdraw(a) => transitions::withdraw(open()?.0, a),
+        Command::Submit(a) => transitions::submit(ui, open()?.0, a),
+        Command::Approve(a) => transitions::approve(ui, open()?.0, a),
+        Command::Reject(a) => transitions::reject(ui, open()?.0, a),
+        Command::Withdraw(a) => transitions::withdraw(ui, open()?.0, a),
         Command::Set(a) => {
             let (store, policy) = open()?;
-            transitions::set(store, &policy, a)
+            transitions::set(ui, store, &policy, a)
         }
-        Command::Edit(a) => edit::run(open()?.0, a),
+        Command::Edit(a) => edit::run(ui, open()?.0, a),
         Command::Schedule(a) => {
             let (store, policy) = open()?;
-            transitions::schedule(store, &policy, a)
+            transitions::schedule(ui, store, &policy, a)
         }
-        Command::Implement(a) => transitions::implement(open()?.0, a),
-        Command::Close(a) => transitions::close(open()?.0, a),
-        Command::Cancel(a) => transitions::cancel(open()?.0, a),
-        Command::Deploy(a) => transitions::deploy(open()?.0, a),
-        Command::Renumber(a) => transitions::renumber(open()?.0, a),
-        Command::Sync(a) => sync::run(open()?.0, a),
-        Command::Templates(a) => policy::templates(&open()?.1, a),
+        Command::Implement(a) => transitions::implement(ui, open()?.0, a),
+        Command::Close(a) => transitions::close(ui, open()?.0, a),
+        Command::Cancel(a) => transitions::cancel(ui, open()?.0, a),
+        Command::Deploy(a) => transitions::deploy(ui, open()?.0, a),
+        Command::Renumber(a) => transitions::renumber(ui, open()?.0, a),
+        Command::Sync(a) => sync::run(ui, open()?.0, a),
+        Command::Templates(a) => policy::templates(ui, &open()?.1, a),
         Command::Policy(a) => {
             let (store, policy) = open()?;
-            policy::run(store, &policy, a)
+            policy::run(ui, store, &policy, a)
         }
         Command::Show(a) => {
             let (store, policy) = open()?;
-            show::show(store, &policy, a)
+            show::show(ui, store, &policy, a)
         }
         Command::List(a) => {
             let (store, policy) = open()?;
-            show::list(store, &policy, a)
+            show::list(ui, store, &policy, a)
         }
-        Command::Log(a) => show::log(open()?.0, a),
-        Command::Validate(a) => validate::run(find()?, a),
+        Command::Log(a) => show::log(ui, open()?.0, a),
+        Command::Validate(a) => validate::run(ui, find()?, a),
         Command::Gate(a) => {
             let (store, policy) = open()?;
-            plan::gate(store, &policy, a)
+            plan::gate(ui, store, &policy, a)
         }
         Command::Calendar(a) => {
             let (store, policy) = open()?;
-            plan::calendar(store, &policy, a)
+            plan::calendar(ui, store, &policy, a)
         }
         Command::Cab(a) => {
             let (store, policy) = open()?;
-            plan::cab(store, &policy, a)
+            plan::cab(ui, store, &policy, a)
         }
         Command::Report(a) => {
             let (store, policy) = open()?;
-            report::run(store, &policy, a)
+            report::run(ui, store, &policy, a)
         }
-        Command::Audit(a) => audit::run(find()?, a),
+        Command::Audit(a) => audit::run(ui, find()?, a),
     }
 }
 
@@ -304,13 +304,14 @@ fn hint(e: &Error) -> Option<String> {
         Error::NoSigningKey(_) => "give your SSH key: `--signing-key ~/.ssh/id_ed25519` or CHG_SIGNING_KEY for this run, or `git config user.signingkey ~/.ssh/id_ed25519.pub` (a key file, a public key whose private half is in ssh-agent, or key::ssh-ed25519 AAAA…)".into(),
         Error::Ambiguous { what: "role", .. } => "choose one with --role".into(),
         Error::Ambiguous { what: "file", .. } => "say which one moves with --file".into(),
-        Error::Refused(r) => match r.rule {
-            chg::rules::REVIEW_MISSING => "add --review TEXT".into(),
-            chg::rules::UNSCHEDULED => {
-                let id = r.message.split_whitespace().next().unwrap_or("ID");
+        Error::Refused(r) => match &r.remedy {
+            Some(chg::Remedy::Review) => "add --review TEXT".into(),
+            Some(chg::Remedy::Schedule(id)) => {
                 format!("set one with `chg schedule {id} --start TIME --end TIME`")
             }
-            "sync-stale" => "to sync everything else without it: chg sync --drop-stale".into(),
+            Some(chg::Remedy::DropStale) => {
+                "to sync everything else without it: chg sync --drop-stale".into()
+            }
             _ => return r.hint.clone(),
         },
         _ => return None,
@@ -332,27 +333,6 @@ fn report(e: &Error) {
     let _ = std::io::stderr()
         .lock()
         .write_all(chg::text::terminal_safe(&text).as_bytes());
-}
-
-/// Writes to stdout; a closed pipe (`chg list | head`) is not an error.
-fn out(text: &str) -> Result<(), Error> {
-    out_unfiltered(&chg::text::terminal_safe(text))
-}
-
-/// [`out`] without the terminal filter, for text already made safe.
-fn out_unfiltered(text: &str) -> Result<(), Error> {
-    if pager::hold(text.as_bytes()) {
-        return Ok(());
-    }
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io("cannot write to stdout", e)),
-    }
 }
 
 /// How people read times, the same in `show`, `list`, `log`, `calendar` and `cab`: in the
@@ -449,24 +429,22 @@ pub(crate) fn ago_short(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// The store's id prefix, once its policy is read (for ids given as `3` or `2026-3`).
-static ID_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// Parses an id argument before it touches the file system: `CHG-2026-003` as written, or
 /// forgiving as people type it: any case, any zero-padding (`chg-2026-3`), `2026-3` for that
-/// year's change 3, `3` for this year's.
-fn parse_id(text: &str) -> Result<chg::model::ChangeId, Error> {
+/// year's change 3, `3` for this year's (`now`'s), with the store's `prefix`.
+fn parse_id_with(
+    text: &str,
+    prefix: &str,
+    now: impl FnOnce() -> Result<Timestamp, Error>,
+) -> Result<chg::model::ChangeId, Error> {
     if let Ok(id) = text.parse() {
         return Ok(id);
     }
     let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    let prefix = ID_PREFIX.get().map_or("CHG", String::as_str).to_owned();
+    let prefix = prefix.to_owned();
     let parts: Vec<&str> = text.trim().split('-').collect();
     let this_year = || -> Result<String, Error> {
-        Ok(context::now()?
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .year()
-            .to_string())
+        Ok(now()?.to_zoned(jiff::tz::TimeZone::UTC).year().to_string())
     };
     let (prefix, year, number) = match parts.as_slice() {
         [n] if digits(n) => (prefix, this_year()?, *n),
@@ -518,21 +496,15 @@ fn warn_unreadable(unreadable: usize, what: &str) {
     }
 }
 
-/// A JSON document on stdout.
-fn out_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
-    let value = serde_json::to_value(value)
-        .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
-    out(&json::shape(value)?)
-}
-
 /// A time flag (`--since`, `--until`, `--from`, `--to`, `--at`, `--for`), as every one of
 /// them takes it: an RFC 3339 time; a date (its midnight UTC) or a month (its first day);
 /// a local wall-clock time (2025-01-28T03:00); `now`, `today` (midnight UTC); or a time
 /// relative to now (`+2h`, `-7d`). Anything but an RFC 3339 time with its offset and `now`
 /// is echoed on stderr as chg understood it, in the local zone and in UTC: a time read
-/// another way than meant is seen before it matters.
-pub(crate) fn parse_bound(text: &str) -> Result<Timestamp, Error> {
-    let t = read_time(text)?;
+/// another way than meant is seen before it matters. Relative times count from `now`,
+/// the run's instant.
+pub(crate) fn parse_bound_at(text: &str, now: Timestamp) -> Result<Timestamp, Error> {
+    let t = read_time_at(text, now, local_zone)?;
     if text != "now" && text.parse::<Timestamp>().is_err() {
         eprintln!("chg: `{}` is {}", chg::text::one_line(text), understood(t));
     }
@@ -564,12 +536,7 @@ pub(crate) fn local_zone() -> Result<jiff::tz::TimeZone, Error> {
         })
 }
 
-/// [`parse_bound`] without the echo.
-pub(crate) fn read_time(text: &str) -> Result<Timestamp, Error> {
-    read_time_at(text, context::now()?, local_zone)
-}
-
-/// [`read_time`] at `now`, with the local zone from `zone` (asked only for a wall-clock
+/// A time flag at `now`, with the local zone from `zone` (asked only for a wall-clock
 /// time): every form a time flag takes, in one pure function.
 fn read_time_at(
     text: &str,
@@ -646,21 +613,9 @@ fn read_time_at(
     )))
 }
 
-pub(crate) use chg::report::csv_field;
-
 /// The short form of a commit id.
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
-}
-
-/// Writes a table where stdout goes (aligned at a terminal, tab-separated when piped),
-/// with `summary` (a count) on stderr so piped data stays data.
-fn out_table(grid: &grid::Grid, summary: Option<String>) -> Result<(), Error> {
-    out_unfiltered(&grid.render(grid::target()))?;
-    if let Some(s) = summary {
-        eprintln!("{s}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

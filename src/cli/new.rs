@@ -9,7 +9,7 @@ use chg::policy::Policy;
 use chg::store::Store;
 use clap::Args;
 
-use super::{CmdResult, interactive, out};
+use super::{CmdResult, interactive, ui::Ui};
 
 /// File a new change request and print its id.
 ///
@@ -377,12 +377,13 @@ fn keep_typed(store: &Store, change: &ChangeRequest) -> Option<String> {
     Some(shown.display().to_string())
 }
 
-pub fn run(store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
-    run_with(store, policy, a, None)
+pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NewArgs) -> CmdResult {
+    run_with(ui, store, policy, a, None)
 }
 
 /// `chg new`, carrying a policy proposal when `proposal` is given (`chg policy propose`).
 pub fn run_with(
+    ui: &Ui,
     store: &Store,
     policy: &Policy,
     a: NewArgs,
@@ -447,7 +448,7 @@ pub fn run_with(
     }
     let typed = prompted.then(|| change.clone());
     let o = store
-        .create(&super::context::for_store(store)?, change, a.draft)
+        .create(&super::context::for_store(ui, store)?, change, a.draft)
         .inspect_err(|_| {
             // What was typed at the prompts survives a refusal: the next run resumes it.
             if let Some(kept) = typed.as_ref().and_then(|c| keep_typed(store, c)) {
@@ -474,7 +475,7 @@ pub fn run_with(
         let _ = std::fs::remove_file(from);
     }
     let id = o.change.id_text();
-    out(&format!("{id}\n"))?;
+    ui.out(&format!("{id}\n"))?;
     // stdout stays the id alone for scripts; the file is for the person.
     eprintln!("chg: filed {}", store.repo_path(&o.rel));
     Ok(ExitCode::SUCCESS)

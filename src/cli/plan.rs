@@ -11,8 +11,8 @@ use clap::{Args, ValueEnum};
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use super::grid::{Grid, target};
-use super::{CmdResult, out, out_json, out_table, parse_bound, parse_id, readable};
+use super::grid::Grid;
+use super::{CmdResult, readable, ui::Ui};
 
 /// For deploy pipelines: exit 0 only if the change may be implemented now.
 ///
@@ -95,23 +95,23 @@ pub enum CabFormat {
     Json,
 }
 
-pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn gate(ui: &Ui, store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     let at = match &a.at {
-        Some(t) => parse_bound(t)?,
-        None => super::context::now()?,
+        Some(t) => ui.parse_bound(t)?,
+        None => ui.now()?,
     };
-    let reasons = store.gate(&id, policy, at, super::context::now()?)?;
+    let reasons = store.gate(&id, policy, at, ui.now()?)?;
     let open = reasons.is_empty();
-    if a.json.on() || a.format == super::show::TextFormat::Json {
-        out_json(&json!({
+    if ui.json(&a.json) || a.format == super::show::TextFormat::Json {
+        ui.out_json(&json!({
             "id": id.to_string(),
             "at": chg::model::format_timestamp(at),
             "open": open,
             "reasons": reasons.iter().map(|r| json!({"rule": r.rule, "message": r.message})).collect::<Vec<_>>(),
         }))?;
     } else if open {
-        out(&format!(
+        ui.out(&format!(
             "{id}: open at {}\n",
             chg::model::format_timestamp(at)
         ))?;
@@ -123,7 +123,7 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
         for r in &reasons {
             s.push_str(&format!("  {}: {}\n", r.rule, r.message));
         }
-        out(&s)?;
+        ui.out(&s)?;
     }
     Ok(if open {
         ExitCode::SUCCESS
@@ -132,15 +132,15 @@ pub fn gate(store: &Store, policy: &Policy, a: GateArgs) -> CmdResult {
     })
 }
 
-pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
-    let now = super::context::now()?;
+pub fn calendar(ui: &Ui, store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
+    let now = ui.now()?;
     let from = a
         .from
         .as_deref()
-        .map(parse_bound)
+        .map(|t| ui.parse_bound(t))
         .transpose()?
         .unwrap_or(now);
-    let to = match a.to.as_deref().map(parse_bound).transpose()? {
+    let to = match a.to.as_deref().map(|t| ui.parse_bound(t)).transpose()? {
         Some(t) => t,
         None => calendar::default_range(from).1,
     };
@@ -150,13 +150,13 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
     // The calendar shows scheduled changes only.
     let all = store.load_where(|c| c.schedule.is_some())?;
     let events = calendar::events(&readable(&all, "shown"), policy, from, to);
-    match if a.json.on() {
+    match if ui.json(&a.json) {
         CalendarFormat::Json
     } else {
         a.format
     } {
-        CalendarFormat::Json => out_json(&events)?,
-        CalendarFormat::Ics => out(&calendar::to_ics(&events, now, "chg.invalid"))?,
+        CalendarFormat::Json => ui.out_json(&events)?,
+        CalendarFormat::Ics => ui.out(&calendar::to_ics(&events, now, "chg.invalid"))?,
         CalendarFormat::Table => {
             // One compact WHEN (the end's date only when it is another day), the change's
             // id in a column of its own so that only the title is ever cut; the kind goes
@@ -178,16 +178,16 @@ pub fn calendar(store: &Store, policy: &Policy, a: CalendarArgs) -> CmdResult {
                     },
                 ]);
             }
-            out_table(&t, Some(format!("{} event(s)", t.len())))?;
+            ui.out_table(&t, Some(format!("{} event(s)", t.len())))?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
-    let now = super::context::now()?;
+pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
+    let now = ui.now()?;
     let date = match &a.date {
-        Some(d) => parse_bound(d)?,
+        Some(d) => ui.parse_bound(d)?,
         None => now,
     };
     let day_end = date + jiff::SignedDuration::from_hours(24);
@@ -235,7 +235,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     ];
     let day = date.to_zoned(TimeZone::UTC).date();
     let total: usize = agenda.groups.iter().map(|(_, list)| list.len()).sum();
-    let format = if a.json.on() {
+    let format = if ui.json(&a.json) {
         CabFormat::Json
     } else {
         a.format
@@ -265,7 +265,7 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 serde_json::json!({"priority": p.as_str(), "changes": changes})
             })
             .collect();
-        out_json(
+        ui.out_json(
             &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": groups}),
         )?;
         return Ok(ExitCode::SUCCESS);
@@ -284,16 +284,11 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     for (p, list) in &agenda.groups {
         match format {
             CabFormat::Markdown => {
-                s.push_str(&format!(
-                    "\n## {p} priority\n\n| {} |\n|{}\n",
-                    header.join(" | "),
-                    " --- |".repeat(header.len())
-                ));
+                let mut t = chg::report::MarkdownTable::left(&header);
                 for item in list {
-                    let cells: Vec<String> =
-                        row(item).iter().map(|v| v.replace('|', "\\|")).collect();
-                    s.push_str(&format!("| {} |\n", cells.join(" | ")));
+                    t.row(row(item).iter().map(|v| v.replace('|', "\\|")));
                 }
+                s.push_str(&format!("\n## {p} priority\n\n{}", t.finish()));
             }
             _ => {
                 // Ids, risks and the roles awaited are never cut; the title is. At a
@@ -309,15 +304,15 @@ pub fn cab(store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 for item in list {
                     t.push(row(item));
                 }
-                s.push_str(&format!("\n{p} priority\n{}", t.render(target())));
+                s.push_str(&format!("\n{p} priority\n{}", t.render(ui.target())));
             }
         }
     }
     // Table cells were made safe as they went in; colour codes must survive.
     if format == CabFormat::Markdown {
-        out(&s)?;
+        ui.out(&s)?;
     } else {
-        super::out_unfiltered(&s)?;
+        ui.out_unfiltered(&s)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use chg::policy::{POLICY_PATH, Policy};
 use chg::store::Store;
 use clap::{Args, Subcommand};
 
-use super::{CmdResult, new, out, transitions};
+use super::{CmdResult, new, transitions, ui::Ui};
 
 /// Change the policy through an approved change request.
 ///
@@ -57,7 +57,7 @@ enum SignersCommand {
     },
 }
 
-pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
+pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
     match a.command {
         PolicyCommand::Propose(args) => {
             let proposal = store.worktree_policy_files()?;
@@ -92,20 +92,20 @@ pub fn run(store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult {
                     findings: problems,
                 });
             }
-            new::run_with(store, policy, *args, Some(proposal))
+            new::run_with(ui, store, policy, *args, Some(proposal))
         }
         PolicyCommand::Apply(a) => {
-            let o = store.apply_policy(&super::context::for_store(store)?, &a.parse()?)?;
-            transitions::done(o)?;
+            let o = store.apply_policy(&super::context::for_store(ui, store)?, &a.parse(ui)?)?;
+            transitions::done(ui, o)?;
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Signers(c) => signers(store, policy, c),
+        PolicyCommand::Signers(c) => signers(ui, store, policy, c),
     }
 }
 
 /// `chg policy signers add|remove`: edits the allowed signers file in the work tree and
 /// says how the edit becomes policy (a proposal under governance, else a commit).
-fn signers(store: &Store, policy: &Policy, c: SignersCommand) -> CmdResult {
+fn signers(ui: &Ui, store: &Store, policy: &Policy, c: SignersCommand) -> CmdResult {
     let rel = policy.signing.as_ref().map_or_else(
         || "policy/allowed_signers".to_owned(),
         |s| s.allowed_signers.clone(),
@@ -184,7 +184,7 @@ fn signers(store: &Store, policy: &Policy, c: SignersCommand) -> CmdResult {
             "Next: git add {rel} policy/policy.yaml && git commit -m \"Allowed signers\" (with governance in the policy, chg policy propose instead)\n"
         ));
     }
-    out(&msg)?;
+    ui.out(&msg)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -199,8 +199,8 @@ pub struct TemplatesArgs {
     json: super::json::JsonArgs,
 }
 
-pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
-    if a.json.on() || a.format == super::show::TextFormat::Json {
+pub fn templates(ui: &Ui, policy: &Policy, a: TemplatesArgs) -> CmdResult {
+    if ui.json(&a.json) || a.format == super::show::TextFormat::Json {
         let list: Vec<serde_json::Value> = policy
             .templates
             .values()
@@ -213,7 +213,7 @@ pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
                 })
             })
             .collect();
-        super::out_json(&serde_json::Value::Array(list))?;
+        ui.out_json(&serde_json::Value::Array(list))?;
         return Ok(ExitCode::SUCCESS);
     }
     if policy.templates.is_empty() {
@@ -229,6 +229,6 @@ pub fn templates(policy: &Policy, a: TemplatesArgs) -> CmdResult {
         }
         s.push_str(&format!("  variable: {}\n", t.variable.join(", ")));
     }
-    super::out(&s)?;
+    ui.out(&s)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use chg::Error;
 use chg::policy::Policy;
-use chg::report::{self, APPROVAL_BUCKETS, Measure, Report};
+use chg::report::Align::{Left, Right};
+use chg::report::{self, APPROVAL_BUCKETS, MarkdownTable, Measure, Report};
 use chg::store::Store;
 use clap::{Args, ValueEnum};
 
-use super::grid::{self, Grid};
-use super::{CmdResult, csv_field, out, out_json, parse_bound};
+use super::grid::{Grid, Target};
+use super::{CmdResult, ui::Ui};
 
 /// Figures for a period, each against the policy's targets.
 ///
@@ -47,21 +48,21 @@ pub enum ReportFormat {
     Markdown,
 }
 
-pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
+pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
     let (since, until) = match &a.period {
         Some(p) => {
             let (s, u) = report::parse_period(p).map_err(Error::Usage)?;
             (Some(s), Some(u))
         }
         None => (
-            a.since.as_deref().map(parse_bound).transpose()?,
-            a.until.as_deref().map(parse_bound).transpose()?,
+            a.since.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
+            a.until.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
         ),
     };
     let (r, unreadable) = chg::query::report(store, policy, since, until)?;
     super::warn_unreadable(unreadable, "counted");
     let period = period_label(&a, &r);
-    match if a.json.on() {
+    match if ui.json(&a.json) {
         ReportFormat::Json
     } else {
         a.format
@@ -70,12 +71,12 @@ pub fn run(store: &Store, policy: &Policy, a: ReportArgs) -> CmdResult {
             let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
             v["period"] = serde_json::json!(period);
             v["targets"] = serde_json::to_value(r.targets()).unwrap_or_default();
-            out_json(&v)?
+            ui.out_json(&v)?
         }
-        ReportFormat::Csv => out(&csv(&r))?,
+        ReportFormat::Csv => ui.out(&csv(&r))?,
         // Cells were made safe as they went into the tables; colour codes must survive.
-        ReportFormat::Table => super::out_unfiltered(&tables(&r, &period))?,
-        ReportFormat::Markdown => out(&markdown(&r, &period))?,
+        ReportFormat::Table => ui.out_unfiltered(&tables(&r, &period, ui.target()))?,
+        ReportFormat::Markdown => ui.out(&markdown(&r, &period))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -136,7 +137,7 @@ fn counts(r: &Report) -> Vec<(&'static str, &std::collections::BTreeMap<String, 
     ]
 }
 
-fn tables(r: &Report, period: &str) -> String {
+fn tables(r: &Report, period: &str, to: Target) -> String {
     let mut s = format!(
         "Changes requested in {}: {}\n\n",
         chg::text::terminal_safe(period),
@@ -148,7 +149,7 @@ fn tables(r: &Report, period: &str) -> String {
             t.push(vec![by.to_owned(), k.clone(), n.to_string()]);
         }
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s.push('\n');
     let mut t = Grid::new(&[
         "APPROVAL TIME",
@@ -178,7 +179,7 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(a.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s.push('\n');
     let mut t = Grid::new(&["RATE", "VALUE", "OF", "TARGET", ""]);
     for m in &r.rates {
@@ -190,16 +191,16 @@ fn tables(r: &Report, period: &str) -> String {
             verdict(m.met).to_owned(),
         ]);
     }
-    s.push_str(&t.render(grid::target()));
+    s.push_str(&t.render(to));
     s
 }
 
 fn csv(r: &Report) -> String {
-    let mut s = String::from("section,name,value,target,met\n");
-    s.push_str(&format!("count,total,{},,\n", r.total));
+    let mut s = report::Csv::new(&["section", "name", "value", "target", "met"]);
+    s.row(["count", "total", &r.total.to_string(), "", ""]);
     for (by, map) in counts(r) {
         for (k, n) in map {
-            s.push_str(&format!("{by},{},{n},,\n", csv_field(k)));
+            s.row([by, k, &n.to_string(), "", ""]);
         }
     }
     for m in r.targets() {
@@ -208,15 +209,15 @@ fn csv(r: &Report) -> String {
         } else {
             "hours"
         };
-        s.push_str(&format!(
-            "{section},{},{},{},{}\n",
-            m.name,
+        s.row([
+            section.to_owned(),
+            m.name.to_string(),
             m.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
             m.target.map(|v| format!("{v:.4}")).unwrap_or_default(),
-            m.met.map(|b| b.to_string()).unwrap_or_default()
-        ));
+            m.met.map(|b| b.to_string()).unwrap_or_default(),
+        ]);
     }
-    s
+    s.finish()
 }
 
 fn markdown(r: &Report, period: &str) -> String {
@@ -224,11 +225,15 @@ fn markdown(r: &Report, period: &str) -> String {
         "# Change report: {period}\n\n{} changes requested.\n\n",
         r.total
     );
-    s.push_str("## Against the policy's targets\n\n| Figure | Value | Target | |\n| --- | ---: | ---: | --- |\n");
+    let mut t = MarkdownTable::new(&[
+        ("Figure", Left),
+        ("Value", Right),
+        ("Target", Right),
+        ("", Left),
+    ]);
     for m in r.targets() {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            m.name,
+        t.row([
+            m.name.to_string(),
             value(&m),
             target(&m),
             match (m.met, m.target) {
@@ -237,24 +242,35 @@ fn markdown(r: &Report, period: &str) -> String {
                 (None, None) => "no target",
                 (None, Some(_)) => "no data",
             }
-        ));
+            .to_owned(),
+        ]);
     }
-    s.push_str("\n## Counts\n\n| By | Value | Changes |\n| --- | --- | ---: |\n");
+    s.push_str("## Against the policy's targets\n\n");
+    s.push_str(&t.finish());
+    let mut t = MarkdownTable::new(&[("By", Left), ("Value", Left), ("Changes", Right)]);
     for (by, map) in counts(r) {
         for (k, n) in map {
-            s.push_str(&format!("| {by} | {k} | {n} |\n"));
+            t.row([by, k, &n.to_string()]);
         }
     }
-    s.push_str("\n## Approval time by priority\n\n| Priority | Changes | Average | Median |\n| --- | ---: | ---: | ---: |\n");
+    s.push_str("\n## Counts\n\n");
+    s.push_str(&t.finish());
+    let mut t = MarkdownTable::new(&[
+        ("Priority", Left),
+        ("Changes", Right),
+        ("Average", Right),
+        ("Median", Right),
+    ]);
     for a in &r.approval_time {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            a.group,
-            a.count,
+        t.row([
+            a.group.to_string(),
+            a.count.to_string(),
             hours(a.average_hours),
-            hours(a.median_hours)
-        ));
+            hours(a.median_hours),
+        ]);
     }
+    s.push_str("\n## Approval time by priority\n\n");
+    s.push_str(&t.finish());
     s.push_str("\n## Closed changes per week by outcome\n\n");
     let labels: Vec<String> = r.weekly.iter().map(|w| w.week.clone()).collect();
     let series = [

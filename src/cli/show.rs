@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::grid::Grid;
-use super::{CmdResult, csv_field, out, out_json, out_table, parse_bound, parse_id, short};
+use super::{CmdResult, short, ui::Ui};
 
 /// Show one change, readable, or as JSON.
 #[derive(Debug, Args)]
@@ -139,12 +139,12 @@ fn change_json(policy: &Policy, rel: &std::path::Path, c: &ChangeRequest) -> Res
     Ok(v)
 }
 
-pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let c = loaded.change();
-    if a.json.on() || a.format == TextFormat::Json {
-        out_json(&change_json(policy, &loaded.rel, c)?)?;
+    if ui.json(&a.json) || a.format == TextFormat::Json {
+        ui.out_json(&change_json(policy, &loaded.rel, c)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let times = super::Times::new(a.utc);
@@ -365,7 +365,7 @@ pub fn show(store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             x.reason
         ));
     }
-    out(&s)?;
+    ui.out(&s)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -377,7 +377,7 @@ fn parse_all<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<Ve
         .collect()
 }
 
-pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
+pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
     let statuses = parse_all::<chg::model::Status>(&a.status)?;
     let priorities = parse_all::<chg::model::Priority>(&a.priority)?;
     for t in &a.change_type {
@@ -417,7 +417,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         && requester.is_none()
         && !a.awaiting_me
         && !a.overdue);
-    let at_terminal = super::grid::at_terminal() && !a.json.on() && a.format == ListFormat::Table;
+    let at_terminal = ui.at_terminal() && !ui.json(&a.json) && a.format == ListFormat::Table;
     let open_only = at_terminal && !a.all && !filtered;
     let sort = match sort {
         Some(sort) => sort,
@@ -438,8 +438,8 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         priorities,
         systems: a.system.clone(),
         requester,
-        since: a.since.as_deref().map(parse_bound).transpose()?,
-        until: a.until.as_deref().map(parse_bound).transpose()?,
+        since: a.since.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
+        until: a.until.as_deref().map(|t| ui.parse_bound(t)).transpose()?,
         open_only,
         awaiting: if a.awaiting_me { me } else { None },
         overdue: a.overdue,
@@ -447,7 +447,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         limit,
         ..Query::default()
     };
-    let now = super::context::now()?;
+    let now = ui.now()?;
     let page = query.run(store, policy, now)?;
     super::warn_unreadable(page.unreadable, "listed");
     let total = page.total;
@@ -459,7 +459,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             if open_only { "open " } else { "" }
         );
     }
-    let format = if a.json.on() {
+    let format = if ui.json(&a.json) {
         ListFormat::Json
     } else {
         a.format
@@ -470,7 +470,7 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 .iter()
                 .map(|l| change_json(policy, &l.rel, l.change()))
                 .collect::<Result<_, _>>()?;
-            out_json(&items)?;
+            ui.out_json(&items)?;
         }
         ListFormat::Csv => {
             let cols = [
@@ -485,16 +485,14 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 "request_date",
                 "affected_systems",
             ];
-            let mut s = cols.join(",") + "\n";
+            let mut s = chg::report::Csv::new(&cols);
             for l in &rows {
-                let line: Vec<String> = cols
-                    .iter()
-                    .map(|f| csv_field(&l.change().field_text(f).unwrap_or_default()))
-                    .collect();
-                s.push_str(&line.join(","));
-                s.push('\n');
+                s.row(
+                    cols.iter()
+                        .map(|f| l.change().field_text(f).unwrap_or_default()),
+                );
             }
-            out(&s)?;
+            ui.out(&s.finish())?;
         }
         ListFormat::Table => {
             let mut t = Grid::new(&[
@@ -559,25 +557,25 @@ pub fn list(store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
             } else {
                 // The count, unless the line about the limit already gave it.
                 let counted = rows.len() < total;
-                out_table(&t, (!counted).then(|| format!("{} change(s)", rows.len())))?;
+                ui.out_table(&t, (!counted).then(|| format!("{} change(s)", rows.len())))?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn log(store: &Store, a: LogArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn log(ui: &Ui, store: &Store, a: LogArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     store.find(&id)?;
-    let entries = chg::audit::change_log(store, &id, super::context::now()?)?;
+    let entries = chg::audit::change_log(store, &id, ui.now()?)?;
     if let Some(cut) = chg::store::commit::shallow_commits(store.repo()).first() {
         eprintln!(
             "chg: note: this is a shallow clone; history before {} is not here (git fetch --unshallow)",
             &cut.to_string()[..8]
         );
     }
-    if a.json.on() || a.format == TextFormat::Json {
-        out_json(&entries)?;
+    if ui.json(&a.json) || a.format == TextFormat::Json {
+        ui.out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Each approval's signature as it stands now, judged by the policy in force.
@@ -606,9 +604,9 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     }
     // Local times as everywhere; at a terminal with how long ago, the first thing left out
     // when the table is too wide for the facts (who, role, commit), which are never cut.
-    let now = super::context::now()?;
+    let now = ui.now()?;
     let times = super::Times::new(a.utc);
-    let target = super::grid::target();
+    let target = ui.target();
     let people = !a.utc && matches!(target, super::grid::Target::Terminal { .. });
     let stamp = |t: jiff::Timestamp| {
         if people {
@@ -681,13 +679,13 @@ pub fn log(store: &Store, a: LogArgs) -> CmdResult {
     if details.is_empty() && !t.shows(AUDIT, target) && !entries.is_empty() {
         details.push_str("audit: ok, every step\n");
     }
-    out_table(&t, None)?;
+    ui.out_table(&t, None)?;
     // Below the table at a terminal; piped, stdout stays rows (the JSON has it all).
     if !details.is_empty() {
         if matches!(target, super::grid::Target::Pipe { .. }) {
             eprint!("{}", chg::text::terminal_safe(&details));
         } else {
-            out(&format!("\n{details}"))?;
+            ui.out(&format!("\n{details}"))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,8 +13,11 @@ use chg::signing::RecordSigner;
 use git2::Repository;
 
 /// How git would sign a commit in `repo`, if `commit.gpgsign` is on.
-pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>, Error> {
-    let config = super::gitconfig::GitConfig::of(Some(repo));
+pub fn commit_signer(
+    ui: &super::ui::Ui,
+    repo: &Repository,
+) -> Result<Option<Arc<dyn CommitSigner>>, Error> {
+    let config = ui.git_config(Some(repo));
     if !config.bool("commit.gpgsign").unwrap_or(false) {
         return Ok(None);
     }
@@ -62,21 +65,28 @@ pub fn commit_signer(repo: &Repository) -> Result<Option<Arc<dyn CommitSigner>>,
 
 /// The signer of records (SPEC section 9): the SSH key git would sign with
 /// (`user.signingkey`), whatever `gpg.format` says for commits; `None` without one.
-pub fn record_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
-    signer_for(repo, chg::signing::NAMESPACE)
+pub fn record_signer(
+    ui: &super::ui::Ui,
+    repo: &Repository,
+) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
+    signer_for(ui, repo, chg::signing::NAMESPACE)
 }
 
 /// The signer of evidence packs: the same key, under the namespace `chg-evidence`, so a
 /// pack's signature can never pass for a record's, nor a record's for a pack's.
-pub fn evidence_signer(repo: &Repository) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
-    signer_for(repo, "chg-evidence")
+pub fn evidence_signer(
+    ui: &super::ui::Ui,
+    repo: &Repository,
+) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
+    signer_for(ui, repo, "chg-evidence")
 }
 
 fn signer_for(
+    ui: &super::ui::Ui,
     repo: &Repository,
     namespace: &'static str,
 ) -> Result<Option<Arc<dyn RecordSigner>>, Error> {
-    let config = super::gitconfig::GitConfig::of(Some(repo));
+    let config = ui.git_config(Some(repo));
     let Some(key) = config
         .string("user.signingkey")
         .filter(|k| !k.trim().is_empty())

@@ -6,7 +6,7 @@ use chg::store::Store;
 use chg::sync::{Options, Report};
 use clap::Args;
 
-use super::{CmdResult, out, out_json, short};
+use super::{CmdResult, short, ui::Ui};
 
 /// Fetch, bring this clone's chg steps onto the remote's latest state, and push.
 ///
@@ -34,8 +34,8 @@ pub struct SyncArgs {
     json: super::json::JsonArgs,
 }
 
-pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
-    let ctx = super::context::for_store(store)?;
+pub fn run(ui: &Ui, store: &Store, a: SyncArgs) -> CmdResult {
+    let ctx = super::context::for_store(ui, store)?;
     let report = chg::sync::sync(
         store,
         &ctx,
@@ -45,10 +45,10 @@ pub fn run(store: &Store, a: SyncArgs) -> CmdResult {
             attempts: a.attempts,
         },
     )?;
-    if a.json.on() || a.format == super::show::TextFormat::Json {
-        out_json(&report)?;
+    if ui.json(&a.json) || a.format == super::show::TextFormat::Json {
+        ui.out_json(&report)?;
     } else {
-        out(&text(&report))?;
+        ui.out(&text(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use chg::workflow::Step;
 use clap::Args;
 use jiff::Timestamp;
 
-use super::{CmdResult, interactive, out, parse_id, readable, short};
+use super::{CmdResult, interactive, readable, short, ui::Ui};
 
 /// A change id.
 #[derive(Debug, Args)]
@@ -23,8 +23,8 @@ pub struct IdArgs {
 
 impl IdArgs {
     /// The id, parsed.
-    pub fn parse(&self) -> Result<chg::model::ChangeId, Error> {
-        parse_id(&self.id)
+    pub fn parse(&self, ui: &Ui) -> Result<chg::model::ChangeId, Error> {
+        ui.parse_id(&self.id)
     }
 }
 
@@ -209,7 +209,7 @@ pub struct RenumberArgs {
 
 /// Parses a time given on the command line: RFC 3339, civil time in the local zone, `now`,
 /// or `+DURATION` after `base`.
-pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
+pub fn parse_time(ui: &Ui, text: &str, base: Timestamp) -> Result<Timestamp, Error> {
     // `+2h` counts from `base` (the end from the start); everything else as every time
     // flag takes it.
     if let Some(d) = text.strip_prefix('+') {
@@ -218,7 +218,7 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
             .checked_add(d.to_signed())
             .map_err(|e| Error::Usage(format!("`{text}`: {e}")));
     }
-    let t = super::read_time(text)?;
+    let t = ui.read_time(text)?;
     // Files and commits record whole seconds: rounding would record another time than the
     // one given.
     if t.subsec_nanosecond() != 0 {
@@ -230,7 +230,7 @@ pub fn parse_time(text: &str, base: Timestamp) -> Result<Timestamp, Error> {
     Ok(t)
 }
 
-pub fn done(o: store::Outcome) -> CmdResult {
+pub fn done(ui: &Ui, o: store::Outcome) -> CmdResult {
     let id = o.change.id_text();
     let t = &o.transition;
     let mut line = format!("{id}: {}", t.action);
@@ -260,45 +260,57 @@ pub fn done(o: store::Outcome) -> CmdResult {
             o.waiting_for.join(", ")
         ));
     }
-    out(&line)?;
+    ui.out(&line)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn submit(store: &Store, a: IdArgs) -> CmdResult {
+pub fn submit(ui: &Ui, store: &Store, a: IdArgs) -> CmdResult {
     let o = store.transition(
-        &super::context::for_store(store)?,
-        &parse_id(&a.id)?,
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
         Step::Submit,
     )?;
-    done(o)
+    done(ui, o)
 }
 
-pub fn approve(store: &Store, a: ApproveArgs) -> CmdResult {
+pub fn approve(ui: &Ui, store: &Store, a: ApproveArgs) -> CmdResult {
     let step = Step::Approve {
         role: a.role,
         comment: a.comment,
         conditions: a.conditions,
     };
-    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
-    done(o)
+    let o = store.transition(
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
+        step,
+    )?;
+    done(ui, o)
 }
 
-pub fn reject(store: &Store, a: RejectArgs) -> CmdResult {
+pub fn reject(ui: &Ui, store: &Store, a: RejectArgs) -> CmdResult {
     let step = Step::Reject {
         role: a.role,
         comment: reason(a.comment, "a rejection")?,
     };
-    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
-    done(o)
+    let o = store.transition(
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
+        step,
+    )?;
+    done(ui, o)
 }
 
-pub fn withdraw(store: &Store, a: WithdrawArgs) -> CmdResult {
+pub fn withdraw(ui: &Ui, store: &Store, a: WithdrawArgs) -> CmdResult {
     let step = Step::Withdraw {
         role: a.role,
         comment: reason(a.comment, "a withdrawal")?,
     };
-    let o = store.transition(&super::context::for_store(store)?, &parse_id(&a.id)?, step)?;
-    done(o)
+    let o = store.transition(
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
+        step,
+    )?;
+    done(ui, o)
 }
 
 /// The `--comment` a decision that undoes or refuses must give: an auditor asks why.
@@ -309,8 +321,8 @@ fn reason(comment: String, what: &str) -> Result<String, Error> {
     Ok(comment)
 }
 
-pub fn set(store: &Store, policy: &Policy, a: SetArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn set(ui: &Ui, store: &Store, policy: &Policy, a: SetArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     let current = store.load(&id)?;
     let mut new = current.change().clone();
     super::new::answer(&mut new, policy, &a.answers, false)?;
@@ -323,16 +335,16 @@ pub fn set(store: &Store, policy: &Policy, a: SetArgs) -> CmdResult {
         new.set_field(field.trim(), value).map_err(Error::Usage)?;
     }
     let o = store.transition(
-        &super::context::for_store(store)?,
+        &super::context::for_store(ui, store)?,
         &id,
         Step::Edit { new: Box::new(new) },
     )?;
-    done(o)
+    done(ui, o)
 }
 
-pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
-    let now = super::context::now()?;
+pub fn schedule(ui: &Ui, store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
+    let now = ui.now()?;
     let loaded = store.load(&id)?;
     let change = loaded.change();
     let mw = if a.maintenance_window {
@@ -359,7 +371,7 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
             .parse()
             .map_err(Error::Usage)?;
         let from = match &a.start {
-            Some(s) => parse_time(s, now)?.max(now),
+            Some(s) => parse_time(ui, s, now)?.max(now),
             None => now,
         };
         let slot =
@@ -385,14 +397,14 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
         }
         (slot.start, slot.end)
     } else {
-        let start = parse_time(a.start.as_deref().unwrap_or_default(), now)?;
+        let start = parse_time(ui, a.start.as_deref().unwrap_or_default(), now)?;
         (
             start,
-            parse_time(a.end.as_deref().unwrap_or_default(), start)?,
+            parse_time(ui, a.end.as_deref().unwrap_or_default(), start)?,
         )
     };
     let mut o = store.transition(
-        &super::context::for_store(store)?,
+        &super::context::for_store(ui, store)?,
         &id,
         Step::Schedule {
             start,
@@ -414,7 +426,7 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
             super::ago(end, now)
         );
     }
-    let code = done(o)?;
+    let code = done(ui, o)?;
     for c in &warnings {
         eprintln!(
             "chg: warning: {}: {}",
@@ -425,36 +437,36 @@ pub fn schedule(store: &Store, policy: &Policy, a: ScheduleArgs) -> CmdResult {
     Ok(code)
 }
 
-pub fn implement(store: &Store, a: IdArgs) -> CmdResult {
+pub fn implement(ui: &Ui, store: &Store, a: IdArgs) -> CmdResult {
     let o = store.transition(
-        &super::context::for_store(store)?,
-        &parse_id(&a.id)?,
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
         Step::Implement,
     )?;
-    done(o)
+    done(ui, o)
 }
 
-pub fn close(store: &Store, a: CloseArgs) -> CmdResult {
+pub fn close(ui: &Ui, store: &Store, a: CloseArgs) -> CmdResult {
     let outcome: Outcome = a.outcome.parse().map_err(Error::Usage)?;
     let o = store.transition(
-        &super::context::for_store(store)?,
-        &parse_id(&a.id)?,
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
         Step::Close {
             outcome,
             test_results: a.test_results,
             review: a.review,
         },
     )?;
-    done(o)
+    done(ui, o)
 }
 
-pub fn cancel(store: &Store, a: CancelArgs) -> CmdResult {
+pub fn cancel(ui: &Ui, store: &Store, a: CancelArgs) -> CmdResult {
     let o = store.transition(
-        &super::context::for_store(store)?,
-        &parse_id(&a.id)?,
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
         Step::Cancel { reason: a.reason },
     )?;
-    done(o)
+    done(ui, o)
 }
 
 /// The full id of the deployed commit: the store's repository resolves what it knows (the
@@ -478,28 +490,28 @@ fn deployed_commit(store: &Store, rev: &str) -> Result<String, Error> {
     )))
 }
 
-pub fn deploy(store: &Store, a: DeployArgs) -> CmdResult {
-    let id = parse_id(&a.id)?;
+pub fn deploy(ui: &Ui, store: &Store, a: DeployArgs) -> CmdResult {
+    let id = ui.parse_id(&a.id)?;
     let step = Step::Deploy {
         commit: deployed_commit(store, &a.commit)?,
         environment: a.environment.trim().to_owned(),
         run: a.run.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()),
     };
-    let o = store.transition(&super::context::for_store(store)?, &id, step)?;
+    let o = store.transition(&super::context::for_store(ui, store)?, &id, step)?;
     if let Some(d) = o.change.deployments.last() {
         eprintln!(
             "chg: {id} deployed {} to {} recorded",
             d.commit, d.environment
         );
     }
-    done(o)
+    done(ui, o)
 }
 
-pub fn renumber(store: &Store, a: RenumberArgs) -> CmdResult {
+pub fn renumber(ui: &Ui, store: &Store, a: RenumberArgs) -> CmdResult {
     let o = store.renumber(
-        &super::context::for_store(store)?,
-        &parse_id(&a.id)?,
+        &super::context::for_store(ui, store)?,
+        &ui.parse_id(&a.id)?,
         a.file.as_deref(),
     )?;
-    done(o)
+    done(ui, o)
 }

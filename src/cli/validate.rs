@@ -11,7 +11,7 @@ use chg::store::Store;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::{CmdResult, out, out_json};
+use super::{CmdResult, ui::Ui};
 
 /// Output formats of `validate`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -74,7 +74,7 @@ fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
     Ok(files)
 }
 
-pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
+pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
     let root = store.root();
     let policy_text = chg::decode::read_bounded(&root.join(POLICY_PATH))
         .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
@@ -130,7 +130,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     if let Some(policy) = &policy {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
-        let now = super::context::now()?;
+        let now = ui.now()?;
         findings.extend(chg::standing::waive_questionnaires(
             store,
             policy,
@@ -149,7 +149,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                 let as_id = if std::path::Path::new(t).exists() {
                     None
                 } else {
-                    super::parse_id(t).ok()
+                    ui.parse_id(t).ok()
                 };
                 if let Some(id) = as_id {
                     let rel = store.find(&id)?;
@@ -196,13 +196,17 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
     findings
         .sort_by(|x, y| (x.file.as_str(), x.pos, x.rule).cmp(&(y.file.as_str(), y.pos, y.rule)));
     let errors = findings.iter().filter(|f| f.is_error()).count();
-    match if a.json.on() { Format::Json } else { a.format } {
+    match if ui.json(&a.json) {
+        Format::Json
+    } else {
+        a.format
+    } {
         Format::Text => {
             let mut s = String::new();
             for f in &findings {
                 s.push_str(&format!("{f}\n"));
             }
-            out(&s)?;
+            ui.out(&s)?;
             let warnings = findings.len() - errors;
             if errors + warnings == 0 {
                 eprintln!("chg: no problems found");
@@ -225,7 +229,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                     })
                 })
                 .collect();
-            out_json(&items)?;
+            ui.out_json(&items)?;
         }
         Format::Github => {
             let mut s = String::new();
@@ -245,7 +249,7 @@ pub fn run(store: &Store, a: ValidateArgs) -> CmdResult {
                 ));
             }
             // Workflow commands on purpose: their data is escaped above by GitHub's rules.
-            super::out_unfiltered(&chg::text::controls_escaped(&s))?;
+            ui.out_unfiltered(&chg::text::controls_escaped(&s))?;
         }
     }
     Ok(if errors > 0 {

@@ -533,3 +533,36 @@ fn audit_export_asks_for_a_period_in_either_form() {
         );
     }
 }
+
+#[test]
+fn schedule_now_to_plus_2h_is_the_steps_own_time_and_two_hours_later() {
+    // Issue 26: the window counted from one reading of the clock and the step was dated by
+    // another; on the real clock (no CHG_NOW, no GIT_AUTHOR_DATE) both are one instant.
+    let s = Store::new();
+    let id = s.new_change(&[]);
+    chg_env(
+        &s,
+        "alice@example.com",
+        &[],
+        &["CHG_NOW", "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"],
+        &["schedule", &id, "--start", "now", "--end", "+2h"],
+    )
+    .ok();
+    let authored: i64 = s
+        .git(&["log", "-1", "--format=%at"])
+        .trim()
+        .parse()
+        .unwrap();
+    let text = s.read(&id);
+    let field = |name: &str| -> jiff::Timestamp {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim_matches(['\'', '"'])
+            .parse()
+            .unwrap()
+    };
+    let (start, end) = (field("start"), field("end"));
+    assert_eq!(start.as_second(), authored, "{text}");
+    assert_eq!(end.as_second() - start.as_second(), 2 * 3600, "{text}");
+}
