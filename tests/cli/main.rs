@@ -16,6 +16,7 @@ mod risk;
 mod signing;
 mod small;
 mod sod;
+mod summary;
 mod sync;
 mod templates;
 mod validate;
