@@ -393,7 +393,7 @@ enum Seen {
     /// The stored row's bytes, under a new stat (or one too recent to record).
     Restat(usize, Option<Stat>),
     /// Read and decoded afresh.
-    New(Row),
+    New(Box<Row>),
     /// Gone or unreadable since it was listed: as reading it would, skip it.
     Gone,
 }
@@ -597,7 +597,7 @@ impl Store {
                     return Seen::Gone;
                 }
                 if bytes.len() as u64 > decode::MAX_FILE_BYTES {
-                    return Seen::New(Row::decode(p, Oid::ZERO_SHA1, &bytes, s));
+                    return Seen::New(Box::new(Row::decode(p, Oid::ZERO_SHA1, &bytes, s)));
                 }
                 let Ok(blob) = Oid::hash_object(ObjectType::Blob, &bytes) else {
                     return Seen::Gone;
@@ -606,7 +606,7 @@ impl Store {
                     Some(r) if r.b == blob.to_string() => {
                         Seen::Restat(found.unwrap_or_default(), s)
                     }
-                    _ => Seen::New(Row::decode(p, blob, &bytes, s)),
+                    _ => Seen::New(Box::new(Row::decode(p, blob, &bytes, s))),
                 }
             })
             .collect();
@@ -624,7 +624,7 @@ impl Store {
             .filter_map(|s| match s {
                 Seen::Same(i) => stored[i].take(),
                 Seen::Restat(i, s) => stored[i].take().map(|r| Row { s, ..r }),
-                Seen::New(r) => Some(r),
+                Seen::New(r) => Some(*r),
                 Seen::Gone => None,
             })
             .collect();

@@ -89,6 +89,9 @@ fn changes_added_removed_renamed_or_committed_between_runs_are_seen() {
     assert_eq!(kept, from_files(&s));
 }
 
+/// One way of damaging the summary.
+type Damage<'a> = Box<dyn Fn() + 'a>;
+
 #[test]
 fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
     let s = Store::new();
@@ -97,7 +100,7 @@ fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
     let want = list(&s).stdout;
     let dir = folder(&s);
     let rows = dir.join("rows.jsonl");
-    let damages: [(&str, Box<dyn Fn()>); 4] = [
+    let damages: [(&str, Damage); 4] = [
         (
             "truncated",
             Box::new(|| {
