@@ -336,10 +336,23 @@ impl Query {
     /// [`Query::select`] over the store's change files: only the files the filters keep
     /// stay in memory, and the audit index is read (once) only for the changes the
     /// awaiting and overdue filters judge by their history.
+    ///
+    /// The changes come from the read summary ([`crate::store::summary`]): each row holds
+    /// its change as far as the summary goes (no long texts, no deployments); a reader
+    /// that shows more reads the file ([`Store::load_file`]). The changes the awaiting and
+    /// overdue filters judge are read whole, as the rules may read any field.
     pub fn run(&self, store: &Store, policy: &Policy, now: Timestamp) -> Result<Page<Loaded>> {
-        let all = store.load_where(|c| self.matches(c))?;
+        let all = store.load_summaries_where(|c| self.matches(c))?;
         let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
-        let readable: Vec<Loaded> = all.into_iter().filter(|l| l.decoded.parsed).collect();
+        let mut readable: Vec<Loaded> = all.into_iter().filter(|l| l.decoded.parsed).collect();
+        for l in readable.iter_mut() {
+            if self.may_need_history(l.change(), policy)
+                && let Ok(whole) = store.load_file(&l.rel)
+                && whole.decoded.parsed
+            {
+                *l = whole;
+            }
+        }
         let ids: Vec<String> = readable
             .iter()
             .map(Loaded::change)
@@ -389,9 +402,23 @@ pub fn agenda(store: &Store, policy: &Policy, until: Timestamp) -> Result<Agenda
         statuses: vec![Status::PendingApproval],
         ..Query::default()
     };
-    // The agenda, and whatever its changes can conflict with.
-    let all = store.load_where(|c| pending.matches(c) || conflicts::can_conflict(c))?;
+    // The agenda, and whatever its changes can conflict with (conflicts read no more than
+    // the summary holds).
+    let mut all =
+        store.load_summaries_where(|c| pending.matches(c) || conflicts::can_conflict(c))?;
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
+    // A standard change is judged against its template's fixed fields, any of which the
+    // summary may leave out: those on the agenda are read whole.
+    for l in all.iter_mut() {
+        if l.decoded.parsed
+            && pending.matches(l.change())
+            && l.change().model() == ChangeModel::Standard
+            && let Ok(whole) = store.load_file(&l.rel)
+            && whole.decoded.parsed
+        {
+            *l = whole;
+        }
+    }
     let everyone: Vec<&ChangeRequest> = all
         .iter()
         .filter(|l| l.decoded.parsed)
@@ -446,7 +473,10 @@ pub fn report(
         until,
         ..Query::default()
     };
-    let all = store.load_where(|c| period.matches(c))?;
+    // The report reads status, model, priority, type, dates, approvals and implementation
+    // times, all in the summary; a template is judged for standard changes only, which
+    // have no approval time.
+    let all = store.load_summaries_where(|c| period.matches(c))?;
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
     let changes: Vec<&ChangeRequest> = all
         .iter()

@@ -466,9 +466,13 @@ pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
     };
     match format {
         ListFormat::Json => {
+            // Rows hold what the read summary holds; JSON shows every field: read the files.
             let items: Vec<Value> = rows
                 .iter()
-                .map(|l| change_json(policy, &l.rel, l.change()))
+                .map(|l| {
+                    let whole = store.load_file(&l.rel)?;
+                    change_json(policy, &l.rel, whole.change())
+                })
                 .collect::<Result<_, _>>()?;
             ui.out_json(&items)?;
         }

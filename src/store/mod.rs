@@ -3,6 +3,7 @@
 
 pub mod commit;
 pub mod lock;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

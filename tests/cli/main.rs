@@ -17,6 +17,7 @@ mod risk;
 mod signing;
 mod small;
 mod sod;
+mod summary;
 mod sync;
 mod templates;
 mod validate;

@@ -1,0 +1,650 @@
+//! The read summary: what `chg list`, `chg cab` and `chg report` need of every change file,
+//! kept in `.git/chg/summary/` (never committed) so that a query at scale reads one file
+//! instead of decoding every change.
+//!
+//! Layout, one folder per store (`store`, or `store@<sha256 of the prefix>`):
+//! - `meta.json`: format, chg version, store prefix, the tree of HEAD's `changes/` last
+//!   seen, and the length and SHA-256 of `rows.jsonl`; then a line with the JSON's own
+//!   SHA-256, as the audit index writes its meta file;
+//! - `rows.jsonl`: one line per change file of the work tree, by path: the git blob id of
+//!   the bytes summarized, the file's `lstat` when those bytes were seen, and the fields the
+//!   queries filter, sort and show (no long texts: see [`Facts`]);
+//! - `lock`: held while the summary is read and written.
+//!
+//! It is never a source of truth, and never trusted over the files. Each run lists
+//! `changes/` and `lstat`s every file; a row is used for a file only when its recorded
+//! stat (size, mtime, ctime, inode) is the file's now. Any other file (new, edited,
+//! checked out anew, recorded too recently to tell) is read and hashed as git hashes a
+//! blob: the row is used when the blob id is the same, else the file is decoded afresh
+//! and its row replaced. A stat is only recorded when the file's mtime and ctime are
+//! older than the start of the run by the filesystem's clock (the lock file's mtime), git's
+//! rule against "racily clean" files: an edit within the same clock tick cannot pass for
+//! the recorded version. Uncommitted edits and untracked files are therefore seen as in
+//! the work tree, exactly as reading every file would see them.
+//!
+//! When HEAD's `changes/` tree moved, the two trees are diffed and only the changed blobs
+//! are decoded again (by blob id); the work-tree check above still decides what is listed.
+//! A summary that does not verify (emptied, garbled, cut short) or was written by another
+//! version of chg is rebuilt, with a note. One that cannot be written (a read-only `.git`)
+//! costs time, nothing else: the files are read as before.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use git2::{ObjectType, Oid};
+use jiff::Timestamp;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Loaded, Store};
+use crate::decode::{self, Decoded};
+use crate::error::{Error, Result};
+use crate::model::{
+    Approval, ChangeModel, ChangeRequest, Decision, Implementation, Outcome, Priority, RiskLevel,
+    Schedule, Status, Urgency,
+};
+use crate::text::sha256_hex;
+
+/// Bumped whenever a row's shape or the decoding of change files changes.
+const FORMAT: u32 = 1;
+const ROWS: &str = "rows.jsonl";
+
+/// A time as seconds and nanoseconds: parsing RFC 3339 text for 100,000 rows showed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct T(i64, i32);
+
+impl T {
+    fn of(t: Timestamp) -> T {
+        T(t.as_second(), t.subsec_nanosecond())
+    }
+    fn get(self) -> Timestamp {
+        Timestamp::new(self.0, self.1).unwrap_or_default()
+    }
+}
+
+fn of(t: Option<Timestamp>) -> Option<T> {
+    t.map(T::of)
+}
+
+fn get(t: Option<T>) -> Option<Timestamp> {
+    t.map(T::get)
+}
+
+/// What the queries read of a change: every field but the long texts (description,
+/// justification, impact, plans, test environment), the proposed policy's files (only
+/// whether there are any: it adds the governance roles) and the deployments. Approvals
+/// keep who, which role, what and when. A rule that reads more (a standard change judged
+/// against its template's fixed fields) is given the file ([`Store::load_file`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Facts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requester: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<ChangeModel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<Priority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urgency: Option<Urgency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    risk: Option<RiskLevel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers: Option<BTreeMap<String, bool>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    systems: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    testing: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_digest: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    policy_change: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<(T, T, bool)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    approvals: Vec<(String, String, Decision, T)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implementation: Option<Done>,
+}
+
+/// What the queries read of an implementation: who, and when it started, ended and how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct Done {
+    implementer: Option<String>,
+    started: Option<T>,
+    completed: Option<T>,
+    outcome: Option<Outcome>,
+    closed_by: Option<String>,
+}
+
+impl Facts {
+    fn of(c: &ChangeRequest) -> Facts {
+        Facts {
+            id: c.id.as_ref().map(ToString::to_string),
+            title: c.title.clone(),
+            requester: c.requester.clone(),
+            requested: of(c.request_date),
+            kind: c.change_type.clone(),
+            model: c.change_model,
+            priority: c.priority,
+            urgency: c.urgency,
+            risk: c.risk_level,
+            answers: c.risk_assessment.clone(),
+            systems: c.affected_systems.clone(),
+            testing: c.testing_required,
+            template: c.template.clone(),
+            template_digest: c.template_digest.clone(),
+            policy_change: c.proposed_policy.is_some(),
+            schedule: c
+                .schedule
+                .as_ref()
+                .map(|s| (T::of(s.start), T::of(s.end), s.maintenance_window)),
+            status: c.status,
+            approvals: c
+                .approvals
+                .iter()
+                .map(|a| (a.by.clone(), a.role.clone(), a.decision, T::of(a.at)))
+                .collect(),
+            implementation: c.implementation.as_ref().map(|i| Done {
+                implementer: i.implementer.clone(),
+                started: of(i.started_at),
+                completed: of(i.completed_at),
+                outcome: i.outcome,
+                closed_by: i.closed_by.clone(),
+            }),
+        }
+    }
+
+    /// The change as far as the summary knows it.
+    fn into_change(self) -> ChangeRequest {
+        ChangeRequest {
+            id: self.id.and_then(|i| i.parse().ok()),
+            title: self.title,
+            requester: self.requester,
+            request_date: get(self.requested),
+            change_type: self.kind,
+            change_model: self.model,
+            priority: self.priority,
+            urgency: self.urgency,
+            risk_level: self.risk,
+            risk_assessment: self.answers,
+            affected_systems: self.systems,
+            testing_required: self.testing,
+            template: self.template,
+            template_digest: self.template_digest,
+            proposed_policy: self.policy_change.then(BTreeMap::new),
+            schedule: self.schedule.map(|(start, end, w)| Schedule {
+                start: start.get(),
+                end: end.get(),
+                maintenance_window: w,
+            }),
+            status: self.status,
+            approvals: self
+                .approvals
+                .into_iter()
+                .map(|(by, role, decision, at)| Approval {
+                    by,
+                    role,
+                    decision,
+                    at: at.get(),
+                    comments: None,
+                    conditions: vec![],
+                    digest: None,
+                    signature: None,
+                })
+                .collect(),
+            implementation: self.implementation.map(|d| Implementation {
+                implementer: d.implementer,
+                started_at: get(d.started),
+                completed_at: get(d.completed),
+                outcome: d.outcome,
+                closed_by: d.closed_by,
+                ..Implementation::default()
+            }),
+            ..ChangeRequest::default()
+        }
+    }
+}
+
+/// A file's `lstat` as far as it tells whether the file was rewritten: size, mtime, ctime
+/// (seconds and nanoseconds) and inode.
+type Stat = [i64; 6];
+
+#[cfg(unix)]
+fn stat_of(m: &fs::Metadata) -> Stat {
+    use std::os::unix::fs::MetadataExt;
+    [
+        m.size() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.ino() as i64,
+    ]
+}
+
+#[cfg(not(unix))]
+fn stat_of(m: &fs::Metadata) -> Stat {
+    let t = |t: std::io::Result<SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos() as i64))
+    };
+    let (ms, mn) = t(m.modified());
+    let (cs, cn) = t(m.created());
+    [m.len() as i64, ms, mn, cs, cn, 0]
+}
+
+/// One change file of the work tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    /// Path relative to the store.
+    p: String,
+    /// The git blob id of the bytes summarized (empty for a file over the size limit).
+    b: String,
+    /// The file's stat when those bytes were read, if old enough to vouch for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<Stat>,
+    /// What the file says; none when it is not readable YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<Facts>,
+    /// Over chg's size limit: read by nobody, so listed by nobody.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    big: bool,
+}
+
+impl Row {
+    fn decode(p: String, blob: Oid, bytes: &[u8], s: Option<Stat>) -> Row {
+        if bytes.len() as u64 > decode::MAX_FILE_BYTES {
+            return Row {
+                p,
+                b: String::new(),
+                s,
+                c: None,
+                big: true,
+            };
+        }
+        // Listing never places findings: skip recording places.
+        let d = decode::decode_bytes_with(&p, bytes, false);
+        Row {
+            p,
+            b: blob.to_string(),
+            s,
+            c: d.parsed.then(|| Facts::of(&d.change)),
+            big: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    chg: String,
+    prefix: String,
+    /// HEAD's `changes/` tree when the rows were written.
+    tree: Option<String>,
+    rows_bytes: u64,
+    rows_sha256: String,
+}
+
+/// What became of the stored summary.
+enum Stored {
+    /// Rows by path, in path order, and the tree they were refreshed to.
+    Usable(Vec<Row>, Option<Oid>),
+    /// None yet: built without a word.
+    Missing,
+    /// Written by another chg or for another store; the sentence says which.
+    Foreign(String),
+    /// Did not verify.
+    Damaged,
+}
+
+fn read_stored(dir: &Path, prefix: &str) -> Stored {
+    let Ok(text) = fs::read(dir.join("meta.json")) else {
+        return Stored::Missing;
+    };
+    let meta = (|| {
+        let text = text.strip_suffix(b"\n")?;
+        let cut = text.iter().rposition(|b| *b == b'\n')?;
+        let (json, sum) = (&text[..cut], &text[cut + 1..]);
+        (sha256_hex(json).as_bytes() == sum)
+            .then(|| serde_json::from_slice::<Meta>(json).ok())
+            .flatten()
+    })();
+    let Some(meta) = meta else {
+        return Stored::Damaged;
+    };
+    if meta.format != FORMAT || meta.chg != env!("CARGO_PKG_VERSION") || meta.prefix != prefix {
+        return Stored::Foreign(format!(
+            "was written by chg {} (format {})",
+            meta.chg, meta.format
+        ));
+    }
+    let Ok(bytes) = fs::read(dir.join(ROWS)) else {
+        return Stored::Damaged;
+    };
+    if bytes.len() as u64 != meta.rows_bytes || sha256_hex(&bytes) != meta.rows_sha256 {
+        return Stored::Damaged;
+    }
+    let rows: Option<Vec<Row>> = bytes
+        .par_split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    match rows {
+        Some(mut rows) => {
+            // Written in path order; a hand-edited file with a valid sum still is sorted.
+            rows.par_sort_unstable_by(|a, b| a.p.cmp(&b.p));
+            let tree = meta.tree.as_deref().and_then(|t| Oid::from_str(t).ok());
+            Stored::Usable(rows, tree)
+        }
+        None => Stored::Damaged,
+    }
+}
+
+fn write_stored(dir: &Path, prefix: &str, tree: Option<Oid>, rows: &[Row]) -> Result<()> {
+    let internal = |e: serde_json::Error| Error::Internal(e.to_string());
+    let lines: Vec<Vec<u8>> = rows
+        .par_iter()
+        .map(|r| {
+            let mut v = serde_json::to_vec(r)?;
+            v.push(b'\n');
+            Ok(v)
+        })
+        .collect::<std::result::Result<_, serde_json::Error>>()
+        .map_err(internal)?;
+    let bytes = lines.concat();
+    let meta = Meta {
+        format: FORMAT,
+        chg: env!("CARGO_PKG_VERSION").to_owned(),
+        prefix: prefix.to_owned(),
+        tree: tree.map(|t| t.to_string()),
+        rows_bytes: bytes.len() as u64,
+        rows_sha256: sha256_hex(&bytes),
+    };
+    super::commit::atomic_write(&dir.join(ROWS), &bytes)?;
+    let mut text = serde_json::to_vec(&meta).map_err(internal)?;
+    let sum = sha256_hex(&text);
+    text.push(b'\n');
+    text.extend_from_slice(sum.as_bytes());
+    text.push(b'\n');
+    super::commit::atomic_write(&dir.join("meta.json"), &text)
+}
+
+/// What one work-tree file turned out to be.
+enum Seen {
+    /// The stored row, its stat still the file's.
+    Same(usize),
+    /// The stored row's bytes, under a new stat (or one too recent to record).
+    Restat(usize, Option<Stat>),
+    /// Read and decoded afresh.
+    New(Box<Row>),
+    /// Gone or unreadable since it was listed: as reading it would, skip it.
+    Gone,
+}
+
+impl Store {
+    fn summary_dir(&self) -> PathBuf {
+        let name = match self.prefix.as_str() {
+            "" => "store".to_owned(),
+            p => format!("store@{}", &sha256_hex(p.as_bytes())[..16]),
+        };
+        self.repo.path().join("chg").join("summary").join(name)
+    }
+
+    /// HEAD's `changes/` tree, if any.
+    fn changes_tree(&self) -> Result<Option<Oid>> {
+        let Some(head) = super::commit::head_state(&self.repo)?.1 else {
+            return Ok(None);
+        };
+        let tree = self.repo.find_commit(head)?.tree()?;
+        match tree.get_path(Path::new(&format!("{}changes", self.prefix))) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(e.id())),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-decodes, by blob id, the files HEAD's `changes/` tree changed since `old`;
+    /// rows of removed files go (the work tree says whether they are still there).
+    fn follow_head(&self, rows: &mut Vec<Row>, old: Option<Oid>, new: Option<Oid>) -> Result<()> {
+        let find = |t: Option<Oid>| t.and_then(|t| self.repo.find_tree(t).ok());
+        let (Some(old), Some(new)) = (find(old), find(new)) else {
+            // No tree to diff against: the work-tree check alone refreshes the rows.
+            return Ok(());
+        };
+        let diff = self.repo.diff_tree_to_tree(Some(&old), Some(&new), None)?;
+        let mut changed: BTreeMap<String, Option<Oid>> = BTreeMap::new();
+        for d in diff.deltas() {
+            for (f, live) in [(d.old_file(), false), (d.new_file(), true)] {
+                if let Some(p) = f.path().and_then(Path::to_str) {
+                    let id = (live && !f.id().is_zero()).then(|| f.id());
+                    let e = changed.entry(format!("changes/{p}")).or_insert(None);
+                    *e = e.or(id);
+                }
+            }
+        }
+        let mut redecoded = Vec::new();
+        rows.retain(|r| match changed.get(&r.p) {
+            None => true,
+            Some(Some(blob)) if r.b == blob.to_string() => true,
+            Some(_) => false,
+        });
+        for (p, blob) in &changed {
+            let Some(blob) = blob else { continue };
+            if rows
+                .binary_search_by(|r| r.p.as_str().cmp(p.as_str()))
+                .is_ok()
+            {
+                continue;
+            }
+            if let Ok(b) = self.repo.find_blob(*blob) {
+                redecoded.push((p.clone(), *blob, b.content().to_vec()));
+            }
+        }
+        let fresh: Vec<Row> = redecoded
+            .into_par_iter()
+            .map(|(p, blob, bytes)| Row::decode(p, blob, &bytes, None))
+            .collect();
+        rows.extend(fresh);
+        rows.sort_unstable_by(|a, b| a.p.cmp(&b.p));
+        Ok(())
+    }
+
+    /// The change files `keep` accepts, and every undecodable one, as [`Store::load_where`]
+    /// returns them but read from the summary (see [`self`]): each [`Loaded`] has no text
+    /// and holds the change as far as [`Facts`] go. Use [`Store::load_file`] for the rest.
+    /// Falls back to reading every file when the summary cannot be kept.
+    pub fn load_summaries_where(
+        &self,
+        keep: impl Fn(&ChangeRequest) -> bool + Sync,
+    ) -> Result<Vec<Loaded>> {
+        match self.summary_rows() {
+            Ok(rows) => Ok(rows
+                .into_par_iter()
+                .filter(|r| !r.big)
+                .filter_map(|r| {
+                    let rel = PathBuf::from(r.p);
+                    let decoded = match r.c {
+                        Some(f) => {
+                            let change = f.into_change();
+                            if !keep(&change) {
+                                return None;
+                            }
+                            Decoded {
+                                change,
+                                parsed: true,
+                                ..Decoded::default()
+                            }
+                        }
+                        None => Decoded::default(),
+                    };
+                    Some(Loaded {
+                        rel,
+                        text: String::new(),
+                        decoded,
+                    })
+                })
+                .collect()),
+            Err(_) => self.load_where(keep),
+        }
+    }
+
+    /// The rows of every change file of the work tree, the summary brought up to date.
+    fn summary_rows(&self) -> Result<Vec<Row>> {
+        let dir = self.summary_dir();
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |e| Error::io(what, e)
+        };
+        let mut lock = File::create(dir.join("lock")).map_err(io("opening the summary lock"))?;
+        lock.lock().map_err(io("locking the summary"))?;
+        // The filesystem's clock at the start of the run: stats from before it are safe.
+        lock.write_all(b"\n")
+            .map_err(io("writing the summary lock"))?;
+        let start = lock
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(io("reading the summary lock"))?;
+        let start = start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or((0, 0), |d| {
+                (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+            });
+        let safe = |s: &Stat| (s[1], s[2]) < start && (s[3], s[4]) < start;
+
+        let tree = self.changes_tree()?;
+        let (mut rows, old_tree, mut dirty) = match read_stored(&dir, &self.prefix) {
+            Stored::Usable(rows, t) => (rows, t, false),
+            Stored::Missing => (Vec::new(), None, true),
+            Stored::Foreign(why) => {
+                self.notices.borrow_mut().push(format!(
+                    "chg: note: the read summary in .git/chg/summary {why}; it was rebuilt from the change files"
+                ));
+                (Vec::new(), None, true)
+            }
+            Stored::Damaged => {
+                self.notices.borrow_mut().push(
+                    "chg: note: the read summary in .git/chg/summary did not verify (emptied, garbled or cut short); it was rebuilt from the change files".to_owned(),
+                );
+                (Vec::new(), None, true)
+            }
+        };
+        if old_tree != tree {
+            self.follow_head(&mut rows, old_tree, tree)?;
+            dirty = true;
+        }
+
+        let files = crate::layout::change_entries(&self.root)
+            .map_err(|e| Error::io("cannot read changes/", e))?;
+        let root = &self.root;
+        let files: Vec<String> = files
+            .into_iter()
+            .filter(|(p, regular)| *regular && p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|(p, _)| Some(p.strip_prefix(root).ok()?.to_str()?.to_owned()))
+            .collect();
+        // Both in path order: pair each file with its row by a merge, not a map.
+        let mut pairs: Vec<(String, Option<usize>)> = Vec::with_capacity(files.len());
+        let mut i = 0;
+        for f in files {
+            while i < rows.len() && rows[i].p < f {
+                i += 1;
+            }
+            let found = (i < rows.len() && rows[i].p == f).then_some(i);
+            pairs.push((f, found));
+        }
+        let seen: Vec<Seen> = pairs
+            .into_par_iter()
+            .map(|(p, found)| {
+                let abs = root.join(&p);
+                let Ok(meta) = fs::symlink_metadata(&abs) else {
+                    return Seen::Gone;
+                };
+                if !meta.is_file() {
+                    return Seen::Gone;
+                }
+                let stat = stat_of(&meta);
+                let row = found.map(|i| &rows[i]);
+                if let Some(r) = row
+                    && r.s == Some(stat)
+                {
+                    return Seen::Same(found.unwrap_or_default());
+                }
+                let s = safe(&stat).then_some(stat);
+                // Read at most one byte past the limit, as load_where does.
+                let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+                let read = File::open(&abs)
+                    .and_then(|f| f.take(decode::MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+                if read.is_err() {
+                    return Seen::Gone;
+                }
+                if bytes.len() as u64 > decode::MAX_FILE_BYTES {
+                    return Seen::New(Box::new(Row::decode(p, Oid::ZERO_SHA1, &bytes, s)));
+                }
+                let Ok(blob) = Oid::hash_object(ObjectType::Blob, &bytes) else {
+                    return Seen::Gone;
+                };
+                match row {
+                    Some(r) if r.b == blob.to_string() => {
+                        Seen::Restat(found.unwrap_or_default(), s)
+                    }
+                    _ => Seen::New(Box::new(Row::decode(p, blob, &bytes, s))),
+                }
+            })
+            .collect();
+
+        dirty |= seen.len() != rows.len()
+            || seen.iter().any(|s| match s {
+                Seen::Same(_) => false,
+                // A stat still too recent to record changes nothing stored.
+                Seen::Restat(i, s) => rows[*i].s != *s,
+                _ => true,
+            });
+        let mut stored: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+        let out: Vec<Row> = seen
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Same(i) => stored[i].take(),
+                Seen::Restat(i, s) => stored[i].take().map(|r| Row { s, ..r }),
+                Seen::New(r) => Some(*r),
+                Seen::Gone => None,
+            })
+            .collect();
+        if dirty {
+            // A cache: failing to keep it costs the next run time, nothing else.
+            let _ = write_stored(&dir, &self.prefix, tree, &out);
+        }
+        Ok(out)
+    }
+
+    /// Reads the change file at `rel` (relative to the store) whole, as
+    /// [`Store::load_where`] would: for a row of a summary that a rule needs all of.
+    pub fn load_file(&self, rel: &Path) -> Result<Loaded> {
+        let bytes = self.read_change(rel)?;
+        let decoded = decode::decode_bytes_with(&rel.display().to_string(), &bytes, false);
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        Ok(Loaded {
+            rel: rel.to_path_buf(),
+            text,
+            decoded,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The read summary in `.git/chg/summary` (issue 26, point 3): never trusted over the
+//! files, rebuilt with a note when damaged or written by another chg.
+
+use std::path::PathBuf;
+
+use super::Store;
+
+/// `chg list` as CSV (no terminal defaults): every column the summary answers.
+fn list(s: &Store) -> super::Run {
+    s.chg("bob@example.com", &["list", "--format", "csv"]).ok()
+}
+
+/// The store's summary folder.
+fn folder(s: &Store) -> PathBuf {
+    let root = s.root().join(".git/chg/summary");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+/// What `chg list` shows with no summary at all: every file read.
+fn from_files(s: &Store) -> String {
+    std::fs::remove_dir_all(s.root().join(".git/chg/summary")).unwrap();
+    list(s).stdout
+}
+
+#[test]
+fn an_uncommitted_edit_is_listed_at_once_never_the_stale_summary() {
+    let s = Store::new();
+    let id = s.new_change(&["--title", "Rotate the keys"]);
+    assert!(list(&s).stdout.contains("Rotate the keys"));
+    // The same size, in the same second as the summary was written: only the bytes say.
+    s.rewrite(&id, |t| t.replace("Rotate the keys", "Rotate the logs"));
+    let out = list(&s).stdout;
+    assert!(out.contains("Rotate the logs"), "{out}");
+    assert!(!out.contains("Rotate the keys"), "{out}");
+    // A status changed by hand (uncommitted) is filtered by what the file says.
+    s.rewrite(&id, |t| {
+        t.replace("status: pending_approval", "status: draft")
+    });
+    let drafts = s
+        .chg(
+            "bob@example.com",
+            &["list", "--status", "draft", "--format", "csv"],
+        )
+        .ok()
+        .stdout;
+    assert!(drafts.contains(&id), "{drafts}");
+    // A file made unreadable: as reading every file says it.
+    s.rewrite(&id, |_| "status: [unclosed\n\t- ]: {\n".into());
+    let r = list(&s);
+    assert!(!r.stdout.contains(&id), "{}", r.stdout);
+    std::fs::remove_dir_all(s.root().join(".git/chg/summary")).unwrap();
+    let files = list(&s);
+    assert_eq!((r.stdout, r.stderr), (files.stdout, files.stderr));
+}
+
+#[test]
+fn changes_added_removed_renamed_or_committed_between_runs_are_seen() {
+    let s = Store::new();
+    let a = s.new_change(&["--title", "First"]);
+    let b = s.new_change(&["--title", "Second"]);
+    let before = list(&s).stdout;
+    assert!(before.contains(&a) && before.contains(&b), "{before}");
+    // Added by chg (a commit: HEAD moved), and approved (HEAD moved again).
+    let c = s.new_change(&["--title", "Third"]);
+    s.chg("em@example.com", &["approve", &c]).ok();
+    let out = list(&s).stdout;
+    assert!(out.contains("Third"), "{out}");
+    // Removed by hand, not committed: no longer listed.
+    std::fs::remove_file(s.file(&a)).unwrap();
+    assert!(!list(&s).stdout.contains(&a));
+    // Moved by hand to another month: listed from its new place.
+    let old = s.file(&b);
+    let moved = old.parent().unwrap().parent().unwrap().join("07");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(&old, moved.join(old.file_name().unwrap())).unwrap();
+    let json = s.chg("bob@example.com", &["list", "--json"]).ok().stdout;
+    assert!(json.contains(&format!("/07/{b}.yaml")), "{json}");
+    // Moved back by git (HEAD untouched, the work tree restored).
+    s.git(&["checkout", "--", "."]);
+    let out = list(&s).stdout;
+    assert!(out.contains(&a) && out.contains(&b), "{out}");
+    // Whatever happened, the summary lists what reading every file lists.
+    let kept = list(&s).stdout;
+    assert_eq!(kept, from_files(&s));
+}
+
+/// One way of damaging the summary.
+type Damage<'a> = Box<dyn Fn() + 'a>;
+
+#[test]
+fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
+    let s = Store::new();
+    s.new_change(&["--title", "First"]);
+    s.new_change(&["--title", "Second"]);
+    let want = list(&s).stdout;
+    let dir = folder(&s);
+    let rows = dir.join("rows.jsonl");
+    let damages: [(&str, Damage); 4] = [
+        (
+            "truncated",
+            Box::new(|| {
+                let b = std::fs::read(&rows).unwrap();
+                std::fs::write(&rows, &b[..b.len() / 2]).unwrap();
+            }),
+        ),
+        (
+            "garbled",
+            Box::new(|| {
+                let mut b = std::fs::read(&rows).unwrap();
+                let i = b.len() / 3;
+                b[i] ^= 0x20;
+                std::fs::write(&rows, b).unwrap();
+            }),
+        ),
+        (
+            "emptied meta",
+            Box::new(|| std::fs::write(dir.join("meta.json"), "").unwrap()),
+        ),
+        (
+            "another version",
+            Box::new(|| {
+                // A well-formed meta file of another format: its own checksum holds.
+                let text = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+                let json = text
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .replace("\"format\":1,", "\"format\":99,");
+                let sum = chg::text::sha256_hex(json.as_bytes());
+                std::fs::write(dir.join("meta.json"), format!("{json}\n{sum}\n")).unwrap();
+            }),
+        ),
+    ];
+    for (what, damage) in damages {
+        damage();
+        let r = list(&s);
+        assert_eq!(r.stdout, want, "{what}");
+        let note = if what == "another version" {
+            "was written by chg"
+        } else {
+            "did not verify"
+        };
+        assert!(
+            r.stderr.contains("read summary") && r.stderr.contains(note),
+            "{what}: {}",
+            r.stderr
+        );
+        // Rebuilt: the next run says nothing.
+        let again = list(&s);
+        assert_eq!(again.stdout, want, "{what}");
+        assert_eq!(again.stderr, "", "{what}");
+    }
+}
+
+#[test]
+fn cab_and_report_read_the_summary_as_they_read_the_files() {
+    let s = Store::new();
+    let a = s.new_change(&["--title", "First"]);
+    s.schedule(&a, "2025-03-20T10:00:00Z", "2025-03-20T11:00:00Z")
+        .ok();
+    s.new_change(&["--title", "Second"]);
+    let run = |args: &[&str]| s.chg("bob@example.com", args).ok().stdout;
+    let cab = run(&["cab", "--format", "json"]);
+    let report = run(&["report", "--format", "json"]);
+    // Warm: the same.
+    assert_eq!(run(&["cab", "--format", "json"]), cab);
+    assert_eq!(run(&["report", "--format", "json"]), report);
+    std::fs::remove_dir_all(s.root().join(".git/chg/summary")).unwrap();
+    assert_eq!(run(&["cab", "--format", "json"]), cab);
+    assert_eq!(run(&["report", "--format", "json"]), report);
+}
