@@ -1035,11 +1035,18 @@ impl<'r> Auditor<'r> {
                     Some(a) if facts.by_chg => self.time_floor(facts, policy, a)?,
                     _ => None,
                 };
+                let parent_time = self
+                    .repo
+                    .find_commit(facts.oid)?
+                    .parents()
+                    .next()
+                    .and_then(|p| Timestamp::from_second(p.committer().when().seconds()).ok());
                 let ctx = Ctx {
                     policy,
                     floor,
                     email: &facts.email,
                     when: facts.when,
+                    entered: parent_time.map_or(facts.when, |p| p.max(facts.when)),
                     item: &item,
                     before,
                     after,
@@ -1206,7 +1213,9 @@ impl<'r> Auditor<'r> {
                                 .unwrap_or(true))
                 })
             });
-            out.push(if replayed && gap <= REPLAY_GAP_SECS {
+            // A replay's deadlines are judged from when it entered the line (see
+            // `Ctx::entered`), so its gap hides nothing: a note.
+            out.push(if replayed {
                 Problem::note(
                     "sync-replay",
                     format!("{said}: a step made offline and replayed by chg sync keeps its time"),
@@ -1687,6 +1696,10 @@ struct Ctx<'a> {
     floor: Option<Timestamp>,
     email: &'a str,
     when: Timestamp,
+    /// When the step entered this line at the latest: its own time, or its parent's commit
+    /// time when it claims an earlier one (a replay of a step made offline). Deadlines
+    /// are judged at it: an approval counts from when others could see it.
+    entered: Timestamp,
     item: &'a Item,
     before: Option<&'a ChangeRequest>,
     after: Option<&'a ChangeRequest>,
@@ -2102,12 +2115,17 @@ impl Ctx<'_> {
     }
 
     fn late_approval(&self, before: &ChangeRequest) -> Option<Problem> {
-        let deadline = rules::emergency_approval_late(before, self.policy, self.when)?;
+        let deadline = rules::emergency_approval_late(before, self.policy, self.entered)?;
         Some(Problem::exception(
             "emergency-approval-late",
             format!(
-                "approved at {}, after the emergency deadline {}",
+                "approved at {}{}, after the emergency deadline {}",
                 format_timestamp(self.when),
+                if self.entered > self.when {
+                    format!(" (in history from {})", format_timestamp(self.entered))
+                } else {
+                    String::new()
+                },
                 format_timestamp(deadline),
             ),
         ))
@@ -2115,7 +2133,8 @@ impl Ctx<'_> {
 
     fn late_review(&self, after: &ChangeRequest) -> Option<Problem> {
         let review = after.review.as_ref()?;
-        let deadline = rules::emergency_review_late(after, self.policy, review.at)?;
+        let deadline =
+            rules::emergency_review_late(after, self.policy, review.at.max(self.entered))?;
         Some(Problem::exception(
             "emergency-review-late",
             format!(

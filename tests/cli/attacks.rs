@@ -1351,7 +1351,7 @@ fn a_late_emergency_approval_backdated_on_a_branch_or_as_a_replay_is_time_order(
     // implement commit, dated into the deadline, merged days later; (6) a backdated approval
     // whose commit claims to be a `chg sync` replay (Chg-Synced-From naming a commit the
     // line holds).
-    for how in ["branch", "replay"] {
+    for how in ["branch", "replay", "replay of nothing"] {
         let mut s = Store::new();
         let id = s.new_change(&["--emergency", "--test-plan", "replay"]);
         s.chg("bob@example.com", &["implement", &id]).ok();
@@ -1369,17 +1369,29 @@ fn a_late_emergency_approval_backdated_on_a_branch_or_as_a_replay_is_time_order(
             s.at("2025-03-14T11:00:00Z");
             s.git(&["merge", "-q", "--no-ff", "-m", "Merge late", "late"]);
         } else {
+            // Naming a commit the line holds, or one that never existed (then the step
+            // counts from when it entered the line, past its deadline).
+            let named = if how == "replay" {
+                tip.clone()
+            } else {
+                "feedfacefeedfacefeedfacefeedfacefeedface".to_owned()
+            };
             let message = format!(
-                "{}\nChg-Synced-From: {tip}\n",
+                "{}\nChg-Synced-From: {named}\n",
                 s.git(&["log", "-1", "--format=%B"]).trim_end()
             );
             mallory_git(&s, &["commit", "-q", "--amend", "-m", &message]);
         }
         let found = exceptions(&s);
+        let want = if how == "replay of nothing" {
+            "emergency-approval-late"
+        } else {
+            "time-order"
+        };
         assert!(
             found
                 .iter()
-                .any(|(rule, change, _)| rule == "time-order" && *change == id),
+                .any(|(rule, change, _)| rule == want && *change == id),
             "{how}: {found:?}"
         );
     }
