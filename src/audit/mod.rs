@@ -387,6 +387,8 @@ pub struct Auditor<'r> {
     /// change filed on top of that tree could be filed from (keyed by the policy's
     /// address: `policy_of` hands out one value per policy, signers and templates).
     filing_policies: HashMap<usize, (Arc<Policy>, Arc<Policy>)>,
+    /// Whether HEAD's policy asks the risk questionnaire, once read.
+    head_risk: Option<bool>,
 }
 
 /// The verdict on a commit where a shallow clone's history is cut: its parents are not
@@ -440,6 +442,7 @@ impl<'r> Auditor<'r> {
             signed_policies: HashMap::new(),
             governance: None,
             filing_policies: HashMap::new(),
+            head_risk: None,
         }
     }
 
@@ -1035,12 +1038,7 @@ impl<'r> Auditor<'r> {
                     Some(a) if facts.by_chg => self.time_floor(facts, policy, a)?,
                     _ => None,
                 };
-                let parent_time = self
-                    .repo
-                    .find_commit(facts.oid)?
-                    .parents()
-                    .next()
-                    .and_then(|p| Timestamp::from_second(p.committer().when().seconds()).ok());
+                let parent_time = facts.parent.map(|(_, t)| t);
                 let ctx = Ctx {
                     policy,
                     floor,
@@ -1177,11 +1175,7 @@ impl<'r> Auditor<'r> {
         before: Option<&ChangeRequest>,
         after: &ChangeRequest,
     ) -> Result<Vec<Problem>> {
-        let commit = self.repo.find_commit(facts.oid)?;
-        let Some(parent) = commit.parents().next() else {
-            return Ok(Vec::new());
-        };
-        let Ok(floor) = Timestamp::from_second(parent.committer().when().seconds()) else {
+        let Some((parent, floor)) = facts.parent else {
             return Ok(Vec::new());
         };
         let old = before.map(rules::recorded_times).unwrap_or_default();
@@ -1198,19 +1192,16 @@ impl<'r> Auditor<'r> {
                 "{path} is dated {}, {} before the commit it follows ({}, {})",
                 format_timestamp(t),
                 crate::text::duration_words(gap),
-                &parent.id().to_string()[..8],
+                &parent.to_string()[..8],
                 format_timestamp(floor)
             );
             // A replay names the local commit it replaced, which the line does not hold;
             // naming one it holds (or none) is a claim with nothing behind it.
             let replayed = facts.trailers.synced_from.as_deref().is_some_and(|c| {
                 Oid::from_str(c).is_ok_and(|c| {
-                    c != parent.id()
+                    c != parent
                         && (self.repo.find_commit(c).is_err()
-                            || !self
-                                .repo
-                                .graph_descendant_of(parent.id(), c)
-                                .unwrap_or(true))
+                            || !self.repo.graph_descendant_of(parent, c).unwrap_or(true))
                 })
             });
             // A replay's deadlines are judged from when it entered the line (see
@@ -1268,6 +1259,19 @@ impl<'r> Auditor<'r> {
             .collect())
     }
 
+    /// Whether the policy at HEAD asks the risk questionnaire (read once).
+    fn head_asks_questionnaire(&mut self) -> Result<bool> {
+        if let Some(asks) = self.head_risk {
+            return Ok(asks);
+        }
+        let asks = match self.repo.head().and_then(|h| h.peel_to_tree()) {
+            Ok(tree) => self.policy_of(&tree)?.risk.is_some(),
+            Err(_) => false,
+        };
+        self.head_risk = Some(asks);
+        Ok(asks)
+    }
+
     /// Whether the policy that governs at the commit's parent asks the risk questionnaire:
     /// the policy in force there, or, where that one was slipped in (not authorized), the
     /// last authorized one, so that a policy slipped in and reverted cannot exempt the
@@ -1276,7 +1280,13 @@ impl<'r> Auditor<'r> {
         if policy.risk.is_some() {
             return Ok(true);
         }
-        let Some(parent) = self.repo.find_commit(facts.oid)?.parent_ids().next() else {
+        // Only a store whose policy asks the questionnaire now can have had one slipped out
+        // from under a submission that matters to today's readers; the walk is spared the
+        // others (every submission of a store without one).
+        if !self.head_asks_questionnaire()? {
+            return Ok(false);
+        }
+        let Some((parent, _)) = facts.parent else {
             return Ok(false);
         };
         let governance = self.governance();
@@ -1345,6 +1355,8 @@ struct Facts<'r> {
     merge: bool,
     /// A chg commit (chg trailers, one parent).
     by_chg: bool,
+    /// The first parent and its commit time: where this commit entered its line.
+    parent: Option<(Oid, Timestamp)>,
 }
 
 impl<'r> Facts<'r> {
@@ -1357,7 +1369,14 @@ impl<'r> Facts<'r> {
             .map(|p| p.tree())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let merge = parents.len() > 1;
+        let parent = commit.parents().next().map(|p| {
+            (
+                p.id(),
+                Timestamp::from_second(p.committer().when().seconds()).unwrap_or_default(),
+            )
+        });
         Ok(Facts {
+            parent,
             oid: commit.id(),
             tree: commit.tree()?,
             email: sig.email().unwrap_or("").to_owned(),
@@ -2743,6 +2762,7 @@ fn overdue_findings(
     }
     let mut auditor = Auditor::new(repo, store.prefix());
     let head_policy = auditor.policy_of(&tree)?;
+    let mut by_folder: HashMap<Option<Oid>, Arc<Policy>> = HashMap::new();
     let mut list: Vec<&Emergency> = latest.into_values().collect();
     list.sort_by(|a, b| (a.when, &a.id).cmp(&(b.when, &b.id)));
     let mut out = Vec::new();
@@ -2778,8 +2798,20 @@ fn overdue_findings(
             .and_then(|c| c.parents().next())
             .map(|p| p.tree())
             .transpose()?;
+        // Most emergencies began under one of a few policies: read each once, by the
+        // policy folder's tree.
         let policy = match started {
-            Some(t) => auditor.policy_of(&t)?,
+            Some(t) => {
+                let key = crate::governance::policy_tree(&t, store.prefix())?;
+                match by_folder.get(&key) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = auditor.policy_of(&t)?;
+                        by_folder.insert(key, p.clone());
+                        p
+                    }
+                }
+            }
             None => head_policy.clone(),
         };
         for p in overdue(change, &policy, now) {
