@@ -153,6 +153,34 @@ fn day_policies(
     Ok(out)
 }
 
+/// A policy proposal's change against the `policy/` it was proposed on (`policy_base`, a
+/// tree of this repository), as a unified diff; `None` for other changes or a base this
+/// repository does not hold.
+fn proposal_diff(repo: &Repository, c: &ChangeRequest) -> Option<String> {
+    let proposed = c.proposed_policy.as_ref()?;
+    let base = repo
+        .find_tree(Oid::from_str(c.policy_base.as_deref()?).ok()?)
+        .ok()?;
+    let mut files = std::collections::BTreeMap::new();
+    base.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+        if e.kind() == Some(ObjectType::Blob)
+            && let Ok(b) = repo.find_blob(e.id())
+        {
+            files.insert(
+                format!(
+                    "{}/{parent}{}",
+                    crate::governance::POLICY_DIR,
+                    e.name().unwrap_or("")
+                ),
+                String::from_utf8_lossy(b.content()).into_owned(),
+            );
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .ok()?;
+    crate::governance::diff(&files, proposed).ok()
+}
+
 /// The changes whose file a commit deleted without chg (`manual-delete`) and no file at HEAD
 /// holds again: their last known state, read from the deleting commit's parent.
 fn deleted_changes(
@@ -286,6 +314,7 @@ fn evidence_md(
     findings: &[&AuditFinding],
     marks: &[String],
     deleted: Option<&str>,
+    proposal_diff: Option<&str>,
 ) -> String {
     let id = c.id_text();
     let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
@@ -418,6 +447,12 @@ fn evidence_md(
                 r.signature.unwrap_or("").trim_end()
             ));
         }
+    }
+    if let Some(diff) = proposal_diff {
+        s.push_str(&format!(
+            "\n## Proposed policy: its change to the policy it was proposed against\n\n```diff\n{}\n```\n",
+            diff.trim_end()
+        ));
     }
     if let Some(files) = &c.proposed_policy {
         s.push_str("\n## Proposed policy (the content approved)\n");
@@ -653,7 +688,15 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         pop.row(&row);
         files.push((
             format!("changes/{id}.md"),
-            (evidence_md(c, path, entries, &findings, &marks, deleted.as_deref()) + &sod_md)
+            (evidence_md(
+                c,
+                path,
+                entries,
+                &findings,
+                &marks,
+                deleted.as_deref(),
+                proposal_diff(repo, c).as_deref(),
+            ) + &sod_md)
                 .into_bytes(),
         ));
     }

@@ -360,3 +360,19 @@ fn uncommitted_policy_edits_under_governance_are_pointed_at_a_proposal_not_a_com
         r.stdout
     );
 }
+
+#[test]
+fn the_evidence_pack_shows_what_a_proposal_changes() {
+    // Issue 25, point 6: a proposal's page shows its diff against the policy it was
+    // proposed on, beside the content approved.
+    let s = governed();
+    let id = propose(&s);
+    let pack = s.export_2025();
+    let page = std::fs::read_to_string(pack.join(format!("changes/{id}.md"))).unwrap();
+    assert!(
+        page.contains("## Proposed policy: its change to the policy it was proposed against")
+            && page.contains("+  change-manager: [cm@example.com, carol@example.com]")
+            && page.contains("-  change-manager: [cm@example.com]"),
+        "{page}"
+    );
+}
