@@ -25,6 +25,12 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// must be read: a regular file (a FIFO would block forever, a device never end) of at most
 /// [`MAX_FILE_BYTES`]. Every such read goes through here.
 pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    read_limited(path, MAX_FILE_BYTES)
+}
+
+/// [`read_bounded`] with another limit (a deployments file from a CI/CD system holds a
+/// year of rows).
+pub fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
     let not_regular = || Error::new(ErrorKind::InvalidInput, "not a regular file");
     let mut open = std::fs::OpenOptions::new();
@@ -43,12 +49,12 @@ pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
         return Err(not_regular());
     }
     // Sized from the stat (one read for the whole file), still bounded if it grows.
-    let mut bytes = Vec::with_capacity(meta.len().min(MAX_FILE_BYTES) as usize + 1);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize + 1);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         return Err(Error::new(
             ErrorKind::InvalidData,
-            format!("larger than chg's limit of {MAX_FILE_BYTES} bytes"),
+            format!("larger than chg's limit of {limit} bytes"),
         ));
     }
     Ok(bytes)

@@ -137,6 +137,17 @@ fn parse_csv(file: &str, bytes: &[u8], bad: &mut Vec<Finding>) -> Vec<Deployed> 
         .from_reader(bytes);
     let columns = match reader.headers() {
         Ok(h) => {
+            // A column named twice would be read one way by chg and another by the reader.
+            for name in ["commit", "environment", "time"] {
+                if h.iter().filter(|c| c.eq_ignore_ascii_case(name)).count() > 1 {
+                    bad.push(at_line(
+                        file,
+                        1,
+                        format!("the header names the column {name} twice"),
+                    ));
+                    return Vec::new();
+                }
+            }
             let find = |name: &str| h.iter().position(|c| c.eq_ignore_ascii_case(name));
             match (find("commit"), find("environment"), find("time")) {
                 (Some(c), Some(e), Some(t)) => (c, e, t),

@@ -177,9 +177,18 @@ pub fn run(ui: &Ui, store: &Store, a: AuditArgs) -> CmdResult {
 }
 
 /// The deployments of `path`, read and parsed (exit 2 with its line when malformed).
+/// The largest deployments file read: about a million rows, years of a busy pipeline.
+const DEPLOYMENTS_LIMIT: u64 = 64 << 20;
+
 fn read_deployments(path: &std::path::Path) -> Result<Vec<reconcile::Deployed>, Error> {
-    let bytes = chg::decode::read_bounded(path)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let bytes = chg::decode::read_limited(path, DEPLOYMENTS_LIMIT).map_err(|e| {
+        // Too large is the input's fault: exit 2, said so.
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::Usage(format!("{}: {e}", path.display()))
+        } else {
+            Error::io(format!("cannot read {}", path.display()), e)
+        }
+    })?;
     reconcile::parse(&path.display().to_string(), &bytes)
 }
 

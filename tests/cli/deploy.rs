@@ -403,3 +403,27 @@ fn a_deployment_recorded_long_after_it_was_made_does_not_reconcile() {
     let deployments = std::fs::read_to_string(out.join("deployments.csv")).unwrap();
     assert!(deployments.contains("unreconciled"), "{deployments}");
 }
+
+#[test]
+fn a_deployments_file_naming_a_column_twice_is_refused() {
+    let s = Store::new();
+    let file = s.dir.path().join("twice.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "commit,environment,time,commit\n{ELSEWHERE},production,2025-03-11T09:00:00Z,feedface\n"
+        ),
+    )
+    .unwrap();
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["audit", "reconcile", file.to_str().unwrap()],
+        )
+        .code(2);
+    assert!(
+        r.stderr.contains("names the column commit twice"),
+        "{}",
+        r.stderr
+    );
+}
