@@ -265,12 +265,7 @@ pub fn done(ui: &Ui, o: store::Outcome) -> CmdResult {
 }
 
 pub fn submit(ui: &Ui, store: &Store, a: IdArgs) -> CmdResult {
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
-        Step::Submit,
-    )?;
-    done(ui, o)
+    take_step(ui, store, &a.id, Step::Submit)
 }
 
 pub fn approve(ui: &Ui, store: &Store, a: ApproveArgs) -> CmdResult {
@@ -279,12 +274,7 @@ pub fn approve(ui: &Ui, store: &Store, a: ApproveArgs) -> CmdResult {
         comment: a.comment,
         conditions: a.conditions,
     };
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
-        step,
-    )?;
-    done(ui, o)
+    take_step(ui, store, &a.id, step)
 }
 
 pub fn reject(ui: &Ui, store: &Store, a: RejectArgs) -> CmdResult {
@@ -292,12 +282,7 @@ pub fn reject(ui: &Ui, store: &Store, a: RejectArgs) -> CmdResult {
         role: a.role,
         comment: reason(a.comment, "a rejection")?,
     };
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
-        step,
-    )?;
-    done(ui, o)
+    take_step(ui, store, &a.id, step)
 }
 
 pub fn withdraw(ui: &Ui, store: &Store, a: WithdrawArgs) -> CmdResult {
@@ -305,9 +290,14 @@ pub fn withdraw(ui: &Ui, store: &Store, a: WithdrawArgs) -> CmdResult {
         role: a.role,
         comment: reason(a.comment, "a withdrawal")?,
     };
+    take_step(ui, store, &a.id, step)
+}
+
+/// Takes `step` on change `id` (as typed) as the acting person, now, and reports it.
+fn take_step(ui: &Ui, store: &Store, id: &str, step: Step) -> CmdResult {
     let o = store.transition(
         &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
+        &ui.parse_id(id)?,
         step,
     )?;
     done(ui, o)
@@ -438,35 +428,25 @@ pub fn schedule(ui: &Ui, store: &Store, policy: &Policy, a: ScheduleArgs) -> Cmd
 }
 
 pub fn implement(ui: &Ui, store: &Store, a: IdArgs) -> CmdResult {
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
-        Step::Implement,
-    )?;
-    done(ui, o)
+    take_step(ui, store, &a.id, Step::Implement)
 }
 
 pub fn close(ui: &Ui, store: &Store, a: CloseArgs) -> CmdResult {
     let outcome: Outcome = a.outcome.parse().map_err(Error::Usage)?;
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
+    take_step(
+        ui,
+        store,
+        &a.id,
         Step::Close {
             outcome,
             test_results: a.test_results,
             review: a.review,
         },
-    )?;
-    done(ui, o)
+    )
 }
 
 pub fn cancel(ui: &Ui, store: &Store, a: CancelArgs) -> CmdResult {
-    let o = store.transition(
-        &super::context::for_store(ui, store)?,
-        &ui.parse_id(&a.id)?,
-        Step::Cancel { reason: a.reason },
-    )?;
-    done(ui, o)
+    take_step(ui, store, &a.id, Step::Cancel { reason: a.reason })
 }
 
 /// The full id of the deployed commit: the store's repository resolves what it knows (the
