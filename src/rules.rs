@@ -1119,7 +1119,7 @@ pub const TIME_ORDER: &str = "time-order";
 
 /// The times recorded on `change`, each with its field path, in the order the life cycle
 /// records them: request, approvals, implementation start and end, review, cancellation.
-pub(crate) fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
+fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)> {
     let mut out = Vec::new();
     if let Some(t) = change.request_date {
         out.push(("request_date".to_owned(), t));
@@ -1145,6 +1145,22 @@ pub(crate) fn recorded_times(change: &ChangeRequest) -> Vec<(String, Timestamp)>
         out.push((format!("deployments[{i}].at"), d.at));
     }
     out
+}
+
+/// The times `after` records that `before` did not (a step's own records; the request
+/// date only when `after` is the change's first version).
+pub(crate) fn new_times(
+    before: Option<&ChangeRequest>,
+    after: &ChangeRequest,
+) -> Vec<(String, Timestamp)> {
+    let old = before.map(recorded_times).unwrap_or_default();
+    recorded_times(after)
+        .into_iter()
+        .filter(|(path, t)| {
+            let refiled = path == "request_date" && before.is_some();
+            !refiled && !old.contains(&(path.clone(), *t))
+        })
+        .collect()
 }
 
 /// How far ahead of the present a recorded time may be (clocks of different machines).

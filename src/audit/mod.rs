@@ -1178,12 +1178,8 @@ impl<'r> Auditor<'r> {
         let Some((parent, floor)) = facts.parent else {
             return Ok(Vec::new());
         };
-        let old = before.map(rules::recorded_times).unwrap_or_default();
         let mut out = Vec::new();
-        for (path, t) in rules::recorded_times(after) {
-            if path == "request_date" && before.is_some() || old.contains(&(path.clone(), t)) {
-                continue;
-            }
+        for (path, t) in rules::new_times(before, after) {
             if t.checked_add(rules::CLOCK_SKEW).unwrap_or(t) >= floor {
                 continue;
             }
@@ -1240,10 +1236,10 @@ impl<'r> Auditor<'r> {
             return Ok(Vec::new());
         };
         let floor = tip.committer().when().seconds();
-        let old = before.map(rules::recorded_times).unwrap_or_default();
-        Ok(rules::recorded_times(after)
+        // A file a branch created is filed when it was; only its steps are judged here.
+        Ok(rules::new_times(before, after)
             .into_iter()
-            .filter(|(path, t)| path != "request_date" && !old.contains(&(path.clone(), *t)))
+            .filter(|(path, _)| path != "request_date")
             .filter(|(_, t)| floor - t.as_second() > REPLAY_GAP_SECS)
             .map(|(path, t)| {
                 Problem::exception(
