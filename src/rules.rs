@@ -1044,6 +1044,17 @@ pub fn signature_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Proble
 // ---------------------------------------------------------------------------------------
 // Risk
 
+/// Whether `change` leaves the policy's questionnaire unanswered where it is due: a change
+/// out of draft, not closed, rejected or cancelled, not from a template, with no answers,
+/// under a policy that asks it (and not for a change submitted before it did).
+pub fn questionnaire_unanswered(change: &ChangeRequest, policy: &Policy) -> bool {
+    policy.risk.as_ref().is_some_and(|q| !q.waived)
+        && change.risk_assessment.is_none()
+        && change.template.is_none()
+        && change.status() != Status::Draft
+        && !change.status().is_terminal()
+}
+
 /// Rule id: a risk questionnaire unanswered, or a declared risk level below its score's.
 pub const RISK: &str = "risk";
 
@@ -1060,7 +1071,7 @@ pub fn risk_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Problem> {
         return Vec::new();
     }
     let Some(answers) = &change.risk_assessment else {
-        if q.waived || change.status() == Status::Draft {
+        if !questionnaire_unanswered(change, policy) {
             return Vec::new();
         }
         let id = change

@@ -233,34 +233,19 @@ pub fn questionnaire_waived(
         .collect())
 }
 
-/// `findings` (of `chg validate`) less the unanswered questionnaires of changes submitted
-/// before the policy asked it: they keep the rules of their day. Only those changes'
-/// histories are read.
-pub fn waive_questionnaires(
+/// Of the changes `ids`, those from which the questionnaire is due: all but those
+/// submitted before the policy asked it ([`questionnaire_waived`]).
+pub fn questionnaire_due_among(
     store: &dyn Located,
-    policy: &crate::policy::Policy,
-    mut findings: Vec<crate::finding::Finding>,
+    ids: &[String],
     now: Timestamp,
-) -> Result<Vec<crate::finding::Finding>> {
-    let Some(q) = &policy.risk else {
-        return Ok(findings);
-    };
-    let unanswered = |f: &crate::finding::Finding| {
-        f.rule == crate::rules::RISK
-            && f.id
-                .as_ref()
-                .is_some_and(|id| f.message == q.unanswered_message(id))
-    };
-    let mut ids: Vec<String> = findings
+) -> Result<std::collections::BTreeSet<String>> {
+    let waived = questionnaire_waived(store, ids, now)?;
+    Ok(ids
         .iter()
-        .filter(|f| unanswered(f))
-        .filter_map(|f| f.id.clone())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    let waived = questionnaire_waived(store, &ids, now)?;
-    findings.retain(|f| !(unanswered(f) && f.id.as_ref().is_some_and(|id| waived.contains(id))));
-    Ok(findings)
+        .filter(|id| !waived.contains(*id))
+        .cloned()
+        .collect())
 }
 
 /// The changes whose history holds an exception still open, with it (for `chg validate`):

@@ -354,12 +354,19 @@ type Checked = (PathBuf, Option<String>, Vec<Finding>, Option<ChangeRequest>);
 /// Reads and checks `files` (absolute, inside `store`) in parallel; checks across files
 /// (one id claimed twice, overlapping schedules) look at all of them, so pass the whole
 /// store and filter after.
+///
+/// The risk questionnaire is due from a change unless it was submitted before the policy
+/// asked it, which only history knows: `due` answers, once, for the changes that leave it
+/// unanswered (their ids); the others are judged without it.
 pub fn validate_files(
     store: &Path,
     files: &[PathBuf],
     policy: &Policy,
     now: Option<Timestamp>,
-) -> Vec<Finding> {
+    due: &dyn Fn(&[String]) -> crate::error::Result<std::collections::BTreeSet<String>>,
+) -> crate::error::Result<Vec<Finding>> {
+    let lenient = policy.for_intake(false);
+    let unanswered: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::default();
     let results: Vec<Checked> = files
         .par_iter()
         .map(|path| {
@@ -433,12 +440,19 @@ pub fn validate_files(
             // Most files are clean: decode without places, and again with them only when
             // there is something to place.
             let mut decoded = decode::decode_bytes_with(&file, &bytes, false);
-            let mut findings = check_file(&rel, &decoded, policy, now);
+            let open = decoded.parsed && rules::questionnaire_unanswered(&decoded.change, policy);
+            let judge = if open { &*lenient } else { policy };
+            let mut findings = check_file(&rel, &decoded, judge, now);
             if findings.iter().any(|f| f.pos.is_none()) && decoded.parsed {
                 decoded = decode::decode_bytes(&file, &bytes);
-                findings = check_file(&rel, &decoded, policy, now);
+                findings = check_file(&rel, &decoded, judge, now);
             }
             let id = decoded.change.id.as_ref().map(ToString::to_string);
+            if let (true, Some(id)) = (open, &id)
+                && let Ok(mut u) = unanswered.lock()
+            {
+                u.push((file.clone(), id.clone()));
+            }
             // Kept for the checks across files: scheduled active changes (overlaps) and
             // signed ones (duplicate requests); the rest are dropped as soon as checked.
             let signed = crate::signing::records(&decoded.change)
@@ -487,7 +501,20 @@ pub fn validate_files(
     }
     findings.extend(overlaps(&results, policy));
     findings.extend(duplicate_requests(&results));
-    findings
+    let unanswered = unanswered.into_inner().unwrap_or_default();
+    if let Some(q) = &policy.risk
+        && !unanswered.is_empty()
+    {
+        let ids: Vec<String> = unanswered.iter().map(|(_, id)| id.clone()).collect();
+        let due = due(&ids)?;
+        for (file, id) in unanswered.into_iter().filter(|(_, id)| due.contains(id)) {
+            findings.push(Finding {
+                id: Some(id.clone()),
+                ..Finding::error(file, None, rules::RISK, q.unanswered_message(&id))
+            });
+        }
+    }
+    Ok(findings)
 }
 
 /// Two files holding one signed request: the same requester, request time and material

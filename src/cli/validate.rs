@@ -131,11 +131,12 @@ pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
         let now = ui.now()?;
-        findings.extend(chg::standing::waive_questionnaires(
-            store,
+        findings.extend(chg::validate::validate_files(
+            root,
+            &all,
             policy,
-            chg::validate::validate_files(root, &all, policy, Some(now)),
-            now,
+            Some(now),
+            &|ids| chg::standing::questionnaire_due_among(store, ids, now),
         )?);
         if !a.no_history {
             findings.extend(history_findings(store, now)?);
