@@ -191,6 +191,26 @@ pub struct Policy {
     /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
     /// when the policy is not governed (policy changes are notes, as before).
     pub governance: Option<Vec<String>>,
+    /// This policy with the questionnaire made optional, made once when first asked for
+    /// ([`Policy::for_intake`]).
+    lenient: Lenient,
+}
+
+/// The lenient twin of a policy, made at most once; a clone starts without one (the clone
+/// may be changed after, and its twin must follow it).
+#[derive(Default)]
+struct Lenient(std::sync::OnceLock<std::sync::Arc<Policy>>);
+
+impl Clone for Lenient {
+    fn clone(&self) -> Self {
+        Lenient::default()
+    }
+}
+
+impl std::fmt::Debug for Lenient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lenient")
+    }
 }
 
 /// One pair of duties segregation of duties may keep apart on one change: a key of the
@@ -586,16 +606,16 @@ impl Policy {
     /// from it ([`crate::standing::Standing::questionnaire_due`]). A change submitted before
     /// the policy asked the questionnaire keeps the rules of its day: its risk level was
     /// declared as the policy then asked, and answers are optional (checked where given).
-    pub fn for_intake(&self, questionnaire_due: bool) -> std::borrow::Cow<'_, Policy> {
+    pub fn for_intake(&self, questionnaire_due: bool) -> &Policy {
         match &self.risk {
-            Some(q) if !questionnaire_due && !q.waived => {
+            Some(q) if !questionnaire_due && !q.waived => self.lenient.0.get_or_init(|| {
                 let mut p = self.clone();
                 if let Some(q) = &mut p.risk {
                     q.waived = true;
                 }
-                std::borrow::Cow::Owned(p)
-            }
-            _ => std::borrow::Cow::Borrowed(self),
+                std::sync::Arc::new(p)
+            }),
+            _ => self,
         }
     }
 
@@ -1008,6 +1028,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         conflicts: raw.conflicts,
         signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
         governance,
+        lenient: Lenient::default(),
         risk,
         templates: BTreeMap::new(),
         template_history: None,

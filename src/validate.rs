@@ -441,7 +441,7 @@ pub fn validate_files(
             // there is something to place.
             let mut decoded = decode::decode_bytes_with(&file, &bytes, false);
             let open = decoded.parsed && rules::questionnaire_unanswered(&decoded.change, policy);
-            let judge = if open { &*lenient } else { policy };
+            let judge = if open { lenient } else { policy };
             let mut findings = check_file(&rel, &decoded, judge, now);
             if findings.iter().any(|f| f.pos.is_none()) && decoded.parsed {
                 decoded = decode::decode_bytes(&file, &bytes);

@@ -684,7 +684,7 @@ pub fn approvable_roles(
     provenance: &Provenance,
 ) -> Vec<String> {
     let policy = policy.for_intake(provenance.questionnaire_due);
-    open_roles(change, &policy, person, "approve", provenance)
+    open_roles(change, policy, person, "approve", provenance)
 }
 
 /// The required roles for which `actor` may `verb` (approve, reject) `change` now.

@@ -1807,7 +1807,7 @@ impl Ctx<'_> {
         // change submitted before the policy asked it keeps the rules of its day.
         let policy = self.policy.for_intake(before.risk_assessment.is_some());
         let replayed =
-            workflow::apply(before, &policy, self.email, self.when, step).map(|(expected, t)| {
+            workflow::apply(before, policy, self.email, self.when, step).map(|(expected, t)| {
                 let mut expected = without_legacy_digests(expected, after);
                 crate::signing::carry_signature(after, &mut expected, action);
                 (expected, t)
@@ -2048,8 +2048,7 @@ impl Ctx<'_> {
             "implement" => {
                 // An unanswered questionnaire is reported where it began (`check_risk`, at
                 // the submission the policy asked it of); here only the answers given.
-                let waived = p.for_intake(before.risk_assessment.is_some());
-                let p = &*waived;
+                let p = p.for_intake(before.risk_assessment.is_some());
                 for r in rules::risk_problems(before, p) {
                     out.push(Problem::exception(
                         rules::RISK,
@@ -2068,7 +2067,7 @@ impl Ctx<'_> {
             // the time, not replayed here).
             "deploy" => {
                 let waived = p.for_intake(before.risk_assessment.is_some());
-                for r in rules::gate(before, &waived, self.when, &[]) {
+                for r in rules::gate(before, waived, self.when, &[]) {
                     out.push(Problem::exception(
                         rules::DEPLOY_GATE,
                         format!(

@@ -1033,7 +1033,7 @@ impl Store {
             .collect();
         out.extend(crate::rules::gate(
             loaded.change(),
-            &policy.for_intake(standing.questionnaire_due()),
+            policy.for_intake(standing.questionnaire_due()),
             at,
             &others,
         ));
@@ -1371,7 +1371,7 @@ impl Store {
             .unwrap_or_default();
         let (next, transition) = workflow::apply_with(
             loaded.change(),
-            &policy,
+            policy,
             &ctx.actor.email,
             ctx.now,
             step,
@@ -1381,7 +1381,7 @@ impl Store {
         if let Some(standing) = standing.as_ref().filter(|_| implement)
             && let Some(r) = crate::rules::implementer_refusals(
                 loaded.change(),
-                &policy,
+                policy,
                 &ctx.actor.email,
                 standing.creator(),
             )
