@@ -182,8 +182,11 @@ const DEPLOYMENTS_LIMIT: u64 = 64 << 20;
 
 fn read_deployments(path: &std::path::Path) -> Result<Vec<reconcile::Deployed>, Error> {
     let bytes = chg::decode::read_limited(path, DEPLOYMENTS_LIMIT).map_err(|e| {
-        // Too large is the input's fault: exit 2, said so.
-        if e.kind() == std::io::ErrorKind::InvalidData {
+        // A file that is not there, or too large, is the input's fault: exit 2, said so.
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::NotFound
+        ) {
             Error::Usage(format!("{}: {e}", path.display()))
         } else {
             Error::io(format!("cannot read {}", path.display()), e)

@@ -426,4 +426,12 @@ fn a_deployments_file_naming_a_column_twice_is_refused() {
         "{}",
         r.stderr
     );
+    // A file that is not there is wrong input too.
+    let r = s
+        .chg(
+            "alice@example.com",
+            &["audit", "reconcile", "no-such-file.csv"],
+        )
+        .code(2);
+    assert!(r.stderr.contains("no-such-file.csv"), "{}", r.stderr);
 }
