@@ -187,18 +187,12 @@ fn a_deployment_written_by_hand_or_while_the_gate_was_closed_is_an_exception() {
         "{found:?}"
     );
     // Reconciliation does not believe it either: the change's history does not verify.
-    let file = s.dir.path().join("deployed.csv");
-    std::fs::write(
-        &file,
-        format!("commit,environment,time\n{ELSEWHERE},production,2025-03-10T10:00:00Z\n"),
-    )
-    .unwrap();
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["audit", "reconcile", file.to_str().unwrap()],
-        )
-        .code(1);
+    let file = write(
+        &s,
+        "deployed.csv",
+        &format!("commit,environment,time\n{ELSEWHERE},production,2025-03-10T10:00:00Z\n"),
+    );
+    let r = reconcile(&s, &file, &[]).code(1);
     assert!(
         r.stdout.contains("unreconciled-deployment") && r.stderr.contains(&id),
         "{}{}",
@@ -364,18 +358,12 @@ fn a_deployment_recorded_long_after_it_was_made_does_not_reconcile() {
     s.schedule(&id, "2025-03-01T00:00:00Z", "2025-03-12T00:00:00Z")
         .ok();
     deploy(&s, &id, ELSEWHERE, "production").ok();
-    let file = s.dir.path().join("deployed.csv");
-    std::fs::write(
-        &file,
-        format!("commit,environment,time\n{ELSEWHERE},production,2025-03-01T03:00:00Z\n"),
-    )
-    .unwrap();
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["audit", "reconcile", file.to_str().unwrap()],
-        )
-        .code(1);
+    let file = write(
+        &s,
+        "deployed.csv",
+        &format!("commit,environment,time\n{ELSEWHERE},production,2025-03-01T03:00:00Z\n"),
+    );
+    let r = reconcile(&s, &file, &[]).code(1);
     assert!(
         r.stdout
             .contains("not when it was made (2025-03-01T03:00:00Z)"),
@@ -407,20 +395,14 @@ fn a_deployment_recorded_long_after_it_was_made_does_not_reconcile() {
 #[test]
 fn a_deployments_file_naming_a_column_twice_is_refused() {
     let s = Store::new();
-    let file = s.dir.path().join("twice.csv");
-    std::fs::write(
-        &file,
-        format!(
+    let file = write(
+        &s,
+        "twice.csv",
+        &format!(
             "commit,environment,time,commit\n{ELSEWHERE},production,2025-03-11T09:00:00Z,feedface\n"
         ),
-    )
-    .unwrap();
-    let r = s
-        .chg(
-            "alice@example.com",
-            &["audit", "reconcile", file.to_str().unwrap()],
-        )
-        .code(2);
+    );
+    let r = reconcile(&s, &file, &[]).code(2);
     assert!(
         r.stderr.contains("names the column commit twice"),
         "{}",
