@@ -1038,3 +1038,31 @@ pub fn findings_csv(findings: &[AuditFinding]) -> String {
     }
     s.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_remote_is_named_without_its_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        assert_eq!(super::remote_url(&repo), None);
+        for (url, shown) in [
+            (
+                "https://ci:s3cret@git.example.com/org/store.git",
+                "https://git.example.com/org/store.git",
+            ),
+            (
+                "https://git.example.com/a@b.git",
+                "https://git.example.com/a@b.git",
+            ),
+            (
+                "git@git.example.com:org/store.git",
+                "git@git.example.com:org/store.git",
+            ),
+        ] {
+            let _ = repo.remote_delete("origin");
+            repo.remote("origin", url).unwrap();
+            assert_eq!(super::remote_url(&repo).as_deref(), Some(shown), "{url}");
+        }
+    }
+}

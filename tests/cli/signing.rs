@@ -832,11 +832,33 @@ fn two_approvers_sign_from_one_clone_with_keys_added_by_chg() {
         controls.contains("## Signed records") && controls.contains("signed: approve, reject"),
         "{controls}"
     );
-    // Removing a key: cm's lines go, the others stay.
+    // Removing one key by its fingerprint: another key's fingerprint removes nothing
+    // (exit 2, the file as it was); cm's own removes cm's line only.
+    let before_remove = std::fs::read_to_string(&signers).unwrap();
+    s.chg(
+        "alice@example.com",
+        &[
+            "policy",
+            "signers",
+            "remove",
+            "cm@example.com",
+            "--fingerprint",
+            &fingerprint(&em),
+        ],
+    )
+    .code(2);
+    assert_eq!(std::fs::read_to_string(&signers).unwrap(), before_remove);
     let r = s
         .chg(
             "alice@example.com",
-            &["policy", "signers", "remove", "cm@example.com"],
+            &[
+                "policy",
+                "signers",
+                "remove",
+                "cm@example.com",
+                "--fingerprint",
+                &fingerprint(&cm),
+            ],
         )
         .ok();
     assert!(
