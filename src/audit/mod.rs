@@ -466,18 +466,18 @@ impl<'r> Auditor<'r> {
         if !limited {
             return Ok(None);
         }
-        let commit = self.repo.find_commit(facts.oid)?;
-        let Some(parent) = commit.parents().next() else {
+        let Some((parent, parent_time)) = facts.parent else {
             return Ok(None);
         };
-        let time = |c: &Commit<'_>| Timestamp::from_second(c.committer().when().seconds()).ok();
-        let mut floor = time(&parent);
+        let mut floor = parent_time;
         let governance = self.governance();
-        if let Some(last) = governance.last_change(parent.id(), None)? {
+        if let Some(last) = governance.last_change(parent, None)? {
             let c = self.repo.find_commit(last)?;
-            floor = floor.max(time(&c));
+            if let Ok(t) = Timestamp::from_second(c.committer().when().seconds()) {
+                floor = floor.max(t);
+            }
         }
-        Ok(floor)
+        Ok(Some(floor))
     }
 
     /// The judge of policy changes, made when first needed, sharing this run's memo.
@@ -1240,7 +1240,7 @@ impl<'r> Auditor<'r> {
         Ok(rules::new_times(before, after)
             .into_iter()
             .filter(|(path, _)| path != "request_date")
-            .filter(|(_, t)| floor - t.as_second() > REPLAY_GAP_SECS)
+            .filter(|(_, t)| floor - t.as_second() > MERGE_GAP_SECS)
             .map(|(path, t)| {
                 Problem::exception(
                     rules::TIME_ORDER,
@@ -1295,9 +1295,10 @@ impl<'r> Auditor<'r> {
     }
 }
 
-/// How long a step may claim to be older than the commit it follows when it came in by a
-/// `chg sync` replay or a merge: work done offline or on a branch for up to a day.
-const REPLAY_GAP_SECS: i64 = 24 * 3600;
+/// How much older than the receiving line's tip a record a merge brings may claim to be:
+/// work done on a branch for up to a day. (A `chg sync` replay is judged from when it
+/// entered the line instead; see `Ctx::entered`.)
+const MERGE_GAP_SECS: i64 = 24 * 3600;
 
 /// The steps a version of a change records, one line each, to tell whether a later version
 /// still has them: decisions (approvals, rejections, withdrawals), implementation start
