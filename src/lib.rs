@@ -37,6 +37,7 @@ pub mod governance;
 pub mod layout;
 pub mod model;
 pub mod policy;
+pub mod policy_source;
 pub mod query;
 pub mod report;
 pub mod rules;

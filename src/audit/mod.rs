@@ -362,23 +362,17 @@ pub fn audit_commits(
     Ok(chunks.into_iter().flatten().collect())
 }
 
-/// What a policy with its attachments is known by: (policy blob, allowed signers blob,
-/// templates tree).
-type PolicyKey = (Option<Oid>, Option<Oid>, Option<Oid>);
-
 /// Audits commits one at a time, remembering the policies it has parsed.
 pub struct Auditor<'r> {
     repo: &'r Repository,
     prefix: String,
-    policies: HashMap<Oid, Arc<Policy>>,
-    default_policy: Arc<Policy>,
+    /// The policies of the trees it met, each assembled once (signers, catalogue).
+    policies: crate::policy_source::Cache<'r>,
     /// Decoded blobs: the version after one commit is the version before the change's next
     /// commit, so each version is read and parsed once.
     decoded: HashMap<Oid, Arc<std::result::Result<ChangeRequest, String>>>,
     /// Where a shallow clone's history is cut (sorted).
     shallow: Vec<Oid>,
-    /// Policies with their allowed signers, by (policy blob, allowed signers blob).
-    signed_policies: HashMap<PolicyKey, Arc<Policy>>,
     /// Judges policy changes (SPEC section 10), made when the first one is met.
     governance: Option<Box<crate::audit::governance::Governance<'r>>>,
     /// What judging policy changes learnt, shared with the other workers of a run.
@@ -435,11 +429,13 @@ impl<'r> Auditor<'r> {
             memo,
             repo,
             prefix: prefix.to_owned(),
-            policies: HashMap::new(),
-            default_policy: Arc::new(Policy::default_policy()),
+            policies: crate::policy_source::Cache::new(
+                repo,
+                prefix,
+                crate::policy_source::Cache::head_history(repo, prefix),
+            ),
             decoded: HashMap::new(),
             shallow: crate::git::shallow_commits(repo),
-            signed_policies: HashMap::new(),
             governance: None,
             filing_policies: HashMap::new(),
             head_risk: None,
@@ -537,65 +533,10 @@ impl<'r> Auditor<'r> {
         })
     }
 
-    fn policy(&mut self, blob: Option<Oid>) -> Result<(Arc<Policy>, bool)> {
-        let Some(blob) = blob else {
-            return Ok((self.default_policy.clone(), true));
-        };
-        if let Some(p) = self.policies.get(&blob) {
-            return Ok((p.clone(), true));
-        }
-        let text = String::from_utf8_lossy(self.repo.find_blob(blob)?.content()).into_owned();
-        let (p, ok) = match Policy::parse(POLICY_PATH, &text) {
-            Ok((p, _)) => (Arc::new(p), true),
-            Err(_) => (self.default_policy.clone(), false),
-        };
-        if ok {
-            self.policies.insert(blob, p.clone());
-        }
-        Ok((p, ok))
-    }
-
     /// The policy in `tree` (the default policy when it has none or it does not parse),
-    /// with the allowed signers of the same tree attached.
+    /// with the allowed signers and catalogue of the same tree attached.
     pub(crate) fn policy_of(&mut self, tree: &Tree<'_>) -> Result<Arc<Policy>> {
-        let blob = crate::git::blob_at(tree, &format!("{}{POLICY_PATH}", self.prefix))?;
-        let (policy, _) = self.policy(blob)?;
-        let signers = match &policy.signing {
-            Some(signing) => {
-                let path = format!("{}{}", self.prefix, signing.allowed_signers);
-                crate::git::blob_at(tree, &path)?
-            }
-            None => None,
-        };
-        let (templates, files) = crate::templates::files_in_tree(self.repo, tree, &self.prefix)?;
-        let key = (blob, signers, templates);
-        if let Some(p) = self.signed_policies.get(&key) {
-            return Ok(p.clone());
-        }
-        let bytes = match signers {
-            Some(b) => Some(self.repo.find_blob(b)?.content().to_vec()),
-            None => None,
-        };
-        let mut p = (*policy).clone();
-        if p.signing.is_some() {
-            p.attach_signers(|_| {
-                bytes
-                    .clone()
-                    .ok_or_else(|| std::io::ErrorKind::NotFound.into())
-            });
-        }
-        p.attach_templates(files);
-        p.legacy_standard_changes = templates.is_none();
-        if let Ok(head) = self.repo.head().and_then(|h| h.peel_to_commit()) {
-            p.template_history = Some(Arc::new(crate::templates::history_from(
-                self.repo.path().to_path_buf(),
-                self.prefix.clone(),
-                head.id(),
-            )));
-        }
-        let p = Arc::new(p);
-        self.signed_policies.insert(key, p.clone());
-        Ok(p)
+        Ok(self.policies.in_tree(tree)?.policy)
     }
 
     fn decode(
@@ -675,8 +616,12 @@ impl<'r> Auditor<'r> {
                 &mut files,
             )?;
             let files: Vec<String> = files.into_iter().map(|f| f.0).collect();
-            let (written, valid) = self.policy(new_pol)?;
-            let valid = valid || old_pol == new_pol;
+            let written = match new_pol {
+                Some(b) => self.policies.parsed(b)?,
+                None => None,
+            };
+            let valid = new_pol.is_none() || written.is_some() || old_pol == new_pol;
+            let written = written.unwrap_or_else(|| Arc::new(Policy::default_policy()));
             out.findings.extend(facts.policy_findings(
                 &policy_path,
                 &files,

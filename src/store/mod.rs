@@ -39,7 +39,13 @@ pub struct Store {
     /// Signatures proven in earlier runs (read on first use), and whether the kept copy
     /// must be written anew rather than appended to (missing header, damaged).
     proven: std::sync::OnceLock<(Arc<ProvenSignatures>, bool)>,
+    /// The policy last assembled from HEAD, by what it was read from.
+    policy_cache: std::cell::RefCell<Option<(PolicyKey, Arc<Policy>)>>,
 }
+
+/// What HEAD's assembled policy was read from: the `policy/` folder's tree and the allowed
+/// signers' blob.
+type PolicyKey = (Option<Oid>, Option<Oid>);
 
 /// Past this size the kept proofs are dropped and gathered again (2 million records).
 const MAX_PROVEN_BYTES: u64 = 64 << 20;
@@ -217,6 +223,7 @@ impl Store {
             root,
             prefix,
             proven: Default::default(),
+            policy_cache: Default::default(),
         };
         // A step a killed chg left half done is repaired before anything reads the store,
         // so even read-only commands see it before or after, never in between.
@@ -347,76 +354,89 @@ impl Store {
     }
 
     /// The policy in force: the one committed at HEAD (SPEC section 5: uncommitted edits
-    /// under `policy/` are never applied), or the work tree's while nothing is committed.
-    /// A broken policy stops every command.
-    pub fn policy(&self) -> Result<Policy> {
-        let committed = self.committed_policy()?;
-        let from_head = committed.is_some();
-        let bytes = match committed {
-            Some(b) => b,
-            None => decode::read_bounded(&self.root.join(POLICY_PATH))
-                .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?,
+    /// under `policy/` are never applied), or the work tree's while nothing is committed,
+    /// with its signers and catalogue from the same place (see [`crate::policy_source`]).
+    /// A broken policy stops every command. Assembled once per HEAD policy: a command that
+    /// asks again (the step inside the lock after the CLI's look) gets the same value
+    /// unless HEAD's policy changed in between.
+    pub fn policy(&self) -> Result<Arc<Policy>> {
+        let head = commit::head_state(&self.repo)?.1;
+        let tree = match head {
+            Some(h) => Some(self.repo.find_commit(h)?.tree()?),
+            None => None,
         };
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::Malformed(Finding::error(
-                POLICY_PATH,
-                None,
-                "encoding",
-                "the policy is not valid UTF-8",
-            ))
-        })?;
-        match Policy::parse(POLICY_PATH, &text) {
-            Ok((mut policy, _warnings)) => {
-                // The allowed signers come from where the policy came from.
-                let findings: Vec<Finding> = policy
-                    .attach_signers(|path| {
-                        if from_head {
-                            self.committed_bytes(path)
-                        } else {
-                            decode::read_bounded(&self.root.join(path))
-                        }
-                    })
-                    .into_iter()
-                    .filter(Finding::is_error)
-                    .collect();
-                if findings.is_empty() {
-                    if let Some(signers) = policy.signers() {
-                        signers.remember_in(self.proven_signatures());
-                    }
-                    // The catalogue comes from where the policy came from; a template with
-                    // problems is left out (validate reports it).
-                    let files = match (from_head, commit::head_state(&self.repo)?.1) {
-                        (true, Some(h)) => {
-                            let tree = self.repo.find_commit(h)?.tree()?;
-                            crate::templates::files_in_tree(&self.repo, &tree, &self.prefix)?.1
-                        }
-                        _ => crate::templates::files_in_dir(&self.root),
-                    };
-                    policy.attach_templates(files);
-                    policy.template_history = self.template_history()?;
-                    return Ok(policy);
+        let blob = match &tree {
+            Some(t) => crate::git::blob_at(t, &format!("{}{POLICY_PATH}", self.prefix))?,
+            None => None,
+        };
+        // What the assembled policy was read from: the `policy/` folder and the allowed
+        // signers the policy names (which may live outside it).
+        let key = |t: &git2::Tree<'_>, p: &Policy| -> Result<PolicyKey> {
+            let signers = match &p.signing {
+                Some(s) => {
+                    crate::git::blob_at(t, &format!("{}{}", self.prefix, s.allowed_signers))?
                 }
-                Err(Error::Invalid {
+                None => None,
+            };
+            Ok((crate::governance::policy_tree(t, &self.prefix)?, signers))
+        };
+        if let (Some(t), Some(_), Some((cached, p))) = (&tree, blob, &*self.policy_cache.borrow())
+            && key(t, p)? == *cached
+        {
+            return Ok(p.clone());
+        }
+        // Nothing at HEAD: the work tree's, until the first commit.
+        let (bytes, files) = match (&tree, blob) {
+            (Some(tree), Some(blob)) => (
+                self.repo.find_blob(blob)?.content().to_vec(),
+                crate::policy_source::Files::Tree {
+                    repo: &self.repo,
+                    tree,
+                    prefix: &self.prefix,
+                },
+            ),
+            _ => (
+                decode::read_bounded(&self.root.join(POLICY_PATH))
+                    .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?,
+                crate::policy_source::Files::WorkTree(&self.root),
+            ),
+        };
+        let mut policy = match crate::policy_source::parse(&bytes) {
+            Ok((p, _warnings)) => p,
+            Err(findings) => {
+                return Err(Error::Invalid {
                     summary: format!(
-                        "the policy's allowed signers are not usable ({} problem(s)); no command acts on the policy until they are fixed",
+                        "{POLICY_PATH} is not a usable policy ({} problem(s)); no command acts on it until it is fixed",
                         findings.len()
                     ),
                     findings,
-                })
+                });
             }
-            Err(findings) => Err(Error::Invalid {
+        };
+        // A template with problems is left out of the catalogue (validate reports it).
+        let attached = crate::policy_source::attach(&mut policy, &files, self.template_history()?)?;
+        let findings: Vec<Finding> = attached
+            .signers
+            .into_iter()
+            .filter(Finding::is_error)
+            .collect();
+        if !findings.is_empty() {
+            return Err(Error::Invalid {
                 summary: format!(
-                    "{POLICY_PATH} is not a usable policy ({} problem(s)); no command acts on it until it is fixed",
+                    "the policy's allowed signers are not usable ({} problem(s)); no command acts on the policy until they are fixed",
                     findings.len()
                 ),
                 findings,
-            }),
+            });
         }
-    }
-
-    /// The policy file's bytes at HEAD, if HEAD has one.
-    fn committed_policy(&self) -> Result<Option<Vec<u8>>> {
-        self.committed_file(POLICY_PATH)
+        if let Some(signers) = policy.signers() {
+            signers.remember_in(self.proven_signatures());
+        }
+        let policy = Arc::new(policy);
+        if let (Some(t), Some(_)) = (&tree, blob) {
+            *self.policy_cache.borrow_mut() = Some((key(t, &policy)?, policy.clone()));
+        }
+        Ok(policy)
     }
 
     /// A store file's blob at HEAD (`rel` relative to the store), if HEAD has it.
@@ -1184,7 +1204,7 @@ impl Store {
                 let mut g = crate::audit::governance::Governance::new(&self.repo, &self.prefix);
                 g.governing_policy(h)?
             }
-            None => std::sync::Arc::new(session.policy.clone()),
+            None => session.policy.clone(),
         };
         let missing = crate::governance::missing_governance(change, &authority);
         if !missing.is_empty() {
@@ -1506,7 +1526,7 @@ fn sign(
 /// under the lock.
 struct Session {
     _lock: lock::StoreLock,
-    policy: Policy,
+    policy: Arc<Policy>,
     head: Option<Oid>,
 }
 
