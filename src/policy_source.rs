@@ -233,3 +233,117 @@ impl<'r> Cache<'r> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reader gets the same policy from the same files: the work tree, a tree and a
+    /// proposal's map agree on the signers, the catalogue and whether the store predates
+    /// catalogues (the store and the audit once disagreed on the last).
+    #[test]
+    fn the_work_tree_a_commit_and_a_proposal_assemble_the_same_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let repo = Repository::init(root).unwrap();
+        let policy = crate::policy::DEFAULT_POLICY;
+        std::fs::create_dir_all(root.join("policy")).unwrap();
+        std::fs::write(root.join(POLICY_PATH), policy).unwrap();
+        fn tree_of(repo: &Repository) -> Tree<'_> {
+            let mut index = repo.index().unwrap();
+            index
+                .add_all(["policy"], git2::IndexAddOption::DEFAULT, None)
+                .unwrap();
+            repo.find_tree(index.write_tree().unwrap()).unwrap()
+        }
+        let assembled = |files: &Files<'_>| {
+            let (mut p, _) = parse(policy.as_bytes()).unwrap();
+            let found = attach(&mut p, files, None).unwrap();
+            (
+                p.legacy_standard_changes,
+                p.templates.len(),
+                found.templates.len(),
+            )
+        };
+        let map = |root: &Path| {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert(POLICY_PATH.to_owned(), policy.to_owned());
+            for e in std::fs::read_dir(root.join("policy/templates"))
+                .into_iter()
+                .flatten()
+            {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                m.insert(
+                    format!("policy/templates/{name}"),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                );
+            }
+            m
+        };
+
+        // No catalogue folder: the rules from before catalogues, everywhere.
+        let tree = tree_of(&repo);
+        let m = map(root);
+        let before = [
+            assembled(&Files::WorkTree(root)),
+            assembled(&Files::Tree {
+                repo: &repo,
+                tree: &tree,
+                prefix: "",
+            }),
+            assembled(&Files::Map(&m)),
+        ];
+        assert_eq!(before, [(true, 0, 0); 3]);
+
+        // A catalogue with one good template and one broken one.
+        std::fs::create_dir_all(root.join("policy/templates")).unwrap();
+        std::fs::write(
+            root.join("policy/templates/tls.yaml"),
+            "rollback_plan: Reload the previous certificate\nvariable: [title, description, business_justification, change_type, priority, urgency, risk_level, affected_systems, impact_scope, implementation_plan, testing_required, test_plan, test_environment]\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("policy/templates/bad.yaml"), "variable: [nope]\n").unwrap();
+        let tree = tree_of(&repo);
+        let m = map(root);
+        let after = [
+            assembled(&Files::WorkTree(root)),
+            assembled(&Files::Tree {
+                repo: &repo,
+                tree: &tree,
+                prefix: "",
+            }),
+            assembled(&Files::Map(&m)),
+        ];
+        assert_eq!(after[0], after[1]);
+        assert_eq!(after[1], after[2]);
+        assert!(
+            !after[0].0,
+            "a catalogue ends the rules from before catalogues"
+        );
+        assert_eq!(after[0].1, 1, "the broken template is left out");
+        assert!(after[0].2 > 0, "and reported");
+    }
+
+    /// The cache gives the default policy for a tree without one, and says when a policy
+    /// file does not parse.
+    #[test]
+    fn a_tree_without_a_usable_policy_gets_the_default_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let empty = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let mut cache = Cache::new(&repo, "", None);
+        let none = cache.in_tree(&empty).unwrap();
+        assert!(none.blob.is_none() && none.parsed);
+        std::fs::create_dir_all(dir.path().join("policy")).unwrap();
+        std::fs::write(dir.path().join(POLICY_PATH), "roles: [").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new(POLICY_PATH)).unwrap();
+        let broken = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let got = cache.in_tree(&broken).unwrap();
+        assert!(got.blob.is_some() && !got.parsed);
+        assert_eq!(got.policy.roles, none.policy.roles);
+    }
+}
