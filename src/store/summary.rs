@@ -51,7 +51,7 @@ use crate::model::{
 use crate::text::sha256_hex;
 
 /// Bumped whenever a row's shape or the decoding of change files changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 const ROWS: &str = "rows.bin";
 
 /// A time as seconds and nanoseconds: parsing RFC 3339 text for 100,000 rows showed.
@@ -233,19 +233,77 @@ fn stat_of(m: &fs::Metadata) -> Stat {
     [m.len() as i64, ms, mn, cs, cn, 0]
 }
 
-/// One change file of the work tree.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Bytes of a row: a span of the stored file, or the row's own (decoded this run).
+#[derive(Debug, Clone)]
+enum Bytes {
+    Stored(u32, u32),
+    Own(Box<[u8]>),
+}
+
+/// One change file of the work tree. Only what the freshness check needs is decoded when
+/// the summary is read; the facts stay encoded until a query asks for them, so a warm run
+/// at 100,000 changes holds the stored file and a small row per change, not 100,000
+/// decoded changes.
+#[derive(Debug, Clone)]
 struct Row {
-    /// Path relative to the store.
-    p: String,
+    /// Path relative to the store (UTF-8, checked when read).
+    p: Bytes,
     /// The git blob id of the bytes summarized (zeros for a file over the size limit).
     b: [u8; 20],
     /// The file's stat when those bytes were read, if old enough to vouch for them.
     s: Option<Stat>,
-    /// What the file says; none when it is not readable YAML.
-    c: Option<Facts>,
     /// Over chg's size limit: read by nobody, so listed by nobody.
     big: bool,
+    /// What the file says (`Option<Facts>` in postcard; none when it is not readable
+    /// YAML).
+    facts: Bytes,
+}
+
+/// The head of a stored record, followed by the facts' bytes.
+#[derive(Serialize, Deserialize)]
+struct Head<'a> {
+    p: &'a str,
+    b: [u8; 20],
+    s: Option<Stat>,
+    big: bool,
+}
+
+/// The rows, in path order, and the stored file their spans point into.
+#[derive(Debug, Default)]
+struct Rows {
+    buf: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+impl Rows {
+    fn bytes<'a>(&'a self, b: &'a Bytes) -> &'a [u8] {
+        match b {
+            Bytes::Stored(at, len) => {
+                let (at, len) = (*at as usize, *len as usize);
+                self.buf.get(at..at + len).unwrap_or_default()
+            }
+            Bytes::Own(own) => own,
+        }
+    }
+
+    fn path<'a>(&'a self, r: &'a Row) -> &'a str {
+        std::str::from_utf8(self.bytes(&r.p)).unwrap_or_default()
+    }
+
+    /// The row's facts, decoded; `Err` when they do not decode (the caller reads the file).
+    fn facts(&self, r: &Row) -> std::result::Result<Option<Facts>, ()> {
+        postcard::from_bytes(self.bytes(&r.facts)).map_err(|_| ())
+    }
+
+    fn sort(&mut self) {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.par_sort_unstable_by(|a, b| self.path(a).cmp(self.path(b)));
+        self.rows = rows;
+    }
+
+    fn find(&self, p: &str) -> Option<usize> {
+        self.rows.binary_search_by(|r| self.path(r).cmp(p)).ok()
+    }
 }
 
 /// A blob id as stored in a row (a SHA-1 repository's 20 bytes; any other id matches no
@@ -256,23 +314,26 @@ fn blob_bytes(blob: Oid) -> [u8; 20] {
 
 impl Row {
     fn decode(p: String, blob: Oid, bytes: &[u8], s: Option<Stat>) -> Row {
+        let own = |b: Vec<u8>| Bytes::Own(b.into_boxed_slice());
+        let path = own(p.clone().into_bytes());
         if bytes.len() as u64 > decode::MAX_FILE_BYTES {
             return Row {
-                p,
+                p: path,
                 b: [0; 20],
                 s,
-                c: None,
                 big: true,
+                facts: own(postcard::to_allocvec(&None::<Facts>).unwrap_or_default()),
             };
         }
         // Listing never places findings: skip recording places.
         let d = decode::decode_bytes_with(&p, bytes, false);
+        let facts = d.parsed.then(|| Facts::of(&d.change));
         Row {
-            p,
+            p: path,
             b: blob_bytes(blob),
             s,
-            c: d.parsed.then(|| Facts::of(&d.change)),
             big: false,
+            facts: own(postcard::to_allocvec(&facts).unwrap_or_default()),
         }
     }
 }
@@ -294,7 +355,7 @@ struct Meta {
 /// What became of the stored summary.
 enum Stored {
     /// Rows by path, in path order, and the tree they were refreshed to.
-    Usable(Vec<Row>, Option<Oid>),
+    Usable(Rows, Option<Oid>),
     /// None yet: built without a word.
     Missing,
     /// Written by another chg or for another store; the sentence says which.
@@ -330,51 +391,71 @@ fn read_stored(dir: &Path, prefix: &str) -> Stored {
     if bytes.len() as u64 != meta.rows_bytes || sha256_hex(&bytes) != meta.rows_sha256 {
         return Stored::Damaged;
     }
-    // Records: a 4-byte little-endian length, then the row in postcard. The lengths are
-    // walked first so that the rows decode in parallel.
-    let mut records = Vec::with_capacity(meta.rows as usize);
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+    // Records: a 4-byte little-endian length, then the row's head and facts in postcard.
+    // Only the heads are decoded (borrowing the path): the facts wait for a query.
+    let mut spans = Vec::with_capacity(meta.rows as usize);
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(len) = bytes.get(at..at + 4) else {
             return Stored::Damaged;
         };
-        let len = u32::from_le_bytes(*len) as usize;
-        if tail.len() < len {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if bytes.len() - at - 4 < len {
             return Stored::Damaged;
         }
-        records.push(&tail[..len]);
-        rest = &tail[len..];
+        spans.push((at + 4, len));
+        at += 4 + len;
     }
-    // Decoded straight into place (an indexed collect): 100,000 rows are tens of MB, and
-    // each extra copy showed up in profiles as page faults.
-    let broken = std::sync::atomic::AtomicBool::new(false);
-    let rows: Vec<Row> = records
+    // Spans are 32-bit: a summary past 4 GiB (tens of millions of changes) is not kept.
+    if u32::try_from(bytes.len()).is_err() {
+        return Stored::Damaged;
+    }
+    let base = bytes.as_ptr() as usize;
+    // An indexed collect, straight into place (collecting into `Option<Vec>` goes through
+    // a list of growing vectors, which showed in profiles).
+    let rows: Vec<Option<Row>> = spans
         .into_par_iter()
-        .map(|r| {
-            postcard::from_bytes(r).unwrap_or_else(|_| {
-                broken.store(true, std::sync::atomic::Ordering::Relaxed);
-                Row::default()
+        .map(|(at, len)| {
+            let record = &bytes[at..at + len];
+            let (head, facts) = postcard::take_from_bytes::<Head<'_>>(record).ok()?;
+            let span =
+                |b: &[u8]| Bytes::Stored((b.as_ptr() as usize - base) as u32, b.len() as u32);
+            Some(Row {
+                p: span(head.p.as_bytes()),
+                b: head.b,
+                s: head.s,
+                big: head.big,
+                facts: span(facts),
             })
         })
         .collect();
-    let rows = (!broken.into_inner()).then_some(rows);
-    match rows {
-        Some(mut rows) => {
-            // Written in path order; a hand-edited file with a valid sum still is sorted.
-            rows.par_sort_unstable_by(|a, b| a.p.cmp(&b.p));
-            let tree = meta.tree.as_deref().and_then(|t| Oid::from_str(t).ok());
-            Stored::Usable(rows, tree)
-        }
-        None => Stored::Damaged,
+    if rows.iter().any(Option::is_none) {
+        return Stored::Damaged;
     }
+    let mut kept = Vec::with_capacity(rows.len());
+    kept.extend(rows.into_iter().flatten());
+    let rows = kept;
+    let mut rows = Rows { buf: bytes, rows };
+    // Written in path order; a hand-edited file with a valid sum still is sorted.
+    rows.sort();
+    let tree = meta.tree.as_deref().and_then(|t| Oid::from_str(t).ok());
+    Stored::Usable(rows, tree)
 }
 
-fn write_stored(dir: &Path, prefix: &str, tree: Option<Oid>, rows: &[Row]) -> Result<()> {
+fn write_stored(dir: &Path, prefix: &str, tree: Option<Oid>, rows: &Rows) -> Result<()> {
     let internal = |e: String| Error::Internal(e);
     let records: Vec<Vec<u8>> = rows
+        .rows
         .par_iter()
         .map(|r| {
-            let body = postcard::to_allocvec(r).map_err(|e| e.to_string())?;
+            let head = Head {
+                p: rows.path(r),
+                b: r.b,
+                s: r.s,
+                big: r.big,
+            };
+            let mut body = postcard::to_allocvec(&head).map_err(|e| e.to_string())?;
+            body.extend_from_slice(rows.bytes(&r.facts));
             let len = u32::try_from(body.len()).map_err(|e| e.to_string())?;
             let mut v = Vec::with_capacity(body.len() + 4);
             v.extend_from_slice(&len.to_le_bytes());
@@ -389,7 +470,7 @@ fn write_stored(dir: &Path, prefix: &str, tree: Option<Oid>, rows: &[Row]) -> Re
         chg: env!("CARGO_PKG_VERSION").to_owned(),
         prefix: prefix.to_owned(),
         tree: tree.map(|t| t.to_string()),
-        rows: rows.len() as u64,
+        rows: rows.rows.len() as u64,
         rows_bytes: bytes.len() as u64,
         rows_sha256: sha256_hex(&bytes),
     };
@@ -431,7 +512,7 @@ fn listed_with_stats(root: &Path) -> std::io::Result<Vec<(String, Stat)>> {
             }
         }
     }
-    let found: Vec<Vec<(String, Stat)>> = folders
+    let found: Vec<std::io::Result<Vec<(String, Stat)>>> = folders
         .into_par_iter()
         .map(|(dir, rel)| {
             let mut out = Vec::new();
@@ -459,8 +540,12 @@ fn listed_with_stats(root: &Path) -> std::io::Result<Vec<(String, Stat)>> {
             }
             Ok(out)
         })
-        .collect::<std::io::Result<_>>()?;
-    let mut out: Vec<(String, Stat)> = found.into_iter().flatten().collect();
+        .collect();
+    let mut out: Vec<(String, Stat)> =
+        Vec::with_capacity(found.iter().flatten().map(Vec::len).sum());
+    for f in found {
+        out.extend(f?);
+    }
     out.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
@@ -502,7 +587,7 @@ impl Store {
 
     /// Re-decodes, by blob id, the files HEAD's `changes/` tree changed since `old`;
     /// rows of removed files go (the work tree says whether they are still there).
-    fn follow_head(&self, rows: &mut Vec<Row>, old: Option<Oid>, new: Option<Oid>) -> Result<()> {
+    fn follow_head(&self, rows: &mut Rows, old: Option<Oid>, new: Option<Oid>) -> Result<()> {
         let find = |t: Option<Oid>| t.and_then(|t| self.repo.find_tree(t).ok());
         let (Some(old), Some(new)) = (find(old), find(new)) else {
             // No tree to diff against: the work-tree check alone refreshes the rows.
@@ -520,17 +605,16 @@ impl Store {
             }
         }
         let mut redecoded = Vec::new();
-        rows.retain(|r| match changed.get(&r.p) {
+        let mut kept = std::mem::take(&mut rows.rows);
+        kept.retain(|r| match changed.get(rows.path(r)) {
             None => true,
             Some(Some(blob)) if r.b == blob_bytes(*blob) => true,
             Some(_) => false,
         });
+        rows.rows = kept;
         for (p, blob) in &changed {
             let Some(blob) = blob else { continue };
-            if rows
-                .binary_search_by(|r| r.p.as_str().cmp(p.as_str()))
-                .is_ok()
-            {
+            if rows.find(p).is_some() {
                 continue;
             }
             if let Ok(b) = self.repo.find_blob(*blob) {
@@ -541,8 +625,8 @@ impl Store {
             .into_par_iter()
             .map(|(p, blob, bytes)| Row::decode(p, blob, &bytes, None))
             .collect();
-        rows.extend(fresh);
-        rows.sort_unstable_by(|a, b| a.p.cmp(&b.p));
+        rows.rows.extend(fresh);
+        rows.sort();
         Ok(())
     }
 
@@ -554,39 +638,64 @@ impl Store {
         &self,
         keep: impl Fn(&ChangeRequest) -> bool + Sync,
     ) -> Result<Vec<Loaded>> {
-        match self.summary_rows() {
-            Ok(rows) => Ok(rows
-                .into_par_iter()
-                .filter(|r| !r.big)
-                .filter_map(|r| {
-                    let rel = PathBuf::from(r.p);
-                    let decoded = match r.c {
-                        Some(f) => {
-                            let change = f.into_change();
-                            if !keep(&change) {
-                                return None;
-                            }
-                            Decoded {
-                                change,
-                                parsed: true,
-                                ..Decoded::default()
-                            }
-                        }
-                        None => Decoded::default(),
-                    };
-                    Some(Loaded {
-                        rel,
-                        text: String::new(),
-                        decoded,
-                    })
-                })
-                .collect()),
-            Err(_) => self.load_where(keep),
+        let rows = match self.summary_rows() {
+            Ok(rows) => rows,
+            Err(_) => return self.load_where(keep),
+        };
+        enum Found {
+            Kept(Box<Loaded>),
+            Skipped,
+            /// Facts that did not decode (never written so): the file is read instead.
+            Reread(PathBuf),
         }
+        let found: Vec<Found> = rows
+            .rows
+            .par_iter()
+            .map(|r| {
+                if r.big {
+                    return Found::Skipped;
+                }
+                let rel = PathBuf::from(rows.path(r));
+                let decoded = match rows.facts(r) {
+                    Ok(Some(f)) => {
+                        let change = f.into_change();
+                        if !keep(&change) {
+                            return Found::Skipped;
+                        }
+                        Decoded {
+                            change,
+                            parsed: true,
+                            ..Decoded::default()
+                        }
+                    }
+                    Ok(None) => Decoded::default(),
+                    Err(()) => return Found::Reread(rel),
+                };
+                Found::Kept(Box::new(Loaded {
+                    rel,
+                    text: String::new(),
+                    decoded,
+                }))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(found.len());
+        for f in found {
+            match f {
+                Found::Kept(l) => out.push(*l),
+                Found::Skipped => {}
+                Found::Reread(rel) => {
+                    let l = self.load_file(&rel)?;
+                    if !l.decoded.parsed || keep(&l.decoded.change) {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The rows of every change file of the work tree, the summary brought up to date.
-    fn summary_rows(&self) -> Result<Vec<Row>> {
+    fn summary_rows(&self) -> Result<Rows> {
         let dir = self.summary_dir();
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -613,18 +722,18 @@ impl Store {
         let tree = self.changes_tree()?;
         let (mut rows, old_tree, mut dirty) = match read_stored(&dir, &self.prefix) {
             Stored::Usable(rows, t) => (rows, t, false),
-            Stored::Missing => (Vec::new(), None, true),
+            Stored::Missing => (Rows::default(), None, true),
             Stored::Foreign(why) => {
                 self.notices.borrow_mut().push(format!(
                     "chg: note: the read summary in .git/chg/summary {why}; it was rebuilt from the change files"
                 ));
-                (Vec::new(), None, true)
+                (Rows::default(), None, true)
             }
             Stored::Damaged => {
                 self.notices.borrow_mut().push(
                     "chg: note: the read summary in .git/chg/summary did not verify (emptied, garbled or cut short); it was rebuilt from the change files".to_owned(),
                 );
-                (Vec::new(), None, true)
+                (Rows::default(), None, true)
             }
         };
         if old_tree != tree {
@@ -639,16 +748,16 @@ impl Store {
         let mut pairs: Vec<(String, Stat, Option<usize>)> = Vec::with_capacity(files.len());
         let mut i = 0;
         for (f, meta) in files {
-            while i < rows.len() && rows[i].p < f {
+            while i < rows.rows.len() && rows.path(&rows.rows[i]) < f.as_str() {
                 i += 1;
             }
-            let found = (i < rows.len() && rows[i].p == f).then_some(i);
+            let found = (i < rows.rows.len() && rows.path(&rows.rows[i]) == f).then_some(i);
             pairs.push((f, meta, found));
         }
         let seen: Vec<Seen> = pairs
             .into_par_iter()
             .map(|(p, stat, found)| {
-                let row = found.map(|i| &rows[i]);
+                let row = found.map(|i| &rows.rows[i]);
                 if let Some(r) = row
                     && r.s == Some(stat)
                 {
@@ -679,17 +788,18 @@ impl Store {
             })
             .collect();
 
-        dirty |= seen.len() != rows.len()
+        dirty |= seen.len() != rows.rows.len()
             || seen.iter().any(|s| match s {
                 Seen::Same(_) => false,
                 // A stat still too recent to record changes nothing stored.
-                Seen::Restat(i, s) => rows[*i].s != *s,
+                Seen::Restat(i, s) => rows.rows[*i].s != *s,
                 _ => true,
             });
         if !dirty {
             // Every file as summarized (the warm case): the rows as they are.
             return Ok(rows);
         }
+        let Rows { buf, rows } = rows;
         let mut stored: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
         let out: Vec<Row> = seen
             .into_iter()
@@ -700,6 +810,7 @@ impl Store {
                 Seen::Gone => None,
             })
             .collect();
+        let out = Rows { buf, rows: out };
         if dirty {
             // A cache: failing to keep it costs the next run time, nothing else.
             let _ = write_stored(&dir, &self.prefix, tree, &out);
