@@ -6,6 +6,9 @@
 #   SIZES="1000" benches/suite.sh       # a quick smoke run
 #   SIGN=1 benches/suite.sh             # also: verification of signed records (a second store
 #                                       # generated with --sign), against the unsigned one
+#   STYLES="chg" benches/suite.sh       # only chg's own file layout (default: chg and hand,
+#                                       # files as people write YAML, which chg's fast reader
+#                                       # does not take)
 #
 # Needs hyperfine and GNU time (apt-get install hyperfine time). Stores are generated once
 # into $BENCH_DIR/hist-N-$GEN_FORMAT (deterministic, seed 1) and reused; every transition is measured
@@ -19,12 +22,14 @@ export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
 
 rows=()
 for n in $SIZES; do
+for style in ${STYLES:-chg hand}; do
   store=$BENCH_DIR/hist-$n-$GEN_FORMAT
+  [[ $style == chg ]] || store=$store-$style
   generated=
   if [[ ! -f $store/policy/policy.yaml ]]; then
     rm -rf "$store"
-    echo "generating $n changes with history into $store ..." >&2
-    /usr/bin/time -o "$BENCH_DIR/gen.time" -f '%e %M' "$GEN" --changes "$n" --out "$store" --history >/dev/null 2>&1
+    echo "generating $n changes ($style style) with history into $store ..." >&2
+    /usr/bin/time -o "$BENCH_DIR/gen.time" -f '%e %M' "$GEN" --changes "$n" --out "$store" --history --style "$style" >/dev/null 2>&1
     generated=$(cat "$BENCH_DIR/gen.time")
   fi
   cd "$store"
@@ -38,7 +43,7 @@ for n in $SIZES; do
   echo "== $n changes, $commits commits" >&2
   if [[ -n $generated ]]; then
     read -r secs kb <<<"$generated"
-    rows+=("$n|$commits|generate the store (chg-bench-gen --history)|generate|$secs|$((kb / 1024))")
+    rows+=("$n/$style|$commits|generate the store (chg-bench-gen --history)|generate|$secs|$((kb / 1024))")
   fi
 
   # name, group (what the ratio compares against), command...
@@ -54,7 +59,7 @@ for n in $SIZES; do
     local t; t=$(mean_s "$BENCH_DIR/h.json")
     eval "$prep" >/dev/null 2>&1 || true
     local m; m=$(peak_mb "$@")
-    rows+=("$n|$commits|$name|$group|$t|$m")
+    rows+=("$n/$style|$commits|$name|$group|$t|$m")
     printf '%8s  %-44s %9.4f s %6s MB\n' "$n" "$name" "$t" "$m" >&2
   }
 
@@ -113,6 +118,8 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   measure "git log -- FILE (git's own)" log git log --format=%H -- "$(git ls-files "changes/*/$closed.yaml")"
   measure "chg list --status approved" list "$CHG" list --status approved
   measure "chg validate" validate "$CHG" validate
+  # The floor: reading every change file once.
+  measure "cat every change file (the floor)" validate sh -c "find changes -name '*.yaml' -exec cat {} + > /dev/null"
   measure "chg report" report "$CHG" report
   R=1 WARM=0 measure "chg audit --full" audit "$CHG" audit --full
   R=1 WARM=0 measure "git log --name-status" audit sh -c "git log --name-status > /dev/null"
@@ -142,6 +149,7 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   fi
   cd "$ROOT"
 done
+done
 
 python3 - "$BENCH_DIR/suite.json" "${rows[@]}" <<'PY'
 import json, sys
@@ -149,11 +157,12 @@ out, rows = sys.argv[1], sys.argv[2:]
 table = []
 for r in rows:
     n, commits, name, group, t, m = r.split("|")
-    table.append({"changes": int(n), "commits": int(commits), "command": name, "group": group,
-                  "seconds": float(t), "peak_mb": int(m) if m else None})
-for size in sorted({r["changes"] for r in table}):
-    group = [r for r in table if r["changes"] == size]
-    print(f"\n{size} changes, {group[0]['commits']} commits")
+    size, style = n.split("/")
+    table.append({"changes": int(size), "style": style, "commits": int(commits), "command": name,
+                  "group": group, "seconds": float(t), "peak_mb": int(m) if m else None})
+for size, style in sorted({(r["changes"], r["style"]) for r in table}):
+    group = [r for r in table if r["changes"] == size and r["style"] == style]
+    print(f"\n{size} changes ({style} style), {group[0]['commits']} commits")
     print(f"  {'command':44} {'seconds':>9} {'peak MB':>8} {'ratio':>7}")
     for r in group:
         first = next(x for x in group if x["group"] == r["group"])

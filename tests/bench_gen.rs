@@ -137,3 +137,42 @@ fn the_generator_refuses_a_directory_that_holds_anything() {
         "keep me"
     );
 }
+
+/// The hand-written style (issue 26: chg's fast reader must not be the only one measured)
+/// has the same values as chg's own: it validates and audits clean.
+#[test]
+fn the_hand_style_store_is_hand_written_yaml_that_audits_clean() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let (code, _, err) = run(
+        env!("CARGO_BIN_EXE_chg-bench-gen"),
+        home.path(),
+        home.path(),
+        &[
+            "--changes",
+            "150",
+            "--history",
+            "--style",
+            "hand",
+            "--out",
+            store.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let files = git(&store, home.path(), &["ls-files", "changes"]);
+    let first = files.lines().find(|f| f.ends_with(".yaml")).unwrap();
+    let text = std::fs::read_to_string(store.join(first)).unwrap();
+    assert!(text.starts_with("# Filed by hand"), "{text}");
+    assert!(text.contains("affected_systems: ["), "{text}");
+    assert!(text.contains("rollback_plan: |-\n"), "{text}");
+    assert!(text.contains("title: \""), "{text}");
+    let chg = env!("CARGO_BIN_EXE_chg");
+    let (code, out, err) = run(chg, &store, home.path(), &["validate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(chg, &store, home.path(), &["audit"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("0 exception(s)") || out.contains("0 exception(s)"),
+        "{out}{err}"
+    );
+}

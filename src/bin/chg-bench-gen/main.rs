@@ -1,6 +1,6 @@
 //! Generates a realistic, valid chg store for benchmarks, deterministically from a seed.
 //!
-//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--seed S] [--history]`
+//! `cargo run --release --features bench-tools --bin chg-bench-gen -- --changes 10000 --out DIR [--seed S] [--history] [--style hand]`
 //!
 //! With `--history`, the store is built as the history chg would have made (written straight
 //! into one git pack, see `pack`): one commit per transition (new, schedule, approve, reject, implement, close,
@@ -368,7 +368,12 @@ struct Rendered {
     signature_and_message: String,
 }
 
-fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Result<Rendered> {
+fn render(
+    changes: &[ChangeRequest],
+    e: &Event,
+    policy: &Policy,
+    style: Style,
+) -> anyhow::Result<Rendered> {
     use std::fmt::Write;
     let c = &changes[e.change];
     let all = steps(c);
@@ -404,7 +409,7 @@ fn render(changes: &[ChangeRequest], e: &Event, policy: &Policy) -> anyhow::Resu
         "author {name} <{actor}> {secs} +0000\ncommitter {name} <{actor}> {secs} +0000\n\n{message}"
     )?;
     Ok(Rendered {
-        file: chg::edit::render_new(&state)?.into_bytes(),
+        file: render_file(&state, style)?.into_bytes(),
         year: year.clone(),
         month: month.clone(),
         name: file_name.clone(),
@@ -420,6 +425,7 @@ fn write_history(
     policy: &Policy,
     policy_text: &str,
     signers: Option<&str>,
+    style: Style,
 ) -> anyhow::Result<()> {
     use pack::{Kind, PackWriter, Tree, Written, object_id};
 
@@ -514,7 +520,7 @@ fn write_history(
             for chunk in events_ref.chunks(CHUNK) {
                 let part = chunk
                     .par_iter()
-                    .map(|e| render(changes, e, policy))
+                    .map(|e| render(changes, e, policy, style))
                     .collect();
                 if tx.send(part).is_err() {
                     return;
@@ -587,11 +593,97 @@ struct Args {
     /// Commit the whole history (one commit per transition), not just the final files.
     #[arg(long)]
     history: bool,
+    /// How the files are written: `chg` (as chg writes them) or `hand` (as people write
+    /// YAML by hand: a comment, flow lists `[a, b]`, `|-` blocks, quoted titles), which
+    /// chg's fast reader does not take.
+    #[arg(long, value_enum, default_value_t = Style::Chg)]
+    style: Style,
     /// Turn signed approvals on (SPEC section 9) and sign every approval and rejection
     /// with a generated ed25519 key per person (keys derived from the seed; the allowed
     /// signers go in policy/allowed_signers).
     #[arg(long)]
     sign: bool,
+}
+
+/// How change files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Style {
+    /// As chg writes them.
+    Chg,
+    /// As people write YAML by hand.
+    Hand,
+}
+
+/// A change file as chg renders it, rewritten the way people write YAML by hand, with the
+/// same values: a comment on top, lists of plain values in flow style, one-line texts of
+/// the plans as `|-` blocks (which keep no final newline, so digests are unchanged) and
+/// double-quoted titles.
+fn hand_style(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push_str("# Filed by hand; chg keeps this layout.\n");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let indent = line.len() - line.trim_start().len();
+        // `key:` followed by `- plain` items one level deeper: a flow list.
+        if let Some(key) = line.trim_end().strip_suffix(':')
+            && !key.trim_start().starts_with('-')
+        {
+            let item_indent = indent + 2;
+            let mut items = Vec::new();
+            let mut j = i + 1;
+            while let Some(next) = lines.get(j) {
+                let prefix = " ".repeat(item_indent) + "- ";
+                match next.strip_prefix(&prefix) {
+                    Some(v)
+                        if !v.contains(": ") && !v.contains(['[', ']', ',', '#', '\'', '"']) =>
+                    {
+                        items.push(v)
+                    }
+                    _ => break,
+                }
+                j += 1;
+            }
+            if !items.is_empty()
+                && lines
+                    .get(j)
+                    .is_none_or(|n| !n.starts_with(&(" ".repeat(item_indent) + "  ")))
+            {
+                out.push_str(&format!("{key}: [{}]\n", items.join(", ")));
+                i = j;
+                continue;
+            }
+        }
+        let block = ["implementation_plan: ", "rollback_plan: ", "test_plan: "]
+            .iter()
+            .find_map(|k| line.strip_prefix(k).map(|v| (k, v)));
+        match block {
+            Some((k, v)) if !v.starts_with(['|', '>', '"', '\'']) => {
+                out.push_str(&format!("{}|-\n  {v}\n", k));
+            }
+            _ => match line.strip_prefix("title: ") {
+                Some(v) if !v.contains(['"', '\\']) && !v.starts_with(['|', '>', '\'']) => {
+                    out.push_str(&format!("title: \"{v}\"\n"));
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            },
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Renders a change file in `style`.
+fn render_file(c: &ChangeRequest, style: Style) -> anyhow::Result<String> {
+    let text = chg::edit::render_new(c)?;
+    Ok(match style {
+        Style::Chg => text,
+        Style::Hand => hand_style(&text),
+    })
 }
 
 /// One ed25519 key per role member, derived from the seed.
@@ -713,7 +805,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     let (policy_text, signers) = policy_files(&keys)?;
     if args.history {
-        write_history(out, &changes, &policy, &policy_text, signers.as_deref())?;
+        write_history(
+            out,
+            &changes,
+            &policy,
+            &policy_text,
+            signers.as_deref(),
+            args.style,
+        )?;
     } else {
         std::fs::create_dir_all(out.join(chg::templates::TEMPLATES_DIR))?;
         std::fs::write(out.join("policy/policy.yaml"), &policy_text)?;
@@ -725,7 +824,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             let rel = chg::layout::change_path(c.id.as_ref().unwrap(), c.request_date.unwrap());
             let path = out.join(rel);
             std::fs::create_dir_all(path.parent().unwrap())?;
-            std::fs::write(&path, chg::edit::render_new(c)?)?;
+            std::fs::write(&path, render_file(c, args.style)?)?;
         }
     }
     eprintln!("wrote {n} changes to {}", out.display());
