@@ -16,9 +16,11 @@
 
 pub mod controls;
 pub mod export;
+pub mod feed;
 pub mod governance;
 pub mod index;
 pub mod reconcile;
+pub mod witness;
 
 use std::collections::HashMap;
 use std::sync::Arc;
