@@ -269,6 +269,21 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             }
         };
     s.push_str("\napprovals:\n");
+    // The approval deadline (SPEC section 13), from submission as verified history knows it.
+    if !chg::rules::missing_roles(c, policy).is_empty() {
+        let now = ui.now()?;
+        let ids = [c.id_text()];
+        let prov = chg::standing::provenances(store, &ids, now)?
+            .remove(&ids[0])
+            .unwrap_or_default();
+        if let Some(due) = chg::query::overdue_since(c, policy, &prov, now) {
+            s.push_str(&format!(
+                "  OVERDUE: approval was due at {} ({})\n",
+                when(due),
+                super::ago(due, now)
+            ));
+        }
+    }
     if required.is_empty() && policy.is_preapproved(c) {
         s.push_str("  pre-approved (standard change)\n");
     }

@@ -816,3 +816,44 @@ fn audit_witness_names_the_commits_a_force_push_dropped() {
             .code(2);
     assert!(out.stderr.contains("witness.txt:1"), "{}", out.stderr);
 }
+
+#[test]
+fn show_cab_and_report_mark_approvals_against_their_timeout() {
+    let mut s = Store::new();
+    let late = file_high(&s);
+    let fast = file_high(&s);
+    approve_all(&s, &fast);
+    // 25 hours later: the high-priority approval (24h) of `late` is overdue.
+    s.at("2025-03-11T11:00:00Z");
+    let show = s.chg("alice@example.com", &["show", &late, "--utc"]).ok();
+    assert!(
+        show.stdout
+            .contains("OVERDUE: approval was due at 2025-03-11T10:00:00Z"),
+        "{}",
+        show.stdout
+    );
+    let show = s.chg("alice@example.com", &["show", &fast]).ok();
+    assert!(!show.stdout.contains("OVERDUE"), "{}", show.stdout);
+    let cab = s.chg("alice@example.com", &["cab", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&cab.stdout).unwrap();
+    let item = &v["agenda"][0]["changes"][0];
+    assert_eq!(item["id"], late.as_str());
+    assert_eq!(item["overdue_since"], "2025-03-11T10:00:00Z");
+    let cab = s.chg("alice@example.com", &["cab"]).ok();
+    assert!(cab.stdout.contains("OVERDUE since"), "{}", cab.stdout);
+    // The approved one took no time: 1 of 1 within the 24h timeout.
+    let report = s
+        .chg("alice@example.com", &["report", "--format", "json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let high = v["approval_time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["group"] == "high")
+        .unwrap();
+    assert_eq!(high["timeout_hours"], 24.0);
+    assert_eq!(high["within_timeout"], 1.0);
+    let text = s.chg("alice@example.com", &["report"]).ok();
+    assert!(text.stdout.contains("100% of 24h"), "{}", text.stdout);
+}
