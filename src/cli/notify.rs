@@ -32,6 +32,11 @@ pub struct NotifyArgs {
     /// Retry failed deliveries now, without waiting for their pause to end.
     #[arg(long)]
     retry_now: bool,
+    /// Leave out transitions older than this (30m, 24h, 7d; `0` for no limit), so that a
+    /// first run, or a run whose .git/chg/notify/ was lost (an evicted CI cache), does not
+    /// replay the past. Clock events and deliveries already queued are not affected.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    max_age: String,
     #[command(flatten)]
     json: super::json::JsonArgs,
 }
@@ -54,7 +59,17 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
             "chg notify: the policy has no notifications section; nothing to derive (README, \"Notifications\")"
         );
     }
+    let max_age = match a.max_age.trim() {
+        "0" => None,
+        text => {
+            let d: chg::model::Duration = text
+                .parse()
+                .map_err(|e: String| Error::Usage(format!("--max-age: {e}")))?;
+            Some(d.to_signed())
+        }
+    };
     let opts = notify::Options {
+        max_age,
         dry_run: a.dry_run,
         base_url: a.base_url.map(|b| b.trim_end_matches('/').to_owned()),
         retry_now: a.retry_now,

@@ -240,13 +240,15 @@ pub fn link(base: Option<&str>, id: &str) -> Option<String> {
     base.map(|b| format!("{}/changes/{id}", b.trim_end_matches('/')))
 }
 
-/// Derives the events since `cursor` (every transition, on a first run) and the clock's.
+/// Derives the events since `cursor` (every transition, on a first run) and the clock's;
+/// transitions dated before `oldest` are left out (a lost outbox never floods anyone).
 pub fn derive(
     store: &Store,
     policy: &Policy,
     now: Timestamp,
     cursor: Option<&str>,
     base: Option<&str>,
+    oldest: Option<Timestamp>,
 ) -> Result<Derived> {
     let (tip, logs) = crate::audit::feed::all_histories(store, now)?;
     let Some(tip) = tip else {
@@ -300,7 +302,9 @@ pub fn derive(
         events: Vec::new(),
     };
     for (i, e) in all.iter().enumerate() {
-        if fresh.as_ref().is_some_and(|f| !f.contains(&e.commit)) {
+        if fresh.as_ref().is_some_and(|f| !f.contains(&e.commit))
+            || oldest.is_some_and(|o| e.when < o)
+        {
             continue;
         }
         let before = all[..i].iter().rev().find(|b| b.id == e.id).copied();

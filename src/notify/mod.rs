@@ -109,6 +109,10 @@ pub struct Options {
     pub retry_now: bool,
     /// How long to wait for another run holding the notify lock.
     pub lock_wait: Duration,
+    /// Transitions older than this (by commit time) are not notified: a first run, or a run
+    /// whose outbox was lost (a CI cache evicted), does not replay the store's past.
+    /// Deliveries already queued are not affected.
+    pub max_age: Option<jiff::SignedDuration>,
 }
 
 impl Default for Options {
@@ -118,6 +122,7 @@ impl Default for Options {
             base_url: None,
             retry_now: false,
             lock_wait: Duration::from_secs(30),
+            max_age: Some(jiff::SignedDuration::from_hours(7 * 24)),
         }
     }
 }
@@ -207,7 +212,8 @@ pub fn run(
         .base_url
         .clone()
         .or_else(|| policy.notifications.as_ref()?.base_url.clone());
-    let derived = events::derive(store, policy, now, book.cursor(), base.as_deref())?;
+    let oldest = opts.max_age.and_then(|a| now.checked_sub(a).ok());
+    let derived = events::derive(store, policy, now, book.cursor(), base.as_deref(), oldest)?;
     let mut report = Report {
         dry_run: opts.dry_run,
         head: derived.head.clone(),

@@ -857,3 +857,59 @@ fn show_cab_and_report_mark_approvals_against_their_timeout() {
     let text = s.chg("alice@example.com", &["report"]).ok();
     assert!(text.stdout.contains("100% of 24h"), "{}", text.stdout);
 }
+
+#[test]
+fn a_transition_made_by_hand_is_notified_with_the_audit_exception() {
+    let w = World::new();
+    let id = file_high(&w.s);
+    w.notify(&[]).ok();
+    // Someone with push access approves by editing the file and committing with plain git.
+    w.s.rewrite(&id, |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    w.s.git(&["commit", "-qam", "approve by hand"]);
+    w.notify(&[]).ok();
+    let chat = w.http.at("/slack");
+    assert_eq!(chat.len(), 2, "{chat:?}");
+    let last = &chat[1].body;
+    assert!(last.contains("was approved by alice@example.com"), "{last}");
+    assert!(last.contains("audit exceptions"), "{last}");
+    // The requester is told too (decided), once.
+    assert_eq!(w.smtp.to("alice@example.com").len(), 1);
+}
+
+#[test]
+fn a_first_run_does_not_replay_old_transitions() {
+    let mut w = World::new();
+    let id = file_high(&w.s);
+    // First run eight days later: the filing is older than --max-age (7d); the overdue
+    // approval is the clock's, and is sent.
+    w.s.at("2025-03-18T10:00:00Z");
+    let out = w.notify(&["--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["overdue", "overdue"], "{v}");
+    assert!(
+        w.http
+            .at("/slack")
+            .iter()
+            .all(|r| !r.body.contains("awaits approval"))
+    );
+    // With no limit, the filing is sent too.
+    let w2 = World::new();
+    file_high(&w2.s);
+    let mut s2 = w2;
+    s2.s.at("2025-03-18T10:00:00Z");
+    let out = s2.notify(&["--max-age", "0", "--dry-run"]).ok();
+    assert!(
+        out.stdout.contains(&format!("{id}.awaiting_approval")),
+        "{}",
+        out.stdout
+    );
+    s2.notify(&["--max-age", "soon"]).code(2);
+}
