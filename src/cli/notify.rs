@@ -81,6 +81,7 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
     } else {
         let mut s = String::new();
         let verb = if report.dry_run { "would send" } else { "sent" };
+        let counted = if report.dry_run { "to send" } else { "sent" };
         for m in &report.sent {
             let to = if m.to.is_empty() {
                 String::new()
@@ -111,14 +112,14 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
         }
         for w in &report.waiting {
             eprintln!(
-                "chg: note: delivery through channel {} waits for its retry at {} (last error: {})",
+                "chg: note: delivery through channel {} waits for its retry at {} (last error: {}); `chg notify --retry-now` tries it now",
                 w.message.channel,
                 chg::model::format_timestamp(w.next_attempt),
                 chg::text::one_line(&w.error)
             );
         }
         eprintln!(
-            "chg notify: {} new event(s), {} message(s) {verb}, {} failed, {} waiting",
+            "chg notify: {} new event(s), {} message(s) {counted}, {} failed, {} waiting",
             report.events.len(),
             report.sent.len(),
             report.failed.len(),

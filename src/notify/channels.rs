@@ -363,3 +363,55 @@ fn send_mail(
         .map(|_| ())
         .map_err(|e| format!("SMTP: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Duration as D;
+
+    fn channel(kind: ChannelKind) -> Channel {
+        Channel {
+            name: "c".into(),
+            kind,
+            url_env: "X".into(),
+            secret_env: None,
+            from: None,
+            timeout: D::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_for_their_kind_and_plain_text_stays_on_this_machine() {
+        let slack = channel(ChannelKind::Slack);
+        assert!(check_url(&slack, "https://hooks.slack.com/services/T/B/X").is_ok());
+        assert!(check_url(&slack, "http://127.0.0.1:9/x").is_ok());
+        assert!(check_url(&slack, "http://[::1]:9/x").is_ok());
+        let why = check_url(&slack, "http://hooks.example.com/T/B/secret").unwrap_err();
+        assert!(!why.contains("secret"), "{why}");
+        assert!(check_url(&slack, "smtp://mail.example.com").is_err());
+        assert!(check_url(&slack, "not a url").is_err());
+        let mail = channel(ChannelKind::Email);
+        assert!(check_url(&mail, "smtps://u:p@mail.example.com").is_ok());
+        assert!(check_url(&mail, "https://mail.example.com").is_err());
+        assert!(!local("mail.example.com") && local("localhost") && local("127.0.0.1"));
+    }
+
+    #[test]
+    fn signatures_follow_standard_webhooks() {
+        // The example of the Standard Webhooks specification.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
+        let body = br#"{"test": 2432232314}"#;
+        let sig = sign(&[secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).unwrap();
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert!(secret_key("hunter2").is_err());
+        assert!(secret_key("whsec_c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn chat_text_cannot_ping_everyone_or_forge_links() {
+        assert_eq!(
+            slack_escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
+    }
+}
