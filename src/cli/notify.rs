@@ -110,6 +110,13 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
                 chg::model::format_timestamp(f.next_attempt)
             );
         }
+        for d in &report.discarded {
+            eprintln!(
+                "chg: warning: delivery of {} given up: {} (recorded in .git/chg/notify/delivered.jsonl)",
+                d.message.events.join(", "),
+                chg::text::one_line(&d.error)
+            );
+        }
         for w in &report.waiting {
             eprintln!(
                 "chg: note: delivery through channel {} waits for its retry at {} (last error: {}); `chg notify --retry-now` tries it now",

@@ -167,6 +167,9 @@ pub struct Report {
     pub failed: Vec<Failure>,
     /// Messages still waiting for their next attempt (a failure's pause not over).
     pub waiting: Vec<Failure>,
+    /// Messages given up because the policy at HEAD no longer defines their channel (a
+    /// governed decision; recorded in the delivery log with the reason).
+    pub discarded: Vec<Failure>,
     /// Nothing was sent or written.
     pub dry_run: bool,
     /// The commit the run read the history up to.
@@ -258,10 +261,20 @@ pub fn run(
     for batch in book.due(now, opts.retry_now) {
         let message = batch.message();
         let outcome = match channels_of(&message.channel) {
-            None => Err(format!(
-                "the policy at HEAD no longer defines channel `{}`",
-                message.channel
-            )),
+            None => {
+                let why = format!(
+                    "the policy at HEAD no longer defines channel `{}`",
+                    message.channel
+                );
+                book.discarded(&batch, now, &why)?;
+                report.discarded.push(Failure {
+                    message,
+                    error: why,
+                    attempts: 0,
+                    next_attempt: now,
+                });
+                continue;
+            }
             Some(ch) => {
                 let endpoint = endpoints.0.get(&ch.name).cloned().unwrap_or_default();
                 channels::send(&ch, &endpoint, &message.to, &batch.events(), now)

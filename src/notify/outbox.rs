@@ -104,6 +104,9 @@ struct Logged {
     to: String,
     commit: String,
     at: Timestamp,
+    /// Why the delivery was given up instead of delivered (its channel left the policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    discarded: Option<String>,
 }
 
 /// The outbox, the log and the cursor, read at the start of a run.
@@ -266,6 +269,15 @@ impl Book {
 
     /// Records `batch` as delivered: appended to the log and fsynced before returning.
     pub fn delivered(&mut self, batch: &Batch, now: Timestamp) -> Result<()> {
+        self.record(batch, now, None)
+    }
+
+    /// Records `batch` as given up, with why: logged like a delivery (never attempted again).
+    pub fn discarded(&mut self, batch: &Batch, now: Timestamp, why: &str) -> Result<()> {
+        self.record(batch, now, Some(why))
+    }
+
+    fn record(&mut self, batch: &Batch, now: Timestamp, discarded: Option<&str>) -> Result<()> {
         let path = self.dir.join("delivered.jsonl");
         let mut text = String::new();
         for d in &batch.deliveries {
@@ -276,6 +288,7 @@ impl Book {
                 to: d.to.clone(),
                 commit: d.event.commit.clone(),
                 at: now,
+                discarded: discarded.map(str::to_owned),
             };
             text.push_str(
                 &serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?,

@@ -913,3 +913,33 @@ fn a_first_run_does_not_replay_old_transitions() {
     );
     s2.notify(&["--max-age", "soon"]).code(2);
 }
+
+#[test]
+fn a_delivery_whose_channel_left_the_policy_is_given_up_loudly_not_retried_forever() {
+    let w = World::new();
+    file_high(&w.s);
+    w.http.set(FAIL);
+    w.notify(&[]).code(1);
+    // The policy drops the chat channel (and its routes): the queued chat message is given
+    // up with a warning, once; the run succeeds.
+    w.s.edit_policy("no chat", |p| {
+        p.replace(
+            "    - {name: chat, kind: slack, url_env: CHG_SLACK_WEBHOOK, timeout: 2s}\n",
+            "",
+        )
+        .replace("[mail, chat]", "[mail]")
+        .replace("[chat, mail]", "[mail]")
+        .replace("[chat, events, teams]", "[events, teams]")
+    });
+    w.http.set(OK);
+    let out = w.notify(&["--retry-now"]).ok();
+    assert!(
+        out.stderr
+            .contains("given up: the policy at HEAD no longer defines channel `chat`"),
+        "{}",
+        out.stderr
+    );
+    let out = w.notify(&["--retry-now"]).ok();
+    assert!(!out.stderr.contains("given up"), "{}", out.stderr);
+    assert!(w.http.at("/slack").is_empty());
+}
