@@ -943,3 +943,36 @@ fn a_delivery_whose_channel_left_the_policy_is_given_up_loudly_not_retried_forev
     assert!(!out.stderr.contains("given up"), "{}", out.stderr);
     assert!(w.http.at("/slack").is_empty());
 }
+
+#[test]
+fn a_run_killed_by_sigkill_while_a_receiver_hangs_delivers_once_on_the_next_run() {
+    let w = World::new();
+    file_high(&w.s);
+    w.http.set(HANG);
+    let mut cmd =
+        w.s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "ops@example.com");
+    cmd.arg("notify");
+    for (k, v) in w.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    w.http.set(OK);
+    w.notify(&[]).ok();
+    w.notify(&[]).ok();
+    assert_eq!(w.http.at("/slack").len(), 1);
+    for who in [
+        "sec1@example.com",
+        "sec2@example.com",
+        "em@example.com",
+        "cm@example.com",
+    ] {
+        assert_eq!(w.smtp.to(who).len(), 1, "{who}");
+    }
+}
