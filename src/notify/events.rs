@@ -301,13 +301,20 @@ pub fn derive(
         head: Some(tip.clone()),
         events: Vec::new(),
     };
-    for (i, e) in all.iter().enumerate() {
+    for e in &all {
         if fresh.as_ref().is_some_and(|f| !f.contains(&e.commit))
             || oldest.is_some_and(|o| e.when < o)
         {
             continue;
         }
-        let before = all[..i].iter().rev().find(|b| b.id == e.id).copied();
+        // The change's step before this one (for a hand-made commit, whose status before
+        // is read from the file): from its own history, not a scan of everything.
+        let before = if e.by_chg {
+            None
+        } else {
+            logs.get(&e.id)
+                .and_then(|list| list.iter().rev().find(|b| b.seq < e.seq))
+        };
         let Some((from, to)) = statuses(repo, e, before) else {
             continue;
         };
