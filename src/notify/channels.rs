@@ -132,6 +132,69 @@ pub fn slack_body(event: &Event) -> serde_json::Value {
     serde_json::json!({"text": text, "blocks": blocks})
 }
 
+/// Text for an Adaptive Card: one line, and no markdown link a title could forge (a zero
+/// width space between `]` and `(`).
+fn teams_text(s: &str) -> String {
+    crate::text::one_line(s).replace("](", "]\u{200B}(")
+}
+
+/// A Slack message for `events`: the event's own message for one, a digest (one section per
+/// event, each linking to its change) for several.
+pub fn slack_message(events: &[Event]) -> serde_json::Value {
+    if let [one] = events {
+        return slack_body(one);
+    }
+    let text = format!("{} updates on changes", events.len());
+    let mut blocks = vec![serde_json::json!({
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": format!("*{text}*")},
+    })];
+    for e in events {
+        let line = slack_escape(&e.headline());
+        let line = match &e.url {
+            // The URL is base_url (checked) and a change id: nothing to escape.
+            Some(u) => format!("<{u}|{}> {line}", e.change),
+            None => line,
+        };
+        blocks
+            .push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
+    }
+    serde_json::json!({"text": text, "blocks": blocks})
+}
+
+/// A Teams message for `events`: one card, one block per event for several.
+pub fn teams_message(events: &[Event]) -> serde_json::Value {
+    if let [one] = events {
+        return teams_body(one);
+    }
+    let mut body = vec![serde_json::json!({
+        "type": "TextBlock",
+        "text": format!("{} updates on changes", events.len()),
+        "wrap": true,
+        "weight": "Bolder",
+    })];
+    for e in events {
+        let mut line = teams_text(&e.headline());
+        if let Some(u) = &e.url {
+            line.push_str(&format!(" [{}]({u})", e.change));
+        }
+        body.push(serde_json::json!({"type": "TextBlock", "text": line, "wrap": true}));
+    }
+    serde_json::json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
+}
+
 /// A Teams Workflows message: one Adaptive Card for `event`.
 pub fn teams_body(event: &Event) -> serde_json::Value {
     let mut facts = vec![
@@ -149,7 +212,7 @@ pub fn teams_body(event: &Event) -> serde_json::Value {
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": crate::text::one_line(&event.headline()), "wrap": true, "weight": "Bolder"},
+            {"type": "TextBlock", "text": teams_text(&event.headline()), "wrap": true, "weight": "Bolder"},
             {"type": "FactSet", "facts": facts},
         ],
     });
@@ -208,8 +271,8 @@ pub fn send(
     let timeout = Duration::from_secs(u64::try_from(channel.timeout.as_secs()).unwrap_or(10));
     let result = match channel.kind {
         ChannelKind::Email => send_mail(channel, &url, to, events, timeout),
-        ChannelKind::Slack => post(&url, &[], &slack_body(&events[0]), timeout),
-        ChannelKind::Teams => post(&url, &[], &teams_body(&events[0]), timeout),
+        ChannelKind::Slack => post(&url, &[], &slack_message(events), timeout),
+        ChannelKind::Teams => post(&url, &[], &teams_message(events), timeout),
         ChannelKind::Webhook => {
             if endpoint.secrets.is_empty() {
                 return Err(format!(
@@ -413,5 +476,6 @@ mod tests {
             slack_escape("<!channel> & <http://x|y>"),
             "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
         );
+        assert!(!teams_text("[approve here](https://evil.example)").contains("]("));
     }
 }

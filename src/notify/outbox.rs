@@ -109,6 +109,11 @@ struct Logged {
     discarded: Option<String>,
 }
 
+/// A run posts at most this many chat messages to one channel one by one; more become digests.
+pub const CHAT_SINGLE: usize = 5;
+/// Events in one chat digest (Slack allows 50 blocks a message).
+pub const CHAT_DIGEST: usize = 20;
+
 /// The outbox, the log and the cursor, read at the start of a run.
 #[derive(Debug)]
 pub struct Book {
@@ -226,6 +231,7 @@ impl Book {
 
     fn batches(&self, keep: impl Fn(&Delivery) -> bool) -> Vec<Batch> {
         let mut digests: BTreeMap<(String, String), Batch> = BTreeMap::new();
+        let mut chats: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
         let mut out = Vec::new();
         for d in self.outbox.iter().filter(|d| keep(d)) {
             if d.kind == ChannelKind::Email.as_str() {
@@ -236,10 +242,26 @@ impl Book {
                     })
                     .deliveries
                     .push(d.clone());
-            } else {
+            } else if d.kind == ChannelKind::Webhook.as_str() {
+                // One request per event: receivers de-duplicate and verify event by event.
                 out.push(Batch {
                     deliveries: vec![d.clone()],
                 });
+            } else {
+                chats.entry(d.channel.clone()).or_default().push(d.clone());
+            }
+        }
+        // Chat: one message per event, unless a run has more than a few for one channel
+        // (a first run, a receiver back after a day down): then digests, never a flood.
+        for list in chats.into_values() {
+            if list.len() <= CHAT_SINGLE {
+                out.extend(list.into_iter().map(|d| Batch {
+                    deliveries: vec![d],
+                }));
+            } else {
+                out.extend(list.chunks(CHAT_DIGEST).map(|c| Batch {
+                    deliveries: c.to_vec(),
+                }));
             }
         }
         out.extend(digests.into_values());

@@ -976,3 +976,29 @@ fn a_run_killed_by_sigkill_while_a_receiver_hangs_delivers_once_on_the_next_run(
         assert_eq!(w.smtp.to(who).len(), 1, "{who}");
     }
 }
+
+#[test]
+fn many_events_in_one_run_reach_chat_as_digests_not_a_flood() {
+    let w = World::new();
+    let ids: Vec<String> = (0..7).map(|_| file_high(&w.s)).collect();
+    w.notify(&[]).ok();
+    let chat = w.http.at("/slack");
+    assert_eq!(chat.len(), 1, "{chat:?}");
+    let msg = chat[0].json();
+    assert_eq!(msg["text"], "7 updates on changes");
+    for id in &ids {
+        assert!(
+            chat[0]
+                .body
+                .contains(&format!("https://chg.example.com/changes/{id}|{id}")),
+            "{}",
+            chat[0].body
+        );
+    }
+    // Mail: still one digest per person.
+    assert_eq!(w.smtp.to("em@example.com").len(), 1);
+    // A few events: one message each.
+    file_high(&w.s);
+    w.notify(&[]).ok();
+    assert_eq!(w.http.at("/slack").len(), 2);
+}
