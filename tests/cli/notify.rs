@@ -834,6 +834,11 @@ fn show_cab_and_report_mark_approvals_against_their_timeout() {
     );
     let show = s.chg("alice@example.com", &["show", &fast]).ok();
     assert!(!show.stdout.contains("OVERDUE"), "{}", show.stdout);
+    let json = s.chg("alice@example.com", &["show", &late, "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["overdue_since"], "2025-03-11T10:00:00Z");
+    let json = s.chg("alice@example.com", &["show", &fast, "--json"]).ok();
+    assert!(!json.stdout.contains("overdue_since"), "{}", json.stdout);
     let cab = s.chg("alice@example.com", &["cab", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&cab.stdout).unwrap();
     let item = &v["agenda"][0]["changes"][0];
