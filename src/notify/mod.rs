@@ -183,7 +183,8 @@ impl Report {
     }
 }
 
-/// Runs notifications once: derives the events since the last run and the clock's, queues
+/// Runs notifications once (refused while an unauthorized policy is at HEAD): derives the
+/// events since the last run and the clock's, queues
 /// their deliveries durably, sends what is due, and records what was delivered. `policy` is
 /// the policy at HEAD; without `notifications` nothing is derived or sent, but deliveries
 /// already queued are still attempted.
@@ -194,6 +195,9 @@ pub fn run(
     endpoints: &Endpoints,
     opts: &Options,
 ) -> Result<Report> {
+    // A policy slipped in under governance decides nothing, its routes included: a run
+    // refuses, loudly (exit 1 naming the commit), as every command that applies it does.
+    store.ensure_authorized_policy()?;
     let dir = outbox::dir(store);
     let _lock = if opts.dry_run {
         None

@@ -1007,3 +1007,25 @@ fn many_events_in_one_run_reach_chat_as_digests_not_a_flood() {
     w.notify(&[]).ok();
     assert_eq!(w.http.at("/slack").len(), 2);
 }
+
+#[test]
+fn routes_slipped_into_a_governed_policy_are_refused_not_followed() {
+    let w = World::new();
+    // Governance adopted (allowed while the policy has none), then a plain commit that
+    // stops the approvers' mail.
+    w.s.edit_policy("govern", |p| {
+        format!("{p}governance:\n  roles: [security-team-lead]\n")
+    });
+    w.notify(&[]).ok();
+    w.s.edit_policy("quietly drop the approvers' mail", |p| {
+        p.replace("awaiting_approval: [mail, chat]", "awaiting_approval: []")
+    });
+    let out = w.notify(&[]).code(1);
+    assert!(
+        out.stderr
+            .contains("changed the policy without `chg policy apply`"),
+        "{}",
+        out.stderr
+    );
+    assert!(w.smtp.got().is_empty() && w.http.got().is_empty());
+}
