@@ -21,6 +21,7 @@
 //! - [`signing`]: signed records: statements, allowed signers, verdicts.
 //! - [`standing`]: what verified history says about a change (gate, implement, validate).
 //! - [`governance`]: whether each policy change was authorized, merges included.
+//! - [`notify`]: notifications and approval deadlines: events from verified history, outbox, channels.
 //! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod git;
 pub mod governance;
 pub mod layout;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod policy_source;
 pub mod query;

@@ -18,6 +18,8 @@ use crate::model::{
 };
 use crate::yaml::Pos;
 
+pub mod notifications;
+
 /// Where the policy lives in a store.
 pub const POLICY_PATH: &str = "policy/policy.yaml";
 
@@ -191,6 +193,8 @@ pub struct Policy {
     /// Roles whose approval every change under `policy/` needs (SPEC section 10); `None`
     /// when the policy is not governed (policy changes are notes, as before).
     pub governance: Option<Vec<String>>,
+    /// Notifications and approval deadlines (SPEC section 13), when configured.
+    pub notifications: Option<crate::policy::notifications::Notifications>,
     /// This policy with the questionnaire made optional, made once when first asked for
     /// ([`Policy::for_intake`]).
     lenient: Lenient,
@@ -414,6 +418,8 @@ struct RawPolicy {
     governance: Option<Spanned<RawGovernance>>,
     #[serde(default)]
     risk: Option<Spanned<RawRisk>>,
+    #[serde(default)]
+    notifications: Option<Spanned<crate::policy::notifications::RawNotifications>>,
 }
 
 #[derive(Deserialize)]
@@ -972,6 +978,10 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         .as_ref()
         .map(|list| c.known_roles("emergency.declared_by", list, &roles));
     let risk = raw.risk.as_ref().map(|r| c.risk(r));
+    let notifications = raw
+        .notifications
+        .as_ref()
+        .map(|n| crate::policy::notifications::check(n, &roles, pos, |p, m| c.err(p, m)));
     let a = &raw.approvals;
     let emergency_approvals = c.approval_rule("emergency", &a.emergency, false, &roles);
     let mut approvals = BTreeMap::new();
@@ -1028,6 +1038,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         conflicts: raw.conflicts,
         signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
         governance,
+        notifications,
         lenient: Lenient::default(),
         risk,
         templates: BTreeMap::new(),

@@ -90,6 +90,12 @@ pub struct Times {
     pub target_hours: Option<f64>,
     /// Whether the average is within the target.
     pub met: Option<bool>,
+    /// Approval times: the policy's approval timeout for the priority (SPEC section 13), hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_hours: Option<f64>,
+    /// Approval times: the share of the changes measured that were approved within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_timeout: Option<f64>,
 }
 
 /// Closed changes of one week by outcome.
@@ -188,6 +194,8 @@ fn times(group: &str, mut v: Vec<f64>, target: Option<f64>) -> Times {
         median_hours: median,
         target_hours: target,
         met: average.zip(target).map(|(a, t)| a <= t),
+        timeout_hours: None,
+        within_timeout: None,
     }
 }
 
@@ -304,11 +312,17 @@ pub fn build(
                 Priority::Medium => t.approval_time_medium,
                 Priority::Low => t.approval_time_low,
             };
-            times(
-                p.as_str(),
-                approval.get(p).cloned().unwrap_or_default(),
-                target_hours(target),
-            )
+            let measured = approval.get(p).cloned().unwrap_or_default();
+            let timeout = target_hours(policy.approvals.get(p).and_then(|r| r.timeout));
+            let within = timeout.and_then(|limit| {
+                let n = measured.iter().filter(|h| **h <= limit).count();
+                (!measured.is_empty()).then(|| n as f64 / measured.len() as f64)
+            });
+            Times {
+                timeout_hours: timeout,
+                within_timeout: within,
+                ..times(p.as_str(), measured, target_hours(target))
+            }
         })
         .collect();
     let closed: usize = outcomes.values().sum();

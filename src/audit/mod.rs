@@ -20,10 +20,12 @@ pub mod controls;
 mod diff;
 pub mod export;
 mod facts;
+pub mod feed;
 pub mod governance;
 pub mod index;
 mod merges;
 pub mod reconcile;
+pub mod witness;
 
 pub use auditor::Auditor;
 use auditor::{Item, step_records};

@@ -39,6 +39,11 @@ pub struct AuditArgs {
     /// Leave out notes (hand-made drafts and edits, policy changes); show exceptions only.
     #[arg(long)]
     exceptions_only: bool,
+    /// Commits that receivers of chg's events witnessed (one id a line, as a webhook
+    /// receiver logs events' `commit`; JSON events are read too): each one no longer in the
+    /// history is an exception `history-truncated`.
+    #[arg(long, value_name = "FILE")]
+    witness: Option<PathBuf>,
     #[command(flatten)]
     json: super::json::JsonArgs,
 }
@@ -126,7 +131,24 @@ pub fn run(ui: &Ui, store: &Store, a: AuditArgs) -> CmdResult {
         full: a.full,
         now: ui.now()?,
     };
+    // The witness file is read first: wrong input stops the command before any work.
+    let witnessed = match &a.witness {
+        Some(path) => {
+            let bytes = chg::decode::read_limited(path, DEPLOYMENTS_LIMIT)
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display())))?;
+            let name = path.display().to_string();
+            Some((audit::witness::parse(&name, &text)?, name))
+        }
+        None => None,
+    };
     let mut report = audit::run(store, &opts)?;
+    if let Some((list, name)) = &witnessed {
+        report
+            .findings
+            .extend(audit::witness::check(store.repo(), name, list, opts.now)?);
+    }
     if report.repaired {
         eprintln!(
             "chg: note: the audit index in .git/chg/audit did not verify (emptied, garbled or cut short); it was rebuilt from the history"

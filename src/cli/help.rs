@@ -106,7 +106,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "audit",
-        "chg audit\nchg audit --since 2026-01-01 --exceptions-only --format csv\nchg audit export --period 2026 --out evidence-2026/",
+        "chg audit\nchg audit --since 2026-01-01 --exceptions-only --format csv\nchg audit --witness received-commits.txt   # commits your event receivers logged\nchg audit export --period 2026 --out evidence-2026/",
+    ),
+    (
+        "notify",
+        "chg notify                    # send what the history and the clock call for, once each\nchg notify --dry-run --base-url https://chg.example.com\nCHG_SMTP_URL=smtps://chg:$PASS@mail.example.com chg notify --json",
     ),
     (
         "audit export",
@@ -188,6 +192,9 @@ The editor of \fBchg edit\fR.
 .TP
 NO_COLOR, CLICOLOR_FORCE
 Turn colour off, or on when not at a terminal; \fB\-\-color\fR wins.
+.TP
+the variables the policy's notifications.channels name (url_env, secret_env)
+Where \fBchg notify\fR delivers: webhook URLs, smtp:// or smtps:// URLs with credentials, whsec_ signing secrets. Never written in the policy, never printed.
 .SH FILES
 .TP
 policy/policy.yaml
@@ -203,7 +210,7 @@ changes/YYYY/MM/ID.yaml
 One change request each.
 .TP
 \&.git/chg/
-The store lock, the audit index, kept signature proofs and the policy standing; never committed.
+The store lock, the audit index, kept signature proofs, the policy standing, and the notifications outbox and delivery log (notify/); never committed.
 .SH EXAMPLES
 .nf
 chg new \-\-template rotate\-tls\-certificate \-\-title "Renew the edge certificate" \-\-system edge\-proxy

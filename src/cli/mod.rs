@@ -12,6 +12,7 @@ mod help;
 mod json;
 mod misc;
 mod new;
+mod notify;
 mod pager;
 mod plan;
 mod policy;
@@ -108,6 +109,7 @@ enum Command {
     Cab(plan::CabArgs),
     Report(report::ReportArgs),
     Audit(audit::AuditArgs),
+    Notify(notify::NotifyArgs),
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
@@ -268,6 +270,10 @@ fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> 
             report::run(ui, store, &policy, a)
         }
         Command::Audit(a) => audit::run(ui, find()?, a),
+        Command::Notify(a) => {
+            let (store, policy) = open()?;
+            notify::run(ui, store, &policy, a)
+        }
     }
 }
 

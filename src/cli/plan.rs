@@ -195,6 +195,17 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     super::warn_unreadable(agenda.unreadable, "on the agenda");
     let preapproved = agenda.preapproved;
     let times = super::Times::new(a.utc);
+    // Approvals past their timeout (SPEC section 13), marked in the AWAITING column.
+    let ids: Vec<String> = agenda
+        .groups
+        .iter()
+        .flat_map(|(_, list)| list.iter().map(|i| i.change.id_text()))
+        .collect();
+    let known = chg::standing::provenances(store, &ids, now)?;
+    let overdue = |c: &chg::model::ChangeRequest| {
+        let prov = known.get(&c.id_text()).cloned().unwrap_or_default();
+        chg::query::overdue_since(c, policy, &prov, now)
+    };
     let row = |item: &AgendaItem| -> Vec<String> {
         let c = &item.change;
         let window = c
@@ -221,7 +232,14 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
             } else {
                 clashes.join("; ")
             },
-            item.awaiting.join(", "),
+            match overdue(c) {
+                Some(due) => format!(
+                    "{} (OVERDUE since {})",
+                    item.awaiting.join(", "),
+                    times.at(due)
+                ),
+                None => item.awaiting.join(", "),
+            },
         ]
     };
     let header = [
@@ -251,7 +269,7 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                     .map(|item| {
                         let c = &item.change;
                         let cells = row(item);
-                        serde_json::json!({
+                        let mut v = serde_json::json!({
                             "id": c.id_text(),
                             "title": c.title,
                             "risk_level": c.risk_level,
@@ -259,7 +277,11 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                             "schedule": c.schedule,
                             "conflicts": cells[5],
                             "awaiting": item.awaiting,
-                        })
+                        });
+                        if let Some(due) = overdue(c) {
+                            v["overdue_since"] = serde_json::json!(due);
+                        }
+                        v
                     })
                     .collect();
                 serde_json::json!({"priority": p.as_str(), "changes": changes})

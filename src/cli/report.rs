@@ -158,6 +158,7 @@ fn tables(r: &Report, period: &str, to: Target) -> String {
         "MEDIAN",
         "TARGET",
         "",
+        "WITHIN TIMEOUT",
     ]);
     for a in r
         .approval_time
@@ -177,6 +178,7 @@ fn tables(r: &Report, period: &str, to: Target) -> String {
             a.target_hours
                 .map_or_else(|| "-".into(), |h| format!("<= {h:.1}h")),
             verdict(a.met).to_owned(),
+            within(a),
         ]);
     }
     s.push_str(&t.render(to));
@@ -260,6 +262,7 @@ fn markdown(r: &Report, period: &str) -> String {
         ("Changes", Right),
         ("Average", Right),
         ("Median", Right),
+        ("Within timeout", Right),
     ]);
     for a in &r.approval_time {
         t.row([
@@ -267,6 +270,7 @@ fn markdown(r: &Report, period: &str) -> String {
             a.count.to_string(),
             hours(a.average_hours),
             hours(a.median_hours),
+            within(a),
         ]);
     }
     s.push_str("\n## Approval time by priority\n\n");
@@ -308,4 +312,13 @@ fn markdown(r: &Report, period: &str) -> String {
     ));
     s.push('\n');
     s
+}
+
+/// The share of approvals within the policy's timeout, with the timeout: `100% of 24h`.
+fn within(a: &report::Times) -> String {
+    match (a.within_timeout, a.timeout_hours) {
+        (Some(share), Some(h)) => format!("{:.0}% of {h:.0}h", share * 100.0),
+        (None, Some(h)) => format!("- of {h:.0}h"),
+        _ => "-".into(),
+    }
 }

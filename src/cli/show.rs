@@ -143,8 +143,23 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     let id = ui.parse_id(&a.id)?;
     let loaded = store.load(&id)?;
     let c = loaded.change();
+    // The approval deadline (SPEC section 13), from submission as verified history knows it.
+    let overdue = if chg::rules::missing_roles(c, policy).is_empty() {
+        None
+    } else {
+        let now = ui.now()?;
+        let ids = [c.id_text()];
+        let prov = chg::standing::provenances(store, &ids, now)?
+            .remove(&ids[0])
+            .unwrap_or_default();
+        chg::query::overdue_since(c, policy, &prov, now).map(|due| (due, now))
+    };
     if ui.json(&a.json) || a.format == TextFormat::Json {
-        ui.out_json(&change_json(policy, &loaded.rel, c)?)?;
+        let mut v = change_json(policy, &loaded.rel, c)?;
+        if let (Some((due, _)), Value::Object(map)) = (overdue, &mut v) {
+            map.insert("overdue_since".into(), json!(due));
+        }
+        ui.out_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     let times = super::Times::new(a.utc);
@@ -269,6 +284,13 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             }
         };
     s.push_str("\napprovals:\n");
+    if let Some((due, now)) = overdue {
+        s.push_str(&format!(
+            "  OVERDUE: approval was due at {} ({})\n",
+            when(due),
+            super::ago(due, now)
+        ));
+    }
     if required.is_empty() && policy.is_preapproved(c) {
         s.push_str("  pre-approved (standard change)\n");
     }

@@ -10,6 +10,7 @@ mod feel;
 mod governance;
 mod hostile;
 mod library;
+mod notify;
 mod outputs;
 mod plan;
 mod query;
