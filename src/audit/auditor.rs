@@ -414,84 +414,11 @@ impl<'r> Auditor<'r> {
             )),
             _ => {
                 let after = after.as_deref().and_then(|a| a.as_ref().ok());
-                let floor = match after {
-                    Some(a) if facts.by_chg => self.time_floor(facts, policy, a)?,
-                    _ => None,
-                };
-                let parent_time = facts.parent.map(|(_, t)| t);
-                let ctx = Ctx {
-                    policy,
-                    floor,
-                    email: &facts.email,
-                    when: facts.when,
-                    entered: parent_time.map_or(facts.when, |p| p.max(facts.when)),
-                    item: &item,
-                    before,
-                    after,
-                };
-                if mine {
-                    let action = facts.trailers.action.as_deref().unwrap_or("");
-                    problems.extend(ctx.check_chg(action, &facts.trailers));
-                } else {
-                    problems.extend(ctx.check_manual());
-                }
-                problems.extend(ctx.check_digests());
-                problems.extend(ctx.check_risk());
-                if mine && let Some(a) = after {
-                    problems.extend(self.backdated(facts, before, a)?);
-                }
-                if submitted == Some(true)
-                    && policy.risk.is_none()
-                    && after.is_some_and(|a| a.risk_assessment.is_none() && a.template.is_none())
-                {
-                    problems.push(Problem::exception(
-                        rules::RISK,
-                        "submitted without answering the risk questionnaire of the policy that governs here (the policy in force at the parent was not authorized, so it cannot exempt it)",
-                    ));
-                }
-                if let Some(a) = after
-                    && let Some(r) =
-                        rules::emergency_declaration_refusal(before, a, &facts.email, policy)
-                {
-                    problems.push(Problem::exception(r.rule, r.message));
-                }
-                if let Some(after) = after
-                    && after.model() == ChangeModel::Standard
-                {
-                    let filing = before.is_none_or(|b| {
-                        b.template != after.template
-                            || b.template_digest != after.template_digest
-                            || b.model() != ChangeModel::Standard
-                    });
-                    let why = if filing {
-                        self.filing_problem(facts, after)?
-                    } else if policy.template_problem(before.unwrap_or(after)).is_none() {
-                        // A fixed value edited since: judged by the version it recorded.
-                        policy.template_problem(after)
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        problems.push(Problem::exception(
-                            crate::templates::STANDARD_TEMPLATE,
-                            format!("not a standard change of the catalogue: {why}"),
-                        ));
-                    }
-                }
-                let started =
-                    |c: &ChangeRequest| matches!(c.status(), Status::Implementing | Status::Closed);
-                if let Some(a) = after
-                    && a.model() == ChangeModel::Emergency
-                    && started(a)
-                    && !before.is_some_and(started)
-                {
-                    out.emergencies.push(Emergency {
-                        id: id.clone(),
-                        path: item.path.clone(),
-                        commit: facts.oid.to_string(),
-                        author: facts.email.clone(),
-                        when: facts.when,
-                    });
+                problems.extend(
+                    self.step_problems(facts, policy, &item, mine, before, after, submitted)?,
+                );
+                if let Some(e) = started_emergency(facts, &item, &id, before, after) {
+                    out.emergencies.push(e);
                 }
             }
         }
@@ -504,44 +431,102 @@ impl<'r> Auditor<'r> {
                 p.message.clone(),
             ));
         }
-        let tr = &facts.trailers;
-        let renumbered = tr.action() == Some(Action::Renumber) && tr.renumbered_from.is_some();
-        let implementer = match after.as_deref() {
-            Some(Ok(a)) => recorded_implementer(before, a),
+        let after = after.as_deref().and_then(|a| a.as_ref().ok());
+        out.entries.push(log_entry(
+            facts, policy, &item, id, mine, before, after, problems, material, submitted, seq,
+        ));
+        Ok(())
+    }
+
+    /// The problems of one readable step: chg's own replayed or a hand edit judged, the
+    /// digests, the risk answers, the times history proves, the questionnaire, who may
+    /// declare an emergency, and a standard change's template.
+    #[allow(clippy::too_many_arguments)]
+    fn step_problems(
+        &mut self,
+        facts: &Facts<'_>,
+        policy: &Policy,
+        item: &Item,
+        mine: bool,
+        before: Option<&ChangeRequest>,
+        after: Option<&ChangeRequest>,
+        submitted: Option<bool>,
+    ) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let floor = match after {
+            Some(a) if facts.by_chg => self.time_floor(facts, policy, a)?,
             _ => None,
         };
-        out.entries.push(Entry {
-            seq,
-            commit: facts.oid.to_string(),
+        let parent_time = facts.parent.map(|(_, t)| t);
+        let ctx = Ctx {
+            policy,
+            floor,
+            email: &facts.email,
             when: facts.when,
-            author: facts.author.clone(),
-            email: facts.email.clone(),
-            id,
-            path: item.path.clone(),
-            action: if mine {
-                tr.action.clone().unwrap_or_default()
-            } else if facts.merge {
-                "merge".into()
-            } else {
-                "manual".into()
-            },
-            role: if mine { tr.role.clone() } else { None },
-            from: if mine { tr.from.clone() } else { None },
-            to: if mine { tr.to.clone() } else { None },
-            subject: facts.subject.clone(),
-            by_chg: mine,
-            problems,
-            renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
-            material,
-            sod: if (mine && tr.action() == Some(Action::Approve)) || implementer.is_some() {
-                policy.segregation_of_duties.forbidden()
-            } else {
-                Vec::new()
-            },
-            implementer,
-            submitted,
+            entered: parent_time.map_or(facts.when, |p| p.max(facts.when)),
+            item,
+            before,
+            after,
+        };
+        if mine {
+            let action = facts.trailers.action.as_deref().unwrap_or("");
+            problems.extend(ctx.check_chg(action, &facts.trailers));
+        } else {
+            problems.extend(ctx.check_manual());
+        }
+        problems.extend(ctx.check_digests());
+        problems.extend(ctx.check_risk());
+        if mine && let Some(a) = after {
+            problems.extend(self.backdated(facts, before, a)?);
+        }
+        if submitted == Some(true)
+            && policy.risk.is_none()
+            && after.is_some_and(|a| a.risk_assessment.is_none() && a.template.is_none())
+        {
+            problems.push(Problem::exception(
+                rules::RISK,
+                "submitted without answering the risk questionnaire of the policy that governs here (the policy in force at the parent was not authorized, so it cannot exempt it)",
+            ));
+        }
+        if let Some(a) = after
+            && let Some(r) = rules::emergency_declaration_refusal(before, a, &facts.email, policy)
+        {
+            problems.push(Problem::exception(r.rule, r.message));
+        }
+        if let Some(after) = after
+            && after.model() == ChangeModel::Standard
+            && let Some(why) = self.standard_problem(facts, policy, before, after)?
+        {
+            problems.push(Problem::exception(
+                crate::templates::STANDARD_TEMPLATE,
+                format!("not a standard change of the catalogue: {why}"),
+            ));
+        }
+        Ok(problems)
+    }
+
+    /// Why a standard change's step does not count as a change of the catalogue: when it
+    /// is filed (or its template changes), the templates in force at the parent; after
+    /// that, a fixed value edited since, judged by the version it recorded.
+    fn standard_problem(
+        &mut self,
+        facts: &Facts<'_>,
+        policy: &Policy,
+        before: Option<&ChangeRequest>,
+        after: &ChangeRequest,
+    ) -> Result<Option<String>> {
+        let filing = before.is_none_or(|b| {
+            b.template != after.template
+                || b.template_digest != after.template_digest
+                || b.model() != ChangeModel::Standard
         });
-        Ok(())
+        Ok(if filing {
+            self.filing_problem(facts, after)?
+        } else if policy.template_problem(before.unwrap_or(after)).is_none() {
+            policy.template_problem(after)
+        } else {
+            None
+        })
     }
 
     /// The times a chg step records that history proves false: dated before the commit it
@@ -720,4 +705,77 @@ pub(super) fn step_records(c: &ChangeRequest) -> Vec<String> {
         out.push(format!("cancel by {} at {}", x.by, format_timestamp(x.at)));
     }
     out
+}
+
+/// The emergency a step started: an emergency change entering implementation (or closed
+/// straight away), whose approvals must follow within the policy's deadline.
+fn started_emergency(
+    facts: &Facts<'_>,
+    item: &Item,
+    id: &str,
+    before: Option<&ChangeRequest>,
+    after: Option<&ChangeRequest>,
+) -> Option<Emergency> {
+    let started = |c: &ChangeRequest| matches!(c.status(), Status::Implementing | Status::Closed);
+    let a = after?;
+    (a.model() == ChangeModel::Emergency && started(a) && !before.is_some_and(started)).then(|| {
+        Emergency {
+            id: id.to_owned(),
+            path: item.path.clone(),
+            commit: facts.oid.to_string(),
+            author: facts.email.clone(),
+            when: facts.when,
+        }
+    })
+}
+
+/// The step's entry in its change's log (what `chg log`, the gate and the pack read).
+#[allow(clippy::too_many_arguments)]
+fn log_entry(
+    facts: &Facts<'_>,
+    policy: &Policy,
+    item: &Item,
+    id: String,
+    mine: bool,
+    before: Option<&ChangeRequest>,
+    after: Option<&ChangeRequest>,
+    problems: Vec<Problem>,
+    material: bool,
+    submitted: Option<bool>,
+    seq: u64,
+) -> Entry {
+    let tr = &facts.trailers;
+    let renumbered = tr.action() == Some(Action::Renumber) && tr.renumbered_from.is_some();
+    let implementer = after.and_then(|a| recorded_implementer(before, a));
+    Entry {
+        seq,
+        commit: facts.oid.to_string(),
+        when: facts.when,
+        author: facts.author.clone(),
+        email: facts.email.clone(),
+        id,
+        path: item.path.clone(),
+        action: if mine {
+            tr.action.clone().unwrap_or_default()
+        } else if facts.merge {
+            "merge".into()
+        } else {
+            "manual".into()
+        },
+        role: if mine { tr.role.clone() } else { None },
+        from: if mine { tr.from.clone() } else { None },
+        to: if mine { tr.to.clone() } else { None },
+        subject: facts.subject.clone(),
+        by_chg: mine,
+        problems,
+        renumbered_from: item.old_path.clone().filter(|_| mine && renumbered),
+        material,
+        sod: if (mine && tr.action() == Some(Action::Approve)) || implementer.is_some() {
+            policy.segregation_of_duties.forbidden()
+        } else {
+            Vec::new()
+        },
+        implementer,
+        submitted,
+    }
 }
