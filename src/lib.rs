@@ -50,6 +50,7 @@ pub mod text;
 pub mod time;
 pub mod trailers;
 pub mod validate;
+pub mod webauthn;
 pub mod workflow;
 pub mod yaml;
 

@@ -11,6 +11,7 @@ mod governance;
 mod hostile;
 mod library;
 mod outputs;
+mod passkey;
 mod plan;
 mod query;
 mod risk;
