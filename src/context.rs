@@ -74,6 +74,9 @@ pub struct Context {
     pub commit_signer: Option<std::sync::Arc<dyn CommitSigner>>,
     /// Signs the actor's records (approvals and the actions the policy names), when set.
     pub record_signer: Option<std::sync::Arc<dyn crate::signing::RecordSigner>>,
+    /// Signs the actor's record with [`Context::record_signer`] even where the policy does
+    /// not require it (a passkey approval: the person signed, so the record carries it).
+    pub sign_unrequired: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Context {
             .field("lock_timeout", &self.lock_timeout)
             .field("signs_commits", &self.commit_signer.is_some())
             .field("signs_records", &self.record_signer.is_some())
+            .field("sign_unrequired", &self.sign_unrequired)
             .finish()
     }
 }
@@ -105,6 +109,7 @@ impl Context {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             commit_signer: None,
             record_signer: None,
+            sign_unrequired: false,
         }
     }
 
@@ -114,6 +119,17 @@ impl Context {
         signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
     ) -> Context {
         self.record_signer = Some(signer);
+        self
+    }
+
+    /// The same context, signing the actor's records with `signer` whether or not the
+    /// policy requires it.
+    pub fn signing_records_always(
+        mut self,
+        signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
+    ) -> Context {
+        self.record_signer = Some(signer);
+        self.sign_unrequired = true;
         self
     }
 
