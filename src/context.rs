@@ -74,6 +74,9 @@ pub struct Context {
     pub commit_signer: Option<std::sync::Arc<dyn CommitSigner>>,
     /// Signs the actor's records (approvals and the actions the policy names), when set.
     pub record_signer: Option<std::sync::Arc<dyn crate::signing::RecordSigner>>,
+    /// How the request came in, when not from the command line (`api token=tok_…`): the
+    /// commit records it in a `Chg-Via` trailer.
+    pub via: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Context {
             .field("lock_timeout", &self.lock_timeout)
             .field("signs_commits", &self.commit_signer.is_some())
             .field("signs_records", &self.record_signer.is_some())
+            .field("via", &self.via)
             .finish()
     }
 }
@@ -105,6 +109,7 @@ impl Context {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             commit_signer: None,
             record_signer: None,
+            via: None,
         }
     }
 
@@ -127,6 +132,12 @@ impl Context {
     pub fn committed_by(mut self, committer: Identity, at: Timestamp) -> Context {
         self.committer = committer;
         self.committed_at = whole_seconds(at);
+        self
+    }
+
+    /// The same context, recording that the request came in `via` (a `Chg-Via` trailer).
+    pub fn via(mut self, via: impl Into<String>) -> Context {
+        self.via = Some(via.into());
         self
     }
 
