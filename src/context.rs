@@ -77,6 +77,9 @@ pub struct Context {
     /// Signs the actor's record with [`Context::record_signer`] even where the policy does
     /// not require it (a passkey approval: the person signed, so the record carries it).
     pub sign_unrequired: bool,
+    /// How the request came in, when not from the command line (`api token=tok_…`): the
+    /// commit records it in a `Chg-Via` trailer.
+    pub via: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Context {
             .field("signs_commits", &self.commit_signer.is_some())
             .field("signs_records", &self.record_signer.is_some())
             .field("sign_unrequired", &self.sign_unrequired)
+            .field("via", &self.via)
             .finish()
     }
 }
@@ -110,6 +114,7 @@ impl Context {
             commit_signer: None,
             record_signer: None,
             sign_unrequired: false,
+            via: None,
         }
     }
 
@@ -143,6 +148,12 @@ impl Context {
     pub fn committed_by(mut self, committer: Identity, at: Timestamp) -> Context {
         self.committer = committer;
         self.committed_at = whole_seconds(at);
+        self
+    }
+
+    /// The same context, recording that the request came in `via` (a `Chg-Via` trailer).
+    pub fn via(mut self, via: impl Into<String>) -> Context {
+        self.via = Some(via.into());
         self
     }
 

@@ -22,6 +22,7 @@
 //! - [`standing`]: what verified history says about a change (gate, implement, validate).
 //! - [`governance`]: whether each policy change was authorized, merges included.
 //! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
+//! - [`tokens`]: the API tokens of `chg serve` (hashes only).
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -48,6 +49,7 @@ pub mod sync;
 pub mod templates;
 pub mod text;
 pub mod time;
+pub mod tokens;
 pub mod trailers;
 pub mod validate;
 pub mod webauthn;

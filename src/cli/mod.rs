@@ -17,6 +17,7 @@ mod plan;
 mod policy;
 mod prompt;
 mod report;
+mod serve;
 mod show;
 mod sign;
 mod sync;
@@ -108,6 +109,8 @@ enum Command {
     Cab(plan::CabArgs),
     Report(report::ReportArgs),
     Audit(audit::AuditArgs),
+    Serve(serve::ServeArgs),
+    Token(serve::TokenArgs),
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
@@ -268,6 +271,8 @@ fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> 
             report::run(ui, store, &policy, a)
         }
         Command::Audit(a) => audit::run(ui, find()?, a),
+        Command::Serve(a) => serve::serve(ui, open()?.0, a),
+        Command::Token(a) => serve::token(ui, find()?, a),
     }
 }
 

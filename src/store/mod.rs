@@ -1310,6 +1310,8 @@ impl Store {
             .id
             .clone()
             .ok_or_else(|| Error::Internal("a change without an id".into()))?;
+        let mut transition = transition;
+        transition.extra.via.clone_from(&ctx.via);
         let message = commit_message(&id, &next, &transition, &ctx.actor, created);
         let mut files = vec![FileWrite::write(self.repo_path(&rel), text.into_bytes())];
         if let Some(old) = moved_from.filter(|old| *old != rel) {
