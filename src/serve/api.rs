@@ -943,13 +943,6 @@ async fn approve(
     Path(id): Path<String>,
     Body(req): Body<ApproveRequest>,
 ) -> Result<Json<Decided>, ApiError> {
-    if req.passkey.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            chg::signing::SIGNATURE,
-            "passkey approvals are not available on this server yet",
-        ));
-    }
     let out = blocking(&state, move |shared, store| {
         decide(shared, store, &person, &id, req)
     })
@@ -968,12 +961,17 @@ pub fn decide(
     let policy = store.policy()?;
     let id = parse_id(id, &policy)?;
     let step = decision_step(&req)?;
-    let ctx = match &req.signature {
-        Some(sig) => {
+    let ctx = match (&req.passkey, &req.signature) {
+        // A passkey's answer (SPEC 12.1): signed through the library, checked there.
+        (Some(passkey), _) => {
+            let at = signed_at(req.at.as_deref())?;
+            super::passkey::signing_context(shared, store, person, at, passkey)?
+        }
+        (None, Some(sig)) => {
             let at = signed_at(req.at.as_deref())?;
             context_at(shared, person, at)?.signing_records(Arc::new(GivenSignature::parse(sig)?))
         }
-        None => context(shared, person)?,
+        (None, None) => context(shared, person)?,
     };
     let o = store.transition(&ctx, &id, step)?;
     synced(shared, store, &ctx)?;
@@ -1263,20 +1261,8 @@ async fn gate(
 
 /// The SSHSIG signed-data blob of `statement` (PROTOCOL.sshsig: `SSHSIG`, the namespace,
 /// an empty reserved string, the hash algorithm, the SHA-512 of the message), base64url.
-/// The passkey work (`chg::webauthn::signed_data`) supersedes this.
 pub fn signed_data(statement: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let mut blob = b"SSHSIG".to_vec();
-    let mut string = |b: &[u8]| {
-        blob.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        blob.extend_from_slice(b);
-    };
-    string(chg::signing::NAMESPACE.as_bytes());
-    string(b"");
-    string(b"sha512");
-    string(&sha2::Sha512::digest(statement.as_bytes()));
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob)
+    chg::webauthn::challenge(statement.as_bytes())
 }
 
 /// The statement `person` signs to take `action` (approve, reject) for `role` on the change

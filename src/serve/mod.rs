@@ -17,6 +17,7 @@
 pub mod api;
 pub mod auth;
 pub mod pages;
+pub mod passkey;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ pub fn router(state: AppState, max_body: usize, timeout: Duration) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(pages::routes())
-        // The passkey pages and API join here (`passkey::routes()`).
+        .merge(passkey::routes())
         .fallback(api::not_found)
         .with_state(state)
         .layer(

@@ -54,7 +54,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dt
 ";
 
 /// A whole page.
-fn page(title: &str, who: Option<&PagePerson>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, who: Option<&PagePerson>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -73,6 +73,7 @@ fn page(title: &str, who: Option<&PagePerson>, body: Markup) -> Markup {
                         a href="/cab" { "CAB" }
                         a href="/calendar" { "Calendar" }
                         a href="/report" { "Report" }
+                        a href="/passkeys" { "Passkeys" }
                         span class="who" {
                             (p.person.email) " "
                             form class="inline" method="post" action="/signout" {
@@ -89,7 +90,7 @@ fn page(title: &str, who: Option<&PagePerson>, body: Markup) -> Markup {
 }
 
 /// An error shown as a page.
-fn error_page(who: Option<&PagePerson>, e: ApiError) -> Response {
+pub(super) fn error_page(who: Option<&PagePerson>, e: ApiError) -> Response {
     let status = e.status;
     let body = page(
         "Error",
@@ -365,9 +366,17 @@ struct ChangeView {
     /// The roles the person may decide for now.
     my_roles: Vec<String>,
     signed: bool,
+    /// The relying party id, when the person has a passkey listed for it (then the
+    /// decision form offers "Approve with passkey").
+    rp_id: Option<String>,
 }
 
-fn view(store: &Store, person: &Person, id: &str) -> Result<ChangeView, ApiError> {
+fn view(
+    shared: &super::Shared,
+    store: &Store,
+    person: &Person,
+    id: &str,
+) -> Result<ChangeView, ApiError> {
     let policy = store.policy()?;
     let id = api::parse_id(id, &policy)?;
     let loaded = store.load(&id)?;
@@ -413,6 +422,14 @@ fn view(store: &Store, person: &Person, id: &str) -> Result<ChangeView, ApiError
         required: policy.required_roles(&c),
         missing: chg::rules::missing_roles(&c, &policy),
         signed: policy.requires_signature("approve"),
+        rp_id: super::passkey::relying_party(shared)
+            .ok()
+            .map(|(_, rp)| rp)
+            .filter(|rp| {
+                policy
+                    .signers()
+                    .is_some_and(|s| !s.passkeys_for(&person.email, now, rp).is_empty())
+            }),
         change: c,
         verdicts,
         history,
@@ -442,7 +459,11 @@ async fn change(
     Path(id): Path<String>,
 ) -> Response {
     let person = who.person.clone();
-    match blocking(&state, move |_, store| view(store, &person, &id)).await {
+    match blocking(&state, move |shared, store| {
+        view(shared, store, &person, &id)
+    })
+    .await
+    {
         Ok(v) => change_page(&who, &v, None).into_response(),
         Err(e) => error_page(Some(&who), e),
     }
@@ -472,7 +493,8 @@ fn change_page(who: &PagePerson, v: &ChangeView, notice: Option<&str>) -> Markup
                         p { label { "Comments" br; textarea name="comments" rows="2" {} } }
                         p { label { "Conditions (one a line)" br; textarea name="conditions" rows="2" {} } }
                         button type="submit" name="decision" value="approve" { "Approve" } " "
-                        button type="submit" name="decision" value="reject" class="reject" { "Reject" }
+                        button type="submit" name="decision" value="reject" class="reject" { "Reject" } " "
+                        @if let Some(rp) = &v.rp_id { (super::passkey::approve_controls(&id, rp)) }
                     }
                 }
             }
@@ -550,6 +572,12 @@ struct DecideForm {
     role: Option<String>,
     comments: Option<String>,
     conditions: Option<String>,
+    // A passkey approval (filled by the passkey button's script; empty otherwise).
+    at: Option<String>,
+    client_data_json: Option<String>,
+    authenticator_data: Option<String>,
+    signature: Option<String>,
+    credential_id: Option<String>,
 }
 
 async fn decide(
@@ -587,12 +615,19 @@ async fn decide(
             .map(str::to_owned)
             .collect(),
         role: form.role,
+        passkey: super::passkey::from_form(
+            form.client_data_json.as_deref(),
+            form.authenticator_data.as_deref(),
+            form.signature.as_deref(),
+            form.credential_id.as_deref(),
+        ),
+        at: form.at.filter(|a| !a.is_empty()),
         ..Default::default()
     };
     let person = who.person.clone();
     let r = blocking(&state, move |shared, store| {
         let d = api::decide(shared, store, &person, &id, req)?;
-        let v = view(store, &person, &id)?;
+        let v = view(shared, store, &person, &id)?;
         Ok((d, v))
     })
     .await;

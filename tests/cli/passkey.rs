@@ -399,3 +399,264 @@ fn a_passkey_signed_approval_is_a_signed_record_for_validate_show_audit_and_open
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stdout.contains("UV"), "{}{}", r.stdout, r.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// Through `chg serve`
+
+/// A `chg serve` process on a free port of this machine, stopped when dropped.
+pub(super) struct Server {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// `chg serve --listen 127.0.0.1:0` in `s` (public URL http://localhost:PORT).
+    pub(super) fn start(s: &Store) -> Server {
+        use std::io::BufRead;
+        let mut child = s
+            .cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "alice@example.com")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let port = loop {
+            line.clear();
+            if err.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                panic!("chg serve stopped before listening");
+            }
+            if let Some(rest) = line.strip_prefix("chg: listening on http://127.0.0.1:") {
+                break rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+        };
+        // Keep reading the request log, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Server { child, port }
+    }
+
+    pub(super) fn origin(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// A request as `token`: the status and the JSON body.
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let auth = format!("Bearer {token}");
+        let mut r = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            (_, Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+            (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+        }
+        .unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The base64url fields of an answer, as `navigator.credentials.get()` returns them.
+pub(super) fn answer_json(a: &Assertion) -> serde_json::Value {
+    use chg::webauthn::base64url;
+    serde_json::json!({
+        "client_data_json": base64url(&a.client_data_json),
+        "authenticator_data": base64url(&a.authenticator_data),
+        "signature": base64url(&a.signature),
+    })
+}
+
+#[test]
+fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_committed() {
+    let s = Store::new();
+    let em = s.keygen("em");
+    let cm = Passkey::new(1, "localhost");
+    std::fs::write(
+        s.dir.path().join("key-cm.pub"),
+        cm.public().to_openssh().unwrap(),
+    )
+    .unwrap();
+    s.enable_signing(
+        &[
+            ("em@example.com", &em),
+            ("cm@example.com", &s.dir.path().join("key-cm")),
+        ],
+        &[],
+    );
+    let id = s.new_change(&[]);
+    let token = s
+        .chg("alice@example.com", &["token", "create", "cm@example.com"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let server = Server::start(&s);
+    let base = format!("/api/v1/change-management/change-requests/{id}");
+    let (code, st) = server.call(
+        "GET",
+        &format!("{base}/statement?action=approve&role=change-manager"),
+        &token,
+        None,
+    );
+    assert_eq!(code, 200, "{st}");
+    let statement = st["statement"].as_str().unwrap().to_owned();
+    let at = st["at"].as_str().unwrap().to_owned();
+    assert_eq!(
+        st["signed_data"].as_str().unwrap(),
+        chg::webauthn::challenge(statement.as_bytes())
+    );
+    let good = Answer {
+        origin: server.origin(),
+        ..Answer::default()
+    };
+    let post = |passkey: serde_json::Value| {
+        server.call(
+            "POST",
+            &format!("{base}/approve"),
+            &token,
+            Some(serde_json::json!({"approved": true, "role": "change-manager", "at": at, "passkey": passkey})),
+        )
+    };
+    let head = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let other_statement = statement.replace("approve", "reject");
+    let refusals: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "another origin",
+            answer_json(&cm.assert(
+                statement.as_bytes(),
+                &Answer {
+                    origin: "http://localhost:1".into(),
+                    ..good.clone()
+                },
+            )),
+        ),
+        (
+            "no user verification",
+            answer_json(&cm.assert(
+                statement.as_bytes(),
+                &Answer {
+                    flags: 0x01,
+                    ..good.clone()
+                },
+            )),
+        ),
+        (
+            "over another statement",
+            answer_json(&cm.assert(other_statement.as_bytes(), &good)),
+        ),
+        (
+            "another person's credential",
+            answer_json(&Passkey::new(2, "localhost").assert(statement.as_bytes(), &good)),
+        ),
+        (
+            "crossOrigin",
+            answer_json(&cm.assert(
+                statement.as_bytes(),
+                &Answer {
+                    cross_origin: true,
+                    ..good.clone()
+                },
+            )),
+        ),
+        (
+            "AT set",
+            answer_json(&cm.assert(
+                statement.as_bytes(),
+                &Answer {
+                    flags: 0x01 | 0x04 | 0x40,
+                    ..good.clone()
+                },
+            )),
+        ),
+        (
+            "another relying party",
+            answer_json(&Passkey::new(1, "evil.example").assert(statement.as_bytes(), &good)),
+        ),
+        ("a signature that is not DER", {
+            let mut a = answer_json(&cm.assert(statement.as_bytes(), &good));
+            a["signature"] = "AAAA".into();
+            a
+        }),
+    ];
+    for (what, passkey) in refusals {
+        let (code, body) = post(passkey);
+        assert_eq!(code, 403, "{what}: {body}");
+        assert_eq!(body["error"]["rule"], "signature", "{what}: {body}");
+        assert_eq!(s.git(&["rev-parse", "HEAD"]).trim(), head, "{what}");
+    }
+    // Not the answer's shape, or not base64url: 400 naming the field.
+    for bad in [
+        serde_json::json!("text"),
+        serde_json::json!({"client_data_json": "%%", "authenticator_data": "", "signature": ""}),
+        serde_json::json!({"client_data_json": "", "authenticator_data": "", "signature": "", "extra": 1}),
+    ] {
+        let (code, body) = post(bad.clone());
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["rule"], "passkey", "{bad}: {body}");
+    }
+    assert_eq!(s.git(&["rev-parse", "HEAD"]).trim(), head);
+    // The good one: one commit by cm, the record verifies with plain ssh-keygen.
+    let (code, body) = post(answer_json(&cm.assert(statement.as_bytes(), &good)));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%ae"]).trim(),
+        "cm@example.com"
+    );
+    assert_eq!(
+        s.git(&["rev-list", "--count", &format!("{head}..HEAD")])
+            .trim(),
+        "1"
+    );
+    let text = s.read(&id);
+    let change = chg::decode::decode_str("c.yaml", &text).change;
+    let record = chg::signing::records(&change)
+        .into_iter()
+        .find(|r| r.actor == "cm@example.com")
+        .unwrap();
+    assert_eq!(record.statement.text(), statement);
+    let allowed = std::fs::read_to_string(s.root().join("policy/allowed_signers")).unwrap();
+    let (ok, said) = ssh_keygen_verifies(
+        s.dir.path(),
+        &allowed,
+        "cm@example.com",
+        record.signature.unwrap(),
+        statement.as_bytes(),
+    );
+    assert!(ok, "{said}");
+    s.chg("alice@example.com", &["validate"]).ok();
+    // Replayed: the same answer again is refused by the life cycle (cm has decided).
+    let (code, _) = post(answer_json(&cm.assert(statement.as_bytes(), &good)));
+    assert!(code == 403 || code == 409, "{code}");
+}
