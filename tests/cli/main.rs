@@ -4,6 +4,7 @@
 mod architecture;
 mod attacks;
 mod audit;
+mod browser;
 mod deploy;
 mod evidence;
 mod feel;
