@@ -14,6 +14,7 @@ mod outputs;
 mod plan;
 mod query;
 mod risk;
+mod serve;
 mod signing;
 mod small;
 mod sod;
