@@ -942,3 +942,85 @@ fn a_slow_client_neither_blocks_others_nor_holds_a_request_past_the_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     drop(slow);
 }
+
+#[test]
+fn two_servers_on_one_remote_sync_every_step_before_answering() {
+    let s1 = store();
+    let remote = s1.dir.path().join("remote.git");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(
+        s1.dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    s1.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    s1.git(&["push", "-q", "-u", "origin", "main"]);
+    let s2 = store();
+    std::fs::remove_dir_all(s2.root()).unwrap();
+    git(
+        s2.dir.path(),
+        &["clone", "-q", remote.to_str().unwrap(), "repo"],
+    );
+    let alice = s1.token("alice@example.com");
+    let cm = s1.token("cm@example.com");
+    let em = s2.token("em@example.com");
+    let a = s1.serve(&["--remote", "origin"]);
+    let b = s2.serve(&["--remote", "origin"]);
+    let id = a.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Server B has never seen the change: it syncs before judging the step.
+    let d = b.post(
+        &format!("{BASE}/{id}/approve"),
+        &em,
+        json!({"approved": true}),
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    let d = a.post(
+        &format!("{BASE}/{id}/approve"),
+        &cm,
+        json!({"approved": true}),
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(d.json()["status"], "approved", "A saw B's approval first");
+    // The remote has every step, each by its person.
+    let log = Command::new("git")
+        .current_dir(&remote)
+        .args(["log", "--format=%ae %s", "main"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    let lines: Vec<&str> = log.lines().take(3).collect();
+    assert!(
+        lines[0].starts_with(&format!("cm@example.com {id}: approve")),
+        "{log}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("em@example.com {id}: approve")),
+        "{log}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("alice@example.com {id}: new")),
+        "{log}"
+    );
+    s2.chg("alice@example.com", &["sync"]).ok();
+    s2.chg("alice@example.com", &["audit"]).ok();
+}
