@@ -1024,3 +1024,146 @@ fn two_servers_on_one_remote_sync_every_step_before_answering() {
     s2.chg("alice@example.com", &["sync"]).ok();
     s2.chg("alice@example.com", &["audit"]).ok();
 }
+
+/// `ssh-keygen -Y sign -n chg` of `text` with `key`: the armored signature.
+fn ssh_sign(s: &Store, key: &std::path::Path, text: &str) -> String {
+    let file = s.dir.path().join("statement.txt");
+    std::fs::write(&file, text).unwrap();
+    let _ = std::fs::remove_file(file.with_extension("txt.sig"));
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "chg", "-f"])
+        .arg(key)
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::read_to_string(file.with_extension("txt.sig")).unwrap()
+}
+
+#[test]
+fn an_api_client_signs_the_statement_it_is_handed_with_its_own_key() {
+    let s = store();
+    let (em_key, cm_key, bob_key) = (s.keygen("em"), s.keygen("cm"), s.keygen("bob"));
+    s.enable_signing(
+        &[("em@example.com", &em_key), ("cm@example.com", &cm_key)],
+        &[],
+    );
+    let alice = s.token("alice@example.com");
+    let em = s.token("em@example.com");
+    let cm = s.token("cm@example.com");
+    let srv = s.serve(&[]);
+    let id = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = s.commits().len();
+    let approve = format!("{BASE}/{id}/approve");
+    // Unsigned where the policy requires signatures: 403, nothing written.
+    let a = srv.post(&approve, &em, json!({"approved": true}));
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (403, "signature"),
+        "{}",
+        a.body
+    );
+
+    let st = srv.get(
+        &format!("{BASE}/{id}/statement?action=approve&role=engineering-manager"),
+        &em,
+    );
+    assert_eq!(st.status, 200, "{}", st.body);
+    let st = st.json();
+    let text = st["statement"].as_str().unwrap().to_owned();
+    assert!(text.starts_with("chg signed record v1\n") && text.contains("actor: em@example.com"));
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(st["signed_data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        blob.starts_with(b"SSHSIG\0\0\0\x03chg"),
+        "the SSHSIG signed-data blob"
+    );
+    let at = st["at"].as_str().unwrap().to_owned();
+
+    // Another person's key, another statement, garbage: refused, nothing written.
+    let a = srv.post(
+        &approve,
+        &em,
+        json!({"approved": true, "signature": ssh_sign(&s, &bob_key, &text), "at": at}),
+    );
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (403, "signature"),
+        "{}",
+        a.body
+    );
+    let a = srv.post(&approve, &em, json!({"approved": true, "signature": ssh_sign(&s, &em_key, &text.replace("approve", "reject")), "at": at}));
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (403, "signature"),
+        "{}",
+        a.body
+    );
+    let a = srv.post(&approve, &em, json!({"approved": true, "signature": "-----BEGIN SSH SIGNATURE-----\nnope\n-----END SSH SIGNATURE-----", "at": at}));
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (400, "signature"),
+        "{}",
+        a.body
+    );
+    let a = srv.post(
+        &approve,
+        &em,
+        json!({"approved": true, "signature": ssh_sign(&s, &em_key, &text)}),
+    );
+    assert_eq!((a.status, a.rule().as_str()), (400, "at"), "{}", a.body);
+    assert_eq!(s.commits().len(), before);
+
+    // em's own signature over the statement handed out: recorded, and it verifies.
+    let a = srv.post(
+        &approve,
+        &em,
+        json!({"approved": true, "signature": ssh_sign(&s, &em_key, &text), "at": at}),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["approved_at"], at);
+    // cm cannot use em's statement, even signed with cm's own key.
+    let a = srv.post(
+        &approve,
+        &cm,
+        json!({"approved": true, "signature": ssh_sign(&s, &cm_key, &text), "at": at}),
+    );
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (403, "signature"),
+        "{}",
+        a.body
+    );
+    let st = srv
+        .get(&format!("{BASE}/{id}/statement?action=approve"), &cm)
+        .json();
+    let sig = ssh_sign(&s, &cm_key, st["statement"].as_str().unwrap());
+    let a = srv.post(
+        &approve,
+        &cm,
+        json!({"approved": true, "signature": sig, "at": st["at"]}),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["status"], "approved");
+    assert_eq!(s.commits().len(), before + 2);
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+    let shown = srv.get(&format!("{BASE}/{id}"), &em).json();
+    assert!(
+        shown["approvals"][0]["signature"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN SSH SIGNATURE")
+    );
+    // The statement of a step the person may not take is refused as the step would be.
+    let a = srv.get(&format!("{BASE}/{id}/statement?action=approve"), &alice);
+    assert!(a.status == 403 || a.status == 409, "{}", a.body);
+    let a = srv.get(&format!("{BASE}/{id}/statement?action=deploy"), &em);
+    assert_eq!(a.status, 400);
+}
