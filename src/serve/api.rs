@@ -611,7 +611,10 @@ pub fn context_at(
         .via(person.via()))
 }
 
-/// After a state change: sync it to `--remote` before answering, when asked to.
+/// With `--remote`: syncs with it (fetch, replay, push) under the store lock, as `chg
+/// sync` does. Called before a state change (so that it judges what the other servers and
+/// CLI users recorded) and after it (so that the answer is given only once the remote has
+/// the step).
 pub fn synced(shared: &Shared, store: &Store, ctx: &chg::Context) -> Result<(), ApiError> {
     if let Some(remote) = &shared.remote {
         chg::sync::sync(
@@ -622,7 +625,15 @@ pub fn synced(shared: &Shared, store: &Store, ctx: &chg::Context) -> Result<(), 
                 drop_stale: false,
                 attempts: 5,
             },
-        )?;
+        )
+        .map_err(|e| {
+            let e = ApiError::from(e);
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "sync",
+                format!("cannot sync with `{remote}`: {} ({})", e.message, e.rule),
+            )
+        })?;
     }
     Ok(())
 }
@@ -726,6 +737,7 @@ async fn create(
             ));
         }
         let ctx = context(shared, &person)?;
+        synced(shared, store, &ctx)?;
         let o = store.create(&ctx, change, draft)?;
         synced(shared, store, &ctx)?;
         let estimated = policy
@@ -958,6 +970,7 @@ pub fn decide(
     id: &str,
     req: ApproveRequest,
 ) -> Result<Decided, ApiError> {
+    synced(shared, store, &context(shared, person)?)?;
     let policy = store.policy()?;
     let id = parse_id(id, &policy)?;
     let step = decision_step(&req)?;
@@ -1025,6 +1038,7 @@ async fn implement(
         ));
     }
     let out = blocking(&state, move |shared, store| {
+        synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let loaded = store.load(&id)?;
@@ -1134,6 +1148,7 @@ async fn complete(
         }
     };
     let out = blocking(&state, move |shared, store| {
+        synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let ctx = context(shared, &person)?;

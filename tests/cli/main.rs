@@ -16,6 +16,7 @@ mod passkey;
 mod plan;
 mod query;
 mod risk;
+mod serve;
 mod signing;
 mod small;
 mod sod;

@@ -452,7 +452,8 @@ impl Server {
         format!("http://localhost:{}", self.port)
     }
 
-    /// A request as `token`: the status and the JSON body.
+    /// A request as `token` (HTTP/1.1, one connection each): the status and the JSON
+    /// body (a string when it is not JSON).
     pub(super) fn call(
         &self,
         method: &str,
@@ -460,23 +461,36 @@ impl Server {
         token: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let auth = format!("Bearer {token}");
-        let mut r = match (method, body) {
-            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
-            (_, Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
-            (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
-        }
+        use std::io::{Read, Write};
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
         .unwrap();
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let (head, text) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "a chunked answer: {head}"
+        );
         (
             status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.to_owned())),
         )
     }
 }
