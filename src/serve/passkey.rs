@@ -72,10 +72,14 @@ pub fn signing_context(
         .map_err(|e| ApiError::bad("passkey", format!("passkey: {e}")))?;
     let (origin, rp_id) = relying_party(shared)?;
     let policy = store.policy()?;
-    let candidates = policy
-        .signers()
-        .map(|s| s.passkeys_for(&person.email, at, &rp_id))
-        .unwrap_or_default();
+    let Some(signers) = policy.signers() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            chg::signing::SIGNATURE,
+            "the policy has no `signing` section, so it lists no passkey: a passkey signs once the policy names allowed signers and the passkey is enrolled (Passkeys page)",
+        ));
+    };
+    let candidates = signers.passkeys_for(&person.email, at, &rp_id);
     let signer = webauthn::PasskeySigner::new(&candidates, assertion, &origin);
     Ok(api::context_at(shared, person, at)?.signing_records_always(Arc::new(signer)))
 }

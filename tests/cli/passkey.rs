@@ -674,3 +674,73 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
     let (code, _) = post(answer_json(&cm.assert(statement.as_bytes(), &good)));
     assert!(code == 403 || code == 409, "{code}");
 }
+
+#[test]
+fn a_passkey_approval_is_signed_where_the_policy_does_not_require_it_and_refused_without_signers() {
+    let s = Store::new();
+    let cm = Passkey::new(1, "localhost");
+    let id = s.new_change(&["--priority", "low"]);
+    let token = s
+        .chg("alice@example.com", &["token", "create", "cm@example.com"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let server = Server::start(&s);
+    let base = format!("/api/v1/change-management/change-requests/{id}");
+    let approve = |server: &Server| {
+        let (code, st) = server.call(
+            "GET",
+            &format!("{base}/statement?action=approve"),
+            &token,
+            None,
+        );
+        assert_eq!(code, 200, "{st}");
+        let statement = st["statement"].as_str().unwrap();
+        let a = cm.assert(
+            statement.as_bytes(),
+            &Answer {
+                origin: server.origin(),
+                ..Answer::default()
+            },
+        );
+        server.call(
+            "POST",
+            &format!("{base}/approve"),
+            &token,
+            Some(serde_json::json!({"approved": true, "at": st["at"], "passkey": answer_json(&a)})),
+        )
+    };
+    // No `signing` in the policy: no passkey is listed anywhere.
+    let head = s.git(&["rev-parse", "HEAD"]);
+    let (code, body) = approve(&server);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"]["rule"], "signature", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no `signing`"),
+        "{body}"
+    );
+    assert_eq!(s.git(&["rev-parse", "HEAD"]), head);
+    drop(server);
+    // Signers listed, approvals not required to be signed: the passkey approval is signed.
+    std::fs::write(
+        s.root().join("policy/allowed_signers"),
+        chg::webauthn::allowed_signers_line("cm@example.com", &cm.public()) + "\n",
+    )
+    .unwrap();
+    s.edit_policy("signers, implement signed", |t| {
+        format!(
+            "{t}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [implement]\n"
+        )
+    });
+    s.git(&["add", "policy/allowed_signers"]);
+    s.git(&["commit", "-qm", "allowed signers"]);
+    let server = Server::start(&s);
+    let (code, body) = approve(&server);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.read(&id).matches("BEGIN SSH SIGNATURE").count(), 1);
+    s.chg("alice@example.com", &["validate"]).ok();
+}
