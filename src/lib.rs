@@ -37,6 +37,7 @@ pub mod git;
 pub mod governance;
 pub mod layout;
 pub mod model;
+pub mod passkeys;
 pub mod policy;
 pub mod query;
 pub mod report;

@@ -4,8 +4,8 @@
 //!
 //! Everything that decides is the library's ([`chg::webauthn`]): the SPKI becomes an
 //! `sk-ecdsa-sha2-nistp256@openssh.com` key proposed through governance like any key
-//! ([`chg::webauthn::enrol`]); an answer signs the record through
-//! [`chg::webauthn::PasskeySigner`], which checks the origin (this server's public URL),
+//! ([`chg::passkeys::enrol`]); an answer signs the record through
+//! [`chg::passkeys::PasskeySigner`], which checks the origin (this server's public URL),
 //! user presence and verification, the flags and `crossOrigin` before the library's own
 //! verification, so any failed check is a 403 (rule `signature`) and nothing is committed.
 //! The only JavaScript of the pages is here: two small inline scripts for the ceremony.
@@ -80,7 +80,7 @@ pub fn signing_context(
         ));
     };
     let candidates = signers.passkeys_for(&person.email, at, &rp_id);
-    let signer = webauthn::PasskeySigner::new(&candidates, assertion, &origin);
+    let signer = chg::passkeys::PasskeySigner::new(&candidates, assertion, &origin);
     Ok(api::context_at(shared, person, at)?.signing_records_always(Arc::new(signer)))
 }
 
@@ -302,7 +302,7 @@ async fn enrol(
     let (o, rp) = (origin.clone(), rp_id.clone());
     let r = blocking(&state, move |shared, store| {
         let ctx = api::context(shared, &person)?;
-        let out = webauthn::enrol(store, &ctx, &key, &o)?;
+        let out = chg::passkeys::enrol(store, &ctx, &key, &o)?;
         api::synced(shared, store, &ctx)?;
         let keys = listed(store, &person.email, &rp)?;
         Ok((out.change.id_text(), out.commit.to_string(), keys))
