@@ -346,7 +346,10 @@ pub struct ApproveRequest {
     pub signature: Option<String>,
     /// The `at` of that statement (RFC 3339): the decision is recorded at this time.
     pub at: Option<String>,
-    /// A passkey assertion over the statement's `signed_data` (SPEC 12.1).
+    /// A passkey's answer over the statement's `signed_data` (SPEC 12.1):
+    /// `{client_data_json, authenticator_data, signature, credential_id?}`, base64url, as
+    /// `navigator.credentials.get()` returns them. `at` may then be left out: the server
+    /// knows it from the challenge it handed out (within ten minutes, on this server).
     pub passkey: Option<Value>,
 }
 
@@ -977,7 +980,12 @@ pub fn decide(
     let ctx = match (&req.passkey, &req.signature) {
         // A passkey's answer (SPEC 12.1): signed through the library, checked there.
         (Some(passkey), _) => {
-            let at = signed_at(req.at.as_deref())?;
+            // A client that does not send `at` back is understood from its challenge.
+            let at = req
+                .at
+                .clone()
+                .or_else(|| super::passkey::issued_at(passkey));
+            let at = signed_at(at.as_deref())?;
             super::passkey::signing_context(shared, store, person, at, passkey)?
         }
         (None, Some(sig)) => {
@@ -1346,6 +1354,7 @@ async fn statement(
         statement_for(store, &person, &id, &p.action, p.role, now())
     })
     .await?;
+    super::passkey::remember(&out);
     Ok(Json(out))
 }
 

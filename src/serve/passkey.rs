@@ -87,6 +87,43 @@ pub fn signing_context(
 // ---------------------------------------------------------------------------------------
 // The statement a page signs
 
+/// The statements this server handed out in the last ten minutes, by their challenge
+/// (`signed_data`): a passkey's answer names its challenge, so a client that sends the
+/// answer without the statement's `at` is understood. Memory only; another server of the
+/// same repository does not know them (the client then sends `at`).
+static ISSUED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// How long a handed-out statement is remembered (the window `at` must lie in).
+const ISSUED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remembers a statement handed out (the API's and the pages').
+pub fn remember(answer: &StatementAnswer) {
+    let mut map = ISSUED.lock().unwrap_or_else(|e| e.into_inner());
+    map.retain(|_, (_, when)| when.elapsed() < ISSUED_FOR);
+    map.insert(
+        answer.signed_data.clone(),
+        (answer.at.clone(), std::time::Instant::now()),
+    );
+}
+
+/// The `at` of the statement whose challenge the passkey answer `value` signed, when this
+/// server handed it out recently.
+pub fn issued_at(value: &serde_json::Value) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Challenge {
+        challenge: String,
+    }
+    let answer: webauthn::PasskeyAnswer = serde_json::from_value(value.clone()).ok()?;
+    let json = webauthn::base64url_decode("client_data_json", &answer.client_data_json).ok()?;
+    let c: Challenge = serde_json::from_slice(&json).ok()?;
+    let map = ISSUED.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&c.challenge)
+        .filter(|(_, when)| when.elapsed() < ISSUED_FOR)
+        .map(|(at, _)| at.clone())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatementQuery {
@@ -109,6 +146,7 @@ async fn statement(
         api::statement_for(store, &person, &id, "approve", role, now())
     })
     .await?;
+    remember(&out);
     Ok(Json(out))
 }
 

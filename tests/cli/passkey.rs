@@ -708,7 +708,8 @@ fn a_passkey_approval_is_signed_where_the_policy_does_not_require_it_and_refused
             "POST",
             &format!("{base}/approve"),
             &token,
-            Some(serde_json::json!({"approved": true, "at": st["at"], "passkey": answer_json(&a)})),
+            // No `at`: the server knows it from the challenge it handed out.
+            Some(serde_json::json!({"approved": true, "passkey": answer_json(&a)})),
         )
     };
     // No `signing` in the policy: no passkey is listed anywhere.
