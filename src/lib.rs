@@ -39,6 +39,7 @@ pub mod layout;
 pub mod model;
 pub mod passkeys;
 pub mod policy;
+pub mod policy_source;
 pub mod query;
 pub mod report;
 pub mod rules;

@@ -481,7 +481,8 @@ struct Replay<'s> {
     /// Local new changes: the id they were filed as -> their id on the remote.
     local_ids: HashMap<String, String>,
     renumbered: Vec<(String, String)>,
-    policies: HashMap<Oid, Policy>,
+    /// The remote's policies, each assembled once.
+    policies: crate::policy_source::Cache<'s>,
 }
 
 impl<'s> Replay<'s> {
@@ -514,7 +515,7 @@ impl<'s> Replay<'s> {
             upstream_renumbers,
             local_ids: HashMap::new(),
             renumbered: Vec::new(),
-            policies: HashMap::new(),
+            policies: crate::policy_source::Cache::new(repo, store.prefix(), None),
         })
     }
 
@@ -598,9 +599,11 @@ impl<'s> Replay<'s> {
         Ok(self.repo().find_commit(self.tip)?.tree()?)
     }
 
-    fn policy(&mut self, tree: &Tree<'_>) -> Result<Policy> {
-        let path = format!("{}{POLICY_PATH}", self.store.prefix());
-        let Some(blob) = commit::blob_at(tree, &path)? else {
+    /// The remote's policy in `tree`, with its signers and catalogue: a tree without a
+    /// usable policy stops the sync.
+    fn policy(&mut self, tree: &Tree<'_>) -> Result<std::sync::Arc<Policy>> {
+        let found = self.policies.in_tree(tree)?;
+        let Some(blob) = found.blob else {
             return Err(Error::refused(
                 "sync-no-policy",
                 format!(
@@ -608,38 +611,19 @@ impl<'s> Replay<'s> {
                 ),
             ));
         };
-        let mut policy = match self.policies.get(&blob) {
-            Some(p) => p.clone(),
-            None => self.parse_policy(blob)?,
-        };
-        // The allowed signers of the same tree, read each time: the policy may stay while
-        // the signers change.
-        let prefix = self.store.prefix().to_owned();
-        let repo = self.repo();
-        policy.attach_signers(|p| match commit::blob_at(tree, &format!("{prefix}{p}")) {
-            Ok(Some(b)) => repo
-                .find_blob(b)
-                .map(|b| b.content().to_vec())
-                .map_err(|e| std::io::Error::other(e.message().to_owned())),
-            Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        });
-        policy.attach_templates(crate::templates::files_in_tree(repo, tree, &prefix)?.1);
-        Ok(policy)
-    }
-
-    fn parse_policy(&mut self, blob: Oid) -> Result<Policy> {
-        let text = String::from_utf8_lossy(self.repo().find_blob(blob)?.content()).into_owned();
-        let policy = Policy::parse(POLICY_PATH, &text)
-            .map(|(p, _)| p)
-            .map_err(|findings| Error::Invalid {
+        if !found.parsed {
+            let bytes = self.repo().find_blob(blob)?;
+            let findings = crate::policy_source::parse(bytes.content())
+                .err()
+                .unwrap_or_default();
+            return Err(Error::Invalid {
                 summary: format!(
                     "sync stopped: the remote's {POLICY_PATH} is not a usable policy; nothing was pushed or changed"
                 ),
                 findings,
-            })?;
-        self.policies.insert(blob, policy.clone());
-        Ok(policy)
+            });
+        }
+        Ok(found.policy)
     }
 
     /// Commits `files` on the tip with the local commit's author and `message`.

@@ -371,18 +371,25 @@ pub fn problem(
 /// Files by store path, with their bytes.
 pub type Files = Vec<(String, Vec<u8>)>;
 
+/// The tree id of the catalogue folder in `tree`, if it has one.
+pub fn tree_id(tree: &git2::Tree<'_>, prefix: &str) -> crate::error::Result<Option<git2::Oid>> {
+    let folder = format!("{prefix}{TEMPLATES_DIR}");
+    match tree.get_path(std::path::Path::new(&folder)) {
+        Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => Ok(Some(e.id())),
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The catalogue's files in `tree` (by store path), and the tree id of the folder.
 pub fn files_in_tree(
     repo: &git2::Repository,
     tree: &git2::Tree<'_>,
     prefix: &str,
 ) -> crate::error::Result<(Option<git2::Oid>, Files)> {
-    let folder = format!("{prefix}{TEMPLATES_DIR}");
-    let id = match tree.get_path(std::path::Path::new(&folder)) {
-        Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => e.id(),
-        Ok(_) => return Ok((None, Vec::new())),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok((None, Vec::new())),
-        Err(e) => return Err(e.into()),
+    let Some(id) = tree_id(tree, prefix)? else {
+        return Ok((None, Vec::new()));
     };
     let mut out = Vec::new();
     for entry in repo.find_tree(id)?.iter() {

@@ -43,7 +43,8 @@ impl std::fmt::Debug for Memo {
 pub struct Governance<'r> {
     repo: &'r Repository,
     prefix: String,
-    auditor: crate::audit::Auditor<'r>,
+    /// The policies of the commits it judges, each assembled once.
+    policies: crate::policy_source::Cache<'r>,
     memo: Arc<Memo>,
 }
 
@@ -58,7 +59,11 @@ impl<'r> Governance<'r> {
         Governance {
             repo,
             prefix: prefix.to_owned(),
-            auditor: crate::audit::Auditor::with_memo(repo, prefix, memo.clone()),
+            policies: crate::policy_source::Cache::new(
+                repo,
+                prefix,
+                crate::policy_source::Cache::head_history(repo, prefix),
+            ),
             memo,
         }
     }
@@ -352,7 +357,7 @@ impl<'r> Governance<'r> {
     /// The policy (signers attached) in `commit`'s tree.
     fn policy_at(&mut self, commit: Oid) -> Result<Arc<Policy>> {
         let tree = self.repo.find_commit(commit)?.tree()?;
-        self.auditor.policy_of(&tree)
+        Ok(self.policies.in_tree(&tree)?.policy)
     }
 
     /// Why `commit` is an authorized `chg policy apply` under `authority`, if it is: the

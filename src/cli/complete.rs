@@ -54,7 +54,7 @@ pub fn types() -> Vec<CompletionCandidate> {
     policy()
         .map(|p| {
             p.change_types
-                .into_iter()
+                .iter()
                 .map(CompletionCandidate::new)
                 .collect()
         })
@@ -66,7 +66,7 @@ pub fn roles() -> Vec<CompletionCandidate> {
     policy()
         .map(|p| {
             p.roles
-                .into_iter()
+                .iter()
                 .map(|(r, m)| CompletionCandidate::new(r).help(Some(m.join(", ").into())))
                 .collect()
         })
@@ -88,6 +88,6 @@ pub fn systems() -> Vec<CompletionCandidate> {
     set.into_iter().map(CompletionCandidate::new).collect()
 }
 
-fn policy() -> Option<chg::policy::Policy> {
+fn policy() -> Option<std::sync::Arc<chg::policy::Policy>> {
     store()?.policy().ok()
 }

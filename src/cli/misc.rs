@@ -145,7 +145,7 @@ pub struct SchemaArgs {}
 pub fn schema(ui: &Ui, store: Option<&Store>, _: SchemaArgs) -> CmdResult {
     let policy = match store {
         Some(s) => s.policy()?,
-        None => chg::policy::Policy::default_policy(),
+        None => std::sync::Arc::new(chg::policy::Policy::default_policy()),
     };
     ui.out_json(&chg::schema::change_schema(&policy))?;
     Ok(ExitCode::SUCCESS)

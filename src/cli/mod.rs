@@ -189,7 +189,7 @@ fn run(cli: Cli) -> CmdResult {
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`
     // reports its problems as findings instead.
-    let open = || -> Result<(&Store, Policy), Error> {
+    let open = || -> Result<(&Store, std::sync::Arc<Policy>), Error> {
         let store = find()?;
         let policy = store.policy()?;
         ui.set_id_prefix(&policy.id_prefix);
@@ -208,7 +208,7 @@ fn run(cli: Cli) -> CmdResult {
 }
 
 type Find<'a> = dyn Fn() -> Result<&'a Store, Error> + 'a;
-type Open<'a> = dyn Fn() -> Result<(&'a Store, Policy), Error> + 'a;
+type Open<'a> = dyn Fn() -> Result<(&'a Store, std::sync::Arc<Policy>), Error> + 'a;
 
 fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> CmdResult {
     match command {

@@ -72,17 +72,13 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: PolicyArgs) -> CmdResult 
                 .get(POLICY_PATH)
                 .ok_or_else(|| Error::Usage(format!("the proposal has no {POLICY_PATH}")))?;
             let (mut proposed, _) =
-                Policy::parse(POLICY_PATH, text).map_err(|findings| Error::Invalid {
+                chg::policy_source::parse(text.as_bytes()).map_err(|findings| Error::Invalid {
                     summary: format!("the proposed {POLICY_PATH} is not a usable policy"),
                     findings,
                 })?;
-            let problems: Vec<_> = proposed
-                .attach_signers(|p| {
-                    proposal
-                        .get(p)
-                        .map(|t| t.clone().into_bytes())
-                        .ok_or_else(|| std::io::ErrorKind::NotFound.into())
-                })
+            let files = chg::policy_source::Files::Map(&proposal);
+            let problems: Vec<_> = chg::policy_source::attach(&mut proposed, &files, None)?
+                .signers
                 .into_iter()
                 .filter(chg::finding::Finding::is_error)
                 .collect();

@@ -76,18 +76,20 @@ fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
 
 pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
     let root = store.root();
-    let policy_text = chg::decode::read_bounded(&root.join(POLICY_PATH))
+    let policy_bytes = chg::decode::read_bounded(&root.join(POLICY_PATH))
         .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
-    let policy_text = String::from_utf8_lossy(&policy_text);
+    // Validate judges the work tree: its policy, signers and catalogue as they stand.
     let (policy, mut findings): (Option<Policy>, Vec<Finding>) =
-        match Policy::parse(POLICY_PATH, &policy_text) {
+        match chg::policy_source::parse(&policy_bytes) {
             Ok((mut p, mut w)) => {
-                w.extend(p.attach_signers(|path| chg::decode::read_bounded(&root.join(path))));
+                let files = chg::policy_source::Files::WorkTree(root);
+                let attached =
+                    chg::policy_source::attach(&mut p, &files, store.template_history()?)?;
                 if let Some(signers) = p.signers() {
                     signers.remember_in(store.proven_signatures());
                 }
-                w.extend(p.attach_templates(chg::templates::files_in_dir(root)));
-                p.template_history = store.template_history()?;
+                w.extend(attached.signers);
+                w.extend(attached.templates);
                 (Some(p), w)
             }
             Err(f) => (None, f),

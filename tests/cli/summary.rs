@@ -99,7 +99,7 @@ fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
     s.new_change(&["--title", "Second"]);
     let want = list(&s).stdout;
     let dir = folder(&s);
-    let rows = dir.join("rows.jsonl");
+    let rows = dir.join("rows.bin");
     let damages: [(&str, Damage); 4] = [
         (
             "truncated",
@@ -126,11 +126,10 @@ fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
             Box::new(|| {
                 // A well-formed meta file of another format: its own checksum holds.
                 let text = std::fs::read_to_string(dir.join("meta.json")).unwrap();
-                let json = text
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .replace("\"format\":1,", "\"format\":99,");
+                let json = text.lines().next().unwrap();
+                let at = json.find("\"format\":").unwrap() + "\"format\":".len();
+                let end = at + json[at..].find(',').unwrap();
+                let json = format!("{}99{}", &json[..at], &json[end..]);
                 let sum = chg::text::sha256_hex(json.as_bytes());
                 std::fs::write(dir.join("meta.json"), format!("{json}\n{sum}\n")).unwrap();
             }),

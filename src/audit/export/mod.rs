@@ -20,6 +20,9 @@ use crate::model::{ChangeModel, ChangeRequest, Decision, format_timestamp};
 use crate::policy::Policy;
 use crate::report::{Csv, MarkdownTable, md_cell};
 
+mod pages;
+use pages::{duties, evidence_md, proposal_diff, signature_marks, signing_markdown, ts};
+
 /// What to export.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -153,34 +156,6 @@ fn day_policies(
     Ok(out)
 }
 
-/// A policy proposal's change against the `policy/` it was proposed on (`policy_base`, a
-/// tree of this repository), as a unified diff; `None` for other changes or a base this
-/// repository does not hold.
-fn proposal_diff(repo: &Repository, c: &ChangeRequest) -> Option<String> {
-    let proposed = c.proposed_policy.as_ref()?;
-    let base = repo
-        .find_tree(Oid::from_str(c.policy_base.as_deref()?).ok()?)
-        .ok()?;
-    let mut files = std::collections::BTreeMap::new();
-    base.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
-        if e.kind() == Some(ObjectType::Blob)
-            && let Ok(b) = repo.find_blob(e.id())
-        {
-            files.insert(
-                format!(
-                    "{}/{parent}{}",
-                    crate::governance::POLICY_DIR,
-                    e.name().unwrap_or("")
-                ),
-                String::from_utf8_lossy(b.content()).into_owned(),
-            );
-        }
-        git2::TreeWalkResult::Ok
-    })
-    .ok()?;
-    crate::governance::diff(&files, proposed).ok()
-}
-
 /// The changes whose file a commit deleted without chg (`manual-delete`) and no file at HEAD
 /// holds again: their last known state, read from the deleting commit's parent.
 fn deleted_changes(
@@ -212,294 +187,6 @@ fn deleted_changes(
         }
     }
     Ok(out)
-}
-
-/// Each signable record's signature as the policy of its day judges it: `approve
-/// change-manager by cm@example.com: signed SHA256:…` (or unsigned, or INVALID signature).
-fn signature_marks(c: &ChangeRequest, head: &Policy, day: &DayPolicies) -> Vec<String> {
-    // Each record's verdict under the policy it was written under; verdicts are computed
-    // once per distinct policy.
-    let mut verdicts: Vec<(String, crate::signing::Record<'_>, crate::signing::Verdict)> =
-        Vec::new();
-    let mut policies: Vec<&Policy> = vec![head];
-    for p in day.by_record.values() {
-        if !policies.iter().any(|q| std::ptr::eq(*q, &**p)) {
-            policies.push(p);
-        }
-    }
-    for policy in policies {
-        for (r, v) in crate::rules::signature_verdicts(c, policy) {
-            let written_under = day.by_record.get(&r.path).map_or(head, |p| &**p);
-            if std::ptr::eq(written_under, policy) {
-                verdicts.push((r.path.clone(), r, v));
-            }
-        }
-    }
-    // In the file's order.
-    let order: Vec<String> = crate::signing::records(c)
-        .into_iter()
-        .map(|r| r.path)
-        .collect();
-    verdicts.sort_by_key(|(p, _, _)| order.iter().position(|o| o == p));
-    verdicts
-        .into_iter()
-        .map(|(_, r, v)| {
-            let role = r
-                .statement
-                .role
-                .as_deref()
-                .map(|x| format!(" {x}"))
-                .unwrap_or_default();
-            format!("{}{role} by {}: {}", r.action, r.actor, v.mark())
-        })
-        .collect()
-}
-
-/// Segregation of duties for one change under the policy at HEAD. For population.csv:
-/// `pass`, or `fail: why; …` (the approval rules of `chg validate` beside segregation, then
-/// each check of the policy that failed, named: `approver implements: …`). For the change's
-/// evidence: a section with one line per check (`pass`, `fail: …`, or allowed by the
-/// policy), so an auditor sees what was checked, not only what failed.
-fn segregation(c: &ChangeRequest, entries: &[Entry], policy: &Policy) -> (String, String) {
-    use crate::policy::SodCheck;
-    // Whoever history shows filed the change (as `Standing::creator` reads it).
-    let creator = entries
-        .iter()
-        .find(|e| e.material)
-        .map(|e| e.email.as_str());
-    let failures = crate::rules::segregation_failures(c, policy, creator);
-    let mut why: Vec<String> = crate::validate::approval_problems(c, policy)
-        .into_iter()
-        .filter(|p| {
-            p.severity == crate::finding::Severity::Error && p.rule != crate::rules::SEGREGATION
-        })
-        .map(|p| p.message)
-        .collect();
-    why.extend(failures.iter().map(|(k, w)| format!("{}: {w}", k.label())));
-    let column = if why.is_empty() {
-        "pass".to_owned()
-    } else {
-        format!("fail: {}", why.join("; "))
-    };
-    let mut md = MarkdownTable::left(&["Check", "Verdict"]);
-    for check in SodCheck::ALL {
-        let failed: Vec<&str> = failures
-            .iter()
-            .filter(|(k, _)| *k == check)
-            .map(|(_, w)| w.as_str())
-            .collect();
-        let verdict = if !policy.segregation_of_duties.forbids(check) {
-            "allowed by the policy".to_owned()
-        } else if failed.is_empty() {
-            "pass".to_owned()
-        } else {
-            format!("fail: {}", failed.join("; ").replace('|', "\\|"))
-        };
-        md.row([check.label(), &verdict]);
-    }
-    (
-        column,
-        format!("\n## Segregation of duties\n\n{}", md.finish()),
-    )
-}
-
-fn ts(t: Option<Timestamp>) -> String {
-    t.map(format_timestamp).unwrap_or_default()
-}
-
-fn evidence_md(
-    c: &ChangeRequest,
-    path: &str,
-    entries: &[Entry],
-    findings: &[&AuditFinding],
-    marks: &[String],
-    deleted: Option<&str>,
-    proposal_diff: Option<&str>,
-) -> String {
-    let id = c.id_text();
-    let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
-    let cell = md_cell;
-    let mut s = format!(
-        "# {id}: {}\n\nFile: `{path}`\n\n## Request\n\n| Field | Value |\n| --- | --- |\n",
-        cell(&text("title"))
-    );
-    if let Some(commit) = deleted {
-        s.insert_str(
-            s.find("## Request").unwrap_or(0),
-            &format!("**Deleted** by commit `{commit}` without chg (audit exception `manual-delete`); shown as it was last known.\n\n"),
-        );
-    }
-    for f in [
-        "requester",
-        "request_date",
-        "status",
-        "change_type",
-        "change_model",
-        "priority",
-        "urgency",
-        "risk_level",
-        "affected_systems",
-        "impact_scope",
-        "description",
-        "business_justification",
-        "implementation_plan",
-        "rollback_plan",
-        "template",
-        "template_digest",
-    ] {
-        s.push_str(&format!("| {f} | {} |\n", cell(&text(f))));
-    }
-    if let Some(answers) = &c.risk_assessment {
-        let list: Vec<String> = answers
-            .iter()
-            .map(|(q, a)| format!("{q}: {}", if *a { "yes" } else { "no" }))
-            .collect();
-        s.push_str(&format!(
-            "| risk_assessment | {} |\n",
-            cell(&list.join(", "))
-        ));
-    }
-    if let Some(sch) = &c.schedule {
-        s.push_str(&format!("| schedule | {sch} |\n"));
-    }
-    s.push_str("\n## Approvals\n\n");
-    if c.approvals.is_empty() {
-        s.push_str("None recorded.\n");
-    } else {
-        let mut t = MarkdownTable::left(&[
-            "Role",
-            "By",
-            "Decision",
-            "At",
-            "Comments",
-            "Conditions",
-            "Digest of the content decided on",
-        ]);
-        for a in &c.approvals {
-            t.row([
-                a.role.to_string(),
-                a.by.to_string(),
-                a.decision.to_string(),
-                format_timestamp(a.at),
-                cell(a.comments.as_deref().unwrap_or("")),
-                cell(&a.conditions.join("; ")),
-                format!("`{}`", a.digest.as_deref().unwrap_or("-")),
-            ]);
-        }
-        s.push_str(&t.finish());
-        s.push_str(&format!(
-            "\nThe content's digest now: `{}` (an approval counts only for the content its digest names).\n",
-            c.material_digest()
-        ));
-        // One line per signed or signature-required record, with the key's fingerprint.
-        for m in marks {
-            s.push_str(&format!("\nSignature: {}\n", cell(m)));
-        }
-    }
-    let imp = c.implementation.clone().unwrap_or_default();
-    s.push_str(&format!(
-        "\n## Testing\n\n| Field | Value |\n| --- | --- |\n| testing_required | {} |\n| test_plan | {} |\n| test_environment | {} |\n| test_results | {} |\n",
-        cell(&text("testing_required")),
-        cell(&text("test_plan")),
-        cell(&text("test_environment")),
-        cell(imp.test_results.as_deref().unwrap_or("-"))
-    ));
-    s.push_str(&format!(
-        "\n## Implementation\n\n| Field | Value |\n| --- | --- |\n| implementer | {} |\n| started_at | {} |\n| completed_at | {} |\n| outcome | {} |\n",
-        imp.implementer.as_deref().unwrap_or("-"),
-        ts(imp.started_at),
-        ts(imp.completed_at),
-        imp.outcome.map(|o| o.to_string()).unwrap_or_default()
-    ));
-    s.push_str("\n## Review\n\n");
-    match &c.review {
-        Some(r) => s.push_str(&format!(
-            "By {} at {}: {}\n",
-            r.by,
-            format_timestamp(r.at),
-            cell(&r.summary)
-        )),
-        None => s.push_str("None recorded.\n"),
-    }
-    if let Some(x) = &c.cancellation {
-        s.push_str(&format!(
-            "\n## Cancellation\n\nBy {} at {}: {}\n",
-            x.by,
-            format_timestamp(x.at),
-            cell(&x.reason)
-        ));
-    }
-    // The signatures themselves, so a record can be checked with plain ssh-keygen from the
-    // pack alone (the statement's lines are in the README; it ends with a newline).
-    let signed: Vec<crate::signing::Record<'_>> = crate::signing::records(c)
-        .into_iter()
-        .filter(|r| r.signature.is_some())
-        .collect();
-    if !signed.is_empty() {
-        s.push_str("\n## Signatures\n");
-        for r in signed {
-            s.push_str(&format!(
-                "\n`{}` ({} by {}), over the statement:\n\n```\n{}```\n\n```\n{}\n```\n",
-                r.path,
-                r.action,
-                r.actor,
-                r.statement.text(),
-                r.signature.unwrap_or("").trim_end()
-            ));
-        }
-    }
-    if let Some(diff) = proposal_diff {
-        s.push_str(&format!(
-            "\n## Proposed policy: its change to the policy it was proposed against\n\n```diff\n{}\n```\n",
-            diff.trim_end()
-        ));
-    }
-    if let Some(files) = &c.proposed_policy {
-        s.push_str("\n## Proposed policy (the content approved)\n");
-        for (name, text) in files {
-            s.push_str(&format!(
-                "\n`{name}`:\n\n```yaml\n{}\n```\n",
-                text.trim_end()
-            ));
-        }
-    }
-    let mut t = MarkdownTable::left(&[
-        "When",
-        "Who",
-        "Action",
-        "Role",
-        "From -> To",
-        "Commit",
-        "Audit",
-    ]);
-    for e in entries {
-        t.row([
-            format_timestamp(e.when),
-            e.email.to_string(),
-            e.action.to_string(),
-            e.role.as_deref().unwrap_or("").to_owned(),
-            e.status_change().to_string(),
-            format!("`{}`", e.commit),
-            e.verdict().to_string(),
-        ]);
-    }
-    s.push_str("\n## History (from git)\n\n");
-    s.push_str(&t.finish());
-    if !findings.is_empty() {
-        s.push_str("\n## Audit findings\n\n");
-        for f in findings {
-            s.push_str(&format!(
-                "- {} `{}` {}: {} (commit `{}`, {})\n",
-                f.level.as_str(),
-                f.rule,
-                format_timestamp(f.when),
-                cell(&f.message),
-                f.commit,
-                f.author
-            ));
-        }
-    }
-    s
 }
 
 /// Builds the evidence pack for the store's branch.
@@ -561,40 +248,7 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
     }
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut pop = Csv::new(&[
-        "id",
-        "title",
-        "change_type",
-        "change_model",
-        "risk_level",
-        "priority",
-        "status",
-        "requester",
-        "request_date",
-        "approvals",
-        "implementer",
-        "implementation_start",
-        "implementation_end",
-        "outcome",
-        "review_date",
-        "emergency",
-        "segregation_of_duties",
-        "exceptions",
-        "commits",
-        "signatures",
-        "affected_systems",
-        "template",
-        "template_digest",
-        "schedule_start",
-        "schedule_end",
-        "testing_required",
-        "test_plan",
-        "test_environment",
-        "closed_by",
-        "reviewer",
-        "final_approval",
-        "deleted_by",
-    ]);
+    let mut pop = Csv::new(POPULATION_COLUMNS);
     let mut population = 0;
     let mut sod_failures = 0;
     for (path, c, deleted) in &changes {
@@ -607,84 +261,9 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         let findings = by_change.get(id.as_str()).cloned().unwrap_or_default();
         let day = day_policies(&mut auditor, repo, entries)?;
         let marks = signature_marks(c, &policy, &day);
-        let imp = c.implementation.clone().unwrap_or_default();
-        let approvals: Vec<String> = c
-            .approvals
-            .iter()
-            .map(|a| {
-                format!(
-                    "{}{}={} at {}",
-                    a.role,
-                    match a.decision {
-                        Decision::Approved => "",
-                        Decision::Rejected => " (rejected)",
-                        Decision::Withdrawn => " (withdrawn)",
-                    },
-                    a.by,
-                    format_timestamp(a.at)
-                )
-            })
-            .collect();
-        // Segregation of duties by the policy of the change's last step (its day's).
-        let (mut sod, sod_md) =
-            segregation(c, entries, day.last_record.as_deref().unwrap_or(&policy));
-        // What the audit found against it (a duty broken on a branch and merged, say)
-        // fails it too, whatever the last step's policy allowed.
-        if !sod.starts_with("fail")
-            && let Some(f) = findings
-                .iter()
-                .find(|f| f.level == Level::Exception && f.rule == crate::rules::SEGREGATION)
-        {
-            sod = format!(
-                "fail: {} (commit {})",
-                f.message,
-                &f.commit[..f.commit.len().min(8)]
-            );
-        }
+        let (sod, sod_md) = duties(c, entries, &findings, &day, &policy);
         sod_failures += usize::from(sod.starts_with("fail"));
-        let row = [
-            id.clone(),
-            c.title.clone().unwrap_or_default(),
-            c.change_type.clone().unwrap_or_default(),
-            c.model().to_string(),
-            c.field_text("risk_level").unwrap_or_default(),
-            c.field_text("priority").unwrap_or_default(),
-            c.status().to_string(),
-            c.requester.clone().unwrap_or_default(),
-            ts(c.request_date),
-            approvals.join("; "),
-            imp.implementer.clone().unwrap_or_default(),
-            ts(imp.started_at),
-            ts(imp.completed_at),
-            imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
-            ts(c.review.as_ref().map(|r| r.at)),
-            (c.model() == ChangeModel::Emergency).to_string(),
-            sod,
-            findings
-                .iter()
-                .filter(|f| f.level == Level::Exception)
-                .count()
-                .to_string(),
-            entries
-                .iter()
-                .map(|e| e.commit.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            marks.join("; "),
-            c.affected_systems.join(" "),
-            c.template.clone().unwrap_or_default(),
-            c.template_digest.clone().unwrap_or_default(),
-            ts(c.schedule.as_ref().map(|x| x.start)),
-            ts(c.schedule.as_ref().map(|x| x.end)),
-            c.field_text("testing_required").unwrap_or_default(),
-            c.test_plan.clone().unwrap_or_default(),
-            c.test_environment.clone().unwrap_or_default(),
-            imp.closed_by.clone().unwrap_or_default(),
-            c.review.as_ref().map(|r| r.by.clone()).unwrap_or_default(),
-            // When the last approval that stands was given: the change's sign-off.
-            ts(c.standing_approvals().map(|(_, a)| a.at).max()),
-            deleted.clone().unwrap_or_default(),
-        ];
+        let row = population_row(c, entries, &findings, &marks, sod, deleted.as_deref());
         pop.row(&row);
         files.push((
             format!("changes/{id}.md"),
@@ -736,44 +315,9 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         })
         .collect();
 
-    // The policy, allowed signers and templates of every version in force in the period:
-    // the auditor tests roles, signatures and templates from the pack alone.
-    for p in &signing {
-        let Ok(oid) = Oid::from_str(&p.commit) else {
-            continue;
-        };
-        let t = repo.find_commit(oid)?.tree()?;
-        let dir = format!("{}policy", store.prefix());
-        if let Ok(e) = t.get_path(std::path::Path::new(&dir)) {
-            let sub = repo.find_tree(e.id())?;
-            let mut found: Vec<(String, Oid)> = Vec::new();
-            sub.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
-                if e.kind() == Some(ObjectType::Blob) {
-                    found.push((format!("{parent}{}", e.name().unwrap_or("")), e.id()));
-                }
-                git2::TreeWalkResult::Ok
-            })?;
-            for (rel, blob) in found {
-                files.push((
-                    format!("policy-versions/{}/policy/{rel}", &p.commit[..12]),
-                    repo.find_blob(blob)?.content().to_vec(),
-                ));
-            }
-        }
-    }
+    policy_version_files(repo, store.prefix(), &signing, &mut files)?;
     if partial {
-        files.push((
-            "PARTIAL".into(),
-            b"This pack was exported from a shallow clone (--allow-partial): the history before the clone's cut is missing, so the population and the verdicts may be incomplete.\n".to_vec(),
-        ));
-        for (name, bytes) in files.iter_mut() {
-            if name.ends_with(".md") {
-                let mut marked =
-                    b"> **Partial**: exported from a shallow clone; see PARTIAL.\n\n".to_vec();
-                marked.extend_from_slice(bytes);
-                *bytes = marked;
-            }
-        }
+        mark_partial(&mut files);
     }
     let deployments = reconcile_into(req, &changes, &mut files);
     let exceptions = exceptions + deployments["unreconciled"].as_u64().unwrap_or(0) as usize;
@@ -844,6 +388,167 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         population,
         exceptions,
     })
+}
+
+/// The columns of `population.csv`, one row per change in the period ([`population_row`]).
+const POPULATION_COLUMNS: &[&str] = &[
+    "id",
+    "title",
+    "change_type",
+    "change_model",
+    "risk_level",
+    "priority",
+    "status",
+    "requester",
+    "request_date",
+    "approvals",
+    "implementer",
+    "implementation_start",
+    "implementation_end",
+    "outcome",
+    "review_date",
+    "emergency",
+    "segregation_of_duties",
+    "exceptions",
+    "commits",
+    "signatures",
+    "affected_systems",
+    "template",
+    "template_digest",
+    "schedule_start",
+    "schedule_end",
+    "testing_required",
+    "test_plan",
+    "test_environment",
+    "closed_by",
+    "reviewer",
+    "final_approval",
+    "deleted_by",
+];
+
+/// The row of `population.csv` for change `c` ([`POPULATION_COLUMNS`]).
+fn population_row(
+    c: &ChangeRequest,
+    entries: &[Entry],
+    findings: &[&AuditFinding],
+    marks: &[String],
+    sod: String,
+    deleted: Option<&str>,
+) -> Vec<String> {
+    let id = c.id_text();
+    let imp = c.implementation.clone().unwrap_or_default();
+    let approvals: Vec<String> = c
+        .approvals
+        .iter()
+        .map(|a| {
+            format!(
+                "{}{}={} at {}",
+                a.role,
+                match a.decision {
+                    Decision::Approved => "",
+                    Decision::Rejected => " (rejected)",
+                    Decision::Withdrawn => " (withdrawn)",
+                },
+                a.by,
+                format_timestamp(a.at)
+            )
+        })
+        .collect();
+    vec![
+        id,
+        c.title.clone().unwrap_or_default(),
+        c.change_type.clone().unwrap_or_default(),
+        c.model().to_string(),
+        c.field_text("risk_level").unwrap_or_default(),
+        c.field_text("priority").unwrap_or_default(),
+        c.status().to_string(),
+        c.requester.clone().unwrap_or_default(),
+        ts(c.request_date),
+        approvals.join("; "),
+        imp.implementer.clone().unwrap_or_default(),
+        ts(imp.started_at),
+        ts(imp.completed_at),
+        imp.outcome.map(|o| o.to_string()).unwrap_or_default(),
+        ts(c.review.as_ref().map(|r| r.at)),
+        (c.model() == ChangeModel::Emergency).to_string(),
+        sod,
+        findings
+            .iter()
+            .filter(|f| f.level == Level::Exception)
+            .count()
+            .to_string(),
+        entries
+            .iter()
+            .map(|e| e.commit.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        marks.join("; "),
+        c.affected_systems.join(" "),
+        c.template.clone().unwrap_or_default(),
+        c.template_digest.clone().unwrap_or_default(),
+        ts(c.schedule.as_ref().map(|x| x.start)),
+        ts(c.schedule.as_ref().map(|x| x.end)),
+        c.field_text("testing_required").unwrap_or_default(),
+        c.test_plan.clone().unwrap_or_default(),
+        c.test_environment.clone().unwrap_or_default(),
+        imp.closed_by.clone().unwrap_or_default(),
+        c.review.as_ref().map(|r| r.by.clone()).unwrap_or_default(),
+        // When the last approval that stands was given: the change's sign-off.
+        ts(c.standing_approvals().map(|(_, a)| a.at).max()),
+        deleted.unwrap_or_default().to_owned(),
+    ]
+}
+
+/// The policy, allowed signers and templates of every version in force in the period,
+/// under `policy-versions/`: the auditor tests roles, signatures and templates from the
+/// pack alone.
+fn policy_version_files(
+    repo: &Repository,
+    prefix: &str,
+    signing: &[SigningPeriod],
+    files: &mut Vec<(String, Vec<u8>)>,
+) -> Result<()> {
+    for p in signing {
+        let Ok(oid) = Oid::from_str(&p.commit) else {
+            continue;
+        };
+        let t = repo.find_commit(oid)?.tree()?;
+        let dir = format!("{}policy", prefix);
+        if let Ok(e) = t.get_path(std::path::Path::new(&dir)) {
+            let sub = repo.find_tree(e.id())?;
+            let mut found: Vec<(String, Oid)> = Vec::new();
+            sub.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+                if e.kind() == Some(ObjectType::Blob) {
+                    found.push((format!("{parent}{}", e.name().unwrap_or("")), e.id()));
+                }
+                git2::TreeWalkResult::Ok
+            })?;
+            for (rel, blob) in found {
+                files.push((
+                    format!("policy-versions/{}/policy/{rel}", &p.commit[..12]),
+                    repo.find_blob(blob)?.content().to_vec(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks a pack exported from a shallow clone: a `PARTIAL` file, and a line atop every
+/// page.
+fn mark_partial(files: &mut Vec<(String, Vec<u8>)>) {
+    files.push((
+        "PARTIAL".into(),
+        b"This pack was exported from a shallow clone (--allow-partial): the history before the clone's cut is missing, so the population and the verdicts may be incomplete.\n".to_vec(),
+    ));
+    for (name, bytes) in files.iter_mut() {
+        if name.ends_with(".md") {
+            let mut marked =
+                b"> **Partial**: exported from a shallow clone; see PARTIAL.\n\n".to_vec();
+            marked.extend_from_slice(bytes);
+            *bytes = marked;
+        }
+    }
 }
 
 /// The branch HEAD is on, if any.
@@ -990,27 +695,6 @@ fn signing_periods(
         });
     }
     Ok(out)
-}
-
-/// The signing periods as a section of controls.md.
-fn signing_markdown(periods: &[SigningPeriod]) -> String {
-    let mut s = String::from(
-        "\n## Signed records\n\nWhich records the policy in force required to carry their maker's SSH signature (checked by chg, verifiable with `ssh-keygen -Y verify`); where none, records name people without proving who made them.\n\n",
-    );
-    for p in periods {
-        s.push_str(&format!(
-            "- {} to {} (policy of commit {}): {}\n",
-            format_timestamp(p.from),
-            format_timestamp(p.until),
-            &p.commit[..p.commit.len().min(8)],
-            if p.required_for.is_empty() {
-                "no signatures required".to_owned()
-            } else {
-                format!("signed: {}", p.required_for.join(", "))
-            }
-        ));
-    }
-    s
 }
 
 /// The SHA-256 of `bytes`, in lower-case hex.
