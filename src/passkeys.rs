@@ -14,7 +14,8 @@ use crate::webauthn::{Assertion, KEY_TYPE, PasskeySignature, rp_id};
 /// written.
 #[derive(Debug)]
 pub struct PasskeySigner {
-    key: Option<PublicKey>,
+    /// The listed key that made the answer, or why none did.
+    key: Result<PublicKey, String>,
     assertion: Assertion,
     origin: String,
 }
@@ -22,14 +23,25 @@ pub struct PasskeySigner {
 impl PasskeySigner {
     /// The signer of `assertion`, made by one of `candidates`, at `origin`.
     pub fn new(candidates: &[PublicKey], assertion: Assertion, origin: &str) -> PasskeySigner {
-        let key = candidates
-            .iter()
-            .find(|k| {
-                PasskeySignature::assemble(k, &assertion).is_ok_and(|s| s.verify_ecdsa().is_ok())
-            })
-            .cloned();
+        let mut why = if candidates.is_empty() {
+            "the allowed signers list no passkey of yours for this server (enrol one on the Passkeys page; it signs once the proposal is applied)".to_owned()
+        } else {
+            "it was not made by a passkey the allowed signers list for you".to_owned()
+        };
+        let mut key = None;
+        for k in candidates {
+            match PasskeySignature::assemble(k, &assertion) {
+                Ok(s) if s.verify_ecdsa().is_ok() => {
+                    key = Some(k.clone());
+                    break;
+                }
+                Ok(_) => {}
+                // The answer itself is unreadable: that is the reason, whatever the key.
+                Err(e) => why = e.to_string(),
+            }
+        }
         PasskeySigner {
-            key,
+            key: key.ok_or(why),
             assertion,
             origin: origin.to_owned(),
         }
@@ -45,19 +57,12 @@ impl PasskeySigner {
 
 impl crate::signing::RecordSigner for PasskeySigner {
     fn public_key(&self) -> crate::error::Result<String> {
-        let key = self.key.as_ref().ok_or_else(|| {
-            Self::refused(
-                "it was not made by a passkey the allowed signers list for you (enrol it on the Passkeys page; once the proposal is applied it signs)",
-            )
-        })?;
+        let key = self.key.as_ref().map_err(Self::refused)?;
         key.to_openssh().map_err(Self::refused)
     }
 
     fn sign(&self, statement: &[u8]) -> crate::error::Result<String> {
-        let key = self
-            .key
-            .as_ref()
-            .ok_or_else(|| Self::refused("no listed passkey made it"))?;
+        let key = self.key.as_ref().map_err(Self::refused)?;
         let sig = PasskeySignature::assemble(key, &self.assertion).map_err(Self::refused)?;
         sig.check(statement, Some(&self.origin))
             .map_err(Self::refused)?;

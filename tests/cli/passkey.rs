@@ -624,9 +624,24 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
             a
         }),
     ];
+    let said = [
+        ("another origin", "origin"),
+        ("no user verification", "UV"),
+        ("over another statement", "another statement"),
+        ("another person's credential", "not made by a passkey"),
+        ("crossOrigin", "crossOrigin"),
+        ("AT set", "AT flag"),
+        ("another relying party", "not made by a passkey"),
+        ("a signature that is not DER", "DER"),
+    ];
     for (what, passkey) in refusals {
         let (code, body) = post(passkey);
         assert_eq!(code, 403, "{what}: {body}");
+        let reason = said.iter().find(|(w, _)| *w == what).unwrap().1;
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(reason),
+            "{what}: {body}"
+        );
         assert_eq!(body["error"]["rule"], "signature", "{what}: {body}");
         assert_eq!(s.git(&["rev-parse", "HEAD"]).trim(), head, "{what}");
     }
