@@ -53,6 +53,8 @@ pub enum Verdict {
     Valid {
         /// `SHA256:…` of the key.
         fingerprint: String,
+        /// Made with a passkey in a browser (SPEC 12.1), not with an SSH key.
+        passkey: bool,
     },
     /// The record carries no signature.
     Missing,
@@ -95,7 +97,14 @@ impl Verdict {
     /// A short mark for listings: `signed SHA256:…`, `unsigned`, `INVALID`.
     pub fn mark(&self) -> String {
         match self {
-            Verdict::Valid { fingerprint } => format!("signed {fingerprint}"),
+            Verdict::Valid {
+                fingerprint,
+                passkey: false,
+            } => format!("signed {fingerprint}"),
+            Verdict::Valid {
+                fingerprint,
+                passkey: true,
+            } => format!("signed {fingerprint} (passkey)"),
             Verdict::Missing => "unsigned".into(),
             _ => "INVALID signature".into(),
         }
@@ -511,14 +520,20 @@ impl AllowedSigners {
         let fingerprint = signer.fingerprint.clone();
         let proven = self.proven.get();
         if proven.is_some_and(|p| p.contains(&key)) {
-            return Verdict::Valid { fingerprint };
+            return Verdict::Valid {
+                fingerprint,
+                passkey: false,
+            };
         }
         match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
             Ok(()) => {
                 if let Some(p) = proven {
                     p.add(key);
                 }
-                Verdict::Valid { fingerprint }
+                Verdict::Valid {
+                    fingerprint,
+                    passkey: false,
+                }
             }
             Err(_) => Verdict::Transplanted { fingerprint },
         }
@@ -550,14 +565,20 @@ impl AllowedSigners {
         let fingerprint = signer.fingerprint.clone();
         let proven = self.proven.get();
         if proven.is_some_and(|p| p.contains(&key)) {
-            return Verdict::Valid { fingerprint };
+            return Verdict::Valid {
+                fingerprint,
+                passkey: true,
+            };
         }
         match sig.check(statement.as_bytes(), None) {
             Ok(()) => {
                 if let Some(p) = proven {
                     p.add(key);
                 }
-                Verdict::Valid { fingerprint }
+                Verdict::Valid {
+                    fingerprint,
+                    passkey: true,
+                }
             }
             Err(PasskeyError::Mismatch(_)) => Verdict::Transplanted { fingerprint },
             Err(e) => Verdict::Corrupt(e.to_string()),

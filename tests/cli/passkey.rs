@@ -343,7 +343,12 @@ fn a_passkey_signed_approval_is_a_signed_record_for_validate_show_audit_and_open
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string();
     let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
-    assert!(show.contains(&format!("signed {fingerprint}")), "{show}");
+    assert!(
+        show.contains(&format!("signed {fingerprint} (passkey)")),
+        "{show}"
+    );
+    // em's SSH signature is not marked as a passkey's.
+    assert_eq!(show.matches("(passkey)").count(), 1, "{show}");
     // The gate's only reason is the missing schedule, not the signature.
     let gate = s.chg("alice@example.com", &["gate", &id]).code(1).stdout;
     assert!(
