@@ -776,10 +776,10 @@ async fn list(
     ApiPerson(person): ApiPerson,
     Params(p): Params<ListParams>,
 ) -> Result<Response, ApiError> {
-    let (items, total) = blocking(&state, move |_, store| {
+    let (items, total) = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
         let query = list_query(&p, &policy, &person)?;
-        let page = query.run(store, &policy, now())?;
+        let page = run(shared, store, &policy, &query)?;
         let items: Vec<Value> = page
             .rows
             .iter()
@@ -796,6 +796,17 @@ async fn list(
         r.headers_mut().insert("x-total-count", v);
     }
     Ok(r)
+}
+
+/// Runs `query` (the library's [`chg::query::Query::run`]) over the summaries kept in memory.
+pub fn run(
+    shared: &Shared,
+    store: &Store,
+    policy: &Policy,
+    query: &chg::query::Query,
+) -> Result<chg::query::Page<chg::store::Loaded>, ApiError> {
+    let all = shared.summaries_where(store, |c| query.matches(c))?;
+    Ok(query.run_over(store, policy, now(), all)?)
 }
 
 /// The library's query for the list's parameters.
@@ -1262,11 +1273,17 @@ async fn gate(
     ApiPerson(_): ApiPerson,
     Path(id): Path<String>,
 ) -> Result<Json<Gate>, ApiError> {
-    let out = blocking(&state, move |_, store| {
+    let out = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let reasons = store.gate(&id, &policy, now, now)?;
+        let all = shared.summaries_where(store, chg::conflicts::can_conflict)?;
+        let others: Vec<&ChangeRequest> = all
+            .iter()
+            .filter(|l| l.decoded.parsed)
+            .map(chg::store::Loaded::change)
+            .collect();
+        let reasons = store.gate_among(&id, &policy, now, now, Some(&others))?;
         Ok(Gate {
             open: reasons.is_empty(),
             reasons: reasons
@@ -1386,9 +1403,9 @@ async fn report(
         None => (None, None),
     };
     let period = p.period.clone();
-    let out = blocking(&state, move |_, store| {
+    let out = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
-        let (r, _) = chg::query::report(store, &policy, since, until)?;
+        let (r, _) = chg::query::report_over(&policy, since, until, &shared.summaries(store)?);
         Ok(report_json(&r, period.as_deref()))
     })
     .await?;

@@ -58,12 +58,28 @@ fn random_text() -> Result<String, ApiError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random32()?))
 }
 
-/// The client's address, when the server knows it.
+/// The client's address, when the server knows it. Behind a reverse proxy on the same
+/// machine (the peer is a loopback address), the address the proxy appended last to
+/// `X-Forwarded-For`: otherwise every client would share the proxy's address, and one
+/// guesser could lock everyone out.
 fn client(parts: &Parts) -> Option<IpAddr> {
-    parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip())?;
+    if peer.is_loopback()
+        && let Some(forwarded) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return Some(forwarded);
+    }
+    Some(peer)
 }
 
 /// The client's address as an extractor (never fails).

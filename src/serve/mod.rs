@@ -69,8 +69,16 @@ pub struct Shared {
     pub limiter: auth::Limiter,
     /// How long to wait for the store lock.
     pub lock_timeout: Duration,
-    /// HEAD when the warm read cache was last refreshed, and what it holds.
-    pub warm: std::sync::Mutex<Option<git2::Oid>>,
+    /// The read summaries of every change file, as of a HEAD.
+    pub warm: std::sync::Mutex<Option<Warm>>,
+}
+
+/// The store's read summaries (the query layer's index) kept in memory, as of `head`.
+pub struct Warm {
+    /// HEAD when they were read.
+    pub head: git2::Oid,
+    /// Every change file's summary (undecodable files too).
+    pub all: Arc<Vec<chg::store::Loaded>>,
 }
 
 /// The state handlers take.
@@ -81,6 +89,42 @@ impl Shared {
     /// between threads).
     pub fn open(&self) -> Result<Store, Error> {
         Store::discover(&self.cwd, self.repo.as_deref(), self.lock_timeout)
+    }
+
+    /// Every change file's read summary, from memory while HEAD has not moved since they
+    /// were read (every step through chg moves HEAD), else read afresh and kept.
+    pub fn summaries(&self, store: &Store) -> Result<Arc<Vec<chg::store::Loaded>>, Error> {
+        let head = store.repo().head().ok().and_then(|h| h.target());
+        if let Some(head) = head {
+            let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = warm.as_ref().filter(|w| w.head == head) {
+                return Ok(w.all.clone());
+            }
+        }
+        let all = Arc::new(store.load_summaries_where(|_| true)?);
+        if let Some(head) = head {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            *warm = Some(Warm {
+                head,
+                all: all.clone(),
+            });
+        }
+        Ok(all)
+    }
+
+    /// The summaries `keep` accepts, and the undecodable ones ([`Store::load_summaries_where`]
+    /// from memory).
+    pub fn summaries_where(
+        &self,
+        store: &Store,
+        keep: impl Fn(&chg::model::ChangeRequest) -> bool,
+    ) -> Result<Vec<chg::store::Loaded>, Error> {
+        Ok(self
+            .summaries(store)?
+            .iter()
+            .filter(|l| !l.decoded.parsed || keep(l.change()))
+            .cloned()
+            .collect())
     }
 }
 
@@ -224,16 +268,10 @@ async fn keep_warm(state: AppState) {
     }
 }
 
-/// Refreshes the read summary if HEAD moved since the last refresh.
+/// Refreshes the summaries kept in memory if HEAD moved since they were read.
 pub fn refresh(state: &Shared) {
-    let Ok(store) = state.open() else { return };
-    let head = store.repo().head().ok().and_then(|h| h.target());
-    let mut warm = state.warm.lock().unwrap_or_else(|e| e.into_inner());
-    if head.is_some() && *warm == head {
-        return;
-    }
-    if store.load_summaries_where(|_| false).is_ok() {
-        *warm = head;
+    if let Ok(store) = state.open() {
+        let _ = state.summaries(&store);
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::api::{self, ApiError, ApproveRequest, ListParams, Params};
 use super::auth::{self, PagePerson, Person, check_csrf, now};
-use super::{AppState, blocking};
+use super::{AppState, Shared, blocking};
 
 /// The pages' routes.
 pub fn routes() -> Router<AppState> {
@@ -236,9 +236,13 @@ async fn signout(
 type Rows = Vec<(ChangeRequest, Vec<String>)>;
 
 /// The changes a query selects, with the roles each awaits (the library's query).
-fn select(store: &Store, query: &chg::query::Query) -> Result<(Rows, usize), ApiError> {
+fn select(
+    shared: &Shared,
+    store: &Store,
+    query: &chg::query::Query,
+) -> Result<(Rows, usize), ApiError> {
     let policy = store.policy()?;
-    let page = query.run(store, &policy, now())?;
+    let page = api::run(shared, store, &policy, query)?;
     let rows = page
         .rows
         .into_iter()
@@ -257,20 +261,20 @@ fn select(store: &Store, query: &chg::query::Query) -> Result<(Rows, usize), Api
 
 async fn home(State(state): State<AppState>, who: PagePerson) -> Response {
     let email = who.person.email.clone();
-    let r = blocking(&state, move |_, store| {
+    let r = blocking(&state, move |shared, store| {
         let q = chg::query::Query {
             awaiting: Some(email.clone()),
             limit: Some(200),
             ..Default::default()
         };
-        let waiting = select(store, &q)?;
+        let waiting = select(shared, store, &q)?;
         let mine = chg::query::Query {
             requester: Some(email),
             open_only: true,
             limit: Some(50),
             ..Default::default()
         };
-        Ok((waiting, select(store, &mine)?))
+        Ok((waiting, select(shared, store, &mine)?))
     })
     .await;
     match r {
@@ -310,10 +314,10 @@ async fn changes(
         p.priority.clone().unwrap_or_default(),
         p.system.clone().unwrap_or_default(),
     );
-    let r = blocking(&state, move |_, store| {
+    let r = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
         let q = api::list_query(&p, &policy, &person)?;
-        Ok((select(store, &q)?, policy.change_types.clone()))
+        Ok((select(shared, store, &q)?, policy.change_types.clone()))
     })
     .await;
     let ((rows, total), types) = match r {
@@ -650,12 +654,13 @@ async fn decide(
 // CAB, calendar, report
 
 async fn cab(State(state): State<AppState>, who: PagePerson) -> Response {
-    let r = blocking(&state, move |_, store| {
+    let r = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
         let until = now()
             .checked_add(jiff::SignedDuration::from_hours(24 * 7))
             .unwrap_or(now());
-        Ok(chg::query::agenda(store, &policy, until)?)
+        let all = shared.summaries_where(store, chg::query::agenda_reads)?;
+        Ok(chg::query::agenda_over(store, &policy, until, all)?)
     })
     .await;
     let agenda = match r {
@@ -748,9 +753,14 @@ async fn report(
         Ok(b) => b,
         Err(e) => return error_page(Some(&who), ApiError::bad("period", format!("period: {e}"))),
     };
-    let r = blocking(&state, move |_, store| {
+    let r = blocking(&state, move |shared, store| {
         let policy = store.policy()?;
-        let (r, _) = chg::query::report(store, &policy, bounds.map(|b| b.0), bounds.map(|b| b.1))?;
+        let (r, _) = chg::query::report_over(
+            &policy,
+            bounds.map(|b| b.0),
+            bounds.map(|b| b.1),
+            &shared.summaries(store)?,
+        );
         Ok(r)
     })
     .await;

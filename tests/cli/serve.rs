@@ -1167,3 +1167,47 @@ fn an_api_client_signs_the_statement_it_is_handed_with_its_own_key() {
     let a = srv.get(&format!("{BASE}/{id}/statement?action=deploy"), &em);
     assert_eq!(a.status, 400);
 }
+
+#[test]
+fn sigterm_finishes_the_requests_in_flight_then_stops() {
+    let s = store();
+    let alice = s.token("alice@example.com");
+    let mut srv = s.serve(&[]);
+    let before = s.commits().len();
+    let answers: Vec<Option<u16>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let (srv, alice) = (&srv, &alice);
+                scope.spawn(move || {
+                    let mut c = seed_change();
+                    c["title"] = json!(format!("Term {i}"));
+                    let body = c.to_string();
+                    let mut st = TcpStream::connect(&srv.addr).ok()?;
+                    let req = format!(
+                        "POST {BASE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {alice}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    st.write_all(req.as_bytes()).ok()?;
+                    let mut out = Vec::new();
+                    st.read_to_end(&mut out).ok()?;
+                    (!out.is_empty()).then(|| parse_answer(&out).status)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Command::new("kill")
+            .args(["-TERM", &srv.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "a clean exit: {status:?}");
+    // Every request the server took was answered, and each 201 is exactly one commit.
+    let created = answers.iter().filter(|a| **a == Some(201)).count();
+    assert!(answers.iter().flatten().all(|a| *a == 201), "{answers:?}");
+    assert_eq!(s.commits().len(), before + created, "{answers:?}");
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+}
