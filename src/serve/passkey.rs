@@ -263,7 +263,8 @@ struct EnrolForm {
     csrf: Option<String>,
     spki: String,
     client_data_json: String,
-    credential_id: Option<String>,
+    // The form also sends `credential_id` (the passkey's `rawId`), which nothing needs: the
+    // key is found by its signature.
 }
 
 /// The checks of the creation ceremony's clientDataJSON: made by a browser on this server's
@@ -334,7 +335,6 @@ async fn enrol(
         Ok(k) => k,
         Err(e) => return error_page(Some(&who), e),
     };
-    let _ = form.credential_id;
     let person = who.person.clone();
     let line = webauthn::allowed_signers_line(&person.email, &key);
     let (o, rp) = (origin.clone(), rp_id.clone());
