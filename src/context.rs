@@ -74,6 +74,12 @@ pub struct Context {
     pub commit_signer: Option<std::sync::Arc<dyn CommitSigner>>,
     /// Signs the actor's records (approvals and the actions the policy names), when set.
     pub record_signer: Option<std::sync::Arc<dyn crate::signing::RecordSigner>>,
+    /// Signs the actor's record with [`Context::record_signer`] even where the policy does
+    /// not require it (a passkey approval: the person signed, so the record carries it).
+    pub sign_unrequired: bool,
+    /// How the request came in, when not from the command line (`api token=tok_…`): the
+    /// commit records it in a `Chg-Via` trailer.
+    pub via: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -86,6 +92,8 @@ impl std::fmt::Debug for Context {
             .field("lock_timeout", &self.lock_timeout)
             .field("signs_commits", &self.commit_signer.is_some())
             .field("signs_records", &self.record_signer.is_some())
+            .field("sign_unrequired", &self.sign_unrequired)
+            .field("via", &self.via)
             .finish()
     }
 }
@@ -105,6 +113,8 @@ impl Context {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             commit_signer: None,
             record_signer: None,
+            sign_unrequired: false,
+            via: None,
         }
     }
 
@@ -114,6 +124,17 @@ impl Context {
         signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
     ) -> Context {
         self.record_signer = Some(signer);
+        self
+    }
+
+    /// The same context, signing the actor's records with `signer` whether or not the
+    /// policy requires it.
+    pub fn signing_records_always(
+        mut self,
+        signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
+    ) -> Context {
+        self.record_signer = Some(signer);
+        self.sign_unrequired = true;
         self
     }
 
@@ -127,6 +148,12 @@ impl Context {
     pub fn committed_by(mut self, committer: Identity, at: Timestamp) -> Context {
         self.committer = committer;
         self.committed_at = whole_seconds(at);
+        self
+    }
+
+    /// The same context, recording that the request came in `via` (a `Chg-Via` trailer).
+    pub fn via(mut self, via: impl Into<String>) -> Context {
+        self.via = Some(via.into());
         self
     }
 

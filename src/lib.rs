@@ -23,6 +23,7 @@
 //! - [`governance`]: whether each policy change was authorized, merges included.
 //! - [`notify`]: notifications and approval deadlines: events from verified history, outbox, channels.
 //! - [`text`]: output made harmless for terminals, CI logs and spreadsheets.
+//! - [`tokens`]: the API tokens of `chg serve` (hashes only).
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -38,6 +39,7 @@ pub mod governance;
 pub mod layout;
 pub mod model;
 pub mod notify;
+pub mod passkeys;
 pub mod policy;
 pub mod policy_source;
 pub mod query;
@@ -51,8 +53,10 @@ pub mod sync;
 pub mod templates;
 pub mod text;
 pub mod time;
+pub mod tokens;
 pub mod trailers;
 pub mod validate;
+pub mod webauthn;
 pub mod workflow;
 pub mod yaml;
 

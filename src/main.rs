@@ -1,6 +1,7 @@
 //! The `chg` command: parse, run, map the error to an exit code (SPEC section 8).
 
 mod cli;
+mod serve;
 
 fn main() -> std::process::ExitCode {
     cli::main()

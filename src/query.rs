@@ -343,6 +343,18 @@ impl Query {
     /// overdue filters judge are read whole, as the rules may read any field.
     pub fn run(&self, store: &Store, policy: &Policy, now: Timestamp) -> Result<Page<Loaded>> {
         let all = store.load_summaries_where(|c| self.matches(c))?;
+        self.run_over(store, policy, now, all)
+    }
+
+    /// [`Query::run`] over summaries read already (those [`Query::matches`] keeps, and the
+    /// undecodable ones): a server keeps the store's summaries in memory between requests.
+    pub fn run_over(
+        &self,
+        store: &Store,
+        policy: &Policy,
+        now: Timestamp,
+        all: Vec<Loaded>,
+    ) -> Result<Page<Loaded>> {
         let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
         let mut readable: Vec<Loaded> = all.into_iter().filter(|l| l.decoded.parsed).collect();
         for l in readable.iter_mut() {
@@ -398,14 +410,34 @@ pub struct Agenda {
 /// without a request date too), with a priority, by priority; their conflicts are judged
 /// against every change that can conflict.
 pub fn agenda(store: &Store, policy: &Policy, until: Timestamp) -> Result<Agenda> {
+    let all = store.load_summaries_where(agenda_reads)?;
+    agenda_over(store, policy, until, all)
+}
+
+/// The summaries the agenda reads: the changes pending approval, and whatever they can
+/// conflict with.
+pub fn agenda_reads(c: &ChangeRequest) -> bool {
+    let pending = Query {
+        statuses: vec![Status::PendingApproval],
+        ..Query::default()
+    };
+    pending.matches(c) || conflicts::can_conflict(c)
+}
+
+/// [`agenda`] over summaries read already (those [`agenda_reads`] keeps, and the
+/// undecodable ones).
+pub fn agenda_over(
+    store: &Store,
+    policy: &Policy,
+    until: Timestamp,
+    mut all: Vec<Loaded>,
+) -> Result<Agenda> {
     let pending = Query {
         statuses: vec![Status::PendingApproval],
         ..Query::default()
     };
     // The agenda, and whatever its changes can conflict with (conflicts read no more than
     // the summary holds).
-    let mut all =
-        store.load_summaries_where(|c| pending.matches(c) || conflicts::can_conflict(c))?;
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
     // A standard change is judged against its template's fixed fields, any of which the
     // summary may leave out: those on the agenda are read whole.
@@ -477,16 +509,36 @@ pub fn report(
     // times, all in the summary; a template is judged for standard changes only, which
     // have no approval time.
     let all = store.load_summaries_where(|c| period.matches(c))?;
+    Ok(report_over(policy, since, until, &all))
+}
+
+/// [`report`] over summaries read already (the changes requested in the period, and the
+/// undecodable ones).
+pub fn report_over(
+    policy: &Policy,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    all: &[Loaded],
+) -> (Report, usize) {
+    let period = Query {
+        since,
+        until,
+        ..Query::default()
+    };
+    let all: Vec<&Loaded> = all
+        .iter()
+        .filter(|l| !l.decoded.parsed || period.matches(l.change()))
+        .collect();
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
     let changes: Vec<&ChangeRequest> = all
         .iter()
         .filter(|l| l.decoded.parsed)
-        .map(Loaded::change)
+        .map(|l| l.change())
         .collect();
-    Ok((
+    (
         crate::report::build(&changes, policy, since, until),
         unreadable,
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub enum Verdict {
     Valid {
         /// `SHA256:…` of the key.
         fingerprint: String,
+        /// Made with a passkey in a browser (SPEC 12.1), not with an SSH key.
+        passkey: bool,
     },
     /// The record carries no signature.
     Missing,
@@ -95,7 +97,14 @@ impl Verdict {
     /// A short mark for listings: `signed SHA256:…`, `unsigned`, `INVALID`.
     pub fn mark(&self) -> String {
         match self {
-            Verdict::Valid { fingerprint } => format!("signed {fingerprint}"),
+            Verdict::Valid {
+                fingerprint,
+                passkey: false,
+            } => format!("signed {fingerprint}"),
+            Verdict::Valid {
+                fingerprint,
+                passkey: true,
+            } => format!("signed {fingerprint} (passkey)"),
             Verdict::Missing => "unsigned".into(),
             _ => "INVALID signature".into(),
         }
@@ -483,6 +492,12 @@ impl AllowedSigners {
         signature: &str,
         key: [u8; 32],
     ) -> Verdict {
+        // A passkey's signature (SPEC 12.1), which `ssh-key` does not read.
+        match crate::webauthn::PasskeySignature::from_pem(signature) {
+            Ok(Some(passkey)) => return self.judge_passkey(actor, at, statement, &passkey, key),
+            Err(e) => return Verdict::Corrupt(e.to_string()),
+            Ok(None) => {}
+        }
         let sig = match SshSig::from_pem(signature.trim()) {
             Ok(s) => s,
             Err(e) => return Verdict::Corrupt(e.to_string()),
@@ -505,17 +520,78 @@ impl AllowedSigners {
         let fingerprint = signer.fingerprint.clone();
         let proven = self.proven.get();
         if proven.is_some_and(|p| p.contains(&key)) {
-            return Verdict::Valid { fingerprint };
+            return Verdict::Valid {
+                fingerprint,
+                passkey: false,
+            };
         }
         match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
             Ok(()) => {
                 if let Some(p) = proven {
                     p.add(key);
                 }
-                Verdict::Valid { fingerprint }
+                Verdict::Valid {
+                    fingerprint,
+                    passkey: false,
+                }
             }
             Err(_) => Verdict::Transplanted { fingerprint },
         }
+    }
+}
+
+impl AllowedSigners {
+    /// [`AllowedSigners::judge`] for a passkey's signature: the same verdicts, with what
+    /// chg requires of passkeys beyond OpenSSH (user verification, flags, `crossOrigin`, an
+    /// origin of the key's relying party; see [`crate::webauthn`]) a corrupt signature.
+    fn judge_passkey(
+        &self,
+        actor: &str,
+        at: Timestamp,
+        statement: &str,
+        sig: &crate::webauthn::PasskeySignature,
+        key: [u8; 32],
+    ) -> Verdict {
+        use crate::webauthn::PasskeyError;
+        let Some(signer) = self
+            .keys_for(actor, at)
+            .find(|s| s.key.key_data() == &sig.public_key)
+        else {
+            let fingerprint = PublicKey::from(sig.public_key.clone())
+                .fingerprint(HashAlg::Sha256)
+                .to_string();
+            return Verdict::Foreign { fingerprint };
+        };
+        let fingerprint = signer.fingerprint.clone();
+        let proven = self.proven.get();
+        if proven.is_some_and(|p| p.contains(&key)) {
+            return Verdict::Valid {
+                fingerprint,
+                passkey: true,
+            };
+        }
+        match sig.check(statement.as_bytes(), None) {
+            Ok(()) => {
+                if let Some(p) = proven {
+                    p.add(key);
+                }
+                Verdict::Valid {
+                    fingerprint,
+                    passkey: true,
+                }
+            }
+            Err(PasskeyError::Mismatch(_)) => Verdict::Transplanted { fingerprint },
+            Err(e) => Verdict::Corrupt(e.to_string()),
+        }
+    }
+
+    /// The passkey keys (`sk-ecdsa-sha2-nistp256@openssh.com`) listed for `email` at `at`
+    /// whose relying party is `rp_id`: the keys a passkey approval by `email` may be made with.
+    pub fn passkeys_for(&self, email: &str, at: Timestamp, rp_id: &str) -> Vec<PublicKey> {
+        self.keys_for(email, at)
+            .filter(|s| crate::webauthn::rp_id(&s.key) == Some(rp_id))
+            .map(|s| s.key.clone())
+            .collect()
     }
 }
 

@@ -129,6 +129,8 @@ pub mod key {
     pub const RENUMBERED_FROM: &str = "Chg-Renumbered-From";
     /// The local commit a synced commit replays.
     pub const SYNCED_FROM: &str = "Chg-Synced-From";
+    /// How the step came in, when not from the command line (`api token=tok_…`).
+    pub const VIA: &str = "Chg-Via";
 }
 
 /// The `Chg-*` trailers of one commit. Every field is optional: a reader meets hand-made
@@ -157,10 +159,12 @@ pub struct Trailers {
     pub renumbered_from: Option<String>,
     /// `Chg-Synced-From`.
     pub synced_from: Option<String>,
+    /// `Chg-Via`.
+    pub via: Option<String>,
 }
 
 impl Trailers {
-    fn slots(&self) -> [(&'static str, &Option<String>); 11] {
+    fn slots(&self) -> [(&'static str, &Option<String>); 12] {
         [
             (key::ID, &self.id),
             (key::ACTION, &self.action),
@@ -173,6 +177,7 @@ impl Trailers {
             (key::VOIDED, &self.voided),
             (key::RENUMBERED_FROM, &self.renumbered_from),
             (key::SYNCED_FROM, &self.synced_from),
+            (key::VIA, &self.via),
         ]
     }
 
@@ -194,6 +199,7 @@ impl Trailers {
             &mut self.voided,
             &mut self.renumbered_from,
             &mut self.synced_from,
+            &mut self.via,
         ];
         fields.into_iter().nth(i)
     }

@@ -120,6 +120,16 @@ const EXAMPLES: &[(&str, &str)] = &[
         "audit reconcile",
         "chg audit reconcile deployments.csv           # commit,environment,time from the CI/CD system\nchg audit reconcile releases.json --format csv",
     ),
+    (
+        "serve",
+        "chg serve                                     # http://127.0.0.1:8080, behind a TLS proxy\nchg serve --listen 0.0.0.0:8080 --public-url https://chg.example.com --remote origin",
+    ),
+    (
+        "token create",
+        "chg token create em@example.com --expires 90d --name \"Em Manager\" > em.token",
+    ),
+    ("token list", "chg token list\nchg token list --json"),
+    ("token revoke", "chg token revoke tok_6ee3cc071886"),
     ("schema", "chg schema > .chg/change.schema.json"),
     (
         "completions",

@@ -18,6 +18,7 @@ mod plan;
 mod policy;
 mod prompt;
 mod report;
+mod serve;
 mod show;
 mod sign;
 mod sync;
@@ -110,6 +111,8 @@ enum Command {
     Report(report::ReportArgs),
     Audit(audit::AuditArgs),
     Notify(notify::NotifyArgs),
+    Serve(serve::ServeArgs),
+    Token(serve::TokenArgs),
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
@@ -274,6 +277,8 @@ fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> 
             let (store, policy) = open()?;
             notify::run(ui, store, &policy, a)
         }
+        Command::Serve(a) => serve::serve(ui, open()?.0, a),
+        Command::Token(a) => serve::token(ui, find()?, a),
     }
 }
 

@@ -262,6 +262,20 @@ impl Store {
         at: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<crate::error::Refusal>> {
+        self.gate_among(id, policy, at, now, None)
+    }
+
+    /// [`Store::gate`], judging overlaps against `others` (every change that
+    /// [`crate::conflicts::can_conflict`], as the read summary holds them) when given,
+    /// instead of reading them: a server keeps them in memory between requests.
+    pub fn gate_among(
+        &self,
+        id: &ChangeId,
+        policy: &Policy,
+        at: jiff::Timestamp,
+        now: jiff::Timestamp,
+        others: Option<&[&ChangeRequest]>,
+    ) -> Result<Vec<crate::error::Refusal>> {
         use crate::error::Refusal;
         let loaded = self.load(id)?;
         let mut out: Vec<Refusal> = Vec::new();
@@ -291,12 +305,18 @@ impl Store {
         );
         let standing = crate::standing::of(self, id, now)?;
         out.extend(standing.refusal(&id.to_string()));
-        let all = self.load_where(crate::conflicts::can_conflict)?;
-        let others: Vec<&ChangeRequest> = all
-            .iter()
-            .filter(|l| l.decoded.parsed)
-            .map(Loaded::change)
-            .collect();
+        let all = match others {
+            Some(_) => Vec::new(),
+            None => self.load_where(crate::conflicts::can_conflict)?,
+        };
+        let others: Vec<&ChangeRequest> = match others {
+            Some(o) => o.to_vec(),
+            None => all
+                .iter()
+                .filter(|l| l.decoded.parsed)
+                .map(Loaded::change)
+                .collect(),
+        };
         out.extend(crate::rules::gate(
             loaded.change(),
             policy.for_intake(standing.questionnaire_due()),

@@ -358,6 +358,8 @@ impl Store {
             .id
             .clone()
             .ok_or_else(|| Error::Internal("a change without an id".into()))?;
+        let mut transition = transition;
+        transition.extra.via.clone_from(&ctx.via);
         let message = commit_message(&id, &next, &transition, &ctx.actor, created);
         let mut files = vec![FileWrite::write(self.repo_path(&rel), text.into_bytes())];
         if let Some(old) = moved_from.filter(|old| *old != rel) {
@@ -517,7 +519,8 @@ pub(super) fn sign_record(
 ) -> Result<ChangeRequest> {
     let action = transition.action.as_str();
     // Content records are written and signed by `vouch`, only when content changed.
-    if !policy.requires_signature(action) || matches!(action, "new" | "edit") {
+    let wanted = policy.requires_signature(action) || ctx.sign_unrequired;
+    if !wanted || matches!(action, "new" | "edit") {
         return Ok(next);
     }
     sign(ctx, policy, next, action)

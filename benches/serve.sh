@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# `chg serve` under load: requests/s and p50/p99 latency of reads (list, show, gate, a change
+# page) and of approvals through the API, at 10,000 and 100,000 changes, with the CLI's time
+# for the same approval beside them.
+#
+#   benches/serve.sh                    # 10,000 and 100,000 changes
+#   SIZES="10000" DURATION=5 benches/serve.sh
+#
+# The load generator is wrk (apt-get install wrk; installed here when missing and running as
+# root). Stores are the suite's ($BENCH_DIR/hist-N-$GEN_FORMAT, generated when missing) and
+# are reset to their generated tip afterwards. It measures; it never fails on a slow machine.
+source "$(dirname "$0")/common.sh"
+
+if ! command -v wrk >/dev/null; then
+  if [[ $(id -u) == 0 ]]; then
+    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+  else
+    echo "bench: install wrk (apt-get install wrk)" >&2
+    exit 2
+  fi
+fi
+
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+export GIT_CONFIG_NOSYSTEM=1 HOME=$BENCH_DIR
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-8}
+PORT=${PORT:-18080}
+API=/api/v1/change-management/change-requests
+results=()
+
+# wrk's requests/s, p50 and p99 (ms) and non-2xx count from its --latency output.
+wrk_row() {
+  python3 - "$1" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, t, re.M)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+print("%.1f %.1f %.1f %s" % (float(rps.group(1)) if rps else 0, ms("50"), ms("99"), non2xx.group(1) if non2xx else 0))
+PY
+}
+
+for n in $SIZES; do
+  store=$BENCH_DIR/hist-$n-$GEN_FORMAT
+  if [[ ! -f $store/policy/policy.yaml ]]; then
+    rm -rf "$store"
+    echo "generating $n changes with history into $store ..." >&2
+    "$GEN" --changes "$n" --out "$store" --history >/dev/null 2>&1
+  fi
+  cd "$store"
+  git rev-parse -q --verify refs/bench/base >/dev/null || git update-ref refs/bench/base HEAD
+  base=$(git rev-parse refs/bench/base)
+  git reset -q --hard "$base"
+  echo "== $n changes" >&2
+
+  # Pending changes that still need the change manager, for the approvals (the API's and the
+  # CLI's), and one change to read.
+  "$CHG" list --json --status pending_approval | python3 -c '
+import json, sys
+rows = [r["id"] for r in json.load(sys.stdin) if "change-manager" in r["missing_roles"]]
+open("'"$BENCH_DIR"'/pending.txt", "w").write("\n".join(rows) + "\n")
+' 
+  mapfile -t pending < "$BENCH_DIR/pending.txt"
+  read_id=${pending[0]}
+  cli_ids=("${pending[@]: -5}")
+  api_ids=("${pending[@]:1:${#pending[@]}-6}")
+  echo "   ${#pending[@]} changes await the change manager" >&2
+
+  # The CLI's time for one approval (the same step the API takes), on 5 changes.
+  cli_ms=$(python3 - "$CHG" "${cli_ids[@]}" <<'PY'
+import os, subprocess, sys, time
+chg, ids = sys.argv[1], sys.argv[2:]
+env = dict(os.environ, GIT_AUTHOR_NAME="cm", GIT_AUTHOR_EMAIL="cm@example.com",
+           GIT_COMMITTER_NAME="cm", GIT_COMMITTER_EMAIL="cm@example.com")
+times = []
+for i in ids:
+    t = time.monotonic()
+    subprocess.run([chg, "approve", i, "--role", "change-manager"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    times.append((time.monotonic() - t) * 1000)
+times.sort()
+print("%.1f" % times[len(times) // 2])
+PY
+)
+  git reset -q --hard "$base"
+
+  token=$("$CHG" token create cm@example.com 2>/dev/null)
+  "$CHG" serve --listen "127.0.0.1:$PORT" >"$BENCH_DIR/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/api/v1/openapi.json" && break; sleep 0.2; done
+  auth="Authorization: Bearer $token"
+  cookie=$(curl -s -o /dev/null -D - -d "token=$token" "http://127.0.0.1:$PORT/signin" | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p')
+  # One request of each first: the read index is warm from then on.
+  for path in "$API?status=pending_approval&limit=50" "$API/$read_id" "$API/$read_id/gate"; do
+    curl -fs -o /dev/null -H "$auth" "http://127.0.0.1:$PORT$path"
+  done
+
+  read_bench() {
+    local name=$1 path=$2 header=$3
+    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$header" "http://127.0.0.1:$PORT$path" >"$BENCH_DIR/wrk.txt" 2>&1
+    read -r rps p50 p99 bad < <(wrk_row "$BENCH_DIR/wrk.txt")
+    results+=("$n|$name|$rps|$p50|$p99|$bad|")
+    printf '%8s  %-34s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  non-2xx %s\n' "$n" "$name" "$rps" "$p50" "$p99" "$bad" >&2
+  }
+  read_bench "GET list (pending, 50)" "$API?status=pending_approval&limit=50" "$auth"
+  read_bench "GET change" "$API/$read_id" "$auth"
+  read_bench "GET gate" "$API/$read_id/gate" "$auth"
+  read_bench "page /changes/ID" "/changes/$read_id" "Cookie: $cookie"
+  read_bench "page / (waiting for me)" "/" "Cookie: $cookie"
+
+  # Approvals: each request approves another pending change (one commit each, under the
+  # store lock), as the change manager.
+  printf '%s\n' "${api_ids[@]}" >"$BENCH_DIR/ids.txt"
+  cat >"$BENCH_DIR/approve.lua" <<LUA
+local ids = {}
+for line in io.lines("$BENCH_DIR/ids.txt") do ids[#ids + 1] = line end
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+wrk.body = '{"approved": true, "comments": "bench"}'
+request = function()
+  counter = counter + 1
+  local id = ids[((counter - 1) % #ids) + 1]
+  return wrk.format(nil, "$API/" .. id .. "/approve")
+end
+LUA
+  wrk -t1 -c4 -d"${DURATION}s" --latency -s "$BENCH_DIR/approve.lua" "http://127.0.0.1:$PORT" >"$BENCH_DIR/wrk.txt" 2>&1
+  read -r rps p50 p99 bad < <(wrk_row "$BENCH_DIR/wrk.txt")
+  results+=("$n|POST approve (one commit each)|$rps|$p50|$p99|$bad|$cli_ms")
+  printf '%8s  %-34s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  non-2xx %s  (CLI: %s ms)\n' "$n" "POST approve" "$rps" "$p50" "$p99" "$bad" "$cli_ms" >&2
+
+  kill -TERM "$server"; wait "$server" || true
+  # Every approval the server answered is one commit: the store checks clean.
+  git reset -q --hard "$base"
+  cd "$ROOT"
+done
+
+echo
+echo "| changes | request | requests/s | p50 ms | p99 ms | non-2xx | CLI, same approval (ms) |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+for r in "${results[@]}"; do
+  IFS='|' read -r n name rps p50 p99 bad cli <<<"$r"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$name" "$rps" "$p50" "$p99" "$bad" "$cli"
+done

@@ -1,0 +1,299 @@
+//! `chg serve` (SPEC section 12): the JSON API and the web pages, another front end of the
+//! library beside the CLI.
+//!
+//! axum on tokio. Every request that reads or changes the store runs in a blocking task
+//! ([`blocking`]) that opens the store afresh and calls the same library functions the CLI
+//! calls: every rule, refusal, signature check and the one-commit guarantee (under the
+//! store lock) are the library's. The server adds only who acts (a token or a session,
+//! [`auth`]), the time (its clock), and how the request came in (a `Chg-Via` trailer).
+//!
+//! - [`auth`]: tokens, sessions, CSRF, the failure rate limit.
+//! - [`api`]: the JSON API under `/api/v1/` and its OpenAPI document.
+//! - [`pages`]: the server-rendered pages at `/`.
+//! - `passkey` (the passkey engineer's): `/passkeys` and passkey approvals (SPEC 12.1).
+//!
+//! TLS is the reverse proxy's (see `examples/deploy/`).
+
+pub mod api;
+pub mod auth;
+pub mod pages;
+pub mod passkey;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request, StatusCode, header};
+use chg::Error;
+use chg::store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+/// How `chg serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen (`127.0.0.1:8080`; port 0 picks a free one, said on stderr).
+    pub listen: SocketAddr,
+    /// The origin people reach (`https://chg.example.com`); default `http://localhost:PORT`.
+    pub public_url: Option<String>,
+    /// Sync every state change to this remote before answering.
+    pub remote: Option<String>,
+    /// The folder the store is found from.
+    pub cwd: PathBuf,
+    /// The store named with `--repo`/`CHG_REPO`.
+    pub repo: Option<PathBuf>,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// How long to wait for the store lock.
+    pub lock_timeout: Duration,
+}
+
+/// What every handler shares.
+pub struct Shared {
+    /// The folder the store is found from.
+    pub cwd: PathBuf,
+    /// `--repo`.
+    pub repo: Option<PathBuf>,
+    /// The kept tokens.
+    pub tokens: chg::tokens::Tokens,
+    /// The public origin (`http://localhost:8080`), without a trailing slash.
+    pub public_url: String,
+    /// `--remote`.
+    pub remote: Option<String>,
+    /// Signed-in sessions.
+    pub sessions: auth::Sessions,
+    /// Failed authentications, by client address.
+    pub limiter: auth::Limiter,
+    /// How long to wait for the store lock.
+    pub lock_timeout: Duration,
+    /// The read summaries of every change file, as of a HEAD.
+    pub warm: std::sync::Mutex<Option<Warm>>,
+}
+
+/// The store's read summaries (the query layer's index) kept in memory, as of `head`.
+pub struct Warm {
+    /// HEAD when they were read.
+    pub head: git2::Oid,
+    /// Every change file's summary (undecodable files too).
+    pub all: Arc<Vec<chg::store::Loaded>>,
+}
+
+/// The state handlers take.
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    /// Opens the store (each blocking task opens its own: a git repository is not shared
+    /// between threads).
+    pub fn open(&self) -> Result<Store, Error> {
+        Store::discover(&self.cwd, self.repo.as_deref(), self.lock_timeout)
+    }
+
+    /// Every change file's read summary, from memory while HEAD has not moved since they
+    /// were read (every step through chg moves HEAD), else read afresh and kept.
+    pub fn summaries(&self, store: &Store) -> Result<Arc<Vec<chg::store::Loaded>>, Error> {
+        let head = store.repo().head().ok().and_then(|h| h.target());
+        if let Some(head) = head {
+            let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = warm.as_ref().filter(|w| w.head == head) {
+                return Ok(w.all.clone());
+            }
+        }
+        let all = Arc::new(store.load_summaries_where(|_| true)?);
+        if let Some(head) = head {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            *warm = Some(Warm {
+                head,
+                all: all.clone(),
+            });
+        }
+        Ok(all)
+    }
+
+    /// The summaries `keep` accepts, and the undecodable ones ([`Store::load_summaries_where`]
+    /// from memory).
+    pub fn summaries_where(
+        &self,
+        store: &Store,
+        keep: impl Fn(&chg::model::ChangeRequest) -> bool,
+    ) -> Result<Vec<chg::store::Loaded>, Error> {
+        Ok(self
+            .summaries(store)?
+            .iter()
+            .filter(|l| !l.decoded.parsed || keep(l.change()))
+            .cloned()
+            .collect())
+    }
+}
+
+/// Runs `f` with the store in a blocking task (git and the file system block).
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Shared, &Store) -> Result<T, api::ApiError> + Send + 'static,
+) -> Result<T, api::ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = state.open().map_err(api::ApiError::from)?;
+        let out = f(&state, &store);
+        // A cache: failing to keep it costs the next request time, nothing else.
+        let _ = store.keep_proven_signatures();
+        out
+    })
+    .await
+    .map_err(|e| api::ApiError::internal(format!("a worker failed: {e}")))?
+}
+
+/// The whole application: API, pages, and the layers every request passes.
+pub fn router(state: AppState, max_body: usize, timeout: Duration) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api::routes())
+        .merge(pages::routes())
+        .merge(passkey::routes())
+        .fallback(api::not_found)
+        .with_state(state)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(
+                    tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                        header::AUTHORIZATION,
+                        header::COOKIE,
+                    ]),
+                )
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                id = %id,
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                            )
+                        })
+                        .on_request(())
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(max_body)),
+        )
+}
+
+/// `chg serve`: binds, says where on stderr, answers until SIGTERM or Ctrl-C, then finishes
+/// the requests in flight (a commit under way completes) and returns.
+pub fn serve(options: Options) -> Result<(), Error> {
+    // Structured request logs on stderr (no header values: Authorization and Cookie are
+    // marked sensitive and never logged).
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .try_init();
+    // The store must be there before anything is promised.
+    let store = Store::discover(&options.cwd, options.repo.as_deref(), options.lock_timeout)?;
+    store.policy()?;
+    let tokens = chg::tokens::Tokens::in_git_dir(store.repo().path());
+    drop(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the server's runtime", e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {}", options.listen), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the bound address", e))?;
+        let public_url = options
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", bound.port()))
+            .trim_end_matches('/')
+            .to_owned();
+        let state = Arc::new(Shared {
+            cwd: options.cwd.clone(),
+            repo: options.repo.clone(),
+            tokens,
+            public_url: public_url.clone(),
+            remote: options.remote.clone(),
+            sessions: auth::Sessions::default(),
+            limiter: auth::Limiter::default(),
+            lock_timeout: options.lock_timeout,
+            warm: std::sync::Mutex::new(None),
+        });
+        tokio::spawn(keep_warm(state.clone()));
+        let app = router(state, options.max_body, options.timeout);
+        eprintln!("chg: listening on http://{bound} (public URL {public_url})");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| Error::io("the server stopped", e))?;
+        eprintln!("chg: stopped");
+        Ok(())
+    })
+}
+
+/// Keeps the read summary (the query layer's index, under `.git/chg/`) warm: whenever
+/// HEAD moves (a step through this server, another server, a CLI user, a sync), it is
+/// brought up to date in the background, so the next list or page does not pay for it.
+async fn keep_warm(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || refresh(&s)).await;
+    }
+}
+
+/// Refreshes the summaries kept in memory if HEAD moved since they were read.
+pub fn refresh(state: &Shared) {
+    if let Ok(store) = state.open() {
+        let _ = state.summaries(&store);
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("chg: stopping: finishing the requests in flight");
+}
