@@ -101,6 +101,23 @@ impl Ctx<'_> {
         if action == "edit" {
             out.extend(self.content_checks(Some(before), after));
         }
+        let judged = out.iter().any(|p| p.level == Level::Exception);
+        out.extend(self.replay_problems(action, step, before, after, judged));
+        out
+    }
+
+    /// The step replayed: applied to the version before as the author at the commit's
+    /// time, it must give the version after. `judged`: an exception was already found, so
+    /// a refusal of the replay says nothing new.
+    fn replay_problems(
+        &self,
+        action: &str,
+        step: workflow::Step,
+        before: &ChangeRequest,
+        after: &ChangeRequest,
+        judged: bool,
+    ) -> Vec<Problem> {
+        let mut out = Vec::new();
         // A replay cannot sign: the new record's signature is taken from the commit (and
         // judged on its own above); any other difference, older signatures included, is one.
         // An unanswered questionnaire is `check_risk`'s to report, once, where it began; a
@@ -114,7 +131,7 @@ impl Ctx<'_> {
             });
         match replayed {
             Err(e) => {
-                if !out.iter().any(|p| p.level == Level::Exception) {
+                if !judged {
                     out.push(Problem::exception(
                         "lifecycle",
                         format!("chg `{action}` was not allowed here: {e}"),
@@ -134,7 +151,9 @@ impl Ctx<'_> {
                         ),
                     ));
                 } else {
-                    out.push(mismatch(format!(
+                    out.push(Problem::exception(
+                        "trailer-mismatch",
+                        format!(
                         "the commit says chg `{action}` but changed more or other than that step writes ({})",
                         differing_fields(&expected, after).join(", ")
                     )));
@@ -541,6 +560,52 @@ impl Ctx<'_> {
                 format!("status changed from {bs} to {as_} without chg"),
             ));
         }
+        out.extend(self.hand_written_records(before, after));
+        if created {
+            if out.is_empty() {
+                out.push(Problem::note(
+                    "manual-create",
+                    format!("created by hand as {as_}"),
+                ));
+            }
+            return out;
+        }
+        let material = before.material_differences(after);
+        let was_approved = before.standing_approvals().next().is_some();
+        if !material.is_empty() && was_approved {
+            out.push(Problem::exception(
+                "manual-edit-approved",
+                format!(
+                    "approved content changed without chg ({}){}",
+                    material.join(", "),
+                    if after.approvals.is_empty() {
+                        ""
+                    } else {
+                        " and the approvals stayed"
+                    }
+                ),
+            ));
+        } else if out.is_empty() {
+            let fields = differing_fields(before, after);
+            if !fields.is_empty() {
+                out.push(Problem::note(
+                    "manual-edit",
+                    format!("edited by hand ({})", fields.join(", ")),
+                ));
+            }
+        }
+        if let Some(old) = &self.item.old_path
+            && out.is_empty()
+        {
+            out.push(Problem::note("manual-rename", format!("moved from {old}")));
+        }
+        out
+    }
+
+    /// The records only chg writes, written, removed or altered by hand: approvals (and by
+    /// whom), deployments, the implementation, the review and the cancellation.
+    fn hand_written_records(&self, before: &ChangeRequest, after: &ChangeRequest) -> Vec<Problem> {
+        let mut out = Vec::new();
         if before.approvals != after.approvals {
             let added: Vec<String> = after
                 .approvals
@@ -622,44 +687,6 @@ impl Ctx<'_> {
                     format!("the {what} record was {verb} without chg"),
                 ));
             }
-        }
-        if created {
-            if out.is_empty() {
-                out.push(Problem::note(
-                    "manual-create",
-                    format!("created by hand as {as_}"),
-                ));
-            }
-            return out;
-        }
-        let material = before.material_differences(after);
-        let was_approved = before.standing_approvals().next().is_some();
-        if !material.is_empty() && was_approved {
-            out.push(Problem::exception(
-                "manual-edit-approved",
-                format!(
-                    "approved content changed without chg ({}){}",
-                    material.join(", "),
-                    if after.approvals.is_empty() {
-                        ""
-                    } else {
-                        " and the approvals stayed"
-                    }
-                ),
-            ));
-        } else if out.is_empty() {
-            let fields = differing_fields(before, after);
-            if !fields.is_empty() {
-                out.push(Problem::note(
-                    "manual-edit",
-                    format!("edited by hand ({})", fields.join(", ")),
-                ));
-            }
-        }
-        if let Some(old) = &self.item.old_path
-            && out.is_empty()
-        {
-            out.push(Problem::note("manual-rename", format!("moved from {old}")));
         }
         out
     }
