@@ -779,19 +779,49 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
             },
         );
     }
+    for (rule, message) in approval_problems_of(change, policy, &id) {
+        push(rule, message);
+    }
+    let testing = change
+        .change_type
+        .as_deref()
+        .is_some_and(|t| policy.testing_required_for(t))
+        || change.testing_required == Some(true);
+    if testing && !change.has_field("test_plan") {
+        push(
+            "testing-missing",
+            format!("{id} requires testing but has no test_plan"),
+        );
+    }
+    if model != ChangeModel::Emergency {
+        for (rule, message) in timing_problems(change, policy, now, &id) {
+            push(rule, message);
+        }
+    }
+    why
+}
+
+/// Why the change's approvals do not count for implementing: given to other content, or
+/// not validly signed where the policy requires signatures.
+fn approval_problems_of(
+    change: &ChangeRequest,
+    policy: &Policy,
+    id: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     let stale = change.stale_approvals();
     if !stale.is_empty() {
         let who: Vec<String> = stale
             .iter()
             .map(|&i| format!("{} as {}", change.approvals[i].by, change.approvals[i].role))
             .collect();
-        push(
+        out.push((
             "approval-digest",
             format!(
                 "the approval(s) of {id} by {} were given to other content than it now has; it needs approval again",
                 who.join(", ")
             ),
-        );
+        ));
     }
     let unsigned = unsigned_approvals(change, policy);
     if !unsigned.is_empty() {
@@ -807,60 +837,60 @@ pub fn implement_refusals(change: &ChangeRequest, policy: &Policy, now: Timestam
                 format!("{} as {}{what}", a.by, a.role)
             })
             .collect();
-        push(
+        out.push((
             crate::signing::SIGNATURE,
             format!(
                 "the approval(s) of {id} by {} are not validly signed and do not count (the policy requires signed approvals)",
                 who.join(", ")
             ),
-        );
+        ));
     }
-    let testing = change
-        .change_type
-        .as_deref()
-        .is_some_and(|t| policy.testing_required_for(t))
-        || change.testing_required == Some(true);
-    if testing && !change.has_field("test_plan") {
+    out
+}
+
+/// Why `now` is not a time to implement a normal or standard change: no schedule, outside
+/// it or outside every maintenance window it needs, or inside a freeze.
+fn timing_problems(
+    change: &ChangeRequest,
+    policy: &Policy,
+    now: Timestamp,
+    id: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut push = |rule: &'static str, message: String| out.push((rule, message));
+    match &change.schedule {
+        None => push(UNSCHEDULED, format!("{id} has no schedule")),
+        Some(s) if now < s.start || now > s.end => push(
+            "implemented-outside-schedule",
+            format!(
+                "{} is outside the schedule of {id} ({} to {})",
+                format_timestamp(now),
+                format_timestamp(s.start),
+                format_timestamp(s.end)
+            ),
+        ),
+        Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => push(
+            "implemented-outside-window",
+            format!(
+                "{id} must run in a maintenance window and {} is outside every one",
+                format_timestamp(now)
+            ),
+        ),
+        Some(_) => {}
+    }
+    if let Some(f) = policy.freeze_at(now) {
         push(
-            "testing-missing",
-            format!("{id} requires testing but has no test_plan"),
+            "implemented-in-freeze",
+            format!(
+                "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
+                format_timestamp(now),
+                f.reason,
+                format_timestamp(f.start),
+                format_timestamp(f.end)
+            ),
         );
     }
-    if model != ChangeModel::Emergency {
-        match &change.schedule {
-            None => push(UNSCHEDULED, format!("{id} has no schedule")),
-            Some(s) if now < s.start || now > s.end => push(
-                "implemented-outside-schedule",
-                format!(
-                    "{} is outside the schedule of {id} ({} to {})",
-                    format_timestamp(now),
-                    format_timestamp(s.start),
-                    format_timestamp(s.end)
-                ),
-            ),
-            Some(s) if s.maintenance_window && !policy.in_maintenance_window(now, now) => push(
-                "implemented-outside-window",
-                format!(
-                    "{id} must run in a maintenance window and {} is outside every one",
-                    format_timestamp(now)
-                ),
-            ),
-            Some(_) => {}
-        }
-        if let Some(f) = policy.freeze_at(now) {
-            push(
-                "implemented-in-freeze",
-                format!(
-                    "{} is inside the freeze `{}` ({} to {}); only emergency changes may be implemented",
-                    format_timestamp(now),
-                    f.reason,
-                    format_timestamp(f.start),
-                    format_timestamp(f.end)
-                ),
-            );
-        }
-    }
-    why
+    out
 }
 
 /// Every reason the change may not be implemented at `at` (empty: the gate is open): the

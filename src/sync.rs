@@ -848,36 +848,10 @@ impl<'s> Replay<'s> {
             Ok(s) => s,
             Err(why) => return stale(why),
         };
-        let step = match step {
-            // An approval or rejection was given to the content the approver saw.
-            Step::Approve { .. } | Step::Reject { .. }
-                if before.material_digest() != current.material_digest() =>
-            {
-                return stale(format!(
-                    "its content changed on the remote since ({}); it needs a fresh look",
-                    before.material_differences(&current).join(", ")
-                ));
-            }
-            // An edit changes the fields it changed, unless the remote changed them too.
-            Step::Edit { .. } => {
-                let mut new = current.clone();
-                for f in before.content_differences(&after) {
-                    if current.field_text(f) != before.field_text(f)
-                        && current.field_text(f) != after.field_text(f)
-                        || (f == "affected_systems"
-                            && current.affected_systems != before.affected_systems
-                            && current.affected_systems != after.affected_systems)
-                    {
-                        return stale(format!("{f} was also changed on the remote"));
-                    }
-                    new.copy_field(&after, f);
-                }
-                if new.content_differences(&current).is_empty() {
-                    return Ok(Outcome::Empty);
-                }
-                Step::Edit { new: Box::new(new) }
-            }
-            s => s,
+        let step = match rebased(step, &before, &after, &current) {
+            Ok(Some(step)) => step,
+            Ok(None) => return Ok(Outcome::Empty),
+            Err(why) => return stale(why),
         };
         let actor = c.author().email().unwrap_or("").to_owned();
         let when = jiff::Timestamp::from_second(c.author().when().seconds())
@@ -887,28 +861,17 @@ impl<'s> Replay<'s> {
             Err(e @ (Error::Refused(_) | Error::Usage(_))) => return stale(e.to_string()),
             Err(e) => return Err(e),
         };
-        // The replay cannot sign for the person who acted; their signature travels with the
-        // record, and must still verify where the policy requires it.
         crate::signing::carry_signature(&after, &mut next, action.as_str());
-        if policy.requires_signature(action.as_str())
-            && let Some(signers) = policy.signers()
-            && let Some(r) = crate::signing::new_record(&next, action.as_str())
-        {
-            let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
-            if let Some(why) = v.problem(&r.actor) {
-                return stale(format!("the replayed {} record: {why}", r.action));
-            }
-        }
-        // A schedule must not overlap what others scheduled on the remote meanwhile, where
-        // the policy blocks overlaps: the same check a local `chg schedule` makes.
-        if action == Action::Schedule
-            && let Some(s) = &next.schedule
-        {
-            let others = scheduled_changes(repo, &tree, self.store.prefix())?;
-            let others: Vec<&ChangeRequest> = others.iter().collect();
-            if let Err(e) = crate::conflicts::screen(&current, s, &others, &policy) {
-                return stale(e.to_string());
-            }
+        if let Some(why) = replay_problem(
+            repo,
+            &tree,
+            self.store.prefix(),
+            &policy,
+            action,
+            &current,
+            &next,
+        )? {
+            return stale(why);
         }
         let text = edit::apply(&current_text, &current, &next)?;
         let parsed: ChangeId = remote_id
@@ -920,6 +883,81 @@ impl<'s> Replay<'s> {
         self.commit_on_tip(c, &[(remote_path, Some(blob))], &message)?;
         Ok(self.done(c, &remote_id, action.as_str()))
     }
+}
+
+/// A local step as it applies on the remote's version `current` of the change: an
+/// approval or rejection only to the content the approver saw; an edit changes the fields
+/// it changed unless the remote changed them too. `Err`: why it no longer applies;
+/// `Ok(None)`: the remote already has the edit.
+fn rebased(
+    step: Step,
+    before: &ChangeRequest,
+    after: &ChangeRequest,
+    current: &ChangeRequest,
+) -> std::result::Result<Option<Step>, String> {
+    Ok(Some(match step {
+        Step::Approve { .. } | Step::Reject { .. }
+            if before.material_digest() != current.material_digest() =>
+        {
+            return Err(format!(
+                "its content changed on the remote since ({}); it needs a fresh look",
+                before.material_differences(current).join(", ")
+            ));
+        }
+        Step::Edit { .. } => {
+            let mut new = current.clone();
+            for f in before.content_differences(after) {
+                if current.field_text(f) != before.field_text(f)
+                    && current.field_text(f) != after.field_text(f)
+                    || (f == "affected_systems"
+                        && current.affected_systems != before.affected_systems
+                        && current.affected_systems != after.affected_systems)
+                {
+                    return Err(format!("{f} was also changed on the remote"));
+                }
+                new.copy_field(after, f);
+            }
+            if new.content_differences(current).is_empty() {
+                return Ok(None);
+            }
+            Step::Edit { new: Box::new(new) }
+        }
+        s => s,
+    }))
+}
+
+/// Why the replayed record `next` cannot be committed on the remote's tip: its carried
+/// signature does not verify where the policy requires one (the replay cannot sign for the
+/// person who acted), or its schedule overlaps what others scheduled meanwhile where the
+/// policy blocks overlaps (the check a local `chg schedule` makes).
+fn replay_problem(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+    policy: &Policy,
+    action: Action,
+    current: &ChangeRequest,
+    next: &ChangeRequest,
+) -> Result<Option<String>> {
+    if policy.requires_signature(action.as_str())
+        && let Some(signers) = policy.signers()
+        && let Some(r) = crate::signing::new_record(next, action.as_str())
+    {
+        let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
+        if let Some(why) = v.problem(&r.actor) {
+            return Ok(Some(format!("the replayed {} record: {why}", r.action)));
+        }
+    }
+    if action == Action::Schedule
+        && let Some(s) = &next.schedule
+    {
+        let others = scheduled_changes(repo, tree, prefix)?;
+        let others: Vec<&ChangeRequest> = others.iter().collect();
+        if let Err(e) = crate::conflicts::screen(current, s, &others, policy) {
+            return Ok(Some(e.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 /// The changes in `tree` that can conflict with a schedule (active and scheduled).
