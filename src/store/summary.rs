@@ -550,6 +550,30 @@ fn listed_with_stats(root: &Path) -> std::io::Result<Vec<(String, Stat)>> {
     Ok(out)
 }
 
+/// Locks the summary folder `dir` and reads the filesystem's clock at the start of the run
+/// (the lock file's mtime, just written): stats from before it are safe to record.
+fn lock_summary(dir: &Path) -> Result<(File, (i64, i64))> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |e| Error::io(what, e)
+    };
+    let mut lock = File::create(dir.join("lock")).map_err(io("opening the summary lock"))?;
+    lock.lock().map_err(io("locking the summary"))?;
+    // The filesystem's clock at the start of the run: stats from before it are safe.
+    lock.write_all(b"\n")
+        .map_err(io("writing the summary lock"))?;
+    let start = lock
+        .metadata()
+        .and_then(|m| m.modified())
+        .map_err(io("reading the summary lock"))?;
+    let start = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or((0, 0), |d| {
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        });
+    Ok((lock, start))
+}
+
 /// What one work-tree file turned out to be.
 enum Seen {
     /// The stored row, its stat still the file's.
@@ -694,33 +718,10 @@ impl Store {
         Ok(out)
     }
 
-    /// The rows of every change file of the work tree, the summary brought up to date.
-    fn summary_rows(&self) -> Result<Rows> {
-        let dir = self.summary_dir();
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let io = |what: &str| {
-            let what = what.to_owned();
-            move |e| Error::io(what, e)
-        };
-        let mut lock = File::create(dir.join("lock")).map_err(io("opening the summary lock"))?;
-        lock.lock().map_err(io("locking the summary"))?;
-        // The filesystem's clock at the start of the run: stats from before it are safe.
-        lock.write_all(b"\n")
-            .map_err(io("writing the summary lock"))?;
-        let start = lock
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_err(io("reading the summary lock"))?;
-        let start = start
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or((0, 0), |d| {
-                (d.as_secs() as i64, i64::from(d.subsec_nanos()))
-            });
-        let safe = |s: &Stat| (s[1], s[2]) < start && (s[3], s[4]) < start;
-
-        let tree = self.changes_tree()?;
-        let (mut rows, old_tree, mut dirty) = match read_stored(&dir, &self.prefix) {
+    /// The stored rows, the tree they were refreshed to, and whether they must be written
+    /// anew (none yet, or rebuilt with a note: damaged or another version's).
+    fn stored_rows(&self, dir: &Path) -> (Rows, Option<Oid>, bool) {
+        match read_stored(dir, &self.prefix) {
             Stored::Usable(rows, t) => (rows, t, false),
             Stored::Missing => (Rows::default(), None, true),
             Stored::Foreign(why) => {
@@ -735,7 +736,20 @@ impl Store {
                 );
                 (Rows::default(), None, true)
             }
-        };
+        }
+    }
+
+    /// The rows of every change file of the work tree, the summary brought up to date.
+    fn summary_rows(&self) -> Result<Rows> {
+        let dir = self.summary_dir();
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        // Held until the rows are written; its mtime is the start of the run.
+        let (_lock, start) = lock_summary(&dir)?;
+        let safe = |s: &Stat| (s[1], s[2]) < start && (s[3], s[4]) < start;
+
+        let tree = self.changes_tree()?;
+        let (mut rows, old_tree, mut dirty) = self.stored_rows(&dir);
         if old_tree != tree {
             self.follow_head(&mut rows, old_tree, tree)?;
             dirty = true;
