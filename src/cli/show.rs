@@ -165,11 +165,42 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     let times = super::Times::new(a.utc);
     let when = |t: jiff::Timestamp| times.at(t);
     let mut s = String::new();
+    fields_text(&mut s, &id.to_string(), &loaded.rel, c, &times);
+    // A mark per signed record, where signing concerns it: signed by which key, or why not.
+    let verdicts = chg::rules::signature_verdicts(c, policy);
+    approvals_text(&mut s, c, policy, &times, &verdicts, overdue);
+    records_text(&mut s, c, &times, &verdicts);
+    if let Some(proposal) = &c.proposed_policy {
+        s.push_str(&proposal_diff(store, proposal)?);
+    }
+    if let Some(x) = &c.cancellation {
+        s.push_str(&format!(
+            // The reason on its own line, as a review's summary: free text past 80 columns.
+            "\ncancelled: by {} at {}\n  {}\n",
+            x.by,
+            when(x.at),
+            x.reason
+        ));
+    }
+    ui.out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fields of `chg show`: title, file, the short fields, the risk answers, the long
+/// texts, schedule and content signature.
+fn fields_text(
+    s: &mut String,
+    id: &str,
+    rel: &std::path::Path,
+    c: &ChangeRequest,
+    times: &super::Times,
+) {
+    let when = |t: jiff::Timestamp| times.at(t);
     s.push_str(&format!(
         "{id}  {}\n",
         c.title.as_deref().unwrap_or("(no title)")
     ));
-    s.push_str(&format!("file: {}\n\n", loaded.rel.display()));
+    s.push_str(&format!("file: {}\n\n", rel.display()));
     for field in [
         "status",
         "change_type",
@@ -252,9 +283,21 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
             }
         ));
     }
+}
+
+/// The approvals of `chg show`: one line per required role (who, when; withdrawn, waiting
+/// or overdue), then decisions for roles not required, each with its signature mark,
+/// comment and conditions indented below.
+fn approvals_text(
+    s: &mut String,
+    c: &ChangeRequest,
+    policy: &Policy,
+    times: &super::Times,
+    verdicts: &[(chg::signing::Record<'_>, chg::signing::Verdict)],
+    overdue: Option<(jiff::Timestamp, jiff::Timestamp)>,
+) {
+    let when = |t: jiff::Timestamp| times.at(t);
     let required = policy.required_roles(c);
-    // A mark per approval where signing concerns it: signed by which key, or why not.
-    let verdicts = chg::rules::signature_verdicts(c, policy);
     let marks: std::collections::HashMap<usize, String> = verdicts
         .iter()
         .filter_map(|(r, v)| r.approval.map(|i| (i, v.mark())))
@@ -304,7 +347,7 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         let last = c.approvals.iter().rfind(|a| &a.role == role);
         match standing.or(last) {
             Some(a) if a.decision == chg::model::Decision::Withdrawn => {
-                decision(&mut s, " ", role, a, "");
+                decision(s, " ", role, a, "");
             }
             Some(a) => {
                 let box_ = if a.decision == chg::model::Decision::Approved {
@@ -312,14 +355,25 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
                 } else {
                     "-"
                 };
-                decision(&mut s, box_, role, a, "");
+                decision(s, box_, role, a, "");
             }
             None => s.push_str(&format!("  [ ] {role}: waiting\n")),
         }
     }
     for a in c.approvals.iter().filter(|a| !required.contains(&a.role)) {
-        decision(&mut s, "?", &a.role, a, " (role not required)");
+        decision(s, "?", &a.role, a, " (role not required)");
     }
+}
+
+/// The records after approval in `chg show`: implementation, review, deployments and
+/// the other signed records, judged as approvals are.
+fn records_text(
+    s: &mut String,
+    c: &ChangeRequest,
+    times: &super::Times,
+    verdicts: &[(chg::signing::Record<'_>, chg::signing::Verdict)],
+) {
+    let when = |t: jiff::Timestamp| times.at(t);
     if let Some(imp) = &c.implementation {
         s.push_str("\nimplementation:\n");
         if let Some(v) = &imp.implementer {
@@ -375,20 +429,6 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     if !others.is_empty() {
         s.push_str(&format!("\nsignatures:\n{}", others.concat()));
     }
-    if let Some(proposal) = &c.proposed_policy {
-        s.push_str(&proposal_diff(store, proposal)?);
-    }
-    if let Some(x) = &c.cancellation {
-        s.push_str(&format!(
-            // The reason on its own line, as a review's summary: free text past 80 columns.
-            "\ncancelled: by {} at {}\n  {}\n",
-            x.by,
-            when(x.at),
-            x.reason
-        ));
-    }
-    ui.out(&s)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Each of `values` parsed, or the first one's usage error.
