@@ -240,28 +240,83 @@ pub fn build(
                 .is_some_and(|d| since.is_none_or(|s| d >= s) && until.is_none_or(|u| d < u))
         })
         .collect();
-    let mut by_status = BTreeMap::new();
-    let mut by_priority = BTreeMap::new();
-    let mut by_type = BTreeMap::new();
-    let mut by_model = BTreeMap::new();
-    let mut approval: BTreeMap<Priority, Vec<f64>> = BTreeMap::new();
-    let mut implementation = Vec::new();
-    let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
-    let mut weekly: BTreeMap<jiff::civil::Date, [usize; 3]> = BTreeMap::new();
-    let (mut submitted, mut emergencies) = (0usize, 0usize);
-    let unset = || "(unset)".to_owned();
+    let mut tally = Tally::default();
     for c in &in_period {
-        *by_status.entry(c.status().to_string()).or_insert(0) += 1;
-        *by_priority
+        tally.add(c, policy);
+    }
+    let t = &policy.targets;
+    let approval_hours: Vec<f64> = tally.approval.values().flatten().copied().collect();
+    let approval_time = approval_times(&tally.approval, policy);
+    let rates = tally.rates(t);
+    Report {
+        since,
+        until,
+        total: in_period.len(),
+        by_status: tally.by_status,
+        by_priority: tally.by_priority,
+        by_type: tally.by_type,
+        by_model: tally.by_model,
+        approval_time,
+        implementation_time: times(
+            "all",
+            tally.implementation,
+            target_hours(t.implementation_time),
+        ),
+        rates,
+        weekly: tally
+            .weekly
+            .into_iter()
+            .map(|(d, [s, f, r])| Week {
+                week: d.to_string(),
+                successful: s,
+                failed: f,
+                rolled_back: r,
+            })
+            .collect(),
+        approval_hours,
+    }
+}
+
+/// A policy target's duration in hours.
+fn target_hours(d: Option<crate::model::Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs() as f64 / 3600.0)
+}
+
+/// What the report counts and measures, gathered one change at a time.
+#[derive(Default)]
+struct Tally {
+    by_status: BTreeMap<String, usize>,
+    by_priority: BTreeMap<String, usize>,
+    by_type: BTreeMap<String, usize>,
+    by_model: BTreeMap<String, usize>,
+    /// Hours from request to approval of normal changes, by priority.
+    approval: BTreeMap<Priority, Vec<f64>>,
+    /// Hours from start to completion of closed changes.
+    implementation: Vec<f64>,
+    outcomes: BTreeMap<Outcome, usize>,
+    /// Outcomes (successful, failed, rolled back) by the Monday of their week.
+    weekly: BTreeMap<jiff::civil::Date, [usize; 3]>,
+    submitted: usize,
+    emergencies: usize,
+}
+
+impl Tally {
+    /// Counts one change of the period.
+    fn add(&mut self, c: &ChangeRequest, policy: &Policy) {
+        let unset = || "(unset)".to_owned();
+        *self.by_status.entry(c.status().to_string()).or_insert(0) += 1;
+        *self
+            .by_priority
             .entry(c.priority.map_or_else(unset, |p| p.to_string()))
             .or_insert(0) += 1;
-        *by_type
+        *self
+            .by_type
             .entry(c.change_type.clone().unwrap_or_else(unset))
             .or_insert(0) += 1;
-        *by_model.entry(c.model().to_string()).or_insert(0) += 1;
+        *self.by_model.entry(c.model().to_string()).or_insert(0) += 1;
         if c.status() != Status::Draft {
-            submitted += 1;
-            emergencies += usize::from(c.model() == ChangeModel::Emergency);
+            self.submitted += 1;
+            self.emergencies += usize::from(c.model() == ChangeModel::Emergency);
         }
         // Times out of order (a clock set back, a hand edit) are validate's `time-order`
         // findings; a negative duration is no figure.
@@ -270,7 +325,7 @@ pub fn build(
                 (c.priority, c.request_date, approved_at(c, policy))
             && done >= req
         {
-            approval
+            self.approval
                 .entry(p)
                 .or_default()
                 .push(hours(done.duration_since(req)));
@@ -278,32 +333,92 @@ pub fn build(
         if let Some(imp) = &c.implementation
             && c.status() == Status::Closed
         {
-            if let (Some(s), Some(e)) = (imp.started_at, imp.completed_at)
-                && e >= s
-            {
-                implementation.push(hours(e.duration_since(s)));
-            }
-            if let Some(o) = imp.outcome {
-                *outcomes.entry(o).or_insert(0) += 1;
-                if let Some(done) = imp.completed_at {
-                    let date = done.to_zoned(jiff::tz::TimeZone::UTC).date();
-                    let monday = date
-                        .checked_sub((date.weekday().to_monday_zero_offset() as i64).days())
-                        .unwrap_or(date);
-                    let slot = match o {
-                        Outcome::Successful => 0,
-                        Outcome::Failed => 1,
-                        Outcome::RolledBack => 2,
-                    };
-                    weekly.entry(monday).or_insert([0; 3])[slot] += 1;
-                }
+            self.add_closed(imp);
+        }
+    }
+
+    /// Counts a closed change's implementation: its duration, its outcome and the week
+    /// that outcome falls in.
+    fn add_closed(&mut self, imp: &crate::model::Implementation) {
+        if let (Some(s), Some(e)) = (imp.started_at, imp.completed_at)
+            && e >= s
+        {
+            self.implementation.push(hours(e.duration_since(s)));
+        }
+        if let Some(o) = imp.outcome {
+            *self.outcomes.entry(o).or_insert(0) += 1;
+            if let Some(done) = imp.completed_at {
+                let date = done.to_zoned(jiff::tz::TimeZone::UTC).date();
+                let monday = date
+                    .checked_sub((date.weekday().to_monday_zero_offset() as i64).days())
+                    .unwrap_or(date);
+                let slot = match o {
+                    Outcome::Successful => 0,
+                    Outcome::Failed => 1,
+                    Outcome::RolledBack => 2,
+                };
+                self.weekly.entry(monday).or_insert([0; 3])[slot] += 1;
             }
         }
     }
+
+    /// The outcome rates over closed changes and the emergency rate over submitted ones,
+    /// each against its target.
+    fn rates(&self, t: &crate::policy::Targets) -> Vec<Measure> {
+        let closed: usize = self.outcomes.values().sum();
+        let share = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
+        let rate = |name: &str, n: usize, d: usize, target: Option<f64>, bound: &'static str| {
+            let value = share(n, d);
+            Measure {
+                name: name.to_owned(),
+                value,
+                target,
+                bound,
+                met: value
+                    .zip(target)
+                    .map(|(v, t)| if bound == "min" { v >= t } else { v <= t }),
+                count: d,
+            }
+        };
+        let n = |o| self.outcomes.get(&o).copied().unwrap_or(0);
+        vec![
+            rate(
+                "success_rate",
+                n(Outcome::Successful),
+                closed,
+                t.success_rate,
+                "min",
+            ),
+            rate(
+                "failure_rate",
+                n(Outcome::Failed),
+                closed,
+                t.failure_rate,
+                "max",
+            ),
+            rate(
+                "rollback_rate",
+                n(Outcome::RolledBack),
+                closed,
+                t.rollback_rate,
+                "max",
+            ),
+            rate(
+                "emergency_rate",
+                self.emergencies,
+                self.submitted,
+                t.emergency_rate,
+                "max",
+            ),
+        ]
+    }
+}
+
+/// Approval times by priority, each against the policy's target and its approval
+/// timeout (the share approved within it).
+fn approval_times(approval: &BTreeMap<Priority, Vec<f64>>, policy: &Policy) -> Vec<Times> {
     let t = &policy.targets;
-    let target_hours = |d: Option<crate::model::Duration>| d.map(|d| d.as_secs() as f64 / 3600.0);
-    let approval_hours: Vec<f64> = approval.values().flatten().copied().collect();
-    let approval_time = Priority::ALL
+    Priority::ALL
         .iter()
         .map(|p| {
             let target = match p {
@@ -324,75 +439,7 @@ pub fn build(
                 ..times(p.as_str(), measured, target_hours(target))
             }
         })
-        .collect();
-    let closed: usize = outcomes.values().sum();
-    let share = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
-    let rate = |name: &str, n: usize, d: usize, target: Option<f64>, bound: &'static str| {
-        let value = share(n, d);
-        Measure {
-            name: name.to_owned(),
-            value,
-            target,
-            bound,
-            met: value
-                .zip(target)
-                .map(|(v, t)| if bound == "min" { v >= t } else { v <= t }),
-            count: d,
-        }
-    };
-    let n = |o| outcomes.get(&o).copied().unwrap_or(0);
-    let rates = vec![
-        rate(
-            "success_rate",
-            n(Outcome::Successful),
-            closed,
-            t.success_rate,
-            "min",
-        ),
-        rate(
-            "failure_rate",
-            n(Outcome::Failed),
-            closed,
-            t.failure_rate,
-            "max",
-        ),
-        rate(
-            "rollback_rate",
-            n(Outcome::RolledBack),
-            closed,
-            t.rollback_rate,
-            "max",
-        ),
-        rate(
-            "emergency_rate",
-            emergencies,
-            submitted,
-            t.emergency_rate,
-            "max",
-        ),
-    ];
-    Report {
-        since,
-        until,
-        total: in_period.len(),
-        by_status,
-        by_priority,
-        by_type,
-        by_model,
-        approval_time,
-        implementation_time: times("all", implementation, target_hours(t.implementation_time)),
-        rates,
-        weekly: weekly
-            .into_iter()
-            .map(|(d, [s, f, r])| Week {
-                week: d.to_string(),
-                successful: s,
-                failed: f,
-                rolled_back: r,
-            })
-            .collect(),
-        approval_hours,
-    }
+        .collect()
 }
 
 pub use crate::text::csv_field;

@@ -40,9 +40,11 @@ fn object(keys: &[&str], required: &[&str], props: Vec<(&str, Value)>) -> Value 
     })
 }
 
+/// How the schema describes a person.
+const EMAIL: &str = "a git email";
+
 /// The schema for change files under `policy`.
 pub fn change_schema(policy: &Policy) -> Value {
-    let email = "a git email";
     let props: Vec<(&str, Value)> = vec![
         (
             "id",
@@ -51,7 +53,7 @@ pub fn change_schema(policy: &Policy) -> Value {
         ("title", text("One line")),
         ("description", text("What changes")),
         ("business_justification", text("Why it is needed")),
-        ("requester", text(email)),
+        ("requester", text(EMAIL)),
         (
             "request_date",
             timestamp("When it was filed (RFC 3339, UTC); decides the month folder"),
@@ -100,131 +102,17 @@ pub fn change_schema(policy: &Policy) -> Value {
             "policy_base",
             text("A policy change: the git tree id of policy/ it was proposed against"),
         ),
-        (
-            "content_signature",
-            object(
-                crate::decode::CONTENT_SIGNATURE_KEYS,
-                &["action", "by", "at", "digest"],
-                vec![
-                    (
-                        "action",
-                        json!({"enum": ["new", "edit"], "description": "new: filed; edit: a material edit"}),
-                    ),
-                    ("by", text(email)),
-                    ("at", timestamp("When")),
-                    (
-                        "digest",
-                        text("The material digest of the content vouched for"),
-                    ),
-                    (
-                        "signature",
-                        signature(
-                            "The SSH signature; written by chg new, edit and set where the policy requires it",
-                        ),
-                    ),
-                ],
-            ),
-        ),
-        (
-            "schedule",
-            object(
-                SCHEDULE_KEYS,
-                &["start", "end"],
-                vec![
-                    ("start", timestamp("Planned start")),
-                    ("end", timestamp("Planned end")),
-                    (
-                        "maintenance_window",
-                        json!({"type": "boolean", "description": "Must run inside a policy maintenance window"}),
-                    ),
-                ],
-            ),
-        ),
+        ("content_signature", content_signature_schema()),
+        ("schedule", schedule_schema()),
         (
             "status",
             one_of(Status::names(), "Where the change is in its life cycle"),
         ),
-        (
-            "approvals",
-            json!({"type": "array", "items": object(APPROVAL_KEYS, &["by", "role", "decision", "at"], vec![
-                ("by", text(email)),
-                ("role", json!({"type": "string", "enum": policy.roles.keys().collect::<Vec<_>>()})),
-                ("decision", one_of(Decision::names(), "approved, rejected, or withdrawn (an approval withdrawn by its approver)")),
-                ("at", timestamp("When")),
-                ("comments", json!({"type": "string"})),
-                ("conditions", json!({"type": "array", "items": {"type": "string"}})),
-                ("digest", json!({"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "Digest of the material content approved; written by chg approve"})),
-                ("signature", signature("The approver's SSH signature of the record; written by chg approve where the policy requires it")),
-            ])}),
-        ),
-        (
-            "implementation",
-            object(
-                IMPLEMENTATION_KEYS,
-                &[],
-                vec![
-                    ("implementer", text(email)),
-                    ("started_at", timestamp("When implementation started")),
-                    ("completed_at", timestamp("When it finished")),
-                    ("outcome", one_of(Outcome::names(), "How it ended")),
-                    ("test_results", json!({"type": "string"})),
-                    (
-                        "signature",
-                        signature(
-                            "The implementer's SSH signature; written by chg implement where the policy requires it",
-                        ),
-                    ),
-                    ("closed_by", text(email)),
-                    (
-                        "close_signature",
-                        signature(
-                            "The closer's SSH signature; written by chg close where the policy requires it",
-                        ),
-                    ),
-                ],
-            ),
-        ),
-        (
-            "review",
-            object(
-                REVIEW_KEYS,
-                &["by", "at", "summary"],
-                vec![
-                    ("by", text(email)),
-                    ("at", timestamp("When")),
-                    ("summary", text("What was learned")),
-                ],
-            ),
-        ),
-        (
-            "cancellation",
-            object(
-                CANCELLATION_KEYS,
-                &["by", "at", "reason"],
-                vec![
-                    ("by", text(email)),
-                    ("at", timestamp("When")),
-                    ("reason", text("Why")),
-                    (
-                        "signature",
-                        signature(
-                            "The SSH signature; written by chg cancel where the policy requires it",
-                        ),
-                    ),
-                ],
-            ),
-        ),
-        (
-            "deployments",
-            json!({"type": "array", "description": "Deployments recorded by chg deploy while the change's gate was open", "items": object(DEPLOYMENT_KEYS, &["commit", "environment", "at", "by"], vec![
-                ("commit", json!({"type": "string", "pattern": "^[0-9a-f]{40}$", "description": "The deployed commit, in full"})),
-                ("environment", json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "description": "Where it was deployed"})),
-                ("run", json!({"type": "string", "pattern": "^https?://\\S+$", "description": "The CI/CD run that deployed it"})),
-                ("at", timestamp("When it was recorded")),
-                ("by", text(email)),
-                ("signature", signature("The SSH signature; written by chg deploy where the policy requires it")),
-            ])}),
-        ),
+        ("approvals", approvals_schema(policy)),
+        ("implementation", implementation_schema()),
+        ("review", review_schema()),
+        ("cancellation", cancellation_schema()),
+        ("deployments", deployments_schema()),
     ];
     debug_assert_eq!(props.len(), ALL_FIELDS.len());
     let always = ["id", "request_date", "status"];
@@ -247,6 +135,132 @@ pub fn change_schema(policy: &Policy) -> Value {
         );
     }
     schema
+}
+
+/// The requester's (or editor's) signed vouching for the material content: `content_signature`.
+fn content_signature_schema() -> Value {
+    object(
+        crate::decode::CONTENT_SIGNATURE_KEYS,
+        &["action", "by", "at", "digest"],
+        vec![
+            (
+                "action",
+                json!({"enum": ["new", "edit"], "description": "new: filed; edit: a material edit"}),
+            ),
+            ("by", text(EMAIL)),
+            ("at", timestamp("When")),
+            (
+                "digest",
+                text("The material digest of the content vouched for"),
+            ),
+            (
+                "signature",
+                signature(
+                    "The SSH signature; written by chg new, edit and set where the policy requires it",
+                ),
+            ),
+        ],
+    )
+}
+
+/// The planned window: `schedule`.
+fn schedule_schema() -> Value {
+    object(
+        SCHEDULE_KEYS,
+        &["start", "end"],
+        vec![
+            ("start", timestamp("Planned start")),
+            ("end", timestamp("Planned end")),
+            (
+                "maintenance_window",
+                json!({"type": "boolean", "description": "Must run inside a policy maintenance window"}),
+            ),
+        ],
+    )
+}
+
+/// `approvals`: each decision of a role the policy defines, with the digest of the content it was made on.
+fn approvals_schema(policy: &Policy) -> Value {
+    json!({"type": "array", "items": object(APPROVAL_KEYS, &["by", "role", "decision", "at"], vec![
+        ("by", text(EMAIL)),
+        ("role", json!({"type": "string", "enum": policy.roles.keys().collect::<Vec<_>>()})),
+        ("decision", one_of(Decision::names(), "approved, rejected, or withdrawn (an approval withdrawn by its approver)")),
+        ("at", timestamp("When")),
+        ("comments", json!({"type": "string"})),
+        ("conditions", json!({"type": "array", "items": {"type": "string"}})),
+        ("digest", json!({"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "Digest of the material content approved; written by chg approve"})),
+        ("signature", signature("The approver's SSH signature of the record; written by chg approve where the policy requires it")),
+    ])})
+}
+
+/// `implementation`: who carried it out, when, how it ended, and who closed it.
+fn implementation_schema() -> Value {
+    object(
+        IMPLEMENTATION_KEYS,
+        &[],
+        vec![
+            ("implementer", text(EMAIL)),
+            ("started_at", timestamp("When implementation started")),
+            ("completed_at", timestamp("When it finished")),
+            ("outcome", one_of(Outcome::names(), "How it ended")),
+            ("test_results", json!({"type": "string"})),
+            (
+                "signature",
+                signature(
+                    "The implementer's SSH signature; written by chg implement where the policy requires it",
+                ),
+            ),
+            ("closed_by", text(EMAIL)),
+            (
+                "close_signature",
+                signature(
+                    "The closer's SSH signature; written by chg close where the policy requires it",
+                ),
+            ),
+        ],
+    )
+}
+
+/// `review`: the post-implementation review.
+fn review_schema() -> Value {
+    object(
+        REVIEW_KEYS,
+        &["by", "at", "summary"],
+        vec![
+            ("by", text(EMAIL)),
+            ("at", timestamp("When")),
+            ("summary", text("What was learned")),
+        ],
+    )
+}
+
+/// `cancellation`: who withdrew the change and why.
+fn cancellation_schema() -> Value {
+    object(
+        CANCELLATION_KEYS,
+        &["by", "at", "reason"],
+        vec![
+            ("by", text(EMAIL)),
+            ("at", timestamp("When")),
+            ("reason", text("Why")),
+            (
+                "signature",
+                signature("The SSH signature; written by chg cancel where the policy requires it"),
+            ),
+        ],
+    )
+}
+
+/// `deployments`: what chg deploy recorded while the change's gate was open.
+fn deployments_schema() -> Value {
+    json!({"type": "array", "description": "Deployments recorded by chg deploy while the change's gate was open", "items": object(DEPLOYMENT_KEYS, &["commit", "environment", "at", "by"], vec![
+        ("commit", json!({"type": "string", "pattern": "^[0-9a-f]{40}$", "description": "The deployed commit, in full"})),
+        ("environment", json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "description": "Where it was deployed"})),
+        ("run", json!({"type": "string", "pattern": "^https?://\\S+$", "description": "The CI/CD run that deployed it"})),
+        ("at", timestamp("When it was recorded")),
+        ("by", text(EMAIL)),
+        ("signature", signature("The SSH signature; written by chg deploy where the policy requires it")),
+    ])})
 }
 
 /// An armored SSH signature (SSHSIG) value.

@@ -165,6 +165,41 @@ fn read(
             .filter(|f| !f.message.starts_with("unknown key `variable`"))
             .cloned(),
     );
+    let (variable, variable_at) = variable_of(path, text, &mut findings);
+    let fixed = decoded.change;
+    let fixed_fields: Vec<&'static str> = CONTENT_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| {
+            fixed.has_field(f) || (*f == "testing_required" && fixed.testing_required.is_some())
+        })
+        .collect();
+    check_variable(path, &variable, &fixed_fields, &mut findings);
+    let place = |f: &str| decoded.places.get(f).copied().or(variable_at);
+    let template = Template {
+        name,
+        fixed,
+        fixed_fields,
+        variable: variable.into_iter().map(|(v, _)| v).collect(),
+        digest: digest(bytes),
+    };
+    let Some(policy) = policy else {
+        return (Some(template), Vec::new());
+    };
+    check_policy(path, &template, policy, &place, &mut findings);
+    if findings.iter().any(Finding::is_error) {
+        return (None, findings);
+    }
+    (Some(template), findings)
+}
+
+/// The template's `variable:` list (each field with its place) and where the key is;
+/// anything but a list is an error.
+fn variable_of(
+    path: &str,
+    text: &str,
+    findings: &mut Vec<Finding>,
+) -> (Vec<(String, Option<Pos>)>, Option<Pos>) {
     let root = yaml::parse(text, yaml::Limits::default()).ok().flatten();
     let mut variable: Vec<(String, Option<Pos>)> = Vec::new();
     let mut variable_at = None;
@@ -184,21 +219,25 @@ fn read(
                 _ => findings.push(Finding::error(
                     path,
                     Some(v.pos),
-                    rule,
+                    STANDARD_TEMPLATE,
                     "variable must be a list of the fields the requester fills in",
                 )),
             }
         }
     }
-    let fixed = decoded.change;
-    let fixed_fields: Vec<&'static str> = CONTENT_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| {
-            fixed.has_field(f) || (*f == "testing_required" && fixed.testing_required.is_some())
-        })
-        .collect();
-    for (field, pos) in &variable {
+    (variable, variable_at)
+}
+
+/// Each variable field must be a content field (with a suggestion when it is not) and
+/// not one the template fixes.
+fn check_variable(
+    path: &str,
+    variable: &[(String, Option<Pos>)],
+    fixed_fields: &[&'static str],
+    findings: &mut Vec<Finding>,
+) {
+    let rule = STANDARD_TEMPLATE;
+    for (field, pos) in variable {
         let known = CONTENT_FIELDS.contains(&field.as_str());
         if !known {
             let hint = crate::finding::suggest(field, CONTENT_FIELDS.iter().copied())
@@ -221,17 +260,20 @@ fn read(
             ));
         }
     }
-    let place = |f: &str| decoded.places.get(f).copied().or(variable_at);
-    let Some(policy) = policy else {
-        let template = Template {
-            name,
-            fixed,
-            fixed_fields,
-            variable: variable.into_iter().map(|(v, _)| v).collect(),
-            digest: digest(bytes),
-        };
-        return (Some(template), Vec::new());
-    };
+}
+
+/// The template against the policy in force: a change type it knows, no change model
+/// but standard, and every required field (a test plan where testing is needed) either
+/// fixed or variable. `place` gives a fixed field's place.
+fn check_policy(
+    path: &str,
+    template: &Template,
+    policy: &Requirements<'_>,
+    place: &dyn Fn(&str) -> Option<Pos>,
+    findings: &mut Vec<Finding>,
+) {
+    let rule = STANDARD_TEMPLATE;
+    let fixed = &template.fixed;
     if let Some(t) = &fixed.change_type
         && !policy.change_types.contains(t)
     {
@@ -257,8 +299,8 @@ fn read(
         ));
     }
     let covered = |f: &str| {
-        fixed_fields.contains(&f)
-            || variable.iter().any(|(v, _)| v == f)
+        template.fixed_fields.contains(&f)
+            || template.variable.iter().any(|v| v == f)
             || !CONTENT_FIELDS.contains(&f)
             || f == "change_model"
     };
@@ -285,17 +327,6 @@ fn read(
             "changes of this type need a test plan, which the template neither fixes nor lists as variable",
         ));
     }
-    if findings.iter().any(Finding::is_error) {
-        return (None, findings);
-    }
-    let template = Template {
-        name,
-        fixed,
-        fixed_fields,
-        variable: variable.into_iter().map(|(v, _)| v).collect(),
-        digest: digest(bytes),
-    };
-    (Some(template), findings)
 }
 
 /// Why a standard change does not conform to the catalogue (`None` when it does, is not a

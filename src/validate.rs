@@ -367,114 +367,136 @@ pub fn validate_files(
 ) -> crate::error::Result<Vec<Finding>> {
     let lenient = policy.for_intake(false);
     let unanswered: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::default();
+    let judges = Judges {
+        policy,
+        lenient,
+        now,
+    };
     let results: Vec<Checked> = files
         .par_iter()
-        .map(|path| {
-            let rel = path.strip_prefix(store).unwrap_or(path).to_path_buf();
-            let file = rel.display().to_string();
-            let meta = match std::fs::symlink_metadata(path) {
-                Ok(m) => m,
-                Err(e) => {
-                    return (
-                        rel,
-                        None,
-                        None::<ChangeRequest>,
-                        vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
-                    );
-                }
-            };
-            if meta.file_type().is_symlink() {
-                return (
-                    rel,
-                    None,
-                    None::<ChangeRequest>,
-                    vec![Finding::error(
-                        file,
-                        None,
-                        "symlink",
-                        "change files must be regular files, not symbolic links (a link could point outside the repository)",
-                    )],
-                );
-            }
-            if rel.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                return (
-                    rel,
-                    None,
-                    None::<ChangeRequest>,
-                    vec![Finding::error(
-                        file,
-                        None,
-                        "file-name",
-                        "only change files (ID.yaml) belong under changes/",
-                    )],
-                );
-            }
-            if meta.len() > decode::MAX_FILE_BYTES {
-                return (
-                    rel,
-                    None,
-                    None::<ChangeRequest>,
-                    vec![Finding::error(
-                        file,
-                        None,
-                        "too-large",
-                        format!(
-                            "the file is {} bytes; change files are limited to {} bytes",
-                            meta.len(),
-                            decode::MAX_FILE_BYTES
-                        ),
-                    )],
-                );
-            }
-            let bytes = match decode::read_bounded(path) {
-                Ok(b) => b,
-                Err(e) => {
-                    return (
-                        rel,
-                        None,
-                        None::<ChangeRequest>,
-                        vec![Finding::error(file, None, "io", format!("cannot read: {e}"))],
-                    );
-                }
-            };
-            // Most files are clean: decode without places, and again with them only when
-            // there is something to place.
-            let mut decoded = decode::decode_bytes_with(&file, &bytes, false);
-            let open = decoded.parsed && rules::questionnaire_unanswered(&decoded.change, policy);
-            let judge = if open { lenient } else { policy };
-            let mut findings = check_file(&rel, &decoded, judge, now);
-            if findings.iter().any(|f| f.pos.is_none()) && decoded.parsed {
-                decoded = decode::decode_bytes(&file, &bytes);
-                findings = check_file(&rel, &decoded, judge, now);
-            }
-            let id = decoded.change.id.as_ref().map(ToString::to_string);
-            if let (true, Some(id)) = (open, &id)
-                && let Ok(mut u) = unanswered.lock()
-            {
-                u.push((file.clone(), id.clone()));
-            }
-            // Kept for the checks across files: scheduled active changes (overlaps) and
-            // signed ones (duplicate requests); the rest are dropped as soon as checked.
-            let signed = crate::signing::records(&decoded.change)
-                .iter()
-                .any(|r| r.signature.is_some());
-            let scheduled = ((decoded.change.schedule.is_some()
-                && crate::conflicts::active(&decoded.change))
-                || signed)
-                .then(|| decoded.change.clone());
-            (rel, id, scheduled, findings)
-        })
-        .map(|(rel, id, scheduled, findings)| (rel, id, findings, scheduled))
+        .map(|path| judges.check(store, path, &unanswered))
         .collect();
 
+    let mut findings = with_duplicate_ids(&results);
+    findings.extend(overlaps(&results, policy));
+    findings.extend(duplicate_requests(&results));
+    let unanswered = unanswered.into_inner().unwrap_or_default();
+    if let Some(q) = &policy.risk
+        && !unanswered.is_empty()
+    {
+        let ids: Vec<String> = unanswered.iter().map(|(_, id)| id.clone()).collect();
+        let due = due(&ids)?;
+        for (file, id) in unanswered.into_iter().filter(|(_, id)| due.contains(id)) {
+            findings.push(Finding {
+                id: Some(id.clone()),
+                ..Finding::error(file, None, rules::RISK, q.unanswered_message(&id))
+            });
+        }
+    }
+    Ok(findings)
+}
+
+/// How a file is judged: by the policy, or by its lenient form (no questionnaire) when
+/// the change leaves the risk questionnaire unanswered, which only history can excuse.
+struct Judges<'a> {
+    policy: &'a Policy,
+    lenient: &'a Policy,
+    now: Option<Timestamp>,
+}
+
+impl Judges<'_> {
+    /// Reads and checks one file; a change leaving the questionnaire unanswered is added
+    /// to `unanswered` (file, id) for history to judge.
+    fn check(
+        &self,
+        store: &Path,
+        path: &Path,
+        unanswered: &std::sync::Mutex<Vec<(String, String)>>,
+    ) -> Checked {
+        let policy = self.policy;
+        let rel = path.strip_prefix(store).unwrap_or(path).to_path_buf();
+        let file = rel.display().to_string();
+        let bytes = match read_change_file(path, &rel, &file) {
+            Ok(b) => b,
+            Err(refused) => return (rel, None, vec![refused], None),
+        };
+        // Most files are clean: decode without places, and again with them only when
+        // there is something to place.
+        let mut decoded = decode::decode_bytes_with(&file, &bytes, false);
+        let open = decoded.parsed && rules::questionnaire_unanswered(&decoded.change, policy);
+        let judge = if open { self.lenient } else { policy };
+        let mut findings = check_file(&rel, &decoded, judge, self.now);
+        if findings.iter().any(|f| f.pos.is_none()) && decoded.parsed {
+            decoded = decode::decode_bytes(&file, &bytes);
+            findings = check_file(&rel, &decoded, judge, self.now);
+        }
+        let id = decoded.change.id.as_ref().map(ToString::to_string);
+        if let (true, Some(id)) = (open, &id)
+            && let Ok(mut u) = unanswered.lock()
+        {
+            u.push((file.clone(), id.clone()));
+        }
+        // Kept for the checks across files: scheduled active changes (overlaps) and
+        // signed ones (duplicate requests); the rest are dropped as soon as checked.
+        let signed = crate::signing::records(&decoded.change)
+            .iter()
+            .any(|r| r.signature.is_some());
+        let scheduled = ((decoded.change.schedule.is_some()
+            && crate::conflicts::active(&decoded.change))
+            || signed)
+            .then(|| decoded.change.clone());
+        (rel, id, findings, scheduled)
+    }
+}
+
+/// The bytes of a change file, or the one finding that refuses it before decoding: it
+/// cannot be read, is a symbolic link, is not `ID.yaml`, or is too large.
+fn read_change_file(path: &Path, rel: &Path, file: &str) -> Result<Vec<u8>, Finding> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| Finding::error(file, None, "io", format!("cannot read: {e}")))?;
+    if meta.file_type().is_symlink() {
+        return Err(Finding::error(
+            file,
+            None,
+            "symlink",
+            "change files must be regular files, not symbolic links (a link could point outside the repository)",
+        ));
+    }
+    if rel.extension().and_then(|e| e.to_str()) != Some("yaml") {
+        return Err(Finding::error(
+            file,
+            None,
+            "file-name",
+            "only change files (ID.yaml) belong under changes/",
+        ));
+    }
+    if meta.len() > decode::MAX_FILE_BYTES {
+        return Err(Finding::error(
+            file,
+            None,
+            "too-large",
+            format!(
+                "the file is {} bytes; change files are limited to {} bytes",
+                meta.len(),
+                decode::MAX_FILE_BYTES
+            ),
+        ));
+    }
+    decode::read_bounded(path)
+        .map_err(|e| Finding::error(file, None, "io", format!("cannot read: {e}")))
+}
+
+/// Each file's findings in order, each followed by a `duplicate-id` finding when another
+/// file claims its id.
+fn with_duplicate_ids(results: &[Checked]) -> Vec<Finding> {
     let mut by_id: HashMap<&str, Vec<&Path>> = HashMap::new();
-    for (rel, id, _, _) in &results {
+    for (rel, id, _, _) in results {
         if let Some(id) = id {
             by_id.entry(id.as_str()).or_default().push(rel);
         }
     }
     let mut findings: Vec<Finding> = Vec::new();
-    for (rel, id, fs, _) in &results {
+    for (rel, id, fs, _) in results {
         findings.extend(fs.iter().cloned());
         if let Some(id) = id {
             let others: Vec<String> = by_id[id.as_str()]
@@ -499,22 +521,7 @@ pub fn validate_files(
             }
         }
     }
-    findings.extend(overlaps(&results, policy));
-    findings.extend(duplicate_requests(&results));
-    let unanswered = unanswered.into_inner().unwrap_or_default();
-    if let Some(q) = &policy.risk
-        && !unanswered.is_empty()
-    {
-        let ids: Vec<String> = unanswered.iter().map(|(_, id)| id.clone()).collect();
-        let due = due(&ids)?;
-        for (file, id) in unanswered.into_iter().filter(|(_, id)| due.contains(id)) {
-            findings.push(Finding {
-                id: Some(id.clone()),
-                ..Finding::error(file, None, rules::RISK, q.unanswered_message(&id))
-            });
-        }
-    }
-    Ok(findings)
+    findings
 }
 
 /// Two files holding one signed request: the same requester, request time and material

@@ -223,56 +223,13 @@ pub fn parse_full(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlEr
                     pos: Some(pos),
                     message: "invalid YAML: unbalanced collection".into(),
                 })?;
-                match frame {
-                    Frame::Seq {
-                        items,
-                        pos,
-                        anchor,
-                        size,
-                    } => (
-                        Node {
-                            value: Value::Seq(items),
-                            pos,
-                        },
-                        size,
-                        1,
-                        anchor,
-                    ),
-                    Frame::Map {
-                        entries,
-                        pos,
-                        anchor,
-                        size,
-                        ..
-                    } => (
-                        Node {
-                            value: Value::Map(entries),
-                            pos,
-                        },
-                        size,
-                        1,
-                        anchor,
-                    ),
-                }
+                let (node, size, anchor) = frame.close();
+                (node, size, 1, anchor)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 check_tag(tag.as_deref(), pos)?;
-                // An escape (`"\0"`) can put a NUL into text that git, terminals and C
-                // tools all cut short: no field may hold one.
-                if text.contains('\0') {
-                    return Err(YamlError {
-                        pos: Some(pos),
-                        message: "a value contains a NUL character (\\0), which no field may hold"
-                            .into(),
-                    });
-                }
                 let plain = style == ScalarStyle::Plain && tag.is_none();
-                let value = if plain && matches!(&*text, "" | "~" | "null" | "Null" | "NULL") {
-                    Value::Null
-                } else {
-                    Value::Scalar { text, plain }
-                };
-                (Node { value, pos }, 1, 1, anchor)
+                (scalar(text, plain, pos)?, 1, 1, anchor)
             }
             Event::Alias(id) => {
                 let (target, size) = anchors.get(&id).cloned().ok_or_else(|| YamlError {
@@ -297,50 +254,113 @@ pub fn parse_full(text: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlEr
         if anchor != 0 {
             anchors.insert(anchor, (node.clone(), size));
         }
-        match stack.last_mut() {
-            None => root = Some(node),
-            Some(Frame::Seq {
-                items, size: total, ..
-            }) => {
-                *total = total.saturating_add(size);
-                items.push(node);
-            }
-            Some(Frame::Map {
-                entries,
-                key,
-                size: total,
-                ..
-            }) => match key.take() {
-                None => {
-                    if !matches!(node.value, Value::Scalar { .. } | Value::Null) {
-                        return Err(YamlError {
-                            pos: Some(node.pos),
-                            message: format!(
-                                "a mapping key must be a plain word, not {}",
-                                node.kind()
-                            ),
-                        });
-                    }
-                    let name = key_text(&node);
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| key_text(k) == name) {
-                        return Err(YamlError {
-                            pos: Some(node.pos),
-                            message: format!(
-                                "duplicate key `{name}` (first defined at line {})",
-                                first.pos.line
-                            ),
-                        });
-                    }
-                    *key = Some(node);
-                }
-                Some(k) => {
-                    *total = total.saturating_add(size + 1);
-                    entries.push((k, node));
-                }
-            },
-        }
+        place(&mut stack, &mut root, node, size)?;
     }
     Ok(root)
+}
+
+impl<'a> Frame<'a> {
+    /// The collection a frame built, once its end event arrives: the node, the size of
+    /// its subtree and its anchor.
+    fn close(self) -> (Node<'a>, usize, usize) {
+        match self {
+            Frame::Seq {
+                items,
+                pos,
+                anchor,
+                size,
+            } => (
+                Node {
+                    value: Value::Seq(items),
+                    pos,
+                },
+                size,
+                anchor,
+            ),
+            Frame::Map {
+                entries,
+                pos,
+                anchor,
+                size,
+                ..
+            } => (
+                Node {
+                    value: Value::Map(entries),
+                    pos,
+                },
+                size,
+                anchor,
+            ),
+        }
+    }
+}
+
+/// A scalar's node: `null` when plain and spelled as YAML's null. An escape (`"\0"`) can
+/// put a NUL into text that git, terminals and C tools all cut short: no field may hold
+/// one.
+fn scalar(text: Cow<'_, str>, plain: bool, pos: Pos) -> Result<Node<'_>, YamlError> {
+    if text.contains('\0') {
+        return Err(YamlError {
+            pos: Some(pos),
+            message: "a value contains a NUL character (\\0), which no field may hold".into(),
+        });
+    }
+    let value = if plain && matches!(&*text, "" | "~" | "null" | "Null" | "NULL") {
+        Value::Null
+    } else {
+        Value::Scalar { text, plain }
+    };
+    Ok(Node { value, pos })
+}
+
+/// Puts a finished node where it belongs: the root, the next item of the open sequence,
+/// or the open mapping's next key (a scalar, not seen before in it) or value.
+fn place<'a>(
+    stack: &mut [Frame<'a>],
+    root: &mut Option<Node<'a>>,
+    node: Node<'a>,
+    size: usize,
+) -> Result<(), YamlError> {
+    match stack.last_mut() {
+        None => *root = Some(node),
+        Some(Frame::Seq {
+            items, size: total, ..
+        }) => {
+            *total = total.saturating_add(size);
+            items.push(node);
+        }
+        Some(Frame::Map {
+            entries,
+            key,
+            size: total,
+            ..
+        }) => match key.take() {
+            None => {
+                if !matches!(node.value, Value::Scalar { .. } | Value::Null) {
+                    return Err(YamlError {
+                        pos: Some(node.pos),
+                        message: format!("a mapping key must be a plain word, not {}", node.kind()),
+                    });
+                }
+                let name = key_text(&node);
+                if let Some((first, _)) = entries.iter().find(|(k, _)| key_text(k) == name) {
+                    return Err(YamlError {
+                        pos: Some(node.pos),
+                        message: format!(
+                            "duplicate key `{name}` (first defined at line {})",
+                            first.pos.line
+                        ),
+                    });
+                }
+                *key = Some(node);
+            }
+            Some(k) => {
+                *total = total.saturating_add(size + 1);
+                entries.push((k, node));
+            }
+        },
+    }
+    Ok(())
 }
 
 /// The text of a mapping key.

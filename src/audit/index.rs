@@ -113,6 +113,139 @@ pub struct Update {
     pub repaired: bool,
 }
 
+impl Meta {
+    /// The meta file of an index started from nothing for `branch` of the store at `prefix`.
+    fn fresh(repo: &Repository, prefix: &str, branch: &str) -> Meta {
+        Meta {
+            format: FORMAT,
+            chg: env!("CARGO_PKG_VERSION").to_owned(),
+            prefix: prefix.to_owned(),
+            branch: branch.to_owned(),
+            tip: None,
+            commits: 0,
+            emergencies: Vec::new(),
+            rewrites: Vec::new(),
+            files: BTreeMap::new(),
+            shallow: crate::git::shallow_commits(repo)
+                .iter()
+                .map(Oid::to_string)
+                .collect(),
+        }
+    }
+
+    /// The meta to update: the stored one when it was written by this chg for the same
+    /// store, branch and shallow cut (and not `full`); otherwise `fresh`, keeping the
+    /// rewrites seen (they are history, whatever else made the index start again).
+    fn start(stored: Option<Meta>, fresh: &Meta, full: bool, update: &mut Update) -> Meta {
+        let usable = |m: &Meta| {
+            m.format == FORMAT
+                && m.chg == fresh.chg
+                && m.prefix == fresh.prefix
+                && m.branch == fresh.branch
+                && m.shallow == fresh.shallow
+        };
+        match stored {
+            Some(m) if !full && usable(&m) => m,
+            other => {
+                update.rebuilt = true;
+                Meta {
+                    rewrites: other.map(|m| m.rewrites).unwrap_or_default(),
+                    ..fresh.clone()
+                }
+            }
+        }
+    }
+
+    /// Where the index can go on from: the tip it reached, when HEAD still descends from
+    /// it (the commits to hide). A tip no longer in the branch's history is a rewrite,
+    /// recorded in `update` and the meta, which starts again (as it does when the branch
+    /// has lost every commit).
+    fn follow(
+        &mut self,
+        repo: &Repository,
+        branch: &str,
+        head: Option<Oid>,
+        now: Timestamp,
+        fresh: &Meta,
+        update: &mut Update,
+    ) -> Result<Option<Oid>> {
+        let old_tip = self.tip.as_deref().and_then(|t| Oid::from_str(t).ok());
+        let mut hide = None;
+        if let (Some(old), Some(head)) = (old_tip, head)
+            && !update.rebuilt
+        {
+            let kept = old == head
+                || (repo.find_commit(old).is_ok() && repo.graph_descendant_of(head, old)?);
+            if kept {
+                hide = Some(old);
+            } else {
+                let r = Rewrite {
+                    branch: branch.to_owned(),
+                    old_tip: old.to_string(),
+                    new_tip: head.to_string(),
+                    detected_at: now,
+                    reported: false,
+                };
+                update.rewrite = Some(r.clone());
+                update.rebuilt = true;
+                *self = Meta {
+                    rewrites: [std::mem::take(&mut self.rewrites), vec![r]].concat(),
+                    ..fresh.clone()
+                };
+            }
+        } else if old_tip.is_some() && head.is_none() {
+            update.rebuilt = true;
+            *self = Meta {
+                rewrites: std::mem::take(&mut self.rewrites),
+                ..fresh.clone()
+            };
+        }
+        Ok(hide)
+    }
+}
+
+/// Audits the commits of `head`'s history not reachable from `hide` in batches of
+/// [`BATCH`] (bounding memory), appending each batch's verdicts to the files in `dir`.
+/// `false` when a file it was to extend does not verify (the caller starts again).
+fn append_new(
+    dir: &Path,
+    meta: &mut Meta,
+    update: &mut Update,
+    engine: &dyn Engine,
+    head: Oid,
+    hide: Option<Oid>,
+) -> Result<bool> {
+    let oids = engine.commits(head, hide)?;
+    let mut writer = Appender::new(dir, &meta.files);
+    // What the index held before this update, for changes' earlier history.
+    let stored = Index {
+        dir: dir.to_path_buf(),
+        meta: meta.clone(),
+    };
+    let earlier = |id: &str| -> Result<Option<Vec<Entry>>> {
+        if hide.is_none() {
+            return Ok(Some(Vec::new()));
+        }
+        stored.log(id)
+    };
+    let mut state = super::HistoryState::default();
+    for batch in oids.chunks(BATCH) {
+        let mut verdicts = engine.verdicts(batch, meta.commits)?;
+        engine.history(&mut verdicts, &mut state, &earlier)?;
+        if !writer.append(&verdicts)? {
+            return Ok(false);
+        }
+        for v in verdicts {
+            meta.emergencies.extend(v.emergencies);
+        }
+        meta.commits += batch.len() as u64;
+        update.audited += batch.len() as u64;
+    }
+    let done: Vec<_> = writer.finish().collect();
+    meta.files.extend(done);
+    Ok(true)
+}
+
 /// An up-to-date index for the branch at HEAD.
 #[derive(Debug)]
 pub struct Index {
@@ -144,111 +277,23 @@ impl Index {
         lock.lock()
             .map_err(|e| Error::io("locking the audit index", e))?;
 
-        let fresh = Meta {
-            format: FORMAT,
-            chg: env!("CARGO_PKG_VERSION").to_owned(),
-            prefix: prefix.to_owned(),
-            branch: branch.clone(),
-            tip: None,
-            commits: 0,
-            emergencies: Vec::new(),
-            rewrites: Vec::new(),
-            files: BTreeMap::new(),
-            shallow: crate::git::shallow_commits(repo)
-                .iter()
-                .map(Oid::to_string)
-                .collect(),
-        };
-        let stored = read_meta(&dir);
-        let usable = |m: &Meta| {
-            m.format == FORMAT
-                && m.chg == fresh.chg
-                && m.prefix == fresh.prefix
-                && m.branch == fresh.branch
-                && m.shallow == fresh.shallow
-        };
+        let fresh = Meta::fresh(repo, prefix, &branch);
         let mut update = Update::default();
-        let mut meta = match stored {
-            Some(m) if !full && usable(&m) => m,
-            other => {
-                // The rewrites seen are history, whatever else made the index start again.
-                update.rebuilt = true;
-                Meta {
-                    rewrites: other.map(|m| m.rewrites).unwrap_or_default(),
-                    ..fresh.clone()
-                }
-            }
-        };
-        let old_tip = meta.tip.as_deref().and_then(|t| Oid::from_str(t).ok());
-        let mut hide = None;
-        if let (Some(old), Some(head)) = (old_tip, head)
-            && !update.rebuilt
-        {
-            let kept = old == head
-                || (repo.find_commit(old).is_ok() && repo.graph_descendant_of(head, old)?);
-            if kept {
-                hide = Some(old);
-            } else {
-                let r = Rewrite {
-                    branch: branch.clone(),
-                    old_tip: old.to_string(),
-                    new_tip: head.to_string(),
-                    detected_at: now,
-                    reported: false,
-                };
-                update.rewrite = Some(r.clone());
-                update.rebuilt = true;
-                meta = Meta {
-                    rewrites: [meta.rewrites, vec![r]].concat(),
-                    ..fresh.clone()
-                };
-            }
-        } else if old_tip.is_some() && head.is_none() {
-            update.rebuilt = true;
-            meta = Meta {
-                rewrites: meta.rewrites,
-                ..fresh.clone()
-            };
-        }
+        let mut meta = Meta::start(read_meta(&dir), &fresh, full, &mut update);
+        let hide = meta.follow(repo, &branch, head, now, &fresh, &mut update)?;
         if update.rebuilt {
             clear(&dir)?;
         }
         if let Some(head) = head
             && Some(head) != hide
+            && !append_new(&dir, &mut meta, &mut update, engine, head, hide)?
         {
-            let oids = engine.commits(head, hide)?;
-            let mut writer = Appender::new(&dir, &meta.files);
-            // What the index held before this update, for changes' earlier history.
-            let stored = Index {
-                dir: dir.clone(),
-                meta: meta.clone(),
-            };
-            let earlier = |id: &str| -> Result<Option<Vec<Entry>>> {
-                if hide.is_none() {
-                    return Ok(Some(Vec::new()));
-                }
-                stored.log(id)
-            };
-            let mut state = super::HistoryState::default();
-            for batch in oids.chunks(BATCH) {
-                let mut verdicts = engine.verdicts(batch, meta.commits)?;
-                engine.history(&mut verdicts, &mut state, &earlier)?;
-                if !writer.append(&verdicts)? {
-                    // A file it was to extend does not verify: start again from nothing.
-                    drop(lock);
-                    let (idx, mut again) = Index::update(repo, prefix, true, now, engine)?;
-                    again.repaired = true;
-                    again.rewrite = update.rewrite.or(again.rewrite);
-                    return Ok((idx, again));
-                }
-                for v in verdicts {
-                    meta.emergencies.extend(v.emergencies);
-                }
-                meta.commits += batch.len() as u64;
-                update.audited += batch.len() as u64;
-            }
-            let done: Vec<_> = writer.finish().collect();
-            meta.files.extend(done);
+            // A file it was to extend does not verify: start again from nothing.
+            drop(lock);
+            let (idx, mut again) = Index::update(repo, prefix, true, now, engine)?;
+            again.repaired = true;
+            again.rewrite = update.rewrite.or(again.rewrite);
+            return Ok((idx, again));
         }
         let tip = head.map(|h| h.to_string());
         // Nothing new (the common case for gate and implement): the meta file stays as it is.

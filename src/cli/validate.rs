@@ -76,59 +76,8 @@ fn changed_files(store: &Store, rev: &str) -> Result<HashSet<String>, Error> {
 
 pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
     let root = store.root();
-    let policy_bytes = chg::decode::read_bounded(&root.join(POLICY_PATH))
-        .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
-    // Validate judges the work tree: its policy, signers and catalogue as they stand.
-    let (policy, mut findings): (Option<Policy>, Vec<Finding>) =
-        match chg::policy_source::parse(&policy_bytes) {
-            Ok((mut p, mut w)) => {
-                let files = chg::policy_source::Files::WorkTree(root);
-                let attached =
-                    chg::policy_source::attach(&mut p, &files, store.template_history()?)?;
-                if let Some(signers) = p.signers() {
-                    signers.remember_in(store.proven_signatures());
-                }
-                w.extend(attached.signers);
-                w.extend(attached.templates);
-                (Some(p), w)
-            }
-            Err(f) => (None, f),
-        };
-    if let Some(p) = &policy
-        && p.signing.as_ref().is_none_or(|s| s.required_for.is_empty())
-    {
-        findings.push(Finding::warning(
-            POLICY_PATH,
-            None,
-            "signing",
-            "the policy requires no signatures: approvals name people without proving who made them (anyone who can push can write one); add `signing` (README: Signed records)",
-        ));
-    }
-    if store.policy_has_uncommitted_edits()? {
-        // Under governance a commit of them would be unauthorized: the way in is a proposal.
-        let governed = store.policy().is_ok_and(|p| p.governance.is_some());
-        findings.push(Finding::warning(
-            POLICY_PATH,
-            None,
-            "policy-uncommitted",
-            if governed {
-                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD; the policy is governed, so they take effect through `chg policy propose` and, once approved, `chg policy apply` (a plain commit would be policy-unauthorized)"
-            } else {
-                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed"
-            },
-        ));
-    }
-    if let Some((commit, why)) = store.unauthorized_policy()? {
-        findings.push(Finding::error(
-            policy_file_changed_by(store, commit).unwrap_or_else(|| POLICY_PATH.to_owned()),
-            None,
-            chg::governance::UNAUTHORIZED,
-            format!(
-                "{why}; no step is judged by it until it is reverted (`git revert {}`) or proposed and applied",
-                &commit.to_string()[..8]
-            ),
-        ));
-    }
+    let (policy, mut findings) = read_policy(store)?;
+    policy_state_findings(store, policy.as_ref(), &mut findings)?;
     if let Some(policy) = &policy {
         let all =
             chg::layout::change_files(root).map_err(|e| Error::io("cannot read changes/", e))?;
@@ -143,52 +92,7 @@ pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
         if !a.no_history {
             findings.extend(history_findings(store, now)?);
         }
-        let mut keep: Option<HashSet<String>> = None;
-        if !a.targets.is_empty() {
-            let mut set = HashSet::new();
-            for t in &a.targets {
-                // An existing file first; then an id as every command takes it (`6`,
-                // `2025-6`, `chg-2025-6`).
-                let as_id = if std::path::Path::new(t).exists() {
-                    None
-                } else {
-                    ui.parse_id(t).ok()
-                };
-                if let Some(id) = as_id {
-                    let rel = store.find(&id)?;
-                    set.insert(rel.display().to_string());
-                } else {
-                    let p = PathBuf::from(t);
-                    let abs = if p.is_absolute() {
-                        p
-                    } else {
-                        std::env::current_dir()
-                            .map_err(|e| Error::io("cannot read the current folder", e))?
-                            .join(p)
-                    };
-                    let abs = abs.canonicalize().map_err(|_| {
-                        Error::Usage(format!("`{t}` is neither a change id nor an existing file"))
-                    })?;
-                    let rel = abs.strip_prefix(root).map_err(|_| {
-                        Error::Usage(format!("{t} is outside the store {}", root.display()))
-                    })?;
-                    set.insert(rel.display().to_string());
-                }
-            }
-            keep = Some(set);
-        }
-        if let Some(rev) = &a.changed_since {
-            let prefix = store.repo_path(std::path::Path::new(""));
-            let changed: HashSet<String> = changed_files(store, rev)?
-                .into_iter()
-                .filter_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
-            keep = Some(match keep {
-                Some(k) => k.intersection(&changed).cloned().collect(),
-                None => changed,
-            });
-        }
-        if let Some(keep) = keep {
+        if let Some(keep) = kept_files(ui, store, &a)? {
             // The policy's own problems bear on every file; the store-wide warning that
             // nothing is signed is said by a whole-store run, not on every pull request.
             findings.retain(|f| {
@@ -235,24 +139,10 @@ pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
             ui.out_json(&items)?;
         }
         Format::Github => {
-            let mut s = String::new();
-            for f in &findings {
-                let level = if f.is_error() { "error" } else { "warning" };
-                let file = store.repo_path(std::path::Path::new(&f.file));
-                let mut props = format!("file={}", gh_escape_prop(&file));
-                if let Some(p) = f.pos {
-                    props.push_str(&format!(",line={},col={}", p.line, p.column));
-                }
-                // Exactly the SPEC's `::error file=…,line=…,col=…::message`; the rule leads
-                // the message as in the text format.
-                let message = format!("{}: {}", f.rule, f.message);
-                s.push_str(&format!(
-                    "::{level} {props}::{}\n",
-                    gh_escape_data(&message)
-                ));
-            }
-            // Workflow commands on purpose: their data is escaped above by GitHub's rules.
-            ui.out_unfiltered(&chg::text::controls_escaped(&s))?;
+            // Workflow commands on purpose: their data is escaped by GitHub's rules.
+            ui.out_unfiltered(&chg::text::controls_escaped(&github_annotations(
+                store, &findings,
+            )))?;
         }
     }
     Ok(if errors > 0 {
@@ -260,6 +150,148 @@ pub fn run(ui: &Ui, store: &Store, a: ValidateArgs) -> CmdResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The policy in the work tree with its signers and catalogue, as validate judges it
+/// (`None` when it does not parse), and the findings about it.
+fn read_policy(store: &Store) -> Result<(Option<Policy>, Vec<Finding>), Error> {
+    let root = store.root();
+    let policy_bytes = chg::decode::read_bounded(&root.join(POLICY_PATH))
+        .map_err(|e| Error::io(format!("cannot read {POLICY_PATH}"), e))?;
+    // Validate judges the work tree: its policy, signers and catalogue as they stand.
+    Ok(match chg::policy_source::parse(&policy_bytes) {
+        Ok((mut p, mut w)) => {
+            let files = chg::policy_source::Files::WorkTree(root);
+            let attached = chg::policy_source::attach(&mut p, &files, store.template_history()?)?;
+            if let Some(signers) = p.signers() {
+                signers.remember_in(store.proven_signatures());
+            }
+            w.extend(attached.signers);
+            w.extend(attached.templates);
+            (Some(p), w)
+        }
+        Err(f) => (None, f),
+    })
+}
+
+/// What the policy's standing says: no signatures required, edits not committed (and
+/// how they take effect), or a policy at HEAD that nobody authorized.
+fn policy_state_findings(
+    store: &Store,
+    policy: Option<&Policy>,
+    findings: &mut Vec<Finding>,
+) -> Result<(), Error> {
+    if let Some(p) = policy
+        && p.signing.as_ref().is_none_or(|s| s.required_for.is_empty())
+    {
+        findings.push(Finding::warning(
+            POLICY_PATH,
+            None,
+            "signing",
+            "the policy requires no signatures: approvals name people without proving who made them (anyone who can push can write one); add `signing` (README: Signed records)",
+        ));
+    }
+    if store.policy_has_uncommitted_edits()? {
+        // Under governance a commit of them would be unauthorized: the way in is a proposal.
+        let governed = store.policy().is_ok_and(|p| p.governance.is_some());
+        findings.push(Finding::warning(
+            POLICY_PATH,
+            None,
+            "policy-uncommitted",
+            if governed {
+                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD; the policy is governed, so they take effect through `chg policy propose` and, once approved, `chg policy apply` (a plain commit would be policy-unauthorized)"
+            } else {
+                "the policy has uncommitted edits: validate reports them, but state changes are judged by the policy committed at HEAD until they are committed"
+            },
+        ));
+    }
+    if let Some((commit, why)) = store.unauthorized_policy()? {
+        findings.push(Finding::error(
+            policy_file_changed_by(store, commit).unwrap_or_else(|| POLICY_PATH.to_owned()),
+            None,
+            chg::governance::UNAUTHORIZED,
+            format!(
+                "{why}; no step is judged by it until it is reverted (`git revert {}`) or proposed and applied",
+                &commit.to_string()[..8]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The files (relative to the store) whose findings are reported: those named on the
+/// command line and/or changed since `--changed-since`; `None` for the whole store.
+fn kept_files(ui: &Ui, store: &Store, a: &ValidateArgs) -> Result<Option<HashSet<String>>, Error> {
+    let mut keep: Option<HashSet<String>> = None;
+    if !a.targets.is_empty() {
+        let mut set = HashSet::new();
+        for t in &a.targets {
+            set.insert(target_file(ui, store, t)?);
+        }
+        keep = Some(set);
+    }
+    if let Some(rev) = &a.changed_since {
+        let prefix = store.repo_path(std::path::Path::new(""));
+        let changed: HashSet<String> = changed_files(store, rev)?
+            .into_iter()
+            .filter_map(|f| f.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        keep = Some(match keep {
+            Some(k) => k.intersection(&changed).cloned().collect(),
+            None => changed,
+        });
+    }
+    Ok(keep)
+}
+
+/// The file (relative to the store) a target names: an existing file first; then an id
+/// as every command takes it (`6`, `2025-6`, `chg-2025-6`).
+fn target_file(ui: &Ui, store: &Store, t: &str) -> Result<String, Error> {
+    let root = store.root();
+    let as_id = if std::path::Path::new(t).exists() {
+        None
+    } else {
+        ui.parse_id(t).ok()
+    };
+    if let Some(id) = as_id {
+        let rel = store.find(&id)?;
+        return Ok(rel.display().to_string());
+    }
+    let p = PathBuf::from(t);
+    let abs = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current folder", e))?
+            .join(p)
+    };
+    let abs = abs
+        .canonicalize()
+        .map_err(|_| Error::Usage(format!("`{t}` is neither a change id nor an existing file")))?;
+    let rel = abs
+        .strip_prefix(root)
+        .map_err(|_| Error::Usage(format!("{t} is outside the store {}", root.display())))?;
+    Ok(rel.display().to_string())
+}
+
+/// The findings as GitHub Actions workflow commands: exactly the SPEC's `::error
+/// file=…,line=…,col=…::message`, the rule leading the message as in the text format.
+fn github_annotations(store: &Store, findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for f in findings {
+        let level = if f.is_error() { "error" } else { "warning" };
+        let file = store.repo_path(std::path::Path::new(&f.file));
+        let mut props = format!("file={}", gh_escape_prop(&file));
+        if let Some(p) = f.pos {
+            props.push_str(&format!(",line={},col={}", p.line, p.column));
+        }
+        let message = format!("{}: {}", f.rule, f.message);
+        s.push_str(&format!(
+            "::{level} {props}::{}\n",
+            gh_escape_data(&message)
+        ));
+    }
+    s
 }
 
 /// Open changes whose committed history does not verify (a status, approval or record

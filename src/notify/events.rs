@@ -256,46 +256,21 @@ pub fn derive(
     };
     let repo = store.repo();
     let head = Oid::from_str(&tip)?;
-    // The commits since the last run: those HEAD reaches and the cursor does not. A cursor
-    // gone from the repository (a rewrite, then gc) means every commit; what was delivered
-    // before is known by its event ids.
-    let fresh: Option<HashSet<String>> = match cursor
-        .and_then(|c| Oid::from_str(c).ok())
-        .filter(|c| repo.find_commit(*c).is_ok())
-    {
-        Some(c) => Some(
-            crate::audit::walk(repo, head, Some(c))?
-                .into_iter()
-                .map(|o| o.to_string())
-                .collect(),
-        ),
-        None => None,
-    };
+    let fresh = commits_since(repo, head, cursor)?;
     let mut all: Vec<&Entry> = logs.values().flatten().collect();
     all.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-    let mut transitions = 0u64;
-    let mut seq_of: HashMap<(&str, &str), u64> = HashMap::new();
-    for e in &all {
-        if e.by_chg {
-            transitions += 1;
-        }
-        seq_of.insert((e.commit.as_str(), e.id.as_str()), transitions);
-    }
+    let (transitions, seq_of) = transition_numbers(&all);
     let mut memo = PolicyMemo {
         repo,
         path: format!("{}{}", store.prefix(), crate::policy::POLICY_PATH),
         seen: HashMap::new(),
     };
-    let head_change = |id: &str| -> Option<ChangeRequest> {
-        let last = logs.get(id)?.last()?;
-        decode_at(repo, head, &last.path)
-    };
-    let provenance = |id: &str| -> Provenance {
-        crate::standing::Standing {
-            entries: logs.get(id).cloned().unwrap_or_default(),
-            ..Default::default()
-        }
-        .provenance()
+    let sources = Sources {
+        repo,
+        head,
+        policy,
+        logs: &logs,
+        base,
     };
     let mut out = Derived {
         head: Some(tip.clone()),
@@ -307,43 +282,148 @@ pub fn derive(
         {
             continue;
         }
+        let seq = seq_of
+            .get(&(e.commit.as_str(), e.id.as_str()))
+            .copied()
+            .unwrap_or(transitions);
+        if let Some(event) = sources.transition(&mut memo, e, seq) {
+            out.events.push(event);
+        }
+    }
+    // The clock: approvals past their timeout, as `chg list --overdue` finds them.
+    if let Some(n) = &policy.notifications {
+        let q = crate::query::Query {
+            overdue: true,
+            ..Default::default()
+        };
+        let page = q.run(store, policy, now)?;
+        for row in page.rows {
+            let Some(due) = row.overdue_since else {
+                continue;
+            };
+            let clock = Clock {
+                now,
+                tip: &tip,
+                seq: transitions,
+            };
+            sources.overdue(n, &clock, row.item.change(), due, &mut out.events);
+        }
+    }
+    Ok(out)
+}
+
+/// The commits since the last run: those HEAD reaches and the cursor does not. A cursor
+/// gone from the repository (a rewrite, then gc) means every commit (`None`); what was
+/// delivered before is known by its event ids.
+fn commits_since(
+    repo: &Repository,
+    head: Oid,
+    cursor: Option<&str>,
+) -> Result<Option<HashSet<String>>> {
+    Ok(
+        match cursor
+            .and_then(|c| Oid::from_str(c).ok())
+            .filter(|c| repo.find_commit(*c).is_ok())
+        {
+            Some(c) => Some(
+                crate::audit::walk(repo, head, Some(c))?
+                    .into_iter()
+                    .map(|o| o.to_string())
+                    .collect(),
+            ),
+            None => None,
+        },
+    )
+}
+
+/// Numbers the entries (in history order) by how many chg transitions came up to each:
+/// an event's `seq`. Returns the total too, the `seq` of clock events.
+fn transition_numbers<'e>(all: &[&'e Entry]) -> (u64, HashMap<(&'e str, &'e str), u64>) {
+    let mut transitions = 0u64;
+    let mut seq_of: HashMap<(&str, &str), u64> = HashMap::new();
+    for e in all {
+        if e.by_chg {
+            transitions += 1;
+        }
+        seq_of.insert((e.commit.as_str(), e.id.as_str()), transitions);
+    }
+    (transitions, seq_of)
+}
+
+/// What an event is derived from: the repository at HEAD, the policy in force and every
+/// change's history (so a change's own steps are read, not a scan of everything).
+struct Sources<'a> {
+    repo: &'a Repository,
+    head: Oid,
+    policy: &'a Policy,
+    logs: &'a crate::audit::feed::Histories,
+    base: Option<&'a str>,
+}
+
+/// The clock's side of an overdue event: the time now, the tip it is dated at and the
+/// `seq` it carries (every transition so far).
+struct Clock<'a> {
+    now: Timestamp,
+    tip: &'a str,
+    seq: u64,
+}
+
+impl Sources<'_> {
+    /// The change as it stands at HEAD (the awaited approvers are those of now).
+    fn head_change(&self, id: &str) -> Option<ChangeRequest> {
+        let last = self.logs.get(id)?.last()?;
+        decode_at(self.repo, self.head, &last.path)
+    }
+
+    /// How the change's approvals were recorded, from its own history.
+    fn provenance(&self, id: &str) -> Provenance {
+        crate::standing::Standing {
+            entries: self.logs.get(id).cloned().unwrap_or_default(),
+            ..Default::default()
+        }
+        .provenance()
+    }
+
+    /// The event (and its recipients) of one history entry, if it is a transition that
+    /// notifies under its commit's policy.
+    fn transition(
+        &self,
+        memo: &mut PolicyMemo<'_>,
+        e: &Entry,
+        seq: u64,
+    ) -> Option<(Event, Vec<String>)> {
+        let repo = self.repo;
         // The change's step before this one (for a hand-made commit, whose status before
         // is read from the file): from its own history, not a scan of everything.
         let before = if e.by_chg {
             None
         } else {
-            logs.get(&e.id)
+            self.logs
+                .get(&e.id)
                 .and_then(|list| list.iter().rev().find(|b| b.seq < e.seq))
         };
-        let Some((from, to)) = statuses(repo, e, before) else {
-            continue;
-        };
+        let (from, to) = statuses(repo, e, before)?;
         if from == Some(to) {
-            continue;
+            return None;
         }
-        let Some(kind) = kind_of(to) else {
-            continue;
-        };
+        let kind = kind_of(to)?;
         if !memo.notifies(&e.commit) {
-            continue;
+            return None;
         }
-        let Some(at_commit) = Oid::from_str(&e.commit)
+        let at_commit = Oid::from_str(&e.commit)
             .ok()
-            .and_then(|o| decode_at(repo, o, &e.path))
-        else {
-            continue;
-        };
-        let now_change = head_change(&e.id);
+            .and_then(|o| decode_at(repo, o, &e.path))?;
+        let now_change = self.head_change(&e.id);
         let recipients = match kind {
             EventKind::AwaitingApproval => now_change
                 .as_ref()
                 .filter(|c| c.status() == Status::PendingApproval)
-                .map(|c| awaited(c, policy, &provenance(&e.id)))
+                .map(|c| awaited(c, self.policy, &self.provenance(&e.id)))
                 .unwrap_or_default(),
             _ => at_commit.requester.clone().into_iter().collect(),
         };
         let awaiting = if kind == EventKind::AwaitingApproval {
-            crate::rules::missing_roles(&at_commit, policy)
+            crate::rules::missing_roles(&at_commit, self.policy)
         } else {
             Vec::new()
         };
@@ -353,7 +433,7 @@ pub fn derive(
             .filter(|p| p.level == crate::audit::Level::Exception)
             .map(|p| p.rule.clone())
             .collect();
-        out.events.push((
+        Some((
             Event {
                 id: format!(
                     "{}.{}.{}",
@@ -371,100 +451,95 @@ pub fn derive(
                 actor: e.email.clone(),
                 at: e.when,
                 commit: e.commit.clone(),
-                seq: seq_of
-                    .get(&(e.commit.as_str(), e.id.as_str()))
-                    .copied()
-                    .unwrap_or(transitions),
+                seq,
                 awaiting,
                 due: None,
                 notice: None,
                 notices: None,
                 escalated: false,
                 exceptions,
-                url: link(base, &e.id),
+                url: link(self.base, &e.id),
             },
             recipients,
-        ));
+        ))
     }
-    // The clock: approvals past their timeout, as `chg list --overdue` finds them.
-    if let Some(n) = &policy.notifications {
-        let q = crate::query::Query {
-            overdue: true,
-            ..Default::default()
+
+    /// The clock's events for one approval past its timeout (`due`): the notice the
+    /// reminders schedule has reached, and the escalation once they are spent.
+    fn overdue(
+        &self,
+        n: &crate::policy::notifications::Notifications,
+        clock: &Clock<'_>,
+        c: &ChangeRequest,
+        due: Timestamp,
+        events: &mut Vec<(Event, Vec<String>)>,
+    ) {
+        let policy = self.policy;
+        let id = c.id_text();
+        let prov = self.provenance(&id);
+        let (every, at_most) = match n.reminders {
+            Some(r) => (Some(r.every.to_signed()), r.at_most),
+            None => (None, 1),
         };
-        let page = q.run(store, policy, now)?;
-        for row in page.rows {
-            let Some(due) = row.overdue_since else {
-                continue;
-            };
-            let c = row.item.change();
-            let id = c.id_text();
-            let prov = provenance(&id);
-            let (every, at_most) = match n.reminders {
-                Some(r) => (Some(r.every.to_signed()), r.at_most),
-                None => (None, 1),
-            };
-            let late = now.duration_since(due);
-            let steps = match every {
-                Some(e) if e > SignedDuration::ZERO => (late.as_secs() / e.as_secs().max(1)) as u32,
-                _ => 0,
-            };
-            let notice = steps.min(at_most - 1);
-            let at_of = |k: u32| {
-                every
-                    .and_then(|e| {
-                        due.checked_add(e * i32::try_from(k).unwrap_or(i32::MAX))
-                            .ok()
-                    })
-                    .unwrap_or(due)
-            };
-            let base_event = Event {
-                id: String::new(),
-                kind: EventKind::Overdue,
-                change: id.clone(),
-                title: c.title.clone().unwrap_or_default(),
-                priority: c.priority.map(|p| p.as_str().to_owned()),
-                requester: c.requester.clone(),
-                status: c.status().as_str().to_owned(),
-                from: None,
-                actor: String::new(),
-                at: due,
-                commit: tip.clone(),
-                seq: transitions,
-                awaiting: crate::rules::missing_roles(c, policy),
-                due: Some(due),
-                notice: None,
-                notices: Some(at_most),
-                escalated: false,
-                exceptions: Vec::new(),
-                url: link(base, &id),
-            };
-            let key = due.as_second();
-            out.events.push((
+        let late = clock.now.duration_since(due);
+        let steps = match every {
+            Some(e) if e > SignedDuration::ZERO => (late.as_secs() / e.as_secs().max(1)) as u32,
+            _ => 0,
+        };
+        let notice = steps.min(at_most - 1);
+        let at_of = |k: u32| {
+            every
+                .and_then(|e| {
+                    due.checked_add(e * i32::try_from(k).unwrap_or(i32::MAX))
+                        .ok()
+                })
+                .unwrap_or(due)
+        };
+        let base_event = Event {
+            id: String::new(),
+            kind: EventKind::Overdue,
+            change: id.clone(),
+            title: c.title.clone().unwrap_or_default(),
+            priority: c.priority.map(|p| p.as_str().to_owned()),
+            requester: c.requester.clone(),
+            status: c.status().as_str().to_owned(),
+            from: None,
+            actor: String::new(),
+            at: due,
+            commit: clock.tip.to_owned(),
+            seq: clock.seq,
+            awaiting: crate::rules::missing_roles(c, policy),
+            due: Some(due),
+            notice: None,
+            notices: Some(at_most),
+            escalated: false,
+            exceptions: Vec::new(),
+            url: link(self.base, &id),
+        };
+        let key = due.as_second();
+        events.push((
+            Event {
+                id: format!("{id}.overdue.{key}.{}", notice + 1),
+                at: at_of(notice),
+                notice: Some(notice + 1),
+                ..base_event.clone()
+            },
+            awaited(c, policy, &prov),
+        ));
+        let escalate = match every {
+            Some(_) => steps >= at_most,
+            None => true,
+        };
+        if escalate && !n.escalate_to.is_empty() {
+            events.push((
                 Event {
-                    id: format!("{id}.overdue.{key}.{}", notice + 1),
-                    at: at_of(notice),
-                    notice: Some(notice + 1),
-                    ..base_event.clone()
+                    id: format!("{id}.escalated.{key}"),
+                    at: at_of(at_most),
+                    escalated: true,
+                    ..base_event
                 },
-                awaited(c, policy, &prov),
+                members(policy, &n.escalate_to),
             ));
-            let escalate = match every {
-                Some(_) => steps >= at_most,
-                None => true,
-            };
-            if escalate && !n.escalate_to.is_empty() {
-                out.events.push((
-                    Event {
-                        id: format!("{id}.escalated.{key}"),
-                        at: at_of(at_most),
-                        escalated: true,
-                        ..base_event
-                    },
-                    members(policy, &n.escalate_to),
-                ));
-            }
         }
     }
-    Ok(out)
 }

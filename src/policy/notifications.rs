@@ -211,138 +211,11 @@ pub fn check(
     let n = &raw.value;
     let mut channels: Vec<Channel> = Vec::new();
     for c in &n.channels {
-        let place = at(&c.referenced);
-        let v = &c.value;
-        let name = v.name.trim();
-        if name.is_empty() {
-            err(place, "a notification channel needs a name".into());
-            continue;
+        if let Some(channel) = check_channel(&c.value, at(&c.referenced), &channels, &mut err) {
+            channels.push(channel);
         }
-        if channels.iter().any(|x| x.name == name) {
-            err(
-                place,
-                format!("notification channel `{name}` is named twice"),
-            );
-            continue;
-        }
-        let kind = match v.kind.as_str() {
-            "email" => ChannelKind::Email,
-            "slack" => ChannelKind::Slack,
-            "teams" => ChannelKind::Teams,
-            "webhook" => ChannelKind::Webhook,
-            other => {
-                err(
-                    place,
-                    format!(
-                        "notification channel `{name}`: `{other}` is not a kind (email, slack, teams, webhook)"
-                    ),
-                );
-                continue;
-            }
-        };
-        let Some(url_env) = v.url_env.clone() else {
-            err(
-                place,
-                format!(
-                    "notification channel `{name}` needs url_env: the environment variable that holds its URL (URLs and secrets are never written in the policy)"
-                ),
-            );
-            continue;
-        };
-        for (key, var) in [
-            ("url_env", Some(&url_env)),
-            ("secret_env", v.secret_env.as_ref()),
-        ] {
-            if let Some(var) = var
-                && !env_name(var)
-            {
-                err(
-                    place,
-                    format!(
-                        "notification channel `{name}`: {key} must name an environment variable (letters, digits and _), not `{}`",
-                        crate::text::ascii_escaped(var)
-                    ),
-                );
-            }
-        }
-        if kind == ChannelKind::Webhook && v.secret_env.is_none() {
-            err(
-                place,
-                format!(
-                    "notification channel `{name}` (webhook) needs secret_env: the environment variable that holds its whsec_ signing secret"
-                ),
-            );
-        }
-        if kind != ChannelKind::Webhook && v.secret_env.is_some() {
-            err(
-                place,
-                format!(
-                    "notification channel `{name}`: secret_env is for webhook channels (an email channel's credentials go in its SMTP URL)"
-                ),
-            );
-        }
-        match (&v.from, kind) {
-            (None, ChannelKind::Email) => err(
-                place,
-                format!("notification channel `{name}` (email) needs from: the sender's address"),
-            ),
-            (Some(f), ChannelKind::Email) if f.parse::<lettre::Address>().is_err() => err(
-                place,
-                format!(
-                    "notification channel `{name}`: from `{}` is not an email address",
-                    crate::text::ascii_escaped(f)
-                ),
-            ),
-            (Some(_), k) if k != ChannelKind::Email => err(
-                place,
-                format!("notification channel `{name}`: from is for email channels"),
-            ),
-            _ => {}
-        }
-        let timeout = v.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.as_secs() <= 0 || timeout.as_secs() > 300 {
-            err(
-                place,
-                format!("notification channel `{name}`: timeout must be between 1s and 5m"),
-            );
-        }
-        channels.push(Channel {
-            name: name.to_owned(),
-            kind,
-            url_env,
-            secret_env: v.secret_env.clone(),
-            from: v.from.clone(),
-            timeout,
-        });
     }
-    let mut route = BTreeMap::new();
-    for (key, list) in &n.route {
-        let place = at(&list.referenced);
-        let Some(kind) = EventKind::ALL.into_iter().find(|k| k.as_str() == key) else {
-            err(
-                place,
-                format!(
-                    "notifications.route: `{key}` is not an event ({})",
-                    EventKind::ALL.map(EventKind::as_str).join(", ")
-                ),
-            );
-            continue;
-        };
-        let mut names = Vec::new();
-        for name in &list.value {
-            if !channels.iter().any(|c| &c.name == name) {
-                err(
-                    place,
-                    format!(
-                        "notifications.route.{key} names channel `{name}`, which is not defined under channels"
-                    ),
-                );
-            } else if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        route.insert(kind, names);
-    }
+    let route = check_route(&n.route, &channels, &at, &mut err);
     let mut escalate_to = Vec::new();
     for r in &n.escalate_to {
         if roles.contains_key(&r.value) {
@@ -399,4 +272,178 @@ pub fn check(
         reminders,
         base_url,
     }
+}
+
+/// One channel as written, checked against those before it (`taken`); `None` when it
+/// cannot be used (no name, a name taken, an unknown kind, no `url_env`). Errors that
+/// leave the channel usable are reported and the channel kept, so each is said once.
+fn check_channel(
+    v: &RawChannel,
+    place: Option<Pos>,
+    taken: &[Channel],
+    err: &mut impl FnMut(Option<Pos>, String),
+) -> Option<Channel> {
+    let name = v.name.trim();
+    if name.is_empty() {
+        err(place, "a notification channel needs a name".into());
+        return None;
+    }
+    if taken.iter().any(|x| x.name == name) {
+        err(
+            place,
+            format!("notification channel `{name}` is named twice"),
+        );
+        return None;
+    }
+    let kind = match v.kind.as_str() {
+        "email" => ChannelKind::Email,
+        "slack" => ChannelKind::Slack,
+        "teams" => ChannelKind::Teams,
+        "webhook" => ChannelKind::Webhook,
+        other => {
+            err(
+                place,
+                format!(
+                    "notification channel `{name}`: `{other}` is not a kind (email, slack, teams, webhook)"
+                ),
+            );
+            return None;
+        }
+    };
+    let Some(url_env) = v.url_env.clone() else {
+        err(
+            place,
+            format!(
+                "notification channel `{name}` needs url_env: the environment variable that holds its URL (URLs and secrets are never written in the policy)"
+            ),
+        );
+        return None;
+    };
+    check_channel_env(v, name, kind, &url_env, place, err);
+    check_channel_from(v, name, kind, place, err);
+    let timeout = v.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.as_secs() <= 0 || timeout.as_secs() > 300 {
+        err(
+            place,
+            format!("notification channel `{name}`: timeout must be between 1s and 5m"),
+        );
+    }
+    Some(Channel {
+        name: name.to_owned(),
+        kind,
+        url_env,
+        secret_env: v.secret_env.clone(),
+        from: v.from.clone(),
+        timeout,
+    })
+}
+
+/// A channel's environment variables: well-formed names, and a signing secret for a
+/// webhook only (the policy never holds a URL or secret itself).
+fn check_channel_env(
+    v: &RawChannel,
+    name: &str,
+    kind: ChannelKind,
+    url_env: &String,
+    place: Option<Pos>,
+    err: &mut impl FnMut(Option<Pos>, String),
+) {
+    for (key, var) in [
+        ("url_env", Some(url_env)),
+        ("secret_env", v.secret_env.as_ref()),
+    ] {
+        if let Some(var) = var
+            && !env_name(var)
+        {
+            err(
+                place,
+                format!(
+                    "notification channel `{name}`: {key} must name an environment variable (letters, digits and _), not `{}`",
+                    crate::text::ascii_escaped(var)
+                ),
+            );
+        }
+    }
+    if kind == ChannelKind::Webhook && v.secret_env.is_none() {
+        err(
+            place,
+            format!(
+                "notification channel `{name}` (webhook) needs secret_env: the environment variable that holds its whsec_ signing secret"
+            ),
+        );
+    }
+    if kind != ChannelKind::Webhook && v.secret_env.is_some() {
+        err(
+            place,
+            format!(
+                "notification channel `{name}`: secret_env is for webhook channels (an email channel's credentials go in its SMTP URL)"
+            ),
+        );
+    }
+}
+
+/// A channel's `from`: required (and an address) for email, refused elsewhere.
+fn check_channel_from(
+    v: &RawChannel,
+    name: &str,
+    kind: ChannelKind,
+    place: Option<Pos>,
+    err: &mut impl FnMut(Option<Pos>, String),
+) {
+    match (&v.from, kind) {
+        (None, ChannelKind::Email) => err(
+            place,
+            format!("notification channel `{name}` (email) needs from: the sender's address"),
+        ),
+        (Some(f), ChannelKind::Email) if f.parse::<lettre::Address>().is_err() => err(
+            place,
+            format!(
+                "notification channel `{name}`: from `{}` is not an email address",
+                crate::text::ascii_escaped(f)
+            ),
+        ),
+        (Some(_), k) if k != ChannelKind::Email => err(
+            place,
+            format!("notification channel `{name}`: from is for email channels"),
+        ),
+        _ => {}
+    }
+}
+
+/// `route:` as written: event names to defined channels (each named once, in order).
+fn check_route(
+    raw: &BTreeMap<String, Spanned<Vec<String>>>,
+    channels: &[Channel],
+    at: &impl Fn(&serde_saphyr::Location) -> Option<Pos>,
+    err: &mut impl FnMut(Option<Pos>, String),
+) -> BTreeMap<EventKind, Vec<String>> {
+    let mut route = BTreeMap::new();
+    for (key, list) in raw {
+        let place = at(&list.referenced);
+        let Some(kind) = EventKind::ALL.into_iter().find(|k| k.as_str() == key) else {
+            err(
+                place,
+                format!(
+                    "notifications.route: `{key}` is not an event ({})",
+                    EventKind::ALL.map(EventKind::as_str).join(", ")
+                ),
+            );
+            continue;
+        };
+        let mut names = Vec::new();
+        for name in &list.value {
+            if !channels.iter().any(|c| &c.name == name) {
+                err(
+                    place,
+                    format!(
+                        "notifications.route.{key} names channel `{name}`, which is not defined under channels"
+                    ),
+                );
+            } else if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        route.insert(kind, names);
+    }
+    route
 }

@@ -191,6 +191,103 @@ fn deleted_changes(
 
 /// Builds the evidence pack for the store's branch.
 pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
+    let (partial, report, head, logs) = audited(store, req)?;
+    let repo = store.repo();
+    let tree = repo.find_commit(head)?.tree()?;
+    let mut auditor = super::Auditor::new(repo, store.prefix());
+    let policy = auditor.policy_of(&tree)?;
+    let signing = signing_periods(repo, store.prefix(), &report.findings, req.since, req.until)?;
+    let range = period_commits(repo, head, req.since, req.until)?;
+    let changes = all_changes(&mut auditor, repo, &tree, store.prefix(), &report.findings)?;
+    let period_findings: Vec<AuditFinding> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "history-rewritten" || (f.when >= req.since && f.when < req.until))
+        .cloned()
+        .collect();
+    let Population {
+        mut files,
+        csv,
+        count: population,
+        sod_failures,
+    } = population(
+        &mut auditor,
+        repo,
+        &changes,
+        &logs,
+        &report.findings,
+        &policy,
+        req,
+    )?;
+    let controls = summary_files(
+        &mut files,
+        csv,
+        &period_findings,
+        (population, sod_failures),
+        &signing,
+    );
+    let exceptions = period_findings
+        .iter()
+        .filter(|f| f.level == Level::Exception)
+        .count();
+
+    policy_version_files(repo, store.prefix(), &signing, &mut files)?;
+    if partial {
+        mark_partial(&mut files);
+    }
+    let deployments = reconcile_into(req, &changes, &mut files);
+    let exceptions = exceptions + deployments["unreconciled"].as_u64().unwrap_or(0) as usize;
+    let hashes: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(p, b)| json!({"path": p, "bytes": b.len(), "sha256": sha256(b)}))
+        .collect();
+    let manifest = json!({
+        "tool": "chg",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": req.command,
+        "generated_at": format_timestamp(req.now),
+        "repository": repository_json(store, head, partial, report.commits)?,
+        "partial": partial,
+        "signer": req.signer.as_ref().map(|(email, key)| json!({
+            "email": email,
+            "key": key,
+            "signature": "manifest.json.sig (SSHSIG, namespace chg-evidence)",
+        })),
+        "period_commits": {
+            "first": range.first().map(|c| c.to_string()),
+            "last": range.last().map(|c| c.to_string()),
+            "count": range.len(),
+        },
+        "policy_versions": policy_versions_json(&signing),
+        "period": {"since": format_timestamp(req.since), "until": format_timestamp(req.until)},
+        "rows": {
+            "population": population,
+            "evidence_files": population,
+            "exceptions": exceptions,
+            // Counted, not subtracted: exceptions include unreconciled deployments, which
+            // are not audit findings.
+            "notes": period_findings.iter().filter(|f| f.level == Level::Note).count(),
+        },
+        "controls": controls,
+        "deployments": deployments,
+        "signing": signing_json(&signing),
+        "files": hashes,
+    });
+    seal(&mut files, &manifest)?;
+    Ok(Pack {
+        files,
+        population,
+        exceptions,
+    })
+}
+
+/// The audit the pack is built on: whether the clone is shallow (refused unless
+/// `allow_partial`: its population and verdicts would be incomplete while looking whole),
+/// the audit report, the commit audited (HEAD) and every change's history.
+fn audited(
+    store: &dyn crate::git::Located,
+    req: &Request,
+) -> Result<(bool, super::Report, Oid, super::feed::Histories)> {
     // A shallow clone holds only part of the history: its population and verdicts would
     // be incomplete while looking whole.
     let partial = !crate::git::shallow_commits(store.repo()).is_empty();
@@ -209,49 +306,100 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         },
         super::index::Index::all_logs,
     )?;
-    let repo = store.repo();
     let Some(head) = idx.tip().and_then(|t| Oid::from_str(t).ok()) else {
         return Err(Error::Usage(
             "the repository has no commits to export".into(),
         ));
     };
-    let tree = repo.find_commit(head)?.tree()?;
-    let mut auditor = super::Auditor::new(repo, store.prefix());
-    let policy = auditor.policy_of(&tree)?;
-    let signing = signing_periods(repo, store.prefix(), &report.findings, req.since, req.until)?;
-    let range = period_commits(repo, head, req.since, req.until)?;
+    Ok((partial, report, head, logs))
+}
+
+/// Every change the pack can count: those at HEAD (`tree`) and those whose file a commit
+/// deleted without chg, which stay in the population of every period they touched, with
+/// their last known state and the commit that deleted them. Sorted by id, then path.
+fn all_changes(
+    auditor: &mut super::Auditor<'_>,
+    repo: &Repository,
+    tree: &Tree<'_>,
+    prefix: &str,
+    findings: &[AuditFinding],
+) -> Result<Vec<(String, ChangeRequest, Option<String>)>> {
     let mut changes: Vec<(String, ChangeRequest, Option<String>)> =
-        changes_at(repo, &tree, &format!("{}changes", store.prefix()))?
+        changes_at(repo, tree, &format!("{prefix}changes"))?
             .into_iter()
             .map(|(p, c)| (p, c, None))
             .collect();
-    // A change file deleted other than by chg stays in the population of every period it
-    // touched, with its last known state and the commit that deleted it.
-    changes.extend(deleted_changes(
-        &mut auditor,
-        repo,
-        &report.findings,
-        &changes,
-    )?);
+    changes.extend(deleted_changes(auditor, repo, findings, &changes)?);
     changes.sort_by(|a, b| a.1.id.cmp(&b.1.id).then(a.0.cmp(&b.0)));
-    let no_entries = Vec::new();
-    let period_findings: Vec<&AuditFinding> = report
-        .findings
+    Ok(changes)
+}
+
+/// The manifest's `policy_versions`: each policy in force in the period and its folder.
+fn policy_versions_json(signing: &[SigningPeriod]) -> Vec<serde_json::Value> {
+    signing
         .iter()
-        .filter(|f| f.rule == "history-rewritten" || (f.when >= req.since && f.when < req.until))
-        .collect();
+        .map(|p| {
+            json!({
+                "commit": p.commit,
+                "from": format_timestamp(p.from),
+                "until": format_timestamp(p.until),
+                "files": format!("policy-versions/{}/", &p.commit[..p.commit.len().min(12)]),
+            })
+        })
+        .collect()
+}
+
+/// The manifest's `signing`: which records each policy of the period required signed.
+fn signing_json(signing: &[SigningPeriod]) -> Vec<serde_json::Value> {
+    signing
+        .iter()
+        .map(|p| {
+            json!({
+                "from": format_timestamp(p.from),
+                "until": format_timestamp(p.until),
+                "policy_commit": p.commit,
+                "required_for": p.required_for,
+            })
+        })
+        .collect()
+}
+
+/// The changes of the period, as the pack shows them: their rows of `population.csv` and
+/// an evidence page each.
+struct Population {
+    /// `changes/<id>.md` for each change in the period.
+    files: Vec<(String, Vec<u8>)>,
+    /// `population.csv`.
+    csv: String,
+    /// Changes in the period.
+    count: usize,
+    /// Rows whose segregation of duties fails.
+    sod_failures: usize,
+}
+
+/// Judges each change with activity in the period (by the policy of each of its days, and
+/// HEAD's for the signature marks) into its population row and evidence page.
+fn population(
+    auditor: &mut super::Auditor<'_>,
+    repo: &Repository,
+    changes: &[(String, ChangeRequest, Option<String>)],
+    logs: &super::feed::Histories,
+    all_findings: &[AuditFinding],
+    policy: &Policy,
+    req: &Request,
+) -> Result<Population> {
+    let no_entries = Vec::new();
     let mut by_change: HashMap<&str, Vec<&AuditFinding>> = HashMap::new();
-    for f in &report.findings {
+    for f in all_findings {
         if let Some(c) = &f.change {
             by_change.entry(c.as_str()).or_default().push(f);
         }
     }
-
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut pop = Csv::new(POPULATION_COLUMNS);
     let mut population = 0;
     let mut sod_failures = 0;
-    for (path, c, deleted) in &changes {
+    for (path, c, deleted) in changes {
         let id = c.id_text();
         let entries = logs.get(&id).unwrap_or(&no_entries);
         if !in_period(c, entries, req.since, req.until) {
@@ -259,9 +407,9 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
         }
         population += 1;
         let findings = by_change.get(id.as_str()).cloned().unwrap_or_default();
-        let day = day_policies(&mut auditor, repo, entries)?;
-        let marks = signature_marks(c, &policy, &day);
-        let (sod, sod_md) = duties(c, entries, &findings, &day, &policy);
+        let day = day_policies(auditor, repo, entries)?;
+        let marks = signature_marks(c, policy, &day);
+        let (sod, sod_md) = duties(c, entries, &findings, &day, policy);
         sod_failures += usize::from(sod.starts_with("fail"));
         let row = population_row(c, entries, &findings, &marks, sod, deleted.as_deref());
         pop.row(&row);
@@ -279,17 +427,33 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
                 .into_bytes(),
         ));
     }
-    let exceptions = period_findings
-        .iter()
-        .filter(|f| f.level == Level::Exception)
-        .count();
-    let owned: Vec<AuditFinding> = period_findings.iter().map(|f| (*f).clone()).collect();
-    files.insert(0, ("population.csv".into(), pop.finish().into_bytes()));
+    Ok(Population {
+        files,
+        csv: pop.finish(),
+        count: population,
+        sod_failures,
+    })
+}
+
+/// Puts the summary files first (`population.csv`, `exceptions.csv` of the period's
+/// findings, `controls.md`, which counts the population and its rows failing segregation
+/// of duties) and returns the controls as the manifest lists them.
+fn summary_files(
+    files: &mut Vec<(String, Vec<u8>)>,
+    population_csv: String,
+    period_findings: &[AuditFinding],
+    (population, sod_failures): (usize, usize),
+    signing: &[SigningPeriod],
+) -> Vec<serde_json::Value> {
+    files.insert(0, ("population.csv".into(), population_csv.into_bytes()));
     files.insert(
         1,
-        ("exceptions.csv".into(), findings_csv(&owned).into_bytes()),
+        (
+            "exceptions.csv".into(),
+            findings_csv(period_findings).into_bytes(),
+        ),
     );
-    let period_refs: Vec<&AuditFinding> = owned.iter().collect();
+    let period_refs: Vec<&AuditFinding> = period_findings.iter().collect();
     files.insert(
         2,
         (
@@ -297,12 +461,12 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
             format!(
                 "{}\nPopulation rows whose segregation_of_duties column fails: {sod_failures} of {population} (judged by the policy of each change's last step; the exceptions above are the commits that broke a rule).\n{}",
                 super::controls::markdown(&period_refs, population),
-                signing_markdown(&signing)
+                signing_markdown(signing)
             )
             .into_bytes(),
         ),
     );
-    let controls: Vec<serde_json::Value> = super::controls::CONTROLS
+    super::controls::CONTROLS
         .iter()
         .map(|c| {
             json!({
@@ -313,81 +477,40 @@ pub fn build(store: &dyn crate::git::Located, req: &Request) -> Result<Pack> {
                 "exceptions": c.exceptions(&period_refs).len(),
             })
         })
-        .collect();
+        .collect()
+}
 
-    policy_version_files(repo, store.prefix(), &signing, &mut files)?;
-    if partial {
-        mark_partial(&mut files);
-    }
-    let deployments = reconcile_into(req, &changes, &mut files);
-    let exceptions = exceptions + deployments["unreconciled"].as_u64().unwrap_or(0) as usize;
-    let hashes: Vec<serde_json::Value> = files
-        .iter()
-        .map(|(p, b)| json!({"path": p, "bytes": b.len(), "sha256": sha256(b)}))
-        .collect();
-    let manifest = json!({
-        "tool": "chg",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command": req.command,
-        "generated_at": format_timestamp(req.now),
-        "repository": {
-            "head": head.to_string(),
-            "branch": branch_name(repo),
-            "remote": remote_url(repo),
-            "root_commits": root_commits(repo, head)?,
-            "shallow": partial,
-            "store": if store.prefix().is_empty() { "." } else { store.prefix() },
-            "commits_audited": report.commits,
-        },
-        "partial": partial,
-        "signer": req.signer.as_ref().map(|(email, key)| json!({
-            "email": email,
-            "key": key,
-            "signature": "manifest.json.sig (SSHSIG, namespace chg-evidence)",
-        })),
-        "period_commits": {
-            "first": range.first().map(|c| c.to_string()),
-            "last": range.last().map(|c| c.to_string()),
-            "count": range.len(),
-        },
-        "policy_versions": signing.iter().map(|p| json!({
-            "commit": p.commit,
-            "from": format_timestamp(p.from),
-            "until": format_timestamp(p.until),
-            "files": format!("policy-versions/{}/", &p.commit[..p.commit.len().min(12)]),
-        })).collect::<Vec<_>>(),
-        "period": {"since": format_timestamp(req.since), "until": format_timestamp(req.until)},
-        "rows": {
-            "population": population,
-            "evidence_files": population,
-            "exceptions": exceptions,
-            // Counted, not subtracted: exceptions include unreconciled deployments, which
-            // are not audit findings.
-            "notes": owned.iter().filter(|f| f.level == Level::Note).count(),
-        },
-        "controls": controls,
-        "deployments": deployments,
-        "signing": signing.iter().map(|p| json!({
-            "from": format_timestamp(p.from),
-            "until": format_timestamp(p.until),
-            "policy_commit": p.commit,
-            "required_for": p.required_for,
-        })).collect::<Vec<_>>(),
-        "files": hashes,
-    });
+/// The manifest's `repository`: where the pack comes from, so it can be checked against
+/// the repository.
+fn repository_json(
+    store: &dyn crate::git::Located,
+    head: Oid,
+    partial: bool,
+    commits_audited: u64,
+) -> Result<serde_json::Value> {
+    let repo = store.repo();
+    Ok(json!({
+        "head": head.to_string(),
+        "branch": branch_name(repo),
+        "remote": remote_url(repo),
+        "root_commits": root_commits(repo, head)?,
+        "shallow": partial,
+        "store": if store.prefix().is_empty() { "." } else { store.prefix() },
+        "commits_audited": commits_audited,
+    }))
+}
+
+/// Ends the pack: `manifest.json` (pretty-printed), then `SHA256SUMS` over every file.
+fn seal(files: &mut Vec<(String, Vec<u8>)>, manifest: &serde_json::Value) -> Result<()> {
     let manifest =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
     files.push(("manifest.json".into(), manifest));
     let sums: String = files
         .iter()
         .map(|(p, b)| format!("{}  {p}\n", sha256(b)))
         .collect();
     files.push(("SHA256SUMS".into(), sums.into_bytes()));
-    Ok(Pack {
-        files,
-        population,
-        exceptions,
-    })
+    Ok(())
 }
 
 /// The columns of `population.csv`, one row per change in the period ([`population_row`]).

@@ -158,6 +158,8 @@ pub(super) fn ts(t: Option<Timestamp>) -> String {
     t.map(format_timestamp).unwrap_or_default()
 }
 
+/// A change's page in the pack (`changes/<id>.md`): its request, approvals, testing,
+/// implementation, review, signatures, proposed policy, history and audit findings.
 pub(super) fn evidence_md(
     c: &ChangeRequest,
     path: &str,
@@ -167,8 +169,25 @@ pub(super) fn evidence_md(
     deleted: Option<&str>,
     proposal_diff: Option<&str>,
 ) -> String {
+    let mut s = request_md(c, path, deleted);
+    approvals_md(&mut s, c, marks);
+    work_md(&mut s, c);
+    signatures_md(&mut s, c);
+    proposed_policy_md(&mut s, c, proposal_diff);
+    history_md(&mut s, entries, findings);
+    s
+}
+
+/// A field of the change as text, `-` when it has none.
+fn field_md(c: &ChangeRequest, f: &str) -> String {
+    c.field_text(f).unwrap_or_else(|| "-".into())
+}
+
+/// The page's title and `## Request` table (after a notice when the file was deleted
+/// without chg).
+fn request_md(c: &ChangeRequest, path: &str, deleted: Option<&str>) -> String {
     let id = c.id_text();
-    let text = |f: &str| c.field_text(f).unwrap_or_else(|| "-".into());
+    let text = |f: &str| field_md(c, f);
     let cell = md_cell;
     let mut s = format!(
         "# {id}: {}\n\nFile: `{path}`\n\n## Request\n\n| Field | Value |\n| --- | --- |\n",
@@ -213,40 +232,53 @@ pub(super) fn evidence_md(
     if let Some(sch) = &c.schedule {
         s.push_str(&format!("| schedule | {sch} |\n"));
     }
+    s
+}
+
+/// `## Approvals`: each decision with the digest it was made on, the content's digest
+/// now, and a line per signed or signature-required record (`marks`).
+fn approvals_md(s: &mut String, c: &ChangeRequest, marks: &[String]) {
+    let cell = md_cell;
     s.push_str("\n## Approvals\n\n");
     if c.approvals.is_empty() {
         s.push_str("None recorded.\n");
-    } else {
-        let mut t = MarkdownTable::left(&[
-            "Role",
-            "By",
-            "Decision",
-            "At",
-            "Comments",
-            "Conditions",
-            "Digest of the content decided on",
-        ]);
-        for a in &c.approvals {
-            t.row([
-                a.role.to_string(),
-                a.by.to_string(),
-                a.decision.to_string(),
-                format_timestamp(a.at),
-                cell(a.comments.as_deref().unwrap_or("")),
-                cell(&a.conditions.join("; ")),
-                format!("`{}`", a.digest.as_deref().unwrap_or("-")),
-            ]);
-        }
-        s.push_str(&t.finish());
-        s.push_str(&format!(
-            "\nThe content's digest now: `{}` (an approval counts only for the content its digest names).\n",
-            c.material_digest()
-        ));
-        // One line per signed or signature-required record, with the key's fingerprint.
-        for m in marks {
-            s.push_str(&format!("\nSignature: {}\n", cell(m)));
-        }
+        return;
     }
+    let mut t = MarkdownTable::left(&[
+        "Role",
+        "By",
+        "Decision",
+        "At",
+        "Comments",
+        "Conditions",
+        "Digest of the content decided on",
+    ]);
+    for a in &c.approvals {
+        t.row([
+            a.role.to_string(),
+            a.by.to_string(),
+            a.decision.to_string(),
+            format_timestamp(a.at),
+            cell(a.comments.as_deref().unwrap_or("")),
+            cell(&a.conditions.join("; ")),
+            format!("`{}`", a.digest.as_deref().unwrap_or("-")),
+        ]);
+    }
+    s.push_str(&t.finish());
+    s.push_str(&format!(
+        "\nThe content's digest now: `{}` (an approval counts only for the content its digest names).\n",
+        c.material_digest()
+    ));
+    // One line per signed or signature-required record, with the key's fingerprint.
+    for m in marks {
+        s.push_str(&format!("\nSignature: {}\n", cell(m)));
+    }
+}
+
+/// `## Testing`, `## Implementation`, `## Review` and (when cancelled) `## Cancellation`.
+fn work_md(s: &mut String, c: &ChangeRequest) {
+    let text = |f: &str| field_md(c, f);
+    let cell = md_cell;
     let imp = c.implementation.clone().unwrap_or_default();
     s.push_str(&format!(
         "\n## Testing\n\n| Field | Value |\n| --- | --- |\n| testing_required | {} |\n| test_plan | {} |\n| test_environment | {} |\n| test_results | {} |\n",
@@ -280,8 +312,12 @@ pub(super) fn evidence_md(
             cell(&x.reason)
         ));
     }
-    // The signatures themselves, so a record can be checked with plain ssh-keygen from the
-    // pack alone (the statement's lines are in the README; it ends with a newline).
+}
+
+/// `## Signatures`: the signatures themselves, so a record can be checked with plain
+/// ssh-keygen from the pack alone (the statement's lines are in the README; it ends with
+/// a newline).
+fn signatures_md(s: &mut String, c: &ChangeRequest) {
     let signed: Vec<crate::signing::Record<'_>> = crate::signing::records(c)
         .into_iter()
         .filter(|r| r.signature.is_some())
@@ -299,6 +335,11 @@ pub(super) fn evidence_md(
             ));
         }
     }
+}
+
+/// For a policy change: its diff against the policy it was proposed against, and the
+/// files approved.
+fn proposed_policy_md(s: &mut String, c: &ChangeRequest, proposal_diff: Option<&str>) {
     if let Some(diff) = proposal_diff {
         s.push_str(&format!(
             "\n## Proposed policy: its change to the policy it was proposed against\n\n```diff\n{}\n```\n",
@@ -314,6 +355,11 @@ pub(super) fn evidence_md(
             ));
         }
     }
+}
+
+/// `## History (from git)`, one row per step with its verdict, and the audit findings
+/// about the change.
+fn history_md(s: &mut String, entries: &[Entry], findings: &[&AuditFinding]) {
     let mut t = MarkdownTable::left(&[
         "When",
         "Who",
@@ -344,13 +390,12 @@ pub(super) fn evidence_md(
                 f.level.as_str(),
                 f.rule,
                 format_timestamp(f.when),
-                cell(&f.message),
+                md_cell(&f.message),
                 f.commit,
                 f.author
             ));
         }
     }
-    s
 }
 
 /// The signing periods as a section of controls.md.

@@ -117,7 +117,73 @@ fn generate(
     policy: &Policy,
     rng: &mut Rng,
 ) -> ChangeRequest {
-    // Spread over 2021..=2025 in order, so ids and dates rise together.
+    let (mut c, request) = requested(i, n, counters, policy, rng);
+    let model = c.model();
+    let testing = c.testing_required == Some(true);
+    let status = draw_status(&c, model, policy, rng);
+    c.status = Some(status);
+    let start = request + hours(48);
+    match status {
+        Status::Draft => {}
+        Status::PendingApproval => {
+            let mut a = approvals_for(&c, policy, request, rng);
+            a.truncate(a.len().saturating_sub(1));
+            c.approvals = a;
+        }
+        Status::Rejected => {
+            let role = policy.required_roles(&c)[0].clone();
+            c.approvals = vec![Approval {
+                by: policy.roles[&role][0].clone(),
+                role,
+                decision: Decision::Rejected,
+                at: request + hours(3),
+                comments: Some("Rollback plan is not tested".into()),
+                conditions: Vec::new(),
+                digest: Some(c.material_digest()),
+                signature: None,
+            }];
+        }
+        Status::Cancelled => {
+            c.cancellation = Some(Cancellation {
+                by: c.requester.clone().unwrap(),
+                at: request + hours(5),
+                reason: "Superseded by a later change".into(),
+                signature: None,
+            });
+        }
+        Status::Approved | Status::Implementing | Status::Closed => {
+            let approve_from = if model == ChangeModel::Emergency {
+                start
+            } else {
+                request
+            };
+            c.approvals = approvals_for(&c, policy, approve_from, rng);
+            if model != ChangeModel::Emergency {
+                c.schedule = Some(Schedule {
+                    start: start - hours(1),
+                    end: start + hours(4),
+                    maintenance_window: false,
+                });
+            }
+            if status != Status::Approved {
+                let imp = carried_out(&mut c, status, start, testing, policy, rng);
+                c.implementation = Some(imp);
+            }
+        }
+    }
+    c
+}
+
+/// Change `i` of `n` as requested (its content, no status yet) and its request time:
+/// spread over 2021..=2025 in order, so ids and dates rise together (`counters` numbers
+/// each year's changes).
+fn requested(
+    i: u64,
+    n: u64,
+    counters: &mut [u32; 5],
+    policy: &Policy,
+    rng: &mut Rng,
+) -> (ChangeRequest, Timestamp) {
     let year_index = (i * 5 / n.max(1)) as usize;
     let year = 2021 + year_index as i16;
     counters[year_index] += 1;
@@ -174,6 +240,12 @@ fn generate(
         c.template = Some(TEMPLATE_NAME.into());
         c.template_digest = Some(chg::templates::digest(TEMPLATE.as_bytes()));
     }
+    (c, request)
+}
+
+/// The status the change has reached: mostly closed, some at each other step, as a
+/// store in use has them, and only ones chg could have produced.
+fn draw_status(c: &ChangeRequest, model: ChangeModel, policy: &Policy, rng: &mut Rng) -> Status {
     let status = match rng.percent() {
         0..=69 => Status::Closed,
         70..=79 => Status::PendingApproval,
@@ -184,91 +256,53 @@ fn generate(
         _ => Status::Draft,
     };
     // Pre-approved standard changes go from pending_approval straight to implementing.
-    let status = if status == Status::Approved && policy.is_preapproved(&c) {
+    let status = if status == Status::Approved && policy.is_preapproved(c) {
         Status::PendingApproval
     } else {
         status
     };
     // An emergency change left implementing would owe its review by now: close it instead.
-    let status = if status == Status::Implementing && model == ChangeModel::Emergency {
+    if status == Status::Implementing && model == ChangeModel::Emergency {
         Status::Closed
     } else {
         status
+    }
+}
+
+/// The implementation of a change implementing or closed (started at `start`): for a
+/// closed one its outcome and test results, and the review chg writes at close, by
+/// whoever closes (set on `c`).
+fn carried_out(
+    c: &mut ChangeRequest,
+    status: Status,
+    start: Timestamp,
+    testing: bool,
+    policy: &Policy,
+    rng: &mut Rng,
+) -> Implementation {
+    let mut imp = Implementation {
+        implementer: Some(format!("ops{}@example.com", rng.below(10))),
+        started_at: Some(start),
+        ..Default::default()
     };
-    c.status = Some(status);
-    let start = request + hours(48);
-    let needs_schedule = model != ChangeModel::Emergency;
-    match status {
-        Status::Draft => {}
-        Status::PendingApproval => {
-            let mut a = approvals_for(&c, policy, request, rng);
-            a.truncate(a.len().saturating_sub(1));
-            c.approvals = a;
-        }
-        Status::Rejected => {
-            let role = policy.required_roles(&c)[0].clone();
-            c.approvals = vec![Approval {
-                by: policy.roles[&role][0].clone(),
-                role,
-                decision: Decision::Rejected,
-                at: request + hours(3),
-                comments: Some("Rollback plan is not tested".into()),
-                conditions: Vec::new(),
-                digest: Some(c.material_digest()),
-                signature: None,
-            }];
-        }
-        Status::Cancelled => {
-            c.cancellation = Some(Cancellation {
-                by: c.requester.clone().unwrap(),
-                at: request + hours(5),
-                reason: "Superseded by a later change".into(),
-                signature: None,
+    if status == Status::Closed {
+        let outcome = match rng.percent() {
+            0..=3 => Outcome::Failed,
+            4..=6 => Outcome::RolledBack,
+            _ => Outcome::Successful,
+        };
+        imp.completed_at = Some(start + hours(2));
+        imp.outcome = Some(outcome);
+        imp.test_results = testing.then(|| "All checks passed".into());
+        if policy.review_required(c, outcome) || rng.percent() < 20 {
+            c.review = Some(Review {
+                by: imp.implementer.clone().unwrap(),
+                at: start + hours(2),
+                summary: "Went as planned; monitoring stayed green".into(),
             });
         }
-        Status::Approved | Status::Implementing | Status::Closed => {
-            let approve_from = if model == ChangeModel::Emergency {
-                start
-            } else {
-                request
-            };
-            c.approvals = approvals_for(&c, policy, approve_from, rng);
-            if needs_schedule {
-                c.schedule = Some(Schedule {
-                    start: start - hours(1),
-                    end: start + hours(4),
-                    maintenance_window: false,
-                });
-            }
-            if status != Status::Approved {
-                let mut imp = Implementation {
-                    implementer: Some(format!("ops{}@example.com", rng.below(10))),
-                    started_at: Some(start),
-                    ..Default::default()
-                };
-                if status == Status::Closed {
-                    let outcome = match rng.percent() {
-                        0..=3 => Outcome::Failed,
-                        4..=6 => Outcome::RolledBack,
-                        _ => Outcome::Successful,
-                    };
-                    imp.completed_at = Some(start + hours(2));
-                    imp.outcome = Some(outcome);
-                    imp.test_results = testing.then(|| "All checks passed".into());
-                    // chg writes the review at close, by whoever closes.
-                    if policy.review_required(&c, outcome) || rng.percent() < 20 {
-                        c.review = Some(Review {
-                            by: imp.implementer.clone().unwrap(),
-                            at: start + hours(2),
-                            summary: "Went as planned; monitoring stayed green".into(),
-                        });
-                    }
-                }
-                c.implementation = Some(imp);
-            }
-        }
     }
-    c
+    imp
 }
 
 /// One transition of one change, for the history.
@@ -427,77 +461,16 @@ fn write_history(
     signers: Option<&str>,
     style: Style,
 ) -> anyhow::Result<()> {
-    use pack::{Kind, PackWriter, Tree, Written, object_id};
+    use pack::{Kind, PackWriter, Written, object_id};
 
-    let mut events = Vec::new();
-    let mut last_step = vec![0; changes.len()];
-    for (i, c) in changes.iter().enumerate() {
-        for (k, s) in steps(c).iter().enumerate() {
-            events.push(Event {
-                at: s.0,
-                change: i,
-                step: k,
-            });
-            last_step[i] = k;
-        }
-    }
-    events.sort_by_key(|e| (e.at, e.change, e.step));
-
+    let (events, last_step) = timeline(changes);
     let mut pack = PackWriter::create(&out.join(".git/objects/pack"))?;
-    let commit = |pack: &mut PackWriter, root: &Tree, parent: Option<pack::Oid>, rest: &str| {
-        let mut text = format!("tree {}\n", pack::hex(&root.oid));
-        if let Some(p) = parent {
-            text.push_str(&format!("parent {}\n", pack::hex(&p)));
-        }
-        text.push_str(rest);
-        let oid = object_id(Kind::Commit, text.as_bytes());
-        pack.whole(Kind::Commit, oid, text.as_bytes()).map(|_| oid)
-    };
-
-    let policy_blob = object_id(Kind::Blob, policy_text.as_bytes());
-    pack.whole(Kind::Blob, policy_blob, policy_text.as_bytes())?;
-    let empty = object_id(Kind::Blob, b"");
-    pack.whole(Kind::Blob, empty, b"")?;
-    let template_blob = object_id(Kind::Blob, TEMPLATE.as_bytes());
-    pack.whole(Kind::Blob, template_blob, TEMPLATE.as_bytes())?;
-    let templates_dir = Tree::create(
-        &mut pack,
-        &[(&format!("{TEMPLATE_NAME}.yaml"), false, template_blob)],
-    )?;
-    let policy_dir = match signers {
-        Some(text) => {
-            let blob = object_id(Kind::Blob, text.as_bytes());
-            pack.whole(Kind::Blob, blob, text.as_bytes())?;
-            Tree::create(
-                &mut pack,
-                &[
-                    ("allowed_signers", false, blob),
-                    ("policy.yaml", false, policy_blob),
-                    ("templates", true, templates_dir.oid),
-                ],
-            )?
-        }
-        None => Tree::create(
-            &mut pack,
-            &[
-                ("policy.yaml", false, policy_blob),
-                ("templates", true, templates_dir.oid),
-            ],
-        )?,
-    };
-    let mut changes_dir = Tree::create(&mut pack, &[(".gitkeep", false, empty)])?;
-    let mut root = Tree::create(
-        &mut pack,
-        &[
-            ("changes", true, changes_dir.oid),
-            ("policy", true, policy_dir.oid),
-        ],
-    )?;
+    let mut trees = StoreTrees::create(&mut pack, policy_text, signers)?;
     let start =
         events.first().map_or(Timestamp::UNIX_EPOCH, |e| e.at) - SignedDuration::from_hours(24);
-    let mut head = commit(
+    let mut head = commit_object(
         &mut pack,
-        &root,
+        &trees.root,
         None,
         &format!(
             "author Change Manager <cm@example.com> {0} +0000\ncommitter Change Manager <cm@example.com> {0} +0000\n\nchg: init store\n\nChg-Action: init\nChg-Actor: cm@example.com\n",
@@ -505,8 +478,6 @@ fn write_history(
         ),
     )?;
 
-    let mut years: HashMap<String, Tree> = HashMap::new();
-    let mut months: HashMap<(String, String), Tree> = HashMap::new();
     // The previous version of each change file still to change again, as a delta base.
     let mut previous: HashMap<usize, (Vec<u8>, Written)> = HashMap::new();
     // Rendering (YAML, messages) is most of the work and independent per commit: chunks are
@@ -536,31 +507,153 @@ fn write_history(
                 if e.step != last_step[e.change] {
                     previous.insert(e.change, (r.file, written));
                 }
-                let key = (r.year.clone(), r.month.clone());
-                let month_oid = match months.get_mut(&key) {
-                    Some(t) => t.set(&mut pack, &r.name, false, blob)?,
-                    None => {
-                        let t = Tree::create(&mut pack, &[(&r.name, false, blob)])?;
-                        months.entry(key).or_insert(t).oid
-                    }
-                };
-                let year_oid = match years.get_mut(&r.year) {
-                    Some(t) => t.set(&mut pack, &r.month, true, month_oid)?,
-                    None => {
-                        let t = Tree::create(&mut pack, &[(&r.month, true, month_oid)])?;
-                        years.entry(r.year.clone()).or_insert(t).oid
-                    }
-                };
-                let changes_oid = changes_dir.set(&mut pack, &r.year, true, year_oid)?;
-                root.set(&mut pack, "changes", true, changes_oid)?;
-                head = commit(&mut pack, &root, Some(head), &r.signature_and_message)?;
+                trees.put(&mut pack, &r.year, &r.month, &r.name, blob)?;
+                head = commit_object(&mut pack, &trees.root, Some(head), &r.signature_and_message)?;
             }
         }
         Ok(())
     })?;
     pack.finish()?;
+    check_out(out, &head)?;
+    eprintln!("wrote {} commits", events.len() + 1);
+    Ok(())
+}
+
+/// Every transition of every change in time order (ties by change, then step), and each
+/// change's last step (whose file needs keeping as no delta base).
+fn timeline(changes: &[ChangeRequest]) -> (Vec<Event>, Vec<usize>) {
+    let mut events = Vec::new();
+    let mut last_step = vec![0; changes.len()];
+    for (i, c) in changes.iter().enumerate() {
+        for (k, s) in steps(c).iter().enumerate() {
+            events.push(Event {
+                at: s.0,
+                change: i,
+                step: k,
+            });
+            last_step[i] = k;
+        }
+    }
+    events.sort_by_key(|e| (e.at, e.change, e.step));
+    (events, last_step)
+}
+
+/// Writes a commit of `root` on `parent` (`rest` is its text after the `parent` line).
+fn commit_object(
+    pack: &mut pack::PackWriter,
+    root: &pack::Tree,
+    parent: Option<pack::Oid>,
+    rest: &str,
+) -> std::io::Result<pack::Oid> {
+    use pack::{Kind, object_id};
+    let mut text = format!("tree {}\n", pack::hex(&root.oid));
+    if let Some(p) = parent {
+        text.push_str(&format!("parent {}\n", pack::hex(&p)));
+    }
+    text.push_str(rest);
+    let oid = object_id(Kind::Commit, text.as_bytes());
+    pack.whole(Kind::Commit, oid, text.as_bytes()).map(|_| oid)
+}
+
+/// The store's trees as the history grows: the root, `changes/` and its year and month
+/// folders (each rewritten as a file in it changes).
+struct StoreTrees {
+    root: pack::Tree,
+    changes_dir: pack::Tree,
+    years: HashMap<String, pack::Tree>,
+    months: HashMap<(String, String), pack::Tree>,
+}
+
+impl StoreTrees {
+    /// The trees of the init commit: the policy (with its signers, if any, and the
+    /// template catalogue) and an empty `changes/` (a `.gitkeep`).
+    fn create(
+        pack: &mut pack::PackWriter,
+        policy_text: &str,
+        signers: Option<&str>,
+    ) -> anyhow::Result<StoreTrees> {
+        use pack::{Kind, Tree, object_id};
+        let policy_blob = object_id(Kind::Blob, policy_text.as_bytes());
+        pack.whole(Kind::Blob, policy_blob, policy_text.as_bytes())?;
+        let empty = object_id(Kind::Blob, b"");
+        pack.whole(Kind::Blob, empty, b"")?;
+        let template_blob = object_id(Kind::Blob, TEMPLATE.as_bytes());
+        pack.whole(Kind::Blob, template_blob, TEMPLATE.as_bytes())?;
+        let templates_dir = Tree::create(
+            pack,
+            &[(&format!("{TEMPLATE_NAME}.yaml"), false, template_blob)],
+        )?;
+        let policy_dir = match signers {
+            Some(text) => {
+                let blob = object_id(Kind::Blob, text.as_bytes());
+                pack.whole(Kind::Blob, blob, text.as_bytes())?;
+                Tree::create(
+                    pack,
+                    &[
+                        ("allowed_signers", false, blob),
+                        ("policy.yaml", false, policy_blob),
+                        ("templates", true, templates_dir.oid),
+                    ],
+                )?
+            }
+            None => Tree::create(
+                pack,
+                &[
+                    ("policy.yaml", false, policy_blob),
+                    ("templates", true, templates_dir.oid),
+                ],
+            )?,
+        };
+        let changes_dir = Tree::create(pack, &[(".gitkeep", false, empty)])?;
+        let root = Tree::create(
+            pack,
+            &[
+                ("changes", true, changes_dir.oid),
+                ("policy", true, policy_dir.oid),
+            ],
+        )?;
+        Ok(StoreTrees {
+            root,
+            changes_dir,
+            years: HashMap::new(),
+            months: HashMap::new(),
+        })
+    }
+
+    /// Puts `blob` at `changes/<year>/<month>/<name>`, rewriting the trees above it.
+    fn put(
+        &mut self,
+        pack: &mut pack::PackWriter,
+        year: &str,
+        month: &str,
+        name: &str,
+        blob: pack::Oid,
+    ) -> std::io::Result<()> {
+        let key = (year.to_owned(), month.to_owned());
+        let month_oid = match self.months.get_mut(&key) {
+            Some(t) => t.set(pack, name, false, blob)?,
+            None => {
+                let t = pack::Tree::create(pack, &[(name, false, blob)])?;
+                self.months.entry(key).or_insert(t).oid
+            }
+        };
+        let year_oid = match self.years.get_mut(year) {
+            Some(t) => t.set(pack, month, true, month_oid)?,
+            None => {
+                let t = pack::Tree::create(pack, &[(month, true, month_oid)])?;
+                self.years.entry(year.to_owned()).or_insert(t).oid
+            }
+        };
+        let changes_oid = self.changes_dir.set(pack, year, true, year_oid)?;
+        self.root.set(pack, "changes", true, changes_oid)?;
+        Ok(())
+    }
+}
+
+/// Points `main` at `head` and checks it out, in the store's own repository whatever
+/// GIT_DIR the caller had.
+fn check_out(out: &std::path::Path, head: &pack::Oid) -> anyhow::Result<()> {
     let git = |args: &[&str]| -> anyhow::Result<()> {
-        // The store's own repository, whatever GIT_DIR the caller had.
         let status = std::process::Command::new("git")
             .args(args)
             .current_dir(out)
@@ -570,10 +663,9 @@ fn write_history(
         anyhow::ensure!(status.success(), "git {} failed", args.join(" "));
         Ok(())
     };
-    git(&["update-ref", "refs/heads/main", &pack::hex(&head)])?;
+    git(&["update-ref", "refs/heads/main", &pack::hex(head)])?;
     // Parallel checkout: writing 100,000 files one by one takes longer than the pack.
     git(&["-c", "checkout.workers=0", "reset", "--hard", "-q"])?;
-    eprintln!("wrote {} commits", events.len() + 1);
     Ok(())
 }
 
