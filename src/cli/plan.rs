@@ -193,7 +193,6 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     let day_end = date + jiff::SignedDuration::from_hours(24);
     let agenda = chg::query::agenda(store, policy, day_end)?;
     super::warn_unreadable(agenda.unreadable, "on the agenda");
-    let preapproved = agenda.preapproved;
     let times = super::Times::new(a.utc);
     // Approvals past their timeout (SPEC section 13), marked in the AWAITING column.
     let ids: Vec<String> = agenda
@@ -259,39 +258,68 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
         a.format
     };
     if format == CabFormat::Json {
-        // Times in UTC, as in every JSON chg writes.
-        let groups: Vec<serde_json::Value> = agenda
-            .groups
-            .iter()
-            .map(|(p, list)| {
-                let changes: Vec<serde_json::Value> = list
-                    .iter()
-                    .map(|item| {
-                        let c = &item.change;
-                        let cells = row(item);
-                        let mut v = serde_json::json!({
-                            "id": c.id_text(),
-                            "title": c.title,
-                            "risk_level": c.risk_level,
-                            "affected_systems": c.affected_systems,
-                            "schedule": c.schedule,
-                            "conflicts": cells[5],
-                            "awaiting": item.awaiting,
-                        });
-                        if let Some(due) = overdue(c) {
-                            v["overdue_since"] = serde_json::json!(due);
-                        }
-                        v
-                    })
-                    .collect();
-                serde_json::json!({"priority": p.as_str(), "changes": changes})
-            })
-            .collect();
-        ui.out_json(
-            &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": groups}),
-        )?;
+        cab_json(ui, &agenda, &row, &overdue, day, total)?;
         return Ok(ExitCode::SUCCESS);
     }
+    cab_text(ui, &agenda, &row, &header, format, day, total)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CAB agenda as JSON (times in UTC, as in every JSON chg writes).
+fn cab_json(
+    ui: &Ui,
+    agenda: &chg::query::Agenda,
+    row: &dyn Fn(&AgendaItem) -> Vec<String>,
+    overdue: &dyn Fn(&chg::model::ChangeRequest) -> Option<jiff::Timestamp>,
+    day: jiff::civil::Date,
+    total: usize,
+) -> Result<(), Error> {
+    let preapproved = agenda.preapproved;
+    // Times in UTC, as in every JSON chg writes.
+    let groups: Vec<serde_json::Value> = agenda
+        .groups
+        .iter()
+        .map(|(p, list)| {
+            let changes: Vec<serde_json::Value> = list
+                .iter()
+                .map(|item| {
+                    let c = &item.change;
+                    let cells = row(item);
+                    let mut v = serde_json::json!({
+                        "id": c.id_text(),
+                        "title": c.title,
+                        "risk_level": c.risk_level,
+                        "affected_systems": c.affected_systems,
+                        "schedule": c.schedule,
+                        "conflicts": cells[5],
+                        "awaiting": item.awaiting,
+                    });
+                    if let Some(due) = overdue(c) {
+                        v["overdue_since"] = serde_json::json!(due);
+                    }
+                    v
+                })
+                .collect();
+            serde_json::json!({"priority": p.as_str(), "changes": changes})
+        })
+        .collect();
+    ui.out_json(
+        &serde_json::json!({"date": day.to_string(), "total": total, "preapproved": preapproved, "agenda": groups}),
+    )?;
+    Ok(())
+}
+
+/// The CAB agenda as a table per priority, or Markdown.
+fn cab_text(
+    ui: &Ui,
+    agenda: &chg::query::Agenda,
+    row: &dyn Fn(&AgendaItem) -> Vec<String>,
+    header: &[&str],
+    format: CabFormat,
+    day: jiff::civil::Date,
+    total: usize,
+) -> Result<(), Error> {
+    let preapproved = agenda.preapproved;
     let aside = if preapproved > 0 {
         format!(" ({preapproved} pre-approved standard change(s) not listed)")
     } else {
@@ -306,7 +334,7 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     for (p, list) in &agenda.groups {
         match format {
             CabFormat::Markdown => {
-                let mut t = chg::report::MarkdownTable::left(&header);
+                let mut t = chg::report::MarkdownTable::left(header);
                 for item in list {
                     t.row(row(item).iter().map(|v| v.replace('|', "\\|")));
                 }
@@ -316,7 +344,7 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
                 // Ids, risks and the roles awaited are never cut; the title is. At a
                 // narrow terminal the systems go first (the conflicts name them), then
                 // the conflicts, the window and the risk.
-                let mut t = Grid::new(&header)
+                let mut t = Grid::new(header)
                     .flex(1)
                     .flex(3)
                     .optional(3)
@@ -336,5 +364,5 @@ pub fn cab(ui: &Ui, store: &Store, policy: &Policy, a: CabArgs) -> CmdResult {
     } else {
         ui.out_unfiltered(&s)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

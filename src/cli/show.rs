@@ -440,6 +440,74 @@ fn parse_all<T: std::str::FromStr<Err = String>>(values: &[String]) -> Result<Ve
 }
 
 pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
+    let (query, at_terminal, open_only) = list_query(ui, store, policy, &a)?;
+    let now = ui.now()?;
+    let page = query.run(store, policy, now)?;
+    super::warn_unreadable(page.unreadable, "listed");
+    let total = page.total;
+    let rows: Vec<&chg::store::Loaded> = page.rows.iter().map(|r| &r.item).collect();
+    if rows.len() < total {
+        eprintln!(
+            "chg: showing {} of {total} {}change(s); --limit N or --all for more",
+            rows.len(),
+            if open_only { "open " } else { "" }
+        );
+    }
+    let format = if ui.json(&a.json) {
+        ListFormat::Json
+    } else {
+        a.format
+    };
+    match format {
+        ListFormat::Json => {
+            // Rows hold what the read summary holds; JSON shows every field: read the files.
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|l| {
+                    let whole = store.load_file(&l.rel)?;
+                    change_json(policy, &l.rel, whole.change())
+                })
+                .collect::<Result<_, _>>()?;
+            ui.out_json(&items)?;
+        }
+        ListFormat::Csv => {
+            let cols = [
+                "id",
+                "title",
+                "status",
+                "change_type",
+                "change_model",
+                "priority",
+                "risk_level",
+                "requester",
+                "request_date",
+                "affected_systems",
+            ];
+            let mut s = chg::report::Csv::new(&cols);
+            for l in &rows {
+                s.row(
+                    cols.iter()
+                        .map(|f| l.change().field_text(f).unwrap_or_default()),
+                );
+            }
+            ui.out(&s.finish())?;
+        }
+        ListFormat::Table => {
+            list_table(ui, store, &a, &rows, total, now, at_terminal)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The query `chg list` asks, from its arguments, and whether it speaks to a person at a
+/// terminal (who sees the open changes, recent first, a screenful) and asked only for open
+/// changes.
+fn list_query(
+    ui: &Ui,
+    store: &Store,
+    policy: &Policy,
+    a: &ListArgs,
+) -> Result<(Query, bool, bool), Error> {
     let statuses = parse_all::<chg::model::Status>(&a.status)?;
     let priorities = parse_all::<chg::model::Priority>(&a.priority)?;
     for t in &a.change_type {
@@ -509,125 +577,84 @@ pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
         limit,
         ..Query::default()
     };
-    let now = ui.now()?;
-    let page = query.run(store, policy, now)?;
-    super::warn_unreadable(page.unreadable, "listed");
-    let total = page.total;
-    let rows: Vec<&chg::store::Loaded> = page.rows.iter().map(|r| &r.item).collect();
-    if rows.len() < total {
-        eprintln!(
-            "chg: showing {} of {total} {}change(s); --limit N or --all for more",
-            rows.len(),
-            if open_only { "open " } else { "" }
-        );
-    }
-    let format = if ui.json(&a.json) {
-        ListFormat::Json
-    } else {
-        a.format
-    };
-    match format {
-        ListFormat::Json => {
-            // Rows hold what the read summary holds; JSON shows every field: read the files.
-            let items: Vec<Value> = rows
-                .iter()
-                .map(|l| {
-                    let whole = store.load_file(&l.rel)?;
-                    change_json(policy, &l.rel, whole.change())
-                })
-                .collect::<Result<_, _>>()?;
-            ui.out_json(&items)?;
-        }
-        ListFormat::Csv => {
-            let cols = [
-                "id",
-                "title",
-                "status",
-                "change_type",
-                "change_model",
-                "priority",
-                "risk_level",
-                "requester",
-                "request_date",
-                "affected_systems",
-            ];
-            let mut s = chg::report::Csv::new(&cols);
-            for l in &rows {
-                s.row(
-                    cols.iter()
-                        .map(|f| l.change().field_text(f).unwrap_or_default()),
-                );
-            }
-            ui.out(&s.finish())?;
-        }
-        ListFormat::Table => {
-            let mut t = Grid::new(&[
-                "ID",
-                "STATUS",
-                "TYPE",
-                "MODEL",
-                "PRIORITY",
-                "RISK",
-                "REQUESTED",
-                "TITLE",
-            ])
-            .flex(7)
-            .optional(3)
-            .optional(2)
-            .optional(5)
-            .optional(4)
-            .note(6)
-            .status(1);
-            let times = super::Times::new(a.utc);
-            for l in &rows {
-                let c = l.change();
-                let f = |k: &str| c.field_text(k).unwrap_or_default();
-                let date = c
-                    .request_date
-                    .map(|d| {
-                        let day = times.day(d);
-                        if at_terminal && !a.utc {
-                            format!("{day} ({})", super::ago_short(d, now))
-                        } else {
-                            day
-                        }
-                    })
-                    .unwrap_or_default();
-                t.push(vec![
-                    f("id"),
-                    f("status"),
-                    f("change_type"),
-                    f("change_model"),
-                    f("priority"),
-                    f("risk_level"),
-                    date,
-                    f("title"),
-                ]);
-            }
-            if rows.is_empty() {
-                eprintln!("No changes match.");
-                // A system is free text: say when no change names it, and what is close.
-                if !a.system.is_empty() {
-                    let known: std::collections::BTreeSet<String> = store
-                        .load_where(|c| !c.affected_systems.is_empty())?
-                        .iter()
-                        .flat_map(|l| l.change().affected_systems.clone())
-                        .collect();
-                    for sys in a.system.iter().filter(|s| !known.contains(*s)) {
-                        let hint = chg::finding::suggest(sys, known.iter().map(String::as_str))
-                            .map(|m| format!("; did you mean `{m}`?"))
-                            .unwrap_or_default();
-                        eprintln!("chg: no change names system `{sys}`{hint}");
-                    }
+    Ok((query, at_terminal, open_only))
+}
+
+/// `chg list` as a table; with no rows, says so (and which system names match nothing).
+fn list_table(
+    ui: &Ui,
+    store: &Store,
+    a: &ListArgs,
+    rows: &[&chg::store::Loaded],
+    total: usize,
+    now: jiff::Timestamp,
+    at_terminal: bool,
+) -> Result<(), Error> {
+    let mut t = Grid::new(&[
+        "ID",
+        "STATUS",
+        "TYPE",
+        "MODEL",
+        "PRIORITY",
+        "RISK",
+        "REQUESTED",
+        "TITLE",
+    ])
+    .flex(7)
+    .optional(3)
+    .optional(2)
+    .optional(5)
+    .optional(4)
+    .note(6)
+    .status(1);
+    let times = super::Times::new(a.utc);
+    for l in rows {
+        let c = l.change();
+        let f = |k: &str| c.field_text(k).unwrap_or_default();
+        let date = c
+            .request_date
+            .map(|d| {
+                let day = times.day(d);
+                if at_terminal && !a.utc {
+                    format!("{day} ({})", super::ago_short(d, now))
+                } else {
+                    day
                 }
-            } else {
-                // The count, unless the line about the limit already gave it.
-                let counted = rows.len() < total;
-                ui.out_table(&t, (!counted).then(|| format!("{} change(s)", rows.len())))?;
+            })
+            .unwrap_or_default();
+        t.push(vec![
+            f("id"),
+            f("status"),
+            f("change_type"),
+            f("change_model"),
+            f("priority"),
+            f("risk_level"),
+            date,
+            f("title"),
+        ]);
+    }
+    if rows.is_empty() {
+        eprintln!("No changes match.");
+        // A system is free text: say when no change names it, and what is close.
+        if !a.system.is_empty() {
+            let known: std::collections::BTreeSet<String> = store
+                .load_where(|c| !c.affected_systems.is_empty())?
+                .iter()
+                .flat_map(|l| l.change().affected_systems.clone())
+                .collect();
+            for sys in a.system.iter().filter(|s| !known.contains(*s)) {
+                let hint = chg::finding::suggest(sys, known.iter().map(String::as_str))
+                    .map(|m| format!("; did you mean `{m}`?"))
+                    .unwrap_or_default();
+                eprintln!("chg: no change names system `{sys}`{hint}");
             }
         }
+    } else {
+        // The count, unless the line about the limit already gave it.
+        let counted = rows.len() < total;
+        ui.out_table(&t, (!counted).then(|| format!("{} change(s)", rows.len())))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 pub fn log(ui: &Ui, store: &Store, a: LogArgs) -> CmdResult {
@@ -644,30 +671,7 @@ pub fn log(ui: &Ui, store: &Store, a: LogArgs) -> CmdResult {
         ui.out_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // Each approval's signature as it stands now, judged by the policy in force.
-    let mut marks: std::collections::HashMap<(String, String, String), String> = Default::default();
-    if let (Ok(loaded), Ok(policy)) = (store.load(&id), store.policy()) {
-        let c = loaded.change();
-        for (r, v) in chg::rules::signature_verdicts(c, &policy) {
-            if let Some(i) = r.approval {
-                let a = &c.approvals[i];
-                marks.insert(
-                    (a.by.to_lowercase(), a.role.clone(), format_timestamp(a.at)),
-                    v.mark(),
-                );
-            }
-        }
-    }
-    // What each deployment step recorded, found as approvals' marks are: by who and when.
-    let mut deployed: std::collections::HashMap<(String, String), String> = Default::default();
-    if let Ok(loaded) = store.load(&id) {
-        for d in &loaded.change().deployments {
-            deployed.insert(
-                (d.by.to_lowercase(), format_timestamp(d.at)),
-                format!("{} {}", d.environment, short(&d.commit)),
-            );
-        }
-    }
+    let (marks, deployed) = log_marks(store, &id);
     // Local times as everywhere; at a terminal with how long ago, the first thing left out
     // when the table is too wide for the facts (who, role, commit), which are never cut.
     let now = ui.now()?;
@@ -755,6 +759,44 @@ pub fn log(ui: &Ui, store: &Store, a: LogArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `chg log` marks its steps with, as the change stands now: each approval's
+/// signature judged by the policy in force (by who, role and time) and what each deployment
+/// recorded (by who and time).
+#[allow(clippy::type_complexity)]
+fn log_marks(
+    store: &Store,
+    id: &chg::model::ChangeId,
+) -> (
+    std::collections::HashMap<(String, String, String), String>,
+    std::collections::HashMap<(String, String), String>,
+) {
+    // Each approval's signature as it stands now, judged by the policy in force.
+    let mut marks: std::collections::HashMap<(String, String, String), String> = Default::default();
+    if let (Ok(loaded), Ok(policy)) = (store.load(id), store.policy()) {
+        let c = loaded.change();
+        for (r, v) in chg::rules::signature_verdicts(c, &policy) {
+            if let Some(i) = r.approval {
+                let a = &c.approvals[i];
+                marks.insert(
+                    (a.by.to_lowercase(), a.role.clone(), format_timestamp(a.at)),
+                    v.mark(),
+                );
+            }
+        }
+    }
+    // What each deployment step recorded, found as approvals' marks are: by who and when.
+    let mut deployed: std::collections::HashMap<(String, String), String> = Default::default();
+    if let Ok(loaded) = store.load(id) {
+        for d in &loaded.change().deployments {
+            deployed.insert(
+                (d.by.to_lowercase(), format_timestamp(d.at)),
+                format!("{} {}", d.environment, short(&d.commit)),
+            );
+        }
+    }
+    (marks, deployed)
 }
 
 /// A policy proposal's diff against the policy at HEAD, indented, for show and log.
