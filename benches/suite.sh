@@ -90,14 +90,14 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
 
   # chg approve vs git add && git commit of the very same edit.
   GIT_AUTHOR_EMAIL=$member "$CHG" approve "$pending" --role "$role" >/dev/null
-  cp "$pfile" "$BENCH_DIR/approved.yaml"; $reset
+  cp "$pfile" "$BENCH_DIR/approved.yaml"; eval "$reset"
   PREP="$reset" GIT_AUTHOR_EMAIL=$member measure "chg approve" approve \
     env GIT_AUTHOR_EMAIL="$member" "$CHG" approve "$pending" --role "$role"
   PREP="$reset && cp $BENCH_DIR/approved.yaml $pfile" measure "git add && git commit (same edit)" approve \
     sh -c "git add $pfile && git commit -q -m approve"
 
   CHG_NOW=$at GIT_AUTHOR_EMAIL=ops1@example.com "$CHG" implement "$approved" >/dev/null
-  cp "$afile" "$BENCH_DIR/implemented.yaml"; $reset
+  cp "$afile" "$BENCH_DIR/implemented.yaml"; eval "$reset"
   PREP="$reset" measure "chg implement" implement \
     env CHG_NOW="$at" GIT_AUTHOR_EMAIL=ops1@example.com "$CHG" implement "$approved"
   PREP="$reset && cp $BENCH_DIR/implemented.yaml $afile" measure "git add && git commit (same edit)" implement \
@@ -106,12 +106,12 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   PREP="$reset" measure "chg new (id allocation)" new \
     env GIT_AUTHOR_EMAIL=dev1@example.com "$CHG" new --title "Bench change" --description d \
     --justification j --type feature --priority low --risk low --system api --plan p --rollback r
-  $reset
+  eval "$reset"
 
   measure "chg gate ID (audit index warm)" gate "$CHG" gate "$approved" --at "$at"
   PREP="rm -rf .git/chg/audit" R=1 WARM=0 measure "chg gate ID (fresh clone: builds the index)" gate-cold \
     "$CHG" gate "$approved" --at "$at"
-  $reset
+  eval "$reset"
 
   measure "chg show ID" show "$CHG" show "$closed"
   measure "chg log ID" log "$CHG" log "$closed"
