@@ -75,7 +75,7 @@ fn client(parts: &Parts) -> Option<IpAddr> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last()
+            .next_back()
     {
         return Some(forwarded);
     }

@@ -70,7 +70,23 @@ pub struct Shared {
     pub lock_timeout: Duration,
     /// The read summaries of every change file, as of a HEAD.
     pub warm: std::sync::Mutex<Option<Warm>>,
+    /// Query results (lists, "waiting for me") as of a HEAD, for a few seconds.
+    pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
 }
+
+/// One query's result, as of `head`, computed at `at`.
+pub struct Memo {
+    /// HEAD when it was computed.
+    pub head: git2::Oid,
+    /// When.
+    pub at: std::time::Instant,
+    /// The result.
+    pub page: chg::query::Page<chg::store::Loaded>,
+}
+
+/// How long a query's result is reused while HEAD stays (what depends on the clock alone,
+/// such as an approval becoming overdue, is at most this late).
+pub const MEMO_FOR: Duration = Duration::from_secs(10);
 
 /// The store's read summaries (the query layer's index) kept in memory, as of `head`.
 pub struct Warm {
@@ -238,6 +254,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             limiter: auth::Limiter::default(),
             lock_timeout: options.lock_timeout,
             warm: std::sync::Mutex::new(None),
+            memo: std::sync::Mutex::new(Default::default()),
         });
         tokio::spawn(keep_warm(state.clone()));
         let app = router(state, options.max_body, options.timeout);

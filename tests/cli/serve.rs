@@ -279,7 +279,7 @@ fn the_seeds_flow_through_the_api_one_commit_per_step_by_the_right_person() {
         v["approvers"],
         json!(["engineering-manager", "change-manager"])
     );
-    assert_eq!(v["estimated_approval_time"], "3d");
+    assert_eq!(v["estimated_approval_time"], "72h");
 
     // Lists and the change itself, as `chg show --json`.
     let list = srv.get(
