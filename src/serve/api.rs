@@ -1306,10 +1306,10 @@ async fn gate(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let all = shared.summaries_where(store, chg::conflicts::can_conflict)?;
+        let all = shared.summaries(store)?;
         let others: Vec<&ChangeRequest> = all
             .iter()
-            .filter(|l| l.decoded.parsed)
+            .filter(|l| l.decoded.parsed && chg::conflicts::can_conflict(l.change()))
             .map(chg::store::Loaded::change)
             .collect();
         let reasons = store.gate_among(&id, &policy, now, now, Some(&others))?;

@@ -271,24 +271,38 @@ pub fn serve(options: Options) -> Result<(), Error> {
     })
 }
 
-/// Keeps the read summary (the query layer's index, under `.git/chg/`) warm: whenever
-/// HEAD moves (a step through this server, another server, a CLI user, a sync), it is
-/// brought up to date in the background, so the next list or page does not pay for it.
+/// Keeps the read summaries (the query layer's index, under `.git/chg/`) warm in memory:
+/// once HEAD has moved (a step through this server, another server, a CLI user, a sync) and
+/// then stayed for a second, they are read again in the background, so the next list or
+/// page does not pay for it. During a burst of steps nothing is re-read until it calms.
 async fn keep_warm(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last: Option<git2::Oid> = None;
     loop {
         tick.tick().await;
         let s = state.clone();
-        let _ = tokio::task::spawn_blocking(move || refresh(&s)).await;
+        let seen = last;
+        last = tokio::task::spawn_blocking(move || refresh(&s, seen))
+            .await
+            .ok()
+            .flatten();
     }
 }
 
-/// Refreshes the summaries kept in memory if HEAD moved since they were read.
-pub fn refresh(state: &Shared) {
-    if let Ok(store) = state.open() {
+/// Reads the summaries again if HEAD is `seen` (it stayed since the last look) and they are
+/// of another HEAD; returns HEAD.
+pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
+    let store = state.open().ok()?;
+    let head = store.repo().head().ok().and_then(|h| h.target())?;
+    let stale = {
+        let warm = state.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.as_ref().is_none_or(|w| w.head != head)
+    };
+    if stale && seen == Some(head) {
         let _ = state.summaries(&store);
     }
+    Some(head)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
