@@ -50,6 +50,52 @@ pub struct Options {
     pub lock_timeout: Duration,
 }
 
+/// The summaries `rows` of commit `old` brought to commit `new`: the change files the two
+/// commits' trees differ in are read again (whole), removed ones dropped. `None` when that
+/// is not the cheaper way (many files changed) or anything could not be read.
+fn moved_on(
+    store: &Store,
+    old: git2::Oid,
+    new: git2::Oid,
+    rows: &[chg::store::Loaded],
+) -> Option<Vec<chg::store::Loaded>> {
+    let repo = store.repo();
+    let tree = |c: git2::Oid| repo.find_commit(c).ok()?.tree().ok();
+    let (a, b) = (tree(old)?, tree(new)?);
+    let changes = format!("{}changes/", store.prefix());
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(&changes);
+    let diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
+        .ok()?;
+    if diff.deltas().len() > 2000 {
+        return None;
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            if let Some(p) = f.path().and_then(|p| p.to_str())
+                && let Some(rel) = p.strip_prefix(store.prefix())
+                && rel.ends_with(".yaml")
+            {
+                paths.insert(std::path::PathBuf::from(rel));
+            }
+        }
+    }
+    let mut out: Vec<chg::store::Loaded> = rows
+        .iter()
+        .filter(|l| !paths.contains(&l.rel))
+        .cloned()
+        .collect();
+    for rel in &paths {
+        if store.root().join(rel).exists() {
+            out.push(store.load_file(rel).ok()?);
+        }
+    }
+    out.sort_by(|x, y| x.rel.cmp(&y.rel));
+    Some(out)
+}
+
 /// What every handler shares.
 pub struct Shared {
     /// The folder the store is found from.
@@ -116,7 +162,22 @@ impl Shared {
                 return Ok(w.all.clone());
             }
         }
-        let all = Arc::new(store.load_summaries_where(|_| true)?);
+        // From the summaries of an earlier HEAD, only the change files that differ between
+        // the two commits are read again; else (none kept, too many changed) all of them.
+        let kept = self
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|w| (w.head, w.all.clone()));
+        let moved = match (kept, head) {
+            (Some((old, rows)), Some(new)) => moved_on(store, old, new, &rows),
+            _ => None,
+        };
+        let all = match moved {
+            Some(rows) => Arc::new(rows),
+            None => Arc::new(store.load_summaries_where(|_| true)?),
+        };
         if let Some(head) = head {
             let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
             *warm = Some(Warm {

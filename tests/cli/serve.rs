@@ -1211,3 +1211,32 @@ fn sigterm_finishes_the_requests_in_flight_then_stops() {
     s.chg("alice@example.com", &["validate"]).ok();
     s.chg("alice@example.com", &["audit"]).ok();
 }
+
+#[test]
+fn a_step_taken_with_the_cli_is_seen_by_the_next_read() {
+    let s = store();
+    let alice = s.token("alice@example.com");
+    let srv = s.serve(&[]);
+    let id = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pending = srv
+        .get(&format!("{BASE}?status=pending_approval"), &alice)
+        .json();
+    assert_eq!(pending[0]["id"], id);
+    // Steps and a new change made beside the server, by the CLI: HEAD moves under it.
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    let other = s.new_change(&[]);
+    let approved = srv.get(&format!("{BASE}?status=approved"), &alice).json();
+    assert_eq!(approved[0]["id"], id, "{approved}");
+    assert_eq!(approved[0]["approvals"].as_array().unwrap().len(), 2);
+    let pending = srv
+        .get(&format!("{BASE}?status=pending_approval"), &alice)
+        .json();
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    assert_eq!(pending[0]["id"], other);
+    let r = srv.get("/api/v1/change-management/reports", &alice).json();
+    assert_eq!(r["total_changes"], 2);
+}
