@@ -886,8 +886,14 @@ fn the_pages_sign_in_show_what_waits_and_decide_only_with_the_sessions_csrf_toke
         &[("Sec-Fetch-Site", "same-origin".into()), ("Origin", origin)],
         form(&csrf),
     );
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert!(a.body.contains("recorded"), "{}", a.body);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let back = a.header("location").unwrap().to_owned();
+    assert!(
+        back.starts_with(&format!("/changes/{id}?decided=")),
+        "{back}"
+    );
+    let a = srv.raw("GET", &back, &with(&[]), b"");
+    assert!(a.body.contains("Your decision is recorded"), "{}", a.body);
     let commits = s.commits();
     assert_eq!(commits.len(), before + 1);
     assert_eq!(commits[0].0, "em@example.com");
