@@ -320,13 +320,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
         tokio::spawn(keep_warm(state.clone()));
         let app = router(state, options.max_body, options.timeout);
         eprintln!("chg: listening on http://{bound} (public URL {public_url})");
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| Error::io("the server stopped", e))?;
+        accept(listener, app).await;
         eprintln!("chg: stopped");
         Ok(())
     })
@@ -364,6 +358,39 @@ pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
         let _ = state.summaries(&store);
     }
     Some(head)
+}
+
+/// How long a client may take to send a request's headers: a slow client (one byte at a
+/// time, or nothing) is disconnected rather than holding a connection open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers connections until SIGTERM or Ctrl-C, then waits for those in flight to finish.
+async fn accept(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let service = hyper_util::service::TowerToHyperService::new(
+                    app.clone()
+                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                );
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
