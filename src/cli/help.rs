@@ -125,6 +125,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "chg serve                                     # http://127.0.0.1:8080, behind a TLS proxy\nchg serve --listen 0.0.0.0:8080 --public-url https://chg.example.com --remote origin",
     ),
     (
+        "token",
+        "chg token create em@example.com --expires 90d > em.token\nchg token list\nchg token revoke tok_6ee3cc071886",
+    ),
+    (
         "token create",
         "chg token create em@example.com --expires 90d --name \"Em Manager\" > em.token",
     ),

@@ -746,7 +746,7 @@ async fn create(
         let estimated = policy
             .rule_for(&o.change)
             .and_then(|r| r.timeout)
-            .map(|d| d.to_string());
+            .map(|d| approval_time(d.to_signed().as_secs()));
         Ok(Created {
             change_request_id: o.change.id_text(),
             status: o.change.status().to_string(),
@@ -757,6 +757,15 @@ async fn create(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// A timeout as the seed writes it: whole hours (`24h`, `72h`), else minutes.
+fn approval_time(secs: i64) -> String {
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
+    }
 }
 
 fn parse_status(s: &str) -> Result<Status, ApiError> {
@@ -805,8 +814,34 @@ pub fn run(
     policy: &Policy,
     query: &chg::query::Query,
 ) -> Result<chg::query::Page<chg::store::Loaded>, ApiError> {
+    let head = store.repo().head().ok().and_then(|h| h.target());
+    let key = format!("{query:?}");
+    if let Some(head) = head {
+        let memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = memo
+            .get(&key)
+            .filter(|m| m.head == head && m.at.elapsed() < super::MEMO_FOR)
+        {
+            return Ok(m.page.clone());
+        }
+    }
     let all = shared.summaries_where(store, |c| query.matches(c))?;
-    Ok(query.run_over(store, policy, now(), all)?)
+    let page = query.run_over(store, policy, now(), all)?;
+    if let Some(head) = head {
+        let mut memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
+        memo.retain(|_, m| m.head == head && m.at.elapsed() < super::MEMO_FOR);
+        if memo.len() < 1000 {
+            memo.insert(
+                key,
+                super::Memo {
+                    head,
+                    at: std::time::Instant::now(),
+                    page: page.clone(),
+                },
+            );
+        }
+    }
+    Ok(page)
 }
 
 /// The library's query for the list's parameters.
@@ -1277,10 +1312,10 @@ async fn gate(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let all = shared.summaries_where(store, chg::conflicts::can_conflict)?;
+        let all = shared.summaries(store)?;
         let others: Vec<&ChangeRequest> = all
             .iter()
-            .filter(|l| l.decoded.parsed)
+            .filter(|l| l.decoded.parsed && chg::conflicts::can_conflict(l.change()))
             .map(chg::store::Loaded::change)
             .collect();
         let reasons = store.gate_among(&id, &policy, now, now, Some(&others))?;

@@ -51,6 +51,52 @@ pub struct Options {
     pub lock_timeout: Duration,
 }
 
+/// The summaries `rows` of commit `old` brought to commit `new`: the change files the two
+/// commits' trees differ in are read again (whole), removed ones dropped. `None` when that
+/// is not the cheaper way (many files changed) or anything could not be read.
+fn moved_on(
+    store: &Store,
+    old: git2::Oid,
+    new: git2::Oid,
+    rows: &[chg::store::Loaded],
+) -> Option<Vec<chg::store::Loaded>> {
+    let repo = store.repo();
+    let tree = |c: git2::Oid| repo.find_commit(c).ok()?.tree().ok();
+    let (a, b) = (tree(old)?, tree(new)?);
+    let changes = format!("{}changes/", store.prefix());
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(&changes);
+    let diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
+        .ok()?;
+    if diff.deltas().len() > 2000 {
+        return None;
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            if let Some(p) = f.path().and_then(|p| p.to_str())
+                && let Some(rel) = p.strip_prefix(store.prefix())
+                && rel.ends_with(".yaml")
+            {
+                paths.insert(std::path::PathBuf::from(rel));
+            }
+        }
+    }
+    let mut out: Vec<chg::store::Loaded> = rows
+        .iter()
+        .filter(|l| !paths.contains(&l.rel))
+        .cloned()
+        .collect();
+    for rel in &paths {
+        if store.root().join(rel).exists() {
+            out.push(store.load_file(rel).ok()?);
+        }
+    }
+    out.sort_by(|x, y| x.rel.cmp(&y.rel));
+    Some(out)
+}
+
 /// What every handler shares.
 pub struct Shared {
     /// The folder the store is found from.
@@ -71,7 +117,23 @@ pub struct Shared {
     pub lock_timeout: Duration,
     /// The read summaries of every change file, as of a HEAD.
     pub warm: std::sync::Mutex<Option<Warm>>,
+    /// Query results (lists, "waiting for me") as of a HEAD, for a few seconds.
+    pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
 }
+
+/// One query's result, as of `head`, computed at `at`.
+pub struct Memo {
+    /// HEAD when it was computed.
+    pub head: git2::Oid,
+    /// When.
+    pub at: std::time::Instant,
+    /// The result.
+    pub page: chg::query::Page<chg::store::Loaded>,
+}
+
+/// How long a query's result is reused while HEAD stays (what depends on the clock alone,
+/// such as an approval becoming overdue, is at most this late).
+pub const MEMO_FOR: Duration = Duration::from_secs(10);
 
 /// The store's read summaries (the query layer's index) kept in memory, as of `head`.
 pub struct Warm {
@@ -101,7 +163,22 @@ impl Shared {
                 return Ok(w.all.clone());
             }
         }
-        let all = Arc::new(store.load_summaries_where(|_| true)?);
+        // From the summaries of an earlier HEAD, only the change files that differ between
+        // the two commits are read again; else (none kept, too many changed) all of them.
+        let kept = self
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|w| (w.head, w.all.clone()));
+        let moved = match (kept, head) {
+            (Some((old, rows)), Some(new)) => moved_on(store, old, new, &rows),
+            _ => None,
+        };
+        let all = match moved {
+            Some(rows) => Arc::new(rows),
+            None => Arc::new(store.load_summaries_where(|_| true)?),
+        };
         if let Some(head) = head {
             let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
             *warm = Some(Warm {
@@ -239,40 +316,82 @@ pub fn serve(options: Options) -> Result<(), Error> {
             limiter: auth::Limiter::default(),
             lock_timeout: options.lock_timeout,
             warm: std::sync::Mutex::new(None),
+            memo: std::sync::Mutex::new(Default::default()),
         });
         tokio::spawn(keep_warm(state.clone()));
         let app = router(state, options.max_body, options.timeout);
         eprintln!("chg: listening on http://{bound} (public URL {public_url})");
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| Error::io("the server stopped", e))?;
+        accept(listener, app).await;
         eprintln!("chg: stopped");
         Ok(())
     })
 }
 
-/// Keeps the read summary (the query layer's index, under `.git/chg/`) warm: whenever
-/// HEAD moves (a step through this server, another server, a CLI user, a sync), it is
-/// brought up to date in the background, so the next list or page does not pay for it.
+/// Keeps the read summaries (the query layer's index, under `.git/chg/`) warm in memory:
+/// once HEAD has moved (a step through this server, another server, a CLI user, a sync) and
+/// then stayed for a second, they are read again in the background, so the next list or
+/// page does not pay for it. During a burst of steps nothing is re-read until it calms.
 async fn keep_warm(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last: Option<git2::Oid> = None;
     loop {
         tick.tick().await;
         let s = state.clone();
-        let _ = tokio::task::spawn_blocking(move || refresh(&s)).await;
+        let seen = last;
+        last = tokio::task::spawn_blocking(move || refresh(&s, seen))
+            .await
+            .ok()
+            .flatten();
     }
 }
 
-/// Refreshes the summaries kept in memory if HEAD moved since they were read.
-pub fn refresh(state: &Shared) {
-    if let Ok(store) = state.open() {
+/// Reads the summaries again if HEAD is `seen` (it stayed since the last look) and they are
+/// of another HEAD; returns HEAD.
+pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
+    let store = state.open().ok()?;
+    let head = store.repo().head().ok().and_then(|h| h.target())?;
+    let stale = {
+        let warm = state.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.as_ref().is_none_or(|w| w.head != head)
+    };
+    if stale && seen == Some(head) {
         let _ = state.summaries(&store);
     }
+    Some(head)
+}
+
+/// How long a client may take to send a request's headers: a slow client (one byte at a
+/// time, or nothing) is disconnected rather than holding a connection open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers connections until SIGTERM or Ctrl-C, then waits for those in flight to finish.
+async fn accept(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let service = hyper_util::service::TowerToHyperService::new(
+                    app.clone()
+                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                );
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -457,18 +457,30 @@ fn old_version(store: &Store, commit: &str, rel: &std::path::Path) -> Option<Cha
     d.parsed.then_some(d.change)
 }
 
+#[derive(Deserialize, Default)]
+struct Decided {
+    decided: Option<String>,
+}
+
 async fn change(
     State(state): State<AppState>,
     who: PagePerson,
     Path(id): Path<String>,
+    decided: Result<Params<Decided>, ApiError>,
 ) -> Response {
     let person = who.person.clone();
+    // After a decision (post, redirect, get): which commit recorded it, said on the page.
+    let notice = decided
+        .ok()
+        .and_then(|q| q.0.decided)
+        .filter(|c| c.len() <= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|c| format!("Your decision is recorded (commit {c})."));
     match blocking(&state, move |shared, store| {
         view(shared, store, &person, &id)
     })
     .await
     {
-        Ok(v) => change_page(&who, &v, None).into_response(),
+        Ok(v) => change_page(&who, &v, notice.as_deref()).into_response(),
         Err(e) => error_page(Some(&who), e),
     }
 }
@@ -630,22 +642,17 @@ async fn decide(
     };
     let person = who.person.clone();
     let r = blocking(&state, move |shared, store| {
-        let d = api::decide(shared, store, &person, &id, req)?;
-        let v = view(shared, store, &person, &id)?;
-        Ok((d, v))
+        api::decide(shared, store, &person, &id, req)
     })
     .await;
     match r {
-        Ok((d, v)) => {
-            let notice = format!(
-                "{} for {} recorded (commit {}); status {}",
-                d.decision,
-                d.approved_by,
-                d.commit.get(..8).unwrap_or(&d.commit),
-                d.status
-            );
-            change_page(&who, &v, Some(&notice)).into_response()
-        }
+        // Post, redirect, get: reloading the page does not send the decision again.
+        Ok(d) => Redirect::to(&format!(
+            "/changes/{}?decided={}",
+            d.change_request_id,
+            d.commit.get(..8).unwrap_or(&d.commit)
+        ))
+        .into_response(),
         Err(e) => error_page(Some(&who), e),
     }
 }

@@ -353,10 +353,8 @@ fn in_a_browser_sign_in_enrol_a_passkey_and_approve_with_it_verifiable_with_ssh_
     let head = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
     b.click("#passkey-approve");
     let page = b.text();
-    assert!(
-        page.contains("approved for change-manager recorded"),
-        "{page}"
-    );
+    // Post, redirect, get: the page names the commit that recorded the decision.
+    assert!(page.contains("Your decision is recorded (commit "), "{page}");
     b.screenshots("change-approved");
     assert_eq!(
         s.git(&["rev-list", "--count", &format!("{head}..HEAD")])

@@ -279,7 +279,7 @@ fn the_seeds_flow_through_the_api_one_commit_per_step_by_the_right_person() {
         v["approvers"],
         json!(["engineering-manager", "change-manager"])
     );
-    assert_eq!(v["estimated_approval_time"], "3d");
+    assert_eq!(v["estimated_approval_time"], "72h");
 
     // Lists and the change itself, as `chg show --json`.
     let list = srv.get(
@@ -886,8 +886,14 @@ fn the_pages_sign_in_show_what_waits_and_decide_only_with_the_sessions_csrf_toke
         &[("Sec-Fetch-Site", "same-origin".into()), ("Origin", origin)],
         form(&csrf),
     );
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert!(a.body.contains("recorded"), "{}", a.body);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let back = a.header("location").unwrap().to_owned();
+    assert!(
+        back.starts_with(&format!("/changes/{id}?decided=")),
+        "{back}"
+    );
+    let a = srv.raw("GET", &back, &with(&[]), b"");
+    assert!(a.body.contains("Your decision is recorded"), "{}", a.body);
     let commits = s.commits();
     assert_eq!(commits.len(), before + 1);
     assert_eq!(commits[0].0, "em@example.com");
@@ -940,7 +946,16 @@ fn a_slow_client_neither_blocks_others_nor_holds_a_request_past_the_timeout() {
     let _ = stalled.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    drop(slow);
+    // Headers never finished: the connection is closed (after 10 s), not held forever.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = slow.read_to_end(&mut out).is_ok();
+    assert!(
+        closed && t.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -1210,4 +1225,33 @@ fn sigterm_finishes_the_requests_in_flight_then_stops() {
     assert_eq!(s.commits().len(), before + created, "{answers:?}");
     s.chg("alice@example.com", &["validate"]).ok();
     s.chg("alice@example.com", &["audit"]).ok();
+}
+
+#[test]
+fn a_step_taken_with_the_cli_is_seen_by_the_next_read() {
+    let s = store();
+    let alice = s.token("alice@example.com");
+    let srv = s.serve(&[]);
+    let id = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pending = srv
+        .get(&format!("{BASE}?status=pending_approval"), &alice)
+        .json();
+    assert_eq!(pending[0]["id"], id);
+    // Steps and a new change made beside the server, by the CLI: HEAD moves under it.
+    s.chg("em@example.com", &["approve", &id]).ok();
+    s.chg("cm@example.com", &["approve", &id]).ok();
+    let other = s.new_change(&[]);
+    let approved = srv.get(&format!("{BASE}?status=approved"), &alice).json();
+    assert_eq!(approved[0]["id"], id, "{approved}");
+    assert_eq!(approved[0]["approvals"].as_array().unwrap().len(), 2);
+    let pending = srv
+        .get(&format!("{BASE}?status=pending_approval"), &alice)
+        .json();
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    assert_eq!(pending[0]["id"], other);
+    let r = srv.get("/api/v1/change-management/reports", &alice).json();
+    assert_eq!(r["total_changes"], 2);
 }
