@@ -319,6 +319,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             memo: std::sync::Mutex::new(Default::default()),
         });
         tokio::spawn(keep_warm(state.clone()));
+        tokio::spawn(notify_loop(state.clone()));
         let app = router(state, options.max_body, options.timeout);
         eprintln!("chg: listening on http://{bound} (public URL {public_url})");
         accept(listener, app).await;
@@ -344,6 +345,84 @@ async fn keep_warm(state: AppState) {
             .ok()
             .flatten();
     }
+}
+
+/// How often the server sends what the clock calls for (approvals past their timeout,
+/// reminders, retries) when nothing moves HEAD (SPEC section 13: "periodically").
+pub const NOTIFY_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs `chg notify` for the store: within a second of every state change (through this
+/// server, another server, a CLI user or a sync: whatever moved HEAD) and every minute. The
+/// outbox's lock keeps it from sending what a concurrent `chg notify` sends; a delivery
+/// that fails is retried by a later run, as the CLI's are.
+async fn notify_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last: Option<(Option<git2::Oid>, std::time::Instant)> = None;
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let due = last;
+        let ran = tokio::task::spawn_blocking(move || notify_if_due(&s, due)).await;
+        if let Ok(Some(done)) = ran {
+            last = Some(done);
+        }
+    }
+}
+
+/// One run of the notifications if HEAD moved since `last` or a minute passed; returns
+/// the HEAD and time of the run, or `None` when none was due.
+fn notify_if_due(
+    state: &Shared,
+    last: Option<(Option<git2::Oid>, std::time::Instant)>,
+) -> Option<(Option<git2::Oid>, std::time::Instant)> {
+    let store = state.open().ok()?;
+    let head = store.repo().head().ok().and_then(|h| h.target());
+    if let Some((h, at)) = last
+        && h == head
+        && at.elapsed() < NOTIFY_EVERY
+    {
+        return None;
+    }
+    let ran = (head, std::time::Instant::now());
+    let Ok(policy) = store.policy() else {
+        return Some(ran);
+    };
+    let Some(n) = &policy.notifications else {
+        return Some(ran);
+    };
+    // The server is the binary's edge: the channels' URLs and secrets come from its
+    // environment, as `chg notify`'s do.
+    let endpoints = match chg::notify::Endpoints::from_vars(n, |k| std::env::var(k).ok()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(target: "notify", error = %e, "notifications not sent");
+            return Some(ran);
+        }
+    };
+    let opts = chg::notify::Options {
+        dry_run: false,
+        // The policy's public URL (where people reach the server, behind its proxy) wins;
+        // without one, the server's own.
+        base_url: n.base_url.is_none().then(|| state.public_url.clone()),
+        retry_now: false,
+        lock_wait: Duration::from_secs(1),
+        max_age: Some(jiff::SignedDuration::from_hours(7 * 24)),
+    };
+    match chg::notify::run(&store, &policy, auth::now(), &endpoints, &opts) {
+        Ok(r) if r.failed.is_empty() => {
+            if !r.sent.is_empty() {
+                tracing::info!(target: "notify", sent = r.sent.len(), "notifications sent");
+            }
+        }
+        Ok(r) => {
+            for f in &r.failed {
+                tracing::warn!(target: "notify", failure = ?f, "a notification was not delivered; it is retried later");
+            }
+        }
+        Err(e) => tracing::warn!(target: "notify", error = %e, "notifications not sent"),
+    }
+    Some(ran)
 }
 
 /// Reads the summaries again if HEAD is `seen` (it stayed since the last look) and they are

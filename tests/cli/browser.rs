@@ -354,7 +354,10 @@ fn in_a_browser_sign_in_enrol_a_passkey_and_approve_with_it_verifiable_with_ssh_
     b.click("#passkey-approve");
     let page = b.text();
     // Post, redirect, get: the page names the commit that recorded the decision.
-    assert!(page.contains("Your decision is recorded (commit "), "{page}");
+    assert!(
+        page.contains("Your decision is recorded (commit "),
+        "{page}"
+    );
     b.screenshots("change-approved");
     assert_eq!(
         s.git(&["rev-list", "--count", &format!("{head}..HEAD")])

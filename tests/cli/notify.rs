@@ -1029,3 +1029,53 @@ fn routes_slipped_into_a_governed_policy_are_refused_not_followed() {
     );
     assert!(w.smtp.got().is_empty() && w.http.got().is_empty());
 }
+
+/// `chg serve` sends what the history calls for within seconds of a state change made
+/// anywhere (here a CLI user's), each event once, with the links the policy gives.
+#[test]
+fn chg_serve_sends_the_notifications_of_every_state_change_once() {
+    let mut w = World::new();
+    // The server reads the real clock: the CLI's steps are made at the same time.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
+    w.s.at(&now.to_string());
+    let mut cmd =
+        w.s.cmd(Path::new(env!("CARGO_BIN_EXE_chg")), "ops@example.com");
+    cmd.env_remove("CHG_NOW")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in w.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("chg: listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the server started");
+    // A state change made beside the server, with the CLI.
+    let id = file_high(&w.s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (w.http.at("/slack").is_empty() || w.smtp.to("em@example.com").is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let chat = w.http.at("/slack");
+    assert_eq!(chat.len(), 1, "{chat:?}");
+    assert!(chat[0].body.contains(&id), "{}", chat[0].body);
+    assert!(chat[0].body.contains("https://chg.example.com/changes/"));
+    assert_eq!(w.smtp.to("em@example.com").len(), 1);
+    // What the server delivered is not delivered again by the CLI.
+    let out = w.notify(&[]).ok();
+    assert_eq!(w.http.at("/slack").len(), 1, "{}", out.stderr);
+    assert_eq!(w.smtp.to("em@example.com").len(), 1);
+}
