@@ -508,11 +508,37 @@ impl AllowedSigners {
                 sig.namespace()
             ));
         }
+        self.judge_with(
+            actor,
+            at,
+            sig.public_key(),
+            key,
+            false,
+            |signer| match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
+                Ok(()) => None,
+                Err(_) => Some(None),
+            },
+        )
+    }
+
+    /// The verdict on a signature made with `public` by `actor` at `at`: foreign unless the
+    /// allowed signers list that key for them then; valid when this signature was proven
+    /// before or `verify` finds nothing wrong (`Some(None)`: made over another statement, a
+    /// transplant; `Some(Some(why))`: corrupt).
+    fn judge_with(
+        &self,
+        actor: &str,
+        at: Timestamp,
+        public: &ssh_key::public::KeyData,
+        key: [u8; 32],
+        passkey: bool,
+        verify: impl FnOnce(&Signer) -> Option<Option<String>>,
+    ) -> Verdict {
         let Some(signer) = self
             .keys_for(actor, at)
-            .find(|s| s.key.key_data() == sig.public_key())
+            .find(|s| s.key.key_data() == public)
         else {
-            let fingerprint = PublicKey::from(sig.public_key().clone())
+            let fingerprint = PublicKey::from(public.clone())
                 .fingerprint(HashAlg::Sha256)
                 .to_string();
             return Verdict::Foreign { fingerprint };
@@ -522,20 +548,21 @@ impl AllowedSigners {
         if proven.is_some_and(|p| p.contains(&key)) {
             return Verdict::Valid {
                 fingerprint,
-                passkey: false,
+                passkey,
             };
         }
-        match signer.key.verify(NAMESPACE, statement.as_bytes(), &sig) {
-            Ok(()) => {
+        match verify(signer) {
+            None => {
                 if let Some(p) = proven {
                     p.add(key);
                 }
                 Verdict::Valid {
                     fingerprint,
-                    passkey: false,
+                    passkey,
                 }
             }
-            Err(_) => Verdict::Transplanted { fingerprint },
+            Some(None) => Verdict::Transplanted { fingerprint },
+            Some(Some(why)) => Verdict::Corrupt(why),
         }
     }
 }
@@ -553,36 +580,13 @@ impl AllowedSigners {
         key: [u8; 32],
     ) -> Verdict {
         use crate::webauthn::PasskeyError;
-        let Some(signer) = self
-            .keys_for(actor, at)
-            .find(|s| s.key.key_data() == &sig.public_key)
-        else {
-            let fingerprint = PublicKey::from(sig.public_key.clone())
-                .fingerprint(HashAlg::Sha256)
-                .to_string();
-            return Verdict::Foreign { fingerprint };
-        };
-        let fingerprint = signer.fingerprint.clone();
-        let proven = self.proven.get();
-        if proven.is_some_and(|p| p.contains(&key)) {
-            return Verdict::Valid {
-                fingerprint,
-                passkey: true,
-            };
-        }
-        match sig.check(statement.as_bytes(), None) {
-            Ok(()) => {
-                if let Some(p) = proven {
-                    p.add(key);
-                }
-                Verdict::Valid {
-                    fingerprint,
-                    passkey: true,
-                }
+        self.judge_with(actor, at, &sig.public_key, key, true, |_| {
+            match sig.check(statement.as_bytes(), None) {
+                Ok(()) => None,
+                Err(PasskeyError::Mismatch(_)) => Some(None),
+                Err(e) => Some(Some(e.to_string())),
             }
-            Err(PasskeyError::Mismatch(_)) => Verdict::Transplanted { fingerprint },
-            Err(e) => Verdict::Corrupt(e.to_string()),
-        }
+        })
     }
 
     /// The passkey keys (`sk-ecdsa-sha2-nistp256@openssh.com`) listed for `email` at `at`
