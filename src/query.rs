@@ -541,6 +541,28 @@ pub fn report_over(
     )
 }
 
+/// A change as `chg show --json` writes it and the API answers it: every field, its file,
+/// the roles its approval needs and those still missing.
+pub fn change_json(
+    policy: &Policy,
+    rel: &std::path::Path,
+    c: &ChangeRequest,
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(c).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    if let serde_json::Value::Object(map) = &mut v {
+        map.insert("file".into(), rel.display().to_string().into());
+        map.insert(
+            "required_roles".into(),
+            serde_json::json!(policy.required_roles(c)),
+        );
+        map.insert(
+            "missing_roles".into(),
+            serde_json::json!(crate::rules::missing_roles(c, policy)),
+        );
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,19 +126,6 @@ pub struct LogArgs {
     format: TextFormat,
 }
 
-fn change_json(policy: &Policy, rel: &std::path::Path, c: &ChangeRequest) -> Result<Value, Error> {
-    let mut v = serde_json::to_value(c).map_err(|e| Error::Internal(e.to_string()))?;
-    if let Value::Object(map) = &mut v {
-        map.insert("file".into(), json!(rel.display().to_string()));
-        map.insert("required_roles".into(), json!(policy.required_roles(c)));
-        map.insert(
-            "missing_roles".into(),
-            json!(chg::rules::missing_roles(c, policy)),
-        );
-    }
-    Ok(v)
-}
-
 pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
     let id = ui.parse_id(&a.id)?;
     let loaded = store.load(&id)?;
@@ -155,7 +142,7 @@ pub fn show(ui: &Ui, store: &Store, policy: &Policy, a: ShowArgs) -> CmdResult {
         chg::query::overdue_since(c, policy, &prov, now).map(|due| (due, now))
     };
     if ui.json(&a.json) || a.format == TextFormat::Json {
-        let mut v = change_json(policy, &loaded.rel, c)?;
+        let mut v = chg::query::change_json(policy, &loaded.rel, c)?;
         if let (Some((due, _)), Value::Object(map)) = (overdue, &mut v) {
             map.insert("overdue_since".into(), json!(due));
         }
@@ -465,7 +452,7 @@ pub fn list(ui: &Ui, store: &Store, policy: &Policy, a: ListArgs) -> CmdResult {
                 .iter()
                 .map(|l| {
                     let whole = store.load_file(&l.rel)?;
-                    change_json(policy, &l.rel, whole.change())
+                    chg::query::change_json(policy, &l.rel, whole.change())
                 })
                 .collect::<Result<_, _>>()?;
             ui.out_json(&items)?;

@@ -641,20 +641,6 @@ pub fn synced(shared: &Shared, store: &Store, ctx: &chg::Context) -> Result<(), 
     Ok(())
 }
 
-/// A change as `chg show --json` writes it.
-pub fn change_json(policy: &Policy, rel: &std::path::Path, c: &ChangeRequest) -> Value {
-    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut v {
-        map.insert("file".into(), json!(rel.display().to_string()));
-        map.insert("required_roles".into(), json!(policy.required_roles(c)));
-        map.insert(
-            "missing_roles".into(),
-            json!(chg::rules::missing_roles(c, policy)),
-        );
-    }
-    v
-}
-
 fn text(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.trim().is_empty())
 }
@@ -794,7 +780,7 @@ async fn list(
             .iter()
             .map(|r| {
                 let whole = store.load_file(&r.item.rel)?;
-                Ok(change_json(&policy, &r.item.rel, whole.change()))
+                chg::query::change_json(&policy, &r.item.rel, whole.change())
             })
             .collect::<Result<_, Error>>()?;
         Ok((items, page.total))
@@ -901,7 +887,11 @@ async fn show(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let loaded = store.load(&id)?;
-        Ok(change_json(&policy, &loaded.rel, loaded.change()))
+        Ok(chg::query::change_json(
+            &policy,
+            &loaded.rel,
+            loaded.change(),
+        )?)
     })
     .await?;
     Ok(Json(v))
