@@ -73,15 +73,7 @@ impl<'r> Auditor<'r> {
                     continue;
                 }
                 let id = id_of_path(&path).to_owned();
-                for p in &problems {
-                    out.findings.push(facts.finding(
-                        p.level,
-                        &p.rule,
-                        Some(id.clone()),
-                        Some(path.clone()),
-                        p.message.clone(),
-                    ));
-                }
+                push_findings(out, facts, &id, &path, &problems);
                 let mut entry = facts.plain_entry(seq, id, path, "merge", problems);
                 entry.submitted = submitted;
                 out.entries.push(entry);
@@ -90,15 +82,7 @@ impl<'r> Auditor<'r> {
         // What the merge dropped from files it otherwise left alone or deleted.
         for (path, problems) in drops {
             let id = id_of_path(&path).to_owned();
-            for p in &problems {
-                out.findings.push(facts.finding(
-                    p.level,
-                    &p.rule,
-                    Some(id.clone()),
-                    Some(path.clone()),
-                    p.message.clone(),
-                ));
-            }
+            push_findings(out, facts, &id, &path, &problems);
             out.entries
                 .push(facts.plain_entry(seq, id, path, "merge", problems));
         }
@@ -314,4 +298,23 @@ pub(super) fn brought_problems(
         ));
     }
     out
+}
+
+/// The findings of a merge's `problems` with the change file at `path`.
+fn push_findings(
+    out: &mut CommitAudit,
+    facts: &Facts<'_>,
+    id: &str,
+    path: &str,
+    problems: &[Problem],
+) {
+    for p in problems {
+        out.findings.push(facts.finding(
+            p.level,
+            &p.rule,
+            Some(id.to_owned()),
+            Some(path.to_owned()),
+            p.message.clone(),
+        ));
+    }
 }
