@@ -1335,10 +1335,19 @@ impl Checker<'_> {
                 );
             }
             for m in &members.value {
-                if !m.contains('@') {
+                // One bare address: a space, a comma, angle brackets or a control character
+                // would let a member be read as several addresses or headers where mail is
+                // sent (found by an attacker session).
+                let odd = m
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+                if !m.contains('@') || odd {
                     self.err(
                         at(members),
-                        format!("member `{m}` of role `{name}` is not an email address"),
+                        format!(
+                            "member `{}` of role `{name}` is not one email address",
+                            crate::text::ascii_escaped(m)
+                        ),
                     );
                 }
             }
@@ -1562,6 +1571,25 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs.iter().any(|m| m.contains("Mars/Olympus")), "{msgs:?}");
+    }
+
+    #[test]
+    fn a_member_is_one_bare_address() {
+        for member in [
+            "\"evil@x.example>\\r\\nBcc: y@x.example\"",
+            "\"a@b.example, c@d.example\"",
+            "\"Name <a@b.example>\"",
+        ] {
+            let f = errors(&DEFAULT_POLICY.replace(
+                "change-manager: [cm@example.com]",
+                &format!("change-manager: [cm@example.com, {member}]"),
+            ));
+            assert!(
+                f.iter()
+                    .any(|x| x.message.contains("is not one email address")),
+                "{member}: {f:?}"
+            );
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
             let to = if m.to.is_empty() {
                 String::new()
             } else {
-                format!(" to {}", m.to)
+                format!(" to {}", chg::text::one_line(&m.to))
             };
             s.push_str(&format!(
                 "{verb} {} ({}){to}: {}\n",
@@ -100,7 +100,7 @@ pub fn run(ui: &Ui, store: &Store, policy: &Policy, a: NotifyArgs) -> CmdResult 
             let to = if f.message.to.is_empty() {
                 String::new()
             } else {
-                format!(" to {}", f.message.to)
+                format!(" to {}", chg::text::one_line(&f.message.to))
             };
             eprintln!(
                 "chg: error: delivery through channel {}{to} failed (attempt {}): {}; kept for the next run (not before {})",

@@ -420,7 +420,15 @@ impl Sources<'_> {
                 .filter(|c| c.status() == Status::PendingApproval)
                 .map(|c| awaited(c, self.policy, &self.provenance(&e.id)))
                 .unwrap_or_default(),
-            _ => at_commit.requester.clone().into_iter().collect(),
+            // The requester as verified history knows them (the author of the change's
+            // first version), not a `requester:` a hand edit may have rewritten to any
+            // address (found by an attacker session).
+            _ => self
+                .provenance(&e.id)
+                .creator
+                .or_else(|| at_commit.requester.clone())
+                .into_iter()
+                .collect(),
         };
         let awaiting = if kind == EventKind::AwaitingApproval {
             crate::rules::missing_roles(&at_commit, self.policy)

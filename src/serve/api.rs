@@ -188,10 +188,62 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(e) => Err(json_rejection(e)),
+        let value = match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(e) => return Err(json_rejection(e)),
+        };
+        // A NUL cannot be kept in a change file or a commit: refused as the client's
+        // mistake, with where it is (it was a 500, found by an attacker session).
+        if let Some(at) = nul_at(&value, "") {
+            return Err(ApiError::bad(
+                "body",
+                format!("{at}: a text may not contain a NUL character"),
+            ));
         }
+        // The field a wrong value is in, named as axum's own extractor names it.
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(|e| {
+                ApiError::bad(
+                    "body",
+                    format!(
+                        "Failed to deserialize the JSON body into the target type: {}: {}",
+                        e.path(),
+                        e.inner()
+                    ),
+                )
+            })
+    }
+}
+
+/// Where in `v` a string (or a key) holds a NUL character, as a path (`title`,
+/// `conditions[0]`), if anywhere.
+fn nul_at(v: &Value, path: &str) -> Option<String> {
+    let here = |p: &str| {
+        if p.is_empty() {
+            "body".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    match v {
+        Value::String(s) => s.contains('\0').then(|| here(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                return Some(here(path));
+            }
+            nul_at(x, &at)
+        }),
+        _ => None,
     }
 }
 
@@ -1125,6 +1177,27 @@ async fn implement(
             let end = s
                 .checked_add(length)
                 .map_err(|e| ApiError::bad("scheduled_time", format!("scheduled_time: {e}")))?;
+            // One request, one outcome: a schedule that implementing now would then refuse
+            // (a window already over, a freeze, an approval missing) is refused before it is
+            // committed, not left behind (found by an attacker session).
+            if s <= now {
+                let mut would = c.clone();
+                would.schedule = Some(chg::model::Schedule {
+                    start: s,
+                    end,
+                    maintenance_window: req
+                        .maintenance_window
+                        .or(schedule.as_ref().map(|x| x.maintenance_window))
+                        .unwrap_or(false),
+                });
+                let policy = store.policy()?;
+                if let Some(r) = chg::rules::implement_refusals(&would, &policy, now)
+                    .into_iter()
+                    .next()
+                {
+                    return Err(Error::Refused(r).into());
+                }
+            }
             let o = store.transition(
                 &ctx,
                 &id,

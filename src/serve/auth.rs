@@ -340,8 +340,10 @@ pub fn encode_next(path: &str) -> String {
 
 /// The local path `next` names, or `/`.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") => encode_next(n),
+    // Judged after the characters are stripped: `/\/evil` stripped is `//evil`, a link to
+    // another site (found by an attacker session).
+    match next.map(encode_next) {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") => n,
         _ => "/".into(),
     }
 }

@@ -609,6 +609,17 @@ async fn decide(
     if let Err(e) = check_csrf(&state, &headers, form.csrf.as_deref(), Some(&who.csrf)) {
         return error_page(Some(&who), e);
     }
+    // As the API's bodies: a NUL cannot be kept in a change file or a commit.
+    if [&form.comments, &form.conditions]
+        .into_iter()
+        .flatten()
+        .any(|t| t.contains('\0'))
+    {
+        return error_page(
+            Some(&who),
+            ApiError::bad("body", "a text may not contain a NUL character"),
+        );
+    }
     let approved = match form.decision.as_str() {
         "approve" => true,
         "reject" => false,

@@ -1079,3 +1079,23 @@ fn chg_serve_sends_the_notifications_of_every_state_change_once() {
     assert_eq!(w.http.at("/slack").len(), 1, "{}", out.stderr);
     assert_eq!(w.smtp.to("em@example.com").len(), 1);
 }
+
+/// A decision is mailed to the requester as verified history knows them (who filed the
+/// change), not to an address a plain-git edit wrote into `requester:`.
+#[test]
+fn a_decision_goes_to_the_verified_requester_not_a_hand_written_one() {
+    let w = World::new();
+    let id = file_high(&w.s);
+    w.s.rewrite(&id, |t| {
+        t.replace(
+            "requester: alice@example.com",
+            "requester: attacker@evil.example",
+        )
+    });
+    w.s.git(&["commit", "-qam", "requester"]);
+    approve_all(&w.s, &id);
+    w.notify(&[]).ok();
+    assert!(w.smtp.to("attacker@evil.example").is_empty());
+    let mails = w.smtp.to("alice@example.com");
+    assert!(mails.iter().any(|m| m.data.contains(&id)), "{mails:?}");
+}

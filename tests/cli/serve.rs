@@ -328,6 +328,16 @@ fn the_seeds_flow_through_the_api_one_commit_per_step_by_the_right_person() {
     assert_eq!(gate["open"], false, "not scheduled: {gate}");
     assert_eq!(gate["reasons"][0]["rule"], "unscheduled");
 
+    // A window already over is refused as a whole: no schedule commit is left behind.
+    let before = s.commits().len();
+    let past = srv.post(
+        &format!("{BASE}/{id}/implement"),
+        &alice,
+        json!({"scheduled_time": "1969-01-01T00:00:00Z"}),
+    );
+    assert_eq!(past.status, 409, "{}", past.body);
+    assert_eq!(s.commits().len(), before, "nothing committed");
+
     let i = srv.post(
         &format!("{BASE}/{id}/implement"),
         &alice,
@@ -452,6 +462,20 @@ fn refusals_answer_with_the_specs_status_codes_and_never_500() {
         .unwrap()
         .to_owned();
     let before = s.commits().len();
+
+    // 400, not 500: a NUL in any text (it cannot be kept in a file or a commit).
+    let mut nul = seed_change();
+    nul["title"] = serde_json::json!("a\u{0}b");
+    let a = srv.post(BASE, &alice, nul);
+    assert_eq!((a.status, a.rule().as_str()), (400, "body"), "{}", a.body);
+    assert!(a.body.contains("title"), "{}", a.body);
+    let a = srv.post(
+        &format!("{BASE}/{id}/approve"),
+        &em,
+        serde_json::json!({"approved": true, "conditions": ["x\u{0}"]}),
+    );
+    assert_eq!((a.status, a.rule().as_str()), (400, "body"), "{}", a.body);
+    assert_eq!(s.commits().len(), before);
 
     // 401: no token, a wrong one, a malformed header.
     let a = srv.call("GET", BASE, None, None);
@@ -1254,4 +1278,30 @@ fn a_step_taken_with_the_cli_is_seen_by_the_next_read() {
     assert_eq!(pending[0]["id"], other);
     let r = srv.get("/api/v1/change-management/reports", &alice).json();
     assert_eq!(r["total_changes"], 2);
+}
+
+/// Signing in goes back only to a page of this server: a `next` that becomes another
+/// site's address once its odd characters are stripped (`/\/evil.example/`) goes to `/`.
+#[test]
+fn signing_in_never_redirects_to_another_site() {
+    let s = store();
+    let em = s.token("em@example.com");
+    let srv = s.serve(&[]);
+    for next in [
+        "/%5C/evil.example/",
+        "//evil.example/",
+        "/%09/evil.example/",
+        "https://evil.example/",
+    ] {
+        let a = srv.raw(
+            "POST",
+            "/signin",
+            &[("Content-Type", "application/x-www-form-urlencoded".into())],
+            format!("token={em}&next={next}").as_bytes(),
+        );
+        assert_eq!(a.status, 303, "{}", a.body);
+        assert_eq!(a.header("location"), Some("/"), "{next}");
+        let page = srv.raw("GET", &format!("/signin?next={next}"), &[], b"");
+        assert!(!page.body.contains("value=\"//"), "{next}: {}", page.body);
+    }
 }
