@@ -80,6 +80,18 @@ pub struct Context {
     /// How the request came in, when not from the command line (`api token=tok_…`): the
     /// commit records it in a `Chg-Via` trailer.
     pub via: Option<String>,
+    /// `chg serve`'s own key, to attest the actor's decision where no signature of
+    /// theirs comes with it and the policy lets the server attest it (SPEC 12.1).
+    pub attester: Option<Attester>,
+}
+
+/// The server's signer of attested decisions, and how it authenticated the actor.
+#[derive(Clone)]
+pub struct Attester {
+    /// Signs with the server's key (listed under `signing.server_attests.signer`).
+    pub signer: std::sync::Arc<dyn crate::signing::RecordSigner>,
+    /// How the actor was authenticated (`api token tok_…`), recorded and signed.
+    pub via: String,
 }
 
 impl std::fmt::Debug for Context {
@@ -94,6 +106,7 @@ impl std::fmt::Debug for Context {
             .field("signs_records", &self.record_signer.is_some())
             .field("sign_unrequired", &self.sign_unrequired)
             .field("via", &self.via)
+            .field("attests", &self.attester.as_ref().map(|a| &a.via))
             .finish()
     }
 }
@@ -115,6 +128,7 @@ impl Context {
             record_signer: None,
             sign_unrequired: false,
             via: None,
+            attester: None,
         }
     }
 
@@ -135,6 +149,13 @@ impl Context {
     ) -> Context {
         self.record_signer = Some(signer);
         self.sign_unrequired = true;
+        self
+    }
+
+    /// The same context, with the server's key attesting the actor's decisions where the
+    /// policy allows it.
+    pub fn attested_by(mut self, attester: Attester) -> Context {
+        self.attester = Some(attester);
         self
     }
 

@@ -72,6 +72,8 @@ pub const APPROVAL_KEYS: &[&str] = &[
     "conditions",
     "digest",
     "signature",
+    "attested_by",
+    "attested_via",
 ];
 /// Keys of `implementation`.
 pub const IMPLEMENTATION_KEYS: &[&str] = &[
@@ -533,7 +535,8 @@ impl Decoder<'_> {
             self.place(&base, item);
             let (mut by, mut role, mut decision, mut at, mut comments, mut conditions) =
                 (None, None, None, None, None, Vec::new());
-            let (mut digest, mut signature) = (None, None);
+            let (mut digest, mut signature, mut attested_by, mut attested_via) =
+                (None, None, None, None);
             let entries = self.mapping(item, &base, APPROVAL_KEYS);
             for &(key, v) in &entries {
                 let path = format_args!("approvals[{i}].{key}");
@@ -545,6 +548,8 @@ impl Decoder<'_> {
                     "comments" => comments = self.text(v, &path),
                     "digest" => digest = self.text(v, &path),
                     "signature" => signature = self.text(v, &path),
+                    "attested_by" => attested_by = self.text(v, &path),
+                    "attested_via" => attested_via = self.text(v, &path),
                     _ => conditions = self.list(v, &path),
                 }
             }
@@ -565,6 +570,8 @@ impl Decoder<'_> {
                     conditions,
                     digest,
                     signature,
+                    attested_by,
+                    attested_via,
                 });
             }
         }

@@ -214,6 +214,8 @@ mod tests {
             conditions: vec!["true".into()],
             digest: None,
             signature: None,
+            attested_by: None,
+            attested_via: None,
         });
         let out = apply(HAND, &old, &new).unwrap();
         for kept in [
@@ -287,6 +289,8 @@ mod tests {
             conditions: vec![],
             digest: None,
             signature: None,
+            attested_by: None,
+            attested_via: None,
         });
         let out = apply(text, &old, &new).unwrap();
         assert!(

@@ -405,9 +405,18 @@ pub struct Approval {
     /// approval cannot silently carry over to a plan that changed after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
-    /// The approver's SSH signature over the record's statement (SPEC section 9).
+    /// The approver's SSH signature over the record's statement (SPEC section 9); for an
+    /// attested decision, the server's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// For a decision the server attested (SPEC 12.1, `signing.server_attests`): the
+    /// allowed signers principal of the server's key that signed it in the person's stead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
+    /// How the server authenticated the person (`api token tok_…`, `session (token tok_…,
+    /// signed in 2026-…)`): part of what the server signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attested_via: Option<String>,
 }
 
 /// What happened when the change was carried out.

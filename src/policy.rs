@@ -383,7 +383,24 @@ pub struct SigningPolicy {
     /// The file's keys, attached by whoever read the policy ([`Policy::attach_signers`]);
     /// `None` until then, and then nothing verifies.
     pub signers: Option<crate::signing::Signers>,
+    /// Where `chg serve` may sign a decision with its own key instead of the person's
+    /// (SPEC 12.1, last point); `None`: never.
+    pub server_attests: Option<ServerAttests>,
 }
+
+/// `signing.server_attests`: the decisions the server may attest for people who
+/// authenticated to it, by role and risk level, and the principal its key is listed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAttests {
+    /// The roles whose decisions it may attest.
+    pub roles: Vec<String>,
+    /// The highest risk level of a change it may attest a decision on.
+    pub max_risk: RiskLevel,
+    /// The allowed signers principal the server's key is listed under.
+    pub signer: String,
+}
+
+pub use crate::signing::DEFAULT_ATTESTING_SIGNER;
 
 // ---- the file as written, with places ----
 
@@ -441,6 +458,15 @@ struct RawSigning {
     allowed_signers: Spanned<String>,
     #[serde(default)]
     required_for: Vec<Spanned<String>>,
+    server_attests: Option<Spanned<RawServerAttests>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServerAttests {
+    roles: Vec<Spanned<String>>,
+    max_risk: Spanned<RiskLevel>,
+    signer: Option<Spanned<String>>,
 }
 
 /// `segregation_of_duties` as written: a bool, or a mapping whose keys keep their places
@@ -773,6 +799,39 @@ impl Policy {
         })
     }
 
+    /// Whether the server may attest a decision for `role` on a change of `risk` (SPEC
+    /// 12.1): `signing.server_attests` names the role, and the risk is known and not above
+    /// its `max_risk`. `Err` says why not, in a sentence.
+    pub fn server_may_attest(
+        &self,
+        role: &str,
+        risk: Option<RiskLevel>,
+    ) -> std::result::Result<&ServerAttests, String> {
+        let Some(a) = self
+            .signing
+            .as_ref()
+            .and_then(|s| s.server_attests.as_ref())
+        else {
+            return Err(
+                "the policy does not let the server attest decisions (signing.server_attests)"
+                    .into(),
+            );
+        };
+        if !a.roles.iter().any(|r| r == role) {
+            return Err(format!(
+                "signing.server_attests does not name the role {role}"
+            ));
+        }
+        match risk {
+            Some(r) if r <= a.max_risk => Ok(a),
+            Some(r) => Err(format!(
+                "the change's risk level is {r}, above signing.server_attests.max_risk {}",
+                a.max_risk
+            )),
+            None => Err("the change has no risk level, so the server may not attest for it".into()),
+        }
+    }
+
     /// The allowed signers, once attached.
     pub fn signers(&self) -> Option<&crate::signing::AllowedSigners> {
         self.signing.as_ref().and_then(|s| s.signers.as_deref())
@@ -978,6 +1037,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         .as_ref()
         .map(|list| c.known_roles("emergency.declared_by", list, &roles));
     let risk = raw.risk.as_ref().map(|r| c.risk(r));
+    let signing = raw.signing.as_ref().map(|sg| c.signing(sg, &roles));
     let notifications = raw
         .notifications
         .as_ref()
@@ -1036,7 +1096,7 @@ fn check(file: &str, raw: RawPolicy, findings: &mut Vec<Finding>) -> Policy {
         freezes,
         targets: raw.targets,
         conflicts: raw.conflicts,
-        signing: raw.signing.as_ref().map(|sg| c.signing(sg)),
+        signing,
         governance,
         notifications,
         lenient: Lenient::default(),
@@ -1170,7 +1230,11 @@ impl Checker<'_> {
     }
 
     /// `signing`: the allowed signers file under `policy/`, known actions only.
-    fn signing(&mut self, raw: &Spanned<RawSigning>) -> SigningPolicy {
+    fn signing(
+        &mut self,
+        raw: &Spanned<RawSigning>,
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> SigningPolicy {
         let raw = &raw.value;
         let path = raw.allowed_signers.value.trim().to_owned();
         let inside = path.starts_with("policy/")
@@ -1209,10 +1273,66 @@ impl Checker<'_> {
                 );
             }
         }
+        let server_attests = raw
+            .server_attests
+            .as_ref()
+            .map(|a| self.server_attests(a, roles));
         SigningPolicy {
             allowed_signers: path,
             required_for,
             signers: None,
+            server_attests,
+        }
+    }
+
+    /// `signing.server_attests`: known roles, at least one, and a signer principal that
+    /// is one word (an allowed signers principal, never a pattern).
+    fn server_attests(
+        &mut self,
+        raw: &Spanned<RawServerAttests>,
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> ServerAttests {
+        let a = &raw.value;
+        if a.roles.is_empty() {
+            self.err(
+                at(raw),
+                "signing.server_attests.roles is empty: name the roles whose decisions the server may attest, or remove server_attests".into(),
+            );
+        }
+        let attested = self.known_roles("signing.server_attests.roles", &a.roles, roles);
+        let signer = match &a.signer {
+            Some(s) => {
+                let v = s.value.trim();
+                if v.is_empty()
+                    || crate::signing::is_pattern(v)
+                    || v.starts_with('#')
+                    || v.contains(|c: char| {
+                        c.is_whitespace() || c.is_control() || matches!(c, ',' | '"' | '\\' | '\'')
+                    })
+                {
+                    self.err(
+                        at(s),
+                        format!("signing.server_attests.signer `{v}` is not one allowed signers principal (like chg-server@example.com)"),
+                    );
+                }
+                v.to_owned()
+            }
+            None => DEFAULT_ATTESTING_SIGNER.to_owned(),
+        };
+        if roles
+            .values()
+            .flatten()
+            .any(|m| m.eq_ignore_ascii_case(&signer))
+        {
+            self.err(
+                at(raw),
+                format!("signing.server_attests.signer `{signer}` is a role member: the server's key must not be a person's"),
+            );
+        }
+        ServerAttests {
+            roles: attested,
+            max_risk: a.max_risk.value,
+            signer,
         }
     }
 
@@ -1571,6 +1691,63 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs.iter().any(|m| m.contains("Mars/Olympus")), "{msgs:?}");
+    }
+
+    #[test]
+    fn server_attests_names_known_roles_a_risk_level_and_one_principal() {
+        let with = |a: &str| {
+            format!(
+                "{DEFAULT_POLICY}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [approve]\n  server_attests: {a}\n"
+            )
+        };
+        let (p, _) = Policy::parse(
+            "policy.yaml",
+            &with("{roles: [engineering-manager], max_risk: low}"),
+        )
+        .unwrap();
+        let a = p.signing.as_ref().unwrap().server_attests.as_ref().unwrap();
+        assert_eq!(a.signer, DEFAULT_ATTESTING_SIGNER);
+        assert!(
+            p.server_may_attest("engineering-manager", Some(RiskLevel::Low))
+                .is_ok()
+        );
+        for (role, risk, why) in [
+            (
+                "change-manager",
+                Some(RiskLevel::Low),
+                "does not name the role",
+            ),
+            ("engineering-manager", Some(RiskLevel::Medium), "above"),
+            ("engineering-manager", None, "no risk level"),
+        ] {
+            let e = p.server_may_attest(role, risk).unwrap_err();
+            assert!(e.contains(why), "{role} {risk:?}: {e}");
+        }
+        for (bad, why) in [
+            ("{roles: [change-manger], max_risk: low}", "unknown role"),
+            ("{roles: [], max_risk: low}", "is empty"),
+            ("{roles: [change-manager], max_risk: huge}", "huge"),
+            (
+                "{roles: [change-manager], max_risk: low, signer: \"*@example.com\"}",
+                "not one allowed signers principal",
+            ),
+            (
+                "{roles: [change-manager], max_risk: low, signer: \"a b\"}",
+                "not one allowed signers principal",
+            ),
+            (
+                "{roles: [change-manager], max_risk: low, signer: cm@example.com}",
+                "is a role member",
+            ),
+        ] {
+            let f = errors(&with(bad));
+            assert!(f.iter().any(|x| x.message.contains(why)), "{bad}: {f:?}");
+        }
+        let p = Policy::default_policy();
+        assert!(
+            p.server_may_attest("change-manager", Some(RiskLevel::Low))
+                .is_err()
+        );
     }
 
     #[test]

@@ -762,6 +762,8 @@ mod tests {
             conditions: vec![],
             digest: None,
             signature: None,
+            attested_by: None,
+            attested_via: None,
         });
         assert_eq!(awaiting(&c, "em@example.com", &none), Vec::<String>::new());
         assert_eq!(awaiting(&c, "cm@example.com", &none), ["change-manager"]);
@@ -885,6 +887,8 @@ mod tests {
                         conditions: vec![],
                         digest: None,
                         signature: None,
+                        attested_by: None,
+                        attested_via: None,
                     })
                     .collect();
                 c.implementation = implementer.map(|i| Implementation {

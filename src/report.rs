@@ -711,6 +711,8 @@ mod tests {
             conditions: Vec::new(),
             digest: None,
             signature: None,
+            attested_by: None,
+            attested_via: None,
         };
         let closed = |c: &mut ChangeRequest, start: &str, end: &str, o: Outcome| {
             c.status = Some(Status::Closed);

@@ -973,10 +973,55 @@ pub fn signature_verdicts_since<'c>(
         .filter(|r| r.signature.is_some() || policy.requires_signature(r.action))
         .map(|r| {
             let at = floor.map_or(r.statement.at, |f| f.max(r.statement.at));
-            let v = signers.verify(&r.actor, at, &r.statement.text(), r.signature);
+            let v = record_verdict(change, &r, policy, signers, at);
             (r, v)
         })
         .collect()
+}
+
+/// The verdict on one record of `change` under `policy`, a key's time limits judged at
+/// `at`: its signature against the keys listed for its signer and, for a decision the
+/// server attested, whether that policy lets the server attest it (SPEC 12.1,
+/// `signing.server_attests`: the role, the change's risk level, the server's principal).
+/// The one judgement validate, gate, audit, sync and the server all make.
+pub fn record_verdict(
+    change: &ChangeRequest,
+    r: &crate::signing::Record<'_>,
+    policy: &Policy,
+    signers: &crate::signing::AllowedSigners,
+    at: Timestamp,
+) -> crate::signing::Verdict {
+    use crate::signing::Verdict;
+    let v = signers.verify(r.signer(), at, &r.statement.text(), r.signature);
+    let Some(by) = r.attested_by else {
+        return v;
+    };
+    let Verdict::Valid {
+        fingerprint,
+        passkey,
+        ..
+    } = v
+    else {
+        return v;
+    };
+    let role = r.statement.role.as_deref().unwrap_or("");
+    let why = match policy.server_may_attest(role, change.risk_level) {
+        Err(why) => why,
+        Ok(a) if a.signer != by => {
+            format!("signing.server_attests.signer is {}, not {by}", a.signer)
+        }
+        Ok(_) if passkey || !matches!(r.action, "approve" | "reject") => {
+            "only the server's own key attests, and only approvals and rejections".into()
+        }
+        Ok(_) => {
+            return Verdict::Valid {
+                fingerprint,
+                passkey,
+                attested: Some(by.to_owned()),
+            };
+        }
+    };
+    Verdict::NotAttestable { fingerprint, why }
 }
 
 /// Why the content record a commit by `actor` left on `after` does not vouch for it (SPEC
@@ -1545,6 +1590,8 @@ mod tests {
             conditions: vec![],
             digest: Some(c.material_digest()),
             signature: None,
+            attested_by: None,
+            attested_via: None,
         };
         c.approvals = vec![
             record("em@example.com", Decision::Approved, "2025-03-02T10:00:00Z"),

@@ -189,7 +189,9 @@ fn approvals_schema(policy: &Policy) -> Value {
         ("comments", json!({"type": "string"})),
         ("conditions", json!({"type": "array", "items": {"type": "string"}})),
         ("digest", json!({"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "Digest of the material content approved; written by chg approve"})),
-        ("signature", signature("The approver's SSH signature of the record; written by chg approve where the policy requires it")),
+        ("signature", signature("The approver's SSH signature of the record; written by chg approve where the policy requires it (the server's, for an attested decision)")),
+        ("attested_by", json!({"type": "string", "description": "The allowed signers principal of the chg serve key that attested this decision in the approver's stead (signing.server_attests); written by chg serve"})),
+        ("attested_via", json!({"type": "string", "description": "How chg serve authenticated the approver of an attested decision; written by chg serve"})),
     ])})
 }
 

@@ -37,6 +37,9 @@ pub const SIGNABLE: &[&str] = &[
     "deploy",
 ];
 
+/// The principal of `chg serve`'s attesting key when `signing.server_attests` names none.
+pub const DEFAULT_ATTESTING_SIGNER: &str = "chg-server";
+
 /// Signs records for the acting person (the CLI: `ssh-keygen -Y sign` with the key git
 /// would use). The library runs no program and holds no key.
 pub trait RecordSigner: Send + Sync {
@@ -55,6 +58,18 @@ pub enum Verdict {
         fingerprint: String,
         /// Made with a passkey in a browser (SPEC 12.1), not with an SSH key.
         passkey: bool,
+        /// Made by `chg serve`'s key in the actor's stead (the principal it is listed
+        /// under), where the policy lets the server attest the decision: never the
+        /// person's own signature.
+        attested: Option<String>,
+    },
+    /// The server's valid signature on a decision the policy in force does not let the
+    /// server attest (role, risk level, or signer not in `signing.server_attests`).
+    NotAttestable {
+        /// `SHA256:…` of the server's key.
+        fingerprint: String,
+        /// Why not, in a sentence.
+        why: String,
     },
     /// The record carries no signature.
     Missing,
@@ -91,6 +106,9 @@ impl Verdict {
             Verdict::Transplanted { fingerprint } => format!(
                 "its signature (by {fingerprint}) is over another record: copied from elsewhere, or the record changed after it was signed"
             ),
+            Verdict::NotAttestable { fingerprint, why } => format!(
+                "it is attested by the server's key {fingerprint} instead of signed by {actor}, and {why}"
+            ),
         })
     }
 
@@ -99,11 +117,18 @@ impl Verdict {
         match self {
             Verdict::Valid {
                 fingerprint,
+                attested: Some(by),
+                ..
+            } => format!("attested by {by} {fingerprint} (not the person's signature)"),
+            Verdict::Valid {
+                fingerprint,
                 passkey: false,
+                ..
             } => format!("signed {fingerprint}"),
             Verdict::Valid {
                 fingerprint,
                 passkey: true,
+                ..
             } => format!("signed {fingerprint} (passkey)"),
             Verdict::Missing => "unsigned".into(),
             _ => "INVALID signature".into(),
@@ -206,6 +231,17 @@ pub struct Record<'a> {
     pub signature: Option<&'a str>,
     /// For approvals: the index.
     pub approval: Option<usize>,
+    /// For a decision the server attested: the principal of the server's key (the
+    /// signature is judged against that principal's keys, never the actor's).
+    pub attested_by: Option<&'a str>,
+}
+
+impl Record<'_> {
+    /// The principal whose keys must have made the signature: the actor's, or for an
+    /// attested decision the server's.
+    pub fn signer(&self) -> &str {
+        self.attested_by.unwrap_or(&self.actor)
+    }
 }
 
 /// Every signable record the change holds, with the statement each must be signed over.
@@ -225,6 +261,15 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
         let mut st = Statement::base(change, action, &a.by, a.at, d);
         st.role = Some(a.role.clone());
         st.decision = Some(a.decision.as_str().to_owned());
+        // The server signs what it vouches for: that it authenticated the actor, and how.
+        // Only a record marked attested carries these lines, so every other statement is
+        // byte for byte what it was.
+        if a.attested_by.is_some() || a.attested_via.is_some() {
+            st.extra = vec![
+                ("attested-by", a.attested_by.clone().unwrap_or_default()),
+                ("attested-via", a.attested_via.clone().unwrap_or_default()),
+            ];
+        }
         out.push(Record {
             path: format!("approvals[{i}].signature"),
             action,
@@ -232,6 +277,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             statement: st,
             signature: a.signature.as_deref(),
             approval: Some(i),
+            attested_by: a.attested_by.as_deref(),
         });
     }
     if let Some(c) = &change.content_signature {
@@ -243,6 +289,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             statement: Statement::base(change, action, &c.by, c.at, c.digest.clone()),
             signature: c.signature.as_deref(),
             approval: None,
+            attested_by: None,
         });
     }
     if let Some(imp) = &change.implementation {
@@ -254,6 +301,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
                 statement: Statement::base(change, "implement", by, at, digest()),
                 signature: imp.signature.as_deref(),
                 approval: None,
+                attested_by: None,
             });
         }
         if let (Some(by), Some(at)) = (&imp.closed_by, imp.completed_at) {
@@ -266,6 +314,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
                 statement: st,
                 signature: imp.close_signature.as_deref(),
                 approval: None,
+                attested_by: None,
             });
         }
     }
@@ -277,6 +326,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             statement: Statement::base(change, "cancel", &c.by, c.at, digest()),
             signature: c.signature.as_deref(),
             approval: None,
+            attested_by: None,
         });
     }
     for (i, d) in change.deployments.iter().enumerate() {
@@ -295,6 +345,7 @@ pub fn records(change: &ChangeRequest) -> Vec<Record<'_>> {
             statement: st,
             signature: d.signature.as_deref(),
             approval: None,
+            attested_by: None,
         });
     }
     out
@@ -549,6 +600,7 @@ impl AllowedSigners {
             return Verdict::Valid {
                 fingerprint,
                 passkey,
+                attested: None,
             };
         }
         match verify(signer) {
@@ -559,6 +611,7 @@ impl AllowedSigners {
                 Verdict::Valid {
                     fingerprint,
                     passkey,
+                    attested: None,
                 }
             }
             Some(None) => Verdict::Transplanted { fingerprint },
@@ -610,9 +663,11 @@ pub fn with_signer(
 ) -> std::result::Result<(String, String), String> {
     // One address: local@domain, nothing OpenSSH would read otherwise (a leading `#` is a
     // comment there, a backslash or quote changes the field).
-    let one_address = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-    });
+    // Or the principal `chg serve`'s attesting key is listed under by default.
+    let one_address = email == DEFAULT_ATTESTING_SIGNER
+        || email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
     if !one_address
         || email.starts_with('#')
         || email.contains(|c: char| {
@@ -957,6 +1012,10 @@ pub fn carry_signature(from: &ChangeRequest, to: &mut ChangeRequest, action: &st
                 && f.at == t.at
             {
                 t.signature.clone_from(&f.signature);
+                // Who attested it is part of what was signed: carried with the signature
+                // and judged with it.
+                t.attested_by.clone_from(&f.attested_by);
+                t.attested_via.clone_from(&f.attested_via);
             }
         }
         "implement" | "close" => {

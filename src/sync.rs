@@ -943,7 +943,7 @@ fn replay_problem(
         && let Some(signers) = policy.signers()
         && let Some(r) = crate::signing::new_record(next, action.as_str())
     {
-        let v = signers.verify(&r.actor, r.statement.at, &r.statement.text(), r.signature);
+        let v = crate::rules::record_verdict(next, &r, policy, signers, r.statement.at);
         if let Some(why) = v.problem(&r.actor) {
             return Ok(Some(format!("the replayed {} record: {why}", r.action)));
         }

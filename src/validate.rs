@@ -676,6 +676,8 @@ mod tests {
             conditions: vec![],
             digest: None,
             signature: None,
+            attested_by: None,
+            attested_via: None,
         }];
         let got = rules(&c);
         assert!(got.contains(&"segregation-of-duties"), "{got:?}");

@@ -304,6 +304,8 @@ impl Acting<'_> {
             conditions,
             digest: Some(self.change.material_digest()),
             signature: None,
+            attested_by: None,
+            attested_via: None,
         });
         let to = match decision {
             Decision::Rejected | Decision::Withdrawn => Status::Rejected,
@@ -386,6 +388,8 @@ impl Acting<'_> {
             conditions: Vec::new(),
             digest: Some(self.change.material_digest()),
             signature: None,
+            attested_by: None,
+            attested_via: None,
         });
         let to = if self.status == Status::Approved && !missing_roles(&next, self.policy).is_empty()
         {

@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// How long one request may take, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     timeout: u64,
+    /// The server's own SSH key, to attest decisions where the policy allows it
+    /// (signing.server_attests); its public key must be listed in the allowed signers
+    /// under the policy's server_attests.signer.
+    #[arg(long, env = "CHG_SERVE_ATTEST_KEY", value_name = "PATH")]
+    attest_key: Option<String>,
 }
 
 /// API tokens: who a request to `chg serve` acts for.
@@ -69,7 +74,7 @@ enum TokenCommand {
     },
 }
 
-pub fn serve(_ui: &Ui, store: &Store, a: ServeArgs) -> CmdResult {
+pub fn serve(ui: &Ui, store: &Store, a: ServeArgs) -> CmdResult {
     if let Some(url) = &a.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -82,8 +87,14 @@ pub fn serve(_ui: &Ui, store: &Store, a: ServeArgs) -> CmdResult {
             "--max-body and --timeout must be more than 0".into(),
         ));
     }
+    let attester = a
+        .attest_key
+        .as_deref()
+        .map(|key| attesting_key(store, key, ui.now()?))
+        .transpose()?;
     let cwd = store.root().to_path_buf();
     crate::serve::serve(crate::serve::Options {
+        attester,
         listen: a.listen,
         public_url: a.public_url,
         remote: a.remote,
@@ -172,4 +183,34 @@ pub fn token(ui: &Ui, store: &Store, a: TokenArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's attesting key (`--attest-key`): usable, and said on stderr where the
+/// policy at HEAD would not take its attestations (no `server_attests`, or the allowed
+/// signers do not list the key under its signer), so an operator learns it at start.
+fn attesting_key(
+    store: &Store,
+    key: &str,
+    now: jiff::Timestamp,
+) -> Result<std::sync::Arc<dyn chg::signing::RecordSigner>, Error> {
+    let signer = super::sign::key_signer(key);
+    let public = signer
+        .public_key()
+        .map_err(|e| Error::Usage(format!("--attest-key {key} is not a usable SSH key: {e}")))?;
+    let policy = store.policy()?;
+    let attests = policy
+        .signing
+        .as_ref()
+        .and_then(|s| s.server_attests.as_ref());
+    match (attests, policy.signers()) {
+        (Some(a), Some(signers)) if signers.lists(&a.signer, now, &public) => {}
+        (Some(a), _) => eprintln!(
+            "chg serve: warning: the allowed signers do not list the --attest-key key for `{}` (signing.server_attests.signer): nothing will be attested until a policy change adds it",
+            a.signer
+        ),
+        (None, _) => eprintln!(
+            "chg serve: warning: the policy has no signing.server_attests: the --attest-key key attests nothing"
+        ),
+    }
+    Ok(signer)
 }

@@ -102,6 +102,16 @@ fn signer_for(
     })))
 }
 
+/// A record signer with the SSH key at `key` (a path, or `key::` and a public key held by
+/// the agent): `chg serve --attest-key`.
+pub fn key_signer(key: &str) -> Arc<dyn RecordSigner> {
+    Arc::new(Ssh {
+        program: "ssh-keygen".into(),
+        key: key.to_owned(),
+        namespace: chg::signing::NAMESPACE,
+    })
+}
+
 /// `ssh-keygen -Y sign -n NAMESPACE`, as git runs it.
 struct Ssh {
     program: String,

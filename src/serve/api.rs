@@ -426,6 +426,10 @@ pub struct Decided {
     pub waiting_for: Vec<String>,
     /// The commit.
     pub commit: String,
+    /// How the record is proven: `signature` (the person's own: an SSH key or a passkey),
+    /// `attested` (the server's key in the person's stead, where signing.server_attests
+    /// allows it) or `none`.
+    pub proof: String,
 }
 
 /// Start implementation.
@@ -1065,6 +1069,7 @@ pub fn decide(
     let policy = store.policy()?;
     let id = parse_id(id, &policy)?;
     let step = decision_step(&req)?;
+    let mut counter = None;
     let ctx = match (&req.passkey, &req.signature) {
         // A passkey's answer (SPEC 12.1): signed through the library, checked there.
         (Some(passkey), _) => {
@@ -1074,15 +1079,33 @@ pub fn decide(
                 .clone()
                 .or_else(|| super::passkey::issued_at(passkey));
             let at = signed_at(at.as_deref())?;
-            super::passkey::signing_context(shared, store, person, at, passkey)?
+            let (ctx, seen) = super::passkey::signing_context(shared, store, person, at, passkey)?;
+            counter = seen;
+            ctx
         }
         (None, Some(sig)) => {
             let at = signed_at(req.at.as_deref())?;
             context_at(shared, person, at)?.signing_records(Arc::new(GivenSignature::parse(sig)?))
         }
-        (None, None) => context(shared, person)?,
+        // No signature of the person's: the server attests it where it holds a key and
+        // the policy allows it for this role and risk (the library decides, and refuses
+        // where the policy requires a signature it may not attest).
+        (None, None) => {
+            let ctx = context(shared, person)?;
+            match &shared.attester {
+                Some(signer) => ctx.attested_by(chg::context::Attester {
+                    signer: signer.clone(),
+                    via: person.via(),
+                }),
+                None => ctx,
+            }
+        }
     };
     let o = store.transition(&ctx, &id, step)?;
+    if let Some((fingerprint, n)) = counter {
+        // Committed: from now on this key must count above n.
+        super::passkey::Counters::of(store).saw(&fingerprint, n)?;
+    }
     synced(shared, store, &ctx)?;
     let status = o.change.status();
     let next_step = match status {
@@ -1099,6 +1122,12 @@ pub fn decide(
         decision: if req.approved { "approved" } else { "rejected" }.into(),
         approved_at: format_timestamp(ctx.now),
         next_step: next_step.into(),
+        proof: match o.change.approvals.last() {
+            Some(a) if a.attested_by.is_some() => "attested",
+            Some(a) if a.signature.is_some() => "signature",
+            _ => "none",
+        }
+        .into(),
         waiting_for: o.waiting_for,
         commit: o.commit.to_string(),
     })

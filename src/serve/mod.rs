@@ -31,7 +31,7 @@ use chg::store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// How `chg serve` was asked to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Where to listen (`127.0.0.1:8080`; port 0 picks a free one, said on stderr).
     pub listen: SocketAddr,
@@ -49,6 +49,8 @@ pub struct Options {
     pub timeout: Duration,
     /// How long to wait for the store lock.
     pub lock_timeout: Duration,
+    /// The server's own key, attesting decisions where the policy allows it.
+    pub attester: Option<Arc<dyn chg::signing::RecordSigner>>,
 }
 
 /// The summaries `rows` of commit `old` brought to commit `new`: the change files the two
@@ -119,6 +121,8 @@ pub struct Shared {
     pub warm: std::sync::Mutex<Option<Warm>>,
     /// Query results (lists, "waiting for me") as of a HEAD, for a few seconds.
     pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
+    /// The server's own key, attesting decisions where the policy allows it (SPEC 12.1).
+    pub attester: Option<Arc<dyn chg::signing::RecordSigner>>,
 }
 
 /// One query's result, as of `head`, computed at `at`.
@@ -317,6 +321,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             lock_timeout: options.lock_timeout,
             warm: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(Default::default()),
+            attester: options.attester.clone(),
         });
         tokio::spawn(keep_warm(state.clone()));
         tokio::spawn(notify_loop(state.clone()));

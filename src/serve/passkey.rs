@@ -57,7 +57,7 @@ pub fn signing_context(
     person: &Person,
     at: Timestamp,
     value: &serde_json::Value,
-) -> Result<chg::Context, ApiError> {
+) -> Result<(chg::Context, Option<(String, u32)>), ApiError> {
     let answer: webauthn::PasskeyAnswer =
         serde_json::from_value(value.clone()).map_err(|e| {
             ApiError::bad(
@@ -80,8 +80,73 @@ pub fn signing_context(
         ));
     };
     let candidates = signers.passkeys_for(&person.email, at, &rp_id);
+    let counter = assertion
+        .authenticator_data
+        .get(33..37)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let signer = chg::passkeys::PasskeySigner::new(&candidates, assertion, &origin);
-    Ok(api::context_at(shared, person, at)?.signing_records_always(Arc::new(signer)))
+    // An authenticator that counts its signatures must count up: a counter at or below
+    // the last one this store saw from the key is a cloned authenticator or a replayed
+    // answer (WebAuthn 6.1.1). Synced passkeys report 0 and are not judged this way.
+    let seen = match (chg::signing::RecordSigner::public_key(&signer), counter) {
+        (Ok(key), Some(counter)) => {
+            let fingerprint = ssh_key::PublicKey::from_openssh(&key)
+                .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+                .map_err(|e| ApiError::bad("passkey", format!("passkey: {e}")))?;
+            let last = Counters::of(store).last(&fingerprint);
+            if (counter != 0 || last != 0) && counter <= last {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    chg::signing::SIGNATURE,
+                    format!(
+                        "the passkey's signature counter is {counter}, not above {last}, the last this store saw from it: a cloned authenticator or a replayed answer; nothing is written"
+                    ),
+                ));
+            }
+            Some((fingerprint, counter))
+        }
+        // The signer's own refusal says why when the transition asks it to sign.
+        _ => None,
+    };
+    let ctx = api::context_at(shared, person, at)?.signing_records_always(Arc::new(signer));
+    Ok((ctx, seen))
+}
+
+/// The last signature counter seen from each passkey (by key fingerprint), kept under
+/// `.git/chg/passkey-counters.json`: not evidence (records carry their counters), only
+/// this store's memory for refusing an answer whose counter did not increase.
+pub struct Counters(std::path::PathBuf);
+
+impl Counters {
+    /// The counters of `store`.
+    pub fn of(store: &chg::store::Store) -> Counters {
+        Counters(store.repo().path().join("chg/passkey-counters.json"))
+    }
+
+    fn read(&self) -> std::collections::BTreeMap<String, u32> {
+        std::fs::read(&self.0)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The last counter seen from `fingerprint` (0 when none).
+    pub fn last(&self, fingerprint: &str) -> u32 {
+        self.read().get(fingerprint).copied().unwrap_or(0)
+    }
+
+    /// Records `counter` for `fingerprint` after a signature was committed (the larger
+    /// value wins; one writer at a time in this server).
+    pub fn saw(&self, fingerprint: &str, counter: u32) -> Result<(), chg::Error> {
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.read();
+        let e = all.entry(fingerprint.to_owned()).or_insert(0);
+        *e = (*e).max(counter);
+        let json = serde_json::to_vec_pretty(&all)
+            .map_err(|e| chg::Error::Internal(format!("cannot write the passkey counters: {e}")))?;
+        chg::git::atomic_write(&self.0, &json)
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -189,6 +189,8 @@ impl Facts {
                     conditions: vec![],
                     digest: None,
                     signature: None,
+                    attested_by: None,
+                    attested_via: None,
                 })
                 .collect(),
             implementation: self.implementation.map(|d| Implementation {

@@ -520,10 +520,82 @@ pub(super) fn sign_record(
     let action = transition.action.as_str();
     // Content records are written and signed by `vouch`, only when content changed.
     let wanted = policy.requires_signature(action) || ctx.sign_unrequired;
-    if !wanted || matches!(action, "new" | "edit") {
+    if matches!(action, "new" | "edit") {
+        return Ok(next);
+    }
+    if let Some(attester) = &ctx.attester
+        && ctx.record_signer.is_none()
+        && matches!(action, "approve" | "reject")
+        && let Some(a) = next.approvals.last()
+    {
+        match policy.server_may_attest(&a.role, next.risk_level) {
+            Ok(_) => return attest(ctx, attester, policy, next, action),
+            Err(why) if wanted => {
+                return Err(Error::Refused(crate::error::Refusal::new(
+                    crate::signing::SIGNATURE,
+                    format!(
+                        "the policy requires {action} to be signed and the server may not attest it ({why}): sign it yourself, with a passkey or your SSH key"
+                    ),
+                )));
+            }
+            // Not required, not attestable: recorded as any unsigned decision is.
+            Err(_) => {}
+        }
+    }
+    if !wanted {
         return Ok(next);
     }
     sign(ctx, policy, next, action)
+}
+
+/// Signs the decision `action` last wrote into `next` with the server's key in the
+/// actor's stead, marked as attested and naming how the actor was authenticated (SPEC
+/// 12.1): refused unless the policy lets the server attest this role at this risk level,
+/// and the allowed signers list the server's key under its principal. Judged afterwards
+/// by [`crate::rules::record_verdict`], as every reader judges it.
+fn attest(
+    ctx: &Context,
+    attester: &crate::context::Attester,
+    policy: &Policy,
+    mut next: ChangeRequest,
+    action: &str,
+) -> Result<ChangeRequest> {
+    let refuse =
+        |why: String| Error::Refused(crate::error::Refusal::new(crate::signing::SIGNATURE, why));
+    let signers = policy.signers().ok_or_else(|| {
+        refuse("the policy has no signing section, so the server cannot attest decisions".into())
+    })?;
+    let Some(a) = next.approvals.last_mut() else {
+        return Err(Error::Internal(format!("no {action} record to attest")));
+    };
+    let allowed = policy
+        .server_may_attest(&a.role, next.risk_level)
+        .map_err(|why| {
+            refuse(format!(
+                "{why}; sign the decision yourself (a passkey or your SSH key)"
+            ))
+        })?;
+    a.attested_by = Some(allowed.signer.clone());
+    a.attested_via = Some(attester.via.clone());
+    let principal = allowed.signer.clone();
+    let record = crate::signing::new_record(&next, action)
+        .ok_or_else(|| Error::Internal(format!("no {action} record to attest")))?;
+    let signature = crate::signing::sign_record(
+        signers,
+        attester.signer.as_ref(),
+        &principal,
+        &record.statement,
+    )?;
+    crate::signing::set_signature(&mut next, action, signature);
+    let record = crate::signing::new_record(&next, action)
+        .ok_or_else(|| Error::Internal(format!("no {action} record to attest")))?;
+    let v = crate::rules::record_verdict(&next, &record, policy, signers, record.statement.at);
+    if let Some(why) = v.problem(&ctx.actor.email) {
+        return Err(refuse(format!(
+            "the attestation just made does not count: {why}"
+        )));
+    }
+    Ok(next)
 }
 
 /// Signs the record of `action` last written into `next`.

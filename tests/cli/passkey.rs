@@ -32,6 +32,7 @@ pub(super) struct Answer {
     pub flags: u8,
     pub cross_origin: bool,
     pub high_s: bool,
+    pub counter: u32,
 }
 
 impl Default for Answer {
@@ -41,6 +42,7 @@ impl Default for Answer {
             flags: 0x01 | 0x04,
             cross_origin: false,
             high_s: false,
+            counter: 42,
         }
     }
 }
@@ -76,7 +78,7 @@ impl Passkey {
         );
         let mut auth = Sha256::digest(self.rp_id.as_bytes()).to_vec();
         auth.push(a.flags);
-        auth.extend_from_slice(&42u32.to_be_bytes());
+        auth.extend_from_slice(&a.counter.to_be_bytes());
         let mut signed = auth.clone();
         signed.extend_from_slice(&Sha256::digest(client_data.as_bytes()));
         let sig: p256::ecdsa::Signature = self.key.sign(&signed);
@@ -693,6 +695,43 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
     // Replayed: the same answer again is refused by the life cycle (cm has decided).
     let (code, _) = post(answer_json(&cm.assert(statement.as_bytes(), &good)));
     assert!(code == 403 || code == 409, "{code}");
+
+    // The authenticator counted 42: on another change, an answer counting 42 again (a
+    // cloned authenticator) is refused, 43 is taken.
+    let id2 = s.new_change(&[]);
+    let base2 = format!("/api/v1/change-management/change-requests/{id2}");
+    let (_, st) = server.call(
+        "GET",
+        &format!("{base2}/statement?action=approve&role=change-manager"),
+        &token,
+        None,
+    );
+    let statement2 = st["statement"].as_str().unwrap().to_owned();
+    let post2 = |counter: u32| {
+        let answer = Answer {
+            counter,
+            ..good.clone()
+        };
+        server.call(
+            "POST",
+            &format!("{base2}/approve"),
+            &token,
+            Some(serde_json::json!({"approved": true, "role": "change-manager", "at": st["at"], "passkey": answer_json(&cm.assert(statement2.as_bytes(), &answer))})),
+        )
+    };
+    let head = s.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let (code, body) = post2(42);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("counter is 42, not above 42"),
+        "{body}"
+    );
+    assert_eq!(s.git(&["rev-parse", "HEAD"]).trim(), head);
+    let (code, body) = post2(43);
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]

@@ -1305,3 +1305,98 @@ fn signing_in_never_redirects_to_another_site() {
         assert!(!page.body.contains("value=\"//"), "{next}: {}", page.body);
     }
 }
+
+#[test]
+fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_everywhere() {
+    let s = store();
+    let (em_key, cm_key, srv_key) = (s.keygen("em"), s.keygen("cm"), s.keygen("server"));
+    s.enable_signing(
+        &[
+            ("em@example.com", &em_key),
+            ("cm@example.com", &cm_key),
+            ("chg-server@example.com", &srv_key),
+        ],
+        &[],
+    );
+    s.edit_policy("let the server attest engineering managers' decisions", |t| {
+        format!("{t}  server_attests: {{roles: [engineering-manager], max_risk: medium, signer: chg-server@example.com}}\n")
+    });
+    let alice = s.token("alice@example.com");
+    let em = s.token("em@example.com");
+    let cm = s.token("cm@example.com");
+    let srv = s.serve(&["--attest-key", srv_key.to_str().unwrap()]);
+    let id = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approve = format!("{BASE}/{id}/approve");
+    let before = s.commits().len();
+
+    // cm's role is not one the server may attest: 403, nothing written.
+    let a = srv.post(&approve, &cm, json!({"approved": true}));
+    assert_eq!(
+        (a.status, a.rule().as_str()),
+        (403, "signature"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("server_attests"), "{}", a.body);
+    assert_eq!(s.commits().len(), before);
+
+    // em's is, on a medium-risk change: attested by the server's key, marked as such.
+    let a = srv.post(&approve, &em, json!({"approved": true}));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["proof"], "attested");
+    let text = s.read(&id);
+    assert!(
+        text.contains("attested_by: chg-server@example.com"),
+        "{text}"
+    );
+    let em_id = s.token_id("em@example.com");
+    assert!(
+        text.contains(&format!("attested_via: api token={em_id}")),
+        "{text}"
+    );
+    s.chg("alice@example.com", &["validate"]).ok();
+    s.chg("alice@example.com", &["audit"]).ok();
+    let shown = s.chg("alice@example.com", &["show", &id]).ok().stdout;
+    assert!(
+        shown.contains("attested by chg-server@example.com")
+            && shown.contains("not the person's signature"),
+        "{shown}"
+    );
+
+    let v: Value = serde_json::from_str(
+        &s.chg("alice@example.com", &["show", &id, "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["approvals"][0]["attested_by"], "chg-server@example.com");
+
+    // A plain-git edit of how the person was authenticated breaks the server's signature.
+    s.rewrite(&id, |t| {
+        t.replace(&format!("api token={em_id}"), "api token=tok_forged")
+    });
+    s.git(&["commit", "-qam", "reword the attestation"]);
+    let r = s.chg("alice@example.com", &["validate", &id]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("signature"), "{}", r.stdout);
+    s.git(&["reset", "-q", "--hard", "HEAD~1"]);
+
+    // A policy without server_attests for the role: the same record no longer counts.
+    s.edit_policy("the server attests nothing", |t| {
+        t.replace(
+            "roles: [engineering-manager], max_risk: medium",
+            "roles: [change-manager], max_risk: medium",
+        )
+    });
+    let r = s.chg("alice@example.com", &["validate", &id]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("does not name the role engineering-manager"),
+        "{}",
+        r.stdout
+    );
+}

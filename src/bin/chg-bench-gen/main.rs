@@ -105,6 +105,8 @@ fn approvals_for(
                 conditions: Vec::new(),
                 digest: Some(change.material_digest()),
                 signature: None,
+                attested_by: None,
+                attested_via: None,
             }
         })
         .collect()
@@ -141,6 +143,8 @@ fn generate(
                 conditions: Vec::new(),
                 digest: Some(c.material_digest()),
                 signature: None,
+                attested_by: None,
+                attested_via: None,
             }];
         }
         Status::Cancelled => {
