@@ -370,6 +370,9 @@ struct ChangeView {
     /// The roles the person may decide for now.
     my_roles: Vec<String>,
     signed: bool,
+    /// The roles of the person's for which the server attests a decision made without a
+    /// signature of theirs (it holds a key and the policy allows it).
+    attested: Vec<String>,
     /// The relying party id, when the person has a passkey listed for it (then the
     /// decision form offers "Approve with passkey").
     rp_id: Option<String>,
@@ -426,6 +429,13 @@ fn view(
         required: policy.required_roles(&c),
         missing: chg::rules::missing_roles(&c, &policy),
         signed: policy.requires_signature("approve"),
+        attested: my_roles
+            .iter()
+            .filter(|r| {
+                shared.attester.is_some() && policy.server_may_attest(r, c.risk_level).is_ok()
+            })
+            .cloned()
+            .collect(),
         rp_id: super::passkey::relying_party(shared)
             .ok()
             .map(|(_, rp)| rp)
@@ -498,7 +508,9 @@ fn change_page(who: &PagePerson, v: &ChangeView, notice: Option<&str>) -> Markup
             @if !v.my_roles.is_empty() {
                 div class="card" {
                     h2 { "Your decision" }
-                    @if v.signed {
+                    @if !v.attested.is_empty() {
+                        p class="muted" { "Approve or Reject as " (v.attested.join(", ")) " is recorded as attested by this server, not signed by you; approve with a passkey to sign it yourself." }
+                    } @else if v.signed {
                         p class="muted" { "The policy requires approvals signed: approve with a passkey (Passkeys page) or with the CLI and your SSH key." }
                     }
                     form method="post" action={ "/changes/" (id) "/decide" } {

@@ -1332,6 +1332,16 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
     let approve = format!("{BASE}/{id}/approve");
     let before = s.commits().len();
 
+    // The change page tells em that a plain Approve is attested by the server.
+    let cookie = sign_in(&srv, &em);
+    let page = srv.raw("GET", &format!("/changes/{id}"), &[("Cookie", cookie)], b"");
+    assert!(
+        page.body
+            .contains("recorded as attested by this server, not signed by you"),
+        "{}",
+        page.body
+    );
+
     // cm's role is not one the server may attest: 403, nothing written.
     let a = srv.post(&approve, &cm, json!({"approved": true}));
     assert_eq!(
@@ -1373,6 +1383,19 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
     )
     .unwrap();
     assert_eq!(v["approvals"][0]["attested_by"], "chg-server@example.com");
+    // Plain ssh-keygen verifies it as the server's signature of the attested statement.
+    let change = chg::decode::decode_str("c.yaml", &text).change;
+    let record = chg::signing::records(&change).into_iter().next().unwrap();
+    assert!(record.statement.text().contains("attested-via: api token="));
+    let allowed = std::fs::read_to_string(s.root().join("policy/allowed_signers")).unwrap();
+    let (ok, said) = super::passkey::ssh_keygen_verifies(
+        s.dir.path(),
+        &allowed,
+        "chg-server@example.com",
+        record.signature.unwrap(),
+        record.statement.text().as_bytes(),
+    );
+    assert!(ok, "{said}");
 
     // A plain-git edit of how the person was authenticated breaks the server's signature.
     s.rewrite(&id, |t| {
