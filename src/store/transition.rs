@@ -17,9 +17,9 @@ impl Store {
         if !commit::same_content(&self.repo, &path, loaded.text.as_bytes(), head_blob)? {
             return Err(dirty());
         }
-        let index = commit::fresh_index(&self.repo)?;
-        match index.get_path(Path::new(&path), 0) {
-            Some(entry) if entry.id == head_blob => Ok(()),
+        let staged = commit::staged_blobs(&self.repo, &[path.as_str()])?;
+        match staged.first() {
+            Some(Some(id)) if *id == head_blob.to_string() => Ok(()),
             _ => Err(dirty()),
         }
     }
