@@ -717,6 +717,27 @@ impl Policy {
             );
         };
         let (signers, mut findings) = crate::signing::AllowedSigners::parse(&file, &text);
+        // The server's attesting key must be its own: a key also listed for a person would
+        // let that person attest decisions in anyone's name.
+        if let Some(a) = &signing.server_attests {
+            for (principal, fingerprint) in signers.principals().filter(|(p, _)| *p == a.signer) {
+                for (other, _) in signers
+                    .principals()
+                    .filter(|(p, f)| *f == fingerprint && *p != principal)
+                {
+                    findings.push(Finding::error(
+                        &file,
+                        None,
+                        "signature",
+                        format!(
+                            "key {fingerprint} is listed for the server's signer {} and for {}: the key that attests decisions (signing.server_attests) must be the server's own",
+                            crate::text::ascii_escaped(principal),
+                            crate::text::ascii_escaped(other)
+                        ),
+                    ));
+                }
+            }
+        }
         let members: Vec<&str> = self.roles.values().flatten().map(String::as_str).collect();
         for (principal, fingerprint) in signers.principals() {
             if crate::signing::is_pattern(principal) {

@@ -946,6 +946,32 @@ pub fn deploy_refusal(id: &str, at: Timestamp, reasons: &[Refusal]) -> Refusal {
 // ---------------------------------------------------------------------------------------
 // Signatures (SPEC section 9)
 
+/// Rule id: one signed request in two change files.
+pub const DUPLICATE_REQUEST: &str = "duplicate-request";
+
+/// Whether `copy` repeats the signed request of `other`, another change file: the same
+/// requester and request time (what a signature names a change by, so that renumbering
+/// keeps it) and either the same material content or a signature of `copy`'s that `other`
+/// carries too. Such a copy would carry decisions it was never given, under a new id; a
+/// signature cannot be in two files unless one was copied from the other.
+pub fn repeats_request(copy: &ChangeRequest, other: &ChangeRequest) -> bool {
+    if copy.requester != other.requester || copy.request_date != other.request_date {
+        return false;
+    }
+    let signatures = |c: &'_ ChangeRequest| -> Vec<String> {
+        crate::signing::records(c)
+            .into_iter()
+            .filter_map(|r| r.signature.map(str::to_owned))
+            .collect()
+    };
+    let (mine, theirs) = (signatures(copy), signatures(other));
+    if mine.is_empty() {
+        return false;
+    }
+    mine.iter().any(|s| theirs.contains(s))
+        || !theirs.is_empty() && copy.material_digest() == other.material_digest()
+}
+
 /// The verdict on each signable record of `change` that the policy's signing concerns: the
 /// records of actions it requires signed, and any record that carries a signature (a
 /// signature that is there must be right). `None` verdicts are not judged: no signing
@@ -1012,6 +1038,17 @@ pub fn record_verdict(
         }
         Ok(_) if passkey || !matches!(r.action, "approve" | "reject") => {
             "only the server's own key attests, and only approvals and rejections".into()
+        }
+        Ok(_)
+            if let Some(other) = signers
+                .principals()
+                .find(|(p, f)| *f == fingerprint && *p != by)
+                .map(|(p, _)| p) =>
+        {
+            format!(
+                "that key is also listed for {}: a person's key, not the server's own",
+                crate::text::ascii_escaped(other)
+            )
         }
         Ok(_) => {
             return Verdict::Valid {
@@ -1109,7 +1146,7 @@ pub fn signature_problems(change: &ChangeRequest, policy: &Policy) -> Vec<Proble
                     "the {} record by {}: {}",
                     r.action,
                     r.actor,
-                    v.problem(&r.actor).unwrap_or_default()
+                    v.problem(r.signer()).unwrap_or_default()
                 ),
             )
         })

@@ -107,7 +107,7 @@ impl Verdict {
                 "its signature (by {fingerprint}) is over another record: copied from elsewhere, or the record changed after it was signed"
             ),
             Verdict::NotAttestable { fingerprint, why } => format!(
-                "it is attested by the server's key {fingerprint} instead of signed by {actor}, and {why}"
+                "it claims the server attested it (key {fingerprint}) in the person's stead, and {why}"
             ),
         })
     }

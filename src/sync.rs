@@ -944,7 +944,7 @@ fn replay_problem(
         && let Some(r) = crate::signing::new_record(next, action.as_str())
     {
         let v = crate::rules::record_verdict(next, &r, policy, signers, r.statement.at);
-        if let Some(why) = v.problem(&r.actor) {
+        if let Some(why) = v.problem(r.signer()) {
             return Ok(Some(format!("the replayed {} record: {why}", r.action)));
         }
     }

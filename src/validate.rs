@@ -524,11 +524,11 @@ fn with_duplicate_ids(results: &[Checked]) -> Vec<Finding> {
     findings
 }
 
-/// Two files holding one signed request: the same requester, request time and material
-/// content. A signature names the change by exactly these (so it survives renumbering),
-/// so a copy of a signed change would carry signatures it was never given.
+/// Two files holding one signed request ([`crate::rules::repeats_request`]): the second
+/// is reported, naming the first.
 fn duplicate_requests(results: &[Checked]) -> Vec<Finding> {
-    let mut seen: HashMap<(String, Option<jiff::Timestamp>, String), &Path> = HashMap::new();
+    type Key = (Option<String>, Option<jiff::Timestamp>);
+    let mut seen: HashMap<Key, Vec<(&Path, &ChangeRequest)>> = HashMap::new();
     let mut out = Vec::new();
     for (rel, id, _, change) in results {
         let Some(c) = change else { continue };
@@ -538,26 +538,27 @@ fn duplicate_requests(results: &[Checked]) -> Vec<Finding> {
         {
             continue;
         }
-        let key = (
-            c.requester.clone().unwrap_or_default(),
-            c.request_date,
-            c.material_digest(),
-        );
-        if let Some(first) = seen.get(&key) {
+        let same = seen
+            .entry((c.requester.clone(), c.request_date))
+            .or_default();
+        if let Some((first, _)) = same
+            .iter()
+            .find(|(_, other)| crate::rules::repeats_request(c, other))
+        {
             out.push(Finding {
                 id: id.clone(),
                 ..Finding::error(
                     rel.display().to_string(),
                     None,
-                    "duplicate-request",
+                    crate::rules::DUPLICATE_REQUEST,
                     format!(
-                        "this file repeats the signed request in {} (same requester, request time and content): its signatures belong to that change; remove the copy",
+                        "this file repeats the signed request in {} (same requester and request time, and its content or a signature): its signatures belong to that change; remove the copy",
                         first.display()
                     ),
                 )
             });
         } else {
-            seen.insert(key, rel);
+            same.push((rel, c));
         }
     }
     out

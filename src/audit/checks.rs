@@ -208,7 +208,7 @@ impl Ctx<'_> {
             .into_iter()
             .filter(|(r, _)| !old.contains(&r.statement.text()))
             .filter_map(|(r, v)| {
-                v.problem(&r.actor).map(|why| {
+                v.problem(r.signer()).map(|why| {
                     Problem::exception(
                         crate::signing::SIGNATURE,
                         format!("the {} record by {}: {why}", r.action, r.actor),

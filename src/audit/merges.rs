@@ -216,7 +216,7 @@ pub(super) fn brought_problems(
         if old.contains(&r.statement.text()) {
             continue;
         }
-        if let Some(w) = v.problem(&r.actor) {
+        if let Some(w) = v.problem(r.signer()) {
             out.push(Problem::exception(
                 crate::signing::SIGNATURE,
                 why(format!("the {} record by {}: {w}", r.action, r.actor)),

@@ -270,12 +270,13 @@ impl Book {
 
     /// The messages due at `now` (every queued one with `all`).
     pub fn due(&self, now: Timestamp, all: bool) -> Vec<Batch> {
-        self.batches(|d| all || d.next_attempt <= now)
+        // Never tried: due whatever the clock of the run that queued it said.
+        self.batches(|d| all || d.attempts == 0 || d.next_attempt <= now)
     }
 
-    /// The messages whose next attempt is after `now`.
+    /// The messages whose next attempt, after a failure, is after `now`.
     pub fn waiting(&self, now: Timestamp) -> Vec<Failure> {
-        self.batches(|d| d.next_attempt > now)
+        self.batches(|d| d.attempts > 0 && d.next_attempt > now)
             .into_iter()
             .map(|b| {
                 let d = &b.deliveries[0];

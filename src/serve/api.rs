@@ -1070,6 +1070,13 @@ pub fn decide(
     let id = parse_id(id, &policy)?;
     let step = decision_step(&req)?;
     let mut counter = None;
+    // A passkey's counter is checked before its step and recorded after it: one passkey
+    // step at a time in this server, so two answers with one counter cannot both pass.
+    static PASSKEY_STEPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = req
+        .passkey
+        .is_some()
+        .then(|| PASSKEY_STEPS.lock().unwrap_or_else(|e| e.into_inner()));
     let ctx = match (&req.passkey, &req.signature) {
         // A passkey's answer (SPEC 12.1): signed through the library, checked there.
         (Some(passkey), _) => {
@@ -1405,12 +1412,7 @@ async fn gate(
         let id = parse_id(&id, &policy)?;
         let now = now();
         let all = shared.summaries(store)?;
-        let others: Vec<&ChangeRequest> = all
-            .iter()
-            .filter(|l| l.decoded.parsed && chg::conflicts::can_conflict(l.change()))
-            .map(chg::store::Loaded::change)
-            .collect();
-        let reasons = store.gate_among(&id, &policy, now, now, Some(&others))?;
+        let reasons = store.gate_among(&id, &policy, now, now, Some(&all))?;
         Ok(Gate {
             open: reasons.is_empty(),
             reasons: reasons

@@ -265,16 +265,17 @@ impl Store {
         self.gate_among(id, policy, at, now, None)
     }
 
-    /// [`Store::gate`], judging overlaps against `others` (every change that
-    /// [`crate::conflicts::can_conflict`], as the read summary holds them) when given,
-    /// instead of reading them: a server keeps them in memory between requests.
+    /// [`Store::gate`], judging against `summaries` (every change file's read summary)
+    /// when given, instead of reading every file: a server keeps them in memory between
+    /// requests. Overlaps are judged on the summaries; a copy of the change's signed
+    /// request on the files the summaries point to.
     pub fn gate_among(
         &self,
         id: &ChangeId,
         policy: &Policy,
         at: jiff::Timestamp,
         now: jiff::Timestamp,
-        others: Option<&[&ChangeRequest]>,
+        summaries: Option<&[Loaded]>,
     ) -> Result<Vec<crate::error::Refusal>> {
         use crate::error::Refusal;
         let loaded = self.load(id)?;
@@ -305,18 +306,23 @@ impl Store {
         );
         let standing = crate::standing::of(self, id, now)?;
         out.extend(standing.refusal(&id.to_string()));
-        let all = match others {
-            Some(_) => Vec::new(),
-            None => self.load_where(crate::conflicts::can_conflict)?,
+        let me = loaded.change();
+        let same_request =
+            |c: &ChangeRequest| c.requester == me.requester && c.request_date == me.request_date;
+        let read;
+        let all = match summaries {
+            Some(s) => s,
+            None => {
+                read = self.load_where(|c| crate::conflicts::can_conflict(c) || same_request(c))?;
+                &read[..]
+            }
         };
-        let others: Vec<&ChangeRequest> = match others {
-            Some(o) => o.to_vec(),
-            None => all
-                .iter()
-                .filter(|l| l.decoded.parsed)
-                .map(Loaded::change)
-                .collect(),
-        };
+        out.extend(self.copied_request(&loaded, all, same_request)?);
+        let others: Vec<&ChangeRequest> = all
+            .iter()
+            .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
+            .map(Loaded::change)
+            .collect();
         out.extend(crate::rules::gate(
             loaded.change(),
             policy.for_intake(standing.questionnaire_due()),
@@ -324,6 +330,45 @@ impl Store {
             &others,
         ));
         Ok(out)
+    }
+
+    /// The refusal of a change file that repeats the signed request of another of `all`
+    /// ([`crate::rules::repeats_request`]): gate and implement believe neither copy's
+    /// decisions until the copy is removed.
+    pub(crate) fn copied_request(
+        &self,
+        loaded: &Loaded,
+        all: &[Loaded],
+        same_request: impl Fn(&ChangeRequest) -> bool,
+    ) -> Result<Option<crate::error::Refusal>> {
+        let me = loaded.change();
+        // Candidates by requester and request time (a summary holds those), each then read
+        // whole: signatures are in the files only.
+        let mut other = None;
+        for o in all
+            .iter()
+            .filter(|o| o.rel != loaded.rel && o.decoded.parsed && same_request(o.change()))
+        {
+            let o = self.load_file(&o.rel)?;
+            if o.decoded.parsed
+                && (crate::rules::repeats_request(me, o.change())
+                    || crate::rules::repeats_request(o.change(), me))
+            {
+                other = Some(o);
+                break;
+            }
+        }
+        let Some(other) = other else {
+            return Ok(None);
+        };
+        Ok(Some(crate::error::Refusal::new(
+            crate::rules::DUPLICATE_REQUEST,
+            format!(
+                "{} repeats the signed request of {} (same requester and request time, and its content or a signature): a copy carries decisions it was never given, so neither is believed until the copy is removed",
+                self.repo_path(&loaded.rel),
+                self.repo_path(&other.rel)
+            ),
+        )))
     }
 
     /// Refuses while the policy at HEAD was slipped in: no step may be judged by it.

@@ -407,6 +407,17 @@ impl Store {
         if implement && let Some(r) = standing.as_ref().and_then(|st| st.refusal(&id.to_string())) {
             return Err(r.into());
         }
+        if implement {
+            // A copy of a signed request carries decisions it was never given: as the gate.
+            let me = loaded.change();
+            let same = |c: &ChangeRequest| {
+                c.requester == me.requester && c.request_date == me.request_date
+            };
+            let candidates = self.load_summaries_where(same)?;
+            if let Some(r) = self.copied_request(&loaded, &candidates, same)? {
+                return Err(r.into());
+            }
+        }
         let policy = session.policy.for_intake(
             standing
                 .as_ref()

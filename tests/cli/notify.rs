@@ -1067,6 +1067,17 @@ fn chg_serve_sends_the_notifications_of_every_state_change_once() {
     {
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The rest of the run's messages (the other approvers') delivered before the server
+    // stops: a delivery cut off by the kill waits for its retry, as it should.
+    let delivered = || w.smtp.got().len() + w.http.got().len();
+    let mut last = delivered();
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        if delivered() == last {
+            break;
+        }
+        last = delivered();
+    }
     let _ = child.kill();
     let _ = child.wait();
     let chat = w.http.at("/slack");

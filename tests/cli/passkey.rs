@@ -732,6 +732,42 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
     assert_eq!(s.git(&["rev-parse", "HEAD"]).trim(), head);
     let (code, body) = post2(43);
     assert_eq!(code, 200, "{body}");
+
+    // Answers that all count 50, sent at once for four changes: one is taken.
+    let answers: Vec<(String, serde_json::Value)> = (0..4)
+        .map(|_| {
+            let id = s.new_change(&[]);
+            let base = format!("/api/v1/change-management/change-requests/{id}");
+            let (_, st) = server.call(
+                "GET",
+                &format!("{base}/statement?action=approve&role=change-manager"),
+                &token,
+                None,
+            );
+            let answer = Answer {
+                counter: 50,
+                ..good.clone()
+            };
+            let passkey =
+                answer_json(&cm.assert(st["statement"].as_str().unwrap().as_bytes(), &answer));
+            (
+                format!("{base}/approve"),
+                serde_json::json!({"approved": true, "role": "change-manager", "at": st["at"], "passkey": passkey}),
+            )
+        })
+        .collect();
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = answers
+            .iter()
+            .map(|(path, body)| {
+                let (server, token) = (&server, &token);
+                scope.spawn(move || server.call("POST", path, token, Some(body.clone())).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 403), "{codes:?}");
 }
 
 #[test]

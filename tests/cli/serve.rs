@@ -1397,6 +1397,30 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
     );
     assert!(ok, "{said}");
 
+    // The evidence pack says where the server could sign in a person's stead.
+    let pack = s.dir.path().join("pack");
+    s.chg(
+        "alice@example.com",
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2020-01-01",
+            "--until",
+            "2040-01-01",
+            "--out",
+            pack.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let controls = std::fs::read_to_string(pack.join("controls.md")).unwrap();
+    assert!(
+        controls.contains(
+            "chg serve could sign decisions of engineering-manager on changes of risk up to medium"
+        ),
+        "{controls}"
+    );
+
     // A plain-git edit of how the person was authenticated breaks the server's signature.
     s.rewrite(&id, |t| {
         t.replace(&format!("api token={em_id}"), "api token=tok_forged")
@@ -1421,5 +1445,41 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
             .contains("does not name the role engineering-manager"),
         "{}",
         r.stdout
+    );
+}
+
+/// Helper-18's F2: a person's key listed as the server's attesting key lets that person
+/// write attested decisions in anyone's name. The policy check refuses such a list, and
+/// every reader refuses a record attested with a key that is also a person's.
+#[test]
+fn a_persons_key_is_never_the_servers_attesting_key() {
+    let s = store();
+    let (em_key, cm_key, alice_key) = (s.keygen("em"), s.keygen("cm"), s.keygen("alice"));
+    s.enable_signing(
+        &[
+            ("em@example.com", &em_key),
+            ("cm@example.com", &cm_key),
+            ("alice@example.com", &alice_key),
+            ("chg-server@example.com", &alice_key),
+        ],
+        &[],
+    );
+    s.edit_policy("let the server attest", |t| {
+        format!("{t}  server_attests: {{roles: [engineering-manager], max_risk: medium, signer: chg-server@example.com}}\n")
+    });
+    // No command acts on a policy whose attesting key is a person's.
+    let r = s.chg("alice@example.com", &["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("must be the server's own"),
+        "{}",
+        r.stdout
+    );
+    let r = s.chg("alice@example.com", &["list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("must be the server's own"),
+        "{}",
+        r.stderr
     );
 }

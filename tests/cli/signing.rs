@@ -877,3 +877,91 @@ fn two_approvers_sign_from_one_clone_with_keys_added_by_chg() {
     )
     .code(2);
 }
+
+/// Helper-18's F1: a signed approval moved onto a copy of its change (filed again at the
+/// same request time with `CHG_NOW`, the original cancelled) by a commit that wears chg's
+/// approve trailers. The statement names the change by requester and request time (so that
+/// renumbering keeps it), so the replayed step verifies on its own; the copy must not.
+#[test]
+fn a_signed_approval_moved_onto_a_copy_of_its_change_opens_no_gate() {
+    let s = Store::new();
+    let (em, cm) = (s.keygen("em"), s.keygen("cm"));
+    s.enable_signing(&[("em@example.com", &em), ("cm@example.com", &cm)], &[]);
+    let original = s.new_change(&[]);
+    s.signed("em@example.com", &em, &["approve", &original])
+        .ok();
+    s.signed("cm@example.com", &cm, &["approve", &original])
+        .ok();
+    s.chg(
+        "cm@example.com",
+        &[
+            "cancel",
+            &original,
+            "--reason",
+            "the CAB decided against it",
+        ],
+    )
+    .ok();
+    // The same request, filed again at the same time: a new id, no approvals yet.
+    let copy = s.new_change(&[]);
+    assert_ne!(copy, original);
+    // Each signed approval pasted in by its approver's name, as `chg approve` writes it.
+    let block = {
+        let text = s.read(&original);
+        let at = text.find("approvals:\n").unwrap() + "approvals:\n".len();
+        let end = text[at..]
+            .find("\ncancellation:")
+            .map_or(text.len(), |e| at + e + 1);
+        text[at..end].to_owned()
+    };
+    let entries: Vec<String> = block
+        .split("\n- ")
+        .map(|e| format!("- {}\n", e.trim_start_matches("- ").trim_end()))
+        .collect();
+    assert_eq!(entries.len(), 2, "{block}");
+    for (i, (who, role, to)) in [
+        ("em@example.com", "engineering-manager", "pending_approval"),
+        ("cm@example.com", "change-manager", "approved"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.rewrite(&copy, |t| {
+            let t = t.replace("status: pending_approval", &format!("status: {to}"));
+            if i == 0 {
+                format!("{t}approvals:\n{}", entries[0])
+            } else {
+                format!("{t}{}", entries[1])
+            }
+        });
+        let mut cmd = s.cmd(std::path::Path::new("git"), who);
+        let message = format!(
+            "{copy}: approve ({role})\n\nChg-Id: {copy}\nChg-Action: approve\nChg-Actor: {who}\nChg-Role: {role}\nChg-From: pending_approval\nChg-To: {to}\n"
+        );
+        let o = cmd.args(["commit", "-qam", &message]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The history of the copy replays as chg steps: only the copy gives it away.
+    let r = s.chg("alice@example.com", &["audit"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    s.schedule(&copy, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z");
+    for args in [
+        vec!["gate", copy.as_str(), "--at", "2025-03-11T09:30:00Z"],
+        vec!["validate", copy.as_str()],
+    ] {
+        let r = s.chg("alice@example.com", &args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("duplicate-request"),
+            "{args:?}: {}",
+            r.stdout
+        );
+    }
+    let r = s.chg("ops1@example.com", &["implement", &copy]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("repeats the signed request"),
+        "{}",
+        r.stderr
+    );
+}

@@ -361,6 +361,11 @@ fn signing_json(signing: &[SigningPeriod]) -> Vec<serde_json::Value> {
                 "until": format_timestamp(p.until),
                 "policy_commit": p.commit,
                 "required_for": p.required_for,
+                "server_attests": p.server_attests.as_ref().map(|a| json!({
+                    "roles": a.roles,
+                    "max_risk": a.max_risk.as_str(),
+                    "signer": a.signer,
+                })),
             })
         })
         .collect()
@@ -596,6 +601,9 @@ struct SigningPeriod {
     until: Timestamp,
     commit: String,
     required_for: Vec<String>,
+    /// `signing.server_attests` of that version: where the server could sign in a
+    /// person's stead.
+    server_attests: Option<crate::policy::ServerAttests>,
 }
 
 /// The policy versions in force over `since..until` (from the audit's policy-change notes,
@@ -637,6 +645,10 @@ fn signing_periods(
                 .as_ref()
                 .map(|s| s.required_for.clone())
                 .unwrap_or_default(),
+            server_attests: policy
+                .signing
+                .as_ref()
+                .and_then(|s| s.server_attests.clone()),
         });
     }
     Ok(out)

@@ -415,6 +415,14 @@ pub(super) fn signing_markdown(periods: &[SigningPeriod]) -> String {
                 format!("signed: {}", p.required_for.join(", "))
             }
         ));
+        if let Some(a) = &p.server_attests {
+            s.push_str(&format!(
+                "  - chg serve could sign decisions of {} on changes of risk up to {} with its own key ({}) in the person's stead; such records are marked attested, not the person's signature\n",
+                a.roles.join(", "),
+                a.max_risk,
+                a.signer
+            ));
+        }
     }
     s
 }
