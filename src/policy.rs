@@ -820,13 +820,13 @@ impl Policy {
         })
     }
 
-    /// Whether the server may attest a decision for `role` on a change of `risk` (SPEC
-    /// 12.1): `signing.server_attests` names the role, and the risk is known and not above
-    /// its `max_risk`. `Err` says why not, in a sentence.
+    /// Whether the server may attest a decision for `role` on `change` (SPEC 12.1):
+    /// `signing.server_attests` names the role, the change's risk is known and not above
+    /// its `max_risk`, and it proposes no policy. `Err` says why not, in a sentence.
     pub fn server_may_attest(
         &self,
         role: &str,
-        risk: Option<RiskLevel>,
+        change: &ChangeRequest,
     ) -> std::result::Result<&ServerAttests, String> {
         let Some(a) = self
             .signing
@@ -838,6 +838,12 @@ impl Policy {
                     .into(),
             );
         };
+        // Who decides the policy decides every approval: those decisions are signed by the
+        // approvers themselves, never vouched for by a token.
+        if change.proposed_policy.is_some() {
+            return Err("decisions on a policy proposal are never attested".into());
+        }
+        let risk = change.risk_level;
         if !a.roles.iter().any(|r| r == role) {
             return Err(format!(
                 "signing.server_attests does not name the role {role}"
@@ -1728,10 +1734,22 @@ mod tests {
         .unwrap();
         let a = p.signing.as_ref().unwrap().server_attests.as_ref().unwrap();
         assert_eq!(a.signer, DEFAULT_ATTESTING_SIGNER);
+        let change = |risk| ChangeRequest {
+            risk_level: risk,
+            ..ChangeRequest::default()
+        };
         assert!(
-            p.server_may_attest("engineering-manager", Some(RiskLevel::Low))
+            p.server_may_attest("engineering-manager", &change(Some(RiskLevel::Low)))
                 .is_ok()
         );
+        let proposal = ChangeRequest {
+            proposed_policy: Some(Default::default()),
+            ..change(Some(RiskLevel::Low))
+        };
+        let e = p
+            .server_may_attest("engineering-manager", &proposal)
+            .unwrap_err();
+        assert!(e.contains("policy proposal"), "{e}");
         for (role, risk, why) in [
             (
                 "change-manager",
@@ -1741,7 +1759,7 @@ mod tests {
             ("engineering-manager", Some(RiskLevel::Medium), "above"),
             ("engineering-manager", None, "no risk level"),
         ] {
-            let e = p.server_may_attest(role, risk).unwrap_err();
+            let e = p.server_may_attest(role, &change(risk)).unwrap_err();
             assert!(e.contains(why), "{role} {risk:?}: {e}");
         }
         for (bad, why) in [
@@ -1766,7 +1784,7 @@ mod tests {
         }
         let p = Policy::default_policy();
         assert!(
-            p.server_may_attest("change-manager", Some(RiskLevel::Low))
+            p.server_may_attest("change-manager", &change(Some(RiskLevel::Low)))
                 .is_err()
         );
     }

@@ -559,6 +559,25 @@ pub fn change_json(
             "missing_roles".into(),
             serde_json::json!(crate::rules::missing_roles(c, policy)),
         );
+        // Each signed or signature-bound record's verdict under this policy: a reader of
+        // the JSON sees whether a record counts, not only what the file says of itself.
+        let verdicts: Vec<serde_json::Value> = crate::rules::signature_verdicts(c, policy)
+            .into_iter()
+            .map(|(r, v)| {
+                serde_json::json!({
+                    "record": r.path,
+                    "action": r.action,
+                    "by": r.actor,
+                    "signer": r.signer(),
+                    "valid": v.is_valid(),
+                    "verdict": v.mark(),
+                    "problem": v.problem(r.signer()),
+                })
+            })
+            .collect();
+        if !verdicts.is_empty() {
+            map.insert("signatures".into(), verdicts.into());
+        }
     }
     Ok(v)
 }

@@ -1031,7 +1031,7 @@ pub fn record_verdict(
         return v;
     };
     let role = r.statement.role.as_deref().unwrap_or("");
-    let why = match policy.server_may_attest(role, change.risk_level) {
+    let why = match policy.server_may_attest(role, change) {
         Err(why) => why,
         Ok(a) if a.signer != by => {
             format!("signing.server_attests.signer is {}, not {by}", a.signer)

@@ -431,9 +431,7 @@ fn view(
         signed: policy.requires_signature("approve"),
         attested: my_roles
             .iter()
-            .filter(|r| {
-                shared.attester.is_some() && policy.server_may_attest(r, c.risk_level).is_ok()
-            })
+            .filter(|r| shared.attester.is_some() && policy.server_may_attest(r, &c).is_ok())
             .cloned()
             .collect(),
         rp_id: super::passkey::relying_party(shared)

@@ -539,7 +539,7 @@ pub(super) fn sign_record(
         && matches!(action, "approve" | "reject")
         && let Some(a) = next.approvals.last()
     {
-        match policy.server_may_attest(&a.role, next.risk_level) {
+        match policy.server_may_attest(&a.role, &next) {
             Ok(_) => return attest(ctx, attester, policy, next, action),
             Err(why) if wanted => {
                 return Err(Error::Refused(crate::error::Refusal::new(
@@ -576,19 +576,24 @@ fn attest(
     let signers = policy.signers().ok_or_else(|| {
         refuse("the policy has no signing section, so the server cannot attest decisions".into())
     })?;
-    let Some(a) = next.approvals.last_mut() else {
-        return Err(Error::Internal(format!("no {action} record to attest")));
-    };
-    let allowed = policy
-        .server_may_attest(&a.role, next.risk_level)
+    let role = next
+        .approvals
+        .last()
+        .map(|a| a.role.clone())
+        .ok_or_else(|| Error::Internal(format!("no {action} record to attest")))?;
+    let principal = policy
+        .server_may_attest(&role, &next)
         .map_err(|why| {
             refuse(format!(
                 "{why}; sign the decision yourself (a passkey or your SSH key)"
             ))
-        })?;
-    a.attested_by = Some(allowed.signer.clone());
-    a.attested_via = Some(attester.via.clone());
-    let principal = allowed.signer.clone();
+        })?
+        .signer
+        .clone();
+    if let Some(a) = next.approvals.last_mut() {
+        a.attested_by = Some(principal.clone());
+        a.attested_via = Some(attester.via.clone());
+    }
     let record = crate::signing::new_record(&next, action)
         .ok_or_else(|| Error::Internal(format!("no {action} record to attest")))?;
     let signature = crate::signing::sign_record(

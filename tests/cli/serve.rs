@@ -1383,6 +1383,14 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
     )
     .unwrap();
     assert_eq!(v["approvals"][0]["attested_by"], "chg-server@example.com");
+    assert_eq!(v["signatures"][0]["valid"], true, "{v}");
+    assert!(
+        v["signatures"][0]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("attested by chg-server@example.com"),
+        "{v}"
+    );
     // Plain ssh-keygen verifies it as the server's signature of the attested statement.
     let change = chg::decode::decode_str("c.yaml", &text).change;
     let record = chg::signing::records(&change).into_iter().next().unwrap();
