@@ -266,7 +266,7 @@ impl<'r> Auditor<'r> {
                 &policy_path,
                 &files,
                 valid,
-                written.signing.as_ref().map(|s| s.required_for.as_slice()),
+                written.signing.as_ref(),
             ));
         }
         // Anything under policy/ changed outside `chg policy apply` under a governed policy.

@@ -120,16 +120,24 @@ impl<'r> Facts<'r> {
         policy_path: &str,
         files: &[String],
         valid: bool,
-        signing: Option<&[String]>,
+        signing: Option<&crate::policy::SigningPolicy>,
     ) -> Vec<AuditFinding> {
         // Which records carry proof of who made them from here on: an auditor reads the
         // periods signing was in force from these notes.
-        let signed = match signing {
+        let mut signed = match signing.map(|s| s.required_for.as_slice()) {
             Some(actions) if !actions.is_empty() => {
                 format!("; signatures required for {}", actions.join(", "))
             }
             _ => "; it requires no signatures, so records from here on name people without proving who made them".to_owned(),
         };
+        if let Some(a) = signing.and_then(|s| s.server_attests.as_ref()) {
+            signed.push_str(&format!(
+                "; chg serve may sign decisions of {} on changes of risk up to {} in the person's stead (attested by {})",
+                a.roles.join(", "),
+                a.max_risk,
+                a.signer
+            ));
+        }
         let how = match (&self.trailers.action, self.by_chg) {
             (Some(a), true) => format!("by chg {a}"),
             _ => "by a commit without chg trailers".to_owned(),

@@ -1429,6 +1429,14 @@ fn the_server_attests_a_decision_only_where_the_policy_lets_it_and_says_so_every
         "{controls}"
     );
 
+    let audit = s.chg("alice@example.com", &["audit"]).ok().stdout;
+    assert!(
+        audit.contains(
+            "chg serve may sign decisions of engineering-manager on changes of risk up to medium"
+        ),
+        "{audit}"
+    );
+
     // A plain-git edit of how the person was authenticated breaks the server's signature.
     s.rewrite(&id, |t| {
         t.replace(&format!("api token={em_id}"), "api token=tok_forged")
