@@ -18,6 +18,7 @@ use crate::model::{ChangeModel, ChangeRequest, Priority, RiskLevel, Status};
 use crate::policy::Policy;
 use crate::report::Report;
 use crate::rules::Provenance;
+use crate::standing::KeptProvenances;
 use crate::store::{Loaded, Store};
 use crate::workflow;
 
@@ -204,10 +205,17 @@ pub struct Page<T> {
 /// Whether `change` waits for approvals now: pending approval, or an emergency change
 /// approved after implementation started; not a pre-approved standard change.
 fn in_approval(change: &ChangeRequest, policy: &Policy) -> bool {
+    may_be_in_approval(change) && !policy.is_preapproved(change)
+}
+
+/// What [`in_approval`] asks of the change alone, whatever the policy: pending approval,
+/// or an emergency change in implementation or closed. The awaiting and overdue filters
+/// judge only such changes.
+pub fn may_be_in_approval(change: &ChangeRequest) -> bool {
     let status = change.status();
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
-    (status == Status::PendingApproval || retroactive) && !policy.is_preapproved(change)
+    status == Status::PendingApproval || retroactive
 }
 
 /// When approval of `change` falls due: its submission (as history knows it, else its
@@ -355,10 +363,24 @@ impl Query {
         now: Timestamp,
         all: Vec<Loaded>,
     ) -> Result<Page<Loaded>> {
+        self.run_over_kept(store, policy, now, all, &mut KeptProvenances::default())
+    }
+
+    /// [`Query::run_over`], with the provenances a server keeps between requests
+    /// ([`KeptProvenances`]). A file given whole (with its text) is not read again.
+    pub fn run_over_kept(
+        &self,
+        store: &Store,
+        policy: &Policy,
+        now: Timestamp,
+        all: Vec<Loaded>,
+        kept: &mut KeptProvenances,
+    ) -> Result<Page<Loaded>> {
         let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
         let mut readable: Vec<Loaded> = all.into_iter().filter(|l| l.decoded.parsed).collect();
         for l in readable.iter_mut() {
             if self.may_need_history(l.change(), policy)
+                && l.text.is_empty()
                 && let Ok(whole) = store.load_file(&l.rel)
                 && whole.decoded.parsed
             {
@@ -374,7 +396,7 @@ impl Query {
         let known = if ids.is_empty() {
             HashMap::new()
         } else {
-            crate::standing::provenances(store, &ids, now)?
+            crate::standing::provenances_kept(store, &ids, now, kept)?
         };
         let mut page = self.select(readable, policy, now, |c| {
             known.get(&c.id_text()).cloned().unwrap_or_default()

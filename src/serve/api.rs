@@ -864,7 +864,14 @@ pub fn run(
         }
     }
     let all = shared.summaries_where(store, |c| query.matches(c))?;
-    let page = query.run_over(store, policy, now(), all)?;
+    let page = if query.awaiting.is_some() || query.overdue {
+        // Judged by history: the provenances kept from earlier requests serve where the
+        // audit index still holds the log files they were read from.
+        let mut kept = shared.kept.lock().unwrap_or_else(|e| e.into_inner());
+        query.run_over_kept(store, policy, now(), all, &mut kept)?
+    } else {
+        query.run_over(store, policy, now(), all)?
+    };
     if let Some(head) = head {
         let mut memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
         memo.retain(|_, m| m.head == head && m.at.elapsed() < super::MEMO_FOR);

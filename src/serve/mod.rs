@@ -97,6 +97,22 @@ fn moved_on(
     Some(out)
 }
 
+/// `rows` with the changes that may be in approval read whole (a summary has not every
+/// field): the awaiting and overdue queries judge those by any field, and would otherwise
+/// read each file on every query. [`moved_on`] reads the files a commit changed whole.
+fn whole_in_approval(store: &Store, mut rows: Vec<chg::store::Loaded>) -> Vec<chg::store::Loaded> {
+    for l in rows.iter_mut() {
+        if l.decoded.parsed
+            && l.text.is_empty()
+            && chg::query::may_be_in_approval(l.change())
+            && let Ok(whole) = store.load_file(&l.rel)
+        {
+            *l = whole;
+        }
+    }
+    rows
+}
+
 /// What every handler shares.
 pub struct Shared {
     /// The folder the store is found from.
@@ -119,6 +135,9 @@ pub struct Shared {
     pub warm: std::sync::Mutex<Option<Warm>>,
     /// Query results (lists, "waiting for me") as of a HEAD, for a few seconds.
     pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
+    /// What verified history says of the changes in approval (who may approve them), each
+    /// kept with the audit index files it was read from.
+    pub kept: std::sync::Mutex<chg::standing::KeptProvenances>,
 }
 
 /// One query's result, as of `head`, computed at `at`.
@@ -177,7 +196,10 @@ impl Shared {
         };
         let all = match moved {
             Some(rows) => Arc::new(rows),
-            None => Arc::new(store.load_summaries_where(|_| true)?),
+            None => Arc::new(whole_in_approval(
+                store,
+                store.load_summaries_where(|_| true)?,
+            )),
         };
         if let Some(head) = head {
             let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
@@ -317,6 +339,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             lock_timeout: options.lock_timeout,
             warm: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(Default::default()),
+            kept: std::sync::Mutex::new(Default::default()),
         });
         tokio::spawn(keep_warm(state.clone()));
         tokio::spawn(notify_loop(state.clone()));
@@ -435,9 +458,24 @@ pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
         warm.as_ref().is_none_or(|w| w.head != head)
     };
     if stale && seen == Some(head) {
-        let _ = state.summaries(&store);
+        let _ = state
+            .summaries(&store)
+            .map(|all| warm_provenances(state, &store, &all));
     }
     Some(head)
+}
+
+/// Brings the kept provenances of every change that may be in approval up to date, so
+/// that the first "waiting for me" after HEAD moved reads only the histories that grew.
+fn warm_provenances(state: &Shared, store: &Store, all: &[chg::store::Loaded]) {
+    let ids: Vec<String> = all
+        .iter()
+        .filter(|l| l.decoded.parsed && chg::query::may_be_in_approval(l.change()))
+        .map(|l| l.change().id_text())
+        .collect();
+    let mut kept = state.kept.lock().unwrap_or_else(|e| e.into_inner());
+    // A cache: what cannot be read now is read by the next query.
+    let _ = chg::standing::provenances_kept(store, &ids, auth::now(), &mut kept);
 }
 
 /// How long a client may take to send a request's headers: a slow client (one byte at a
