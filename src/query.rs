@@ -278,6 +278,14 @@ impl Query {
             && (!self.open_only || !c.status().is_terminal())
     }
 
+    /// Whether `c` may be in the result: it [matches](Query::matches) and passes the
+    /// awaiting and overdue filters' cheap necessary condition. A reader that filters the
+    /// changes it hands to [`Query::run_over`] may keep only these.
+    pub fn may_select(&self, c: &ChangeRequest, policy: &Policy) -> bool {
+        self.matches(c)
+            && (self.awaiting.is_none() && !self.overdue || self.may_need_history(c, policy))
+    }
+
     /// Whether the awaiting or overdue filter may let `c` through, so its history is worth
     /// reading: a cheap necessary condition of both.
     fn may_need_history(&self, c: &ChangeRequest, policy: &Policy) -> bool {
@@ -350,7 +358,7 @@ impl Query {
     /// that shows more reads the file ([`Store::load_file`]). The changes the awaiting and
     /// overdue filters judge are read whole, as the rules may read any field.
     pub fn run(&self, store: &Store, policy: &Policy, now: Timestamp) -> Result<Page<Loaded>> {
-        let all = store.load_summaries_where(|c| self.matches(c))?;
+        let all = store.load_summaries_where(|c| self.may_select(c, policy))?;
         self.run_over(store, policy, now, all)
     }
 

@@ -863,7 +863,7 @@ pub fn run(
             return Ok(m.page.clone());
         }
     }
-    let all = shared.summaries_where(store, |c| query.matches(c))?;
+    let all = shared.summaries_where(store, |c| query.may_select(c, policy))?;
     let page = if query.awaiting.is_some() || query.overdue {
         // Judged by history: the provenances kept from earlier requests serve where the
         // audit index still holds the log files they were read from.
