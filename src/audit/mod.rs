@@ -727,6 +727,9 @@ pub fn histories(
         .collect())
 }
 
+/// A change id, what its history was read from, and the history (`None`: not read again).
+pub type KeyedHistory = (String, index::HistoryKey, Option<Vec<Entry>>);
+
 /// [`histories`], each with what it was read from, except that a change whose `known`
 /// key the index still [holds](index::Index::holds) is not read again: its entries are
 /// `None` (the caller still has what it derived from them).
@@ -735,7 +738,7 @@ pub fn histories_unless<'k>(
     ids: &[String],
     now: Timestamp,
     known: impl Fn(&str) -> Option<&'k index::HistoryKey>,
-) -> Result<Vec<(String, index::HistoryKey, Option<Vec<Entry>>)>> {
+) -> Result<Vec<KeyedHistory>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

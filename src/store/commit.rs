@@ -299,6 +299,14 @@ fn stage(repo: &Repository, paths: &[&str]) -> Result<()> {
 /// filters that apply there (the CRLF conversion of `core.autocrlf` and `.gitattributes`).
 /// Written to the object database (libgit2 filters only on the way in).
 pub fn clean_blob(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Oid> {
+    // libgit2's clean filters (CRLF and ident; chg registers none) change only bytes with a
+    // CR or an `$Id`, and finding which apply reads the whole index for its attributes
+    // (10 MB at 100,000 files, a fifth of an approval). Other bytes are stored as they are,
+    // unless `core.safecrlf=true` would refuse them (LF text where CRLF is asked for).
+    let plain = !bytes.contains(&b'\r') && memchr::memmem::find(bytes, b"$Id").is_none();
+    if plain && !repo.config()?.get_bool("core.safecrlf").unwrap_or(false) {
+        return Ok(repo.blob(bytes)?);
+    }
     let mut w = repo.blob_writer(Some(Path::new(path)))?;
     std::io::Write::write_all(&mut w, bytes)
         .map_err(|e| Error::io(format!("cannot hash {path}"), e))?;
@@ -730,4 +738,55 @@ pub fn recover(repo: &Repository) -> Result<Option<String>> {
             repaired.join(", ")
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blob libgit2's filters make of `bytes` at `path` (the way taken before the
+    /// shortcut for plain bytes).
+    fn filtered(repo: &Repository, path: &str, bytes: &[u8]) -> Result<Oid> {
+        let mut w = repo.blob_writer(Some(Path::new(path)))?;
+        std::io::Write::write_all(&mut w, bytes).unwrap();
+        Ok(w.commit()?)
+    }
+
+    #[test]
+    fn plain_bytes_are_stored_as_the_clean_filters_would_store_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join(".gitattributes"),
+            "*.yaml text eol=crlf ident\n*.txt text=auto\n",
+        )
+        .unwrap();
+        let texts: [&[u8]; 4] = [b"a: 1\nb: 2\n", b"a: 1\r\nb: 2\r\n", b"id: $Id$\n", b""];
+        for autocrlf in ["false", "true", "input"] {
+            repo.config()
+                .unwrap()
+                .set_str("core.autocrlf", autocrlf)
+                .unwrap();
+            for path in ["changes/x.yaml", "notes.txt", "other"] {
+                for bytes in texts {
+                    assert_eq!(
+                        clean_blob(&repo, path, bytes).unwrap(),
+                        filtered(&repo, path, bytes).unwrap(),
+                        "{path} {autocrlf} {bytes:?}"
+                    );
+                }
+            }
+        }
+        // Where libgit2 refuses LF text that would be checked out with CRLF, so does chg.
+        repo.config()
+            .unwrap()
+            .set_bool("core.safecrlf", true)
+            .unwrap();
+        repo.config()
+            .unwrap()
+            .set_str("core.autocrlf", "true")
+            .unwrap();
+        assert!(filtered(&repo, "changes/x.yaml", texts[0]).is_err());
+        assert!(clean_blob(&repo, "changes/x.yaml", texts[0]).is_err());
+    }
 }

@@ -1361,7 +1361,7 @@ fn what_the_server_keeps_of_history_follows_steps_taken_beside_it() {
     )
     .ok();
     let waiting = ids(srv.get(&format!("{BASE}?awaiting=me"), &cm));
-    assert_eq!(waiting, [b.clone()]);
+    assert_eq!(waiting, [b.as_str()]);
     assert_eq!(waiting, cli_waiting("cm@example.com"));
     let home = srv.raw("GET", "/", &[("Cookie", sign_in(&srv, &cm))], b"");
     assert!(
@@ -1392,7 +1392,7 @@ fn what_the_server_keeps_of_history_follows_steps_taken_beside_it() {
         .unwrap()
         .to_owned();
     let waiting = ids(srv.get(&format!("{BASE}?awaiting=me"), &cm));
-    assert_eq!(waiting, [c.clone()]);
+    assert_eq!(waiting, [c.as_str()]);
     assert_eq!(waiting, cli_waiting("cm@example.com"));
     gates_agree(&a);
     gates_agree(&c);
