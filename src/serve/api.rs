@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::auth::{ApiPerson, Person, now};
-use super::{AppState, Shared, blocking};
+use super::{AppState, Shared, blocking, blocking_write};
 
 /// The API's base path.
 pub const BASE: &str = "/api/v1/change-management/change-requests";
@@ -759,7 +759,7 @@ async fn create(
             "a standard change is filed from a template of the policy (chg new --template NAME)",
         ));
     }
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         let policy = store.policy()?;
         if let Some(q) = &policy.risk
             && !draft
@@ -1053,7 +1053,7 @@ async fn approve(
     Path(id): Path<String>,
     Body(req): Body<ApproveRequest>,
 ) -> Result<Json<Decided>, ApiError> {
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         decide(shared, store, &person, &id, req)
     })
     .await?;
@@ -1140,7 +1140,7 @@ async fn implement(
             "scheduled_time: chg records whole seconds",
         ));
     }
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
@@ -1271,7 +1271,7 @@ async fn complete(
             ));
         }
     };
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
@@ -1382,12 +1382,8 @@ async fn gate(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let all = shared.summaries(store)?;
-        let others: Vec<&ChangeRequest> = all
-            .iter()
-            .filter(|l| l.decoded.parsed && chg::conflicts::can_conflict(l.change()))
-            .map(chg::store::Loaded::change)
-            .collect();
+        let (all, conflicting) = shared.conflict_candidates(store)?;
+        let others: Vec<&ChangeRequest> = conflicting.iter().map(|i| all[*i].change()).collect();
         let reasons = store.gate_among(&id, &policy, now, now, Some(&others))?;
         Ok(Gate {
             open: reasons.is_empty(),

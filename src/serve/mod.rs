@@ -138,6 +138,8 @@ pub struct Shared {
     /// What verified history says of the changes in approval (who may approve them), each
     /// kept with the audit index files it was read from.
     pub kept: std::sync::Mutex<chg::standing::KeptProvenances>,
+    /// The queue of requests that commit ([`blocking_write`]).
+    pub writes: tokio::sync::Mutex<()>,
 }
 
 /// One query's result, as of `head`, computed at `at`.
@@ -160,6 +162,18 @@ pub struct Warm {
     pub head: git2::Oid,
     /// Every change file's summary (undecodable files too).
     pub all: Arc<Vec<chg::store::Loaded>>,
+    /// Which of them can conflict with a schedule (what the gate compares a change with).
+    pub conflicting: Arc<Vec<usize>>,
+}
+
+/// Every summary, and the positions of those that can conflict with a schedule.
+pub type Candidates = (Arc<Vec<chg::store::Loaded>>, Arc<Vec<usize>>);
+
+/// The positions in `all` of the readable changes that can conflict with a schedule.
+fn conflicting_of(all: &[chg::store::Loaded]) -> Vec<usize> {
+    (0..all.len())
+        .filter(|i| all[*i].decoded.parsed && chg::conflicts::can_conflict(all[*i].change()))
+        .collect()
 }
 
 /// The state handlers take.
@@ -206,9 +220,24 @@ impl Shared {
             *warm = Some(Warm {
                 head,
                 all: all.clone(),
+                conflicting: Arc::new(conflicting_of(&all)),
             });
         }
         Ok(all)
+    }
+
+    /// [`Shared::summaries`], and which of them can conflict with a schedule (found once
+    /// per HEAD, not on every gate: a pass over 100,000 summaries).
+    pub fn conflict_candidates(&self, store: &Store) -> Result<Candidates, Error> {
+        let all = self.summaries(store)?;
+        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = warm
+            .as_ref()
+            .filter(|w| Arc::ptr_eq(&w.all, &all))
+            .map(|w| w.conflicting.clone());
+        drop(warm);
+        let conflicting = kept.unwrap_or_else(|| Arc::new(conflicting_of(&all)));
+        Ok((all, conflicting))
     }
 
     /// The summaries `keep` accepts, and the undecodable ones ([`Store::load_summaries_where`]
@@ -225,6 +254,19 @@ impl Shared {
             .cloned()
             .collect())
     }
+}
+
+/// [`blocking`] for a request that commits, in the order such requests came. The store
+/// lock is a file lock taken by polling with a growing pause, so a waiter can lose it to
+/// later requests again and again: four concurrent approvals of 0.15 s each left some
+/// waiting 4.5 s. Queued here first (tokio's mutex is first come, first served), each
+/// waits for those before it only; CLI users and other servers still meet at the lock.
+pub async fn blocking_write<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Shared, &Store) -> Result<T, api::ApiError> + Send + 'static,
+) -> Result<T, api::ApiError> {
+    let _turn = state.writes.lock().await;
+    blocking(state, f).await
 }
 
 /// Runs `f` with the store in a blocking task (git and the file system block).
@@ -340,6 +382,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             warm: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(Default::default()),
             kept: std::sync::Mutex::new(Default::default()),
+            writes: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(keep_warm(state.clone()));
         tokio::spawn(notify_loop(state.clone()));
