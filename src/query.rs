@@ -18,6 +18,7 @@ use crate::model::{ChangeModel, ChangeRequest, Priority, RiskLevel, Status};
 use crate::policy::Policy;
 use crate::report::Report;
 use crate::rules::Provenance;
+use crate::standing::KeptProvenances;
 use crate::store::{Loaded, Store};
 use crate::workflow;
 
@@ -204,10 +205,17 @@ pub struct Page<T> {
 /// Whether `change` waits for approvals now: pending approval, or an emergency change
 /// approved after implementation started; not a pre-approved standard change.
 fn in_approval(change: &ChangeRequest, policy: &Policy) -> bool {
+    may_be_in_approval(change) && !policy.is_preapproved(change)
+}
+
+/// What [`in_approval`] asks of the change alone, whatever the policy: pending approval,
+/// or an emergency change in implementation or closed. The awaiting and overdue filters
+/// judge only such changes.
+pub fn may_be_in_approval(change: &ChangeRequest) -> bool {
     let status = change.status();
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
-    (status == Status::PendingApproval || retroactive) && !policy.is_preapproved(change)
+    status == Status::PendingApproval || retroactive
 }
 
 /// When approval of `change` falls due: its submission (as history knows it, else its
@@ -268,6 +276,14 @@ impl Query {
                     .is_some_and(|x| x.eq_ignore_ascii_case(r))
             })
             && (!self.open_only || !c.status().is_terminal())
+    }
+
+    /// Whether `c` may be in the result: it [matches](Query::matches) and passes the
+    /// awaiting and overdue filters' cheap necessary condition. A reader that filters the
+    /// changes it hands to [`Query::run_over`] may keep only these.
+    pub fn may_select(&self, c: &ChangeRequest, policy: &Policy) -> bool {
+        self.matches(c)
+            && (self.awaiting.is_none() && !self.overdue || self.may_need_history(c, policy))
     }
 
     /// Whether the awaiting or overdue filter may let `c` through, so its history is worth
@@ -342,7 +358,7 @@ impl Query {
     /// that shows more reads the file ([`Store::load_file`]). The changes the awaiting and
     /// overdue filters judge are read whole, as the rules may read any field.
     pub fn run(&self, store: &Store, policy: &Policy, now: Timestamp) -> Result<Page<Loaded>> {
-        let all = store.load_summaries_where(|c| self.matches(c))?;
+        let all = store.load_summaries_where(|c| self.may_select(c, policy))?;
         self.run_over(store, policy, now, all)
     }
 
@@ -355,10 +371,24 @@ impl Query {
         now: Timestamp,
         all: Vec<Loaded>,
     ) -> Result<Page<Loaded>> {
+        self.run_over_kept(store, policy, now, all, &mut KeptProvenances::default())
+    }
+
+    /// [`Query::run_over`], with the provenances a server keeps between requests
+    /// ([`KeptProvenances`]). A file given whole (with its text) is not read again.
+    pub fn run_over_kept(
+        &self,
+        store: &Store,
+        policy: &Policy,
+        now: Timestamp,
+        all: Vec<Loaded>,
+        kept: &mut KeptProvenances,
+    ) -> Result<Page<Loaded>> {
         let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
         let mut readable: Vec<Loaded> = all.into_iter().filter(|l| l.decoded.parsed).collect();
         for l in readable.iter_mut() {
             if self.may_need_history(l.change(), policy)
+                && l.text.is_empty()
                 && let Ok(whole) = store.load_file(&l.rel)
                 && whole.decoded.parsed
             {
@@ -374,7 +404,7 @@ impl Query {
         let known = if ids.is_empty() {
             HashMap::new()
         } else {
-            crate::standing::provenances(store, &ids, now)?
+            crate::standing::provenances_kept(store, &ids, now, kept)?
         };
         let mut page = self.select(readable, policy, now, |c| {
             known.get(&c.id_text()).cloned().unwrap_or_default()

@@ -139,10 +139,49 @@ pub fn provenances(
     ids: &[String],
     now: Timestamp,
 ) -> Result<std::collections::HashMap<String, crate::rules::Provenance>> {
-    Ok(crate::audit::histories(store, ids, now)?
-        .into_iter()
-        .map(|(id, entries)| (id, provenance(&entries)))
-        .collect())
+    provenances_kept(store, ids, now, &mut KeptProvenances::default())
+}
+
+/// Provenances kept between calls (by a server), each with what its history was read
+/// from ([`crate::audit::index::HistoryKey`]): one is used again only while the audit index
+/// holds the same log files it was read from, so a change whose history grew (a step,
+/// through any front end), a rewritten history or a rebuilt index is read afresh.
+#[derive(Debug, Default)]
+pub struct KeptProvenances {
+    by_id: std::collections::HashMap<
+        String,
+        (crate::audit::index::HistoryKey, crate::rules::Provenance),
+    >,
+}
+
+/// Past this many changes the kept provenances are dropped and read again.
+const MAX_KEPT: usize = 500_000;
+
+/// [`provenances`], using and refreshing what `kept` holds.
+pub fn provenances_kept(
+    store: &dyn Located,
+    ids: &[String],
+    now: Timestamp,
+    kept: &mut KeptProvenances,
+) -> Result<std::collections::HashMap<String, crate::rules::Provenance>> {
+    if kept.by_id.len() + ids.len() > MAX_KEPT {
+        kept.by_id.clear();
+    }
+    let read =
+        crate::audit::histories_unless(store, ids, now, |id| kept.by_id.get(id).map(|(k, _)| k))?;
+    let mut out = std::collections::HashMap::with_capacity(read.len());
+    for (id, key, entries) in read {
+        let p = match entries {
+            Some(entries) => provenance(&entries),
+            // Not read again: `known` found it kept.
+            None => kept.by_id.get(&id).map(|(_, p)| p.clone()).ok_or_else(|| {
+                crate::error::Error::Internal(format!("{id}: no kept provenance"))
+            })?,
+        };
+        kept.by_id.insert(id.clone(), (key, p.clone()));
+        out.insert(id, p);
+    }
+    Ok(out)
 }
 
 /// [`Standing::questionnaire_due`] of a history: the last submission decides (a merge that

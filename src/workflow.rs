@@ -141,8 +141,20 @@ fn refuse<T>(rule: &'static str, msg: impl Into<String>) -> Result<T> {
 }
 
 fn id_of(c: &ChangeRequest) -> String {
-    c.id.as_ref()
-        .map_or_else(|| "the change".to_owned(), ToString::to_string)
+    IdOf(c).to_string()
+}
+
+/// [`id_of`], written only into a message that uses it: the awaiting query asks thousands
+/// of changes whether a person may approve them.
+struct IdOf<'a>(&'a ChangeRequest);
+
+impl std::fmt::Display for IdOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.id {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("the change"),
+        }
+    }
 }
 
 /// Applies one step. On success, the new version of the change and what happened.
@@ -714,7 +726,7 @@ fn decision_refusal(
     actor: &str,
     verb: &str,
 ) -> Option<Error> {
-    let id = id_of(change);
+    let id = IdOf(change);
     let status = change.status();
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
@@ -759,7 +771,7 @@ fn role_refusal(
     verb: &str,
     provenance: &Provenance,
 ) -> Option<Error> {
-    let id = id_of(change);
+    let id = IdOf(change);
     if let Some(e) = decision_refusal(change, policy, actor, verb) {
         return Some(e);
     }

@@ -25,7 +25,7 @@
 //! leaves bytes past the recorded length: readers ignore them and the next update cuts
 //! them off before it appends.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -370,19 +370,68 @@ impl Index {
 
     /// The history of change `id`, oldest first; `None` when its file does not verify.
     pub fn log(&self, id: &str) -> Result<Option<Vec<Entry>>> {
-        // Only the lines that name the id are parsed (the file is still verified whole):
-        // serde_json writes `"id":"…"` without spaces, and an id needs no escaping.
-        let needle = format!("\"id\":{}", serde_json::to_string(id).unwrap_or_default());
-        let Some(mut entries) =
-            self.read_lines::<Entry>(&format!("log/{}", bucket(id)), Some(&needle))?
-        else {
-            return Ok(None);
-        };
-        entries.retain(|e| e.id == id);
-        let mut seen = HashSet::new();
-        entries.retain(|e| seen.insert(e.commit.clone()));
-        entries.sort_by_key(|e| e.seq);
-        Ok(Some(entries))
+        Ok(self
+            .logs(&[id])?
+            .map(|mut by| by.remove(id).unwrap_or_default()))
+    }
+
+    /// The histories of the changes `ids`, by id, oldest first (a change without any,
+    /// empty): each log file read and verified once, however many of them it holds. `None`
+    /// when a file does not verify.
+    pub fn logs(&self, ids: &[&str]) -> Result<Option<HashMap<String, Vec<Entry>>>> {
+        let mut by_file: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+        for id in ids {
+            by_file.entry(log_file(id)).or_default().insert(id);
+        }
+        let mut out: HashMap<String, Vec<Entry>> = ids
+            .iter()
+            .map(|id| ((*id).to_owned(), Vec::new()))
+            .collect();
+        for (name, wanted) in by_file {
+            // Only the lines of the wanted ids are parsed (the file is still verified
+            // whole): serde_json writes an entry's `"id":"…"` before any other field that
+            // could hold that text, without spaces, and an id needs no escaping.
+            let Some(entries) = self
+                .read_lines::<Entry>(&name, |l| line_id(l).is_some_and(|id| wanted.contains(id)))?
+            else {
+                return Ok(None);
+            };
+            for e in entries {
+                if let Some(list) = out.get_mut(&e.id) {
+                    list.push(e);
+                }
+            }
+        }
+        for list in out.values_mut() {
+            let mut seen = HashSet::new();
+            list.retain(|e| seen.insert(e.commit.clone()));
+            list.sort_by_key(|e| e.seq);
+        }
+        Ok(Some(out))
+    }
+
+    /// What the histories of the changes `ids` are read from ([`HistoryKey`]).
+    pub fn key_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> HistoryKey {
+        let mut files: Vec<String> = ids.into_iter().map(log_file).collect();
+        files.sort();
+        files.dedup();
+        HistoryKey(
+            files
+                .into_iter()
+                .map(|f| {
+                    let check = self.meta.files.get(&f).cloned();
+                    (f, check)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the histories `key` was taken of are the same in this index: the meta (itself
+    /// verified) records the same length and SHA-256 of each of their files.
+    pub fn holds(&self, key: &HistoryKey) -> bool {
+        key.0
+            .iter()
+            .all(|(f, check)| self.meta.files.get(f) == check.as_ref())
     }
 
     /// Every change's history, by change id, oldest first; `None` when a file does not
@@ -407,14 +456,14 @@ impl Index {
 
     /// The lines of the cache file `name`, as far as `meta.json` covers it, if they verify.
     fn read<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<Vec<T>>> {
-        self.read_lines(name, None)
+        self.read_lines(name, |_| true)
     }
 
-    /// [`Index::read`], parsing only the lines that contain `needle` when one is given.
+    /// [`Index::read`], parsing only the lines `wanted` accepts.
     fn read_lines<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
-        needle: Option<&str>,
+        wanted: impl Fn(&[u8]) -> bool,
     ) -> Result<Option<Vec<T>>> {
         let Some(check) = self.meta.files.get(name) else {
             return Ok(Some(Vec::new()));
@@ -435,8 +484,6 @@ impl Index {
             return Ok(None);
         }
         let mut out = Vec::new();
-        let wanted =
-            |l: &[u8]| needle.is_none_or(|n| l.windows(n.len()).any(|w| w == n.as_bytes()));
         for line in covered
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty() && wanted(l))
@@ -488,6 +535,26 @@ fn folder_name(branch: &str, prefix: &str) -> String {
     format!("{}~{}", &name[..start], sha256_hex(name.as_bytes()))
 }
 
+/// The id an index line's entry is of: the text of its first `"id":"…"`.
+fn line_id(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let start = memchr::memmem::find(line, KEY)? + KEY.len();
+    let len = memchr::memchr(b'"', &line[start..])?;
+    std::str::from_utf8(&line[start..start + len]).ok()
+}
+
+/// What the histories of some changes were read from: each log file's name and what the
+/// meta recorded of it (nothing: no such file). Where the meta records the same of each,
+/// the histories read from them are the same ([`Index::holds`]): a reader may keep what it
+/// derived from them, keyed so, instead of reading them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryKey(Vec<(String, Option<Check>)>);
+
+/// The log file (`log/NAME`) of a change id.
+fn log_file(id: &str) -> String {
+    format!("log/{}", bucket(id))
+}
+
 /// The log file of a change id: 100 numbers per file, so that the one change's history
 /// that gate and implement read is a small file to verify.
 fn bucket(id: &str) -> String {
@@ -510,7 +577,19 @@ fn read_meta(dir: &Path) -> Option<Meta> {
     if sha256_hex(json).as_bytes() != sum {
         return None;
     }
-    serde_json::from_slice(json).ok()
+    // The last meta parsed, by the SHA-256 of its JSON (just verified against the file):
+    // at 100,000 changes parsing it is most of a gate's reading of the index, and a
+    // long-lived reader (a server) reads the same one request after request.
+    static LAST: std::sync::Mutex<Option<(Vec<u8>, Meta)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((kept, meta)) = last.as_ref()
+        && kept.as_slice() == sum
+    {
+        return Some(meta.clone());
+    }
+    let meta: Meta = serde_json::from_slice(json).ok()?;
+    *last = Some((sum.to_vec(), meta.clone()));
+    Some(meta)
 }
 
 fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {

@@ -569,11 +569,22 @@ pub fn change_log(
 /// The history of `id` in the index, following renumberings back to the first file;
 /// `None` when a file it needs does not verify.
 fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
-    let Some(mut entries) = idx.log(id)? else {
+    let Some(entries) = idx.log(id)? else {
         return Ok(None);
     };
+    Ok(history_from(idx, id, entries)?.map(|(e, _)| e))
+}
+
+/// [`history`] from `id`'s own entries, with the ids whose logs it was read from (`id`,
+/// then the ids it was renumbered from).
+fn history_from(
+    idx: &index::Index,
+    id: &str,
+    mut entries: Vec<Entry>,
+) -> Result<Option<(Vec<Entry>, Vec<String>)>> {
     // A renumbered change's history starts in its old file, under its old id.
     let mut seen = Vec::new();
+    let mut from = vec![id.to_owned()];
     while let Some(old) = entries
         .iter()
         .filter_map(|e| e.renumbered_from.clone())
@@ -583,9 +594,11 @@ fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
             .iter()
             .find(|e| e.renumbered_from.as_deref() == Some(old.as_str()))
             .map_or(u64::MAX, |e| e.seq);
-        let Some(before) = idx.log(id_of_path(&old))? else {
+        let old_id = id_of_path(&old);
+        let Some(before) = idx.log(old_id)? else {
             return Ok(None);
         };
+        from.push(old_id.to_owned());
         let mut earlier: Vec<Entry> = before
             .into_iter()
             .filter(|e| e.seq < cut && e.path == old)
@@ -594,7 +607,7 @@ fn history(idx: &index::Index, id: &str) -> Result<Option<Vec<Entry>>> {
         entries = earlier;
         seen.push(old);
     }
-    Ok(Some(entries))
+    Ok(Some((entries, from)))
 }
 
 /// Overdue emergency approvals and reviews, judged on the change files at HEAD under the
@@ -708,16 +721,49 @@ pub fn histories(
     ids: &[String],
     now: Timestamp,
 ) -> Result<Vec<(String, Vec<Entry>)>> {
+    Ok(histories_unless(store, ids, now, |_| None)?
+        .into_iter()
+        .map(|(id, _, entries)| (id, entries.unwrap_or_default()))
+        .collect())
+}
+
+/// A change id, what its history was read from, and the history (`None`: not read again).
+pub type KeyedHistory = (String, index::HistoryKey, Option<Vec<Entry>>);
+
+/// [`histories`], each with what it was read from, except that a change whose `known`
+/// key the index still [holds](index::Index::holds) is not read again: its entries are
+/// `None` (the caller still has what it derived from them).
+pub fn histories_unless<'k>(
+    store: &dyn crate::git::Located,
+    ids: &[String],
+    now: Timestamp,
+    known: impl Fn(&str) -> Option<&'k index::HistoryKey>,
+) -> Result<Vec<KeyedHistory>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     Ok(read_index(store, false, now, |idx| {
         let mut out = Vec::with_capacity(ids.len());
+        let mut read = Vec::new();
         for id in ids {
-            let Some(entries) = history(idx, id)? else {
+            match known(id).filter(|k| idx.holds(k)) {
+                Some(k) => out.push((id.clone(), k.clone(), None)),
+                None => read.push(id.as_str()),
+            }
+        }
+        let Some(mut logs) = idx.logs(&read)? else {
+            return Ok(None);
+        };
+        for id in read {
+            let first = logs.remove(id).unwrap_or_default();
+            let Some((entries, from)) = history_from(idx, id, first)? else {
                 return Ok(None);
             };
-            out.push((id.clone(), entries));
+            out.push((
+                id.to_owned(),
+                idx.key_of(from.iter().map(String::as_str)),
+                Some(entries),
+            ));
         }
         Ok(Some(out))
     })?

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::auth::{ApiPerson, Person, now};
-use super::{AppState, Shared, blocking};
+use super::{AppState, Shared, blocking, blocking_write};
 
 /// The API's base path.
 pub const BASE: &str = "/api/v1/change-management/change-requests";
@@ -763,7 +763,7 @@ async fn create(
             "a standard change is filed from a template of the policy (chg new --template NAME)",
         ));
     }
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         let policy = store.policy()?;
         if let Some(q) = &policy.risk
             && !draft
@@ -867,8 +867,15 @@ pub fn run(
             return Ok(m.page.clone());
         }
     }
-    let all = shared.summaries_where(store, |c| query.matches(c))?;
-    let page = query.run_over(store, policy, now(), all)?;
+    let all = shared.summaries_where(store, |c| query.may_select(c, policy))?;
+    let page = if query.awaiting.is_some() || query.overdue {
+        // Judged by history: the provenances kept from earlier requests serve where the
+        // audit index still holds the log files they were read from.
+        let mut kept = shared.kept.lock().unwrap_or_else(|e| e.into_inner());
+        query.run_over_kept(store, policy, now(), all, &mut kept)?
+    } else {
+        query.run_over(store, policy, now(), all)?
+    };
     if let Some(head) = head {
         let mut memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
         memo.retain(|_, m| m.head == head && m.at.elapsed() < super::MEMO_FOR);
@@ -1050,7 +1057,7 @@ async fn approve(
     Path(id): Path<String>,
     Body(req): Body<ApproveRequest>,
 ) -> Result<Json<Decided>, ApiError> {
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         decide(shared, store, &person, &id, req)
     })
     .await?;
@@ -1169,7 +1176,7 @@ async fn implement(
             "scheduled_time: chg records whole seconds",
         ));
     }
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
@@ -1300,7 +1307,7 @@ async fn complete(
             ));
         }
     };
-    let out = blocking(&state, move |shared, store| {
+    let out = blocking_write(&state, move |shared, store| {
         synced(shared, store, &context(shared, &person)?)?;
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
@@ -1411,8 +1418,9 @@ async fn gate(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let all = shared.summaries(store)?;
-        let reasons = store.gate_among(&id, &policy, now, now, Some(&all))?;
+        let (all, conflicting) = shared.conflict_candidates(store)?;
+        let others: Vec<&ChangeRequest> = conflicting.iter().map(|i| all[*i].change()).collect();
+        let reasons = store.gate_among(&id, &policy, now, now, Some((&all, &others)))?;
         Ok(Gate {
             open: reasons.is_empty(),
             reasons: reasons

@@ -99,6 +99,22 @@ fn moved_on(
     Some(out)
 }
 
+/// `rows` with the changes that may be in approval read whole (a summary has not every
+/// field): the awaiting and overdue queries judge those by any field, and would otherwise
+/// read each file on every query. [`moved_on`] reads the files a commit changed whole.
+fn whole_in_approval(store: &Store, mut rows: Vec<chg::store::Loaded>) -> Vec<chg::store::Loaded> {
+    for l in rows.iter_mut() {
+        if l.decoded.parsed
+            && l.text.is_empty()
+            && chg::query::may_be_in_approval(l.change())
+            && let Ok(whole) = store.load_file(&l.rel)
+        {
+            *l = whole;
+        }
+    }
+    rows
+}
+
 /// What every handler shares.
 pub struct Shared {
     /// The folder the store is found from.
@@ -123,6 +139,11 @@ pub struct Shared {
     pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
     /// The server's own key, attesting decisions where the policy allows it (SPEC 12.1).
     pub attester: Option<Arc<dyn chg::signing::RecordSigner>>,
+    /// What verified history says of the changes in approval (who may approve them), each
+    /// kept with the audit index files it was read from.
+    pub kept: std::sync::Mutex<chg::standing::KeptProvenances>,
+    /// The queue of requests that commit ([`blocking_write`]).
+    pub writes: tokio::sync::Mutex<()>,
 }
 
 /// One query's result, as of `head`, computed at `at`.
@@ -145,6 +166,18 @@ pub struct Warm {
     pub head: git2::Oid,
     /// Every change file's summary (undecodable files too).
     pub all: Arc<Vec<chg::store::Loaded>>,
+    /// Which of them can conflict with a schedule (what the gate compares a change with).
+    pub conflicting: Arc<Vec<usize>>,
+}
+
+/// Every summary, and the positions of those that can conflict with a schedule.
+pub type Candidates = (Arc<Vec<chg::store::Loaded>>, Arc<Vec<usize>>);
+
+/// The positions in `all` of the readable changes that can conflict with a schedule.
+fn conflicting_of(all: &[chg::store::Loaded]) -> Vec<usize> {
+    (0..all.len())
+        .filter(|i| all[*i].decoded.parsed && chg::conflicts::can_conflict(all[*i].change()))
+        .collect()
 }
 
 /// The state handlers take.
@@ -181,16 +214,34 @@ impl Shared {
         };
         let all = match moved {
             Some(rows) => Arc::new(rows),
-            None => Arc::new(store.load_summaries_where(|_| true)?),
+            None => Arc::new(whole_in_approval(
+                store,
+                store.load_summaries_where(|_| true)?,
+            )),
         };
         if let Some(head) = head {
             let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
             *warm = Some(Warm {
                 head,
                 all: all.clone(),
+                conflicting: Arc::new(conflicting_of(&all)),
             });
         }
         Ok(all)
+    }
+
+    /// [`Shared::summaries`], and which of them can conflict with a schedule (found once
+    /// per HEAD, not on every gate: a pass over 100,000 summaries).
+    pub fn conflict_candidates(&self, store: &Store) -> Result<Candidates, Error> {
+        let all = self.summaries(store)?;
+        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = warm
+            .as_ref()
+            .filter(|w| Arc::ptr_eq(&w.all, &all))
+            .map(|w| w.conflicting.clone());
+        drop(warm);
+        let conflicting = kept.unwrap_or_else(|| Arc::new(conflicting_of(&all)));
+        Ok((all, conflicting))
     }
 
     /// The summaries `keep` accepts, and the undecodable ones ([`Store::load_summaries_where`]
@@ -207,6 +258,19 @@ impl Shared {
             .cloned()
             .collect())
     }
+}
+
+/// [`blocking`] for a request that commits, in the order such requests came. The store
+/// lock is a file lock taken by polling with a growing pause, so a waiter can lose it to
+/// later requests again and again: four concurrent approvals of 0.15 s each left some
+/// waiting 4.5 s. Queued here first (tokio's mutex is first come, first served), each
+/// waits for those before it only; CLI users and other servers still meet at the lock.
+pub async fn blocking_write<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Shared, &Store) -> Result<T, api::ApiError> + Send + 'static,
+) -> Result<T, api::ApiError> {
+    let _turn = state.writes.lock().await;
+    blocking(state, f).await
 }
 
 /// Runs `f` with the store in a blocking task (git and the file system block).
@@ -322,6 +386,8 @@ pub fn serve(options: Options) -> Result<(), Error> {
             warm: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(Default::default()),
             attester: options.attester.clone(),
+            kept: std::sync::Mutex::new(Default::default()),
+            writes: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(keep_warm(state.clone()));
         tokio::spawn(notify_loop(state.clone()));
@@ -440,9 +506,24 @@ pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
         warm.as_ref().is_none_or(|w| w.head != head)
     };
     if stale && seen == Some(head) {
-        let _ = state.summaries(&store);
+        let _ = state
+            .summaries(&store)
+            .map(|all| warm_provenances(state, &store, &all));
     }
     Some(head)
+}
+
+/// Brings the kept provenances of every change that may be in approval up to date, so
+/// that the first "waiting for me" after HEAD moved reads only the histories that grew.
+fn warm_provenances(state: &Shared, store: &Store, all: &[chg::store::Loaded]) {
+    let ids: Vec<String> = all
+        .iter()
+        .filter(|l| l.decoded.parsed && chg::query::may_be_in_approval(l.change()))
+        .map(|l| l.change().id_text())
+        .collect();
+    let mut kept = state.kept.lock().unwrap_or_else(|e| e.into_inner());
+    // A cache: what cannot be read now is read by the next query.
+    let _ = chg::standing::provenances_kept(store, &ids, auth::now(), &mut kept);
 }
 
 /// How long a client may take to send a request's headers: a slow client (one byte at a

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::api::{self, ApiError, ApproveRequest, ListParams, Params};
 use super::auth::{self, PagePerson, Person, check_csrf, now};
-use super::{AppState, Shared, blocking};
+use super::{AppState, Shared, blocking, blocking_write};
 
 /// The pages' routes.
 pub fn routes() -> Router<AppState> {
@@ -662,7 +662,7 @@ async fn decide(
         ..Default::default()
     };
     let person = who.person.clone();
-    let r = blocking(&state, move |shared, store| {
+    let r = blocking_write(&state, move |shared, store| {
         api::decide(shared, store, &person, &id, req)
     })
     .await;

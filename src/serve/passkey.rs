@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use super::api::{self, ApiError, Params, StatementAnswer};
 use super::auth::{PagePerson, Person, check_csrf, now};
 use super::pages::{error_page, page};
-use super::{AppState, Shared, blocking};
+use super::{AppState, Shared, blocking, blocking_write};
 
 /// The passkey routes: the enrolment page and the statement a passkey signs.
 pub fn routes() -> Router<AppState> {
@@ -403,7 +403,7 @@ async fn enrol(
     let person = who.person.clone();
     let line = webauthn::allowed_signers_line(&person.email, &key);
     let (o, rp) = (origin.clone(), rp_id.clone());
-    let r = blocking(&state, move |shared, store| {
+    let r = blocking_write(&state, move |shared, store| {
         let ctx = api::context(shared, &person)?;
         let out = chg::passkeys::enrol(store, &ctx, &key, &o)?;
         api::synced(shared, store, &ctx)?;

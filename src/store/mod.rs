@@ -4,6 +4,7 @@
 pub mod commit;
 pub mod lock;
 mod policy;
+mod staged;
 pub mod summary;
 mod transition;
 

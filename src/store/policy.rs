@@ -265,17 +265,17 @@ impl Store {
         self.gate_among(id, policy, at, now, None)
     }
 
-    /// [`Store::gate`], judging against `summaries` (every change file's read summary)
-    /// when given, instead of reading every file: a server keeps them in memory between
-    /// requests. Overlaps are judged on the summaries; a copy of the change's signed
-    /// request on the files the summaries point to.
+    /// [`Store::gate`], judging against `among` when given (every change file's read
+    /// summary, and those that [`crate::conflicts::can_conflict`]), instead of reading every
+    /// file: a server keeps them in memory between requests. Overlaps are judged on the
+    /// summaries; a copy of the change's signed request on the files they point to.
     pub fn gate_among(
         &self,
         id: &ChangeId,
         policy: &Policy,
         at: jiff::Timestamp,
         now: jiff::Timestamp,
-        summaries: Option<&[Loaded]>,
+        among: Option<(&[Loaded], &[&ChangeRequest])>,
     ) -> Result<Vec<crate::error::Refusal>> {
         use crate::error::Refusal;
         let loaded = self.load(id)?;
@@ -310,19 +310,19 @@ impl Store {
         let same_request =
             |c: &ChangeRequest| c.requester == me.requester && c.request_date == me.request_date;
         let read;
-        let all = match summaries {
-            Some(s) => s,
+        let (all, others): (&[Loaded], Vec<&ChangeRequest>) = match among {
+            Some((all, others)) => (all, others.to_vec()),
             None => {
                 read = self.load_where(|c| crate::conflicts::can_conflict(c) || same_request(c))?;
-                &read[..]
+                let others = read
+                    .iter()
+                    .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
+                    .map(Loaded::change)
+                    .collect();
+                (&read[..], others)
             }
         };
         out.extend(self.copied_request(&loaded, all, same_request)?);
-        let others: Vec<&ChangeRequest> = all
-            .iter()
-            .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
-            .map(Loaded::change)
-            .collect();
         out.extend(crate::rules::gate(
             loaded.change(),
             policy.for_intake(standing.questionnaire_due()),

@@ -1499,3 +1499,95 @@ fn a_persons_key_is_never_the_servers_attesting_key() {
         r.stderr
     );
 }
+
+/// What the server keeps of verified history between reads (who filed each change in
+/// approval and who made its content, by the audit index's files) follows every step taken
+/// beside it: the next "waiting for me" and gate answer as the CLI does, and a damaged
+/// audit index changes no answer.
+#[test]
+fn what_the_server_keeps_of_history_follows_steps_taken_beside_it() {
+    let s = store();
+    let alice = s.token("alice@example.com");
+    let cm = s.token("cm@example.com");
+    let srv = s.serve(&[]);
+    let ids = |a: Answer| -> Vec<String> {
+        a.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cli_waiting = |who: &str| -> Vec<String> {
+        let out = s
+            .chg(who, &["list", "--awaiting-me", "--format", "csv"])
+            .ok()
+            .stdout;
+        out.lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_owned())
+            .collect()
+    };
+    let gates_agree = |id: &str| {
+        let cli: Value =
+            serde_json::from_str(&s.chg("alice@example.com", &["gate", id, "--json"]).stdout)
+                .unwrap();
+        let api = srv.get(&format!("{BASE}/{id}/gate"), &alice).json();
+        assert_eq!(api["open"], cli["open"], "{api} {cli}");
+        assert_eq!(api["reasons"], cli["reasons"], "{api} {cli}");
+    };
+    let a = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = ids(srv.get(&format!("{BASE}?awaiting=me"), &cm));
+    assert_eq!(waiting, [a.clone(), b.clone()]);
+    gates_agree(&a);
+
+    // cm makes a's content with the CLI: segregation of duties takes a from cm's list.
+    s.chg(
+        "cm@example.com",
+        &["set", &a, "rollback_plan=Restore the backup"],
+    )
+    .ok();
+    let waiting = ids(srv.get(&format!("{BASE}?awaiting=me"), &cm));
+    assert_eq!(waiting, [b.as_str()]);
+    assert_eq!(waiting, cli_waiting("cm@example.com"));
+    let home = srv.raw("GET", "/", &[("Cookie", sign_in(&srv, &cm))], b"");
+    assert!(
+        home.body.contains(&b) && !home.body.contains(&a),
+        "{}",
+        home.body
+    );
+
+    // Approvals beside the server: the gate sees them at once.
+    s.chg("em@example.com", &["approve", &b]).ok();
+    s.chg("cm@example.com", &["approve", &b]).ok();
+    gates_agree(&b);
+    assert!(ids(srv.get(&format!("{BASE}?awaiting=me"), &cm)).is_empty());
+
+    // A damaged audit index: the answers stay the CLI's (which rebuilds it).
+    let audit = s.root().join(".git/chg/audit");
+    for branch in std::fs::read_dir(&audit).unwrap().flatten() {
+        for f in std::fs::read_dir(branch.path().join("log"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            std::fs::write(f.path(), b"garbled\n").unwrap();
+        }
+    }
+    let c = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = ids(srv.get(&format!("{BASE}?awaiting=me"), &cm));
+    assert_eq!(waiting, [c.as_str()]);
+    assert_eq!(waiting, cli_waiting("cm@example.com"));
+    gates_agree(&a);
+    gates_agree(&c);
+}
