@@ -371,6 +371,38 @@ impl Store {
         )))
     }
 
+    /// The change files of the folder of `loaded`'s request month (where chg files every
+    /// change of that request time) and of its own folder: where a change repeating its
+    /// request is, unless moved by hand, which validate reports. Read whole.
+    pub(crate) fn request_month_files(&self, loaded: &Loaded) -> Result<Vec<Loaded>> {
+        let me = loaded.change();
+        let mut folders: Vec<std::path::PathBuf> =
+            loaded.rel.parent().into_iter().map(Into::into).collect();
+        if let (Some(id), Some(at)) = (&me.id, me.request_date)
+            && let Some(f) = crate::layout::change_path(id, at).parent()
+            && !folders.iter().any(|x| x == f)
+        {
+            folders.push(f.to_path_buf());
+        }
+        let mut out = Vec::new();
+        for folder in folders {
+            let Ok(entries) = std::fs::read_dir(self.root.join(&folder)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let rel = folder.join(e.file_name());
+                if rel != loaded.rel
+                    && rel.extension().is_some_and(|x| x == "yaml")
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                    && let Ok(l) = self.load_file(&rel)
+                {
+                    out.push(l);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses while the policy at HEAD was slipped in: no step may be judged by it.
     pub fn ensure_authorized_policy(&self) -> Result<()> {
         if let Some((commit, why)) = self.unauthorized_policy()? {

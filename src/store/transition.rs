@@ -413,7 +413,7 @@ impl Store {
             let same = |c: &ChangeRequest| {
                 c.requester == me.requester && c.request_date == me.request_date
             };
-            let candidates = self.load_summaries_where(same)?;
+            let candidates = self.request_month_files(&loaded)?;
             if let Some(r) = self.copied_request(&loaded, &candidates, same)? {
                 return Err(r.into());
             }
