@@ -949,27 +949,25 @@ pub fn deploy_refusal(id: &str, at: Timestamp, reasons: &[Refusal]) -> Refusal {
 /// Rule id: one signed request in two change files.
 pub const DUPLICATE_REQUEST: &str = "duplicate-request";
 
-/// Whether `copy` repeats the signed request of `other`, another change file: the same
-/// requester and request time (what a signature names a change by, so that renumbering
-/// keeps it) and either the same material content or a signature of `copy`'s that `other`
-/// carries too. Such a copy would carry decisions it was never given, under a new id; a
-/// signature cannot be in two files unless one was copied from the other.
-pub fn repeats_request(copy: &ChangeRequest, other: &ChangeRequest) -> bool {
-    if copy.requester != other.requester || copy.request_date != other.request_date {
+/// Whether change files `a` and `b` hold one signed request: the same requester and
+/// request time (what a signature names a change by, so that renumbering keeps it), both
+/// signed, and a signature in common or the same material content. The second file would
+/// carry decisions it was never given, under a new id; a signature cannot be in two files
+/// unless one was copied from the other.
+pub fn repeats_request(a: &ChangeRequest, b: &ChangeRequest) -> bool {
+    if a.requester != b.requester || a.request_date != b.request_date {
         return false;
     }
-    let signatures = |c: &'_ ChangeRequest| -> Vec<String> {
+    let signatures = |c: &ChangeRequest| -> Vec<String> {
         crate::signing::records(c)
             .into_iter()
             .filter_map(|r| r.signature.map(str::to_owned))
             .collect()
     };
-    let (mine, theirs) = (signatures(copy), signatures(other));
-    if mine.is_empty() {
-        return false;
-    }
-    mine.iter().any(|s| theirs.contains(s))
-        || !theirs.is_empty() && copy.material_digest() == other.material_digest()
+    let (sa, sb) = (signatures(a), signatures(b));
+    !sa.is_empty()
+        && !sb.is_empty()
+        && (sa.iter().any(|s| sb.contains(s)) || a.material_digest() == b.material_digest())
 }
 
 /// The verdict on each signable record of `change` that the policy's signing concerns: the
@@ -1544,6 +1542,142 @@ pub fn emergency_review_late(
 mod tests {
     use super::*;
     use crate::model::Implementation;
+
+    /// An attested approval of `role` by em, signed by `key` and claiming `attested_by`.
+    fn attested(
+        key: &ssh_key::PrivateKey,
+        role: &str,
+        attested_by: &str,
+        change: impl FnOnce(&mut ChangeRequest),
+    ) -> ChangeRequest {
+        let mut c = crate::model::sample_change();
+        change(&mut c);
+        c.approvals.push(crate::model::Approval {
+            by: "em@example.com".into(),
+            role: role.into(),
+            decision: crate::model::Decision::Approved,
+            at: ts("2025-03-02T10:00:00Z"),
+            comments: None,
+            conditions: vec![],
+            digest: Some(c.material_digest()),
+            signature: None,
+            attested_by: Some(attested_by.into()),
+            attested_via: Some("api token=tok_1".into()),
+        });
+        let text = crate::signing::records(&c)[0].statement.text();
+        let sig = key
+            .sign(
+                crate::signing::NAMESPACE,
+                ssh_key::HashAlg::Sha512,
+                text.as_bytes(),
+            )
+            .unwrap()
+            .to_pem(ssh_key::LineEnding::LF)
+            .unwrap();
+        c.approvals[0].signature = Some(sig);
+        c
+    }
+
+    #[test]
+    fn an_attestation_counts_only_where_the_policy_lets_the_servers_own_key_make_it() {
+        let key = |seed: u8| {
+            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+        };
+        let (server, alice) = (key(1), key(2));
+        let public = |k: &ssh_key::PrivateKey| k.public_key().to_openssh().unwrap();
+        let (policy, _) = Policy::parse(
+            "policy.yaml",
+            &format!(
+                "{}signing:\n  allowed_signers: policy/allowed_signers\n  required_for: [approve]\n  server_attests: {{roles: [engineering-manager], max_risk: low, signer: chg-server@example.com}}\n",
+                crate::policy::DEFAULT_POLICY
+            ),
+        )
+        .unwrap();
+        let judge = |c: &ChangeRequest, signers: &str| {
+            let (signers, f) =
+                crate::signing::AllowedSigners::parse("policy/allowed_signers", signers);
+            assert!(f.is_empty(), "{f:?}");
+            let r = &crate::signing::records(c)[0];
+            record_verdict(c, r, &policy, &signers, r.statement.at)
+        };
+        let listed = format!(
+            "chg-server@example.com {}\nalice@example.com {}\n",
+            public(&server),
+            public(&alice)
+        );
+        let good = attested(
+            &server,
+            "engineering-manager",
+            "chg-server@example.com",
+            |_| {},
+        );
+        assert!(
+            matches!(judge(&good, &listed), crate::signing::Verdict::Valid { attested: Some(ref by), .. } if by == "chg-server@example.com")
+        );
+        let not = |v: crate::signing::Verdict, why: &str| match v {
+            crate::signing::Verdict::NotAttestable { why: w, .. } => {
+                assert!(w.contains(why), "{w}")
+            }
+            other => panic!("{why}: {other:?}"),
+        };
+        // Another role, a higher risk, a policy proposal: the policy does not allow it.
+        not(
+            judge(
+                &attested(&server, "change-manager", "chg-server@example.com", |_| {}),
+                &listed,
+            ),
+            "does not name the role",
+        );
+        not(
+            judge(
+                &attested(
+                    &server,
+                    "engineering-manager",
+                    "chg-server@example.com",
+                    |c| c.risk_level = Some(crate::model::RiskLevel::High),
+                ),
+                &listed,
+            ),
+            "above",
+        );
+        not(
+            judge(
+                &attested(
+                    &server,
+                    "engineering-manager",
+                    "chg-server@example.com",
+                    |c| c.proposed_policy = Some(Default::default()),
+                ),
+                &listed,
+            ),
+            "policy proposal",
+        );
+        // alice names herself as the attester: a valid signature of hers, not the server's.
+        not(
+            judge(
+                &attested(&alice, "engineering-manager", "alice@example.com", |_| {}),
+                &listed,
+            ),
+            "signer is chg-server@example.com",
+        );
+        // alice's key claimed as the server's: foreign.
+        assert!(matches!(
+            judge(
+                &attested(
+                    &alice,
+                    "engineering-manager",
+                    "chg-server@example.com",
+                    |_| {}
+                ),
+                &listed
+            ),
+            crate::signing::Verdict::Foreign { .. }
+        ));
+        // The server's key also listed for a person (the policy check refuses such a file;
+        // a record judged by it still never counts).
+        let shared = format!("{listed}bob@example.com {}\n", public(&server));
+        not(judge(&good, &shared), "also listed for bob@example.com");
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

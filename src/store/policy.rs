@@ -350,10 +350,7 @@ impl Store {
             .filter(|o| o.rel != loaded.rel && o.decoded.parsed && same_request(o.change()))
         {
             let o = self.load_file(&o.rel)?;
-            if o.decoded.parsed
-                && (crate::rules::repeats_request(me, o.change())
-                    || crate::rules::repeats_request(o.change(), me))
-            {
+            if o.decoded.parsed && crate::rules::repeats_request(me, o.change()) {
                 other = Some(o);
                 break;
             }
