@@ -196,24 +196,31 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
         // mistake, with where it is (it was a 500, found by an attacker session).
         if let Some(at) = nul_at(&value, "") {
             return Err(ApiError::bad(
-                "body",
+                field_of(&at),
                 format!("{at}: a text may not contain a NUL character"),
             ));
         }
-        // The field a wrong value is in, named as axum's own extractor names it.
+        // The field a wrong value is in is the rule, as for every other field error.
         serde_path_to_error::deserialize(value)
             .map(Body)
             .map_err(|e| {
+                let at = e.path().to_string();
                 ApiError::bad(
-                    "body",
+                    field_of(&at),
                     format!(
-                        "Failed to deserialize the JSON body into the target type: {}: {}",
-                        e.path(),
+                        "Failed to deserialize the JSON body into the target type: {at}: {}",
                         e.inner()
                     ),
                 )
             })
     }
+}
+
+/// The top-level field a path (`conditions[0]`, `passkey.signature`) is in; `body` for
+/// the body as a whole (`.` or empty).
+fn field_of(path: &str) -> &str {
+    let field = path.split(['.', '[']).next().unwrap_or("");
+    if field.is_empty() { "body" } else { field }
 }
 
 /// Where in `v` a string (or a key) holds a NUL character, as a path (`title`,
