@@ -193,6 +193,11 @@ fn attesting_key(
     key: &str,
     now: jiff::Timestamp,
 ) -> Result<std::sync::Arc<dyn chg::signing::RecordSigner>, Error> {
+    if !key.starts_with("key::") && !std::path::Path::new(key).is_file() {
+        return Err(Error::Usage(format!(
+            "--attest-key {key}: no such file; give the path of the server's private SSH key (its .pub beside it)"
+        )));
+    }
     let signer = super::sign::key_signer(key);
     let public = signer
         .public_key()
