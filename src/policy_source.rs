@@ -281,19 +281,23 @@ mod tests {
             }
             m
         };
+        // The work tree, the committed tree and a map of the same files, assembled alike.
+        let three_ways = || {
+            let tree = tree_of(&repo);
+            let m = map(root);
+            [
+                assembled(&Files::WorkTree(root)),
+                assembled(&Files::Tree {
+                    repo: &repo,
+                    tree: &tree,
+                    prefix: "",
+                }),
+                assembled(&Files::Map(&m)),
+            ]
+        };
 
         // No catalogue folder: the rules from before catalogues, everywhere.
-        let tree = tree_of(&repo);
-        let m = map(root);
-        let before = [
-            assembled(&Files::WorkTree(root)),
-            assembled(&Files::Tree {
-                repo: &repo,
-                tree: &tree,
-                prefix: "",
-            }),
-            assembled(&Files::Map(&m)),
-        ];
+        let before = three_ways();
         assert_eq!(before, [(true, 0, 0); 3]);
 
         // A catalogue with one good template and one broken one.
@@ -304,17 +308,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("policy/templates/bad.yaml"), "variable: [nope]\n").unwrap();
-        let tree = tree_of(&repo);
-        let m = map(root);
-        let after = [
-            assembled(&Files::WorkTree(root)),
-            assembled(&Files::Tree {
-                repo: &repo,
-                tree: &tree,
-                prefix: "",
-            }),
-            assembled(&Files::Map(&m)),
-        ];
+        let after = three_ways();
         assert_eq!(after[0], after[1]);
         assert_eq!(after[1], after[2]);
         assert!(
