@@ -115,11 +115,14 @@ impl Store {
             .env("GIT_AUTHOR_NAME", name)
             .env("GIT_AUTHOR_EMAIL", who)
             .env("GIT_COMMITTER_NAME", name)
-            .env("GIT_COMMITTER_EMAIL", who)
-            .env("CHG_NOW", &self.now)
-            // Plain git commits made by the tests are dated like chg's steps.
-            .env("GIT_AUTHOR_DATE", &self.now)
-            .env("GIT_COMMITTER_DATE", &self.now);
+            .env("GIT_COMMITTER_EMAIL", who);
+        // No time given: the real clock, as a server beside the CLI reads it.
+        if !self.now.is_empty() {
+            cmd.env("CHG_NOW", &self.now)
+                // Plain git commits made by the tests are dated like chg's steps.
+                .env("GIT_AUTHOR_DATE", &self.now)
+                .env("GIT_COMMITTER_DATE", &self.now);
+        }
         cmd
     }
 

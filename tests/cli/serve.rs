@@ -34,10 +34,11 @@ fn now() -> String {
         .to_string()
 }
 
-/// A store whose CLI clock is the real one (the server's).
+/// A store whose CLI clock is the real one (the server's): a CLI step beside the server
+/// is never dated before one the server made a moment earlier.
 fn store() -> Store {
     let mut s = Store::new();
-    s.at(&now());
+    s.at("");
     s
 }
 
