@@ -874,14 +874,16 @@ pub fn run(
             return Ok(m.page.clone());
         }
     }
-    let all = shared.summaries_where(store, |c| query.may_select(c, policy))?;
+    // Borrowed from memory: only the page's rows are copied.
+    let all = shared.summaries(store)?;
     let page = if query.awaiting.is_some() || query.overdue {
         // Judged by history: the provenances kept from earlier requests serve where the
         // audit index still holds the log files they were read from.
         let mut kept = shared.kept.lock().unwrap_or_else(|e| e.into_inner());
-        query.run_over_kept(store, policy, now(), all, &mut kept)?
+        query.run_over_borrowed(store, policy, now(), all.iter(), &mut kept)?
     } else {
-        query.run_over(store, policy, now(), all)?
+        let mut none = chg::standing::KeptProvenances::default();
+        query.run_over_borrowed(store, policy, now(), all.iter(), &mut none)?
     };
     if let Some(head) = head {
         let mut memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
