@@ -75,6 +75,9 @@ open("'"$BENCH_DIR"'/pending.txt", "w").write("\n".join(rows) + "\n")
   # the index as it is at the generated tip (a reset to that tip with the index of a later
   # commit would read as a rewritten history and rebuild it).
   "$CHG" audit >/dev/null 2>&1 || true
+  # And the policy's standing at that tip (kept under .git/chg by the first step that asks):
+  # without it, the first approval of every run would walk the whole history to find it.
+  "$CHG" gate "$read_id" >/dev/null 2>&1 || true
   rm -rf "$BENCH_DIR/warm-chg-$n" && cp -a .git/chg "$BENCH_DIR/warm-chg-$n"
   reset() { git reset -q --hard "$base" && rm -rf .git/chg && cp -a "$BENCH_DIR/warm-chg-$n" .git/chg; }
 

@@ -68,6 +68,32 @@ impl<'r> Governance<'r> {
         }
     }
 
+    /// Answers of [`Governance::last_change`] learnt earlier (by another run), each for a
+    /// commit: what a walk reaching one of them need not walk again.
+    pub fn learn_last(&self, answers: impl IntoIterator<Item = (Oid, Option<Oid>)>) {
+        if let Ok(mut m) = self.memo.last.lock() {
+            m.extend(answers);
+        }
+    }
+
+    /// A sparse, stable sample of the [`Governance::last_change`] answers this run learnt:
+    /// the commits whose id starts with `0x000` (one in 4,096, wherever the walks went),
+    /// worth keeping between runs. The answer for a commit never changes (its id fixes its
+    /// whole past), so a later walk from anywhere on a line walked before (after a reset,
+    /// a checkout, a rebase) stops within a few thousand commits instead of at the root.
+    pub fn checkpoints(&self) -> Vec<(Oid, Option<Oid>)> {
+        let Ok(m) = self.memo.last.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(Oid, Option<Oid>)> = m
+            .iter()
+            .filter(|(oid, _)| oid.as_bytes()[0] == 0 && oid.as_bytes()[1] < 0x10)
+            .map(|(o, l)| (*o, *l))
+            .collect();
+        out.sort();
+        out
+    }
+
     fn judged(&self, oid: Oid) -> Option<Judged> {
         self.memo.judged.lock().ok()?.get(&oid).cloned()
     }
@@ -457,4 +483,54 @@ impl<'r> Governance<'r> {
 
 fn short(oid: Oid) -> String {
     oid.to_string()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line of `n` commits, the policy added by the first and changed by none after.
+    fn line(repo: &Repository, n: usize) -> Vec<Oid> {
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let blob = repo.blob(crate::policy::DEFAULT_POLICY.as_bytes()).unwrap();
+        let mut policy = repo.treebuilder(None).unwrap();
+        policy.insert("policy.yaml", blob, 0o100644).unwrap();
+        let policy = policy.write().unwrap();
+        let mut out: Vec<Oid> = Vec::new();
+        for i in 0..n {
+            let note = repo.blob(format!("{i}").as_bytes()).unwrap();
+            let mut root = repo.treebuilder(None).unwrap();
+            root.insert("policy", policy, 0o040000).unwrap();
+            root.insert("note", note, 0o100644).unwrap();
+            let tree = repo.find_tree(root.write().unwrap()).unwrap();
+            let parents: Vec<git2::Commit<'_>> = out
+                .last()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .into_iter()
+                .collect();
+            let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            out.push(repo.commit(None, &sig, &sig, "c", &tree, &refs).unwrap());
+        }
+        out
+    }
+
+    /// A walk stops at an answer learnt from an earlier run (a checkpoint) instead of going
+    /// on to the root, and a walk without one finds the real answer.
+    #[test]
+    fn a_learnt_answer_ends_the_walk_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let c = line(&repo, 5);
+        assert_eq!(
+            Governance::new(&repo, "").last_change(c[4], None).unwrap(),
+            Some(c[0])
+        );
+        // A (made-up) answer for c[2]: the walk from c[4] believes it, so it stopped there.
+        let g = Governance::new(&repo, "");
+        g.learn_last([(c[2], Some(c[1]))]);
+        assert_eq!(g.last_change(c[4], None).unwrap(), Some(c[1]));
+        // Every commit the walk went through now has an answer to keep.
+        let all = g.memo.last.lock().unwrap().len();
+        assert_eq!(all, 3);
+    }
 }

@@ -200,6 +200,23 @@ impl Store {
             return Ok(answer(*last, *ok, why.clone()));
         }
         let mut g = crate::audit::governance::Governance::new(&self.repo, &self.prefix);
+        // Checkpoints of earlier walks (`COMMIT LAST-CHANGE-or-none` lines): a HEAD that is
+        // no descendant of the kept one (a reset, a checkout) is walked only to the nearest.
+        let checkpoints = path.with_file_name(format!(
+            "{}-checkpoints",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("policy-standing")
+        ));
+        let known: Vec<(Oid, Option<Oid>)> = std::fs::read_to_string(&checkpoints)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (c, last) = l.split_once(' ')?;
+                Some((Oid::from_str(c).ok()?, Oid::from_str(last).ok()))
+            })
+            .collect();
+        g.learn_last(known.iter().copied());
         let since = kept.as_ref().map(|k| k.0);
         let (last, standing) = match g.last_change(head, since)? {
             Some(at) if Some(at) == since && !g.changes_policy(at)? => {
@@ -223,6 +240,15 @@ impl Store {
             standing.clone().unwrap_or_default()
         );
         let _ = commit::atomic_write(&path, line.as_bytes());
+        let learnt = g.checkpoints();
+        if learnt.len() > known.len() {
+            // A cache, like the line above: losing it costs the next walk time, no more.
+            let text: String = learnt
+                .iter()
+                .map(|(c, l)| format!("{c} {}\n", l.map_or("none".to_owned(), |o| o.to_string())))
+                .collect();
+            let _ = commit::atomic_write(&checkpoints, text.as_bytes());
+        }
         Ok(answer(
             last,
             standing.is_none(),
