@@ -332,8 +332,8 @@ impl Query {
             && in_approval(c, policy)
             && self.awaiting.as_deref().is_none_or(|person| {
                 policy
-                    .required_roles(c)
-                    .iter()
+                    .required_role_names(c)
+                    .into_iter()
                     .any(|r| policy.is_member(r, person))
             })
     }
@@ -473,21 +473,23 @@ impl Query {
         let unreadable = all.iter().filter(|l| !l.get().decoded.parsed).count();
         let mut readable: Vec<Held<'a>> =
             all.into_iter().filter(|l| l.get().decoded.parsed).collect();
+        let mut ids: Vec<String> = Vec::new();
         for l in readable.iter_mut() {
-            if self.may_need_history(l.change(), policy)
-                && l.get().text.is_empty()
+            if !self.may_need_history(l.change(), policy) {
+                continue;
+            }
+            if l.get().text.is_empty()
                 && let Ok(whole) = store.load_file(&l.get().rel)
                 && whole.decoded.parsed
             {
                 *l = Held::Owned(Box::new(whole));
+                // Judged again on the whole file (a summary has not every field).
+                if !self.may_need_history(l.change(), policy) {
+                    continue;
+                }
             }
+            ids.push(l.change().id_text());
         }
-        let ids: Vec<String> = readable
-            .iter()
-            .map(|l| l.change())
-            .filter(|c| self.may_need_history(c, policy))
-            .map(ChangeRequest::id_text)
-            .collect();
         let known = if ids.is_empty() {
             HashMap::new()
         } else {

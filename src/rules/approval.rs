@@ -16,13 +16,14 @@ use super::{Problem, id_of, problem};
 /// (one not withdrawn: [`ChangeRequest::standing_approvals`]).
 pub fn missing_roles(change: &ChangeRequest, policy: &Policy) -> Vec<String> {
     policy
-        .required_roles(change)
+        .required_role_names(change)
         .into_iter()
         .filter(|role| {
             !change
                 .standing_approvals()
-                .any(|(_, a)| &a.role == role && policy.is_member(role, &a.by))
+                .any(|(_, a)| a.role == *role && policy.is_member(role, &a.by))
         })
+        .map(str::to_owned)
         .collect()
 }
 

@@ -32,11 +32,22 @@ fn open_roles(
     verb: &str,
     provenance: &Provenance,
 ) -> Vec<String> {
-    policy
-        .required_roles(change)
+    // Exactly the roles [`role_refusal`] finds nothing against, its checks composed so that
+    // those that do not depend on the role run once per change, not once per role: a
+    // "waiting for me" asks this of thousands of changes.
+    if decision_refusal(change, policy, actor, verb).is_some() {
+        return Vec::new();
+    }
+    let open: Vec<String> = policy
+        .required_role_names(change)
         .into_iter()
-        .filter(|role| role_refusal(change, policy, actor, role, verb, provenance).is_none())
-        .collect()
+        .filter(|role| role_holder_refusal(change, policy, actor, role, verb).is_none())
+        .map(str::to_owned)
+        .collect();
+    if open.is_empty() || content_refusal(change, policy, actor, verb, provenance).is_some() {
+        return Vec::new();
+    }
+    open
 }
 
 /// Why `actor` may not `verb` `change` in any role: its status, a pre-approved standard
@@ -96,8 +107,8 @@ fn role_refusal(
     if let Some(e) = decision_refusal(change, policy, actor, verb) {
         return Some(e);
     }
-    let required = policy.required_roles(change);
-    if !required.iter().any(|r| r == role) {
+    let required = policy.required_role_names(change);
+    if !required.contains(&role) {
         return Some(Error::Refused(Refusal::new(
             "role-not-required",
             format!(
@@ -106,21 +117,45 @@ fn role_refusal(
             ),
         )));
     }
+    role_holder_refusal(change, policy, actor, role, verb)
+        .or_else(|| content_refusal(change, policy, actor, verb, provenance))
+}
+
+/// Why `actor` may not `verb` `change` for `role`, a role it requires: the role is filled
+/// already, or the policy's rules on who decides (membership, segregation of duties).
+fn role_holder_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    role: &str,
+    verb: &str,
+) -> Option<Error> {
+    let id = IdOf(change);
     if let Some(a) = filled(change, role) {
         return Some(Error::Refused(Refusal::new(
             "approval-duplicate",
             format!("the role {role} has already approved {id} (by {})", a.by),
         )));
     }
-    if let Some(r) = rules::decider_refusals(change, policy, actor, role, verb)
+    rules::decider_refusals(change, policy, actor, role, verb)
         .into_iter()
         .next()
-    {
-        return Some(r.into());
-    }
+        .map(Into::into)
+}
+
+/// Why `actor` may not approve `change` as it is, whatever the role: their own emergency
+/// implementation, a risk below what its answers score, or history showing they made it.
+fn content_refusal(
+    change: &ChangeRequest,
+    policy: &Policy,
+    actor: &str,
+    verb: &str,
+    provenance: &Provenance,
+) -> Option<Error> {
     if verb != "approve" {
         return None;
     }
+    let id = IdOf(change);
     // An emergency change is approved after implementation: not by its implementer.
     if let Some(r) = rules::implementer_approves_refusal(change, policy, actor) {
         return Some(r.into());
