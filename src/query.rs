@@ -652,11 +652,11 @@ pub fn report(
 
 /// [`report`] over summaries read already (the changes requested in the period, and the
 /// undecodable ones).
-pub fn report_over(
+pub fn report_over<L: std::borrow::Borrow<Loaded>>(
     policy: &Policy,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
-    all: &[Loaded],
+    all: &[L],
 ) -> (Report, usize) {
     let period = Query {
         since,
@@ -665,7 +665,8 @@ pub fn report_over(
     };
     let all: Vec<&Loaded> = all
         .iter()
-        .filter(|l| !l.decoded.parsed || period.matches(l.change()))
+        .map(std::borrow::Borrow::borrow)
+        .filter(|l: &&Loaded| !l.decoded.parsed || period.matches(l.change()))
         .collect();
     let unreadable = all.iter().filter(|l| !l.decoded.parsed).count();
     let changes: Vec<&ChangeRequest> = all

@@ -880,10 +880,10 @@ pub fn run(
         // Judged by history: the provenances kept from earlier requests serve where the
         // audit index still holds the log files they were read from.
         let mut kept = shared.kept.lock().unwrap_or_else(|e| e.into_inner());
-        query.run_over_borrowed(store, policy, now(), all.iter(), &mut kept)?
+        query.run_over_borrowed(store, policy, now(), all.iter().map(|l| &**l), &mut kept)?
     } else {
         let mut none = chg::standing::KeptProvenances::default();
-        query.run_over_borrowed(store, policy, now(), all.iter(), &mut none)?
+        query.run_over_borrowed(store, policy, now(), all.iter().map(|l| &**l), &mut none)?
     };
     if let Some(head) = head {
         let mut memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());

@@ -60,17 +60,22 @@ fn moved_on(
     store: &Store,
     old: git2::Oid,
     new: git2::Oid,
-    rows: &[chg::store::Loaded],
-) -> Option<Vec<chg::store::Loaded>> {
+    rows: &[Arc<chg::store::Loaded>],
+) -> Option<Vec<Arc<chg::store::Loaded>>> {
     let repo = store.repo();
-    let tree = |c: git2::Oid| repo.find_commit(c).ok()?.tree().ok();
+    // The two commits' `changes/` trees, diffed directly: equal month folders are skipped
+    // by id (a pathspec over the whole tree matched every path, 15% of a query in perf).
+    let changes = format!("{}changes", store.prefix());
+    let tree = |c: git2::Oid| -> Option<Option<git2::Tree<'_>>> {
+        let root = repo.find_commit(c).ok()?.tree().ok()?;
+        Some(match root.get_path(std::path::Path::new(&changes)) {
+            Ok(e) => Some(repo.find_tree(e.id()).ok()?),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(_) => return None,
+        })
+    };
     let (a, b) = (tree(old)?, tree(new)?);
-    let changes = format!("{}changes/", store.prefix());
-    let mut opts = git2::DiffOptions::new();
-    opts.pathspec(&changes);
-    let diff = repo
-        .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
-        .ok()?;
+    let diff = repo.diff_tree_to_tree(a.as_ref(), b.as_ref(), None).ok()?;
     if diff.deltas().len() > 2000 {
         return None;
     }
@@ -78,21 +83,21 @@ fn moved_on(
     for d in diff.deltas() {
         for f in [d.old_file(), d.new_file()] {
             if let Some(p) = f.path().and_then(|p| p.to_str())
-                && let Some(rel) = p.strip_prefix(store.prefix())
-                && rel.ends_with(".yaml")
+                && p.ends_with(".yaml")
             {
-                paths.insert(std::path::PathBuf::from(rel));
+                paths.insert(std::path::PathBuf::from(format!("changes/{p}")));
             }
         }
     }
-    let mut out: Vec<chg::store::Loaded> = rows
+    // Shared, not copied: a step changes a file or two of 100,000.
+    let mut out: Vec<Arc<chg::store::Loaded>> = rows
         .iter()
         .filter(|l| !paths.contains(&l.rel))
         .cloned()
         .collect();
     for rel in &paths {
         if store.root().join(rel).exists() {
-            out.push(store.load_file(rel).ok()?);
+            out.push(Arc::new(store.load_file(rel).ok()?));
         }
     }
     out.sort_by(|x, y| x.rel.cmp(&y.rel));
@@ -102,7 +107,10 @@ fn moved_on(
 /// `rows` with the changes that may be in approval read whole (a summary has not every
 /// field): the awaiting and overdue queries judge those by any field, and would otherwise
 /// read each file on every query. [`moved_on`] reads the files a commit changed whole.
-fn whole_in_approval(store: &Store, mut rows: Vec<chg::store::Loaded>) -> Vec<chg::store::Loaded> {
+fn whole_in_approval(
+    store: &Store,
+    mut rows: Vec<chg::store::Loaded>,
+) -> Vec<Arc<chg::store::Loaded>> {
     for l in rows.iter_mut() {
         if l.decoded.parsed
             && l.text.is_empty()
@@ -112,7 +120,7 @@ fn whole_in_approval(store: &Store, mut rows: Vec<chg::store::Loaded>) -> Vec<ch
             *l = whole;
         }
     }
-    rows
+    rows.into_iter().map(Arc::new).collect()
 }
 
 /// What every handler shares.
@@ -164,17 +172,21 @@ pub const MEMO_FOR: Duration = Duration::from_secs(10);
 pub struct Warm {
     /// HEAD when they were read.
     pub head: git2::Oid,
-    /// Every change file's summary (undecodable files too).
-    pub all: Arc<Vec<chg::store::Loaded>>,
+    /// Every change file's summary (undecodable files too), each shared with the
+    /// summaries of the next HEAD when its file did not change.
+    pub all: Summaries,
     /// Which of them can conflict with a schedule (what the gate compares a change with).
     pub conflicting: Arc<Vec<usize>>,
 }
 
+/// Every change file's summary, as of a HEAD.
+pub type Summaries = Arc<Vec<Arc<chg::store::Loaded>>>;
+
 /// Every summary, and the positions of those that can conflict with a schedule.
-pub type Candidates = (Arc<Vec<chg::store::Loaded>>, Arc<Vec<usize>>);
+pub type Candidates = (Summaries, Arc<Vec<usize>>);
 
 /// The positions in `all` of the readable changes that can conflict with a schedule.
-fn conflicting_of(all: &[chg::store::Loaded]) -> Vec<usize> {
+fn conflicting_of(all: &[Arc<chg::store::Loaded>]) -> Vec<usize> {
     (0..all.len())
         .filter(|i| all[*i].decoded.parsed && chg::conflicts::can_conflict(all[*i].change()))
         .collect()
@@ -192,7 +204,7 @@ impl Shared {
 
     /// Every change file's read summary, from memory while HEAD has not moved since they
     /// were read (every step through chg moves HEAD), else read afresh and kept.
-    pub fn summaries(&self, store: &Store) -> Result<Arc<Vec<chg::store::Loaded>>, Error> {
+    pub fn summaries(&self, store: &Store) -> Result<Summaries, Error> {
         let head = store.repo().head().ok().and_then(|h| h.target());
         if let Some(head) = head {
             let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
@@ -255,7 +267,7 @@ impl Shared {
             .summaries(store)?
             .iter()
             .filter(|l| !l.decoded.parsed || keep(l.change()))
-            .cloned()
+            .map(|l| (**l).clone())
             .collect())
     }
 }
@@ -533,7 +545,7 @@ pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
 
 /// Brings the kept provenances of every change that may be in approval up to date, so
 /// that the first "waiting for me" after HEAD moved reads only the histories that grew.
-fn warm_provenances(state: &Shared, store: &Store, all: &[chg::store::Loaded]) {
+fn warm_provenances(state: &Shared, store: &Store, all: &[Arc<chg::store::Loaded>]) {
     let ids: Vec<String> = all
         .iter()
         .filter(|l| l.decoded.parsed && chg::query::may_be_in_approval(l.change()))

@@ -2,6 +2,7 @@
 //! authorized, and `chg policy apply`.
 
 use super::*;
+use std::borrow::Borrow;
 
 impl Store {
     /// The policy in force: the one committed at HEAD (SPEC section 5: uncommitted edits
@@ -288,20 +289,20 @@ impl Store {
         at: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<crate::error::Refusal>> {
-        self.gate_among(id, policy, at, now, None)
+        self.gate_among::<Loaded>(id, policy, at, now, None)
     }
 
     /// [`Store::gate`], judging against `among` when given (every change file's read
     /// summary, and those that [`crate::conflicts::can_conflict`]), instead of reading every
     /// file: a server keeps them in memory between requests. Overlaps are judged on the
     /// summaries; a copy of the change's signed request on the files they point to.
-    pub fn gate_among(
+    pub fn gate_among<L: Borrow<Loaded>>(
         &self,
         id: &ChangeId,
         policy: &Policy,
         at: jiff::Timestamp,
         now: jiff::Timestamp,
-        among: Option<(&[Loaded], &[&ChangeRequest])>,
+        among: Option<(&[L], &[&ChangeRequest])>,
     ) -> Result<Vec<crate::error::Refusal>> {
         use crate::error::Refusal;
         let loaded = self.load(id)?;
@@ -336,8 +337,12 @@ impl Store {
         let same_request =
             |c: &ChangeRequest| c.requester == me.requester && c.request_date == me.request_date;
         let read;
-        let (all, others): (&[Loaded], Vec<&ChangeRequest>) = match among {
-            Some((all, others)) => (all, others.to_vec()),
+        let read_all: Vec<&Loaded>;
+        let (all, others): (&[&Loaded], Vec<&ChangeRequest>) = match among {
+            Some((all, others)) => {
+                read_all = all.iter().map(Borrow::borrow).collect();
+                (&read_all[..], others.to_vec())
+            }
             None => {
                 read = self.load_where(|c| crate::conflicts::can_conflict(c) || same_request(c))?;
                 let others = read
@@ -345,7 +350,8 @@ impl Store {
                     .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
                     .map(Loaded::change)
                     .collect();
-                (&read[..], others)
+                read_all = read.iter().collect();
+                (&read_all[..], others)
             }
         };
         out.extend(self.copied_request(&loaded, all, same_request)?);
@@ -364,7 +370,7 @@ impl Store {
     pub(crate) fn copied_request(
         &self,
         loaded: &Loaded,
-        all: &[Loaded],
+        all: &[&Loaded],
         same_request: impl Fn(&ChangeRequest) -> bool,
     ) -> Result<Option<crate::error::Refusal>> {
         let me = loaded.change();

@@ -414,6 +414,7 @@ impl Store {
                 c.requester == me.requester && c.request_date == me.request_date
             };
             let candidates = self.request_month_files(&loaded)?;
+            let candidates: Vec<&Loaded> = candidates.iter().collect();
             if let Some(r) = self.copied_request(&loaded, &candidates, same)? {
                 return Err(r.into());
             }
