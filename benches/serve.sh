@@ -128,6 +128,27 @@ LUA
   results+=("$n|POST approve (one commit each)|$rps|$p50|$p99|$bad|")
   printf '%8s  %-34s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  non-2xx %s\n' "$n" "POST approve" "$rps" "$p50" "$p99" "$bad" >&2
 
+  # "Waiting for me" when HEAD has just moved (nothing kept for the new HEAD yet), and a
+  # few seconds later (the server's background refresh has read the new commit): each
+  # sample approves another change through the API, then asks for the page once.
+  after_move() {
+    local name=$1 pause=$2 ids=("${@:3}") times=() id t
+    for id in "${ids[@]}"; do
+      curl -s -o /dev/null -H "$auth" -H 'Content-Type: application/json' \
+        -d '{"approved": true, "comments": "bench"}' "http://127.0.0.1:$PORT$API/$id/approve"
+      sleep "$pause"
+      t=$(curl -s -o /dev/null -w '%{time_total}' -H "Cookie: $cookie" "http://127.0.0.1:$PORT/")
+      times+=("$t")
+    done
+    read -r p50 max < <(printf '%s\n' "${times[@]}" | sort -n | awk '{v[NR]=$1*1000} END {printf "%.1f %.1f\n", v[int((NR+1)/2)], v[NR]}')
+    moved+=("$n|$name|1 at a time|$p50|$max (max of ${#ids[@]})|0|")
+    printf '%8s  %-34s p50 %7.1f ms  max %7.1f ms\n' "$n" "$name" "$p50" "$max" >&2
+  }
+  moved=()
+  late=("${api_ids[@]: -10}")
+  after_move "page / right after HEAD moved" 0 "${late[@]:0:5}"
+  after_move "page / 3 s after HEAD moved" 3 "${late[@]:5:5}"
+
   kill -TERM "$server"; wait "$server" || true
   reset
 
@@ -150,6 +171,7 @@ PY
   last=$((${#results[@]} - 1))
   results[$last]="${results[$last]}$cli_ms"
   echo "   CLI: chg approve (same step): $cli_ms ms (median of 5)" >&2
+  results+=("${moved[@]}")
   reset
   cd "$ROOT"
 done
