@@ -865,14 +865,15 @@ pub fn run(
 ) -> Result<chg::query::Page<chg::store::Loaded>, ApiError> {
     let head = store.repo().head().ok().and_then(|h| h.target());
     let key = format!("{query:?}");
-    if let Some(head) = head {
+    let remembered = || {
+        let head = head?;
         let memo = shared.memo.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = memo
-            .get(&key)
+        memo.get(&key)
             .filter(|m| m.head == head && m.at.elapsed() < super::MEMO_FOR)
-        {
-            return Ok(m.page.clone());
-        }
+            .map(|m| m.page.clone())
+    };
+    if let Some(page) = remembered() {
+        return Ok(page);
     }
     // Borrowed from memory: only the page's rows are copied.
     let all = shared.summaries(store)?;
@@ -880,6 +881,11 @@ pub fn run(
         // Judged by history: the provenances kept from earlier requests serve where the
         // audit index still holds the log files they were read from.
         let mut kept = shared.kept.lock().unwrap_or_else(|e| e.into_inner());
+        // Computed once: the requests that waited for the lock while another computed the
+        // same query take its answer (8 readers of one page at once each computed it).
+        if let Some(page) = remembered() {
+            return Ok(page);
+        }
         query.run_over_borrowed(store, policy, now(), all.iter().map(|l| &**l), &mut kept)?
     } else {
         let mut none = chg::standing::KeptProvenances::default();
@@ -1427,9 +1433,17 @@ async fn gate(
         let policy = store.policy()?;
         let id = parse_id(&id, &policy)?;
         let now = now();
-        let (all, conflicting) = shared.conflict_candidates(store)?;
+        let (all, conflicting, times) = shared.conflict_candidates(store)?;
         let others: Vec<&ChangeRequest> = conflicting.iter().map(|i| all[*i].change()).collect();
-        let reasons = store.gate_among(&id, &policy, now, now, Some((&all, &others)))?;
+        let requested_with = |c: &ChangeRequest| -> Vec<&chg::store::Loaded> {
+            times
+                .get(&c.request_date)
+                .into_iter()
+                .flatten()
+                .map(|i| &*all[*i])
+                .collect()
+        };
+        let reasons = store.gate_among(&id, &policy, now, now, (&requested_with, &others))?;
         Ok(Gate {
             open: reasons.is_empty(),
             reasons: reasons

@@ -177,13 +177,31 @@ pub struct Warm {
     pub all: Summaries,
     /// Which of them can conflict with a schedule (what the gate compares a change with).
     pub conflicting: Arc<Vec<usize>>,
+    /// The positions of the readable changes by request time: where the gate looks for a
+    /// copy of a change's signed request.
+    pub by_request_time: Arc<RequestTimes>,
 }
+
+/// Positions of summaries by request time.
+pub type RequestTimes = std::collections::HashMap<Option<jiff::Timestamp>, Vec<usize>>;
 
 /// Every change file's summary, as of a HEAD.
 pub type Summaries = Arc<Vec<Arc<chg::store::Loaded>>>;
 
-/// Every summary, and the positions of those that can conflict with a schedule.
-pub type Candidates = (Summaries, Arc<Vec<usize>>);
+/// Every summary, the positions of those that can conflict with a schedule, and the
+/// positions by request time.
+pub type Candidates = (Summaries, Arc<Vec<usize>>, Arc<RequestTimes>);
+
+/// [`Warm::by_request_time`] of `all`.
+fn by_request_time(all: &[Arc<chg::store::Loaded>]) -> RequestTimes {
+    let mut out = RequestTimes::new();
+    for (i, l) in all.iter().enumerate() {
+        if l.decoded.parsed {
+            out.entry(l.change().request_date).or_default().push(i);
+        }
+    }
+    out
+}
 
 /// The positions in `all` of the readable changes that can conflict with a schedule.
 fn conflicting_of(all: &[Arc<chg::store::Loaded>]) -> Vec<usize> {
@@ -237,6 +255,7 @@ impl Shared {
                 head,
                 all: all.clone(),
                 conflicting: Arc::new(conflicting_of(&all)),
+                by_request_time: Arc::new(by_request_time(&all)),
             });
         }
         Ok(all)
@@ -250,10 +269,15 @@ impl Shared {
         let kept = warm
             .as_ref()
             .filter(|w| Arc::ptr_eq(&w.all, &all))
-            .map(|w| w.conflicting.clone());
+            .map(|w| (w.conflicting.clone(), w.by_request_time.clone()));
         drop(warm);
-        let conflicting = kept.unwrap_or_else(|| Arc::new(conflicting_of(&all)));
-        Ok((all, conflicting))
+        let (conflicting, times) = kept.unwrap_or_else(|| {
+            (
+                Arc::new(conflicting_of(&all)),
+                Arc::new(by_request_time(&all)),
+            )
+        });
+        Ok((all, conflicting, times))
     }
 
     /// The summaries `keep` accepts, and the undecodable ones ([`Store::load_summaries_where`]

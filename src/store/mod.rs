@@ -32,6 +32,7 @@ use crate::validate;
 use crate::workflow::{self, Step, Transition};
 
 pub use commit::FileWrite;
+pub use policy::RequestedWith;
 
 /// An open store.
 pub struct Store {

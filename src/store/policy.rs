@@ -2,7 +2,10 @@
 //! authorized, and `chg policy apply`.
 
 use super::*;
-use std::borrow::Borrow;
+
+/// The change files requested when a change was (at least: all of them by its requester
+/// then), for [`Store::gate_among`].
+pub type RequestedWith<'f, 'a> = &'f dyn Fn(&ChangeRequest) -> Vec<&'a Loaded>;
 
 impl Store {
     /// The policy in force: the one committed at HEAD (SPEC section 5: uncommitted edits
@@ -289,20 +292,39 @@ impl Store {
         at: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<crate::error::Refusal>> {
-        self.gate_among::<Loaded>(id, policy, at, now, None)
+        // From the read summary, as the server does: the changes that can conflict with a
+        // schedule, and those requested at this one's time (where a copy of its signed
+        // request would be). Reading every file took 0.75 s at 100,000 changes.
+        let me = self.load(id)?;
+        let (date, requester) = (me.change().request_date, me.change().requester.clone());
+        let all = self.load_summaries_where(|c| {
+            crate::conflicts::can_conflict(c) || c.request_date == date && c.requester == requester
+        })?;
+        let others: Vec<&ChangeRequest> = all
+            .iter()
+            .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
+            .map(Loaded::change)
+            .collect();
+        let requested_with = |c: &ChangeRequest| -> Vec<&Loaded> {
+            all.iter()
+                .filter(|l| l.decoded.parsed && l.change().request_date == c.request_date)
+                .collect()
+        };
+        self.gate_among(id, policy, at, now, (&requested_with, &others))
     }
 
-    /// [`Store::gate`], judging against `among` when given (every change file's read
-    /// summary, and those that [`crate::conflicts::can_conflict`]), instead of reading every
-    /// file: a server keeps them in memory between requests. Overlaps are judged on the
+    /// [`Store::gate`], judging against `among` (a server keeps the read summaries in
+    /// memory between requests): the summaries of
+    /// the changes requested at a change's request time (at least: those by its requester
+    /// then), and those that [`crate::conflicts::can_conflict`]. Overlaps are judged on the
     /// summaries; a copy of the change's signed request on the files they point to.
-    pub fn gate_among<L: Borrow<Loaded>>(
+    pub fn gate_among<'a>(
         &self,
         id: &ChangeId,
         policy: &Policy,
         at: jiff::Timestamp,
         now: jiff::Timestamp,
-        among: Option<(&[L], &[&ChangeRequest])>,
+        among: (RequestedWith<'_, 'a>, &[&ChangeRequest]),
     ) -> Result<Vec<crate::error::Refusal>> {
         use crate::error::Refusal;
         let loaded = self.load(id)?;
@@ -335,31 +357,16 @@ impl Store {
         out.extend(standing.refusal(&id.to_string()));
         let me = loaded.change();
         let same_request =
-            |c: &ChangeRequest| c.requester == me.requester && c.request_date == me.request_date;
-        let read;
-        let read_all: Vec<&Loaded>;
-        let (all, others): (&[&Loaded], Vec<&ChangeRequest>) = match among {
-            Some((all, others)) => {
-                read_all = all.iter().map(Borrow::borrow).collect();
-                (&read_all[..], others.to_vec())
-            }
-            None => {
-                read = self.load_where(|c| crate::conflicts::can_conflict(c) || same_request(c))?;
-                let others = read
-                    .iter()
-                    .filter(|l| l.decoded.parsed && crate::conflicts::can_conflict(l.change()))
-                    .map(Loaded::change)
-                    .collect();
-                read_all = read.iter().collect();
-                (&read_all[..], others)
-            }
-        };
+            |c: &ChangeRequest| c.request_date == me.request_date && c.requester == me.requester;
+        let (requested_with, others) = among;
+        let all = requested_with(me);
+        let all = &all[..];
         out.extend(self.copied_request(&loaded, all, same_request)?);
         out.extend(crate::rules::gate(
             loaded.change(),
             policy.for_intake(standing.questionnaire_due()),
             at,
-            &others,
+            others,
         ));
         Ok(out)
     }
