@@ -857,7 +857,30 @@ async fn list(
 }
 
 /// Runs `query` (the library's [`chg::query::Query::run`]) over the summaries kept in memory.
+/// A query judged by history ("waiting for me", overdue) is remembered as asked, so the
+/// server computes it again in the background while its asker may ask again
+/// ([`super::renew_asked`]).
 pub fn run(
+    shared: &Shared,
+    store: &Store,
+    policy: &Policy,
+    query: &chg::query::Query,
+) -> Result<chg::query::Page<chg::store::Loaded>, ApiError> {
+    if query.awaiting.is_some() || query.overdue {
+        let mut asked = shared.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.retain(|_, (_, at)| at.elapsed() < super::ASKED_FOR);
+        if asked.len() < super::MAX_ASKED {
+            asked.insert(
+                format!("{query:?}"),
+                (query.clone(), std::time::Instant::now()),
+            );
+        }
+    }
+    run_now(shared, store, policy, query)
+}
+
+/// [`run`], without remembering the query as asked.
+pub fn run_now(
     shared: &Shared,
     store: &Store,
     policy: &Policy,

@@ -145,6 +145,9 @@ pub struct Shared {
     pub warm: std::sync::Mutex<Option<Warm>>,
     /// Query results (lists, "waiting for me") as of a HEAD, for a few seconds.
     pub memo: std::sync::Mutex<std::collections::HashMap<String, Memo>>,
+    /// The queries judged by history asked lately, by key, with when they were last asked
+    /// ([`renew_asked`]).
+    pub asked: std::sync::Mutex<std::collections::HashMap<String, Asked>>,
     /// The server's own key, attesting decisions where the policy allows it (SPEC 12.1).
     pub attester: Option<Arc<dyn chg::signing::RecordSigner>>,
     /// What verified history says of the changes in approval (who may approve them), each
@@ -163,6 +166,16 @@ pub struct Memo {
     /// The result.
     pub page: chg::query::Page<chg::store::Loaded>,
 }
+
+/// A query and when it was last asked.
+pub type Asked = (chg::query::Query, std::time::Instant);
+
+/// How long a query judged by history is computed again in the background after it was
+/// last asked.
+pub const ASKED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// At most this many such queries are kept (people, filters).
+pub const MAX_ASKED: usize = 64;
 
 /// How long a query's result is reused while HEAD stays (what depends on the clock alone,
 /// such as an approval becoming overdue, is at most this late).
@@ -422,6 +435,7 @@ pub fn serve(options: Options) -> Result<(), Error> {
             lock_timeout: options.lock_timeout,
             warm: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(Default::default()),
+            asked: std::sync::Mutex::new(Default::default()),
             attester: options.attester.clone(),
             kept: std::sync::Mutex::new(Default::default()),
             writes: tokio::sync::Mutex::new(()),
@@ -564,7 +578,46 @@ pub fn refresh(state: &Shared, seen: Option<git2::Oid>) -> Option<git2::Oid> {
             .summaries(&store)
             .map(|all| warm_provenances(state, &store, &all));
     }
+    if seen == Some(head) {
+        renew_asked(state, &store, head);
+    }
     Some(head)
+}
+
+/// Computes again, in the background, each query judged by history asked in the last
+/// [`ASKED_FOR`] whose remembered answer is of another HEAD or will expire within a few
+/// seconds: "waiting for me" judges thousands of changes at 100,000 (about 50 ms), and its
+/// asker then finds the answer ready. Nothing is computed while HEAD keeps moving.
+fn renew_asked(state: &Shared, store: &Store, head: git2::Oid) {
+    const AHEAD: Duration = Duration::from_secs(3);
+    let asked: Vec<(String, chg::query::Query)> = {
+        let mut asked = state.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.retain(|_, (_, at)| at.elapsed() < ASKED_FOR);
+        asked
+            .iter()
+            .map(|(k, (q, _))| (k.clone(), q.clone()))
+            .collect()
+    };
+    if asked.is_empty() {
+        return;
+    }
+    let Ok(policy) = store.policy() else {
+        return;
+    };
+    for (key, query) in asked {
+        {
+            let mut memo = state.memo.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = memo
+                .get(&key)
+                .is_some_and(|m| m.head == head && m.at.elapsed() + AHEAD < MEMO_FOR);
+            if fresh {
+                continue;
+            }
+            memo.remove(&key);
+        }
+        // A cache: what fails here fails again, with its error, for the asker.
+        let _ = api::run_now(state, store, &policy, &query);
+    }
 }
 
 /// Brings the kept provenances of every change that may be in approval up to date, so

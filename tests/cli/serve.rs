@@ -1557,6 +1557,24 @@ fn what_the_server_keeps_of_history_follows_steps_taken_beside_it() {
     gates_agree(&b);
     assert!(ids(srv.get(&format!("{BASE}?awaiting=me"), &cm)).is_empty());
 
+    // Asked lately, cm's "waiting for me" is computed again in the background once HEAD
+    // settles: what cm then gets is the new HEAD's, after a step through the server and
+    // after steps beside it.
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(2500));
+    let d = srv.post(BASE, &alice, seed_change()).json()["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    settle();
+    assert_eq!(
+        ids(srv.get(&format!("{BASE}?awaiting=me"), &cm)),
+        [d.as_str()]
+    );
+    s.chg("em@example.com", &["approve", &d]).ok();
+    s.chg("cm@example.com", &["approve", &d]).ok();
+    settle();
+    assert!(ids(srv.get(&format!("{BASE}?awaiting=me"), &cm)).is_empty());
+
     // A damaged audit index: the answers stay the CLI's (which rebuilds it).
     let audit = s.root().join(".git/chg/audit");
     for branch in std::fs::read_dir(&audit).unwrap().flatten() {
