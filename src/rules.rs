@@ -38,8 +38,8 @@ pub use implement::{
 pub use review::{REVIEW_MISSING, review_refusal};
 pub use risk::{RISK, questionnaire_unanswered, risk_problems};
 pub use signatures::{
-    DUPLICATE_REQUEST, content_record_problem, record_verdict, repeats_request, signature_problems,
-    signature_verdicts, signature_verdicts_since, unsigned_approvals,
+    DUPLICATE_REQUEST, content_record_problem, record_verdict, repeats_request, same_request,
+    signature_problems, signature_verdicts, signature_verdicts_since, unsigned_approvals,
 };
 pub(crate) use time_order::new_times;
 pub use time_order::{CLOCK_SKEW, TIME_ORDER, future_problems, time_problems, time_refusal};

@@ -11,13 +11,20 @@ use super::{Problem, problem};
 /// Rule id: one signed request in two change files.
 pub const DUPLICATE_REQUEST: &str = "duplicate-request";
 
+/// Whether `a` and `b` name the same request: the same requester and request time, what a
+/// signature names a change by (so that renumbering keeps it). Where a copy of a change's
+/// signed request would be found ([`repeats_request`]).
+pub fn same_request(a: &ChangeRequest, b: &ChangeRequest) -> bool {
+    a.request_date == b.request_date && a.requester == b.requester
+}
+
 /// Whether change files `a` and `b` hold one signed request: the same requester and
 /// request time (what a signature names a change by, so that renumbering keeps it), both
 /// signed, and a signature in common or the same material content. The second file would
 /// carry decisions it was never given, under a new id; a signature cannot be in two files
 /// unless one was copied from the other.
 pub fn repeats_request(a: &ChangeRequest, b: &ChangeRequest) -> bool {
-    if a.requester != b.requester || a.request_date != b.request_date {
+    if !same_request(a, b) {
         return false;
     }
     let signatures = |c: &ChangeRequest| -> Vec<String> {

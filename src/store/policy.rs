@@ -183,7 +183,7 @@ impl Store {
                 &crate::text::sha256_hex(self.prefix.as_bytes())[..16]
             )
         };
-        let path = self.repo.commondir().join("chg").join(name);
+        let path = self.repo.commondir().join("chg").join(&name);
         // `HEAD LAST-CHANGE-or-none ok|unauthorized WHY`
         let kept = std::fs::read_to_string(&path).ok().and_then(|t| {
             let mut f = t.trim_end().splitn(4, ' ');
@@ -206,12 +206,7 @@ impl Store {
         let mut g = crate::audit::governance::Governance::new(&self.repo, &self.prefix);
         // Checkpoints of earlier walks (`COMMIT LAST-CHANGE-or-none` lines): a HEAD that is
         // no descendant of the kept one (a reset, a checkout) is walked only to the nearest.
-        let checkpoints = path.with_file_name(format!(
-            "{}-checkpoints",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("policy-standing")
-        ));
+        let checkpoints = path.with_file_name(format!("{name}-checkpoints"));
         let known: Vec<(Oid, Option<Oid>)> = std::fs::read_to_string(&checkpoints)
             .unwrap_or_default()
             .lines()
@@ -296,9 +291,8 @@ impl Store {
         // schedule, and those requested at this one's time (where a copy of its signed
         // request would be). Reading every file took 0.75 s at 100,000 changes.
         let me = self.load(id)?;
-        let (date, requester) = (me.change().request_date, me.change().requester.clone());
         let all = self.load_summaries_where(|c| {
-            crate::conflicts::can_conflict(c) || c.request_date == date && c.requester == requester
+            crate::conflicts::can_conflict(c) || crate::rules::same_request(me.change(), c)
         })?;
         let others: Vec<&ChangeRequest> = all
             .iter()
@@ -307,7 +301,7 @@ impl Store {
             .collect();
         let requested_with = |c: &ChangeRequest| -> Vec<&Loaded> {
             all.iter()
-                .filter(|l| l.decoded.parsed && l.change().request_date == c.request_date)
+                .filter(|l| l.decoded.parsed && crate::rules::same_request(c, l.change()))
                 .collect()
         };
         self.gate_among(id, policy, at, now, (&requested_with, &others))
@@ -355,13 +349,9 @@ impl Store {
         );
         let standing = crate::standing::of(self, id, now)?;
         out.extend(standing.refusal(&id.to_string()));
-        let me = loaded.change();
-        let same_request =
-            |c: &ChangeRequest| c.request_date == me.request_date && c.requester == me.requester;
         let (requested_with, others) = among;
-        let all = requested_with(me);
-        let all = &all[..];
-        out.extend(self.copied_request(&loaded, all, same_request)?);
+        let candidates = requested_with(loaded.change());
+        out.extend(self.copied_request(&loaded, &candidates)?);
         out.extend(crate::rules::gate(
             loaded.change(),
             policy.for_intake(standing.questionnaire_due()),
@@ -378,7 +368,6 @@ impl Store {
         &self,
         loaded: &Loaded,
         all: &[&Loaded],
-        same_request: impl Fn(&ChangeRequest) -> bool,
     ) -> Result<Option<crate::error::Refusal>> {
         let me = loaded.change();
         // Candidates by requester and request time (a summary holds those), each then read
@@ -388,7 +377,11 @@ impl Store {
             .iter()
             // The request's fields first: comparing 100,000 paths component by component
             // was most of a gate in the server.
-            .filter(|o| o.decoded.parsed && same_request(o.change()) && o.rel != loaded.rel)
+            .filter(|o| {
+                o.decoded.parsed
+                    && crate::rules::same_request(me, o.change())
+                    && o.rel != loaded.rel
+            })
         {
             let o = self.load_file(&o.rel)?;
             if o.decoded.parsed && crate::rules::repeats_request(me, o.change()) {

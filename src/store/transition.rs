@@ -409,13 +409,9 @@ impl Store {
         }
         if implement {
             // A copy of a signed request carries decisions it was never given: as the gate.
-            let me = loaded.change();
-            let same = |c: &ChangeRequest| {
-                c.requester == me.requester && c.request_date == me.request_date
-            };
             let candidates = self.request_month_files(&loaded)?;
             let candidates: Vec<&Loaded> = candidates.iter().collect();
-            if let Some(r) = self.copied_request(&loaded, &candidates, same)? {
+            if let Some(r) = self.copied_request(&loaded, &candidates)? {
                 return Err(r.into());
             }
         }

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::Store;
 
-const BASE: &str = "/api/v1/change-management/change-requests";
+pub(crate) const BASE: &str = "/api/v1/change-management/change-requests";
 
 /// A running `chg serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
 }
@@ -44,7 +44,7 @@ fn store() -> Store {
 
 impl Store {
     /// `chg serve --listen 127.0.0.1:0` with `extra` flags; waits for the bound address.
-    fn serve(&self, extra: &[&str]) -> Server {
+    pub(crate) fn serve(&self, extra: &[&str]) -> Server {
         let mut cmd = self.cmd(
             std::path::Path::new(env!("CARGO_BIN_EXE_chg")),
             "alice@example.com",
@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// A token for `email`, made with `chg token create`.
-    fn token(&self, email: &str) -> String {
+    pub(crate) fn token(&self, email: &str) -> String {
         let out = self
             .chg("alice@example.com", &["token", "create", email])
             .ok();
@@ -129,14 +129,14 @@ impl Store {
     }
 }
 
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     body: String,
     headers: Vec<(String, String)>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
     fn header(&self, name: &str) -> Option<&str> {
@@ -172,7 +172,7 @@ impl Server {
         )
     }
 
-    fn get(&self, path: &str, token: &str) -> Answer {
+    pub(crate) fn get(&self, path: &str, token: &str) -> Answer {
         self.call("GET", path, Some(token), None)
     }
 

@@ -964,4 +964,19 @@ fn a_signed_approval_moved_onto_a_copy_of_its_change_opens_no_gate() {
         "{}",
         r.stderr
     );
+    // The server's gate finds it too, among the summaries it keeps by request time.
+    let token = s.token("alice@example.com");
+    let srv = s.serve(&[]);
+    let gate = srv
+        .get(&format!("{}/{copy}/gate", crate::serve::BASE), &token)
+        .json();
+    assert_eq!(gate["open"], false, "{gate}");
+    assert!(
+        gate["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "duplicate-request"),
+        "{gate}"
+    );
 }
