@@ -33,6 +33,15 @@ for style in ${STYLES:-chg hand}; do
     generated=$(cat "$BENCH_DIR/gen.time")
   fi
   cd "$store"
+  # A long-lived repository has a commit-graph (git gc writes one), which `git log` and
+  # `chg audit` both walk; a fresh clone has none (GRAPH=0 measures that). Automatic gc is
+  # off, so that no commit made by a run repacks or writes a graph between measurements.
+  git config gc.auto 0
+  if [[ ${GRAPH:-1} == 1 ]]; then
+    [[ -e .git/objects/info/commit-graph ]] || git commit-graph write --reachable >/dev/null 2>&1
+  else
+    rm -rf .git/objects/info/commit-graph .git/objects/info/commit-graphs
+  fi
   # Every run starts from the generated history, whatever an interrupted run left behind.
   git rev-parse -q --verify refs/bench/base >/dev/null || git update-ref refs/bench/base HEAD
   base=$(git rev-parse refs/bench/base)

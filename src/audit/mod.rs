@@ -25,6 +25,7 @@ pub mod governance;
 pub mod index;
 mod merges;
 pub mod reconcile;
+mod walk;
 pub mod witness;
 
 pub use auditor::Auditor;
@@ -32,6 +33,7 @@ use auditor::{Item, step_records};
 use checks::{Ctx, recorded_implementer};
 use diff::{diff_path, pair_renames};
 use facts::Facts;
+pub use walk::walk;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -311,22 +313,6 @@ pub struct CommitAudit {
     pub findings: Vec<AuditFinding>,
     /// Emergency changes this commit started implementing.
     pub emergencies: Vec<Emergency>,
-}
-
-/// Commits reachable from `head` and not from `hide`, oldest first (by commit time, as
-/// `git rev-list --reverse`). Verdicts do not depend on the order; it only orders `chg log`.
-/// An unsorted walk streams: a topological sort would hold every commit in memory first
-/// (350 MB at 500,000 commits).
-pub fn walk(repo: &Repository, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
-    let mut walk = repo.revwalk()?;
-    walk.push(head)?;
-    if let Some(h) = hide {
-        walk.hide(h)?;
-    }
-    walk.set_sorting(git2::Sort::NONE)?;
-    let mut oids = walk.collect::<std::result::Result<Vec<_>, _>>()?;
-    oids.reverse();
-    Ok(oids)
 }
 
 /// Sets libgit2 up for reading a long history, before the first object is read.
