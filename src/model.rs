@@ -118,3 +118,32 @@ mod tests {
         assert_eq!(a.material_differences(&b), vec!["title"]);
     }
 }
+
+#[cfg(test)]
+mod digest_tests {
+    /// The digest is a contract (SPEC section 4): every approval ever recorded names one.
+    /// The first value was recorded by chg-bench-gen's approvals; the second by the
+    /// implementation before digests were written straight into the hash.
+    #[test]
+    fn the_material_digest_stays_what_approvals_recorded() {
+        let file = "id: CHG-2025-002\ntitle: \"Deploy the WAF ruleset\"\ndescription: |-\n  Change 8001: apply the new configuration across the fleet in two waves,\n  watching error rates between waves.\nbusiness_justification: Keeps the service within its security and availability objectives\nrequester: dev35@example.com\nrequest_date: 2025-01-11T12:00:00Z\nchange_type: bugfix\nchange_model: normal\npriority: critical\nurgency: low\nrisk_level: high\naffected_systems: [edge-proxy]\nimpact_scope: customers of the affected systems\nimplementation_plan: |-\n  Deploy to staging, verify, then production in two waves\nrollback_plan: |-\n  Redeploy the previous release; restore the configuration snapshot\ntesting_required: true\ntest_plan: |-\n  Run the integration suite in staging and a smoke test in production\ntest_environment: staging\nstatus: closed\n";
+        let d = crate::decode::decode_bytes_with("c.yaml", file.as_bytes(), false);
+        assert!(d.parsed, "{:?}", d.findings);
+        assert_eq!(
+            d.change.material_digest(),
+            "sha256:5f96c0130d911509aeb6ebfa18a2540585fce9a2f51342377e5be7d3caa9fedd"
+        );
+        let mut c = d.change;
+        c.title = Some("Quotes \" back\\slash\ttab é — 😀 \u{1}".into());
+        c.affected_systems = vec!["a".into(), "b \"q\"".into()];
+        c.template = Some("routine-deploy".into());
+        c.template_digest = Some("sha256:00".into());
+        c.policy_base = Some("abc".into());
+        c.risk_assessment = Some([("customer_facing".to_string(), true)].into());
+        c.proposed_policy = Some([("policy/policy.yaml".to_string(), "x: 1\n".to_string())].into());
+        assert_eq!(
+            c.material_digest(),
+            "sha256:51827567d6d1a8f236500cf1b672d5ae07bb1b46635ece25597d3cbd1028a837"
+        );
+    }
+}

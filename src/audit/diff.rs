@@ -73,95 +73,141 @@ pub(super) fn diff_path(
     if ea.map(|e| e.0) == eb.map(|e| e.0) {
         return Ok(());
     }
-    let as_tree = |e: Option<(Oid, Option<ObjectType>)>| -> Result<Option<Tree<'_>>> {
-        match e {
-            Some((id, Some(ObjectType::Tree))) => Ok(Some(repo.find_tree(id)?)),
-            _ => Ok(None),
-        }
+    let as_tree = |e: Option<(Oid, Option<ObjectType>)>| match e {
+        Some((id, Some(ObjectType::Tree))) => Some(id),
+        _ => None,
     };
-    diff_trees(
-        repo,
-        as_tree(ea)?.as_ref(),
-        as_tree(eb)?.as_ref(),
-        path,
-        out,
-    )
+    diff_trees(&repo.odb()?, as_tree(ea), as_tree(eb), path, out)
 }
 
+/// Appends every blob that differs between two trees (by id) under `base`.
+///
+/// It reads the trees' raw bytes and walks them itself instead of through libgit2's
+/// parsed trees: at 100,000 changes a month folder holds about 1,700 entries, and parsing
+/// both versions into entry arrays (each mode through `strtol`, each name through
+/// `strlen`, an allocation per tree) and comparing them entry by entry was a quarter of
+/// `chg audit --full`. Two versions of a folder usually differ in one entry: the bytes the
+/// two share at their start and at their end are the same entries, skipped unparsed.
 pub(super) fn diff_trees(
-    repo: &Repository,
-    a: Option<&Tree<'_>>,
-    b: Option<&Tree<'_>>,
+    odb: &git2::Odb<'_>,
+    a: Option<Oid>,
+    b: Option<Oid>,
     base: &str,
     out: &mut Vec<(String, Option<Oid>, Option<Oid>)>,
 ) -> Result<()> {
-    // Both trees are in git's order; a merge join over borrowed entries finds what differs
-    // in one pass without copying a name (a month folder has thousands).
-    let (la, lb) = (a.map_or(0, Tree::len), b.map_or(0, Tree::len));
-    pub(super) fn entry<'t>(
-        t: Option<&'t Tree<'_>>,
-        i: usize,
-    ) -> Option<(git2::TreeEntry<'t>, bool)> {
-        let e = t?.get(i)?;
-        let is_tree = e.kind() == Some(ObjectType::Tree);
-        Some((e, is_tree))
-    }
+    let (ra, rb) = (read_tree(odb, a)?, read_tree(odb, b)?);
+    let da = ra.as_ref().map_or(&[][..], |o| o.data());
+    let db = rb.as_ref().map_or(&[][..], |o| o.data());
+    let prefix = da.iter().zip(db).take_while(|(x, y)| x == y).count();
+    let suffix = da
+        .iter()
+        .rev()
+        .zip(db.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     let (mut i, mut j) = (0, 0);
-    while i < la || j < lb {
-        let x = if i < la { entry(a, i) } else { None };
-        let y = if j < lb { entry(b, j) } else { None };
-        let ord = match (&x, &y) {
-            (Some(x), Some(y)) => git_order(x.0.name_bytes(), x.1, y.0.name_bytes(), y.1),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        let (x, y) = match ord {
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-                (x, y)
-            }
-            std::cmp::Ordering::Less => {
-                i += 1;
-                (x, None)
-            }
-            std::cmp::Ordering::Greater => {
-                j += 1;
-                (None, y)
-            }
-        };
-        let (xid, yid) = (x.as_ref().map(|v| v.0.id()), y.as_ref().map(|v| v.0.id()));
-        if xid == yid {
+    loop {
+        // What is left of both is the same bytes, read from an entry's start: no difference.
+        if da.len() - i == db.len() - j && da.len() - i <= suffix {
+            return Ok(());
+        }
+        let x = RawEntry::at(da, i, a)?;
+        let y = RawEntry::at(db, j, b)?;
+        // Inside the shared start both sides are at the same offset, on the same entry.
+        if let Some(e) = &x
+            && i == j
+            && e.end <= prefix
+        {
+            (i, j) = (e.end, e.end);
             continue;
         }
-        let name = x
-            .as_ref()
-            .or(y.as_ref())
-            .map(|v| v.0.name_bytes())
-            .unwrap_or_default();
+        let ord = match (&x, &y) {
+            (Some(x), Some(y)) => git_order(x.name, x.tree, y.name, y.tree),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return Ok(()),
+        };
+        let (x, y) = match ord {
+            std::cmp::Ordering::Equal => (x, y),
+            std::cmp::Ordering::Less => (x, None),
+            std::cmp::Ordering::Greater => (None, y),
+        };
+        if let Some(e) = &x {
+            i = e.end;
+        }
+        if let Some(e) = &y {
+            j = e.end;
+        }
+        if x.as_ref().map(|e| e.id) == y.as_ref().map(|e| e.id) {
+            continue;
+        }
+        let name = x.as_ref().or(y.as_ref()).map_or(&[][..], |e| e.name);
         let path = format!("{base}/{}", String::from_utf8_lossy(name));
-        let tree_of = |v: &Option<(git2::TreeEntry<'_>, bool)>| -> Result<Option<Tree<'_>>> {
-            match v {
-                Some((e, true)) => Ok(Some(repo.find_tree(e.id())?)),
+        let tree_of = |e: &Option<RawEntry<'_>>| -> Result<Option<Oid>> {
+            match e {
+                Some(e) if e.tree => Ok(Some(Oid::from_bytes(e.id)?)),
                 _ => Ok(None),
             }
         };
-        let blob_of =
-            |v: &Option<(git2::TreeEntry<'_>, bool)>| v.as_ref().filter(|v| !v.1).map(|v| v.0.id());
-        if x.as_ref().is_some_and(|v| v.1) || y.as_ref().is_some_and(|v| v.1) {
-            diff_trees(
-                repo,
-                tree_of(&x)?.as_ref(),
-                tree_of(&y)?.as_ref(),
-                &path,
-                out,
-            )?;
+        let blob_of = |e: &Option<RawEntry<'_>>| -> Result<Option<Oid>> {
+            match e {
+                Some(e) if !e.tree => Ok(Some(Oid::from_bytes(e.id)?)),
+                _ => Ok(None),
+            }
+        };
+        let (ta, tb) = (tree_of(&x)?, tree_of(&y)?);
+        if ta.is_some() || tb.is_some() {
+            diff_trees(odb, ta, tb, &path, out)?;
         }
-        if blob_of(&x) != blob_of(&y) {
-            out.push((path, blob_of(&x), blob_of(&y)));
+        let (ba, bb) = (blob_of(&x)?, blob_of(&y)?);
+        if ba != bb {
+            out.push((path, ba, bb));
         }
     }
-    Ok(())
+}
+
+/// A tree's raw object, or none for a side that has no tree there.
+fn read_tree<'o>(odb: &'o git2::Odb<'_>, id: Option<Oid>) -> Result<Option<git2::OdbObject<'o>>> {
+    let Some(id) = id else { return Ok(None) };
+    let object = odb.read(id)?;
+    if object.kind() != ObjectType::Tree {
+        return Err(git2::Error::from_str(&format!("{id} is not a tree")).into());
+    }
+    Ok(Some(object))
+}
+
+/// One entry of a raw tree object (`<mode> <name>\0<20-byte id>`).
+struct RawEntry<'a> {
+    name: &'a [u8],
+    /// A folder (mode 40000); anything else (a file, a link, a submodule) is compared by id.
+    tree: bool,
+    id: &'a [u8],
+    /// Where the next entry starts.
+    end: usize,
+}
+
+impl<'a> RawEntry<'a> {
+    /// The entry starting at `at`, or none at the end of the tree.
+    fn at(data: &'a [u8], at: usize, tree: Option<Oid>) -> Result<Option<Self>> {
+        let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        let malformed = || -> crate::error::Error {
+            let id = tree.map(|t| t.to_string()).unwrap_or_default();
+            git2::Error::from_str(&format!("tree {id} is malformed at byte {at}")).into()
+        };
+        let space = memchr::memchr(b' ', rest).ok_or_else(malformed)?;
+        let nul = memchr::memchr(0, &rest[space + 1..]).ok_or_else(malformed)? + space + 1;
+        let id = rest.get(nul + 1..nul + 21).ok_or_else(malformed)?;
+        let mode = &rest[..space];
+        let mode = &mode[mode.iter().take_while(|&&c| c == b'0').count()..];
+        Ok(Some(RawEntry {
+            name: &rest[space + 1..nul],
+            tree: mode == b"40000",
+            id,
+            end: at + nul + 21,
+        }))
+    }
 }
 
 /// Git's tree order: by name bytes, a folder's name compared as if it ended in `/`.
@@ -173,4 +219,133 @@ pub(super) fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> std::
     }
     let next = |s: &[u8], tree: bool| s.get(n).copied().or(tree.then_some(b'/'));
     next(a, a_tree).cmp(&next(b, b_tree))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "A")
+            .env("GIT_COMMITTER_EMAIL", "a@example.com")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The raw walk finds what git's own diff finds, across names that sort differently as
+    /// files and as folders (`a`, `a.yaml`, `a/`), additions, deletions, edits, a file
+    /// turned into a folder, a folder emptied, and a long shared start and end.
+    #[test]
+    fn the_raw_tree_diff_agrees_with_git() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let write = |p: &str, s: &str| {
+            let p = dir.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        let mut commits = Vec::new();
+        let mut commit = |msg: &str| {
+            git(dir, &["add", "-A"]);
+            git(dir, &["commit", "-q", "--allow-empty", "-m", msg]);
+            commits.push(git(dir, &["rev-parse", "HEAD"]).trim().to_string());
+        };
+        for i in 0..300 {
+            write(
+                &format!("changes/2025/01/CHG-2025-{i:03}.yaml"),
+                &format!("n: {i}\n"),
+            );
+        }
+        write("changes/a", "file a");
+        write("changes/a.yaml", "a yaml");
+        commit("start");
+        write("changes/2025/01/CHG-2025-150.yaml", "edited\n");
+        commit("one edit in the middle");
+        std::fs::remove_file(dir.join("changes/a")).unwrap();
+        write("changes/a/x.yaml", "now a folder");
+        write("changes/2025/02/CHG-2025-301.yaml", "new month\n");
+        commit("file to folder, new folder");
+        std::fs::remove_file(dir.join("changes/2025/01/CHG-2025-000.yaml")).unwrap();
+        std::fs::remove_file(dir.join("changes/2025/01/CHG-2025-299.yaml")).unwrap();
+        write("changes/2025/01/CHG-2025-299x.yaml", "renamed\n");
+        commit("first and last gone, one added");
+        std::fs::remove_dir_all(dir.join("changes/2025/02")).unwrap();
+        std::fs::remove_dir_all(dir.join("changes/a")).unwrap();
+        write("changes/a", "a file again");
+        commit("folder to file, month gone");
+
+        let repo = Repository::open(dir).unwrap();
+        for pair in commits
+            .windows(2)
+            .chain([[commits[0].clone(), commits[4].clone()].as_slice()])
+        {
+            let tree = |c: &str| {
+                repo.find_commit(Oid::from_str(c).unwrap())
+                    .unwrap()
+                    .tree()
+                    .unwrap()
+            };
+            let (a, b) = (tree(&pair[0]), tree(&pair[1]));
+            let mut ours = Vec::new();
+            diff_path(&repo, Some(&a), Some(&b), "changes", &mut ours).unwrap();
+            let mut ours: Vec<String> = ours
+                .into_iter()
+                .map(|(p, x, y)| {
+                    let s = match (x, y) {
+                        (None, Some(_)) => "A",
+                        (Some(_), None) => "D",
+                        _ => "M",
+                    };
+                    format!("{s}\t{p}")
+                })
+                .collect();
+            let mut theirs: Vec<String> = git(
+                dir,
+                &[
+                    "diff",
+                    "--name-status",
+                    "--no-renames",
+                    "-r",
+                    &pair[0],
+                    &pair[1],
+                    "--",
+                    "changes",
+                ],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{} .. {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn a_malformed_tree_is_an_error_not_a_panic() {
+        let id = Some(Oid::ZERO_SHA1);
+        for bad in [
+            &b"100644"[..],
+            b"100644 name",
+            b"100644 name\0short",
+            b"40000 x\0",
+        ] {
+            assert!(RawEntry::at(bad, 0, id).is_err(), "{bad:?}");
+        }
+        assert!(RawEntry::at(b"", 0, id).unwrap().is_none());
+        let good = [&b"40000 d\0"[..], &[7u8; 20]].concat();
+        let e = RawEntry::at(&good, 0, id).unwrap().unwrap();
+        assert!(e.tree && e.name == b"d" && e.end == good.len());
+    }
 }

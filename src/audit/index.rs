@@ -44,8 +44,9 @@ const FORMAT: u32 = 6;
 pub trait Engine {
     /// The commits of `head`'s history not reachable from `hide`, oldest first.
     fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>>;
-    /// The verdicts on `batch`, the first numbered `seq`.
-    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>>;
+    /// What judges commits. It works on another thread than the rest: the next batch is
+    /// judged while the index writes the one before.
+    fn judge(&self) -> &(dyn Verdicts + Sync);
     /// Adds to `verdicts` (in history order) what only a change's earlier history shows;
     /// `earlier` gives a change's entries from before this update, `state` is carried from
     /// batch to batch.
@@ -56,6 +57,12 @@ pub trait Engine {
         earlier: &dyn Fn(&str) -> Result<Option<Vec<Entry>>>,
     ) -> Result<()>;
 }
+/// Judges commits.
+pub trait Verdicts {
+    /// The verdicts on `batch`, the first numbered `seq`.
+    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>>;
+}
+
 /// Commits audited between two writes of the index, bounding memory on long histories.
 const BATCH: usize = 10_000;
 
@@ -229,17 +236,37 @@ fn append_new(
         stored.log(id)
     };
     let mut state = super::HistoryState::default();
-    for batch in oids.chunks(BATCH) {
-        let mut verdicts = engine.verdicts(batch, meta.commits)?;
-        engine.history(&mut verdicts, &mut state, &earlier)?;
-        if !writer.append(&verdicts)? {
-            return Ok(false);
+    let judge = engine.judge();
+    let batches: Vec<&[Oid]> = oids.chunks(BATCH).collect();
+    // Each batch's history pass and write (on this thread) overlap the judging of the next
+    // one: they were a serial twentieth of `chg audit --full` during which the workers
+    // judging commits waited.
+    let finished = std::thread::scope(|scope| -> Result<bool> {
+        let mut ahead = None;
+        for (k, batch) in batches.iter().enumerate() {
+            let mut verdicts = match ahead.take() {
+                Some(judging) => std::thread::ScopedJoinHandle::join(judging)
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+                None => judge.verdicts(batch, meta.commits)?,
+            };
+            if let Some(next) = batches.get(k + 1) {
+                let seq = meta.commits + batch.len() as u64;
+                ahead = Some(scope.spawn(move || judge.verdicts(next, seq)));
+            }
+            engine.history(&mut verdicts, &mut state, &earlier)?;
+            if !writer.append(&verdicts)? {
+                return Ok(false);
+            }
+            for v in verdicts {
+                meta.emergencies.extend(v.emergencies);
+            }
+            meta.commits += batch.len() as u64;
+            update.audited += batch.len() as u64;
         }
-        for v in verdicts {
-            meta.emergencies.extend(v.emergencies);
-        }
-        meta.commits += batch.len() as u64;
-        update.audited += batch.len() as u64;
+        Ok(true)
+    })?;
+    if !finished {
+        return Ok(false);
     }
     let done: Vec<_> = writer.finish().collect();
     meta.files.extend(done);

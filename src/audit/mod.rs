@@ -373,7 +373,20 @@ pub fn overdue(change: &ChangeRequest, policy: &Policy, now: Timestamp) -> Vec<P
 /// The audit engine as the index sees it: walk and judge commits of one store.
 struct Judge<'s> {
     repo: &'s Repository,
+    commits: CommitJudge<'s>,
+}
+
+/// Judges commits of one store; each worker opens the repository itself (a libgit2
+/// repository is not shared between threads).
+struct CommitJudge<'s> {
+    git_dir: &'s std::path::Path,
     prefix: &'s str,
+}
+
+impl index::Verdicts for CommitJudge<'_> {
+    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
+        audit_commits(self.git_dir, self.prefix, batch, seq)
+    }
 }
 
 impl index::Engine for Judge<'_> {
@@ -381,8 +394,8 @@ impl index::Engine for Judge<'_> {
         walk(self.repo, head, hide)
     }
 
-    fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
-        audit_commits(self.repo.path(), self.prefix, batch, seq)
+    fn judge(&self) -> &(dyn index::Verdicts + Sync) {
+        &self.commits
     }
 
     fn history(
@@ -404,7 +417,10 @@ fn update_index(
     tune_libgit2();
     let judge = Judge {
         repo: store.repo(),
-        prefix: store.prefix(),
+        commits: CommitJudge {
+            git_dir: store.repo().path(),
+            prefix: store.prefix(),
+        },
     };
     index::Index::update(store.repo(), store.prefix(), full, now, &judge)
 }

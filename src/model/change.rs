@@ -1,6 +1,7 @@
 //! The change request file: its fields, which of them are content and which material, and
 //! reading, setting and comparing them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -205,31 +206,39 @@ impl ChangeRequest {
 
     /// The value of a content field as text, for comparisons and `show`.
     pub fn field_text(&self, field: &str) -> Option<String> {
-        fn s<T: fmt::Display>(v: &Option<T>) -> Option<String> {
-            v.as_ref().map(|v| v.to_string())
+        self.field_str(field).map(Cow::into_owned)
+    }
+
+    /// [`field_text`](Self::field_text), borrowed where the field is text already: the
+    /// material digest reads every field of every version an audit replays.
+    pub fn field_str(&self, field: &str) -> Option<Cow<'_, str>> {
+        fn s<T: fmt::Display>(v: &Option<T>) -> Option<Cow<'static, str>> {
+            v.as_ref().map(|v| Cow::Owned(v.to_string()))
+        }
+        fn b(v: &Option<String>) -> Option<Cow<'_, str>> {
+            v.as_deref().map(Cow::Borrowed)
         }
         match field {
             "id" => s(&self.id),
-            "title" => self.title.clone(),
-            "description" => self.description.clone(),
-            "business_justification" => self.business_justification.clone(),
-            "requester" => self.requester.clone(),
-            "request_date" => self.request_date.map(format_timestamp),
-            "change_type" => self.change_type.clone(),
+            "title" => b(&self.title),
+            "description" => b(&self.description),
+            "business_justification" => b(&self.business_justification),
+            "requester" => b(&self.requester),
+            "request_date" => self.request_date.map(|t| Cow::Owned(format_timestamp(t))),
+            "change_type" => b(&self.change_type),
             "change_model" => s(&self.change_model),
             "priority" => s(&self.priority),
             "urgency" => s(&self.urgency),
             "risk_level" => s(&self.risk_level),
-            "affected_systems" => {
-                (!self.affected_systems.is_empty()).then(|| self.affected_systems.join(", "))
-            }
-            "impact_scope" => self.impact_scope.clone(),
-            "implementation_plan" => self.implementation_plan.clone(),
-            "rollback_plan" => self.rollback_plan.clone(),
+            "affected_systems" => (!self.affected_systems.is_empty())
+                .then(|| Cow::Owned(self.affected_systems.join(", "))),
+            "impact_scope" => b(&self.impact_scope),
+            "implementation_plan" => b(&self.implementation_plan),
+            "rollback_plan" => b(&self.rollback_plan),
             "testing_required" => s(&self.testing_required),
-            "test_plan" => self.test_plan.clone(),
-            "test_environment" => self.test_environment.clone(),
-            "template" => self.template.clone(),
+            "test_plan" => b(&self.test_plan),
+            "test_environment" => b(&self.test_environment),
+            "template" => b(&self.template),
             "status" => s(&self.status),
             _ => None,
         }
@@ -316,18 +325,30 @@ impl ChangeRequest {
     /// approved change keeps its approvals valid.
     pub fn material_digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for f in MATERIAL_FIELDS {
-            let value = if *f == "affected_systems" {
-                serde_json::to_string(&self.affected_systems)
-            } else {
-                serde_json::to_string(&self.field_text(f))
+        /// The JSON of each value goes straight into the hash, never into a string first.
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
             }
-            .expect("strings serialise");
-            h.update(f.as_bytes());
-            h.update(b"=");
-            h.update(value.as_bytes());
-            h.update(b"\n");
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        fn line<T: Serialize + ?Sized>(h: &mut Hashing, key: &str, value: &T) {
+            h.0.update(key.as_bytes());
+            h.0.update(b"=");
+            serde_json::to_writer(&mut *h, value).expect("writing to a hash cannot fail");
+            h.0.update(b"\n");
+        }
+        let mut h = Hashing(Sha256::new());
+        for f in MATERIAL_FIELDS {
+            if *f == "affected_systems" {
+                line(&mut h, f, &self.affected_systems);
+            } else {
+                line(&mut h, f, &self.field_str(f));
+            }
         }
         // Added only when present, so that the digests of every other change stay as they
         // were before policy proposals existed.
@@ -337,25 +358,16 @@ impl ChangeRequest {
             ("policy_base", &self.policy_base),
         ] {
             if let Some(v) = value {
-                let value = serde_json::to_string(v).expect("strings serialise");
-                h.update(key.as_bytes());
-                h.update(b"=");
-                h.update(value.as_bytes());
-                h.update(b"\n");
+                line(&mut h, key, v);
             }
         }
         if let Some(answers) = &self.risk_assessment {
-            let value = serde_json::to_string(answers).expect("booleans serialise");
-            h.update(b"risk_assessment=");
-            h.update(value.as_bytes());
-            h.update(b"\n");
+            line(&mut h, "risk_assessment", answers);
         }
         if let Some(files) = &self.proposed_policy {
-            let value = serde_json::to_string(files).expect("strings serialise");
-            h.update(b"proposed_policy=");
-            h.update(value.as_bytes());
-            h.update(b"\n");
+            line(&mut h, "proposed_policy", files);
         }
+        let Hashing(h) = h;
         format!("sha256:{}", crate::text::hex(&h.finalize()))
     }
 
