@@ -17,12 +17,12 @@ SCRATCH=${MUTANTS_DIR:-/tmp/chg-mutants}
 
 # Each guard: `=== what it protects`, `file: PATH`, `--- ` then the guard's code exactly,
 # `+++ ` then what replaces it (the guard deleted or made to always let through).
-# Not listed: the governance-role check in `governance::applied` beside the replay of the
-# implement step (the replay already requires the governance roles: a second line of
-# defence, which no test can tell from the first).
+# Not listed: the governance-role check in `audit::governance`'s `Governance::applied` beside
+# the replay of the implement step (the replay already requires the governance roles: a second
+# line of defence, which no test can tell from the first).
 GUARDS=$(cat <<'EOF'
 === audit: the signatures of the records a chg-looking commit adds
-file: src/audit/mod.rs
+file: src/audit/checks.rs
 ---
         out.extend(self.new_record_signatures(before, after));
 +++
@@ -31,20 +31,20 @@ file: src/audit/mod.rs
 file: src/rules.rs
 ---
     if !change.status().is_terminal()
-        && let Some(why) = crate::templates::problem(change, policy)
+        && let Some(why) = policy.template_problem(change)
 +++
     if false
-        && let Some(why) = crate::templates::problem(change, policy)
+        && let Some(why) = policy.template_problem(change)
 === implement and gate: a standard change that conforms to no template
-file: src/rules.rs
+file: src/rules/implement.rs
 ---
-    if let Some(why) = crate::templates::problem(change, policy) {
+    if let Some(why) = policy.template_problem(change) {
         push(
 +++
     if let Some(why) = None::<String> {
         push(
 === every step refuses while a slipped-in policy is at HEAD
-file: src/store/mod.rs
+file: src/store/policy.rs
 ---
         if change.proposed_policy.is_some() {
             return Ok(());
@@ -53,8 +53,8 @@ file: src/store/mod.rs
 +++
         let _ = change;
         Ok(())
-=== implement and apply: a change whose history does not verify
-file: src/store/mod.rs
+=== policy apply: a change whose history does not verify
+file: src/store/policy.rs
 ---
         match crate::standing::of(self, id, now)?.refusal(&id.to_string()) {
             Some(r) => Err(r.into()),
@@ -64,11 +64,11 @@ file: src/store/mod.rs
         let _ = (id, now);
         Ok(())
 === gate: a change whose history does not verify
-file: src/store/mod.rs
+file: src/store/policy.rs
 ---
-        out.extend(crate::standing::of(self, id, now)?.refusal(&id.to_string()));
+        out.extend(standing.refusal(&id.to_string()));
 +++
-        let _ = id;
+        let _ = &standing;
 === standing: an exception in a change's history is not undone by later steps
 file: src/standing.rs
 ---
@@ -76,31 +76,31 @@ file: src/standing.rs
 +++
                     let _ = first;
 === governance: an apply is the proposal's own implement step, replayed
-file: src/governance.rs
+file: src/audit/governance.rs
 ---
         if expected != after || !missing_governance(&before, authority).is_empty() {
 +++
         if !missing_governance(&before, authority).is_empty() {
 === policy apply: a proposal based on an older policy is refused
-file: src/store/mod.rs
+file: src/store/policy.rs
 ---
         if change.policy_base != base {
 +++
         if false && change.policy_base != base {
 === governance: a merge may not take over a governed line's policy
-file: src/governance.rs
+file: src/audit/governance.rs
 ---
             if !newer {
 +++
             if false && !newer {
 === governance: a restore counts only when it returns to the governing policy
-file: src/governance.rs
+file: src/audit/governance.rs
 ---
         if tree == governing_tree {
 +++
         if tree == governing_tree || true {
 === audit: records a merge brings are judged by the policy they enter
-file: src/audit/mod.rs
+file: src/audit/auditor.rs
 ---
         if facts.merge {
             self.brought_records(&facts, &items, seq, &mut out)?;
@@ -108,44 +108,46 @@ file: src/audit/mod.rs
 +++
         let _ = &items;
 === segregation of duties on proven identities (creator, content author)
-file: src/rules.rs
+file: src/rules/approval.rs
 ---
     let same = |who: &str| who.eq_ignore_ascii_case(approver);
 +++
     let same = |_who: &str| false;
 === signatures: a key's time limits judged no earlier than history proves
-file: src/audit/mod.rs
+file: src/audit/auditor.rs
 ---
-        if let Some(last) = governance.last_change(parent.id(), None)? {
+        if let Some(last) = governance.last_change(parent, None)? {
             let c = self.repo.find_commit(last)?;
-            floor = floor.max(time(&c));
+            if let Ok(t) = Timestamp::from_second(c.committer().when().seconds()) {
+                floor = floor.max(t);
+            }
         }
-        Ok(floor)
+        Ok(Some(floor))
 +++
-        let _ = (governance, floor);
+        let _ = (governance, parent, floor);
         Ok(None)
 === audit: a standard change judged by the templates in force where it was filed
-file: src/audit/mod.rs
+file: src/audit/auditor.rs
 ---
-        if let Some(why) = crate::templates::problem(after, &policy) {
+        if let Some(why) = policy.template_problem(after) {
             return Ok(Some(why));
         }
 +++
         let _ = &policy;
 === audit: a standard change filed under a policy that was slipped in
-file: src/audit/mod.rs
+file: src/audit/auditor.rs
 ---
             Some((at, crate::governance::Standing::Unauthorized(_))) => Some(format!(
 +++
             Some((at, crate::governance::Standing::Unauthorized(_))) if false => Some(format!(
 === signed requests and edits: the content record
-file: src/rules.rs
+file: src/rules/signatures.rs
 ---
     match (&after.content_signature, written) {
 +++
     match (&after.content_signature, written && false) {
 === who may declare an emergency
-file: src/rules.rs
+file: src/rules/approval.rs
 ---
     if !declared || roles.iter().any(|r| policy.is_member(r, actor)) {
 +++
@@ -157,15 +159,13 @@ file: src/governance.rs
 +++
         .find_map(|_p| None::<String>)
 === approve: a change whose risk is understated
-file: src/workflow.rs
+file: src/workflow/roles.rs
 ---
-        if decision == Decision::Approved
-            && let Some(p) = crate::rules::risk_problems(self.change, self.policy).first()
+    if let Some(p) = rules::risk_problems(change, policy).first() {
 +++
-        if false
-            && let Some(p) = crate::rules::risk_problems(self.change, self.policy).first()
+    if false && let Some(p) = rules::risk_problems(change, policy).first() {
 === approve: the requester may not approve
-file: src/rules.rs
+file: src/rules/approval.rs
 ---
     if requester_refusal(change, policy, actor, "approve").is_some() {
         out.push(Decider::Requester);
@@ -173,25 +173,29 @@ file: src/rules.rs
 +++
     let _ = requester_refusal(change, policy, actor, "approve");
 === signatures: the arithmetic of a signature
-file: src/signing.rs
+file: src/signing/allowed_signers.rs
 ---
-            Err(_) => Verdict::Transplanted { fingerprint },
+            Some(None) => Verdict::Transplanted { fingerprint },
 +++
-            Err(_) => Verdict::Valid { fingerprint },
+            Some(None) => Verdict::Valid {
+                fingerprint,
+                passkey,
+                attested: None,
+            },
 === signing: a step is refused without a usable key
-file: src/store/mod.rs
+file: src/store/transition.rs
 ---
-    if !policy.requires_signature(action) || matches!(action, "new" | "edit") {
+    let wanted = policy.requires_signature(action) || ctx.sign_unrequired;
 +++
-    if true || matches!(action, "new" | "edit") {
+    let wanted = ctx.sign_unrequired;
 === gate: a change that records a step dated in the future
-file: src/store/mod.rs
+file: src/store/policy.rs
 ---
                 .take(1)
 +++
                 .take(0)
 === the time order of steps
-file: src/workflow.rs
+file: src/workflow/apply.rs
 ---
     if applied.is_ok()
         && records_time
