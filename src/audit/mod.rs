@@ -336,11 +336,16 @@ pub(crate) fn tune_libgit2() {
 
 /// Audits `oids` in parallel (each worker opens the repository at `git_dir`); verdicts come
 /// back in the order of `oids`, with `seq` numbers from `seq0`.
+///
+/// `walked`, sorted, is every commit of a walk made from the commit-graph file: each
+/// commit's own parents must be among them, or the graph hid part of the history and the
+/// audit stops (an error, not a verdict).
 pub fn audit_commits(
     git_dir: &std::path::Path,
     prefix: &str,
     oids: &[Oid],
     seq0: u64,
+    walked: Option<&[Oid]>,
 ) -> Result<Vec<CommitAudit>> {
     use rayon::prelude::*;
     const CHUNK: usize = 512;
@@ -354,11 +359,32 @@ pub fn audit_commits(
             chunk
                 .iter()
                 .enumerate()
-                .map(|(i, oid)| auditor.commit(*oid, seq0 + (ci * CHUNK + i) as u64))
+                .map(|(i, oid)| {
+                    if let Some(walked) = walked {
+                        same_parents(&repo, *oid, walked)?;
+                    }
+                    auditor.commit(*oid, seq0 + (ci * CHUNK + i) as u64)
+                })
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
     Ok(chunks.into_iter().flatten().collect())
+}
+
+/// Every parent the commit names is among the commits walked.
+fn same_parents(repo: &Repository, oid: Oid, walked: &[Oid]) -> Result<()> {
+    for parent in repo.find_commit(oid)?.parent_ids() {
+        if walked.binary_search(&parent).is_err() {
+            return Err(git2::Error::from_str(&format!(
+                "the commit-graph file does not agree with the commits: {parent}, a parent of \
+                 {oid}, is not in the history it gave; remove it (rm -rf \
+                 .git/objects/info/commit-graph*) or write it again (git commit-graph write \
+                 --reachable)"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The checks that depend on the present: emergency changes whose approvals or review are
@@ -381,17 +407,26 @@ struct Judge<'s> {
 struct CommitJudge<'s> {
     git_dir: &'s std::path::Path,
     prefix: &'s str,
+    /// The commits walked, sorted, when the commit-graph file said which they are.
+    walked: std::sync::OnceLock<Vec<Oid>>,
 }
 
 impl index::Verdicts for CommitJudge<'_> {
     fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
-        audit_commits(self.git_dir, self.prefix, batch, seq)
+        let walked = self.walked.get().map(Vec::as_slice);
+        audit_commits(self.git_dir, self.prefix, batch, seq, walked)
     }
 }
 
 impl index::Engine for Judge<'_> {
     fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
-        walk(self.repo, head, hide)
+        let (oids, from_graph) = walk::walk_telling(self.repo, head, hide)?;
+        if from_graph {
+            let mut sorted = oids.clone();
+            sorted.sort_unstable();
+            let _ = self.commits.walked.set(sorted);
+        }
+        Ok(oids)
     }
 
     fn judge(&self) -> &(dyn index::Verdicts + Sync) {
@@ -420,6 +455,7 @@ fn update_index(
         commits: CommitJudge {
             git_dir: store.repo().path(),
             prefix: store.prefix(),
+            walked: std::sync::OnceLock::new(),
         },
     };
     index::Index::update(store.repo(), store.prefix(), full, now, &judge)

@@ -18,13 +18,24 @@ use crate::error::Result;
 /// after its parents, so the history pass meets a change's first version before its later
 /// ones. Verdicts themselves do not depend on the order.
 pub fn walk(repo: &Repository, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
+    Ok(walk_telling(repo, head, hide)?.0)
+}
+
+/// [`walk`], and whether the commit-graph said which commits are parents of which: the
+/// audit then holds every commit it reads to it (see `audit_commits`), as the graph is a
+/// file in `.git` and no proof.
+pub(crate) fn walk_telling(
+    repo: &Repository,
+    head: Oid,
+    hide: Option<Oid>,
+) -> Result<(Vec<Oid>, bool)> {
     if hide.is_none()
         && let Some(graph) = commit_graph(repo)
         && let Some(oids) = walk_graph(repo, &graph, head)?
     {
-        return Ok(oids);
+        return Ok((oids, true));
     }
-    revwalk(repo, head, hide)
+    Ok((revwalk(repo, head, hide)?, false))
 }
 
 /// libgit2's walk, in topological order. An unsorted walk (or one by date, as `git log`
@@ -270,5 +281,6 @@ mod tests {
         std::fs::write(&file, bytes).unwrap();
         assert!(commit_graph(&repo).is_none());
         assert_parents_first(&repo, dir, &walk(&repo, head, None).unwrap());
+        assert!(!walk_telling(&repo, head, None).unwrap().1);
     }
 }
