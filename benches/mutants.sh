@@ -202,6 +202,12 @@ file: src/workflow/apply.rs
 +++
     if applied.is_ok()
         && false
+=== implement: a change whose history does not verify
+file: src/store/transition.rs
+---
+        if implement && let Some(r) = standing.as_ref().and_then(|st| st.refusal(&id.to_string())) {
++++
+        if implement && let Some(r) = None::<crate::error::Refusal> {
 EOF
 )
 
