@@ -25,6 +25,8 @@ pub mod governance;
 pub mod index;
 mod merges;
 pub mod reconcile;
+#[cfg(test)]
+mod testing;
 mod walk;
 pub mod witness;
 
