@@ -208,6 +208,18 @@ file: src/store/transition.rs
         if implement && let Some(r) = standing.as_ref().and_then(|st| st.refusal(&id.to_string())) {
 +++
         if implement && let Some(r) = None::<crate::error::Refusal> {
+=== audit: every commit judged is held to a walk the commit-graph file gave
+file: src/audit/mod.rs
+---
+                        walked.check(&repo, *oid)?;
++++
+                        let _ = walked;
+=== audit: a commit-graph that puts a commit before its parent is refused
+file: src/audit/walk.rs
+---
+                Some(p) if p < at => {}
++++
+                Some(_) => {}
 EOF
 )
 

@@ -35,7 +35,7 @@ use auditor::{Item, step_records};
 use checks::{Ctx, recorded_implementer};
 use diff::{diff_path, pair_renames};
 use facts::Facts;
-pub use walk::walk;
+pub use walk::{Walked, walk};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -339,15 +339,15 @@ pub(crate) fn tune_libgit2() {
 /// Audits `oids` in parallel (each worker opens the repository at `git_dir`); verdicts come
 /// back in the order of `oids`, with `seq` numbers from `seq0`.
 ///
-/// `walked`, sorted, is every commit of a walk made from the commit-graph file: each
-/// commit's own parents must be among them, or the graph hid part of the history and the
-/// audit stops (an error, not a verdict).
+/// `walked` is a walk made from the commit-graph file: each commit is held to it (see
+/// [`walk::Walked::check`]), and the audit stops at the first that disagrees (an error,
+/// not a verdict).
 pub fn audit_commits(
     git_dir: &std::path::Path,
     prefix: &str,
     oids: &[Oid],
     seq0: u64,
-    walked: Option<&[Oid]>,
+    walked: Option<&walk::Walked>,
 ) -> Result<Vec<CommitAudit>> {
     use rayon::prelude::*;
     const CHUNK: usize = 512;
@@ -363,7 +363,7 @@ pub fn audit_commits(
                 .enumerate()
                 .map(|(i, oid)| {
                     if let Some(walked) = walked {
-                        same_parents(&repo, *oid, walked)?;
+                        walked.check(&repo, *oid)?;
                     }
                     auditor.commit(*oid, seq0 + (ci * CHUNK + i) as u64)
                 })
@@ -371,22 +371,6 @@ pub fn audit_commits(
         })
         .collect::<Result<_>>()?;
     Ok(chunks.into_iter().flatten().collect())
-}
-
-/// Every parent the commit names is among the commits walked.
-fn same_parents(repo: &Repository, oid: Oid, walked: &[Oid]) -> Result<()> {
-    for parent in repo.find_commit(oid)?.parent_ids() {
-        if walked.binary_search(&parent).is_err() {
-            return Err(git2::Error::from_str(&format!(
-                "the commit-graph file does not agree with the commits: {parent}, a parent of \
-                 {oid}, is not in the history it gave; remove it (rm -rf \
-                 .git/objects/info/commit-graph*) or write it again (git commit-graph write \
-                 --reachable)"
-            ))
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// The checks that depend on the present: emergency changes whose approvals or review are
@@ -409,13 +393,13 @@ struct Judge<'s> {
 struct CommitJudge<'s> {
     git_dir: &'s std::path::Path,
     prefix: &'s str,
-    /// The commits walked, sorted, when the commit-graph file said which they are.
-    walked: std::sync::OnceLock<Vec<Oid>>,
+    /// The walk, when the commit-graph file said which commits are parents of which.
+    walked: std::sync::OnceLock<walk::Walked>,
 }
 
 impl index::Verdicts for CommitJudge<'_> {
     fn verdicts(&self, batch: &[Oid], seq: u64) -> Result<Vec<CommitAudit>> {
-        let walked = self.walked.get().map(Vec::as_slice);
+        let walked = self.walked.get();
         audit_commits(self.git_dir, self.prefix, batch, seq, walked)
     }
 }
@@ -424,9 +408,7 @@ impl index::Engine for Judge<'_> {
     fn commits(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
         let (oids, from_graph) = walk::walk_telling(self.repo, head, hide)?;
         if from_graph {
-            let mut sorted = oids.clone();
-            sorted.sort_unstable();
-            let _ = self.commits.walked.set(sorted);
+            let _ = self.commits.walked.set(walk::Walked::of(&oids));
         }
         Ok(oids)
     }

@@ -38,6 +38,53 @@ pub(crate) fn walk_telling(
     Ok((revwalk(repo, head, hide)?, false))
 }
 
+/// The commits of a walk made from the commit-graph file, by id, with their place in it.
+/// The graph is a file in `.git`, not a proof: every commit the audit reads is held to it.
+#[derive(Debug)]
+pub struct Walked(Vec<(Oid, u32)>);
+
+impl Walked {
+    /// The walk `oids`, in its order.
+    pub fn of(oids: &[Oid]) -> Walked {
+        let mut by_id: Vec<(Oid, u32)> = oids.iter().zip(0u32..).map(|(o, i)| (*o, i)).collect();
+        by_id.sort_unstable();
+        Walked(by_id)
+    }
+
+    fn place(&self, oid: Oid) -> Option<u32> {
+        let i = self.0.binary_search_by(|(o, _)| o.cmp(&oid)).ok()?;
+        Some(self.0[i].1)
+    }
+
+    /// Every parent the commit names (read from the commit itself) is in the walk, before
+    /// it: else the graph hid part of the history or put a commit before its parent.
+    pub fn check(&self, repo: &Repository, oid: Oid) -> Result<()> {
+        let disagrees = |why: String| -> crate::error::Error {
+            git2::Error::from_str(&format!(
+                "the commit-graph file does not agree with the commits: {why}; remove it (rm \
+                 -rf .git/objects/info/commit-graph*) or write it again (git commit-graph \
+                 write --reachable)"
+            ))
+            .into()
+        };
+        let at = self
+            .place(oid)
+            .ok_or_else(|| disagrees(format!("{oid} is not in the history it gave")))?;
+        for parent in repo.find_commit(oid)?.parent_ids() {
+            match self.place(parent) {
+                Some(p) if p < at => {}
+                Some(_) => return Err(disagrees(format!("{parent} comes after its child {oid}"))),
+                None => {
+                    return Err(disagrees(format!(
+                        "{parent}, a parent of {oid}, is not in the history it gave"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// libgit2's walk, in topological order. An unsorted walk (or one by date, as `git log`
 /// orders) can put a commit before its parent across a merge when commit dates tie or are
 /// set by hand, and the history pass would then meet a change's approval before its
@@ -237,6 +284,37 @@ mod tests {
             .expect("the graph is usable");
         assert_parents_first(&repo, dir, &oids);
         assert_eq!(walk(&repo, head, None).unwrap(), oids);
+        assert_eq!(
+            walk_telling(&repo, head, None).unwrap(),
+            (oids.clone(), true)
+        );
+        // An incremental walk (from a commit audited before) is libgit2's.
+        assert!(!walk_telling(&repo, head, Some(oids[0])).unwrap().1);
+        // The audit holds each commit it reads to the walk: a parent the walk lacks (as a
+        // graph that hid history would give), or one placed after its child, stops it.
+        let walked = Walked::of(&oids);
+        for oid in &oids {
+            walked.check(&repo, *oid).unwrap();
+        }
+        let parent = repo.find_commit(head).unwrap().parent_id(0).unwrap();
+        let without: Vec<Oid> = oids.iter().copied().filter(|o| *o != parent).collect();
+        let err = Walked::of(&without).check(&repo, head).unwrap_err();
+        assert!(
+            err.to_string().contains("not in the history it gave"),
+            "{err}"
+        );
+        // And the audit asks it of every commit it judges.
+        let judged = crate::audit::audit_commits(repo.path(), "", &oids, 0, Some(&walked));
+        assert_eq!(judged.unwrap().len(), oids.len());
+        let forged = Walked::of(&without);
+        let judged = crate::audit::audit_commits(repo.path(), "", &without, 0, Some(&forged));
+        assert!(judged.unwrap_err().to_string().contains("commit-graph"));
+        let mut swapped = oids.clone();
+        let at = |o: Oid| swapped.iter().position(|x| *x == o).unwrap();
+        let (i, j) = (at(parent), at(head));
+        swapped.swap(i, j);
+        let err = Walked::of(&swapped).check(&repo, head).unwrap_err();
+        assert!(err.to_string().contains("comes after its child"), "{err}");
         // libgit2's walk (no graph) finds the same commits.
         let mut by_libgit2 = revwalk(&repo, head, None).unwrap();
         let mut ours = oids.clone();
