@@ -209,11 +209,11 @@ file: src/store/transition.rs
 +++
         if implement && let Some(r) = None::<crate::error::Refusal> {
 === audit: every commit judged is held to a walk the commit-graph file gave
-file: src/audit/mod.rs
+file: src/audit/auditor.rs
 ---
-                        walked.check(&repo, *oid)?;
+            walked.check(&commit)?;
 +++
-                        let _ = walked;
+            let _ = walked;
 === audit: a commit-graph that puts a commit before its parent is refused
 file: src/audit/walk.rs
 ---

@@ -211,7 +211,21 @@ impl<'r> Auditor<'r> {
     /// The verdict on one commit: its policy change, its trailers against what it changed,
     /// and each change file it touched.
     pub fn commit(&mut self, oid: Oid, seq: u64) -> Result<CommitAudit> {
+        self.commit_of_walk(oid, seq, None)
+    }
+
+    /// [`commit`](Self::commit), the commit first held to `walked` (a walk the commit-graph
+    /// file gave) with the parents it names itself.
+    pub fn commit_of_walk(
+        &mut self,
+        oid: Oid,
+        seq: u64,
+        walked: Option<&super::Walked>,
+    ) -> Result<CommitAudit> {
         let commit = self.repo.find_commit(oid)?;
+        if let Some(walked) = walked {
+            walked.check(&commit)?;
+        }
         let facts = Facts::read(&commit)?;
         if self.shallow.binary_search(&oid).is_ok() {
             return Ok(shallow_boundary(&facts));

@@ -362,10 +362,7 @@ pub fn audit_commits(
                 .iter()
                 .enumerate()
                 .map(|(i, oid)| {
-                    if let Some(walked) = walked {
-                        walked.check(&repo, *oid)?;
-                    }
-                    auditor.commit(*oid, seq0 + (ci * CHUNK + i) as u64)
+                    auditor.commit_of_walk(*oid, seq0 + (ci * CHUNK + i) as u64, walked)
                 })
                 .collect::<Result<Vec<_>>>()
         })

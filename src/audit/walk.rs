@@ -58,7 +58,8 @@ impl Walked {
 
     /// Every parent the commit names (read from the commit itself) is in the walk, before
     /// it: else the graph hid part of the history or put a commit before its parent.
-    pub fn check(&self, repo: &Repository, oid: Oid) -> Result<()> {
+    pub fn check(&self, commit: &git2::Commit<'_>) -> Result<()> {
+        let oid = commit.id();
         let disagrees = |why: String| -> crate::error::Error {
             git2::Error::from_str(&format!(
                 "the commit-graph file does not agree with the commits: {why}; remove it (rm \
@@ -70,7 +71,7 @@ impl Walked {
         let at = self
             .place(oid)
             .ok_or_else(|| disagrees(format!("{oid} is not in the history it gave")))?;
-        for parent in repo.find_commit(oid)?.parent_ids() {
+        for parent in commit.parent_ids() {
             match self.place(parent) {
                 Some(p) if p < at => {}
                 Some(_) => return Err(disagrees(format!("{parent} comes after its child {oid}"))),
@@ -294,11 +295,12 @@ mod tests {
         // graph that hid history would give), or one placed after its child, stops it.
         let walked = Walked::of(&oids);
         for oid in &oids {
-            walked.check(&repo, *oid).unwrap();
+            walked.check(&repo.find_commit(*oid).unwrap()).unwrap();
         }
-        let parent = repo.find_commit(head).unwrap().parent_id(0).unwrap();
+        let head_commit = repo.find_commit(head).unwrap();
+        let parent = head_commit.parent_id(0).unwrap();
         let without: Vec<Oid> = oids.iter().copied().filter(|o| *o != parent).collect();
-        let err = Walked::of(&without).check(&repo, head).unwrap_err();
+        let err = Walked::of(&without).check(&head_commit).unwrap_err();
         assert!(
             err.to_string().contains("not in the history it gave"),
             "{err}"
@@ -313,7 +315,7 @@ mod tests {
         let at = |o: Oid| swapped.iter().position(|x| *x == o).unwrap();
         let (i, j) = (at(parent), at(head));
         swapped.swap(i, j);
-        let err = Walked::of(&swapped).check(&repo, head).unwrap_err();
+        let err = Walked::of(&swapped).check(&head_commit).unwrap_err();
         assert!(err.to_string().contains("comes after its child"), "{err}");
         // libgit2's walk (no graph) finds the same commits.
         let mut by_libgit2 = revwalk(&repo, head, None).unwrap();
