@@ -98,13 +98,11 @@ pub(super) fn diff_trees(
     let (ra, rb) = (read_tree(odb, a)?, read_tree(odb, b)?);
     let da = ra.as_ref().map_or(&[][..], |o| o.data());
     let db = rb.as_ref().map_or(&[][..], |o| o.data());
-    let prefix = da.iter().zip(db).take_while(|(x, y)| x == y).count();
-    let suffix = da
-        .iter()
-        .rev()
-        .zip(db.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let prefix = shared(da.len().min(db.len()), |i, n| da[i..i + n] == db[i..i + n]);
+    let (la, lb) = (da.len(), db.len());
+    let suffix = shared(la.min(lb), |i, n| {
+        da[la - i - n..la - i] == db[lb - i - n..lb - i]
+    });
     let (mut i, mut j) = (0, 0);
     loop {
         // What is left of both is the same bytes, read from an entry's start: no difference.
@@ -164,6 +162,21 @@ pub(super) fn diff_trees(
             out.push((path, ba, bb));
         }
     }
+}
+
+/// How many of `len` bytes two buffers share, by `same(at, n)` (whether `n` bytes from
+/// `at` are equal): whole 64-byte blocks compared as slices (memcmp) first, then bytes.
+/// A month folder is about 90 KB at 100,000 changes and every commit compares two.
+fn shared(len: usize, same: impl Fn(usize, usize) -> bool) -> usize {
+    const BLOCK: usize = 64;
+    let mut i = 0;
+    while i + BLOCK <= len && same(i, BLOCK) {
+        i += BLOCK;
+    }
+    while i < len && same(i, 1) {
+        i += 1;
+    }
+    i
 }
 
 /// A tree's raw object, or none for a side that has no tree there.
@@ -314,6 +327,52 @@ mod tests {
             ours.sort();
             theirs.sort();
             assert_eq!(ours, theirs, "{} .. {}", pair[0], pair[1]);
+        }
+    }
+
+    /// Differences at the very edge of the bytes two trees share: the last byte of an
+    /// entry's id (where the shared start ends), and the first byte of an entry's mode (a
+    /// file turned into a folder, where the shared end begins), first, middle and last.
+    #[test]
+    fn a_difference_of_one_byte_at_an_entry_edge_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let sub = odb.write(ObjectType::Tree, b"").unwrap();
+        // Modes: a file; a folder as git writes it; a folder zero-padded (as old tools wrote
+        // it), as long as a file's mode, so that the two versions are as long too.
+        let modes: [&[u8]; 3] = [b"100644", b"40000", b"040000"];
+        let entry = |name: &str, mode: usize, last: u8| -> Vec<u8> {
+            let mut id = [7u8; 20];
+            id[19] = last;
+            if mode > 0 {
+                id.copy_from_slice(sub.as_bytes());
+            }
+            [modes[mode], b" ", name.as_bytes(), b"\0", &id].concat()
+        };
+        let names = ["a.yaml", "m.yaml", "z.yaml"];
+        let tree = |changed: Option<(usize, usize)>| -> Oid {
+            let bytes: Vec<u8> = names
+                .iter()
+                .enumerate()
+                .flat_map(|(i, n)| match changed {
+                    Some((c, mode)) if c == i => entry(n, mode, 8),
+                    _ => entry(n, 0, 7),
+                })
+                .collect();
+            odb.write(ObjectType::Tree, &bytes).unwrap()
+        };
+        let base = tree(None);
+        for (i, name) in names.iter().enumerate() {
+            for mode in 0..modes.len() {
+                let mut out = Vec::new();
+                let changed = tree(Some((i, mode)));
+                diff_trees(&odb, Some(base), Some(changed), "c", &mut out).unwrap();
+                let paths: Vec<&str> = out.iter().map(|(p, _, _)| p.as_str()).collect();
+                assert_eq!(paths, [format!("c/{name}")], "entry {i}, mode {mode}");
+                // A folder is no file: the file's version is gone (its folder is empty).
+                assert_eq!(out[0].2.is_none(), mode > 0, "entry {i}, mode {mode}");
+            }
         }
     }
 
