@@ -150,3 +150,42 @@ pub fn schema(ui: &Ui, store: Option<&Store>, _: SchemaArgs) -> CmdResult {
     ui.out_json(&chg::schema::change_schema(&policy))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Runs the read summary's file-system monitor for one store: started in the background
+/// by chg itself when `chg.fsmonitor` is true, never by hand.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The store's root folder.
+    root: PathBuf,
+    /// The store's summary folder (in `.git/chg/summary/`).
+    dir: PathBuf,
+    /// Seconds without a question after which it exits.
+    #[arg(long, default_value_t = 3600)]
+    idle: u64,
+}
+
+pub fn monitor(a: MonitorArgs) -> CmdResult {
+    chg::store::summary::monitor::serve(&a.root, &a.dir, std::time::Duration::from_secs(a.idle))
+        .map_err(|e| chg::error::Error::io("running the file-system monitor", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the file-system monitor of the store at `root` (summary folder `dir`) as a
+/// process of its own, detached from this one: it outlives the command that started it
+/// (its own process group, so a Ctrl-C at the terminal does not reach it).
+pub fn start_monitor(root: &std::path::Path, dir: &std::path::Path) -> std::io::Result<()> {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("monitor")
+        .arg(root)
+        .arg(dir)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Not waited for: it runs on after this command (init reaps it).
+    drop(cmd.spawn()?);
+    Ok(())
+}

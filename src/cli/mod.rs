@@ -116,6 +116,10 @@ enum Command {
     Schema(misc::SchemaArgs),
     Completions(misc::CompletionsArgs),
     Man(misc::ManArgs),
+    /// Runs the read summary's file-system monitor (chg starts it when `chg.fsmonitor` is
+    /// true).
+    #[command(hide = true)]
+    Monitor(misc::MonitorArgs),
 }
 
 /// What a command returns: the exit code when it is not an error (validate: 0 or 1).
@@ -183,10 +187,17 @@ fn run(cli: Cli) -> CmdResult {
         }
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))?;
-        let store = match context::git_dir_repository(&cwd)? {
+        let mut store = match context::git_dir_repository(&cwd)? {
             Some(r) => Store::discover_in(r, &cwd, repo.as_deref(), context::lock_timeout())?,
             None => Store::discover(&cwd, repo.as_deref(), context::lock_timeout())?,
         };
+        // As git's core.fsmonitor: queries ask a watcher what changed (Linux only).
+        if cfg!(target_os = "linux")
+            && gitconfig::GitConfig::of(Some(store.repo()), None).bool("chg.fsmonitor")
+                == Some(true)
+        {
+            store.use_monitor(Box::new(misc::start_monitor));
+        }
         Ok(cell.get_or_init(|| store))
     };
     // No command acts on a policy that does not parse or contradicts itself; `validate`
@@ -217,6 +228,7 @@ fn dispatch<'a>(ui: &Ui, command: Command, find: &Find<'a>, open: &Open<'a>) -> 
         Command::Init(a) => misc::init(ui, a),
         Command::Completions(a) => misc::completions(ui, a),
         Command::Man(a) => misc::man(ui, a),
+        Command::Monitor(a) => misc::monitor(a),
         Command::Schema(a) => misc::schema(ui, find().ok(), a),
         Command::New(a) => {
             let (store, policy) = open()?;

@@ -26,8 +26,13 @@ pub fn report(
     // The report reads status, model, priority, type, dates, approvals and implementation
     // times, all in the summary; a template is judged for standard changes only, which
     // have no approval time.
-    let all = store.load_summaries_where(|c| period.matches(c))?;
-    Ok(report_over(policy, since, until, &all))
+    let (tally, unreadable) = store.fold_summaries(
+        |c| period.matches(c),
+        crate::report::Tally::default,
+        |t, c| t.add_if_in(c, policy, since, until),
+        crate::report::Tally::merge,
+    )?;
+    Ok((tally.finish(policy, since, until), unreadable))
 }
 
 /// [`report`] over summaries read already (the changes requested in the period, and the

@@ -23,6 +23,7 @@ mod tally;
 
 pub use chart::{APPROVAL_BUCKETS, approval_histogram, svg_bars};
 pub use tables::{Align, Csv, MarkdownTable, csv_field, md_cell};
+pub(crate) use tally::Tally;
 pub use tally::{approved_at, build};
 
 /// A period: `2025`, `2025-Q1` or `2025-01`, as `[since, until)` in UTC.

@@ -70,48 +70,99 @@ pub fn build(
     since: Option<Timestamp>,
     until: Option<Timestamp>,
 ) -> Report {
-    let in_period: Vec<&ChangeRequest> = changes
-        .iter()
-        .copied()
-        .filter(|c| {
-            c.request_date
-                .is_some_and(|d| since.is_none_or(|s| d >= s) && until.is_none_or(|u| d < u))
-        })
-        .collect();
     let mut tally = Tally::default();
-    for c in &in_period {
-        tally.add(c, policy);
+    for c in changes {
+        tally.add_if_in(c, policy, since, until);
     }
-    let t = &policy.targets;
-    let approval_hours: Vec<f64> = tally.approval.values().flatten().copied().collect();
-    let approval_time = approval_times(&tally.approval, policy);
-    let rates = tally.rates(t);
-    Report {
-        since,
-        until,
-        total: in_period.len(),
-        by_status: tally.by_status,
-        by_priority: tally.by_priority,
-        by_type: tally.by_type,
-        by_model: tally.by_model,
-        approval_time,
-        implementation_time: times(
-            "all",
-            tally.implementation,
-            target_hours(t.implementation_time),
-        ),
-        rates,
-        weekly: tally
-            .weekly
-            .into_iter()
-            .map(|(d, [s, f, r])| Week {
-                week: d.to_string(),
-                successful: s,
-                failed: f,
-                rolled_back: r,
-            })
-            .collect(),
-        approval_hours,
+    tally.finish(policy, since, until)
+}
+
+impl Tally {
+    /// Counts `c` if it was requested in `[since, until)`.
+    pub(crate) fn add_if_in(
+        &mut self,
+        c: &ChangeRequest,
+        policy: &Policy,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) {
+        if c.request_date
+            .is_some_and(|d| since.is_none_or(|s| d >= s) && until.is_none_or(|u| d < u))
+        {
+            self.total += 1;
+            self.add(c, policy);
+        }
+    }
+
+    /// Adds what `other` counted, after what this one counted (the approval times keep
+    /// that order: the chart's list is in the order of the changes).
+    pub(crate) fn merge(&mut self, other: Tally) {
+        let sum = |a: &mut BTreeMap<String, usize>, b: BTreeMap<String, usize>| {
+            for (k, n) in b {
+                *a.entry(k).or_insert(0) += n;
+            }
+        };
+        sum(&mut self.by_status, other.by_status);
+        sum(&mut self.by_priority, other.by_priority);
+        sum(&mut self.by_type, other.by_type);
+        sum(&mut self.by_model, other.by_model);
+        for (p, v) in other.approval {
+            self.approval.entry(p).or_default().extend(v);
+        }
+        self.implementation.extend(other.implementation);
+        for (o, n) in other.outcomes {
+            *self.outcomes.entry(o).or_insert(0) += n;
+        }
+        for (d, w) in other.weekly {
+            let mine = self.weekly.entry(d).or_insert([0; 3]);
+            for (m, n) in mine.iter_mut().zip(w) {
+                *m += n;
+            }
+        }
+        self.submitted += other.submitted;
+        self.emergencies += other.emergencies;
+        self.total += other.total;
+    }
+
+    /// The report of what was counted.
+    pub(crate) fn finish(
+        self,
+        policy: &Policy,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Report {
+        let tally = self;
+        let t = &policy.targets;
+        let approval_hours: Vec<f64> = tally.approval.values().flatten().copied().collect();
+        let approval_time = approval_times(&tally.approval, policy);
+        let rates = tally.rates(t);
+        Report {
+            since,
+            until,
+            total: tally.total,
+            by_status: tally.by_status,
+            by_priority: tally.by_priority,
+            by_type: tally.by_type,
+            by_model: tally.by_model,
+            approval_time,
+            implementation_time: times(
+                "all",
+                tally.implementation,
+                target_hours(t.implementation_time),
+            ),
+            rates,
+            weekly: tally
+                .weekly
+                .into_iter()
+                .map(|(d, [s, f, r])| Week {
+                    week: d.to_string(),
+                    successful: s,
+                    failed: f,
+                    rolled_back: r,
+                })
+                .collect(),
+            approval_hours,
+        }
     }
 }
 
@@ -120,9 +171,12 @@ fn target_hours(d: Option<crate::model::Duration>) -> Option<f64> {
     d.map(|d| d.as_secs() as f64 / 3600.0)
 }
 
-/// What the report counts and measures, gathered one change at a time.
+/// What the report counts and measures, gathered one change at a time (or in parts, then
+/// merged in order).
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
+    /// Changes of the period.
+    total: usize,
     by_status: BTreeMap<String, usize>,
     by_priority: BTreeMap<String, usize>,
     by_type: BTreeMap<String, usize>,

@@ -48,6 +48,9 @@ pub struct Store {
     proven: std::sync::OnceLock<(Arc<ProvenSignatures>, bool)>,
     /// The policy last assembled from HEAD, by what it was read from.
     policy_cache: std::cell::RefCell<Option<(PolicyKey, Arc<Policy>)>>,
+    /// Starts the read summary's file-system monitor (`chg.fsmonitor`), given the store's
+    /// root and the summary folder: set by the binary, which knows how to run itself.
+    monitor: Option<Box<summary::StartMonitor>>,
 }
 
 /// What HEAD's assembled policy was read from: the `policy/` folder's tree and the allowed
@@ -231,6 +234,7 @@ impl Store {
             prefix,
             proven: Default::default(),
             policy_cache: Default::default(),
+            monitor: None,
         };
         // A step a killed chg left half done is repaired before anything reads the store,
         // so even read-only commands see it before or after, never in between.
@@ -344,6 +348,13 @@ impl Store {
     /// The store folder relative to the work tree, `/`-separated: empty, or ending in `/`.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Has queries ask a file-system monitor what changed instead of looking at every
+    /// change file (see [`summary`]); `start` runs one for the store at the given root and
+    /// summary folder, in the background.
+    pub fn use_monitor(&mut self, start: Box<summary::StartMonitor>) {
+        self.monitor = Some(start);
     }
 
     /// The git repository.

@@ -5,6 +5,16 @@ use std::path::PathBuf;
 
 use super::Store;
 
+/// A store, whose queries ask a file-system monitor what changed when `monitor` is set
+/// (`chg.fsmonitor`; Linux only, elsewhere it is not used).
+fn store(monitor: bool) -> Store {
+    let s = Store::new();
+    if monitor {
+        s.git(&["config", "chg.fsmonitor", "true"]);
+    }
+    s
+}
+
 /// `chg list` as CSV (no terminal defaults): every column the summary answers.
 fn list(s: &Store) -> super::Run {
     s.chg("bob@example.com", &["list", "--format", "csv"]).ok()
@@ -29,7 +39,16 @@ fn from_files(s: &Store) -> String {
 
 #[test]
 fn an_uncommitted_edit_is_listed_at_once_never_the_stale_summary() {
-    let s = Store::new();
+    an_uncommitted_edit_is_listed_at_once_never_the_stale_summary_with(false);
+}
+
+#[test]
+fn an_uncommitted_edit_is_listed_at_once_never_the_stale_summary_with_the_monitor() {
+    an_uncommitted_edit_is_listed_at_once_never_the_stale_summary_with(true);
+}
+
+fn an_uncommitted_edit_is_listed_at_once_never_the_stale_summary_with(monitor: bool) {
+    let s = store(monitor);
     let id = s.new_change(&["--title", "Rotate the keys"]);
     assert!(list(&s).stdout.contains("Rotate the keys"));
     // The same size, in the same second as the summary was written: only the bytes say.
@@ -60,7 +79,16 @@ fn an_uncommitted_edit_is_listed_at_once_never_the_stale_summary() {
 
 #[test]
 fn changes_added_removed_renamed_or_committed_between_runs_are_seen() {
-    let s = Store::new();
+    changes_added_removed_renamed_or_committed_between_runs_are_seen_with(false);
+}
+
+#[test]
+fn changes_added_removed_renamed_or_committed_between_runs_are_seen_with_the_monitor() {
+    changes_added_removed_renamed_or_committed_between_runs_are_seen_with(true);
+}
+
+fn changes_added_removed_renamed_or_committed_between_runs_are_seen_with(monitor: bool) {
+    let s = store(monitor);
     let a = s.new_change(&["--title", "First"]);
     let b = s.new_change(&["--title", "Second"]);
     let before = list(&s).stdout;
@@ -94,7 +122,16 @@ type Damage<'a> = Box<dyn Fn() + 'a>;
 
 #[test]
 fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
-    let s = Store::new();
+    a_damaged_or_foreign_summary_is_rebuilt_with_a_note_with(false);
+}
+
+#[test]
+fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note_with_the_monitor() {
+    a_damaged_or_foreign_summary_is_rebuilt_with_a_note_with(true);
+}
+
+fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note_with(monitor: bool) {
+    let s = store(monitor);
     s.new_change(&["--title", "First"]);
     s.new_change(&["--title", "Second"]);
     let want = list(&s).stdout;
@@ -158,7 +195,16 @@ fn a_damaged_or_foreign_summary_is_rebuilt_with_a_note() {
 
 #[test]
 fn cab_and_report_read_the_summary_as_they_read_the_files() {
-    let s = Store::new();
+    cab_and_report_read_the_summary_as_they_read_the_files_with(false);
+}
+
+#[test]
+fn cab_and_report_read_the_summary_as_they_read_the_files_with_the_monitor() {
+    cab_and_report_read_the_summary_as_they_read_the_files_with(true);
+}
+
+fn cab_and_report_read_the_summary_as_they_read_the_files_with(monitor: bool) {
+    let s = store(monitor);
     let a = s.new_change(&["--title", "First"]);
     s.schedule(&a, "2025-03-20T10:00:00Z", "2025-03-20T11:00:00Z")
         .ok();
@@ -172,4 +218,79 @@ fn cab_and_report_read_the_summary_as_they_read_the_files() {
     std::fs::remove_dir_all(s.root().join(".git/chg/summary")).unwrap();
     assert_eq!(run(&["cab", "--format", "json"]), cab);
     assert_eq!(run(&["report", "--format", "json"]), report);
+}
+
+/// The running monitor's process id, once it holds its lock.
+#[cfg(target_os = "linux")]
+fn monitor_pid(s: &Store) -> i32 {
+    let lock = folder(s).join("monitor.lock");
+    for _ in 0..100 {
+        if let Some(pid) = std::fs::read_to_string(&lock)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no monitor started");
+}
+
+/// The monitor's token kept beside the rows (`"monitor":{"instance":…,"seq":…}`).
+#[cfg(target_os = "linux")]
+fn kept_token(s: &Store) -> String {
+    let meta = std::fs::read_to_string(folder(s).join("meta.json")).unwrap();
+    let at = meta.find("\"monitor\":").expect(&meta);
+    meta[at..].split('}').next().unwrap().to_owned()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_monitor_is_asked_believed_only_for_its_own_token_and_replaced_when_gone() {
+    let s = store(true);
+    let a = s.new_change(&["--title", "First"]);
+    let b = s.new_change(&["--title", "Second"]);
+    assert!(list(&s).stdout.contains("First"));
+    let pid = monitor_pid(&s);
+    // Warm, and asked: its token is kept with the rows, and moves with each answer.
+    let out = list(&s).stdout;
+    assert!(out.contains("First") && out.contains("Second"), "{out}");
+    let token = kept_token(&s);
+    assert!(token.contains("instance"), "{token}");
+
+    // Edited in place, moved by hand into a new folder, removed: each seen at once.
+    s.rewrite(&a, |t| t.replace("First", "Fifth"));
+    let out = list(&s).stdout;
+    assert!(out.contains("Fifth") && !out.contains("First"), "{out}");
+    assert_ne!(kept_token(&s), token);
+    let old = s.file(&b);
+    let far = s.root().join("changes/2031/01");
+    std::fs::create_dir_all(&far).unwrap();
+    std::fs::rename(&old, far.join(old.file_name().unwrap())).unwrap();
+    let json = s.chg("bob@example.com", &["list", "--json"]).ok().stdout;
+    assert!(json.contains(&format!("2031/01/{b}.yaml")), "{json}");
+    std::fs::remove_file(far.join(old.file_name().unwrap())).unwrap();
+    assert!(!list(&s).stdout.contains(&b));
+
+    // Killed: its token is another instance's, so the next run looks at every file, and
+    // starts another monitor.
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.rewrite(&a, |t| t.replace("Fifth", "Sixth"));
+    let out = list(&s).stdout;
+    assert!(out.contains("Sixth"), "{out}");
+    assert_ne!(monitor_pid(&s), pid);
+    s.rewrite(&a, |t| t.replace("Sixth", "Tenth"));
+    assert!(list(&s).stdout.contains("Tenth"));
+    let kept = list(&s).stdout;
+    assert_eq!(kept, from_files(&s));
 }

@@ -45,8 +45,26 @@ pub(super) fn stat_of(m: &fs::Metadata) -> Stat {
 /// folder (no walk of the whole path per file): at 100,000 files this is most of a warm
 /// `chg list`.
 pub(super) fn listed_with_stats(root: &Path) -> std::io::Result<Vec<(String, Stat)>> {
-    let changes = root.join("changes");
-    let mut dirs = vec![(changes.clone(), "changes".to_owned())];
+    listed_under(root, "changes")
+}
+
+/// Whether `rel` (a store path) is a folder whose change files are listed: `changes/` or
+/// a folder under it whose name, and whose folders' names, do not start with a dot.
+pub(super) fn listed_folder(rel: &str) -> bool {
+    let mut parts = rel.split('/');
+    parts.next() == Some("changes") && parts.all(|p| !p.is_empty() && !p.starts_with('.'))
+}
+
+/// Whether `rel` (a store path) is where a listed change file would be.
+pub(super) fn listed_file(rel: &str) -> bool {
+    rel.rsplit_once('/').is_some_and(|(folder, name)| {
+        listed_folder(folder) && !name.starts_with('.') && name.ends_with(".yaml")
+    })
+}
+
+/// [`listed_with_stats`] for the folder `rel` (a store path under `changes/`) alone.
+pub(super) fn listed_under(root: &Path, rel: &str) -> std::io::Result<Vec<(String, Stat)>> {
+    let mut dirs = vec![(root.join(rel), rel.to_owned())];
     // Years, then months: the folders are few, their files many.
     let mut folders = Vec::new();
     while let Some((dir, rel)) = dirs.pop() {

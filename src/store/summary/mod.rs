@@ -4,18 +4,19 @@
 //!
 //! Layout, one folder per store (`store`, or `store@<sha256 of the prefix>`):
 //! - `meta.json`: format, chg version, store prefix, the tree of HEAD's `changes/` last
-//!   seen, and the count, length and SHA-256 of the rows; then a line with the JSON's own
-//!   SHA-256, as the audit index writes its meta file;
-//! - `rows.bin`: one record per change file of the work tree, by path (a 4-byte length,
-//!   then the row in postcard: at 100,000 changes a fifth of the JSON it replaced, and
-//!   decoded in parallel): the git blob id of the bytes summarized, the file's `lstat` when
-//!   those bytes were seen, and the fields the queries filter, sort and show (no long
-//!   texts: see [`facts::Facts`]);
+//!   seen, the count, length and CRC-32 of the rows, and the file-system monitor's token
+//!   they were verified at (if one is used); then a line with the JSON's own SHA-256;
+//! - `rows.bin`: one record per change file of the work tree, by path (their lengths
+//!   first, then the records: read through a memory map, the heads in parallel): the git
+//!   blob id of the bytes summarized, the file's `lstat` when those bytes were seen, and
+//!   the fields the queries filter, sort and show (no long texts: see [`facts::Facts`]),
+//!   in postcard;
 //! - `lock`: held while the summary is read and written.
 //!
 //! It is never a source of truth, and never trusted over the files. Each run lists
-//! `changes/` and `lstat`s every file; a row is used for a file only when its recorded
-//! stat (size, mtime, ctime, inode) is the file's now. Any other file (new, edited,
+//! `changes/` and `lstat`s every file (or, with `chg.fsmonitor`, asks the [`monitor`]
+//! which paths may have changed and looks at those alone); a row is used for a file only
+//! when its recorded stat (size, mtime, ctime, inode) is the file's now. Any other file (new, edited,
 //! checked out anew, recorded too recently to tell) is read and hashed as git hashes a
 //! blob: the row is used when the blob id is the same, else the file is decoded afresh
 //! and its row replaced. A stat is only recorded when the file's mtime and ctime are
@@ -32,10 +33,11 @@
 //!
 //! The parts: `facts` (what a row keeps of a change), `stored` (the rows, and how they are
 //! read from and written to `rows.bin`), `files` (the work tree's change files and their
-//! stats, and the lock).
+//! stats, and the lock), `monitor` (the file-system monitor and how it is asked).
 
 mod facts;
 mod files;
+pub mod monitor;
 mod stored;
 
 use std::collections::BTreeMap;
@@ -53,10 +55,15 @@ use crate::model::{ChangeRequest, Status};
 use crate::text::sha256_hex;
 
 use files::*;
+use monitor::Answer;
 use stored::*;
 
 /// Bumped whenever a row's shape or the decoding of change files changes.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
+
+/// Starts a file-system monitor for the store at the first path, with the summary folder
+/// at the second (see [`monitor`]), in the background.
+pub type StartMonitor = dyn Fn(&Path, &Path) -> std::io::Result<()>;
 const ROWS: &str = "rows.bin";
 
 /// What one work-tree file turned out to be.
@@ -217,11 +224,70 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored rows, the tree they were refreshed to, and whether they must be written
-    /// anew (none yet, or rebuilt with a note: damaged or another version's).
-    fn stored_rows(&self, dir: &Path) -> (Rows, Option<Oid>, bool) {
+    /// Folds `add` over the changes of the summary that `keep` accepts, in parallel and in
+    /// path order (parts made by `init` are merged in order by `merge`), never holding more
+    /// than one decoded change per thread: for a figure over every change (`chg report`),
+    /// where [`Store::load_summaries_where`] built all 100,000 changes at once (a quarter
+    /// of the time went to the memory). Also returns how many change files do not decode.
+    pub fn fold_summaries<A: Send>(
+        &self,
+        keep: impl Fn(&ChangeRequest) -> bool + Sync,
+        init: impl Fn() -> A + Sync + Send,
+        add: impl Fn(&mut A, &ChangeRequest) + Sync + Send,
+        merge: impl Fn(&mut A, A) + Sync + Send,
+    ) -> Result<(A, usize)> {
+        let Ok(rows) = self.summary_rows() else {
+            let mut acc = init();
+            let mut unreadable = 0;
+            for l in self.load_where(&keep)? {
+                match l.decoded.parsed {
+                    true => add(&mut acc, &l.decoded.change),
+                    false => unreadable += 1,
+                }
+            }
+            return Ok((acc, unreadable));
+        };
+        let part = || (init(), 0usize, Vec::new());
+        let (mut acc, mut unreadable, reread) = rows
+            .rows
+            .par_iter()
+            .fold(part, |(mut acc, mut unreadable, mut reread), r| {
+                if !r.big {
+                    match rows.facts(r) {
+                        Ok(Some(f)) => {
+                            let change = f.into_change();
+                            if keep(&change) {
+                                add(&mut acc, &change);
+                            }
+                        }
+                        Ok(None) => unreadable += 1,
+                        Err(()) => reread.push(PathBuf::from(rows.path(r))),
+                    }
+                }
+                (acc, unreadable, reread)
+            })
+            .reduce(part, |(mut a, n, mut r), (b, m, s)| {
+                merge(&mut a, b);
+                r.extend(s);
+                (a, n + m, r)
+            });
+        // Facts that did not decode (never written so): the file is read instead.
+        for rel in reread {
+            let l = self.load_file(&rel)?;
+            match l.decoded.parsed {
+                true if keep(&l.decoded.change) => add(&mut acc, &l.decoded.change),
+                true => {}
+                false => unreadable += 1,
+            }
+        }
+        Ok((acc, unreadable))
+    }
+
+    /// The stored rows, the meta file that vouched for them, and whether they must be
+    /// written anew (none yet, or rebuilt with a note: damaged or another version's).
+    fn stored_rows(&self, dir: &Path) -> (Rows, Option<Meta>, bool) {
         match read_stored(dir, &self.prefix) {
-            Stored::Usable(rows, t) => (rows, t, false),
+            Stored::Usable(rows, meta) => (rows, Some(*meta), false),
             Stored::Missing => (Rows::default(), None, true),
             Stored::Foreign(why) => {
                 self.notices.borrow_mut().push(format!(
@@ -248,14 +314,28 @@ impl Store {
         let safe = |s: &Stat| (s[1], s[2]) < start && (s[3], s[4]) < start;
 
         let tree = self.changes_tree()?;
-        let (mut rows, old_tree, mut dirty) = self.stored_rows(&dir);
+        let (mut rows, meta, mut dirty) = self.stored_rows(&dir);
+        let old_tree = meta.as_ref().and_then(Meta::tree);
         if old_tree != tree {
             self.follow_head(&mut rows, old_tree, tree)?;
             dirty = true;
         }
+        // Asked before any file is looked at: an edit made while they are is in the next
+        // answer.
+        let answer = self.ask_monitor(&dir, meta.as_ref().and_then(|m| m.monitor.as_ref()));
+        let token = match &answer {
+            Some(Answer::All(t) | Answer::Paths(t, _)) => Some(t.clone()),
+            _ => None,
+        };
 
-        let files =
-            listed_with_stats(&self.root).map_err(|e| Error::io("cannot read changes/", e))?;
+        // Rows the monitor vouches for, and the files to look at, by path.
+        let (trusted, files) = match answer {
+            Some(Answer::Paths(_, changed)) if meta.is_some() => self.files_after(&rows, &changed),
+            _ => (
+                Vec::new(),
+                listed_with_stats(&self.root).map_err(|e| Error::io("cannot read changes/", e))?,
+            ),
+        };
         let root = &self.root;
         // Both in path order: pair each file with its row by a merge, not a map.
         let mut pairs: Vec<(String, Stat, Option<usize>)> = Vec::with_capacity(files.len());
@@ -268,39 +348,35 @@ impl Store {
                 (i < rows.rows.len() && rows.bytes(&rows.rows[i].p) == f.as_bytes()).then_some(i);
             pairs.push((f, meta, found));
         }
-        let seen: Vec<Seen> = pairs
-            .into_par_iter()
-            .map(|(p, stat, found)| {
-                let row = found.map(|i| &rows.rows[i]);
-                if let Some(r) = row
-                    && r.s == Some(stat)
-                {
-                    return Seen::Same(found.unwrap_or_default());
-                }
-                let s = safe(&stat).then_some(stat);
-                let abs = root.join(&p);
-                // Read at most one byte past the limit, as load_where does.
-                let size = usize::try_from(stat[0]).unwrap_or(0);
-                let mut bytes = Vec::with_capacity(size.min(decode::MAX_FILE_BYTES as usize) + 1);
-                let read = File::open(&abs)
-                    .and_then(|f| f.take(decode::MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
-                if read.is_err() {
-                    return Seen::Gone;
-                }
-                if bytes.len() as u64 > decode::MAX_FILE_BYTES {
-                    return Seen::New(Box::new(Row::decode(p, Oid::ZERO_SHA1, &bytes, s)));
-                }
-                let Ok(blob) = Oid::hash_object(ObjectType::Blob, &bytes) else {
-                    return Seen::Gone;
-                };
-                match row {
-                    Some(r) if r.b == blob_bytes(blob) => {
-                        Seen::Restat(found.unwrap_or_default(), s)
-                    }
-                    _ => Seen::New(Box::new(Row::decode(p, blob, &bytes, s))),
-                }
-            })
-            .collect();
+        let mut seen: Vec<Seen> = trusted.into_iter().map(Seen::Same).collect();
+        seen.par_extend(pairs.into_par_iter().map(|(p, stat, found)| {
+            let row = found.map(|i| &rows.rows[i]);
+            if let Some(r) = row
+                && r.s == Some(stat)
+            {
+                return Seen::Same(found.unwrap_or_default());
+            }
+            let s = safe(&stat).then_some(stat);
+            let abs = root.join(&p);
+            // Read at most one byte past the limit, as load_where does.
+            let size = usize::try_from(stat[0]).unwrap_or(0);
+            let mut bytes = Vec::with_capacity(size.min(decode::MAX_FILE_BYTES as usize) + 1);
+            let read = File::open(&abs)
+                .and_then(|f| f.take(decode::MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+            if read.is_err() {
+                return Seen::Gone;
+            }
+            if bytes.len() as u64 > decode::MAX_FILE_BYTES {
+                return Seen::New(Box::new(Row::decode(p, Oid::ZERO_SHA1, &bytes, s)));
+            }
+            let Ok(blob) = Oid::hash_object(ObjectType::Blob, &bytes) else {
+                return Seen::Gone;
+            };
+            match row {
+                Some(r) if r.b == blob_bytes(blob) => Seen::Restat(found.unwrap_or_default(), s),
+                _ => Seen::New(Box::new(Row::decode(p, blob, &bytes, s))),
+            }
+        }));
 
         dirty |= seen.len() != rows.rows.len()
             || seen.iter().any(|s| match s {
@@ -310,7 +386,14 @@ impl Store {
                 _ => true,
             });
         if !dirty {
-            // Every file as summarized (the warm case): the rows as they are.
+            // Every file as summarized (the warm case): the rows as they are, under the
+            // monitor's new token (a cache: failing to keep it costs time, nothing else).
+            if let Some(mut meta) = meta
+                && meta.monitor != token
+            {
+                meta.monitor = token;
+                let _ = write_meta(&dir, &meta);
+            }
             return Ok(rows);
         }
         let Rows { buf, rows } = rows;
@@ -324,12 +407,94 @@ impl Store {
                 Seen::Gone => None,
             })
             .collect();
-        let out = Rows { buf, rows: out };
-        if dirty {
-            // A cache: failing to keep it costs the next run time, nothing else.
-            let _ = write_stored(&dir, &self.prefix, tree, &out);
-        }
+        let mut out = Rows { buf, rows: out };
+        out.sort();
+        // A cache: failing to keep it costs the next run time, nothing else.
+        let _ = write_stored(&dir, &self.prefix, tree, token, &out);
         Ok(out)
+    }
+
+    /// What the file-system monitor says changed since `since`, starting one when the
+    /// store uses one and none answers (waiting up to a second for it to answer).
+    fn ask_monitor(&self, dir: &Path, since: Option<&monitor::Token>) -> Option<Answer> {
+        let start = self.monitor.as_ref()?;
+        monitor::socket(dir)?;
+        match monitor::ask(dir, since) {
+            Some(Answer::Quit) | None => {}
+            Some(a) => return Some(a),
+        }
+        if !self.root.join("changes").is_dir() {
+            return None;
+        }
+        // One may be starting (its lock held, its socket not yet bound): wait for it.
+        if !monitor::running(dir) {
+            start(&self.root, dir).ok()?;
+        }
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            match monitor::ask(dir, since) {
+                None => continue,
+                Some(Answer::Quit) => return None,
+                Some(a) => return Some(a),
+            }
+        }
+        None
+    }
+
+    /// With the monitor's word that only `changed` (files and folders) may have changed:
+    /// the rows it vouches for (unchanged, with a stat recorded), and every other change
+    /// file to look at, in path order with its stat now.
+    fn files_after(&self, rows: &Rows, changed: &[String]) -> (Vec<usize>, Vec<(String, Stat)>) {
+        let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
+        // A path is affected when it, or a folder it is in, changed.
+        let affected = |p: &str| {
+            !changed.is_empty()
+                && (changed.contains(p)
+                    || p.char_indices()
+                        .filter(|(_, c)| *c == '/')
+                        .any(|(i, _)| changed.contains(&p[..i])))
+        };
+        let mut trusted = Vec::with_capacity(rows.rows.len());
+        let mut look: Vec<String> = Vec::new();
+        for (i, r) in rows.rows.iter().enumerate() {
+            // The path is only read when it must be (checking 100,000 paths' UTF-8 showed).
+            if r.s.is_some() && changed.is_empty() {
+                trusted.push(i);
+                continue;
+            }
+            let p = rows.path(r);
+            if affected(p) || p.is_empty() {
+                continue;
+            }
+            match r.s {
+                Some(_) => trusted.push(i),
+                None => look.push(p.to_owned()),
+            }
+        }
+        let mut files: Vec<(String, Stat)> = Vec::new();
+        for c in changed {
+            let abs = self.root.join(c);
+            match fs::symlink_metadata(&abs) {
+                Ok(m) if m.is_dir() && listed_folder(c) => {
+                    // Unreadable by now: as without a monitor, what can be read is listed.
+                    if let Ok(under) = listed_under(&self.root, c) {
+                        files.extend(under);
+                    }
+                }
+                Ok(m) if m.is_file() && listed_file(c) => files.push((c.to_owned(), stat_of(&m))),
+                _ => {}
+            }
+        }
+        for p in look {
+            if let Ok(m) = fs::symlink_metadata(self.root.join(&p))
+                && m.is_file()
+            {
+                files.push((p, stat_of(&m)));
+            }
+        }
+        files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        (trusted, files)
     }
 
     /// Reads the change file at `rel` (relative to the store) whole, as
