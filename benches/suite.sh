@@ -133,6 +133,20 @@ print(p["id"], p["missing_roles"][0], members[p["missing_roles"][0]], a["id"], a
   # The floor: reading every change file once.
   measure "cat every change file (the floor)" validate sh -c "find changes -name '*.yaml' -exec cat {} + > /dev/null"
   measure "chg report" report "$CHG" report
+  # Cold: no read summary yet (a fresh clone's first query builds it).
+  PREP="rm -rf .git/chg/summary" R=1 WARM=0 measure "chg list --status approved (cold: builds the summary)" list \
+    "$CHG" list --status approved
+  # With the file-system monitor (git config chg.fsmonitor true): a warm query asks it what
+  # changed instead of looking at every file; git status is the floor of looking at them.
+  git config chg.fsmonitor true
+  "$CHG" list >/dev/null 2>&1; "$CHG" list >/dev/null 2>&1
+  measure "chg list --status approved (chg.fsmonitor)" list "$CHG" list --status approved
+  measure "chg report (chg.fsmonitor)" report "$CHG" report
+  measure "git status (every file's lstat)" list git status --porcelain
+  git config --unset chg.fsmonitor
+  for lock in .git/chg/summary/*/monitor.lock; do
+    [[ -s $lock ]] && kill "$(cat "$lock")" 2>/dev/null || true
+  done
   R=1 WARM=0 measure "chg audit --full" audit "$CHG" audit --full
   R=1 WARM=0 measure "git log --name-status" audit sh -c "git log --name-status > /dev/null"
   measure "chg audit (incremental, nothing new)" audit-incremental "$CHG" audit

@@ -294,3 +294,33 @@ fn the_monitor_is_asked_believed_only_for_its_own_token_and_replaced_when_gone()
     let kept = list(&s).stdout;
     assert_eq!(kept, from_files(&s));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_monitor_of_another_chg_is_asked_to_quit_and_replaced() {
+    use std::io::{BufRead, Write};
+    let s = store(false);
+    s.new_change(&["--title", "First"]);
+    assert!(list(&s).stdout.contains("First"));
+    // Listening where the monitor would: a monitor of another version answers "quit".
+    let sock = std::os::unix::net::UnixListener::bind(folder(&s).join("monitor.sock")).unwrap();
+    let old = std::thread::spawn(move || {
+        let (mut c, _) = sock.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&c).read_line(&mut line).unwrap();
+        c.write_all(b"quit\n").unwrap();
+        line
+    });
+    s.git(&["config", "chg.fsmonitor", "true"]);
+    let out = list(&s).stdout;
+    assert!(out.contains("First"), "{out}");
+    let asked = old.join().unwrap();
+    assert!(
+        asked.starts_with(&format!("since {} ", env!("CARGO_PKG_VERSION"))),
+        "{asked}"
+    );
+    // This chg's own took its place, and answers.
+    monitor_pid(&s);
+    list(&s);
+    assert!(kept_token(&s).contains("instance"));
+}

@@ -420,7 +420,16 @@ impl Store {
         let start = self.monitor.as_ref()?;
         monitor::socket(dir)?;
         match monitor::ask(dir, since) {
-            Some(Answer::Quit) | None => {}
+            None => {}
+            // Another chg's, quitting: once it has let go of its lock, this one's starts.
+            Some(Answer::Quit) => {
+                for _ in 0..50 {
+                    if !monitor::running(dir) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
             Some(a) => return Some(a),
         }
         if !self.root.join("changes").is_dir() {

@@ -22,8 +22,6 @@
 //! It exits when idle for an hour, when `changes/` goes, or when asked by a newer chg.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,7 +63,10 @@ pub(crate) fn socket(dir: &Path) -> Option<std::path::PathBuf> {
 
 /// Asks the monitor of `dir` what may have changed since `since`; `None` when none
 /// answers as expected.
+#[cfg(unix)]
 pub(crate) fn ask(dir: &Path, since: Option<&Token>) -> Option<Answer> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
     let mut s = UnixStream::connect(socket(dir)?).ok()?;
     let limit = Some(Duration::from_secs(3));
     s.set_read_timeout(limit).ok()?;
@@ -97,6 +98,12 @@ pub(crate) fn ask(dir: &Path, since: Option<&Token>) -> Option<Answer> {
         }
         _ => None,
     }
+}
+
+/// Asks the monitor (see the Unix version): elsewhere there is none.
+#[cfg(not(unix))]
+pub(crate) fn ask(_dir: &Path, _since: Option<&Token>) -> Option<Answer> {
+    None
 }
 
 /// Whether a monitor holds the lock of `dir` (a starting one may not answer yet).
