@@ -16,9 +16,9 @@
 //! It is never a source of truth, and never trusted over the files. Each run lists
 //! `changes/` and `lstat`s every file (or, with `chg.fsmonitor`, asks the [`monitor`]
 //! which paths may have changed and looks at those alone); a row is used for a file only
-//! when its recorded stat (size, mtime, ctime, inode) is the file's now. Any other file (new, edited,
-//! checked out anew, recorded too recently to tell) is read and hashed as git hashes a
-//! blob: the row is used when the blob id is the same, else the file is decoded afresh
+//! when its recorded stat (size, mtime, ctime, inode) is the file's now. Any other file
+//! (new, edited, checked out anew, recorded too recently to tell) is read and hashed as
+//! git hashes a blob: the row is used when the blob id is the same, else the file is decoded afresh
 //! and its row replaced. A stat is only recorded when the file's mtime and ctime are
 //! older than the start of the run by the filesystem's clock (the lock file's mtime), git's
 //! rule against "racily clean" files: an edit within the same clock tick cannot pass for
@@ -60,11 +60,11 @@ use stored::*;
 
 /// Bumped whenever a row's shape or the decoding of change files changes.
 const FORMAT: u32 = 5;
+const ROWS: &str = "rows.bin";
 
 /// Starts a file-system monitor for the store at the first path, with the summary folder
 /// at the second (see [`monitor`]), in the background.
 pub type StartMonitor = dyn Fn(&Path, &Path) -> std::io::Result<()>;
-const ROWS: &str = "rows.bin";
 
 /// What one work-tree file turned out to be.
 enum Seen {
