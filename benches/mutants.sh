@@ -220,6 +220,18 @@ file: src/audit/walk.rs
                 Some(p) if p < at => {}
 +++
                 Some(_) => {}
+=== read summary: a file-system monitor's word is taken only for its own instance's token
+file: src/store/summary/monitor.rs
+---
+        if since != instance || seq < w.reset || w.gone {
++++
+        if seq < w.reset || w.gone {
+=== read summary: every path the monitor names is looked at, not taken from the summary
+file: src/store/summary/mod.rs
+---
+            if affected(p) || p.is_empty() {
++++
+            if p.is_empty() {
 EOF
 )
 
