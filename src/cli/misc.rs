@@ -60,7 +60,13 @@ fn new_repository_context(ui: &Ui, path: &std::path::Path) -> Result<chg::Contex
     let existed = path.exists();
     std::fs::create_dir_all(path)
         .map_err(|e| chg::Error::io(format!("cannot create {}", path.display()), e))?;
-    let made = git2::Repository::init(path);
+    // The first branch as git would name it: libgit2 reads `init.defaultBranch` only from
+    // the files it finds itself (not GIT_CONFIG_GLOBAL, not `git -c`).
+    let mut opts = git2::RepositoryInitOptions::new();
+    if let Some(branch) = super::gitconfig::GitConfig::of(None, None).string("init.defaultBranch") {
+        opts.initial_head(branch.trim());
+    }
+    let made = git2::Repository::init_opts(path, &opts);
     let result = made
         .map_err(chg::Error::from)
         .and_then(|r| super::context::for_repo(ui, Some(&r)));

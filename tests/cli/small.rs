@@ -566,3 +566,50 @@ fn schedule_now_to_plus_2h_is_the_steps_own_time_and_two_hours_later() {
     assert_eq!(start.as_second(), authored, "{text}");
     assert_eq!(end.as_second() - start.as_second(), 2 * 3600, "{text}");
 }
+
+/// git reads `GIT_CONFIG_GLOBAL` (a CI job's or a test harness's own config file) and libgit2
+/// does not: chg's identity and `chg init`'s first branch come from it as git's would.
+#[test]
+fn identity_and_first_branch_come_from_git_config_global_as_git_reads_them() {
+    let s = super::Store::bare();
+    let config = s.dir.path().join("ci.gitconfig");
+    std::fs::write(
+        &config,
+        "[user]\n\tname = Casey CI\n\temail = ci@example.com\n[init]\n\tdefaultBranch = trunk\n",
+    )
+    .unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(program);
+        super::base_env(&mut cmd, &s.dir.path().join("home"));
+        let o = cmd
+            .current_dir(s.root())
+            .env("GIT_CONFIG_GLOBAL", &config)
+            .env("CHG_NOW", "2025-03-10T09:00:00Z")
+            .args(args)
+            .output()
+            .unwrap();
+        super::run_output(o)
+    };
+    run(env!("CARGO_BIN_EXE_chg"), &["init"]).ok();
+    assert_eq!(
+        run("git", &["branch", "--show-current"]).stdout.trim(),
+        "trunk"
+    );
+    assert_eq!(
+        run("git", &["log", "-1", "--format=%an <%ae> / %cn <%ce>"])
+            .stdout
+            .trim(),
+        "Casey CI <ci@example.com> / Casey CI <ci@example.com>"
+    );
+    // /dev/null, git's way of reading no global file: no identity, as git says.
+    let none = {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chg"));
+        super::base_env(&mut cmd, &s.dir.path().join("home"));
+        cmd.current_dir(s.root())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args(["new", "--title", "x"]);
+        super::run_output(cmd.output().unwrap())
+    };
+    assert_ne!(none.code, 0, "{}", none.stdout);
+    assert!(none.stderr.contains("no git identity"), "{}", none.stderr);
+}
