@@ -500,8 +500,9 @@ impl Lcg {
     }
 }
 
-/// The changes of one status, from `chg list --json`, with their approvers.
-fn listed(c: &Clone, status: &str) -> Vec<(String, String, Vec<String>)> {
+/// The changes of one status, from `chg list --json`, with their requester, their
+/// approvers' roles and whether they have a schedule.
+fn listed(c: &Clone, status: &str) -> Vec<(String, String, Vec<String>, bool)> {
     let r = c.chg(&["list", "--status", status, "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     v.as_array()
@@ -520,6 +521,7 @@ fn listed(c: &Clone, status: &str) -> Vec<(String, String, Vec<String>)> {
                 x["id"].as_str().unwrap().to_owned(),
                 x["requester"].as_str().unwrap_or("").to_owned(),
                 approvers,
+                !x["schedule"].is_null(),
             )
         })
         .collect()
@@ -560,17 +562,28 @@ fn act(c: &Clone, seed: u64, roles: &[&str]) -> HashMap<String, i64> {
         tries += 1;
         let done = if roles.is_empty() {
             // A requester: files, schedules, edits, implements and closes their own changes.
-            let me = |s: &str| -> Vec<String> {
+            let mine = |s: &str| -> Vec<(String, bool)> {
                 listed(c, s)
                     .into_iter()
                     .filter(|x| x.1 == c.who)
-                    .map(|x| x.0)
+                    .map(|x| (x.0, x.3))
                     .collect()
+            };
+            let me = |s: &str| -> Vec<String> { mine(s).into_iter().map(|x| x.0).collect() };
+            // Only a change with a schedule can be implemented: one approved without one
+            // was picked again and again, and some runs made no implement at all.
+            let scheduled = |s: &str| -> Vec<String> {
+                mine(s).into_iter().filter(|x| x.1).map(|x| x.0).collect()
+            };
+            let unscheduled_first = |s: &str| -> Vec<String> {
+                let mut all = mine(s);
+                all.sort_by_key(|x| x.1);
+                all.into_iter().map(|x| x.0).collect()
             };
             // Changes that made it through approval are carried on first, half the time, so
             // implement and close happen on every run.
             let pick = match rng.next(2) {
-                0 if !me("approved").is_empty() => 3,
+                0 if !scheduled("approved").is_empty() => 3,
                 0 if !me("implementing").is_empty() => 4,
                 _ => rng.next(6),
             };
@@ -595,7 +608,7 @@ fn act(c: &Clone, seed: u64, roles: &[&str]) -> HashMap<String, i64> {
                         true
                     }
                 }
-                1 => match me("pending_approval").first() {
+                1 => match unscheduled_first("pending_approval").first() {
                     Some(id) => {
                         ok(&["schedule", id, "--start", "now", "--end", "+2d"]) && {
                             *made.entry("schedule".into()).or_default() += 1;
@@ -614,7 +627,7 @@ fn act(c: &Clone, seed: u64, roles: &[&str]) -> HashMap<String, i64> {
                     }
                     None => false,
                 },
-                3 => match me("approved").first() {
+                3 => match scheduled("approved").first() {
                     Some(id) => {
                         ok(&["implement", id]) && {
                             *made.entry("implement".into()).or_default() += 1;
