@@ -280,18 +280,12 @@ mod tests {
         let text = "id: CHG-2025-001\nstatus: pending_approval\n";
         let old = decode::decode_str("f", text).change;
         let mut new = old.clone();
-        new.approvals.push(Approval {
-            by: "em@example.com".into(),
-            role: "engineering-manager".into(),
-            decision: Decision::Approved,
-            at: ts("2025-01-27T11:00:00Z"),
-            comments: None,
-            conditions: vec![],
-            digest: None,
-            signature: None,
-            attested_by: None,
-            attested_via: None,
-        });
+        new.approvals.push(Approval::new(
+            "em@example.com".into(),
+            "engineering-manager".into(),
+            Decision::Approved,
+            ts("2025-01-27T11:00:00Z"),
+        ));
         let out = apply(text, &old, &new).unwrap();
         assert!(
             out.contains("approvals:\n- by: em@example.com\n  role: engineering-manager\n"),

@@ -668,18 +668,12 @@ mod tests {
     fn approvals_are_checked_against_roles_and_segregation() {
         let mut c = complete();
         c.status = Some(Status::Approved);
-        c.approvals = vec![Approval {
-            by: "alice@example.com".into(),
-            role: "change-manager".into(),
-            decision: Decision::Approved,
-            at: ts("2025-01-27T10:00:00Z"),
-            comments: None,
-            conditions: vec![],
-            digest: None,
-            signature: None,
-            attested_by: None,
-            attested_via: None,
-        }];
+        c.approvals = vec![Approval::new(
+            "alice@example.com".into(),
+            "change-manager".into(),
+            Decision::Approved,
+            ts("2025-01-27T10:00:00Z"),
+        )];
         let got = rules(&c);
         assert!(got.contains(&"segregation-of-duties"), "{got:?}");
         assert!(got.contains(&"approval-role"), "{got:?}");

@@ -80,6 +80,25 @@ pub struct Approval {
     pub attested_via: Option<String>,
 }
 
+impl Approval {
+    /// `by`'s `decision` in `role` at `at`, with no comment, condition, digest or
+    /// signature.
+    pub fn new(by: String, role: String, decision: Decision, at: Timestamp) -> Approval {
+        Approval {
+            by,
+            role,
+            decision,
+            at,
+            comments: None,
+            conditions: Vec::new(),
+            digest: None,
+            signature: None,
+            attested_by: None,
+            attested_via: None,
+        }
+    }
+}
+
 /// What happened when the change was carried out.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Implementation {

@@ -222,18 +222,12 @@ fn awaiting_lists_the_roles_a_person_may_approve_now() {
     );
     assert_eq!(awaiting(&c, "bob@example.com", &none), Vec::<String>::new());
     // Once she approved in one role, not in the other: one person, one role.
-    c.approvals.push(Approval {
-        by: "em@example.com".into(),
-        role: "engineering-manager".into(),
-        decision: Decision::Approved,
-        at: ts("2025-03-02T09:00:00Z"),
-        comments: None,
-        conditions: vec![],
-        digest: None,
-        signature: None,
-        attested_by: None,
-        attested_via: None,
-    });
+    c.approvals.push(Approval::new(
+        "em@example.com".into(),
+        "engineering-manager".into(),
+        Decision::Approved,
+        ts("2025-03-02T09:00:00Z"),
+    ));
     assert_eq!(awaiting(&c, "em@example.com", &none), Vec::<String>::new());
     assert_eq!(awaiting(&c, "cm@example.com", &none), ["change-manager"]);
     // History shows cm wrote the content: not hers to approve.
@@ -347,17 +341,13 @@ fn world() -> impl Strategy<Value = (Policy, ChangeRequest, Provenance)> {
             c.requester = Some(PEOPLE[requester].into());
             c.approvals = approvals
                 .into_iter()
-                .map(|(by, role, d, h)| Approval {
-                    by: PEOPLE[by].into(),
-                    role: ROLES[role].into(),
-                    decision: [Decision::Approved, Decision::Rejected, Decision::Withdrawn][d],
-                    at: ts("2025-03-02T00:00:00Z") + SignedDuration::from_hours(h),
-                    comments: None,
-                    conditions: vec![],
-                    digest: None,
-                    signature: None,
-                    attested_by: None,
-                    attested_via: None,
+                .map(|(by, role, d, h)| {
+                    Approval::new(
+                        PEOPLE[by].into(),
+                        ROLES[role].into(),
+                        [Decision::Approved, Decision::Rejected, Decision::Withdrawn][d],
+                        ts("2025-03-02T00:00:00Z") + SignedDuration::from_hours(h),
+                    )
                 })
                 .collect();
             c.implementation = implementer.map(|i| Implementation {

@@ -348,17 +348,8 @@ mod tests {
     #[test]
     fn figures_match_a_hand_computed_fixture() {
         let policy = Policy::default_policy();
-        let approve = |by: &str, role: &str, at: &str| Approval {
-            by: by.into(),
-            role: role.into(),
-            decision: Decision::Approved,
-            at: ts(at),
-            comments: None,
-            conditions: Vec::new(),
-            digest: None,
-            signature: None,
-            attested_by: None,
-            attested_via: None,
+        let approve = |by: &str, role: &str, at: &str| {
+            Approval::new(by.into(), role.into(), Decision::Approved, ts(at))
         };
         let closed = |c: &mut ChangeRequest, start: &str, end: &str, o: Outcome| {
             c.status = Some(Status::Closed);

@@ -136,18 +136,7 @@ impl Facts {
             approvals: self
                 .approvals
                 .into_iter()
-                .map(|(by, role, decision, at)| Approval {
-                    by,
-                    role,
-                    decision,
-                    at: at.get(),
-                    comments: None,
-                    conditions: vec![],
-                    digest: None,
-                    signature: None,
-                    attested_by: None,
-                    attested_via: None,
-                })
+                .map(|(by, role, decision, at)| Approval::new(by, role, decision, at.get()))
                 .collect(),
             implementation: self.implementation.map(|d| Implementation {
                 implementer: d.implementer,
