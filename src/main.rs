@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
     libgit2_on_mimalloc();
+    chg::git::tune_libgit2();
     cli::main()
 }
 

@@ -317,25 +317,6 @@ pub struct CommitAudit {
     pub emergencies: Vec<Emergency>,
 }
 
-/// Sets libgit2 up for reading a long history, before the first object is read.
-pub(crate) fn tune_libgit2() {
-    // libgit2 re-hashes every object it reads; git itself (`git log`) does not, and a
-    // repository's integrity is `git fsck`'s job. A sixth of audit's time went there.
-    git2::opts::strict_hash_verification(false);
-    // Each commit's tree is the next commit's parent tree; month folders of a large store
-    // are bigger than libgit2's default 4 KiB cache limit for trees, so cache them.
-    // SAFETY: process-wide libgit2 settings with valid arguments; libgit2 is initialised
-    // by the repository already open.
-    // Memory stays bounded on long histories: libgit2's caches and pack windows (mapped
-    // pack pages count as resident memory) are capped well under the 500 MB budget.
-    unsafe {
-        let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
-        let _ = git2::opts::set_cache_max_size(64 << 20);
-        let _ = git2::opts::set_mwindow_size(32 << 20);
-        let _ = git2::opts::set_mwindow_mapped_limit(96 << 20);
-    }
-}
-
 /// Audits `oids` in parallel (each worker opens the repository at `git_dir`); verdicts come
 /// back in the order of `oids`, with `seq` numbers from `seq0`.
 ///
@@ -434,7 +415,7 @@ fn update_index(
     full: bool,
     now: Timestamp,
 ) -> Result<(index::Index, index::Update)> {
-    tune_libgit2();
+    crate::git::tune_libgit2();
     let judge = Judge {
         repo: store.repo(),
         commits: CommitJudge {
