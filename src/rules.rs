@@ -19,7 +19,7 @@ mod signatures;
 mod time_order;
 
 pub use approval::{
-    APPROVAL_ROLE, Decider, EMERGENCY_DECLARATION, Provenance, SEGREGATION, WITHDRAWAL,
+    APPROVAL_ROLE, Decider, EMERGENCY_DECLARATION, Provenance, SEGREGATION, UNVERIFIED, WITHDRAWAL,
     approval_problems, decider_problems, decider_refusals, emergency_declaration_refusal,
     missing_roles, proven_author_approves, proven_author_refusal, proven_creator_implements,
     requester_refusal, withdrawal_refusal,

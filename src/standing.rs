@@ -15,7 +15,18 @@ use crate::git::Located;
 use crate::model::ChangeId;
 
 /// Rule id: the change's history holds a step that chg's verified steps did not produce.
-pub const UNVERIFIED: &str = "unverified-history";
+pub const UNVERIFIED: &str = crate::rules::UNVERIFIED;
+
+/// The exceptions about when legitimate steps came (an emergency approved or reviewed
+/// late, a review never made), not about what the file says: they stop the gate, but
+/// not an approval (a late approval of an emergency is still to be recorded).
+const TIMING: &[&str] = &[
+    "emergency-approval-late",
+    "emergency-approval-missing",
+    "emergency-review-late",
+    "emergency-review-missing",
+    "review-missing",
+];
 
 /// One place where a change's history does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +68,9 @@ pub struct Standing {
     pub open: Option<Break>,
     /// The clone is shallow: the history before its cut cannot be verified.
     pub shallow: bool,
+    /// As `open`, of the exceptions about the file's state only (not [`TIMING`]): what an
+    /// approval must not be built on.
+    pub state_break: Option<Break>,
 }
 
 impl Standing {
@@ -108,9 +122,22 @@ impl Standing {
         questionnaire_due(&self.entries)
     }
 
-    /// What the approval rules need from this history ([`crate::rules::Provenance`]).
-    pub fn provenance(&self) -> crate::rules::Provenance {
-        provenance(&self.entries)
+    /// What the approval rules need from this history ([`crate::rules::Provenance`]) of
+    /// change `id`, with why it does not vouch for the file's state, if it does not.
+    pub fn provenance(&self, id: &str) -> crate::rules::Provenance {
+        let unverified = match &self.state_break {
+            Some(b) => Some(b.refusal(id)),
+            // Only timing exceptions open: what stands against the rest.
+            None => Standing {
+                open: None,
+                ..self.clone()
+            }
+            .refusal(id),
+        };
+        crate::rules::Provenance {
+            unverified,
+            ..provenance(&self.entries)
+        }
     }
 }
 
@@ -129,6 +156,7 @@ fn provenance(entries: &[Entry]) -> crate::rules::Provenance {
             .rev()
             .find(|e| e.submitted.is_some())
             .map(|e| e.when),
+        unverified: None,
     }
 }
 
@@ -169,10 +197,12 @@ pub fn provenances_kept(
     }
     let read =
         crate::audit::histories_unless(store, ids, now, |id| kept.by_id.get(id).map(|(k, _)| k))?;
+    let shallow = !crate::git::shallow_commits(store.repo()).is_empty();
     let mut out = std::collections::HashMap::with_capacity(read.len());
     for (id, key, entries) in read {
         let p = match entries {
-            Some(entries) => provenance(&entries),
+            // As approve judges it: with whether the history vouches for the file.
+            Some(entries) => from_history(store, entries, shallow)?.provenance(&id),
             // Not read again: `known` found it kept.
             None => kept.by_id.get(&id).map(|(_, p)| p.clone()).ok_or_else(|| {
                 crate::error::Error::Internal(format!("{id}: no kept provenance"))
@@ -214,11 +244,13 @@ fn exceptions(e: &Entry) -> impl Iterator<Item = Break> + '_ {
 /// verified step ended.
 pub fn of(store: &dyn Located, id: &ChangeId, now: Timestamp) -> Result<Standing> {
     let entries = crate::audit::verified_history(store, &id.to_string(), now)?;
-    from_history(store, entries)
+    let shallow = !crate::git::shallow_commits(store.repo()).is_empty();
+    from_history(store, entries, shallow)
 }
 
-/// The standing that `entries` (a change's history from the audit index) give.
-fn from_history(store: &dyn Located, entries: Vec<Entry>) -> Result<Standing> {
+/// The standing that `entries` (a change's history from the audit index) give, in a
+/// clone that is `shallow` or not.
+fn from_history(store: &dyn Located, entries: Vec<Entry>, shallow: bool) -> Result<Standing> {
     let repo = store.repo();
     // The file's blob in the entry's commit, or in its first parent (the line it was made
     // on, for a merge).
@@ -235,25 +267,37 @@ fn from_history(store: &dyn Located, entries: Vec<Entry>) -> Result<Standing> {
         }
         crate::git::blob_at(&commit.tree()?, &e.path)
     };
-    // The open break, and the version before it that undoing it returns to.
-    let mut open: Option<(Break, Option<git2::Oid>)> = None;
-    for e in &entries {
-        match &open {
-            Some((_, before)) => {
-                if blob(e, false)? == *before {
-                    open = None;
+    // The open break of the exceptions `counts` keeps, and the version before it that
+    // undoing it returns to.
+    let open_of = |counts: &dyn Fn(&Break) -> bool| -> Result<Option<Break>> {
+        let mut open: Option<(Break, Option<git2::Oid>)> = None;
+        for e in &entries {
+            match &open {
+                Some((_, before)) => {
+                    if blob(e, false)? == *before {
+                        open = None;
+                    }
                 }
-            }
-            None => {
-                if let Some(first) = exceptions(e).next() {
-                    open = Some((first, blob(e, true)?));
+                None => {
+                    if let Some(first) = exceptions(e).find(|b| counts(b)) {
+                        open = Some((first, blob(e, true)?));
+                    }
                 }
             }
         }
-    }
+        Ok(open.map(|o| o.0))
+    };
+    let open = open_of(&|_| true)?;
+    let state_break = match &open {
+        Some(b) if TIMING.contains(&b.rule.as_str()) => {
+            open_of(&|b| !TIMING.contains(&b.rule.as_str()))?
+        }
+        other => other.clone(),
+    };
     Ok(Standing {
-        open: open.map(|o| o.0),
-        shallow: !crate::git::shallow_commits(repo).is_empty(),
+        open,
+        shallow,
+        state_break,
         entries,
     })
 }
@@ -292,7 +336,7 @@ pub fn questionnaire_due_among(
 pub fn open_breaks(store: &dyn Located, now: Timestamp) -> Result<Vec<(String, Break)>> {
     let mut out = Vec::new();
     for (id, entries) in crate::audit::histories_with_exceptions(store, now)? {
-        if let Some(b) = from_history(store, entries)?.open {
+        if let Some(b) = from_history(store, entries, false)?.open {
             out.push((id, b));
         }
     }

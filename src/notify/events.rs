@@ -381,7 +381,7 @@ impl Sources<'_> {
             entries: self.logs.get(id).cloned().unwrap_or_default(),
             ..Default::default()
         }
-        .provenance()
+        .provenance(id)
     }
 
     /// The event (and its recipients) of one history entry, if it is a transition that

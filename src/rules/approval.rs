@@ -42,6 +42,10 @@ pub struct Provenance {
     pub questionnaire_due: bool,
     /// When the change last left draft (filed pending, or submitted).
     pub submitted_at: Option<Timestamp>,
+    /// Why its verified history does not vouch for the file's state (a hand-flipped
+    /// status, a forged or badly signed record, a shallow clone, no committed history):
+    /// nothing is approved on such a file, whatever its status and approvals say.
+    pub unverified: Option<Refusal>,
 }
 
 impl Default for Provenance {
@@ -53,9 +57,13 @@ impl Default for Provenance {
             content_author: None,
             questionnaire_due: true,
             submitted_at: None,
+            unverified: None,
         }
     }
 }
+
+/// Rule id: the change's history holds a step that chg's verified steps did not produce.
+pub const UNVERIFIED: &str = "unverified-history";
 
 /// Why `actor` may not approve `change` that history shows they made (segregation of
 /// duties on proven identities, when the policy forbids the requester approving).

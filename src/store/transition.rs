@@ -425,7 +425,7 @@ impl Store {
         let provenance = standing
             .as_ref()
             .filter(|_| approve)
-            .map(crate::standing::Standing::provenance)
+            .map(|st| st.provenance(&id.to_string()))
             .unwrap_or_default();
         let (next, transition) = workflow::apply_with(
             loaded.change(),

@@ -168,7 +168,12 @@ fn content_refusal(
             format!("{id} cannot be approved as it is: {}", p.message),
         )));
     }
-    rules::proven_author_refusal(provenance, policy, actor).map(Error::Refused)
+    if let Some(r) = rules::proven_author_refusal(provenance, policy, actor) {
+        return Some(Error::Refused(r));
+    }
+    // The file's status and approvals are believed only as far as verified history
+    // vouches for them (a rejection stays open to anyone who may decide).
+    provenance.unverified.clone().map(Error::Refused)
 }
 
 /// Which role an approval or rejection is for, after every check of who may act: the one

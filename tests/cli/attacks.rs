@@ -203,6 +203,54 @@ fn a_status_flipped_by_hand_is_not_believed() {
 }
 
 #[test]
+fn nothing_is_approved_on_a_status_flipped_by_hand_and_nobody_is_told_it_awaits_them() {
+    // A draft pushed to pending by hand (plain git, mallory's own identity): approve and
+    // `list --awaiting-me` judge it by its verified history, not by its status line, in
+    // this clone and in a fresh one, and agree again once the hand edit is reverted.
+    let args = [super::COMPLETE, &["--draft"]].concat();
+    let s = Store::new();
+    let id = s
+        .chg("alice@example.com", &args)
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    forge(&s, &id, "ready", |t| {
+        t.replace("status: draft", "status: pending_approval")
+    });
+    let fresh = fresh_clone(&s);
+    for (store, clone) in [(&s, "existing clone"), (&fresh, "fresh clone")] {
+        assert_eq!(
+            super::query::awaiting(store, "em@example.com"),
+            Vec::<String>::new(),
+            "{clone}"
+        );
+        let snapshot = store.snapshot();
+        let r = store.chg("em@example.com", &["approve", &id]).code(1);
+        assert!(
+            r.stderr.contains("history does not verify") && r.stderr.contains("(manual-status)"),
+            "{clone}: {}",
+            r.stderr
+        );
+        assert_unchanged(store, &snapshot);
+    }
+    // A rejection stays open to an approver: it stops the change.
+    fresh
+        .chg(
+            "em@example.com",
+            &["reject", &id, "--comment", "not filed by chg"],
+        )
+        .ok();
+    // Reverted, then submitted as chg submits: awaited and approved again.
+    let mut cmd = s.cmd(Path::new("git"), "alice@example.com");
+    let o = cmd.args(["revert", "--no-edit", "HEAD"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.chg("alice@example.com", &["submit", &id]).ok();
+    assert_eq!(super::query::awaiting(&s, "em@example.com"), [id.as_str()]);
+    s.chg("em@example.com", &["approve", &id]).ok();
+}
+
+#[test]
 fn an_approved_change_copied_under_a_new_id_is_not_believed() {
     let (s, id) = approved();
     let before = exceptions(&s);
@@ -723,7 +771,13 @@ fn a_retired_key_is_not_revived_by_backdating() {
     let before = exceptions(&s);
     s.at("2025-03-11T12:00:00Z");
     sign(&s, "em@example.com", &["approve", &id]).ok();
-    sign(&s, "cm@example.com", &["approve", &id]).ok();
+    // Nothing is approved on top of the record history does not vouch for.
+    let next = sign(&s, "cm@example.com", &["approve", &id]).code(1);
+    assert!(
+        next.stderr.contains("history does not verify") && next.stderr.contains("(signature)"),
+        "{}",
+        next.stderr
+    );
     let caught = Caught {
         id: &id,
         at: "2025-03-13T09:30:00Z",

@@ -297,15 +297,19 @@ fn approvals_backdated_into_an_emergencys_deadline_are_exceptions() {
     // Three days late, dated an hour after the implementation (the commit's own dates too).
     s.at("2025-03-10T11:00:00Z");
     s.chg("sec-lead@example.com", &["approve", &id]).ok();
-    s.chg("em@example.com", &["approve", &id]).ok();
+    // The first is dated before the commit it follows: nothing more is approved on a file
+    // whose recorded times history contradicts.
+    let second = s.chg("em@example.com", &["approve", &id]).code(1);
+    assert!(
+        second.stderr.contains("history does not verify") && second.stderr.contains("(time-order)"),
+        "{}",
+        second.stderr
+    );
     let found = s.exceptions();
     let backdated: Vec<_> = found
         .iter()
         .filter(|(rule, change, _)| rule == "time-order" && *change == id)
         .collect();
-    // The first is dated before the commit it follows. (The second follows the first, whose
-    // commit this harness dates as it dates the step; with a real committer clock it is
-    // caught the same way.)
     assert!(!backdated.is_empty(), "{found:?}");
     s.at("2025-03-13T11:00:00Z");
     let gate = s.chg("bob@example.com", &["gate", &id]).code(1);

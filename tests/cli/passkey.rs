@@ -521,7 +521,7 @@ pub(super) fn answer_json(a: &Assertion) -> serde_json::Value {
 
 #[test]
 fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_committed() {
-    let s = Store::new();
+    let mut s = Store::new();
     let em = s.keygen("em");
     let cm = Passkey::new(1, "localhost");
     std::fs::write(
@@ -707,7 +707,10 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
     );
 
     // The authenticator counted 42: on another change, an answer counting 42 again (a
-    // cloned authenticator) is refused, 43 is taken.
+    // cloned authenticator) is refused, 43 is taken. From here the CLI reads the real clock
+    // as the server does: a change filed at this test's fixed time would be dated before
+    // the server's commits, a history that does not verify, and not approvable.
+    s.at("");
     let id2 = s.new_change(&[]);
     let base2 = format!("/api/v1/change-management/change-requests/{id2}");
     let (_, st) = server.call(

@@ -4,7 +4,7 @@
 use super::{COMPLETE, Store};
 
 /// The ids `chg list --awaiting-me` shows `who` (CSV, so no terminal defaults).
-fn awaiting(s: &Store, who: &str) -> Vec<String> {
+pub(super) fn awaiting(s: &Store, who: &str) -> Vec<String> {
     let out = s
         .chg(who, &["list", "--awaiting-me", "--format", "csv"])
         .ok()

@@ -244,7 +244,7 @@ pub fn statement_for(
     };
     // The step as the library would take it (refusing as it would), without committing:
     // its record's statement is what the signature must cover.
-    let provenance = chg::standing::of(store, id, at)?.provenance();
+    let provenance = chg::standing::of(store, id, at)?.provenance(&id.to_string());
     let (next, transition) = chg::workflow::apply_with(
         loaded.change(),
         policy.for_intake(true),

@@ -46,7 +46,7 @@ fn view(shared: &Shared, store: &Store, person: &Person, id: &str) -> Result<Cha
         .collect();
     let now = now();
     let provenance = chg::standing::of(store, &id, now)
-        .map(|s| s.provenance())
+        .map(|s| s.provenance(&id.to_string()))
         .unwrap_or_default();
     let my_roles = chg::workflow::approvable_roles(&c, &policy, &person.email, &provenance);
     let history = api::history_of(store, &id)?;
