@@ -342,6 +342,9 @@ pub fn audit_commits(
             // the start on every insertion; a pool of long-lived repositories made the
             // audit slower, not faster.
             let repo = Repository::open(git_dir)?;
+            if let Some(worker) = rayon::current_thread_index() {
+                crate::git::own_packs(&repo, worker)?;
+            }
             let mut auditor = Auditor::with_memo(&repo, prefix, memo.clone());
             chunk
                 .iter()
