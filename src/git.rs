@@ -85,6 +85,31 @@ pub fn shallow_commits(repo: &Repository) -> Vec<Oid> {
     out
 }
 
+/// How much of the packs libgit2 keeps mapped at once, process-wide ([`tune_libgit2`]).
+const MAPPED_LIMIT: usize = 96 << 20;
+
+/// Whether `workers` threads reading `repo` each through packs of their own
+/// ([`own_packs`]) can all map every pack within libgit2's mapping limit. Past it, each
+/// handle's windows push the other's out: on a fresh clone of 100,000 changes (a 657 MB
+/// pack) the audit spent its time mapping and unmapping windows, 45 s became 98 s. A
+/// repository that borrows objects (`objects/info/alternates`) keeps the shared packs.
+pub fn own_packs_fit(repo: &git2::Repository, workers: usize) -> bool {
+    let objects = repo.commondir().join("objects");
+    if objects.join("info/alternates").exists() {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir(objects.join("pack")) else {
+        return false;
+    };
+    let bytes: u64 = dir
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    bytes.saturating_mul(workers as u64) <= MAPPED_LIMIT as u64
+}
+
 /// Gives `repo` packs of its own for worker `worker` of a parallel read.
 ///
 /// libgit2 keeps one open pack per pack path for the whole process, shared by every
@@ -92,8 +117,8 @@ pub fn shallow_commits(repo: &Repository) -> Vec<Oid> {
 /// reading one repository's history spent a tenth of their time waiting on it. The
 /// cache is keyed by the path as written, so each worker reaches the same objects
 /// folder by a path of its own (`.git/./objects`, `.git/././objects`): the same files,
-/// opened once per worker. Worker 0, and a path that is not UTF-8 or not a folder, keep
-/// the shared packs, which are only slower.
+/// opened once per worker, when they fit ([`own_packs_fit`]). Worker 0, and a path that
+/// is not UTF-8 or not a folder, keep the shared packs, which are only slower.
 pub fn own_packs(repo: &git2::Repository, worker: usize) -> std::result::Result<(), git2::Error> {
     let Some(common) = repo.commondir().to_str() else {
         return Ok(());
@@ -134,29 +159,14 @@ pub fn tune_libgit2() {
             let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
             let _ = git2::opts::set_cache_max_size(64 << 20);
             let _ = git2::opts::set_mwindow_size(32 << 20);
-            let _ = git2::opts::set_mwindow_mapped_limit(96 << 20);
+            let _ = git2::opts::set_mwindow_mapped_limit(MAPPED_LIMIT);
         }
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
-    fn git(dir: &std::path::Path, args: &[&str]) {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "A")
-            .env("GIT_AUTHOR_EMAIL", "a@example.com")
-            .env("GIT_COMMITTER_NAME", "A")
-            .env("GIT_COMMITTER_EMAIL", "a@example.com")
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
+    use crate::testing::git;
 
     /// A worker's own packs read every object the repository's do: packed, loose, and
     /// borrowed from another repository through `objects/info/alternates`.

@@ -25,8 +25,6 @@ pub mod governance;
 pub mod index;
 mod merges;
 pub mod reconcile;
-#[cfg(test)]
-mod testing;
 mod walk;
 pub mod witness;
 
@@ -333,6 +331,7 @@ pub fn audit_commits(
     use rayon::prelude::*;
     const CHUNK: usize = 512;
     let memo = Arc::new(crate::audit::governance::Memo::default());
+    let own = crate::git::own_packs_fit(&Repository::open(git_dir)?, rayon::current_num_threads());
     let chunks: Vec<Vec<CommitAudit>> = oids
         .par_chunks(CHUNK)
         .enumerate()
@@ -342,7 +341,7 @@ pub fn audit_commits(
             // the start on every insertion; a pool of long-lived repositories made the
             // audit slower, not faster.
             let repo = Repository::open(git_dir)?;
-            if let Some(worker) = rayon::current_thread_index() {
+            if let Some(worker) = rayon::current_thread_index().filter(|_| own) {
                 crate::git::own_packs(&repo, worker)?;
             }
             let mut auditor = Auditor::with_memo(&repo, prefix, memo.clone());
