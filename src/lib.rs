@@ -51,6 +51,8 @@ pub mod standing;
 pub mod store;
 pub mod sync;
 pub mod templates;
+#[cfg(test)]
+mod testing;
 pub mod text;
 pub mod time;
 pub mod tokens;

@@ -1,11 +1,11 @@
-//! For the audit's unit tests: git itself, on a scratch repository.
+//! For unit tests: git itself, on a scratch repository.
 
 use std::path::Path;
 use std::process::Command;
 
 /// Runs git in `dir` with no user or system configuration and a fixed identity; its
 /// standard output, or a panic naming what failed.
-pub(super) fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)

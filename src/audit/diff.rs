@@ -238,7 +238,7 @@ pub(super) fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> std::
 mod tests {
     use super::*;
 
-    use crate::audit::testing::git;
+    use crate::testing::git;
 
     /// The raw walk finds what git's own diff finds, across names that sort differently as
     /// files and as folders (`a`, `a.yaml`, `a/`), additions, deletions, edits, a file

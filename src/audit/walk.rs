@@ -216,7 +216,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    use crate::audit::testing::git;
+    use crate::testing::git;
 
     fn commit(dir: &Path, name: &str) {
         std::fs::write(dir.join(name), name).unwrap();

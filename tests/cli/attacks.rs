@@ -209,12 +209,7 @@ fn nothing_is_approved_on_a_status_flipped_by_hand_and_nobody_is_told_it_awaits_
     // this clone and in a fresh one, and agree again once the hand edit is reverted.
     let args = [super::COMPLETE, &["--draft"]].concat();
     let s = Store::new();
-    let id = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("alice@example.com", &args).ok_line();
     forge(&s, &id, "ready", |t| {
         t.replace("status: draft", "status: pending_approval")
     });
@@ -310,10 +305,7 @@ fn the_creator_of_a_change_cannot_approve_it_whatever_requester_says() {
     let s = Store::new();
     let template = s
         .chg("alice@example.com", &super::new_args("Hers"))
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     let id = template.replace("-001", "-002");
     let text = s.read(&template).replace(&template, &id);
     std::fs::write(s.file(&template).with_file_name(format!("{id}.yaml")), text).unwrap();
@@ -413,12 +405,7 @@ fn propose(s: &Store, f: impl FnOnce(String) -> String) -> String {
     std::fs::write(&p, f(text)).unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&super::COMPLETE[1..]);
-    let id = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("alice@example.com", &args).ok_line();
     s.git(&["checkout", "-q", "--", "policy"]);
     id
 }
@@ -620,10 +607,7 @@ fn standard(s: &Store) -> String {
                 "edge-proxy",
             ],
         )
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
         .ok();
     id
@@ -647,12 +631,7 @@ fn a_template_retired_by_an_approved_proposal_preapproves_nothing() {
     std::fs::remove_file(s.root().join("policy/templates/tls.yaml")).unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&super::COMPLETE[1..]);
-    let retire = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let retire = s.chg("alice@example.com", &args).ok_line();
     approve_all(&s, &retire);
     s.schedule(&retire, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
         .ok();
@@ -747,12 +726,7 @@ fn a_retired_key_is_not_revived_by_backdating() {
     .unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&super::COMPLETE[1..]);
-    let retire = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let retire = s.chg("alice@example.com", &args).ok_line();
     s.git(&["checkout", "-q", "--", "policy"]);
     for who in ["em@example.com", "cm@example.com", "sec-lead@example.com"] {
         sign(&s, who, &["approve", &retire]).ok();
@@ -874,11 +848,7 @@ fn requests_and_edits_can_be_proven() {
     let r = s.chg("alice@example.com", super::COMPLETE).code(2);
     assert!(r.stderr.contains("user.signingkey"), "{}", r.stderr);
     assert_unchanged(&s, &before);
-    let id = sign(&s, "alice@example.com", super::COMPLETE)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = sign(&s, "alice@example.com", super::COMPLETE).ok_line();
     let text = s.read(&id);
     assert!(
         text.contains("content_signature:\n  action: new\n  by: alice@example.com\n"),
@@ -990,12 +960,7 @@ fn signed_governed() -> (Store, Keys, String) {
     s.edit_policy("adopt governance", |t| {
         format!("{t}governance:\n  roles: [security-team-lead]\n")
     });
-    let id = s
-        .chg("mallory@example.com", super::COMPLETE)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("mallory@example.com", super::COMPLETE).ok_line();
     s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
         .ok();
     (s, keys, id)
@@ -1091,10 +1056,7 @@ fn records_a_merge_brings_are_judged_by_the_policy_they_enter() {
     s.git(&["checkout", "-q", "-b", "side", &init]);
     let id = s
         .chg("mallory@example.com", &super::new_args("On the side"))
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     s.chg("cm@example.com", &["approve", &id]).ok();
     s.schedule(&id, "2025-03-11T09:00:00Z", "2025-03-11T11:00:00Z")
         .ok();

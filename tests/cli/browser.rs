@@ -289,10 +289,7 @@ fn in_a_browser_sign_in_enrol_a_passkey_and_approve_with_it_verifiable_with_ssh_
     let id = s.new_change(&["--priority", "low"]);
     let token = s
         .chg("alice@example.com", &["token", "create", "cm@example.com"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     let server = Server::start(&s);
     let origin = server.origin();
     let mut b = Browser::start();

@@ -567,12 +567,7 @@ fn at_80_columns_ids_emails_and_roles_are_whole_and_only_titles_give_way() {
         .ok();
     let mut args = super::COMPLETE.to_vec();
     args[2] = "Resize the Postgres cluster volumes ahead of the quarter-end batch jobs";
-    let long = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let long = s.chg("alice@example.com", &args).ok_line();
     s.schedule(&long, "2025-03-14T22:00:00Z", "2025-03-15T01:00:00Z")
         .ok();
     s.at("2025-03-12T11:00:00Z");

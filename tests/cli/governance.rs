@@ -157,11 +157,7 @@ fn propose(s: &Store) -> String {
     .unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&COMPLETE[1..]);
-    s.chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned()
+    s.chg("alice@example.com", &args).ok_line()
 }
 
 #[test]
@@ -301,12 +297,7 @@ fn a_slipped_in_governance_role_cannot_approve_its_way_out() {
     std::fs::write(&p, format!("{text}# make it official\n")).unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&COMPLETE[1..]);
-    let id = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("alice@example.com", &args).ok_line();
     s.chg("em@example.com", &["approve", &id]).ok();
     s.chg("cm@example.com", &["approve", &id]).ok();
     s.chg("mallory@example.com", &["approve", &id]).ok();

@@ -56,6 +56,10 @@ impl Run {
         );
         self
     }
+    /// Succeeded; its output's one line (an id, a path), trimmed.
+    fn ok_line(self) -> String {
+        self.ok().stdout.trim().to_owned()
+    }
     fn code(self, code: i32) -> Self {
         assert_eq!(
             self.code, code,
@@ -241,11 +245,7 @@ impl Store {
     /// Files a complete change as alice with these extra flags; returns the id.
     fn new_change(&self, extra: &[&str]) -> String {
         let args = [COMPLETE, extra].concat();
-        self.chg("alice@example.com", &args)
-            .ok()
-            .stdout
-            .trim()
-            .to_owned()
+        self.chg("alice@example.com", &args).ok_line()
     }
 }
 
@@ -733,13 +733,7 @@ fn four_parallel_news_get_four_ids_and_four_commits() {
         .collect();
     let mut ids: Vec<String> = children
         .into_iter()
-        .map(|c| {
-            run_output(c.wait_with_output().unwrap())
-                .ok()
-                .stdout
-                .trim()
-                .to_owned()
-        })
+        .map(|c| run_output(c.wait_with_output().unwrap()).ok_line())
         .collect();
     ids.sort();
     assert_eq!(
@@ -774,10 +768,7 @@ fn new_without_a_terminal_lists_every_missing_field() {
             "alice@example.com",
             &["new", "--title", "Only a title", "--draft"],
         )
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     assert!(s.read(&id).contains("status: draft"));
     let r = s.chg("alice@example.com", &["submit", &id]).code(1);
     assert!(r.stderr.contains("rollback_plan"), "{}", r.stderr);
@@ -864,12 +855,7 @@ fn a_change_type_is_taken_by_its_unique_beginning_as_the_prompt_takes_it() {
         "--type",
     ];
     args.push("config");
-    let id = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("alice@example.com", &args).ok_line();
     assert!(
         s.read(&id).contains("change_type: configuration"),
         "{}",
@@ -947,10 +933,7 @@ fn new_from_a_file_with_flags_winning() {
                 "medium",
             ],
         )
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     let text = s.read(&id);
     assert!(
         text.contains("title: From file") && text.contains("priority: medium"),

@@ -325,11 +325,7 @@ fn file_high(s: &Store) -> String {
         ],
     ]
     .concat();
-    s.chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned()
+    s.chg("alice@example.com", &args).ok_line()
 }
 
 fn approve_all(s: &Store, id: &str) {

@@ -539,10 +539,7 @@ fn the_api_takes_a_passkey_approval_and_refuses_every_forgery_with_nothing_commi
     let id = s.new_change(&[]);
     let token = s
         .chg("alice@example.com", &["token", "create", "cm@example.com"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     let server = Server::start(&s);
     let base = format!("/api/v1/change-management/change-requests/{id}");
     let (code, st) = server.call(
@@ -790,10 +787,7 @@ fn a_passkey_approval_is_signed_where_the_policy_does_not_require_it_and_refused
     let id = s.new_change(&["--priority", "low"]);
     let token = s
         .chg("alice@example.com", &["token", "create", "cm@example.com"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+        .ok_line();
     let server = Server::start(&s);
     let base = format!("/api/v1/change-management/change-requests/{id}");
     let approve = |server: &Server| {

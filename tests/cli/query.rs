@@ -80,12 +80,7 @@ fn overdue_counts_the_policy_timeout_from_submission() {
     let filed = s.new_change(&[]);
     // Filed as a draft at the same time, submitted two days later.
     let args = [COMPLETE, &["--draft"]].concat();
-    let draft = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let draft = s.chg("alice@example.com", &args).ok_line();
     s.at("2025-03-12T10:00:00Z");
     s.chg("alice@example.com", &["submit", &draft]).ok();
     s.at("2025-03-13T10:00:00Z");

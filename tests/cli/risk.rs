@@ -114,11 +114,7 @@ fn unanswered_or_misanswered_questionnaires_are_refused_and_reported() {
     s.chg("alice@example.com", &args).code(2);
     assert_unchanged(&s, &before);
     // A medium change cannot be talked down with set.
-    let id = new_with(&s, &["customer_facing"], "medium")
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = new_with(&s, &["customer_facing"], "medium").ok_line();
     let before = s.snapshot();
     let r = s.chg("alice@example.com", &["set", &id, "risk_level=low"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
@@ -424,11 +420,7 @@ fn edit_answers_the_questionnaire() {
 fn show_gives_the_answers_the_risk_level_came_from() {
     // Issue 24: show printed the level and hid the answers a reviewer checks it against.
     let s = with_questionnaire();
-    let id = new_with(&s, &["customer_facing"], "medium")
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = new_with(&s, &["customer_facing"], "medium").ok_line();
     let show = s.chg("alice@example.com", &["show", &id]).ok().stdout;
     assert!(
         show.contains(

@@ -558,12 +558,7 @@ fn a_governance_approval_counts_only_when_validly_signed() {
     std::fs::write(&p, format!("{text}# proposed\n")).unwrap();
     let mut args = vec!["policy", "propose"];
     args.extend_from_slice(&super::COMPLETE[1..]);
-    let id = s
-        .chg("alice@example.com", &args)
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = s.chg("alice@example.com", &args).ok_line();
     s.git(&["checkout", "-q", "--", "policy"]);
     s.signed("em@example.com", &em, &["approve", &id]).ok();
     s.signed("cm@example.com", &cm, &["approve", &id]).ok();

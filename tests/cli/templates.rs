@@ -43,10 +43,7 @@ fn file_from_template(s: &Store) -> String {
             "edge-proxy",
         ],
     )
-    .ok()
-    .stdout
-    .trim()
-    .to_owned()
+    .ok_line()
 }
 
 #[test]
