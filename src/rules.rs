@@ -29,8 +29,9 @@ pub use duties::{
     implementer_reviews_refusal, segregation_failures,
 };
 pub use emergency::{
-    EMERGENCY_APPROVAL_MISSING, EMERGENCY_REVIEW_MISSING, emergency_approval_deadline,
-    emergency_approval_late, emergency_overdue, emergency_review_deadline, emergency_review_late,
+    EMERGENCY_APPROVAL_LATE, EMERGENCY_APPROVAL_MISSING, EMERGENCY_REVIEW_LATE,
+    EMERGENCY_REVIEW_MISSING, emergency_approval_deadline, emergency_approval_late,
+    emergency_overdue, emergency_review_deadline, emergency_review_late,
 };
 pub use implement::{
     DEPLOY_GATE, LIFECYCLE, UNSCHEDULED, deploy_refusal, gate, implement_refusals, schedule_problem,

@@ -21,11 +21,11 @@ pub const UNVERIFIED: &str = crate::rules::UNVERIFIED;
 /// late, a review never made), not about what the file says: they stop the gate, but
 /// not an approval (a late approval of an emergency is still to be recorded).
 const TIMING: &[&str] = &[
-    "emergency-approval-late",
-    "emergency-approval-missing",
-    "emergency-review-late",
-    "emergency-review-missing",
-    "review-missing",
+    crate::rules::EMERGENCY_APPROVAL_LATE,
+    crate::rules::EMERGENCY_APPROVAL_MISSING,
+    crate::rules::EMERGENCY_REVIEW_LATE,
+    crate::rules::EMERGENCY_REVIEW_MISSING,
+    crate::rules::REVIEW_MISSING,
 ];
 
 /// One place where a change's history does not verify.
@@ -76,9 +76,15 @@ pub struct Standing {
 impl Standing {
     /// The first reason not to believe the change's file, if any.
     pub fn refusal(&self, id: &str) -> Option<Refusal> {
-        if let Some(b) = &self.open {
-            return Some(b.refusal(id));
+        match &self.open {
+            Some(b) => Some(b.refusal(id)),
+            None => self.unprovable(id),
         }
+    }
+
+    /// Why the history cannot vouch for the file whatever it holds: a shallow clone, or
+    /// no committed history.
+    fn unprovable(&self, id: &str) -> Option<Refusal> {
         if self.shallow {
             return Some(
                 Refusal::new(
@@ -127,12 +133,8 @@ impl Standing {
     pub fn provenance(&self, id: &str) -> crate::rules::Provenance {
         let unverified = match &self.state_break {
             Some(b) => Some(b.refusal(id)),
-            // Only timing exceptions open: what stands against the rest.
-            None => Standing {
-                open: None,
-                ..self.clone()
-            }
-            .refusal(id),
+            // No exception about the file's state open (a timing one may be).
+            None => self.unprovable(id),
         };
         crate::rules::Provenance {
             unverified,

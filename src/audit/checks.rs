@@ -464,7 +464,7 @@ impl Ctx<'_> {
     pub(super) fn late_approval(&self, before: &ChangeRequest) -> Option<Problem> {
         let deadline = rules::emergency_approval_late(before, self.policy, self.entered)?;
         Some(Problem::exception(
-            "emergency-approval-late",
+            rules::EMERGENCY_APPROVAL_LATE,
             format!(
                 "approved at {}{}, after the emergency deadline {}",
                 format_timestamp(self.when),
@@ -483,7 +483,7 @@ impl Ctx<'_> {
         let deadline =
             rules::emergency_review_late(after, self.policy, review.at.max(self.entered))?;
         Some(Problem::exception(
-            "emergency-review-late",
+            rules::EMERGENCY_REVIEW_LATE,
             format!(
                 "the post-implementation review came at {}, after the emergency deadline {}",
                 format_timestamp(review.at),

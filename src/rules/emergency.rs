@@ -40,6 +40,10 @@ pub fn emergency_review_deadline(change: &ChangeRequest, policy: &Policy) -> Opt
 pub const EMERGENCY_APPROVAL_MISSING: &str = "emergency-approval-missing";
 /// Rule id: an emergency post-implementation review still missing after its deadline.
 pub const EMERGENCY_REVIEW_MISSING: &str = "emergency-review-missing";
+/// Rule id: an emergency approved after its deadline.
+pub const EMERGENCY_APPROVAL_LATE: &str = "emergency-approval-late";
+/// Rule id: an emergency post-implementation review made after its deadline.
+pub const EMERGENCY_REVIEW_LATE: &str = "emergency-review-late";
 
 /// What is overdue on an emergency change at `now`: approvals still missing after their
 /// deadline, a review still missing after its deadline.
