@@ -168,6 +168,29 @@ pub fn tune_libgit2() {
 mod tests {
     use crate::testing::git;
 
+    /// Own packs are taken while every worker can map all of them, never for a
+    /// repository that borrows objects from another.
+    #[test]
+    fn own_packs_fit_only_within_the_mapping_limit_and_without_alternates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        git(&a, &["init", "-q", "-b", "main"]);
+        std::fs::write(a.join("f"), "packed").unwrap();
+        git(&a, &["add", "f"]);
+        git(&a, &["commit", "-q", "-m", "one"]);
+        git(&a, &["gc", "-q"]);
+        git(tmp.path(), &["clone", "-q", "--shared", "a", "b"]);
+        let a = git2::Repository::open(&a).unwrap();
+        assert!(super::own_packs_fit(&a, 2));
+        // A pack this small times this many workers is past the limit.
+        assert!(!super::own_packs_fit(&a, super::MAPPED_LIMIT));
+        assert!(!super::own_packs_fit(
+            &git2::Repository::open(&b).unwrap(),
+            2
+        ));
+    }
+
     /// A worker's own packs read every object the repository's do: packed, loose, and
     /// borrowed from another repository through `objects/info/alternates`.
     #[test]
