@@ -35,7 +35,7 @@ fn open_roles(
     // Exactly the roles [`role_refusal`] finds nothing against, its checks composed so that
     // those that do not depend on the role run once per change, not once per role: a
     // "waiting for me" asks this of thousands of changes.
-    if decision_refusal(change, policy, actor, verb).is_some() {
+    if decision_refusal(change, policy, actor, verb, provenance).is_some() {
         return Vec::new();
     }
     let open: Vec<String> = policy
@@ -57,12 +57,18 @@ fn decision_refusal(
     policy: &Policy,
     actor: &str,
     verb: &str,
+    provenance: &Provenance,
 ) -> Option<Error> {
     let id = IdOf(change);
     let status = change.status();
     let retroactive = change.model() == ChangeModel::Emergency
         && matches!(status, Status::Implementing | Status::Closed);
     if verb == "approve" && status != Status::PendingApproval && !retroactive {
+        // A status history does not vouch for is not named as the reason: "already
+        // approved" of a hand-flipped file would tell the approver all is well.
+        if let Some(r) = &provenance.unverified {
+            return Some(Error::Refused(r.clone()));
+        }
         return Some(Error::Refused(Refusal::new(
             LIFECYCLE,
             match status {
@@ -104,7 +110,7 @@ fn role_refusal(
     provenance: &Provenance,
 ) -> Option<Error> {
     let id = IdOf(change);
-    if let Some(e) = decision_refusal(change, policy, actor, verb) {
+    if let Some(e) = decision_refusal(change, policy, actor, verb, provenance) {
         return Some(e);
     }
     let required = policy.required_role_names(change);
@@ -188,7 +194,7 @@ pub(super) fn decide_role(
 ) -> Result<String> {
     let id = id_of(change);
     // Refused before any role is inferred: whatever role, the answer is no.
-    if let Some(e) = decision_refusal(change, policy, actor, verb) {
+    if let Some(e) = decision_refusal(change, policy, actor, verb, provenance) {
         return Err(e);
     }
     let role = match role {

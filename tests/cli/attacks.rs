@@ -246,6 +246,24 @@ fn nothing_is_approved_on_a_status_flipped_by_hand_and_nobody_is_told_it_awaits_
 }
 
 #[test]
+fn an_approver_of_a_change_flipped_to_approved_by_hand_is_told_its_history_does_not_verify() {
+    // Not "already approved by every required role", which would read as all being well.
+    let s = Store::new();
+    let id = s.chg("alice@example.com", super::COMPLETE).ok_line();
+    forge(&s, &id, "tidy", |t| {
+        t.replace("status: pending_approval", "status: approved")
+    });
+    let before = s.snapshot();
+    let r = s.chg("em@example.com", &["approve", &id]).code(1);
+    assert!(
+        r.stderr.contains("history does not verify") && r.stderr.contains("(manual-status)"),
+        "{}",
+        r.stderr
+    );
+    assert_unchanged(&s, &before);
+}
+
+#[test]
 fn an_approved_change_copied_under_a_new_id_is_not_believed() {
     let (s, id) = approved();
     let before = exceptions(&s);
